@@ -1,0 +1,272 @@
+//! The one error type of korm.
+//!
+//! Every fallible korm call returns [`Result<T>`](crate::Result). Variants carry what went wrong
+//! (the RN, the layer, the table, the column) and never a secret: values are never copied into
+//! errors, only names.
+
+use std::fmt;
+
+/// The result type of every fallible korm operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in korm.
+///
+/// Messages are lowercase, name the RN, layer, table or column involved, and never contain a
+/// value that was written (so a secret can not leak through an error or a log line).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Resource Name could not be parsed or built.
+    #[error("invalid rn {input:?}: {part} {reason}")]
+    InvalidRn {
+        /// The text that was parsed (truncated to 200 characters).
+        input: String,
+        /// The part of the RN that is wrong (`namespace "Users"`, `mod 3`, ...).
+        part: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The RN has the wrong form for this operation (a collection where an item is needed, ...).
+    #[error("rn {rn} can not be used here: {reason}")]
+    WrongRnForm {
+        /// The RN.
+        rn: String,
+        /// What was expected.
+        reason: String,
+    },
+
+    /// A name that would reach SQL (a field, a table, a layer) is not a safe identifier.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidIdentifier {
+        /// What the name is for: `field`, `table`, `layer`, ...
+        what: &'static str,
+        /// The rejected name (truncated to 200 characters).
+        name: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A JSON path (in a filter, a sort or a resolve path) is malformed.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A filter can not be evaluated (a non-scalar comparison value, an unsupported operator).
+    #[error("invalid filter on {path:?}: {reason}")]
+    InvalidFilter {
+        /// The path the filter is on.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A read or write option is invalid (given twice, out of range, not meaningful here).
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A sort key met a value it can not order.
+    #[error(
+        "can not sort by {path:?} in {rn}: the value is {found}, not a scalar (allow stringify to sort it as JSON text)"
+    )]
+    NonScalarSort {
+        /// The sort path.
+        path: String,
+        /// The item holding the value.
+        rn: String,
+        /// What kind of value was found (`object`, `array`).
+        found: &'static str,
+    },
+
+    /// The pool has several layers and the RN does not name one with the `from` mod.
+    #[error(
+        "rn {rn} names no layer, and the pool has several ({layers}): add a [from::<layer>] mod"
+    )]
+    LayerNotNamed {
+        /// The RN.
+        rn: String,
+        /// The layers the pool has, comma-separated.
+        layers: String,
+    },
+
+    /// The RN names a layer the pool does not have.
+    #[error("unknown layer {layer:?} in {rn}: the pool has {layers}")]
+    UnknownLayer {
+        /// The layer name from the RN.
+        layer: String,
+        /// The RN.
+        rn: String,
+        /// The layers the pool has, comma-separated.
+        layers: String,
+    },
+
+    /// The pool was built wrongly (no layer, a duplicate name, ...).
+    #[error("invalid pool configuration: {reason}")]
+    PoolConfig {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The pool was closed.
+    #[error("the pool is closed")]
+    PoolClosed,
+
+    /// No item exists at this RN.
+    #[error("no item at {rn}")]
+    NotFound {
+        /// The RN.
+        rn: String,
+    },
+
+    /// A query that must match (`first()`) matched nothing.
+    #[error("no item in {rn} matches the query")]
+    NoMatch {
+        /// The collection RN queried.
+        rn: String,
+    },
+
+    /// An item already exists at this RN.
+    #[error("an item already exists at {rn}")]
+    AlreadyExists {
+        /// The RN.
+        rn: String,
+    },
+
+    /// A unique field already holds an equal value in another item.
+    #[error("unique field {field:?} of {table} already holds this value (writing {rn})")]
+    UniqueViolation {
+        /// The table.
+        table: String,
+        /// The unique field.
+        field: String,
+        /// The RN being written.
+        rn: String,
+    },
+
+    /// A value's kind does not match the column's stored kind.
+    #[error(
+        "field {column:?} of {table} is stored as {stored} but the value is {found}; persist with destructive to recreate the column"
+    )]
+    SchemaMismatch {
+        /// The table.
+        table: String,
+        /// The column (the field name).
+        column: String,
+        /// The kind the column has.
+        stored: crate::model::ColumnKind,
+        /// The kind of the new value.
+        found: crate::model::ColumnKind,
+    },
+
+    /// A model could not be turned into storable data.
+    #[error("can not encode {what}: {reason}")]
+    Encode {
+        /// What was being encoded (a type or an RN).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// Stored data could not be read back into a model.
+    #[error("can not decode {rn}: {reason}")]
+    Decode {
+        /// The item's RN (or table).
+        rn: String,
+        /// Why (names the field; never a stored value).
+        reason: String,
+    },
+
+    /// A database call failed.
+    #[error("layer {layer:?}: {kind}: {message}")]
+    Database {
+        /// The layer.
+        layer: String,
+        /// What kind of failure it is.
+        kind: DbErrorKind,
+        /// The driver's message (never contains bound values).
+        message: String,
+    },
+
+    /// Part of a write failed and what had already been applied was undone.
+    #[error("write failed at op {op} ({rn}): {source}")]
+    WriteFailed {
+        /// Index of the failing op in the write plan.
+        op: usize,
+        /// The RN of the failing op.
+        rn: String,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// Undoing a failed write failed too: the data may be partly written. The original error
+    /// and the undo error are both kept.
+    #[error(
+        "write failed ({source}) and its undo failed too ({undo}): data of {rns} may be partly written"
+    )]
+    UndoFailed {
+        /// The RNs whose undo failed.
+        rns: String,
+        /// The original failure.
+        #[source]
+        source: Box<Error>,
+        /// The undo failure.
+        undo: Box<Error>,
+    },
+}
+
+/// The kind of a database failure, the same for every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DbErrorKind {
+    /// The database could not be opened or reached.
+    Connect,
+    /// The database stayed busy or locked past the timeout.
+    Busy,
+    /// A unique or primary-key constraint was violated.
+    UniqueViolation,
+    /// A check or not-null constraint was violated.
+    ConstraintViolation,
+    /// The schema is not what korm expects.
+    Schema,
+    /// The connection was lost mid-operation.
+    ConnectionLost,
+    /// Anything else the driver reported.
+    Other,
+}
+
+impl fmt::Display for DbErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbErrorKind::Connect => "can not connect",
+            DbErrorKind::Busy => "database busy",
+            DbErrorKind::UniqueViolation => "unique violation",
+            DbErrorKind::ConstraintViolation => "constraint violation",
+            DbErrorKind::Schema => "schema error",
+            DbErrorKind::ConnectionLost => "connection lost",
+            DbErrorKind::Other => "database error",
+        })
+    }
+}
+
+/// Truncates user input copied into an error, so an error stays readable.
+pub(crate) fn clip(input: &str) -> String {
+    const MAX: usize = 200;
+    if input.len() <= MAX {
+        return input.to_owned();
+    }
+    let mut end = MAX;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &input[..end])
+}

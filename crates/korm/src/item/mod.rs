@@ -1,0 +1,543 @@
+//! Items: typed data at an RN, in one of four states that are distinct types.
+//!
+//! ```text
+//!   FloatingItem --create--> Item --update--> UncommittedItem --commit--> Item
+//!                             |
+//!                           delete --> DeletedItem --restore--> Item
+//!                                           \--destroy (through korm::danger)--> gone
+//! ```
+//!
+//! Each transition consumes the value it starts from, so a stale state can not be written
+//! again, and a transition that makes no sense (committing an unchanged item, restoring a live
+//! one) does not compile.
+
+mod read;
+mod show;
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use read::{Load, Query};
+pub use show::ShowOptions;
+
+use crate::danger::Danger;
+use crate::error::{Error, Result};
+use crate::layer::OpKind;
+use crate::model::{encode, fields_to_map};
+use crate::pool::Pool;
+use crate::rn::Rn;
+use crate::write::{WriteOp, WritePlan, execute};
+
+/// What a model needs to be stored by korm: serde both ways, and safe to move between tasks.
+pub trait Model: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Model for T {}
+
+/// Options of a write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// Allow dropping and recreating a column whose kind changed (the values other items held
+    /// in that column are lost). Without it, a changed kind is
+    /// [`Error::SchemaMismatch`].
+    pub destructive: bool,
+}
+
+impl WriteOptions {
+    /// Default options: nothing destructive.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Allows recreating columns whose kind changed.
+    pub fn destructive(mut self, destructive: bool) -> Self {
+        self.destructive = destructive;
+        self
+    }
+}
+
+/// The entry point for items of one model in one pool; made by [`item`].
+pub struct ItemHandle<T> {
+    pool: Pool,
+    _model: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for ItemHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemHandle")
+            .field("model", &std::any::type_name::<T>())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<T> Clone for ItemHandle<T> {
+    fn clone(&self) -> Self {
+        ItemHandle {
+            pool: self.pool.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+/// Items of model `T` in `pool`: create, query or load them.
+pub fn item<T>(pool: &Pool) -> ItemHandle<T> {
+    ItemHandle {
+        pool: pool.clone(),
+        _model: PhantomData,
+    }
+}
+
+impl<T: Model> ItemHandle<T> {
+    /// A new item that is not stored yet. `rn` is either a collection RN
+    /// (`[rn][from::cardb]:cars:suv:*`, a fresh UUIDv4 is drawn) or an item RN with the id
+    /// to use.
+    ///
+    /// # Errors
+    /// [`Error::WrongRnForm`] for a depot RN, and the routing errors of the pool (a missing
+    /// `from` mod with several layers, an unknown layer).
+    pub fn from_data(&self, rn: Rn<T>, data: T) -> Result<FloatingItem<T>> {
+        let rn = if rn.is_collection() {
+            rn.with_id(uuid::Uuid::new_v4())?
+        } else if rn.is_item() {
+            rn
+        } else {
+            return Err(Error::WrongRnForm {
+                rn: rn.to_string(),
+                reason: "an item needs a collection rn (namespace:kind:*) or an item rn".to_owned(),
+            });
+        };
+        self.pool.route(&rn)?;
+        Ok(FloatingItem {
+            pool: self.pool.clone(),
+            rn,
+            data,
+        })
+    }
+
+    /// A query over the collection `rn` (`[rn][from::cardb]:cars:suv:*`).
+    pub fn query(&self, rn: Rn<T>) -> Query<T> {
+        Query::new(self.pool.clone(), rn)
+    }
+
+    /// Loads the item at `rn`.
+    pub fn load(&self, rn: Rn<T>) -> Load<T> {
+        Load::new(self.pool.clone(), rn)
+    }
+
+    /// An empty placeholder: no RN, no data, nothing stored.
+    pub fn empty(&self) -> EmptyItem<T> {
+        EmptyItem {
+            _model: PhantomData,
+        }
+    }
+}
+
+/// A placeholder that holds no item, for code that needs an item-shaped value before it has
+/// one. [`is_empty`](EmptyItem::is_empty) is always true.
+pub struct EmptyItem<T> {
+    _model: PhantomData<fn() -> T>,
+}
+
+impl<T> EmptyItem<T> {
+    /// Always `true`.
+    pub fn is_empty(&self) -> bool {
+        true
+    }
+}
+
+impl<T> fmt::Debug for EmptyItem<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EmptyItem<{}>", std::any::type_name::<T>())
+    }
+}
+
+/// An item that exists only in memory; [`create`](FloatingItem::create) stores it.
+pub struct FloatingItem<T> {
+    pool: Pool,
+    rn: Rn<T>,
+    data: T,
+}
+
+impl<T: Model> FloatingItem<T> {
+    /// The RN the item will have.
+    pub fn rn(&self) -> &Rn<T> {
+        &self.rn
+    }
+
+    /// The data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// The data, to change before creating.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+
+    /// Always `false`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Stores the item, creating its table and columns if needed.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if an item has this RN, [`Error::UniqueViolation`] naming the
+    /// field, [`Error::SchemaMismatch`] if a field's kind changed, [`Error::Encode`] or
+    /// [`Error::InvalidIdentifier`] for a model korm can not store, and database errors. On
+    /// error nothing is written.
+    pub async fn create(self) -> Result<Item<T>> {
+        self.create_with(WriteOptions::default()).await
+    }
+
+    /// [`create`](FloatingItem::create) with options.
+    ///
+    /// # Errors
+    /// As [`create`](FloatingItem::create).
+    pub async fn create_with(self, options: WriteOptions) -> Result<Item<T>> {
+        let fields = encode(&self.data)?;
+        let stored = fields_to_map(&fields);
+        execute(
+            &self.pool,
+            WritePlan::single(WriteOp {
+                kind: OpKind::Insert,
+                rn: self.rn.untyped(),
+                fields,
+                before: None,
+                destructive: options.destructive,
+            }),
+        )
+        .await?;
+        Ok(Item {
+            pool: self.pool,
+            rn: self.rn,
+            data: self.data,
+            stored,
+        })
+    }
+}
+
+/// A stored item whose data matches what is stored.
+pub struct Item<T> {
+    pool: Pool,
+    rn: Rn<T>,
+    data: T,
+    /// The data as stored: the before-image of the next write.
+    stored: Map<String, Value>,
+}
+
+impl<T: Model> Item<T> {
+    pub(crate) fn from_stored(pool: Pool, rn: Rn<T>, stored: Map<String, Value>) -> Result<Self> {
+        let data = decode::<T>(&rn, &stored)?;
+        Ok(Item {
+            pool,
+            rn,
+            data,
+            stored,
+        })
+    }
+
+    /// The item's RN.
+    pub fn rn(&self) -> &Rn<T> {
+        &self.rn
+    }
+
+    /// The data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// Takes the data out.
+    pub fn into_data(self) -> T {
+        self.data
+    }
+
+    /// Always `false`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Changes the data in memory; [`commit`](UncommittedItem::commit) stores the change.
+    pub fn update(mut self, change: impl FnOnce(&mut T)) -> UncommittedItem<T> {
+        change(&mut self.data);
+        UncommittedItem { item: self }
+    }
+
+    /// Replaces the data in memory; [`commit`](UncommittedItem::commit) stores it.
+    pub fn replace(mut self, data: T) -> UncommittedItem<T> {
+        self.data = data;
+        UncommittedItem { item: self }
+    }
+
+    /// Deletes the item. The returned [`DeletedItem`] keeps a snapshot, so it can be
+    /// [`restore`](DeletedItem::restore)d.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the item is no longer stored, and database errors.
+    pub async fn delete(self) -> Result<DeletedItem<T>> {
+        execute(
+            &self.pool,
+            WritePlan::single(WriteOp {
+                kind: OpKind::Delete,
+                rn: self.rn.untyped(),
+                fields: Vec::new(),
+                before: Some(self.stored.clone()),
+                destructive: false,
+            }),
+        )
+        .await?;
+        Ok(DeletedItem { item: self })
+    }
+
+    /// A readable rendering of the item, secrets redacted (see [`ShowOptions`]).
+    pub fn show(&self, options: ShowOptions) -> String {
+        show::render(self.rn.as_str(), &self.stored, options)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Item<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Item")
+            .field("rn", &self.rn)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+/// A stored item with changes not yet stored; [`commit`](UncommittedItem::commit) stores them.
+pub struct UncommittedItem<T> {
+    item: Item<T>,
+}
+
+impl<T: Model> UncommittedItem<T> {
+    /// The item's RN.
+    pub fn rn(&self) -> &Rn<T> {
+        &self.item.rn
+    }
+
+    /// The changed data.
+    pub fn data(&self) -> &T {
+        &self.item.data
+    }
+
+    /// The changed data, to change further.
+    pub fn data_mut(&mut self) -> &mut T {
+        &mut self.item.data
+    }
+
+    /// Always `false`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Stores the changes. A field that is new to the table adds a column.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the item was deleted meanwhile, [`Error::UniqueViolation`],
+    /// [`Error::SchemaMismatch`] (see [`commit_with`](UncommittedItem::commit_with)), and
+    /// database errors. On error nothing is written and the changes are dropped with `self`.
+    pub async fn commit(self) -> Result<Item<T>> {
+        self.commit_with(WriteOptions::default()).await
+    }
+
+    /// [`commit`](UncommittedItem::commit) with options; `destructive` recreates columns
+    /// whose kind changed.
+    ///
+    /// # Errors
+    /// As [`commit`](UncommittedItem::commit).
+    pub async fn commit_with(self, options: WriteOptions) -> Result<Item<T>> {
+        let Item {
+            pool,
+            rn,
+            data,
+            stored,
+        } = self.item;
+        let fields = encode(&data)?;
+        let new_stored = fields_to_map(&fields);
+        execute(
+            &pool,
+            WritePlan::single(WriteOp {
+                kind: OpKind::Update,
+                rn: rn.untyped(),
+                fields,
+                before: Some(stored),
+                destructive: options.destructive,
+            }),
+        )
+        .await?;
+        Ok(Item {
+            pool,
+            rn,
+            data,
+            stored: new_stored,
+        })
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for UncommittedItem<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UncommittedItem")
+            .field("rn", &self.item.rn)
+            .field("data", &self.item.data)
+            .finish()
+    }
+}
+
+/// A deleted item: no longer stored, but its snapshot is kept in memory so it can be restored.
+pub struct DeletedItem<T> {
+    item: Item<T>,
+}
+
+impl<T: Model> DeletedItem<T> {
+    /// The RN the item had.
+    pub fn rn(&self) -> &Rn<T> {
+        &self.item.rn
+    }
+
+    /// The snapshot of the data.
+    pub fn data(&self) -> &T {
+        &self.item.data
+    }
+
+    /// Always `false`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Stores the snapshot again at the same RN.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if something was stored at the RN meanwhile,
+    /// [`Error::UniqueViolation`] if another item took a unique value, and database errors.
+    pub async fn restore(self) -> Result<Item<T>> {
+        let Item { pool, rn, data, .. } = self.item;
+        FloatingItem { pool, rn, data }.create().await
+    }
+
+    /// Gives up the snapshot for good and makes sure nothing is stored at the RN; it runs only
+    /// through [`danger`](crate::danger).
+    pub fn destroy(self) -> Danger<()> {
+        let Item { pool, rn, .. } = self.item;
+        Danger::new("destroy a deleted item", async move {
+            execute(
+                &pool,
+                WritePlan::single(WriteOp {
+                    kind: OpKind::DeleteIfExists,
+                    rn: rn.untyped(),
+                    fields: Vec::new(),
+                    before: None,
+                    destructive: false,
+                }),
+            )
+            .await
+        })
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for DeletedItem<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeletedItem")
+            .field("rn", &self.item.rn)
+            .field("data", &self.item.data)
+            .finish()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for FloatingItem<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FloatingItem")
+            .field("rn", &self.rn)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+/// Reads stored data into a model. serde's messages quote the offending value; those quotes
+/// are redacted, so a stored value never reaches an error or a log line.
+fn decode<T: DeserializeOwned>(rn: &Rn<T>, stored: &Map<String, Value>) -> Result<T> {
+    T::deserialize(MapRef(stored)).map_err(|e| Error::Decode {
+        rn: rn.to_string(),
+        reason: redact_values(&e.to_string()),
+    })
+}
+
+/// Deserializes a model straight from a borrowed storage map, without cloning it.
+struct MapRef<'a>(&'a Map<String, Value>);
+
+impl<'de> serde::Deserializer<'de> for MapRef<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(
+        self,
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        let entries = self.0.iter().map(|(k, v)| (k.as_str(), v));
+        let map = serde::de::value::MapDeserializer::new(entries.map(|(k, v)| (k, ValueRef(v))));
+        visitor.visit_map(map)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+/// A borrowed JSON value as a deserializer (serde_json implements `Deserializer` for `&Value`).
+struct ValueRef<'a>(&'a Value);
+
+impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for ValueRef<'de> {
+    type Deserializer = &'de Value;
+    fn into_deserializer(self) -> &'de Value {
+        self.0
+    }
+}
+
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..=start]);
+        match rest[start + 1..].find('"') {
+            Some(end) => {
+                out.push_str("…\"");
+                rest = &rest[start + 1 + end + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    for unexpected in ["integer `", "floating point `", "character `", "boolean `"] {
+        while let Some(start) = out.find(unexpected) {
+            let from = start + unexpected.len();
+            let Some(end) = out[from..].find('`') else {
+                break;
+            };
+            out.replace_range(
+                start..from + end + 1,
+                &format!("{}…", &unexpected[..unexpected.len() - 2]),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_values;
+
+    #[test]
+    fn serde_messages_lose_their_values() {
+        let m = redact_values(r#"invalid type: string "078-05-1120", expected i64 at line 1"#);
+        assert!(!m.contains("078"), "{m}");
+        let m = redact_values("invalid value: integer `-5`, expected u8");
+        assert!(!m.contains("-5"), "{m}");
+        assert!(redact_values("missing field `username`").contains("username"));
+    }
+}

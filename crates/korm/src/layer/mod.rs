@@ -1,0 +1,88 @@
+//! Layers: the SQL databases items live in.
+//!
+//! A layer stores items of every collection in tables `__items__{namespace}__{kind}` and
+//! answers three things: apply a batch of writes inside one database transaction, fetch items
+//! by id, and run a planned select. The write path ([`crate::write`]) and the read path
+//! ([`crate::item`]) are the only callers, so every backend sees the same requests.
+
+pub(crate) mod schema;
+pub(crate) mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::model::Field;
+use crate::query::{Filter, SortOrder};
+
+/// What a write op does to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    /// Insert a new row; fails if the id exists.
+    Insert,
+    /// Update the listed columns of an existing row; fails if it does not exist.
+    Update,
+    /// Delete the row; fails if it does not exist.
+    Delete,
+    /// Delete the row if it exists (destroy, and the undo of an insert).
+    DeleteIfExists,
+}
+
+/// One row write, as a layer receives it.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerOp {
+    /// What to do.
+    pub(crate) kind: OpKind,
+    /// The item's RN as text, for errors.
+    pub(crate) rn: String,
+    /// The table (`__items__{namespace}__{kind}`).
+    pub(crate) table: String,
+    /// The row id (the item UUID).
+    pub(crate) id: String,
+    /// The fields to write (insert and update).
+    pub(crate) fields: Vec<Field>,
+    /// Whether a column whose kind changed may be dropped and recreated.
+    pub(crate) destructive: bool,
+}
+
+/// One stored item as read back: its id and its data in storage form.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredRow {
+    /// The item UUID (`rnId`).
+    pub(crate) id: String,
+    /// Field values in storage form (JSON columns parsed, booleans as booleans).
+    pub(crate) data: Map<String, Value>,
+}
+
+/// A planned read of one table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Select {
+    /// The filter, if any.
+    pub(crate) filter: Option<Filter>,
+    /// Sort keys (paths) and directions.
+    pub(crate) sort: Vec<(String, SortOrder)>,
+    /// At most this many rows.
+    pub(crate) limit: Option<u64>,
+}
+
+/// A SQL database that stores items.
+#[async_trait]
+pub(crate) trait Layer: Send + Sync + fmt::Debug {
+    /// The layer's name in the pool.
+    fn ident(&self) -> &str;
+
+    /// Applies the ops in order inside one database transaction, creating tables and columns
+    /// as needed: either all of them are applied or none is.
+    async fn apply(&self, ops: Vec<LayerOp>) -> Result<()>;
+
+    /// Fetches the rows with these ids from one table (missing ids are simply absent).
+    async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>>;
+
+    /// Runs a select on one table. A table that does not exist yet gives no rows.
+    async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
+
+    /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
+    async fn close(&self);
+}

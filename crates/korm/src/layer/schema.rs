@@ -1,0 +1,36 @@
+//! What korm knows of a table's shape.
+
+use crate::model::ColumnKind;
+
+/// The primary-key column of every item table: the item's UUID (not the whole RN).
+pub(crate) const ID_COLUMN: &str = "rnId";
+
+/// The prefix of a unique field's shadow fingerprint column.
+pub(crate) const UNIQUE_PREFIX: &str = "__korm_unique__";
+
+/// The columns of one item table, in table order, with their kinds. The `rnId` key column and
+/// unique shadow columns are not listed: they are not fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct TableSchema {
+    /// The table name (`__items__{namespace}__{kind}`).
+    pub(crate) table: String,
+    /// Field columns and their kinds.
+    pub(crate) columns: Vec<(String, ColumnKind)>,
+    /// Fields that have a unique shadow column.
+    pub(crate) unique: Vec<String>,
+}
+
+impl TableSchema {
+    /// The kind of a field column, if the table has it.
+    pub(crate) fn kind_of(&self, column: &str) -> Option<ColumnKind> {
+        self.columns
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, kind)| *kind)
+    }
+
+    /// Whether the field has a unique shadow column.
+    pub(crate) fn is_unique(&self, column: &str) -> bool {
+        self.unique.iter().any(|u| u == column)
+    }
+}

@@ -1,0 +1,744 @@
+//! The SQLite layer, on rusqlite with SQLite bundled.
+//!
+//! Each layer owns one connection on its own thread ([`worker`]); async callers send it jobs,
+//! so a slow disk or a lock held by another process never blocks a tokio worker. Statements
+//! are prepared once and cached. The schema cache lives on that thread too and never
+//! remembers a missing table or column: a miss is always read again from the database, so a
+//! table another process creates later is seen (K8).
+
+mod options;
+mod worker;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use rusqlite::types::{Value as SqlParam, ValueRef};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use serde_json::{Map, Value};
+
+use options::Target;
+pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
+use worker::{State, Worker};
+
+use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
+use super::{Layer, LayerOp, OpKind, Select, StoredRow};
+use crate::error::{DbErrorKind, Error, Result};
+use crate::model::{ColumnKind, fingerprint};
+use crate::query::{self, SqliteDialect};
+
+/// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
+const FETCH_CHUNK: usize = 500;
+
+/// A SQLite database holding items.
+pub(crate) struct SqliteLayer {
+    ident: String,
+    worker: Worker,
+}
+
+impl fmt::Debug for SqliteLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteLayer")
+            .field("ident", &self.ident)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteLayer {
+    /// Opens (or creates) the database.
+    pub(crate) async fn open(ident: &str, options: SqliteOptions) -> Result<SqliteLayer> {
+        let layer = ident.to_owned();
+        let worker = Worker::start(ident, move || open_connection(&layer, &options)).await?;
+        Ok(SqliteLayer {
+            ident: ident.to_owned(),
+            worker,
+        })
+    }
+}
+
+fn open_connection(layer: &str, options: &SqliteOptions) -> Result<Connection> {
+    let conn = match &options.target {
+        Target::File(path) => Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ),
+        Target::Memory => Connection::open_in_memory(),
+    }
+    .map_err(|e| Error::Database {
+        layer: layer.to_owned(),
+        kind: DbErrorKind::Connect,
+        message: e.to_string(),
+    })?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(|e| db_error(layer, e))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    if options.wal_journal && options.target != Target::Memory {
+        // Another process holding the database locked must not make opening fail (K7): the
+        // journal mode is an optimisation, so a failure to switch is only a warning.
+        if let Err(e) = conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
+            row.get::<_, String>(0)
+        }) {
+            tracing::warn!(layer, error = %e, "could not switch SQLite to WAL journal mode; continuing");
+        }
+    }
+    if let Err(e) = conn.execute_batch(&format!(
+        "PRAGMA synchronous = {};",
+        options.synchronous.pragma()
+    )) {
+        tracing::warn!(layer, error = %e, "could not set SQLite synchronous mode; continuing");
+    }
+    Ok(conn)
+}
+
+#[async_trait]
+impl Layer for SqliteLayer {
+    fn ident(&self) -> &str {
+        &self.ident
+    }
+
+    async fn apply(&self, ops: Vec<LayerOp>) -> Result<()> {
+        self.worker.call(move |state| apply(state, &ops)).await
+    }
+
+    async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| fetch(state, &table, &ids))
+            .await
+    }
+
+    async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| run_select(state, &table, &select))
+            .await
+    }
+
+    async fn close(&self) {
+        self.worker.close().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+
+/// The declared SQLite type of a column kind (korm 1.5's names).
+fn declared_type(kind: ColumnKind, column: &str) -> String {
+    match kind {
+        ColumnKind::Text => "TEXT".to_owned(),
+        ColumnKind::Integer => "INTEGER".to_owned(),
+        ColumnKind::Double => "REAL".to_owned(),
+        ColumnKind::Boolean => format!("BOOLEAN CHECK( {} IN (0, 1) )", quote(column)),
+        ColumnKind::Json => "JSON_TEXT".to_owned(),
+        ColumnKind::RnRef => "RN_REF_TEXT".to_owned(),
+        ColumnKind::Encrypted => "ENCRYPTED_JSON".to_owned(),
+    }
+}
+
+/// The column kind of a declared type; types korm did not write are mapped by SQLite's
+/// affinity rules.
+fn kind_of_declared(declared: &str) -> ColumnKind {
+    let upper = declared.trim().to_ascii_uppercase();
+    let first = upper
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("");
+    match first {
+        "TEXT" => ColumnKind::Text,
+        "INTEGER" => ColumnKind::Integer,
+        "REAL" => ColumnKind::Double,
+        "BOOLEAN" => ColumnKind::Boolean,
+        "JSON_TEXT" => ColumnKind::Json,
+        "RN_REF_TEXT" => ColumnKind::RnRef,
+        "ENCRYPTED_JSON" => ColumnKind::Encrypted,
+        _ if upper.contains("INT") => ColumnKind::Integer,
+        _ if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") => {
+            ColumnKind::Double
+        }
+        _ => ColumnKind::Text,
+    }
+}
+
+/// Quotes an identifier. Every identifier reaching here was validated (field names by the
+/// encoder and the path parser, table names by the RN grammar); doubling quotes is a second
+/// line of defence.
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// The unique index name korm 1.5 uses: `__korm_u_` + 24 hex of SHA-256(`{table}:{field}`).
+fn unique_index_name(table: &str, field: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{table}:{field}").as_bytes());
+    format!("__korm_u_{}", &hex::encode(digest)[..24])
+}
+
+/// Reads a table's schema from the database; `None` if the table does not exist.
+fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<TableSchema>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+        .map_err(|e| db_error(layer, e))?;
+    let mut rows = stmt.query([table]).map_err(|e| db_error(layer, e))?;
+    let mut schema = TableSchema {
+        table: table.to_owned(),
+        ..TableSchema::default()
+    };
+    let mut any = false;
+    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
+        any = true;
+        let name: String = row.get(0).map_err(|e| db_error(layer, e))?;
+        let declared: String = row.get(1).map_err(|e| db_error(layer, e))?;
+        if name == ID_COLUMN {
+            continue;
+        }
+        if let Some(field) = name.strip_prefix(UNIQUE_PREFIX) {
+            schema.unique.push(field.to_owned());
+            continue;
+        }
+        schema.columns.push((name, kind_of_declared(&declared)));
+    }
+    Ok(any.then_some(schema))
+}
+
+/// The schema of a table: from the cache, or read (and cached) when the table exists.
+fn schema_of<'a>(
+    conn: &Connection,
+    schemas: &'a mut std::collections::HashMap<String, TableSchema>,
+    layer: &str,
+    table: &str,
+) -> Result<Option<&'a mut TableSchema>> {
+    if !schemas.contains_key(table) {
+        match read_schema(conn, layer, table)? {
+            Some(schema) => {
+                schemas.insert(table.to_owned(), schema);
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(schemas.get_mut(table))
+}
+
+/// Makes the table fit the op's fields: creates it, adds missing columns and unique shadows,
+/// and checks (or, destructively, recreates) columns whose kind changed.
+fn ensure_schema(
+    conn: &Connection,
+    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    layer: &str,
+    op: &LayerOp,
+) -> Result<()> {
+    let table = &op.table;
+    if schema_of(conn, schemas, layer, table)?.is_none() {
+        let mut columns = vec![format!("{} ID_TEXT PRIMARY KEY", quote(ID_COLUMN))];
+        let mut schema = TableSchema {
+            table: table.clone(),
+            ..TableSchema::default()
+        };
+        for field in &op.fields {
+            let kind = field.kind.unwrap_or(ColumnKind::Text);
+            columns.push(format!(
+                "{} {}",
+                quote(&field.name),
+                declared_type(kind, &field.name)
+            ));
+            schema.columns.push((field.name.clone(), kind));
+            if field.unique {
+                columns.push(format!(
+                    "{} TEXT",
+                    quote(&format!("{UNIQUE_PREFIX}{}", field.name))
+                ));
+                schema.unique.push(field.name.clone());
+            }
+        }
+        let mut ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} ( {} );",
+            quote(table),
+            columns.join(", ")
+        );
+        for field in op.fields.iter().filter(|f| f.unique) {
+            ddl.push_str(&unique_index_ddl(table, &field.name));
+        }
+        conn.execute_batch(&ddl).map_err(|e| db_error(layer, e))?;
+        schemas.insert(table.clone(), schema);
+        return Ok(());
+    }
+
+    // A column the cache does not know may have been added by another process: read again
+    // before adding it (the cache never remembers a miss).
+    let cached = schemas.get(table).map(|s| {
+        op.fields
+            .iter()
+            .any(|f| s.kind_of(&f.name).is_none() || (f.unique && !s.is_unique(&f.name)))
+    });
+    if cached == Some(true) {
+        if let Some(fresh) = read_schema(conn, layer, table)? {
+            schemas.insert(table.clone(), fresh);
+        }
+    }
+    let Some(schema) = schemas.get_mut(table) else {
+        return Ok(());
+    };
+    for field in &op.fields {
+        match (schema.kind_of(&field.name), field.kind) {
+            (None, kind) => {
+                let kind = kind.unwrap_or(ColumnKind::Text);
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {};",
+                    quote(table),
+                    quote(&field.name),
+                    declared_type(kind, &field.name)
+                ))
+                .map_err(|e| db_error(layer, e))?;
+                schema.columns.push((field.name.clone(), kind));
+            }
+            (Some(stored), Some(found)) if !stored.accepts(found) => {
+                if !op.destructive {
+                    return Err(Error::SchemaMismatch {
+                        table: table.clone(),
+                        column: field.name.clone(),
+                        stored,
+                        found,
+                    });
+                }
+                // Destructive: the column (and its unique shadow) is dropped and recreated
+                // with the new kind; the values other items held in it are lost.
+                let mut ddl = String::new();
+                if schema.is_unique(&field.name) {
+                    ddl.push_str(&format!(
+                        "DROP INDEX IF EXISTS {}; ALTER TABLE {} DROP COLUMN {};",
+                        quote(&unique_index_name(table, &field.name)),
+                        quote(table),
+                        quote(&format!("{UNIQUE_PREFIX}{}", field.name))
+                    ));
+                    schema.unique.retain(|u| u != &field.name);
+                }
+                ddl.push_str(&format!(
+                    "ALTER TABLE {t} DROP COLUMN {c}; ALTER TABLE {t} ADD COLUMN {c} {d};",
+                    t = quote(table),
+                    c = quote(&field.name),
+                    d = declared_type(found, &field.name)
+                ));
+                conn.execute_batch(&ddl).map_err(|e| db_error(layer, e))?;
+                schema.columns.retain(|(name, _)| name != &field.name);
+                schema.columns.push((field.name.clone(), found));
+            }
+            _ => {}
+        }
+        if field.unique && !schema.is_unique(&field.name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} TEXT;{}",
+                quote(table),
+                quote(&format!("{UNIQUE_PREFIX}{}", field.name)),
+                unique_index_ddl(table, &field.name)
+            ))
+            .map_err(|e| db_error(layer, e))?;
+            schema.unique.push(field.name.clone());
+        }
+    }
+    Ok(())
+}
+
+fn unique_index_ddl(table: &str, field: &str) -> String {
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({});",
+        quote(&unique_index_name(table, field)),
+        quote(table),
+        quote(&format!("{UNIQUE_PREFIX}{field}"))
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
+    let State {
+        conn,
+        schemas,
+        ident,
+    } = state;
+    let result = (|| {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(ident, e))?;
+        for op in ops {
+            apply_op(&tx, schemas, ident, op)?;
+        }
+        tx.commit().map_err(|e| db_error(ident, e))
+    })();
+    if result.is_err() {
+        // The transaction rolled back, DDL included: forget what the cache learnt from it.
+        for op in ops {
+            schemas.remove(&op.table);
+        }
+    }
+    result
+}
+
+fn apply_op(
+    conn: &Connection,
+    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    layer: &str,
+    op: &LayerOp,
+) -> Result<()> {
+    let map_err = |e: rusqlite::Error| write_error(layer, op, e);
+    match op.kind {
+        OpKind::Insert | OpKind::Update => {
+            ensure_schema(conn, schemas, layer, op)?;
+            let schema = schemas.get(&op.table).ok_or_else(|| Error::Database {
+                layer: layer.to_owned(),
+                kind: DbErrorKind::Schema,
+                message: format!("table {} vanished while writing", op.table),
+            })?;
+            let mut columns = Vec::with_capacity(op.fields.len() * 2);
+            let mut params = Vec::with_capacity(op.fields.len() * 2 + 1);
+            for field in &op.fields {
+                let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
+                columns.push(quote(&field.name));
+                params.push(to_param(&field.value, kind));
+                if schema.is_unique(&field.name) {
+                    columns.push(quote(&format!("{UNIQUE_PREFIX}{}", field.name)));
+                    params.push(if field.value.is_null() {
+                        SqlParam::Null
+                    } else {
+                        SqlParam::Text(fingerprint(&field.value))
+                    });
+                }
+            }
+            if op.kind == OpKind::Insert {
+                let mut sql = format!("INSERT INTO {} ({}", quote(&op.table), quote(ID_COLUMN));
+                for c in &columns {
+                    sql.push_str(", ");
+                    sql.push_str(c);
+                }
+                sql.push_str(") VALUES (?");
+                sql.push_str(&", ?".repeat(columns.len()));
+                sql.push(')');
+                params.insert(0, SqlParam::Text(op.id.clone()));
+                let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+                stmt.execute(rusqlite::params_from_iter(params))
+                    .map_err(map_err)?;
+            } else {
+                let changed = if columns.is_empty() {
+                    let sql = format!(
+                        "SELECT 1 FROM {} WHERE {} = ?",
+                        quote(&op.table),
+                        quote(ID_COLUMN)
+                    );
+                    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+                    usize::from(stmt.exists([&op.id]).map_err(map_err)?)
+                } else {
+                    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = ?")).collect();
+                    let sql = format!(
+                        "UPDATE {} SET {} WHERE {} = ?",
+                        quote(&op.table),
+                        sets.join(", "),
+                        quote(ID_COLUMN)
+                    );
+                    params.push(SqlParam::Text(op.id.clone()));
+                    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+                    stmt.execute(rusqlite::params_from_iter(params))
+                        .map_err(map_err)?
+                };
+                if changed == 0 {
+                    return Err(Error::NotFound { rn: op.rn.clone() });
+                }
+            }
+        }
+        OpKind::Delete | OpKind::DeleteIfExists => {
+            if schema_of(conn, schemas, layer, &op.table)?.is_none() {
+                return match op.kind {
+                    OpKind::Delete => Err(Error::NotFound { rn: op.rn.clone() }),
+                    _ => Ok(()),
+                };
+            }
+            let sql = format!(
+                "DELETE FROM {} WHERE {} = ?",
+                quote(&op.table),
+                quote(ID_COLUMN)
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
+            let changed = stmt.execute([&op.id]).map_err(map_err)?;
+            if changed == 0 && op.kind == OpKind::Delete {
+                return Err(Error::NotFound { rn: op.rn.clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Converts a storage-form value to the parameter for a column of `kind`.
+fn to_param(value: &Value, kind: ColumnKind) -> SqlParam {
+    match (value, kind) {
+        (Value::Null, _) => SqlParam::Null,
+        (Value::Bool(b), _) => SqlParam::Integer(i64::from(*b)),
+        (Value::Number(n), ColumnKind::Double) => SqlParam::Real(n.as_f64().unwrap_or(f64::NAN)),
+        (Value::Number(n), _) => match n.as_i64() {
+            Some(i) => SqlParam::Integer(i),
+            None => SqlParam::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        (Value::String(s), _) => SqlParam::Text(s.clone()),
+        (other, _) => SqlParam::Text(other.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow>> {
+    let State {
+        conn,
+        schemas,
+        ident,
+    } = state;
+    if schema_of(conn, schemas, ident, table)?.is_none() || ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(FETCH_CHUNK) {
+        let sql = if chunk.len() == 1 {
+            format!(
+                "SELECT * FROM {} WHERE {} = ?",
+                quote(table),
+                quote(ID_COLUMN)
+            )
+        } else {
+            format!(
+                "SELECT * FROM {} WHERE {} IN (?{})",
+                quote(table),
+                quote(ID_COLUMN),
+                ", ?".repeat(chunk.len() - 1)
+            )
+        };
+        query_rows(
+            conn,
+            schemas,
+            ident,
+            table,
+            &sql,
+            chunk.iter().map(|id| SqlParam::Text(id.clone())),
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<StoredRow>> {
+    let State {
+        conn,
+        schemas,
+        ident,
+    } = state;
+    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+        return Ok(Vec::new());
+    };
+    let statement = query::render_select(
+        &SqliteDialect,
+        schema,
+        select.filter.as_ref(),
+        &select.sort,
+        select.limit,
+    )?;
+    let params = statement.params.into_iter().map(|v| match v {
+        crate::model::SqlValue::Null => SqlParam::Null,
+        crate::model::SqlValue::Integer(i) => SqlParam::Integer(i),
+        crate::model::SqlValue::Double(f) => SqlParam::Real(f),
+        crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
+        crate::model::SqlValue::Text(s) => SqlParam::Text(s),
+    });
+    let mut out = Vec::new();
+    query_rows(
+        conn,
+        schemas,
+        ident,
+        table,
+        &statement.sql,
+        params,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Runs a `SELECT *` on an item table and decodes its rows.
+fn query_rows(
+    conn: &Connection,
+    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    layer: &str,
+    table: &str,
+    sql: &str,
+    params: impl Iterator<Item = SqlParam>,
+    out: &mut Vec<StoredRow>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| db_error(layer, e))?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(|e| db_error(layer, e))?;
+    // The column list is read from the first row, not before: SQLite re-prepares a cached
+    // `SELECT *` after the table changed, and only then does it list the new columns.
+    let mut plan: Option<Vec<Column>> = None;
+    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
+        let plan = match &mut plan {
+            Some(plan) => plan,
+            None => plan.insert(column_plan(
+                conn,
+                schemas,
+                layer,
+                table,
+                row.as_ref().column_names(),
+            )?),
+        };
+        let mut id = None;
+        let mut data = Map::with_capacity(plan.len());
+        for (i, column) in plan.iter().enumerate() {
+            let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
+            match column {
+                Column::Skip => {}
+                Column::Id => match value {
+                    ValueRef::Text(t) => id = Some(String::from_utf8_lossy(t).into_owned()),
+                    _ => {
+                        return Err(Error::Decode {
+                            rn: table.to_owned(),
+                            reason: "a row's rnId is not text".to_owned(),
+                        });
+                    }
+                },
+                Column::Field(name, kind) => {
+                    data.insert(name.clone(), decode_value(table, name, *kind, value)?);
+                }
+            }
+        }
+        let id = id.ok_or_else(|| Error::Decode {
+            rn: table.to_owned(),
+            reason: "a row has no rnId".to_owned(),
+        })?;
+        out.push(StoredRow { id, data });
+    }
+    Ok(())
+}
+
+/// How to read each column of a result, by name; columns the schema cache does not know
+/// (another process added them) make it read the schema again, once.
+fn column_plan(
+    conn: &Connection,
+    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    layer: &str,
+    table: &str,
+    names: Vec<&str>,
+) -> Result<Vec<Column>> {
+    let stale = schemas.get(table).is_none_or(|s| {
+        names
+            .iter()
+            .any(|n| *n != ID_COLUMN && !n.starts_with(UNIQUE_PREFIX) && s.kind_of(n).is_none())
+    });
+    if stale {
+        if let Some(fresh) = read_schema(conn, layer, table)? {
+            schemas.insert(table.to_owned(), fresh);
+        }
+    }
+    let schema = schemas.get(table);
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            if n == ID_COLUMN {
+                Column::Id
+            } else if n.starts_with(UNIQUE_PREFIX) {
+                Column::Skip
+            } else {
+                Column::Field(n.to_owned(), schema.and_then(|s| s.kind_of(n)))
+            }
+        })
+        .collect())
+}
+
+enum Column {
+    Id,
+    Skip,
+    Field(String, Option<ColumnKind>),
+}
+
+/// Reads one stored value back into storage form, by its column's kind.
+fn decode_value(
+    table: &str,
+    column: &str,
+    kind: Option<ColumnKind>,
+    value: ValueRef<'_>,
+) -> Result<Value> {
+    let bad = |what: &str| Error::Decode {
+        rn: table.to_owned(),
+        reason: format!("column {column:?} holds {what}"),
+    };
+    Ok(match value {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => match kind {
+            Some(ColumnKind::Boolean) => Value::Bool(i != 0),
+            Some(ColumnKind::Double) => {
+                serde_json::Number::from_f64(i as f64).map_or(Value::Null, Value::Number)
+            }
+            _ => Value::from(i),
+        },
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Text(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| bad("text that is not UTF-8"))?;
+            match kind {
+                Some(ColumnKind::Json | ColumnKind::Encrypted) => {
+                    serde_json::from_str(text).map_err(|_| bad("malformed JSON"))?
+                }
+                _ => Value::String(text.to_owned()),
+            }
+        }
+        ValueRef::Blob(_) => return Err(bad("a blob, which korm does not store")),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// Maps a rusqlite error to korm's. SQLite's messages name tables and columns, never bound
+/// values, so they are safe to keep.
+pub(crate) fn db_error(layer: &str, e: rusqlite::Error) -> Error {
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DbErrorKind::Busy,
+            ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied => {
+                DbErrorKind::Connect
+            }
+            ErrorCode::ConstraintViolation => match f.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => DbErrorKind::UniqueViolation,
+                _ => DbErrorKind::ConstraintViolation,
+            },
+            _ => DbErrorKind::Other,
+        },
+        _ => DbErrorKind::Other,
+    };
+    Error::Database {
+        layer: layer.to_owned(),
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// Maps an error of a row write: unique violations become [`Error::UniqueViolation`] (naming
+/// the field) or [`Error::AlreadyExists`] (the key).
+fn write_error(layer: &str, op: &LayerOp, e: rusqlite::Error) -> Error {
+    let mapped = db_error(layer, e);
+    if let Error::Database {
+        kind: DbErrorKind::UniqueViolation,
+        message,
+        ..
+    } = &mapped
+    {
+        // "UNIQUE constraint failed: <table>.<column>"
+        let column = message.rsplit('.').next().unwrap_or_default();
+        if let Some(field) = column.strip_prefix(UNIQUE_PREFIX) {
+            return Error::UniqueViolation {
+                table: op.table.clone(),
+                field: field.to_owned(),
+                rn: op.rn.clone(),
+            };
+        }
+        if column == ID_COLUMN {
+            return Error::AlreadyExists { rn: op.rn.clone() };
+        }
+    }
+    mapped
+}

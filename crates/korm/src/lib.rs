@@ -1,0 +1,70 @@
+//! korm: a unified data runtime.
+//!
+//! korm treats SQL databases and the references between their items as one data model: typed
+//! items addressed by Resource Names ([`Rn`]), stored in layers (SQLite now; PostgreSQL and
+//! MySQL/MariaDB next), with one write path and one read path. It reads and writes the storage
+//! format of korm 1.5 (TypeScript), so a Rust and a Bun service can share one database.
+//!
+//! ```
+//! use korm::{and, eq, gt};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct User { username: String, age: i64 }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> korm::Result<()> {
+//! let pool = korm::pool().layer("userdb", korm::layers::sqlite_memory()).open().await?;
+//! let users = korm::item::<User>(&pool);
+//! let fred = users
+//!     .from_data("[rn]:users:freetier:*".parse()?, User { username: "freddie".into(), age: 41 })?
+//!     .create()
+//!     .await?;
+//! let found = users
+//!     .query("[rn]:users:freetier:*".parse()?)
+//!     .filter(and([eq("username", "freddie"), gt("age", 40)]))
+//!     .get()
+//!     .await?;
+//! assert_eq!(found[0].rn(), fred.rn());
+//! pool.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Item states are distinct types, so an illegal transition does not compile: a persisted
+//! [`Item`] has no `commit`, only an [`UncommittedItem`] does.
+//!
+//! ```compile_fail
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize)] struct User { username: String }
+//! # async fn f(item: korm::Item<User>) {
+//! item.commit().await; // an unchanged item has nothing to commit
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod danger;
+pub mod error;
+mod item;
+mod layer;
+pub mod model;
+mod pool;
+pub mod query;
+pub mod rn;
+mod write;
+
+pub use danger::{Danger, danger};
+pub use error::{DbErrorKind, Error, Result};
+pub use item::{
+    DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Query, ShowOptions,
+    UncommittedItem, WriteOptions, item,
+};
+pub use model::{ColumnKind, Unique};
+pub use pool::{Pool, PoolBuilder, pool};
+pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+pub use rn::{Rn, RnForm};
+
+/// Layer constructors: where items are stored.
+pub mod layers {
+    pub use crate::layer::sqlite::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
+}

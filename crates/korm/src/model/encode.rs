@@ -1,0 +1,575 @@
+//! Model -> fields: a serializer that reads a model's top-level fields in one pass and notices
+//! the wrapper types ([`Unique`](super::Unique), [`Rn`](crate::Rn)) by their newtype markers.
+
+use serde::Serialize;
+use serde::ser::{self, Impossible, SerializeMap, SerializeStruct};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha512};
+
+use super::{ColumnKind, RN_MARKER, UNIQUE_MARKER};
+use crate::error::{Error, Result, clip};
+use crate::layer::schema::{ID_COLUMN, UNIQUE_PREFIX};
+
+/// One top-level field of a model, ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Field {
+    /// The column name (the field name, validated).
+    pub(crate) name: String,
+    /// The value in storage form (what korm 1.5 puts in WAL records: RNs as strings,
+    /// envelopes for encrypted values).
+    pub(crate) value: Value,
+    /// The column kind the value asks for; `None` for null (it fits any column).
+    pub(crate) kind: Option<ColumnKind>,
+    /// Whether the field is a [`Unique`](super::Unique) field.
+    pub(crate) unique: bool,
+}
+
+/// Encodes a model into its fields.
+///
+/// # Errors
+/// [`Error::Encode`] when the model is not a struct or map, a key is not a string, or a value
+/// can not be represented as JSON; [`Error::InvalidIdentifier`] for a field name that is not
+/// a safe column name.
+pub(crate) fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Field>> {
+    let fields = data.serialize(ModelSerializer).map_err(|e| Error::Encode {
+        what: std::any::type_name::<T>().to_owned(),
+        reason: e.to_string(),
+    })?;
+    for (i, field) in fields.iter().enumerate() {
+        validate_field_name(&field.name)?;
+        if fields[..i].iter().any(|f| f.name == field.name) {
+            return Err(Error::Encode {
+                what: std::any::type_name::<T>().to_owned(),
+                reason: format!("field {:?} appears twice", field.name),
+            });
+        }
+    }
+    Ok(fields)
+}
+
+/// Checks that a field name is a safe column name: `[A-Za-z_][A-Za-z0-9_]*`, at most 64
+/// characters, not `rnId` and not starting with `__korm_` (both are korm's own columns).
+pub(crate) fn validate_field_name(name: &str) -> Result<()> {
+    let reject = |reason: &str| {
+        Err(Error::InvalidIdentifier {
+            what: "field",
+            name: clip(name),
+            reason: reason.to_owned(),
+        })
+    };
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return reject("is empty"),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return reject("must start with a letter or _ ([A-Za-z_][A-Za-z0-9_]*)");
+        }
+        _ => {}
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return reject("must match [A-Za-z_][A-Za-z0-9_]*");
+    }
+    if name.len() > 64 {
+        return reject("is longer than 64 characters");
+    }
+    if name == ID_COLUMN {
+        return reject("is korm's key column");
+    }
+    if name.starts_with("__korm_") || name.starts_with(UNIQUE_PREFIX) {
+        return reject("starts with __korm_, which korm reserves");
+    }
+    Ok(())
+}
+
+/// Whether a JSON value is a korm encryption envelope (`{"__ENCRYPTED__": true, ...}`).
+pub(crate) fn is_envelope(value: &Value) -> bool {
+    matches!(value, Value::Object(map) if map.get("__ENCRYPTED__") == Some(&Value::Bool(true)))
+}
+
+/// The column kind a storage-form value asks for (`None` for null, which fits any column).
+pub(crate) fn infer_kind(value: &Value) -> Option<ColumnKind> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(_) => ColumnKind::Boolean,
+        Value::Number(n) if n.is_i64() => ColumnKind::Integer,
+        // A u64 above i64::MAX does not fit an INTEGER column; it is stored as a double, as
+        // JavaScript would hold it.
+        Value::Number(_) => ColumnKind::Double,
+        Value::String(_) => ColumnKind::Text,
+        v if is_envelope(v) => ColumnKind::Encrypted,
+        Value::Array(_) | Value::Object(_) => ColumnKind::Json,
+    })
+}
+
+/// The unique-field fingerprint of a value: SHA-512 (lowercase hex) of its canonical JSON,
+/// with object keys sorted recursively and integral doubles printed as integers (as
+/// JavaScript's `JSON.stringify` prints them, so korm 1.5 computes the same fingerprint).
+pub(crate) fn fingerprint(value: &Value) -> String {
+    let mut text = String::new();
+    canonical_json(value, &mut text);
+    hex::encode(Sha512::digest(text.as_bytes()))
+}
+
+fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            // JavaScript sorts keys by UTF-16 code units; for the BMP that equals byte order
+            // of UTF-8 except across surrogate ranges, which field keys do not use.
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 1e21 => {
+                out.push_str(&format!("{f:.0}"));
+            }
+            _ => out.push_str(&n.to_string()),
+        },
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn not_a_model(what: &str) -> serde_json::Error {
+    ser::Error::custom(format!(
+        "a model must serialize as a struct or a map, not {what}"
+    ))
+}
+
+/// Serializes the top level of a model: only structs and maps are accepted.
+struct ModelSerializer;
+
+/// Collects the fields of a struct or map.
+struct FieldCollector {
+    fields: Vec<Field>,
+    pending_key: Option<String>,
+}
+
+impl FieldCollector {
+    fn push<V: Serialize + ?Sized>(
+        &mut self,
+        name: String,
+        value: &V,
+    ) -> Result<(), serde_json::Error> {
+        let mut marker = Marker::default();
+        let value = value.serialize(FieldSerializer {
+            marker: &mut marker,
+        })?;
+        let kind = if marker.rn && value.is_string() {
+            Some(ColumnKind::RnRef)
+        } else {
+            infer_kind(&value)
+        };
+        self.fields.push(Field {
+            name,
+            value,
+            kind,
+            unique: marker.unique,
+        });
+        Ok(())
+    }
+}
+
+macro_rules! reject {
+    ($($method:ident($($arg:ty),*) => $what:literal;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<Self::Ok, Self::Error> {
+            Err(not_a_model($what))
+        })*
+    };
+}
+
+impl ser::Serializer for ModelSerializer {
+    type Ok = Vec<Field>;
+    type Error = serde_json::Error;
+    type SerializeSeq = Impossible<Vec<Field>, serde_json::Error>;
+    type SerializeTuple = Impossible<Vec<Field>, serde_json::Error>;
+    type SerializeTupleStruct = Impossible<Vec<Field>, serde_json::Error>;
+    type SerializeTupleVariant = Impossible<Vec<Field>, serde_json::Error>;
+    type SerializeMap = FieldCollector;
+    type SerializeStruct = FieldCollector;
+    type SerializeStructVariant = Impossible<Vec<Field>, serde_json::Error>;
+
+    reject! {
+        serialize_bool(bool) => "a boolean";
+        serialize_i8(i8) => "a number";
+        serialize_i16(i16) => "a number";
+        serialize_i32(i32) => "a number";
+        serialize_i64(i64) => "a number";
+        serialize_u8(u8) => "a number";
+        serialize_u16(u16) => "a number";
+        serialize_u32(u32) => "a number";
+        serialize_u64(u64) => "a number";
+        serialize_f32(f32) => "a number";
+        serialize_f64(f64) => "a number";
+        serialize_char(char) => "a string";
+        serialize_str(&str) => "a string";
+        serialize_bytes(&[u8]) => "bytes";
+        serialize_none() => "null";
+        serialize_unit() => "null";
+        serialize_unit_struct(&'static str) => "a unit struct";
+        serialize_unit_variant(&'static str, u32, &'static str) => "an enum variant";
+    }
+
+    fn serialize_some<V: Serialize + ?Sized>(self, value: &V) -> Result<Self::Ok, Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &V,
+    ) -> Result<Self::Ok, Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<Self::Ok, Self::Error> {
+        Err(not_a_model("an enum variant"))
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        Err(not_a_model("a sequence"))
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        Err(not_a_model("a tuple"))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        Err(not_a_model("a tuple struct"))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        Err(not_a_model("an enum variant"))
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        Ok(FieldCollector {
+            fields: Vec::with_capacity(len.unwrap_or(8)),
+            pending_key: None,
+        })
+    }
+
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, Self::Error> {
+        Ok(FieldCollector {
+            fields: Vec::with_capacity(len),
+            pending_key: None,
+        })
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        Err(not_a_model("an enum variant"))
+    }
+}
+
+impl SerializeStruct for FieldCollector {
+    type Ok = Vec<Field>;
+    type Error = serde_json::Error;
+
+    fn serialize_field<V: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), Self::Error> {
+        self.push(key.to_owned(), value)
+    }
+
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        Ok(self.fields)
+    }
+}
+
+impl SerializeMap for FieldCollector {
+    type Ok = Vec<Field>;
+    type Error = serde_json::Error;
+
+    fn serialize_key<K: Serialize + ?Sized>(&mut self, key: &K) -> Result<(), Self::Error> {
+        match key.serialize(serde_json::value::Serializer)? {
+            Value::String(key) => {
+                self.pending_key = Some(key);
+                Ok(())
+            }
+            _ => Err(ser::Error::custom("a model's keys must be strings")),
+        }
+    }
+
+    fn serialize_value<V: Serialize + ?Sized>(&mut self, value: &V) -> Result<(), Self::Error> {
+        let key = self.pending_key.take().ok_or_else(|| {
+            <serde_json::Error as ser::Error>::custom("a map value came without its key")
+        })?;
+        self.push(key, value)
+    }
+
+    fn end(self) -> Result<Self::Ok, Self::Error> {
+        Ok(self.fields)
+    }
+}
+
+/// What the wrapper markers said about one field.
+#[derive(Default)]
+struct Marker {
+    unique: bool,
+    rn: bool,
+}
+
+/// Serializes one field's value to JSON exactly as serde_json does, noting the markers on the
+/// way (through `Option`s too, so `Option<Unique<T>>` is still unique).
+struct FieldSerializer<'a> {
+    marker: &'a mut Marker,
+}
+
+type Json = serde_json::value::Serializer;
+
+macro_rules! delegate {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method(self, $($arg: $ty),*) -> Result<Self::Ok, Self::Error> {
+            serde_json::value::Serializer.$method($($arg),*)
+        })*
+    };
+}
+
+impl<'a> ser::Serializer for FieldSerializer<'a> {
+    type Ok = Value;
+    type Error = serde_json::Error;
+    type SerializeSeq = <Json as ser::Serializer>::SerializeSeq;
+    type SerializeTuple = <Json as ser::Serializer>::SerializeTuple;
+    type SerializeTupleStruct = <Json as ser::Serializer>::SerializeTupleStruct;
+    type SerializeTupleVariant = <Json as ser::Serializer>::SerializeTupleVariant;
+    type SerializeMap = <Json as ser::Serializer>::SerializeMap;
+    type SerializeStruct = <Json as ser::Serializer>::SerializeStruct;
+    type SerializeStructVariant = <Json as ser::Serializer>::SerializeStructVariant;
+
+    delegate! {
+        serialize_bool(v: bool);
+        serialize_i8(v: i8);
+        serialize_i16(v: i16);
+        serialize_i32(v: i32);
+        serialize_i64(v: i64);
+        serialize_i128(v: i128);
+        serialize_u8(v: u8);
+        serialize_u16(v: u16);
+        serialize_u32(v: u32);
+        serialize_u64(v: u64);
+        serialize_u128(v: u128);
+        serialize_f32(v: f32);
+        serialize_f64(v: f64);
+        serialize_char(v: char);
+        serialize_str(v: &str);
+        serialize_bytes(v: &[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(name: &'static str);
+        serialize_unit_variant(name: &'static str, index: u32, variant: &'static str);
+    }
+
+    fn serialize_some<V: Serialize + ?Sized>(self, value: &V) -> Result<Value, Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &V,
+    ) -> Result<Value, Self::Error> {
+        if name == UNIQUE_MARKER {
+            self.marker.unique = true;
+            value.serialize(self)
+        } else if name == RN_MARKER {
+            self.marker.rn = true;
+            value.serialize(serde_json::value::Serializer)
+        } else {
+            serde_json::value::Serializer.serialize_newtype_struct(name, value)
+        }
+    }
+
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &V,
+    ) -> Result<Value, Self::Error> {
+        serde_json::value::Serializer.serialize_newtype_variant(name, index, variant, value)
+    }
+
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, Self::Error> {
+        serde_json::value::Serializer.serialize_seq(len)
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, Self::Error> {
+        serde_json::value::Serializer.serialize_tuple(len)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Self::Error> {
+        serde_json::value::Serializer.serialize_tuple_struct(name, len)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Self::Error> {
+        serde_json::value::Serializer.serialize_tuple_variant(name, index, variant, len)
+    }
+
+    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, Self::Error> {
+        serde_json::value::Serializer.serialize_map(len)
+    }
+
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStruct, Self::Error> {
+        serde_json::value::Serializer.serialize_struct(name, len)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self::SerializeStructVariant, Self::Error> {
+        serde_json::value::Serializer.serialize_struct_variant(name, index, variant, len)
+    }
+}
+
+/// Turns fields back into the storage-form object (what WAL records and before-images hold).
+pub(crate) fn fields_to_map(fields: &[Field]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|f| (f.name.clone(), f.value.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Unique;
+    use serde_json::json;
+
+    #[derive(Serialize)]
+    struct User {
+        username: String,
+        age: i64,
+        score: f64,
+        active: bool,
+        nickname: Option<String>,
+        email: Unique<String>,
+        tags: Vec<String>,
+        meta: serde_json::Value,
+    }
+
+    #[test]
+    fn infers_korm_kinds_and_marks_unique() {
+        let fields = encode(&User {
+            username: "fred".into(),
+            age: 41,
+            score: 97.5,
+            active: true,
+            nickname: None,
+            email: Unique::new("fred@bedrock.example".into()),
+            tags: vec!["quarry".into()],
+            meta: json!({"tier": "gold"}),
+        })
+        .unwrap();
+        let kinds: Vec<_> = fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind, f.unique))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("username", Some(ColumnKind::Text), false),
+                ("age", Some(ColumnKind::Integer), false),
+                ("score", Some(ColumnKind::Double), false),
+                ("active", Some(ColumnKind::Boolean), false),
+                ("nickname", None, false),
+                ("email", Some(ColumnKind::Text), true),
+                ("tags", Some(ColumnKind::Json), false),
+                ("meta", Some(ColumnKind::Json), false),
+            ]
+        );
+        assert_eq!(fields[5].value, json!("fred@bedrock.example"));
+    }
+
+    #[test]
+    fn fingerprint_matches_korm_1_5() {
+        // From ../shared/fixtures/korm-ts-1.5/cardb.sqlite, fred's __korm_unique__email.
+        assert!(fingerprint(&json!("fred@bedrock.example")).starts_with("a907f0e05c70c37b12a2"));
+        assert_eq!(
+            fingerprint(&json!({"b": 1, "a": {"d": [1, 2.0], "c": null}})),
+            fingerprint(&json!({"a": {"c": null, "d": [1, 2]}, "b": 1}))
+        );
+    }
+
+    #[test]
+    fn rejects_non_models_and_bad_names() {
+        assert!(matches!(encode(&5), Err(Error::Encode { .. })));
+        assert!(matches!(encode(&vec![1]), Err(Error::Encode { .. })));
+        let mut hostile = serde_json::Map::new();
+        hostile.insert("x\"; DROP TABLE t; --".into(), json!(1));
+        assert!(matches!(
+            encode(&hostile),
+            Err(Error::InvalidIdentifier { .. })
+        ));
+        for bad in ["rnId", "__korm_unique__x", "1a", "", "a-b", "é"] {
+            assert!(validate_field_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn envelopes_are_encrypted_kind() {
+        let v = json!({"__ENCRYPTED__": true, "type": "symmetric", "value": "00"});
+        assert_eq!(infer_kind(&v), Some(ColumnKind::Encrypted));
+    }
+}

@@ -1,0 +1,80 @@
+//! Column kinds and the values that cross into SQL.
+
+use std::fmt;
+
+/// The kind of a stored column, inferred from the first value written to it.
+///
+/// Each kind has one declared type per backend; on SQLite those are korm 1.5's names
+/// (`TEXT`, `INTEGER`, `REAL`, `BOOLEAN`, `JSON_TEXT`, `RN_REF_TEXT`, `ENCRYPTED_JSON`), so a
+/// table korm-rs creates is the table korm 1.5 would have created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ColumnKind {
+    /// A string.
+    Text,
+    /// A whole number (64-bit signed).
+    Integer,
+    /// A floating-point number.
+    Double,
+    /// `true` or `false`.
+    Boolean,
+    /// An object or an array, stored as JSON.
+    Json,
+    /// A Resource Name, stored as its string.
+    RnRef,
+    /// An encryption envelope, stored as JSON.
+    Encrypted,
+}
+
+impl ColumnKind {
+    /// The name korm uses for this kind in messages and in `__korm_meta__`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnKind::Text => "text",
+            ColumnKind::Integer => "integer",
+            ColumnKind::Double => "double",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Json => "json",
+            ColumnKind::RnRef => "rn_ref",
+            ColumnKind::Encrypted => "encrypted",
+        }
+    }
+
+    /// Whether a value of kind `found` may be written into a column of this kind without
+    /// recreating the column: the same kind, a whole number into a double column, or a plain
+    /// string into an RN column (both are stored as text).
+    pub fn accepts(self, found: ColumnKind) -> bool {
+        self == found
+            || matches!(
+                (self, found),
+                (ColumnKind::Double, ColumnKind::Integer) | (ColumnKind::RnRef, ColumnKind::Text)
+            )
+    }
+
+    /// Whether the column holds JSON that paths can reach into.
+    pub fn is_json(self) -> bool {
+        matches!(self, ColumnKind::Json | ColumnKind::Encrypted)
+    }
+}
+
+impl fmt::Display for ColumnKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A value bound to a SQL statement. Values are always bound as parameters, never spliced
+/// into SQL text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit integer.
+    Integer(i64),
+    /// A double.
+    Double(f64),
+    /// A boolean (stored as 0/1 on SQLite).
+    Boolean(bool),
+    /// Text (also JSON text and RN strings).
+    Text(String),
+}

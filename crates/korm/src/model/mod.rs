@@ -1,0 +1,23 @@
+//! The encoding boundary: serde models in, rows out, and the wrapper types that change how a
+//! field is stored.
+//!
+//! A model is any `Serialize + DeserializeOwned` struct (or map). Each top-level field becomes
+//! one column named exactly as the field; its [`ColumnKind`] is inferred from the first value
+//! written, as korm 1.5 does: strings are text, whole numbers integers, other numbers doubles,
+//! booleans booleans, objects and arrays JSON, [`Rn`](crate::Rn) fields RN references, and
+//! encryption envelopes encrypted JSON. A field wrapped in [`Unique`] also gets a shadow
+//! fingerprint column with a unique index.
+
+mod encode;
+mod kind;
+mod unique;
+
+pub(crate) use encode::{Field, encode, fields_to_map, fingerprint, infer_kind, is_envelope};
+pub use kind::{ColumnKind, SqlValue};
+pub use unique::Unique;
+
+/// The newtype-struct name by which [`Unique`] marks itself to the encoder. serde_json and
+/// every other serializer ignore newtype names, so outside korm a `Unique<T>` is just a `T`.
+pub(crate) const UNIQUE_MARKER: &str = "$korm::Unique";
+/// The newtype-struct name by which [`Rn`](crate::Rn) marks a reference field.
+pub(crate) const RN_MARKER: &str = "$korm::Rn";

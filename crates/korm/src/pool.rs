@@ -1,0 +1,181 @@
+//! Pools: named layers opened together.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+use crate::layer::Layer;
+use crate::layer::sqlite::{SqliteLayer, SqliteOptions};
+use crate::rn::{Rn, validate_layer_ident};
+
+/// A layer ready to be opened, made by the constructors in [`layers`](crate::layers).
+#[derive(Debug, Clone)]
+pub struct LayerSpec(LayerConfig);
+
+#[derive(Debug, Clone)]
+enum LayerConfig {
+    Sqlite(SqliteOptions),
+}
+
+impl From<SqliteOptions> for LayerSpec {
+    fn from(options: SqliteOptions) -> Self {
+        LayerSpec(LayerConfig::Sqlite(options))
+    }
+}
+
+/// Builds a [`Pool`]: name its layers, then [`open`](PoolBuilder::open) it.
+///
+/// Nothing is opened or validated until `open`, which checks everything at once.
+#[derive(Debug, Default)]
+#[must_use = "a pool builder does nothing until open() is awaited"]
+pub struct PoolBuilder {
+    layers: Vec<(String, LayerSpec)>,
+}
+
+/// Starts building a pool.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> korm::Result<()> {
+/// let pool = korm::pool()
+///     .layer("cardb", korm::layers::sqlite_memory())
+///     .layer("userdb", korm::layers::sqlite_memory())
+///     .open()
+///     .await?;
+/// assert_eq!(pool.layer_names().collect::<Vec<_>>(), ["cardb", "userdb"]);
+/// pool.close().await;
+/// # Ok(()) }
+/// ```
+pub fn pool() -> PoolBuilder {
+    PoolBuilder::default()
+}
+
+impl PoolBuilder {
+    /// Adds a layer under a name. RNs choose it with the `from` mod
+    /// (`[rn][from::cardb]:cars:suv:*`); with a single layer the mod may be omitted.
+    pub fn layer(mut self, ident: impl Into<String>, layer: impl Into<LayerSpec>) -> Self {
+        self.layers.push((ident.into(), layer.into()));
+        self
+    }
+
+    /// Opens every layer.
+    ///
+    /// # Errors
+    /// [`Error::PoolConfig`] for no layer or a name given twice, [`Error::InvalidIdentifier`]
+    /// for a layer name outside `[A-Za-z0-9_-]{1,64}`, and the layer's own error when one can not
+    /// be opened (the layers already opened are closed again).
+    pub async fn open(self) -> Result<Pool> {
+        if self.layers.is_empty() {
+            return Err(Error::PoolConfig {
+                reason: "a pool needs at least one layer".to_owned(),
+            });
+        }
+        for (i, (ident, _)) in self.layers.iter().enumerate() {
+            validate_layer_ident(ident)?;
+            if self.layers[..i].iter().any(|(other, _)| other == ident) {
+                return Err(Error::PoolConfig {
+                    reason: format!("layer {ident:?} is named twice"),
+                });
+            }
+        }
+        let mut opened: Vec<(String, Arc<dyn Layer>)> = Vec::with_capacity(self.layers.len());
+        for (ident, LayerSpec(config)) in self.layers {
+            let layer: Result<Arc<dyn Layer>> = match config {
+                LayerConfig::Sqlite(options) => SqliteLayer::open(&ident, options)
+                    .await
+                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
+            };
+            match layer {
+                Ok(layer) => opened.push((ident, layer)),
+                Err(e) => {
+                    for (_, layer) in &opened {
+                        layer.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Pool {
+            inner: Arc::new(PoolInner {
+                layers: opened,
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+/// An open pool of layers. Cheap to clone: clones share the same connections.
+///
+/// Call [`close`](Pool::close) to close every layer and wait for queued work to finish. A
+/// program that forgets it still exits cleanly: connections close when the last clone drops.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    layers: Vec<(String, Arc<dyn Layer>)>,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("layers", &self.layer_names().collect::<Vec<_>>())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Pool {
+    /// The names of the pool's layers, in the order they were added.
+    pub fn layer_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.layers.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Closes every layer, letting work already queued finish. Later operations fail with
+    /// [`Error::PoolClosed`]. Closing twice is harmless.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for (_, layer) in &self.inner.layers {
+            layer.close().await;
+        }
+    }
+
+    /// Whether [`close`](Pool::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// The layer an item or collection RN lives in: the one its `from` mod names, or the only
+    /// layer of a single-layer pool.
+    pub(crate) fn route<T>(&self, rn: &Rn<T>) -> Result<&Arc<dyn Layer>> {
+        if self.is_closed() {
+            return Err(Error::PoolClosed);
+        }
+        let layers = &self.inner.layers;
+        match rn.layer() {
+            Some(name) => layers
+                .iter()
+                .find(|(ident, _)| ident == name)
+                .map(|(_, layer)| layer)
+                .ok_or_else(|| Error::UnknownLayer {
+                    layer: name.to_owned(),
+                    rn: rn.to_string(),
+                    layers: self.layer_list(),
+                }),
+            None if layers.len() == 1 => Ok(&layers[0].1),
+            None => Err(Error::LayerNotNamed {
+                rn: rn.to_string(),
+                layers: self.layer_list(),
+            }),
+        }
+    }
+
+    fn layer_list(&self) -> String {
+        self.layer_names().collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,750 @@
+//! Rendering a query to SQL through a [`Dialect`].
+//!
+//! The shared structure (what a filter means, how a wildcard becomes `EXISTS`, the sort
+//! tiebreak, where parameters go) lives in the default `render_*` methods of [`Dialect`]; a
+//! database implements only the small pieces that differ: quoting, placeholders, how a JSON
+//! value is extracted and typed, how an array is iterated, how nulls are ordered. The
+//! semantics every dialect must reproduce are in the [`query`](crate::query) module doc.
+//!
+//! Every value, every pattern and every JSON path text is a bound parameter. The only text
+//! spliced into SQL is: identifiers (validated, then quoted), generated aliases (`w1`, ...),
+//! operators, a `LIMIT` integer, and constant type names chosen by the dialect.
+
+use serde_json::Value;
+
+use super::filter::{CompareOp, Filter, FilterNode, SortOrder};
+use super::path::{FieldPath, PathStep};
+use crate::error::clip;
+use crate::layer::schema::{ID_COLUMN, TableSchema};
+use crate::model::{ColumnKind, SqlValue};
+use crate::{Error, Result};
+
+/// SQL text plus its parameters, in placeholder order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Statement {
+    /// The SQL, with placeholders.
+    pub(crate) sql: String,
+    /// One value per placeholder, in order.
+    pub(crate) params: Vec<SqlValue>,
+}
+
+/// Renders `SELECT * FROM "table" [WHERE ...] ORDER BY ... [LIMIT n]` for one item table.
+///
+/// `sort` is a list of (path, order); `"rnId" ASC` always closes the `ORDER BY` so the order is
+/// stable (with no sort keys, items come in `rnId` order).
+///
+/// # Errors
+/// [`Error::InvalidIdentifier`] for a table name that is not `__items__{ns}__{kind}`,
+/// [`Error::InvalidPath`] for a malformed path or a sort path with `[*]`,
+/// [`Error::InvalidFilter`] for a value a filter can not compare or a path that SQL can not
+/// evaluate (an encrypted field, a path through a reference), [`Error::InvalidOption`] for a
+/// limit above `i64::MAX`.
+pub(crate) fn render_select(
+    d: &dyn Dialect,
+    schema: &TableSchema,
+    filter: Option<&Filter>,
+    sort: &[(String, SortOrder)],
+    limit: Option<u64>,
+) -> Result<Statement> {
+    d.render_select(schema, filter, sort, limit)
+}
+
+/// Always true, in every dialect (no `TRUE` literal: MariaDB's is an integer, older SQLite has
+/// none).
+pub(crate) const SQL_TRUE: &str = "1 = 1";
+/// Always false, in every dialect.
+pub(crate) const SQL_FALSE: &str = "1 = 0";
+
+/// The parameters and aliases of the statement being rendered.
+#[derive(Debug, Default)]
+pub(crate) struct RenderState {
+    params: Vec<SqlValue>,
+    aliases: usize,
+}
+
+impl RenderState {
+    /// A fresh alias for an array-element subquery: `w1`, `w2`, ... (unique per statement).
+    fn next_alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("w{}", self.aliases)
+    }
+}
+
+/// The type of a JSON value, as far as filters and sorting care. The order of the variants is
+/// the sort order between types (booleans, then numbers, then text, then objects/arrays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum JsonType {
+    /// `true` / `false`.
+    Boolean,
+    /// A number, whole or not.
+    Number,
+    /// A string.
+    Text,
+    /// An object or an array.
+    Container,
+}
+
+/// A scalar filter value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar {
+    Text(String),
+    Integer(i64),
+    Double(f64),
+    Boolean(bool),
+}
+
+impl Scalar {
+    fn json_type(&self) -> JsonType {
+        match self {
+            Scalar::Text(_) => JsonType::Text,
+            Scalar::Integer(_) | Scalar::Double(_) => JsonType::Number,
+            Scalar::Boolean(_) => JsonType::Boolean,
+        }
+    }
+
+    /// The scalar of a filter value; `None` for null.
+    fn from_json(path: &str, helper: &str, value: &Value) -> Result<Option<Scalar>> {
+        let fail = |reason: String| Error::InvalidFilter {
+            path: clip(path),
+            reason,
+        };
+        Ok(Some(match value {
+            Value::Null => return Ok(None),
+            Value::Bool(b) => Scalar::Boolean(*b),
+            Value::String(s) => Scalar::Text(s.clone()),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Scalar::Integer(i),
+                (None, Some(f)) if n.is_f64() => Scalar::Double(f),
+                _ => {
+                    return Err(fail(format!(
+                        "{helper}: the integer is outside the 64-bit signed range"
+                    )));
+                }
+            },
+            Value::Array(_) => {
+                return Err(fail(format!(
+                    "{helper}: filters compare scalars, and the value is an array"
+                )));
+            }
+            Value::Object(_) => {
+                return Err(fail(format!(
+                    "{helper}: filters compare scalars, and the value is an object"
+                )));
+            }
+        }))
+    }
+}
+
+/// Where a JSON value is: in `column` at the root, or in an element of an array being
+/// iterated under `element` (an alias from [`Dialect::json_array_elements`]), then down
+/// `steps` (never a wildcard).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonLocation<'a> {
+    /// The JSON column (a validated field name, not yet quoted).
+    pub(crate) column: &'a str,
+    /// The alias of the array element the steps start from, if any.
+    pub(crate) element: Option<&'a str>,
+    /// The steps from there (keys and indexes only).
+    pub(crate) steps: &'a [PathStep],
+}
+
+impl JsonLocation<'_> {
+    /// The steps as JSONPath text after `$` (`.a.b[0]`), for dialects whose JSON functions
+    /// take JSONPath (SQLite, MariaDB).
+    pub(crate) fn steps_text(&self) -> String {
+        self.steps.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// What a path stands for in SQL.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Operand<'a> {
+    /// The field is not in the table, or the path goes into a field that is not JSON: the
+    /// value is null.
+    Missing,
+    /// A whole column of a known type (`Container` for a JSON column).
+    Column { name: &'a str, ty: JsonType },
+    /// A value inside a JSON column, of a type known only per row.
+    Json(JsonLocation<'a>),
+}
+
+/// The condition a filter applies to the value at a path.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Test<'a> {
+    /// The value is null or missing.
+    IsNull,
+    /// The value compares with a scalar of the same type.
+    Compare(CompareOp, Scalar),
+    /// The value is text matching a LIKE pattern.
+    Like(&'a str),
+    /// The value equals one of these scalars (nulls already removed).
+    In(Vec<Scalar>),
+}
+
+/// A SQL dialect: the pieces that differ between databases, plus the shared rendering.
+///
+/// Required methods are the per-database pieces; the `render_*` methods hold the shared
+/// structure and should not need overriding. A later dialect must decide, for each required
+/// method, what its comment asks.
+pub(crate) trait Dialect: Send + Sync {
+    /// The placeholder of the `n`th parameter (1-based). SQLite and MariaDB: `?`;
+    /// PostgreSQL: `$n`.
+    fn placeholder(&self, n: usize) -> String;
+
+    /// Quotes a validated identifier. ANSI double quotes (doubling any `"`, which validated
+    /// names never contain) suit SQLite and PostgreSQL; MariaDB must use backticks unless the
+    /// session runs with `ANSI_QUOTES`.
+    fn quote_identifier(&self, name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+
+    /// How a boolean is bound. The default keeps it a boolean (PostgreSQL); SQLite and
+    /// MariaDB store booleans as 0/1 integers, and their JSON extraction yields 0/1 too.
+    fn boolean(&self, value: bool) -> SqlValue {
+        SqlValue::Boolean(value)
+    }
+
+    /// SQL for the scalar at `loc`, comparable with a bound scalar of the same type (text as
+    /// text, numbers as numbers, booleans as [`Dialect::boolean`] binds them); objects and
+    /// arrays may come out as JSON text (they are guarded by type before any comparison).
+    /// PostgreSQL must cast per type here or in [`Dialect::render_test`] (`#>>` gives text).
+    fn json_extract(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String;
+
+    /// SQL giving the JSON type name of the value at `loc` (NULL when missing); the names are
+    /// those of [`Dialect::json_type_names`].
+    fn json_type(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String;
+
+    /// The names [`Dialect::json_type`] gives for a type. SQLite: `text`, `integer`/`real`,
+    /// `true`/`false`, `array`/`object`; PostgreSQL's `jsonb_typeof`: `string`, `number`,
+    /// `boolean`, `array`/`object`; MariaDB's `JSON_TYPE`: upper case, several numeric names.
+    fn json_type_names(&self, ty: JsonType) -> &'static [&'static str];
+
+    /// SQL that is true when the value at `loc` is JSON null or missing. The default tests
+    /// the extracted value for SQL NULL, right where extraction maps JSON null to SQL NULL
+    /// (SQLite, PostgreSQL `#>>`); MariaDB's `JSON_EXTRACT` yields the JSON `null` literal and
+    /// must test the type too.
+    fn json_is_null(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
+        format!("{} IS NULL", self.json_extract(st, loc))
+    }
+
+    /// A FROM item iterating the elements of the array at `loc` under `alias`, and a
+    /// condition restricting the rows to array elements (a scalar or an object at `loc` must
+    /// yield no row). Locations under `alias` then address one element. SQLite: `json_each`;
+    /// PostgreSQL: `jsonb_array_elements` guarded by `jsonb_typeof(...) = 'array'`; MariaDB:
+    /// `JSON_TABLE(... '$[*]' ...)`.
+    fn json_array_elements(
+        &self,
+        st: &mut RenderState,
+        loc: &JsonLocation<'_>,
+        alias: &str,
+    ) -> (String, String);
+
+    /// `operand LIKE pattern`. korm's `like` is SQLite's: `%` and `_`, no escape character,
+    /// ASCII letters case-insensitive. PostgreSQL and MariaDB default to `\` as the escape
+    /// character and must say `ESCAPE ''`; PostgreSQL must also fold ASCII case (its LIKE is
+    /// case-sensitive, ILIKE folds non-ASCII too), MariaDB must use a case-insensitive
+    /// collation.
+    fn like(&self, operand: &str, pattern: &str) -> String {
+        format!("{operand} LIKE {pattern}")
+    }
+
+    /// One `ORDER BY` term: `expr ASC NULLS LAST` or `expr DESC NULLS FIRST` (SQLite 3.30+,
+    /// PostgreSQL). MariaDB has no `NULLS LAST` and must override this to sort by
+    /// `expr IS NULL` first. Text must sort byte by byte (SQLite's BINARY collation;
+    /// PostgreSQL needs `COLLATE "C"`).
+    fn order_term(&self, expr: &str, order: SortOrder) -> String {
+        match order {
+            SortOrder::Asc => format!("{expr} ASC NULLS LAST"),
+            SortOrder::Desc => format!("{expr} DESC NULLS FIRST"),
+        }
+    }
+
+    /// The `LIMIT` clause. The limit is spliced as a literal integer (it is a `u64` from
+    /// code, not text), which every dialect accepts, rather than bound (MariaDB and
+    /// PostgreSQL type a bound limit differently).
+    fn limit(&self, n: u64) -> Result<String> {
+        if i64::try_from(n).is_err() {
+            return Err(Error::InvalidOption {
+                option: "limit",
+                reason: format!("{n} is above the largest limit, {}", i64::MAX),
+            });
+        }
+        Ok(format!(" LIMIT {n}"))
+    }
+
+    /// Binds a value and returns its placeholder.
+    fn bind(&self, st: &mut RenderState, value: SqlValue) -> String {
+        st.params.push(value);
+        self.placeholder(st.params.len())
+    }
+
+    /// Binds a scalar filter value.
+    fn bind_scalar(&self, st: &mut RenderState, value: &Scalar) -> String {
+        let value = match value {
+            Scalar::Text(s) => SqlValue::Text(s.clone()),
+            Scalar::Integer(i) => SqlValue::Integer(*i),
+            Scalar::Double(f) => SqlValue::Double(*f),
+            Scalar::Boolean(b) => self.boolean(*b),
+        };
+        self.bind(st, value)
+    }
+
+    /// SQL true when the JSON value at `loc` has type `ty`.
+    fn json_type_is(&self, st: &mut RenderState, loc: &JsonLocation<'_>, ty: JsonType) -> String {
+        let expr = self.json_type(st, loc);
+        match self.json_type_names(ty) {
+            [one] => format!("{expr} = '{one}'"),
+            names => {
+                let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+                format!("{expr} IN ({})", list.join(", "))
+            }
+        }
+    }
+
+    /// SQL ranking the JSON value at `loc` by type (booleans 1, numbers 2, text 3,
+    /// objects/arrays 4, null or missing NULL): the first sort key of a JSON path, so values
+    /// of different types sort the same way in every database.
+    fn json_type_rank(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
+        let expr = self.json_type(st, loc);
+        let mut sql = format!("CASE {expr}");
+        for (rank, ty) in [
+            JsonType::Boolean,
+            JsonType::Number,
+            JsonType::Text,
+            JsonType::Container,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for name in self.json_type_names(ty) {
+                sql.push_str(&format!(" WHEN '{name}' THEN {}", rank + 1));
+            }
+        }
+        sql.push_str(" END");
+        sql
+    }
+
+    /// The whole `SELECT`; see [`render_select`].
+    fn render_select(
+        &self,
+        schema: &TableSchema,
+        filter: Option<&Filter>,
+        sort: &[(String, SortOrder)],
+        limit: Option<u64>,
+    ) -> Result<Statement> {
+        validate_table(&schema.table)?;
+        let mut st = RenderState::default();
+        let mut sql = format!("SELECT * FROM {}", self.quote_identifier(&schema.table));
+        if let Some(filter) = filter {
+            let condition = self.render_filter(&mut st, schema, filter)?;
+            sql.push_str(" WHERE ");
+            sql.push_str(&condition);
+        }
+        let order = self.render_order_by(&mut st, schema, sort)?;
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&order);
+        if let Some(n) = limit {
+            sql.push_str(&self.limit(n)?);
+        }
+        Ok(Statement {
+            sql,
+            params: st.params,
+        })
+    }
+
+    /// A filter as a SQL condition.
+    fn render_filter(
+        &self,
+        st: &mut RenderState,
+        schema: &TableSchema,
+        filter: &Filter,
+    ) -> Result<String> {
+        match filter.node() {
+            FilterNode::Compare { path, op, value } => {
+                let parsed = FieldPath::parse(path)?;
+                let test = match Scalar::from_json(path, op.name(), value)? {
+                    Some(scalar) => Test::Compare(*op, scalar),
+                    None if *op == CompareOp::Eq => Test::IsNull,
+                    None => {
+                        return Err(Error::InvalidFilter {
+                            path: clip(path),
+                            reason: format!(
+                                "{} with null never matches: only eq can test for null",
+                                op.name()
+                            ),
+                        });
+                    }
+                };
+                self.render_path_test(st, schema, path, &parsed, &test)
+            }
+            FilterNode::Like { path, pattern } => {
+                let parsed = FieldPath::parse(path)?;
+                self.render_path_test(st, schema, path, &parsed, &Test::Like(pattern))
+            }
+            FilterNode::InList { path, values } => {
+                let parsed = FieldPath::parse(path)?;
+                let mut scalars = Vec::with_capacity(values.len());
+                for value in values {
+                    // A null in the list never matches, as in SQL's `IN`.
+                    if let Some(scalar) = Scalar::from_json(path, "in_list", value)? {
+                        scalars.push(scalar);
+                    }
+                }
+                self.render_path_test(st, schema, path, &parsed, &Test::In(scalars))
+            }
+            FilterNode::And(filters) => self.render_junction(st, schema, filters, "AND", SQL_TRUE),
+            FilterNode::Or(filters) => self.render_junction(st, schema, filters, "OR", SQL_FALSE),
+            FilterNode::Not(inner) => {
+                // `IS NOT TRUE`, not `NOT`: a condition on a missing value is NULL, and
+                // `NOT NULL` would drop the row; korm's `not` keeps it.
+                let inner = self.render_filter(st, schema, inner)?;
+                Ok(format!("(({inner}) IS NOT TRUE)"))
+            }
+        }
+    }
+
+    /// `(a AND b ...)` / `(a OR b ...)`; `empty` when there are no filters.
+    fn render_junction(
+        &self,
+        st: &mut RenderState,
+        schema: &TableSchema,
+        filters: &[Filter],
+        joiner: &str,
+        empty: &str,
+    ) -> Result<String> {
+        match filters {
+            [] => Ok(empty.to_owned()),
+            [only] => self.render_filter(st, schema, only),
+            _ => {
+                let mut parts = Vec::with_capacity(filters.len());
+                for filter in filters {
+                    parts.push(self.render_filter(st, schema, filter)?);
+                }
+                Ok(format!("({})", parts.join(&format!(" {joiner} "))))
+            }
+        }
+    }
+
+    /// A test on the value(s) at a path: one value, or any element for a path with `[*]`.
+    fn render_path_test(
+        &self,
+        st: &mut RenderState,
+        schema: &TableSchema,
+        raw: &str,
+        path: &FieldPath,
+        test: &Test<'_>,
+    ) -> Result<String> {
+        let operand = resolve(schema, raw, path, Purpose::Filter)?;
+        if !path.has_wildcard() {
+            return Ok(self.render_test(st, &operand, test));
+        }
+        match operand {
+            Operand::Json(loc) => {
+                let segments: Vec<&[PathStep]> = loc
+                    .steps
+                    .split(|s| matches!(s, PathStep::Wildcard))
+                    .collect();
+                Ok(self.render_any_element(st, loc.column, None, &segments, test))
+            }
+            // No array to go over: no element can match.
+            Operand::Missing | Operand::Column { .. } => Ok(SQL_FALSE.to_owned()),
+        }
+    }
+
+    /// `EXISTS (SELECT 1 FROM <elements> WHERE <is element> AND <test>)`, nested once per
+    /// `[*]`. `segments` are the steps between wildcards: `segments[0]` leads to the array
+    /// from `parent` (or the column root), the last one from an element to the tested value.
+    fn render_any_element(
+        &self,
+        st: &mut RenderState,
+        column: &str,
+        parent: Option<&str>,
+        segments: &[&[PathStep]],
+        test: &Test<'_>,
+    ) -> String {
+        let alias = st.next_alias();
+        let array = JsonLocation {
+            column,
+            element: parent,
+            steps: segments[0],
+        };
+        let (from, is_element) = self.json_array_elements(st, &array, &alias);
+        let body = if segments.len() == 2 {
+            let element = JsonLocation {
+                column,
+                element: Some(&alias),
+                steps: segments[1],
+            };
+            self.render_test(st, &Operand::Json(element), test)
+        } else {
+            self.render_any_element(st, column, Some(&alias), &segments[1..], test)
+        };
+        format!("EXISTS (SELECT 1 FROM {from} WHERE {is_element} AND {body})")
+    }
+
+    /// A test on one operand. Values of different types never match: a typed column of
+    /// another type renders as false, a JSON value is guarded by its type.
+    fn render_test(&self, st: &mut RenderState, operand: &Operand<'_>, test: &Test<'_>) -> String {
+        match operand {
+            Operand::Missing => match test {
+                Test::IsNull => "NULL IS NULL".to_owned(),
+                Test::Compare(op, value) => {
+                    let p = self.bind_scalar(st, value);
+                    format!("NULL {} {p}", op.sql())
+                }
+                Test::Like(pattern) => {
+                    let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                    self.like("NULL", &p)
+                }
+                Test::In(values) if values.is_empty() => SQL_FALSE.to_owned(),
+                Test::In(values) => {
+                    let all: Vec<&Scalar> = values.iter().collect();
+                    let list = self.bind_list(st, &all);
+                    format!("NULL IN ({list})")
+                }
+            },
+            Operand::Column { name, ty } => {
+                let column = self.quote_identifier(name);
+                match test {
+                    Test::IsNull => format!("{column} IS NULL"),
+                    Test::Compare(op, value) if value.json_type() == *ty => {
+                        let p = self.bind_scalar(st, value);
+                        format!("{column} {} {p}", op.sql())
+                    }
+                    Test::Like(pattern) if *ty == JsonType::Text => {
+                        let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                        self.like(&column, &p)
+                    }
+                    Test::In(values) => {
+                        let same: Vec<&Scalar> =
+                            values.iter().filter(|v| v.json_type() == *ty).collect();
+                        if same.is_empty() {
+                            SQL_FALSE.to_owned()
+                        } else {
+                            let list = self.bind_list(st, &same);
+                            format!("{column} IN ({list})")
+                        }
+                    }
+                    Test::Compare(..) | Test::Like(_) => SQL_FALSE.to_owned(),
+                }
+            }
+            Operand::Json(loc) => match test {
+                Test::IsNull => self.json_is_null(st, loc),
+                Test::Compare(op, value) => {
+                    let guard = self.json_type_is(st, loc, value.json_type());
+                    let extracted = self.json_extract(st, loc);
+                    let p = self.bind_scalar(st, value);
+                    format!("({guard} AND {extracted} {} {p})", op.sql())
+                }
+                Test::Like(pattern) => {
+                    let guard = self.json_type_is(st, loc, JsonType::Text);
+                    let extracted = self.json_extract(st, loc);
+                    let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                    format!("({guard} AND {})", self.like(&extracted, &p))
+                }
+                Test::In(values) => {
+                    // One guarded IN per type present, in a fixed type order.
+                    let mut parts = Vec::new();
+                    for ty in [JsonType::Boolean, JsonType::Number, JsonType::Text] {
+                        let same: Vec<&Scalar> =
+                            values.iter().filter(|v| v.json_type() == ty).collect();
+                        if same.is_empty() {
+                            continue;
+                        }
+                        let guard = self.json_type_is(st, loc, ty);
+                        let extracted = self.json_extract(st, loc);
+                        let list = self.bind_list(st, &same);
+                        parts.push(format!("({guard} AND {extracted} IN ({list}))"));
+                    }
+                    match parts.len() {
+                        0 => SQL_FALSE.to_owned(),
+                        1 => parts.remove(0),
+                        _ => format!("({})", parts.join(" OR ")),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Binds each scalar and joins the placeholders with `, `.
+    fn bind_list(&self, st: &mut RenderState, values: &[&Scalar]) -> String {
+        let mut placeholders = Vec::with_capacity(values.len());
+        for value in values {
+            placeholders.push(self.bind_scalar(st, value));
+        }
+        placeholders.join(", ")
+    }
+
+    /// The `ORDER BY` terms: each sort key, then `"rnId" ASC`.
+    fn render_order_by(
+        &self,
+        st: &mut RenderState,
+        schema: &TableSchema,
+        sort: &[(String, SortOrder)],
+    ) -> Result<String> {
+        let mut terms = Vec::with_capacity(sort.len() + 1);
+        for (raw, order) in sort {
+            let path = FieldPath::parse(raw)?;
+            if path.has_wildcard() {
+                return Err(Error::InvalidPath {
+                    path: clip(raw),
+                    reason: "sort paths can not contain [*]: a sort key must be one value".into(),
+                });
+            }
+            match resolve(schema, raw, &path, Purpose::Sort)? {
+                // Every row sorts as NULL: the key orders nothing.
+                Operand::Missing => {}
+                Operand::Column { name, .. } => {
+                    terms.push(self.order_term(&self.quote_identifier(name), *order));
+                }
+                Operand::Json(loc) => {
+                    let rank = self.json_type_rank(st, &loc);
+                    terms.push(self.order_term(&rank, *order));
+                    let value = self.json_extract(st, &loc);
+                    terms.push(self.order_term(&value, *order));
+                }
+            }
+        }
+        terms.push(format!("{} ASC", self.quote_identifier(ID_COLUMN)));
+        Ok(terms.join(", "))
+    }
+}
+
+/// Why a path is resolved: a filter and a sort reject different things with different errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Filter,
+    Sort,
+}
+
+/// What a parsed path stands for in `schema`.
+pub(crate) fn resolve<'p>(
+    schema: &TableSchema,
+    raw: &str,
+    path: &'p FieldPath,
+    purpose: Purpose,
+) -> Result<Operand<'p>> {
+    let column = path.column();
+    let steps = path.steps();
+    let reject = |reason: &str| match purpose {
+        Purpose::Filter => Error::InvalidFilter {
+            path: clip(raw),
+            reason: reason.to_owned(),
+        },
+        Purpose::Sort => Error::InvalidPath {
+            path: clip(raw),
+            reason: reason.to_owned(),
+        },
+    };
+    let kind = if column == ID_COLUMN {
+        Some(ColumnKind::Text)
+    } else {
+        schema.kind_of(column)
+    };
+    let ty = match kind {
+        None => return Ok(Operand::Missing),
+        Some(ColumnKind::Encrypted) => {
+            return Err(reject(
+                "the field is encrypted: filters and sorts on encrypted fields are evaluated in \
+                 memory after decryption (coming with field encryption), never in SQL",
+            ));
+        }
+        Some(ColumnKind::RnRef) if !steps.is_empty() => {
+            return Err(reject(
+                "the path goes through a reference: it is evaluated by resolving the \
+                 reference, not in SQL",
+            ));
+        }
+        Some(ColumnKind::Json) if !steps.is_empty() => {
+            return Ok(Operand::Json(JsonLocation {
+                column,
+                element: None,
+                steps,
+            }));
+        }
+        // Steps into a scalar reach nothing: the value is missing.
+        Some(_) if !steps.is_empty() => return Ok(Operand::Missing),
+        Some(ColumnKind::Text | ColumnKind::RnRef) => JsonType::Text,
+        Some(ColumnKind::Integer | ColumnKind::Double) => JsonType::Number,
+        Some(ColumnKind::Boolean) => JsonType::Boolean,
+        Some(ColumnKind::Json) => JsonType::Container,
+    };
+    Ok(Operand::Column { name: column, ty })
+}
+
+/// Checks an item table name: `__items__{namespace}__{kind}`, each `[a-z][a-z0-9]*`.
+pub(crate) fn validate_table(table: &str) -> Result<()> {
+    let fail = |reason: &str| Error::InvalidIdentifier {
+        what: "table",
+        name: clip(table),
+        reason: reason.to_owned(),
+    };
+    let Some(rest) = table.strip_prefix("__items__") else {
+        return Err(fail("an item table name starts with __items__"));
+    };
+    let Some((namespace, kind)) = rest.split_once("__") else {
+        return Err(fail("an item table name is __items__{namespace}__{kind}"));
+    };
+    let name_ok = |s: &str| {
+        let mut bytes = s.bytes();
+        bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if !name_ok(namespace) || !name_ok(kind) {
+        return Err(fail(
+            "namespace and kind of an item table match [a-z][a-z0-9]*",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_validated() {
+        for ok in [
+            "__items__users__freetier",
+            "__items__a__b",
+            "__items__a1__b2c3",
+        ] {
+            validate_table(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "users",
+            "__items__users",
+            "__items__Users__x",
+            "__items__users__",
+            "__items____x",
+            "__items__1a__b",
+            "__items__a__b__c",
+            "__items__a__b\"; DROP TABLE x; --",
+            "__items__a__b c",
+            "__items__a__b\u{e9}",
+        ] {
+            assert!(
+                matches!(
+                    validate_table(bad),
+                    Err(Error::InvalidIdentifier { what: "table", .. })
+                ),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn scalars_from_json() {
+        use serde_json::json;
+        let s = |v: Value| Scalar::from_json("p", "eq", &v);
+        assert_eq!(s(json!("x")).unwrap(), Some(Scalar::Text("x".into())));
+        assert_eq!(s(json!(-3)).unwrap(), Some(Scalar::Integer(-3)));
+        assert_eq!(s(json!(1.5)).unwrap(), Some(Scalar::Double(1.5)));
+        assert_eq!(s(json!(true)).unwrap(), Some(Scalar::Boolean(true)));
+        assert_eq!(s(Value::Null).unwrap(), None);
+        for bad in [json!([1]), json!({"a": 1}), json!(u64::MAX)] {
+            assert!(matches!(s(bad), Err(Error::InvalidFilter { .. })));
+        }
+    }
+}

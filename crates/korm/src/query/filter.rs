@@ -1,0 +1,373 @@
+//! The filter tree users build with [`eq`], [`and`], [`not`], ... and the sort order.
+
+use serde_json::Value;
+
+/// A condition on the items of a collection, built with [`eq`], [`gt`], [`like`],
+/// [`in_list`], [`and`], [`or`], [`not`] and friends.
+///
+/// A filter keeps its paths as written; they are checked when the query runs, so a malformed
+/// path is an [`Error::InvalidPath`](crate::Error::InvalidPath) from the query, never a panic
+/// here. See the [`query`](crate::query) module for what each operator means.
+///
+/// ```
+/// use korm::{and, eq, gt, not};
+///
+/// let gold = and([eq("meta.tier", "gold"), gt("age", 80)]);
+/// let either = eq("username", "fred").or(eq("username", "freddie"));
+/// let neither = !either.clone();
+/// assert_eq!(neither, not(either));
+/// # let _ = gold;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter(pub(crate) FilterNode);
+
+/// The inside of a [`Filter`]; crate-internal so the planner can walk it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FilterNode {
+    /// `path op value`.
+    Compare {
+        path: String,
+        op: CompareOp,
+        value: Value,
+    },
+    /// `path LIKE pattern`.
+    Like { path: String, pattern: String },
+    /// `path IN (values...)`.
+    InList { path: String, values: Vec<Value> },
+    /// Every filter holds (true when empty).
+    And(Vec<Filter>),
+    /// At least one filter holds (false when empty).
+    Or(Vec<Filter>),
+    /// The filter does not hold (a missing value does not hold either, so `not` matches it).
+    Not(Box<Filter>),
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CompareOp {
+    Eq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl CompareOp {
+    /// The SQL operator (the same in every dialect).
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "=",
+            CompareOp::Gt => ">",
+            CompareOp::Gte => ">=",
+            CompareOp::Lt => "<",
+            CompareOp::Lte => "<=",
+        }
+    }
+
+    /// The helper's name, for messages.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Gt => "gt",
+            CompareOp::Gte => "gte",
+            CompareOp::Lt => "lt",
+            CompareOp::Lte => "lte",
+        }
+    }
+}
+
+/// The direction of a sort key.
+///
+/// Nulls (and missing values) come last when ascending and first when descending.
+///
+/// ```
+/// use korm::SortOrder;
+/// assert_ne!(SortOrder::Asc, SortOrder::Desc);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Smallest first, nulls last.
+    Asc,
+    /// Largest first, nulls first.
+    Desc,
+}
+
+fn compare(path: &str, op: CompareOp, value: impl Into<Value>) -> Filter {
+    Filter(FilterNode::Compare {
+        path: path.to_owned(),
+        op,
+        value: value.into(),
+    })
+}
+
+/// The value at `path` equals `value`; `eq(path, ())` or `eq(path, Value::Null)` matches a
+/// null or missing value.
+///
+/// Values of different types never match (`eq("age", "80")` does not match the number 80).
+///
+/// ```
+/// use korm::eq;
+/// let fred = eq("username", "fred");
+/// let hot = eq("meta.flags.hot", true);
+/// let no_email = eq("email", serde_json::Value::Null);
+/// # let _ = (fred, hot, no_email);
+/// ```
+pub fn eq(path: &str, value: impl Into<Value>) -> Filter {
+    compare(path, CompareOp::Eq, value)
+}
+
+/// The value at `path` is greater than `value` (numbers by value, text byte by byte).
+///
+/// ```
+/// use korm::gt;
+/// let old = gt("age", 80);
+/// # let _ = old;
+/// ```
+pub fn gt(path: &str, value: impl Into<Value>) -> Filter {
+    compare(path, CompareOp::Gt, value)
+}
+
+/// The value at `path` is greater than or equal to `value`.
+///
+/// ```
+/// use korm::gte;
+/// let adult = gte("age", 18);
+/// # let _ = adult;
+/// ```
+pub fn gte(path: &str, value: impl Into<Value>) -> Filter {
+    compare(path, CompareOp::Gte, value)
+}
+
+/// The value at `path` is less than `value`.
+///
+/// ```
+/// use korm::lt;
+/// let cheap = lt("price", 9.5);
+/// # let _ = cheap;
+/// ```
+pub fn lt(path: &str, value: impl Into<Value>) -> Filter {
+    compare(path, CompareOp::Lt, value)
+}
+
+/// The value at `path` is less than or equal to `value`.
+///
+/// ```
+/// use korm::lte;
+/// let early = lte("meta.signup[0]", 2010);
+/// # let _ = early;
+/// ```
+pub fn lte(path: &str, value: impl Into<Value>) -> Filter {
+    compare(path, CompareOp::Lte, value)
+}
+
+/// The text at `path` matches a SQL `LIKE` pattern: `%` is any run of characters, `_` any
+/// one character; there is no escape character. Matching ignores the case of ASCII letters
+/// only.
+///
+/// ```
+/// use korm::like;
+/// let freds = like("username", "fred%");
+/// # let _ = freds;
+/// ```
+pub fn like(path: &str, pattern: &str) -> Filter {
+    Filter(FilterNode::Like {
+        path: path.to_owned(),
+        pattern: pattern.to_owned(),
+    })
+}
+
+/// The value at `path` equals one of `values`; an empty list matches nothing, and a null in
+/// the list matches nothing either (use [`eq`] with null for that).
+///
+/// ```
+/// use korm::in_list;
+/// let tiers = in_list("meta.tier", ["gold", "silver"]);
+/// let years = in_list("year", [2019, 2020]);
+/// # let _ = (tiers, years);
+/// ```
+pub fn in_list(path: &str, values: impl IntoIterator<Item = impl Into<Value>>) -> Filter {
+    Filter(FilterNode::InList {
+        path: path.to_owned(),
+        values: values.into_iter().map(Into::into).collect(),
+    })
+}
+
+/// Every filter holds; `and([])` matches everything.
+///
+/// ```
+/// use korm::{and, eq, gt};
+/// let f = and([eq("meta.tier", "gold"), gt("age", 80)]);
+/// # let _ = f;
+/// ```
+pub fn and(filters: impl IntoIterator<Item = Filter>) -> Filter {
+    Filter(FilterNode::And(filters.into_iter().collect()))
+}
+
+/// At least one filter holds; `or([])` matches nothing.
+///
+/// ```
+/// use korm::{eq, or};
+/// let f = or([eq("username", "fred"), eq("username", "wilma")]);
+/// # let _ = f;
+/// ```
+pub fn or(filters: impl IntoIterator<Item = Filter>) -> Filter {
+    Filter(FilterNode::Or(filters.into_iter().collect()))
+}
+
+/// The filter does not hold. A filter on a missing or null value does not hold, so
+/// `not(eq("nickname", "x"))` matches items without a nickname.
+///
+/// ```
+/// use korm::{eq, not};
+/// let f = not(eq("meta.tier", "gold"));
+/// # let _ = f;
+/// ```
+pub fn not(filter: Filter) -> Filter {
+    Filter(FilterNode::Not(Box::new(filter)))
+}
+
+impl Filter {
+    /// This filter and `other` both hold (flattens into an existing [`and`]).
+    ///
+    /// ```
+    /// use korm::{and, eq, gt};
+    /// assert_eq!(eq("a", 1).and(gt("b", 2)), and([eq("a", 1), gt("b", 2)]));
+    /// ```
+    pub fn and(self, other: Filter) -> Filter {
+        match self.0 {
+            FilterNode::And(mut filters) => {
+                filters.push(other);
+                Filter(FilterNode::And(filters))
+            }
+            node => and([Filter(node), other]),
+        }
+    }
+
+    /// This filter or `other` holds (flattens into an existing [`or`]).
+    ///
+    /// ```
+    /// use korm::{eq, or};
+    /// assert_eq!(eq("a", 1).or(eq("a", 2)), or([eq("a", 1), eq("a", 2)]));
+    /// ```
+    pub fn or(self, other: Filter) -> Filter {
+        match self.0 {
+            FilterNode::Or(mut filters) => {
+                filters.push(other);
+                Filter(FilterNode::Or(filters))
+            }
+            node => or([Filter(node), other]),
+        }
+    }
+
+    /// The tree, for the planner.
+    pub(crate) fn node(&self) -> &FilterNode {
+        &self.0
+    }
+}
+
+impl std::ops::Not for Filter {
+    type Output = Filter;
+
+    /// Same as [`not`].
+    fn not(self) -> Filter {
+        not(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn helpers_keep_the_raw_path_and_value() {
+        assert_eq!(
+            eq("meta.tier", "gold").0,
+            FilterNode::Compare {
+                path: "meta.tier".into(),
+                op: CompareOp::Eq,
+                value: json!("gold")
+            }
+        );
+        for (f, op) in [
+            (gt("a", 1), CompareOp::Gt),
+            (gte("a", 1), CompareOp::Gte),
+            (lt("a", 1), CompareOp::Lt),
+            (lte("a", 1), CompareOp::Lte),
+        ] {
+            assert_eq!(
+                f.0,
+                FilterNode::Compare {
+                    path: "a".into(),
+                    op,
+                    value: json!(1)
+                }
+            );
+        }
+        assert_eq!(
+            like("u", "f%").0,
+            FilterNode::Like {
+                path: "u".into(),
+                pattern: "f%".into()
+            }
+        );
+        assert_eq!(
+            in_list("y", [1, 2]).0,
+            FilterNode::InList {
+                path: "y".into(),
+                values: vec![json!(1), json!(2)]
+            }
+        );
+        let empty: [i64; 0] = [];
+        assert_eq!(
+            in_list("y", empty).0,
+            FilterNode::InList {
+                path: "y".into(),
+                values: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_path_does_not_panic_at_construction() {
+        let f = eq("a..b; DROP TABLE x", "x");
+        assert!(
+            matches!(f.node(), FilterNode::Compare { path, .. } if path == "a..b; DROP TABLE x")
+        );
+    }
+
+    #[test]
+    fn method_and_or_flatten() {
+        let f = eq("a", 1).and(eq("b", 2)).and(eq("c", 3));
+        assert_eq!(f, and([eq("a", 1), eq("b", 2), eq("c", 3)]));
+        let g = eq("a", 1).or(eq("b", 2)).or(eq("c", 3));
+        assert_eq!(g, or([eq("a", 1), eq("b", 2), eq("c", 3)]));
+        // Mixed: an `or` inside an `and` is kept as a child.
+        let h = eq("a", 1).or(eq("b", 2)).and(eq("c", 3));
+        assert_eq!(h, and([or([eq("a", 1), eq("b", 2)]), eq("c", 3)]));
+    }
+
+    #[test]
+    fn not_operator_matches_not_helper() {
+        assert_eq!(!eq("a", 1), not(eq("a", 1)));
+        assert_eq!((!!eq("a", 1)).0, FilterNode::Not(Box::new(not(eq("a", 1)))));
+    }
+
+    #[test]
+    fn null_and_json_values_are_kept_for_planning() {
+        assert!(matches!(
+            eq("a", Value::Null).0,
+            FilterNode::Compare {
+                value: Value::Null,
+                ..
+            }
+        ));
+        assert!(matches!(
+            eq("a", json!({"x": 1})).0,
+            FilterNode::Compare {
+                value: Value::Object(_),
+                ..
+            }
+        ));
+    }
+}

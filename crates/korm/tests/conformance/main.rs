@@ -1,0 +1,81 @@
+//! The layer conformance suite: every test is a plain async function taking a pool with one
+//! layer (`suite.rs`), instantiated here for every backend. Backends that differ get the
+//! difference as an argument, never a skip.
+
+mod suite;
+
+use korm::Pool;
+
+/// A pool over one backend, and what keeps its storage alive.
+struct Backend {
+    pool: Pool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite_file() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(dir.path().join("db.sqlite")))
+        .open()
+        .await
+        .expect("open sqlite file");
+    Backend {
+        pool,
+        _dir: Some(dir),
+    }
+}
+
+async fn sqlite_memory() -> Backend {
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .open()
+        .await
+        .expect("open sqlite memory");
+    Backend { pool, _dir: None }
+}
+
+macro_rules! backend {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let backend = super::$backend().await;
+                    super::suite::$test(&backend.pool).await;
+                    backend.pool.close().await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        backend!(sqlite_file: $($test),*);
+        backend!(sqlite_memory: $($test),*);
+    };
+}
+
+conformance!(
+    create_and_load_every_kind,
+    update_commit_persists_and_adds_columns,
+    skipped_fields_keep_their_stored_value,
+    delete_then_restore,
+    destroy_runs_only_through_danger,
+    create_twice_at_one_rn_fails,
+    load_missing_and_wrong_forms,
+    unique_fields_refuse_duplicates,
+    unique_nested_objects_collide_whatever_key_order,
+    schema_mismatch_then_destructive,
+    filter_operators,
+    json_paths_indexes_and_wildcards,
+    not_keeps_rows_where_the_value_is_missing,
+    sort_nulls_and_stability,
+    sort_rejects_non_scalars_unless_stringified,
+    first_and_first_n,
+    options_given_twice_are_rejected,
+    query_of_a_missing_table_is_empty,
+    hostile_values_are_literals,
+    decode_errors_name_the_rn_not_the_value,
+    closed_pool_refuses_work,
+);
