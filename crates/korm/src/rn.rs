@@ -1073,8 +1073,11 @@ impl<T> Borrow<str> for Rn<T> {
 }
 
 impl<T> Serialize for Rn<T> {
+    /// Serializes as the plain RN string. It goes through a newtype marker that serde_json and
+    /// other formats ignore, and that korm's encoder reads, so an `Rn` field is stored as an
+    /// RN reference column (`RN_REF_TEXT`).
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
+        serializer.serialize_newtype_struct(crate::model::RN_MARKER, self.text.as_str())
     }
 }
 
