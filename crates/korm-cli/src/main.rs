@@ -59,11 +59,19 @@ async fn run(cli: Cli) -> korm::Result<()> {
         Command::Show { sqlite, rn, color } => {
             let pool = open(&sqlite).await?;
             let rn = strip_layer(rn.parse()?);
-            let item = korm::item::<Map<String, Value>>(&pool).load(rn).get().await?;
+            let item = korm::item::<Map<String, Value>>(&pool)
+                .load(rn)
+                .get()
+                .await?;
             print!("{}", item.show(korm::ShowOptions::new().with_color(color)));
             pool.close().await;
         }
-        Command::Query { sqlite, rn, limit, color } => {
+        Command::Query {
+            sqlite,
+            rn,
+            limit,
+            color,
+        } => {
             let pool = open(&sqlite).await?;
             let query = korm::item::<Map<String, Value>>(&pool).query(strip_layer(rn.parse()?));
             let items = match limit {
@@ -87,7 +95,10 @@ async fn open(path: &PathBuf) -> korm::Result<korm::Pool> {
             reason: format!("no SQLite file at {}", path.display()),
         });
     }
-    korm::pool().layer("cli", korm::layers::sqlite(path)).open().await
+    korm::pool()
+        .layer("cli", korm::layers::sqlite(path))
+        .open()
+        .await
 }
 
 /// The CLI opens one layer, so an RN's `from` mod names whatever layer the file was in.

@@ -34,7 +34,9 @@ fn sqlite(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("get_by_rn");
-    group.bench_function("korm", |b| b.iter(|| rt.block_on(korm_get(&pool, black_box(&rns[..1])))));
+    group.bench_function("korm", |b| {
+        b.iter(|| rt.block_on(korm_get(&pool, black_box(&rns[..1]))))
+    });
     group.bench_function("raw", |b| b.iter(|| raw_get(&conn, black_box(&ids[..1]))));
     group.finish();
 

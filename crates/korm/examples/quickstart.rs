@@ -48,7 +48,10 @@ async fn main() -> korm::Result<()> {
                 username: "freddie".into(),
                 email: Unique::new("fred@bedrock.example".into()),
                 age: 41,
-                meta: Meta { tier: "gold".into(), tags: vec!["quarry".into(), "bowling".into()] },
+                meta: Meta {
+                    tier: "gold".into(),
+                    tags: vec!["quarry".into(), "bowling".into()],
+                },
             },
         )?
         .create()
@@ -62,7 +65,10 @@ async fn main() -> korm::Result<()> {
                 username: "barney".into(),
                 email: Unique::new("barney@bedrock.example".into()),
                 age: 38,
-                meta: Meta { tier: "silver".into(), tags: vec!["bowling".into()] },
+                meta: Meta {
+                    tier: "silver".into(),
+                    tags: vec!["bowling".into()],
+                },
             },
         )?
         .create()
@@ -76,17 +82,31 @@ async fn main() -> korm::Result<()> {
                 username: "impostor".into(),
                 email: Unique::new("fred@bedrock.example".into()),
                 age: 1,
-                meta: Meta { tier: "none".into(), tags: vec![] },
+                meta: Meta {
+                    tier: "none".into(),
+                    tags: vec![],
+                },
             },
         )?
         .create()
         .await;
-    println!("duplicate email: {}", duplicate.expect_err("emails are unique"));
+    println!(
+        "duplicate email: {}",
+        duplicate.expect_err("emails are unique")
+    );
 
-    for (make, year, owner) in [("Citroen", 2014, &fred), ("Fiat", 1999, &barney), ("Volvo", 2021, &fred)] {
+    for (make, year, owner) in [
+        ("Citroen", 2014, &fred),
+        ("Fiat", 1999, &barney),
+        ("Volvo", 2021, &fred),
+    ] {
         cars.from_data(
             "[rn]:cars:suv:*".parse()?,
-            Car { make: make.into(), year, owner: owner.rn().clone() },
+            Car {
+                make: make.into(),
+                year,
+                owner: owner.rn().clone(),
+            },
         )?
         .create()
         .await?;
@@ -99,7 +119,13 @@ async fn main() -> korm::Result<()> {
         .sort_by("username", SortOrder::Asc)
         .get()
         .await?;
-    println!("bowlers: {:?}", bowlers.iter().map(|u| &u.data().username).collect::<Vec<_>>());
+    println!(
+        "bowlers: {:?}",
+        bowlers
+            .iter()
+            .map(|u| &u.data().username)
+            .collect::<Vec<_>>()
+    );
 
     let newest = cars
         .query("[rn]:cars:suv:*".parse()?)
@@ -107,7 +133,11 @@ async fn main() -> korm::Result<()> {
         .sort_by("year", SortOrder::Desc)
         .first()
         .await?;
-    println!("newest car with an o: {} {}", newest.data().make, newest.data().year);
+    println!(
+        "newest car with an o: {} {}",
+        newest.data().make,
+        newest.data().year
+    );
 
     // Update and commit; delete and restore.
     let fred = fred.update(|u| u.age += 1).commit().await?;

@@ -41,7 +41,9 @@ pub fn user(i: usize) -> User {
         age: (i % 100) as i64,
         meta: Meta {
             tier: ["gold", "silver", "bronze"][i % 3].to_owned(),
-            flags: Flags { hot: i % 2 == 0 },
+            flags: Flags {
+                hot: i.is_multiple_of(2),
+            },
         },
     }
 }
@@ -106,7 +108,8 @@ pub async fn korm_update(items: Vec<Item<User>>) -> Vec<Item<User>> {
 /// Opens a raw connection with the settings korm uses.
 pub fn raw_conn(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
     conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
         .unwrap();
     conn.execute_batch("PRAGMA synchronous = NORMAL;").unwrap();
@@ -128,8 +131,13 @@ pub fn raw_create(conn: &Connection, range: std::ops::Range<usize>) -> Vec<(Stri
                 "INSERT INTO \"{TABLE}\" (\"rnId\", \"username\", \"age\", \"meta\") VALUES (?, ?, ?, ?)"
             ))
             .unwrap();
-        stmt.execute(params![id, u.username, u.age, serde_json::to_string(&u.meta).unwrap()])
-            .unwrap();
+        stmt.execute(params![
+            id,
+            u.username,
+            u.age,
+            serde_json::to_string(&u.meta).unwrap()
+        ])
+        .unwrap();
         out.push((id, u));
     }
     out
@@ -162,10 +170,12 @@ pub fn raw_query(conn: &Connection) -> usize {
             "SELECT * FROM \"{TABLE}\" WHERE (\"age\" > ? AND json_extract(\"meta\", ?) = ?)"
         ))
         .unwrap();
-    stmt.query_map(params![80, "$.tier", "gold"], raw_row)
+    let users: Vec<User> = stmt
+        .query_map(params![80, "$.tier", "gold"], raw_row)
         .unwrap()
         .map(|r| r.unwrap())
-        .count()
+        .collect();
+    users.len()
 }
 
 pub fn raw_update(conn: &Connection, rows: &mut [(String, User)]) {
@@ -176,7 +186,12 @@ pub fn raw_update(conn: &Connection, rows: &mut [(String, User)]) {
                 "UPDATE \"{TABLE}\" SET \"username\" = ?, \"age\" = ?, \"meta\" = ? WHERE \"rnId\" = ?"
             ))
             .unwrap();
-        stmt.execute(params![u.username, u.age, serde_json::to_string(&u.meta).unwrap(), id])
-            .unwrap();
+        stmt.execute(params![
+            u.username,
+            u.age,
+            serde_json::to_string(&u.meta).unwrap(),
+            &*id
+        ])
+        .unwrap();
     }
 }

@@ -137,11 +137,9 @@ mod tests {
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
         let st = select(Some(&filter), &[], None).unwrap();
         let prefix = format!("SELECT * FROM \"{TABLE}\" WHERE ");
-        let suffix = " ORDER BY \"rnId\" ASC";
         let condition = st
             .sql
             .strip_prefix(&prefix)
-            .and_then(|s| s.strip_suffix(suffix))
             .unwrap_or_else(|| panic!("unexpected statement {}", st.sql));
         (condition.to_owned(), st.params)
     }
@@ -155,10 +153,7 @@ mod tests {
     #[test]
     fn scenario_no_filter() {
         let st = select(None, &[], None).unwrap();
-        assert_eq!(
-            st.sql,
-            format!("SELECT * FROM \"{TABLE}\" ORDER BY \"rnId\" ASC")
-        );
+        assert_eq!(st.sql, format!("SELECT * FROM \"{TABLE}\""));
         assert!(st.params.is_empty());
     }
 
@@ -626,10 +621,7 @@ mod tests {
     #[test]
     fn scenario_limit() {
         let st = select(None, &[], Some(0)).unwrap();
-        assert_eq!(
-            st.sql,
-            format!("SELECT * FROM \"{TABLE}\" ORDER BY \"rnId\" ASC LIMIT 0")
-        );
+        assert_eq!(st.sql, format!("SELECT * FROM \"{TABLE}\" LIMIT 0"));
         let err = select(None, &[], Some(u64::MAX)).unwrap_err();
         assert!(
             matches!(

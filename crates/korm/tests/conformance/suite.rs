@@ -35,10 +35,19 @@ fn fred() -> User {
         active: true,
         nickname: None,
         tags: vec!["quarry".into(), "bowling".into()],
-        address: Address { city: "Bedrock".into(), zip: Some("70777".into()) },
+        address: Address {
+            city: "Bedrock".into(),
+            zip: Some("70777".into()),
+        },
         addresses: vec![
-            Address { city: "Bedrock".into(), zip: None },
-            Address { city: "Rock Vegas".into(), zip: Some("1".into()) },
+            Address {
+                city: "Bedrock".into(),
+                zip: None,
+            },
+            Address {
+                city: "Rock Vegas".into(),
+                zip: Some("1".into()),
+            },
         ],
     }
 }
@@ -51,7 +60,10 @@ fn barney() -> User {
         active: false,
         nickname: Some("Barn".into()),
         tags: vec![],
-        address: Address { city: "Bedrock".into(), zip: None },
+        address: Address {
+            city: "Bedrock".into(),
+            zip: None,
+        },
         addresses: vec![],
     }
 }
@@ -81,7 +93,10 @@ async fn seed(pool: &Pool) -> Vec<korm::Item<User>> {
     wilma.score = 99.0;
     wilma.tags = vec!["shopping".into()];
     wilma.address.city = "Rock Vegas".into();
-    wilma.addresses = vec![Address { city: "Boulder".into(), zip: None }];
+    wilma.addresses = vec![Address {
+        city: "Boulder".into(),
+        zip: None,
+    }];
     let mut pebbles = barney();
     pebbles.username = "pebbles".into();
     pebbles.age = 2;
@@ -176,10 +191,22 @@ pub async fn update_commit_persists_and_adds_columns(pool: &Pool) {
         .await
         .expect("load as v2");
     assert_eq!(v2.data().email, None);
-    let v2 = v2.update(|u| u.email = Some("fred@bedrock.example".into())).commit().await.expect("commit v2");
-    let again = korm::item::<UserV2>(pool).load(v2.rn().clone()).get().await.expect("reload");
+    let v2 = v2
+        .update(|u| u.email = Some("fred@bedrock.example".into()))
+        .commit()
+        .await
+        .expect("commit v2");
+    let again = korm::item::<UserV2>(pool)
+        .load(v2.rn().clone())
+        .get()
+        .await
+        .expect("reload");
     assert_eq!(again.data().email.as_deref(), Some("fred@bedrock.example"));
-    let as_v1 = korm::item::<User>(pool).load(again.rn().clone().cast()).get().await.expect("load as v1");
+    let as_v1 = korm::item::<User>(pool)
+        .load(again.rn().clone().cast())
+        .get()
+        .await
+        .expect("load as v1");
     assert_eq!(as_v1.data().age, 42);
     assert_eq!(as_v1.data().tags, vec!["quarry", "bowling", "golf"]);
 }
@@ -192,7 +219,11 @@ pub async fn skipped_fields_keep_their_stored_value(pool: &Pool) {
         age: Option<i64>,
     }
     let item = create(pool, USERS, fred()).await;
-    let partial = korm::item::<Partial>(pool).load(item.rn().clone().cast()).get().await.expect("load");
+    let partial = korm::item::<Partial>(pool)
+        .load(item.rn().clone().cast())
+        .get()
+        .await
+        .expect("load");
     partial
         .update(|p| {
             p.username = "fred".into();
@@ -201,9 +232,17 @@ pub async fn skipped_fields_keep_their_stored_value(pool: &Pool) {
         .commit()
         .await
         .expect("commit");
-    let full = korm::item::<User>(pool).load(item.rn().clone()).get().await.expect("load");
+    let full = korm::item::<User>(pool)
+        .load(item.rn().clone())
+        .get()
+        .await
+        .expect("load");
     assert_eq!(full.data().username, "fred");
-    assert_eq!(full.data().age, 41, "a skipped field keeps its stored value");
+    assert_eq!(
+        full.data().age,
+        41,
+        "a skipped field keeps its stored value"
+    );
 }
 
 pub async fn delete_then_restore(pool: &Pool) {
@@ -212,11 +251,24 @@ pub async fn delete_then_restore(pool: &Pool) {
     let rn = item.rn().clone();
     let deleted = item.delete().await.expect("delete");
     assert_eq!(deleted.data(), &fred(), "the snapshot is kept");
-    assert!(matches!(users.load(rn.clone()).get().await, Err(Error::NotFound { .. })));
-    assert!(users.load(rn.clone()).get_optional().await.expect("load").is_none());
+    assert!(matches!(
+        users.load(rn.clone()).get().await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        users
+            .load(rn.clone())
+            .get_optional()
+            .await
+            .expect("load")
+            .is_none()
+    );
     let restored = deleted.restore().await.expect("restore");
     assert_eq!(restored.rn(), &rn);
-    assert_eq!(users.load(rn.clone()).get().await.expect("load").data(), &fred());
+    assert_eq!(
+        users.load(rn.clone()).get().await.expect("load").data(),
+        &fred()
+    );
     // Deleting an item someone else deleted meanwhile is NotFound.
     let stale = users.load(rn.clone()).get().await.expect("load");
     restored.delete().await.expect("delete");
@@ -247,19 +299,35 @@ pub async fn create_twice_at_one_rn_fails(pool: &Pool) {
         Err(Error::AlreadyExists { rn }) => assert_eq!(rn, item.rn().to_string()),
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    let kept = korm::item::<User>(pool).load(item.rn().clone()).get().await.expect("load");
+    let kept = korm::item::<User>(pool)
+        .load(item.rn().clone())
+        .get()
+        .await
+        .expect("load");
     assert_eq!(kept.data(), &fred(), "the first item is untouched");
 }
 
 pub async fn load_missing_and_wrong_forms(pool: &Pool) {
     let users = korm::item::<User>(pool);
     let missing: Rn<User> = rn("[rn]:users:freetier:0550ec20-c747-4ef9-87d4-613fe9d0c149");
-    assert!(matches!(users.load(missing).get().await, Err(Error::NotFound { .. })));
-    assert!(matches!(users.load(rn(USERS)).get().await, Err(Error::WrongRnForm { .. })));
+    assert!(matches!(
+        users.load(missing).get().await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        users.load(rn(USERS)).get().await,
+        Err(Error::WrongRnForm { .. })
+    ));
     let item_rn: Rn<User> = rn("[rn]:users:freetier:0550ec20-c747-4ef9-87d4-613fe9d0c149");
-    assert!(matches!(users.query(item_rn).get().await, Err(Error::WrongRnForm { .. })));
+    assert!(matches!(
+        users.query(item_rn).get().await,
+        Err(Error::WrongRnForm { .. })
+    ));
     let depot: Rn<User> = rn("[rn][depot::files]:invoices:fred:invoice.txt");
-    assert!(matches!(users.from_data(depot, fred()), Err(Error::WrongRnForm { .. })));
+    assert!(matches!(
+        users.from_data(depot, fred()),
+        Err(Error::WrongRnForm { .. })
+    ));
 }
 
 pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
@@ -269,10 +337,32 @@ pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
         handle: Option<Unique<String>>,
     }
     let accounts = "[rn]:accounts:main:*";
-    let first = create(pool, accounts, Account { email: Unique::new("a@x".into()), handle: None }).await;
-    create(pool, accounts, Account { email: Unique::new("b@x".into()), handle: None }).await;
+    let first = create(
+        pool,
+        accounts,
+        Account {
+            email: Unique::new("a@x".into()),
+            handle: None,
+        },
+    )
+    .await;
+    create(
+        pool,
+        accounts,
+        Account {
+            email: Unique::new("b@x".into()),
+            handle: None,
+        },
+    )
+    .await;
     let dup = korm::item::<Account>(pool)
-        .from_data(rn(accounts), Account { email: Unique::new("a@x".into()), handle: None })
+        .from_data(
+            rn(accounts),
+            Account {
+                email: Unique::new("a@x".into()),
+                handle: None,
+            },
+        )
         .expect("floating")
         .create()
         .await;
@@ -283,7 +373,11 @@ pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
         }
         other => panic!("expected a unique violation, got {other:?}"),
     }
-    let all = korm::item::<Account>(pool).query(rn(accounts)).get().await.expect("query");
+    let all = korm::item::<Account>(pool)
+        .query(rn(accounts))
+        .get()
+        .await
+        .expect("query");
     assert_eq!(all.len(), 2, "the duplicate was not written");
     // A commit that takes another item's value is refused too.
     let second = korm::item::<Account>(pool)
@@ -293,10 +387,21 @@ pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
         .await
         .expect("b");
     let clash = second.update(|a| *a.email = "a@x".into()).commit().await;
-    assert!(matches!(clash, Err(Error::UniqueViolation { .. })), "{clash:?}");
+    assert!(
+        matches!(clash, Err(Error::UniqueViolation { .. })),
+        "{clash:?}"
+    );
     // Once the holder is deleted, the value is free.
     first.delete().await.expect("delete");
-    create(pool, accounts, Account { email: Unique::new("a@x".into()), handle: None }).await;
+    create(
+        pool,
+        accounts,
+        Account {
+            email: Unique::new("a@x".into()),
+            handle: None,
+        },
+    )
+    .await;
 }
 
 pub async fn unique_nested_objects_collide_whatever_key_order(pool: &Pool) {
@@ -305,15 +410,37 @@ pub async fn unique_nested_objects_collide_whatever_key_order(pool: &Pool) {
         key: Unique<Value>,
     }
     let docs = "[rn]:docs:keyed:*";
-    create(pool, docs, Doc { key: Unique::new(json!({"a": 1, "b": {"c": [1, 2], "d": null}})) }).await;
+    create(
+        pool,
+        docs,
+        Doc {
+            key: Unique::new(json!({"a": 1, "b": {"c": [1, 2], "d": null}})),
+        },
+    )
+    .await;
     let dup = korm::item::<Doc>(pool)
-        .from_data(rn(docs), Doc { key: Unique::new(json!({"b": {"d": null, "c": [1, 2]}, "a": 1})) })
+        .from_data(
+            rn(docs),
+            Doc {
+                key: Unique::new(json!({"b": {"d": null, "c": [1, 2]}, "a": 1})),
+            },
+        )
         .expect("floating")
         .create()
         .await;
-    assert!(matches!(dup, Err(Error::UniqueViolation { ref field, .. }) if field == "key"), "{dup:?}");
+    assert!(
+        matches!(dup, Err(Error::UniqueViolation { ref field, .. }) if field == "key"),
+        "{dup:?}"
+    );
     // A different array order is a different value.
-    create(pool, docs, Doc { key: Unique::new(json!({"a": 1, "b": {"c": [2, 1], "d": null}})) }).await;
+    create(
+        pool,
+        docs,
+        Doc {
+            key: Unique::new(json!({"a": 1, "b": {"c": [2, 1], "d": null}})),
+        },
+    )
+    .await;
 }
 
 pub async fn schema_mismatch_then_destructive(pool: &Pool) {
@@ -324,41 +451,82 @@ pub async fn schema_mismatch_then_destructive(pool: &Pool) {
     }
     let item = create(pool, USERS, fred()).await;
     let wrong = korm::item::<AgeAsText>(pool)
-        .from_data(rn(USERS), AgeAsText { username: "x".into(), age: "old".into() })
+        .from_data(
+            rn(USERS),
+            AgeAsText {
+                username: "x".into(),
+                age: "old".into(),
+            },
+        )
         .expect("floating")
         .create()
         .await;
     match wrong {
-        Err(Error::SchemaMismatch { column, stored, found, .. }) => {
+        Err(Error::SchemaMismatch {
+            column,
+            stored,
+            found,
+            ..
+        }) => {
             assert_eq!(column, "age");
             assert_eq!(stored, korm::ColumnKind::Integer);
             assert_eq!(found, korm::ColumnKind::Text);
         }
         other => panic!("expected a schema mismatch, got {other:?}"),
     }
-    assert_eq!(korm::item::<User>(pool).query(rn(USERS)).get().await.expect("query").len(), 1);
+    assert_eq!(
+        korm::item::<User>(pool)
+            .query(rn(USERS))
+            .get()
+            .await
+            .expect("query")
+            .len(),
+        1
+    );
     // A whole number into a double column is fine.
     #[derive(Debug, Serialize, Deserialize)]
     struct ScoreInt {
         username: String,
         score: i64,
     }
-    create(pool, USERS, ScoreInt { username: "int".into(), score: 3 }).await;
+    create(
+        pool,
+        USERS,
+        ScoreInt {
+            username: "int".into(),
+            score: 3,
+        },
+    )
+    .await;
 
     let recreated = korm::item::<AgeAsText>(pool)
-        .from_data(rn(USERS), AgeAsText { username: "x".into(), age: "old".into() })
+        .from_data(
+            rn(USERS),
+            AgeAsText {
+                username: "x".into(),
+                age: "old".into(),
+            },
+        )
         .expect("floating")
         .create_with(WriteOptions::new().destructive(true))
         .await
         .expect("destructive create");
-    let loaded = korm::item::<AgeAsText>(pool).load(recreated.rn().clone()).get().await.expect("load");
+    let loaded = korm::item::<AgeAsText>(pool)
+        .load(recreated.rn().clone())
+        .get()
+        .await
+        .expect("load");
     assert_eq!(loaded.data().age, "old");
     // The old integer values were dropped with the column.
     #[derive(Debug, Deserialize, Serialize)]
     struct AgeOnly {
         age: Option<String>,
     }
-    let old = korm::item::<AgeOnly>(pool).load(item.rn().clone().cast()).get().await.expect("load");
+    let old = korm::item::<AgeOnly>(pool)
+        .load(item.rn().clone().cast())
+        .get()
+        .await
+        .expect("load");
     assert_eq!(old.data().age, None);
 }
 
@@ -366,39 +534,103 @@ pub async fn filter_operators(pool: &Pool) {
     seed(pool).await;
     assert_eq!(names(pool, eq("username", "freddie")).await, ["freddie"]);
     assert_eq!(names(pool, eq("active", true)).await, ["freddie", "wilma"]);
-    assert_eq!(names(pool, eq("nickname", Value::Null)).await, ["freddie", "pebbles", "wilma"]);
-    assert_eq!(names(pool, gt("age", 38)).await, ["freddie", "wilma"]);
-    assert_eq!(names(pool, gte("age", 38)).await, ["barney", "freddie", "wilma"]);
-    assert_eq!(names(pool, lt("age", 38)).await, ["pebbles"]);
-    assert_eq!(names(pool, lte("score", 88.25)).await, ["barney", "pebbles"]);
-    assert_eq!(names(pool, like("username", "%e%")).await, ["barney", "freddie", "pebbles"]);
-    assert_eq!(names(pool, in_list("age", [2, 40, 99])).await, ["pebbles", "wilma"]);
-    assert!(names(pool, in_list("age", Vec::<i64>::new())).await.is_empty());
     assert_eq!(
-        names(pool, or([eq("username", "barney"), and([gt("age", 39), lt("age", 41)])])).await,
+        names(pool, eq("nickname", Value::Null)).await,
+        ["freddie", "pebbles", "wilma"]
+    );
+    assert_eq!(names(pool, gt("age", 38)).await, ["freddie", "wilma"]);
+    assert_eq!(
+        names(pool, gte("age", 38)).await,
+        ["barney", "freddie", "wilma"]
+    );
+    assert_eq!(names(pool, lt("age", 38)).await, ["pebbles"]);
+    assert_eq!(
+        names(pool, lte("score", 88.25)).await,
+        ["barney", "pebbles"]
+    );
+    assert_eq!(
+        names(pool, like("username", "%e%")).await,
+        ["barney", "freddie", "pebbles"]
+    );
+    assert_eq!(
+        names(pool, in_list("age", [2, 40, 99])).await,
+        ["pebbles", "wilma"]
+    );
+    assert!(
+        names(pool, in_list("age", Vec::<i64>::new()))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        names(
+            pool,
+            or([
+                eq("username", "barney"),
+                and([gt("age", 39), lt("age", 41)])
+            ])
+        )
+        .await,
         ["barney", "wilma"]
     );
-    assert_eq!(names(pool, not(eq("active", true))).await, ["barney", "pebbles"]);
-    assert_eq!(names(pool, eq("username", "freddie").or(eq("username", "wilma"))).await, ["freddie", "wilma"]);
+    assert_eq!(
+        names(pool, not(eq("active", true))).await,
+        ["barney", "pebbles"]
+    );
+    assert_eq!(
+        names(pool, eq("username", "freddie").or(eq("username", "wilma"))).await,
+        ["freddie", "wilma"]
+    );
     assert_eq!(names(pool, and([])).await.len(), 4);
-    let bad = korm::item::<User>(pool).query(rn(USERS)).filter(gt("age", Value::Null)).get().await;
+    let bad = korm::item::<User>(pool)
+        .query(rn(USERS))
+        .filter(gt("age", Value::Null))
+        .get()
+        .await;
     assert!(matches!(bad, Err(Error::InvalidFilter { .. })), "{bad:?}");
-    let bad = korm::item::<User>(pool).query(rn(USERS)).filter(eq("tags", json!(["a"]))).get().await;
+    let bad = korm::item::<User>(pool)
+        .query(rn(USERS))
+        .filter(eq("tags", json!(["a"])))
+        .get()
+        .await;
     assert!(matches!(bad, Err(Error::InvalidFilter { .. })), "{bad:?}");
 }
 
 pub async fn json_paths_indexes_and_wildcards(pool: &Pool) {
     seed(pool).await;
-    assert_eq!(names(pool, eq("address.city", "Rock Vegas")).await, ["wilma"]);
-    assert_eq!(names(pool, eq("address.zip", Value::Null)).await, ["barney", "pebbles"]);
+    assert_eq!(
+        names(pool, eq("address.city", "Rock Vegas")).await,
+        ["wilma"]
+    );
+    assert_eq!(
+        names(pool, eq("address.zip", Value::Null)).await,
+        ["barney", "pebbles"]
+    );
     assert_eq!(names(pool, eq("tags[1]", "bowling")).await, ["freddie"]);
     assert_eq!(names(pool, eq("tags[*]", "bowling")).await, ["freddie"]);
-    assert_eq!(names(pool, eq("addresses[*].city", "Boulder")).await, ["wilma"]);
-    assert_eq!(names(pool, eq("addresses[1].city", "Rock Vegas")).await, ["freddie"]);
-    assert_eq!(names(pool, like("addresses[*].city", "Ro%")).await, ["freddie"]);
-    assert_eq!(names(pool, eq("address.geo.lat", 1)).await, Vec::<String>::new());
-    assert_eq!(names(pool, eq("nosuchfield", "x")).await, Vec::<String>::new());
-    assert_eq!(names(pool, eq("username.deeper", "x")).await, Vec::<String>::new());
+    assert_eq!(
+        names(pool, eq("addresses[*].city", "Boulder")).await,
+        ["wilma"]
+    );
+    assert_eq!(
+        names(pool, eq("addresses[1].city", "Rock Vegas")).await,
+        ["freddie"]
+    );
+    assert_eq!(
+        names(pool, like("addresses[*].city", "Ro%")).await,
+        ["freddie"]
+    );
+    assert_eq!(
+        names(pool, eq("address.geo.lat", 1)).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(pool, eq("nosuchfield", "x")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(pool, eq("username.deeper", "x")).await,
+        Vec::<String>::new()
+    );
     // Nested wildcards over arrays of arrays.
     #[derive(Debug, Serialize, Deserialize)]
     struct Grid {
@@ -406,30 +638,64 @@ pub async fn json_paths_indexes_and_wildcards(pool: &Pool) {
         rows: Value,
     }
     let grids = "[rn]:grids:all:*";
-    create(pool, grids, Grid { name: "a".into(), rows: json!([[{"v": 1}], [{"v": 2}, "scalar"]]) }).await;
-    create(pool, grids, Grid { name: "b".into(), rows: json!([["x"], 5]) }).await;
+    create(
+        pool,
+        grids,
+        Grid {
+            name: "a".into(),
+            rows: json!([[{"v": 1}], [{"v": 2}, "scalar"]]),
+        },
+    )
+    .await;
+    create(
+        pool,
+        grids,
+        Grid {
+            name: "b".into(),
+            rows: json!([["x"], 5]),
+        },
+    )
+    .await;
     let found = korm::item::<Grid>(pool)
         .query(rn(grids))
         .filter(eq("rows[*][*].v", 2))
         .get()
         .await
         .expect("query");
-    assert_eq!(found.iter().map(|g| g.data().name.as_str()).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(
+        found
+            .iter()
+            .map(|g| g.data().name.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
     let found = korm::item::<Grid>(pool)
         .query(rn(grids))
         .filter(eq("rows[*][*]", "x"))
         .get()
         .await
         .expect("query");
-    assert_eq!(found.iter().map(|g| g.data().name.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert_eq!(
+        found
+            .iter()
+            .map(|g| g.data().name.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
 }
 
 pub async fn not_keeps_rows_where_the_value_is_missing(pool: &Pool) {
     seed(pool).await;
     // nickname is null for three users: not(eq) must keep them (null is not "Barn").
-    assert_eq!(names(pool, not(eq("nickname", "Barn"))).await, ["freddie", "pebbles", "wilma"]);
+    assert_eq!(
+        names(pool, not(eq("nickname", "Barn"))).await,
+        ["freddie", "pebbles", "wilma"]
+    );
     assert_eq!(names(pool, not(eq("nosuchfield", "x"))).await.len(), 4);
-    assert_eq!(names(pool, !eq("address.zip", "70777")).await, ["barney", "pebbles"]);
+    assert_eq!(
+        names(pool, !eq("address.zip", "70777")).await,
+        ["barney", "pebbles"]
+    );
 }
 
 pub async fn sort_nulls_and_stability(pool: &Pool) {
@@ -447,8 +713,14 @@ pub async fn sort_nulls_and_stability(pool: &Pool) {
             .collect::<Vec<_>>()
     };
     // Ascending: nulls last; descending: nulls first; ties broken by age.
-    assert_eq!(sorted(SortOrder::Asc).await, ["barney", "pebbles", "wilma", "freddie"]);
-    assert_eq!(sorted(SortOrder::Desc).await, ["pebbles", "wilma", "freddie", "barney"]);
+    assert_eq!(
+        sorted(SortOrder::Asc).await,
+        ["barney", "pebbles", "wilma", "freddie"]
+    );
+    assert_eq!(
+        sorted(SortOrder::Desc).await,
+        ["pebbles", "wilma", "freddie", "barney"]
+    );
     let by_city = korm::item::<User>(pool)
         .query(rn(USERS))
         .sort_by("address.city", SortOrder::Desc)
@@ -460,13 +732,24 @@ pub async fn sort_nulls_and_stability(pool: &Pool) {
         .map(|i| i.into_data().username)
         .collect::<Vec<_>>();
     assert_eq!(by_city, ["wilma", "barney", "freddie", "pebbles"]);
-    let wildcard = korm::item::<User>(pool).query(rn(USERS)).sort_by("tags[*]", SortOrder::Asc).get().await;
-    assert!(matches!(wildcard, Err(Error::InvalidPath { .. })), "{wildcard:?}");
+    let wildcard = korm::item::<User>(pool)
+        .query(rn(USERS))
+        .sort_by("tags[*]", SortOrder::Asc)
+        .get()
+        .await;
+    assert!(
+        matches!(wildcard, Err(Error::InvalidPath { .. })),
+        "{wildcard:?}"
+    );
 }
 
 pub async fn sort_rejects_non_scalars_unless_stringified(pool: &Pool) {
     seed(pool).await;
-    let refused = korm::item::<User>(pool).query(rn(USERS)).sort_by("address", SortOrder::Asc).get().await;
+    let refused = korm::item::<User>(pool)
+        .query(rn(USERS))
+        .sort_by("address", SortOrder::Asc)
+        .get()
+        .await;
     match refused {
         Err(Error::NonScalarSort { path, found, .. }) => {
             assert_eq!(path, "address");
@@ -487,36 +770,109 @@ pub async fn sort_rejects_non_scalars_unless_stringified(pool: &Pool) {
 pub async fn first_and_first_n(pool: &Pool) {
     seed(pool).await;
     let users = korm::item::<User>(pool);
-    let oldest = users.query(rn(USERS)).sort_by("age", SortOrder::Desc).first().await.expect("first");
+    let oldest = users
+        .query(rn(USERS))
+        .sort_by("age", SortOrder::Desc)
+        .first()
+        .await
+        .expect("first");
     assert_eq!(oldest.data().username, "freddie");
-    let two = users.query(rn(USERS)).sort_by("age", SortOrder::Asc).first_n(2).await.expect("first_n");
-    assert_eq!(two.iter().map(|i| i.data().username.as_str()).collect::<Vec<_>>(), ["pebbles", "barney"]);
-    let none = users.query(rn(USERS)).filter(eq("username", "nobody")).first().await;
+    let two = users
+        .query(rn(USERS))
+        .sort_by("age", SortOrder::Asc)
+        .first_n(2)
+        .await
+        .expect("first_n");
+    assert_eq!(
+        two.iter()
+            .map(|i| i.data().username.as_str())
+            .collect::<Vec<_>>(),
+        ["pebbles", "barney"]
+    );
+    let none = users
+        .query(rn(USERS))
+        .filter(eq("username", "nobody"))
+        .first()
+        .await;
     assert!(matches!(none, Err(Error::NoMatch { .. })), "{none:?}");
-    assert!(users.query(rn(USERS)).first_n(0).await.expect("zero").is_empty());
+    assert!(
+        users
+            .query(rn(USERS))
+            .first_n(0)
+            .await
+            .expect("zero")
+            .is_empty()
+    );
 }
 
 pub async fn options_given_twice_are_rejected(pool: &Pool) {
     seed(pool).await;
     let users = korm::item::<User>(pool);
-    let twice = users.query(rn(USERS)).filter(eq("age", 1)).filter(eq("age", 2)).get().await;
-    assert!(matches!(twice, Err(Error::InvalidOption { option: "filter", .. })), "{twice:?}");
+    let twice = users
+        .query(rn(USERS))
+        .filter(eq("age", 1))
+        .filter(eq("age", 2))
+        .get()
+        .await;
+    assert!(
+        matches!(
+            twice,
+            Err(Error::InvalidOption {
+                option: "filter",
+                ..
+            })
+        ),
+        "{twice:?}"
+    );
     let twice = users
         .query(rn(USERS))
         .sort_by("age", SortOrder::Asc)
         .sort_by("age", SortOrder::Desc)
         .get()
         .await;
-    assert!(matches!(twice, Err(Error::InvalidOption { option: "sort_by", .. })), "{twice:?}");
+    assert!(
+        matches!(
+            twice,
+            Err(Error::InvalidOption {
+                option: "sort_by",
+                ..
+            })
+        ),
+        "{twice:?}"
+    );
 }
 
 pub async fn query_of_a_missing_table_is_empty(pool: &Pool) {
     let users = korm::item::<User>(pool);
     let collection = "[rn]:later:made:*";
-    assert!(users.query(rn(collection)).get().await.expect("empty").is_empty());
-    assert!(users.query(rn(collection)).filter(eq("age", 1)).get().await.expect("empty").is_empty());
+    assert!(
+        users
+            .query(rn(collection))
+            .get()
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(
+        users
+            .query(rn(collection))
+            .filter(eq("age", 1))
+            .get()
+            .await
+            .expect("empty")
+            .is_empty()
+    );
     create(pool, collection, fred()).await;
-    assert_eq!(users.query(rn(collection)).get().await.expect("query").len(), 1, "a miss is never cached");
+    assert_eq!(
+        users
+            .query(rn(collection))
+            .get()
+            .await
+            .expect("query")
+            .len(),
+        1,
+        "a miss is never cached"
+    );
 }
 
 pub async fn hostile_values_are_literals(pool: &Pool) {
@@ -525,10 +881,24 @@ pub async fn hostile_values_are_literals(pool: &Pool) {
     evil.tags = vec!["' OR 1=1 --".into()];
     create(pool, USERS, evil.clone()).await;
     create(pool, USERS, barney()).await;
-    assert_eq!(names(pool, eq("username", evil.username.as_str())).await, [evil.username.clone()]);
-    assert_eq!(names(pool, eq("tags[*]", "' OR 1=1 --")).await, [evil.username.clone()]);
+    assert_eq!(
+        names(pool, eq("username", evil.username.as_str())).await,
+        [evil.username.clone()]
+    );
+    assert_eq!(
+        names(pool, eq("tags[*]", "' OR 1=1 --")).await,
+        [evil.username.clone()]
+    );
     assert!(names(pool, eq("username", "' OR '1'='1")).await.is_empty());
-    assert_eq!(korm::item::<User>(pool).query(rn(USERS)).get().await.expect("query").len(), 2);
+    assert_eq!(
+        korm::item::<User>(pool)
+            .query(rn(USERS))
+            .get()
+            .await
+            .expect("query")
+            .len(),
+        2
+    );
 }
 
 pub async fn decode_errors_name_the_rn_not_the_value(pool: &Pool) {
@@ -540,7 +910,14 @@ pub async fn decode_errors_name_the_rn_not_the_value(pool: &Pool) {
     struct Numeric {
         code: i64,
     }
-    let item = create(pool, "[rn]:codes:all:*", Secretive { code: "TOPSECRET-4242".into() }).await;
+    let item = create(
+        pool,
+        "[rn]:codes:all:*",
+        Secretive {
+            code: "TOPSECRET-4242".into(),
+        },
+    )
+    .await;
     let err = korm::item::<Numeric>(pool)
         .load(item.rn().clone().cast())
         .get()
@@ -558,6 +935,9 @@ pub async fn closed_pool_refuses_work(pool: &Pool) {
     assert!(pool.is_closed());
     let err = korm::item::<User>(pool).load(item.rn().clone()).get().await;
     assert!(matches!(err, Err(Error::PoolClosed)), "{err:?}");
-    assert!(matches!(item.update(|u| u.age = 1).commit().await, Err(Error::PoolClosed)));
+    assert!(matches!(
+        item.update(|u| u.age = 1).commit().await,
+        Err(Error::PoolClosed)
+    ));
     pool.close().await; // twice is harmless
 }

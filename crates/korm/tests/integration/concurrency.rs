@@ -16,7 +16,13 @@ const NOTES: &str = "[rn]:notes:plain:*";
 
 async fn create_note(pool: &korm::Pool, n: i64) -> korm::Item<Note> {
     korm::item::<Note>(pool)
-        .from_data(NOTES.parse().expect("rn"), Note { text: format!("note {n}"), n })
+        .from_data(
+            NOTES.parse().expect("rn"),
+            Note {
+                text: format!("note {n}"),
+                n,
+            },
+        )
         .expect("floating")
         .create()
         .await
@@ -28,7 +34,8 @@ fn hold_exclusive_lock(path: std::path::PathBuf, hold: Duration) -> std::sync::m
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(&path).expect("open");
-        conn.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS other (x);").expect("lock");
+        conn.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS other (x);")
+            .expect("lock");
         locked_tx.send(()).expect("signal");
         std::thread::sleep(hold);
         conn.execute_batch("COMMIT").expect("unlock");
@@ -44,13 +51,20 @@ async fn opening_a_locked_database_does_not_fail() {
     let locked = hold_exclusive_lock(path.clone(), Duration::from_millis(400));
     locked.recv().expect("locked");
     let pool = korm::pool()
-        .layer("db", korm::layers::sqlite(&path).with_busy_timeout(Duration::from_secs(10)))
+        .layer(
+            "db",
+            korm::layers::sqlite(&path).with_busy_timeout(Duration::from_secs(10)),
+        )
         .open()
         .await
         .expect("opening a locked database must not fail");
     // A write waits for the lock (busy timeout) and then succeeds.
     let note = create_note(&pool, 1).await;
-    let loaded = korm::item::<Note>(&pool).load(note.rn().clone()).get().await.expect("load");
+    let loaded = korm::item::<Note>(&pool)
+        .load(note.rn().clone())
+        .get()
+        .await
+        .expect("load");
     assert_eq!(loaded.data().n, 1);
     pool.close().await;
 }
@@ -60,7 +74,10 @@ async fn a_lock_held_past_the_busy_timeout_is_a_busy_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("busy.sqlite");
     let pool = korm::pool()
-        .layer("db", korm::layers::sqlite(&path).with_busy_timeout(Duration::from_millis(100)))
+        .layer(
+            "db",
+            korm::layers::sqlite(&path).with_busy_timeout(Duration::from_millis(100)),
+        )
         .open()
         .await
         .expect("open");
@@ -68,7 +85,13 @@ async fn a_lock_held_past_the_busy_timeout_is_a_busy_error() {
     let locked = hold_exclusive_lock(path.clone(), Duration::from_millis(1500));
     locked.recv().expect("locked");
     let err = korm::item::<Note>(&pool)
-        .from_data(NOTES.parse().expect("rn"), Note { text: "x".into(), n: 2 })
+        .from_data(
+            NOTES.parse().expect("rn"),
+            Note {
+                text: "x".into(),
+                n: 2,
+            },
+        )
         .expect("floating")
         .create()
         .await
@@ -90,7 +113,10 @@ async fn the_runtime_keeps_running_while_sqlite_waits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("wait.sqlite");
     let pool = korm::pool()
-        .layer("db", korm::layers::sqlite(&path).with_busy_timeout(Duration::from_secs(10)))
+        .layer(
+            "db",
+            korm::layers::sqlite(&path).with_busy_timeout(Duration::from_secs(10)),
+        )
         .open()
         .await
         .expect("open");
@@ -110,8 +136,14 @@ async fn the_runtime_keeps_running_while_sqlite_waits() {
     create_note(&pool, 2).await;
     let waited = started.elapsed();
     let ticks = ticker.await.expect("ticker");
-    assert!(waited >= Duration::from_millis(300), "the write should have waited for the lock ({waited:?})");
-    assert!(ticks >= 10, "the runtime was blocked while SQLite waited: only {ticks} ticks");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "the write should have waited for the lock ({waited:?})"
+    );
+    assert!(
+        ticks >= 10,
+        "the runtime was blocked while SQLite waited: only {ticks} ticks"
+    );
     pool.close().await;
 }
 
@@ -119,14 +151,54 @@ async fn the_runtime_keeps_running_while_sqlite_waits() {
 async fn a_table_created_later_by_another_pool_is_seen() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("shared.sqlite");
-    let reader = korm::pool().layer("db", korm::layers::sqlite(&path)).open().await.expect("open reader");
-    let writer = korm::pool().layer("db", korm::layers::sqlite(&path)).open().await.expect("open writer");
+    let reader = korm::pool()
+        .layer("db", korm::layers::sqlite(&path))
+        .open()
+        .await
+        .expect("open reader");
+    let writer = korm::pool()
+        .layer("db", korm::layers::sqlite(&path))
+        .open()
+        .await
+        .expect("open writer");
     let notes = korm::item::<Note>(&reader);
-    assert!(notes.query(NOTES.parse().expect("rn")).get().await.expect("query").is_empty());
-    assert!(notes.query(NOTES.parse().expect("rn")).filter(eq("n", 1)).get().await.expect("query").is_empty());
+    assert!(
+        notes
+            .query(NOTES.parse().expect("rn"))
+            .get()
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert!(
+        notes
+            .query(NOTES.parse().expect("rn"))
+            .filter(eq("n", 1))
+            .get()
+            .await
+            .expect("query")
+            .is_empty()
+    );
     let made = create_note(&writer, 1).await;
-    assert!(notes.load(made.rn().clone()).get_optional().await.expect("load").is_some(), "a miss was cached");
-    assert_eq!(notes.query(NOTES.parse().expect("rn")).filter(eq("n", 1)).get().await.expect("query").len(), 1);
+    assert!(
+        notes
+            .load(made.rn().clone())
+            .get_optional()
+            .await
+            .expect("load")
+            .is_some(),
+        "a miss was cached"
+    );
+    assert_eq!(
+        notes
+            .query(NOTES.parse().expect("rn"))
+            .filter(eq("n", 1))
+            .get()
+            .await
+            .expect("query")
+            .len(),
+        1
+    );
 
     // A column the other pool adds later is seen too.
     #[derive(Debug, Serialize, Deserialize)]
@@ -136,12 +208,23 @@ async fn a_table_created_later_by_another_pool_is_seen() {
         colour: String,
     }
     let v2 = korm::item::<NoteV2>(&writer)
-        .from_data(NOTES.parse().expect("rn"), NoteV2 { text: "v2".into(), n: 2, colour: "red".into() })
+        .from_data(
+            NOTES.parse().expect("rn"),
+            NoteV2 {
+                text: "v2".into(),
+                n: 2,
+                colour: "red".into(),
+            },
+        )
         .expect("floating")
         .create()
         .await
         .expect("create v2");
-    let seen = korm::item::<NoteV2>(&reader).load(v2.rn().clone()).get().await.expect("load v2");
+    let seen = korm::item::<NoteV2>(&reader)
+        .load(v2.rn().clone())
+        .get()
+        .await
+        .expect("load v2");
     assert_eq!(seen.data().colour, "red");
     let filtered = korm::item::<NoteV2>(&reader)
         .query(NOTES.parse().expect("rn"))
@@ -158,8 +241,16 @@ async fn a_table_created_later_by_another_pool_is_seen() {
 async fn concurrent_writers_on_one_file_all_land() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("many.sqlite");
-    let a = korm::pool().layer("db", korm::layers::sqlite(&path)).open().await.expect("open");
-    let b = korm::pool().layer("db", korm::layers::sqlite(&path)).open().await.expect("open");
+    let a = korm::pool()
+        .layer("db", korm::layers::sqlite(&path))
+        .open()
+        .await
+        .expect("open");
+    let b = korm::pool()
+        .layer("db", korm::layers::sqlite(&path))
+        .open()
+        .await
+        .expect("open");
     let mut tasks = Vec::new();
     for i in 0..40 {
         let pool = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -168,7 +259,11 @@ async fn concurrent_writers_on_one_file_all_land() {
     for task in tasks {
         task.await.expect("task");
     }
-    let all = korm::item::<Note>(&a).query(NOTES.parse().expect("rn")).get().await.expect("query");
+    let all = korm::item::<Note>(&a)
+        .query(NOTES.parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
     assert_eq!(all.len(), 40);
     a.close().await;
     b.close().await;

@@ -23,17 +23,27 @@ async fn items_go_to_the_layer_their_rn_names() {
     let pool = two_layers(dir.path()).await;
     let cars = korm::item::<Car>(&pool);
     let in_cardb = cars
-        .from_data("[rn][from::cardb]:cars:suv:*".parse().expect("rn"), Car { make: "Citroen".into() })
+        .from_data(
+            "[rn][from::cardb]:cars:suv:*".parse().expect("rn"),
+            Car {
+                make: "Citroen".into(),
+            },
+        )
         .expect("floating")
         .create()
         .await
         .expect("create");
     assert_eq!(in_cardb.rn().layer(), Some("cardb"));
-    cars.from_data("[rn][from::userdb]:cars:suv:*".parse().expect("rn"), Car { make: "Fiat".into() })
-        .expect("floating")
-        .create()
-        .await
-        .expect("create");
+    cars.from_data(
+        "[rn][from::userdb]:cars:suv:*".parse().expect("rn"),
+        Car {
+            make: "Fiat".into(),
+        },
+    )
+    .expect("floating")
+    .create()
+    .await
+    .expect("create");
     let in_card: Vec<_> = cars
         .query("[rn][from::cardb]:cars:suv:*".parse().expect("rn"))
         .get()
@@ -43,13 +53,23 @@ async fn items_go_to_the_layer_their_rn_names() {
         .map(|c| c.into_data().make)
         .collect();
     assert_eq!(in_card, ["Citroen"]);
-    let in_user = cars.query("[rn][from::userdb]:cars:suv:*".parse().expect("rn")).get().await.expect("query");
+    let in_user = cars
+        .query("[rn][from::userdb]:cars:suv:*".parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
     assert_eq!(in_user.len(), 1);
-    assert_eq!(in_user[0].rn().layer(), Some("userdb"), "queried items keep the layer mod");
+    assert_eq!(
+        in_user[0].rn().layer(),
+        Some("userdb"),
+        "queried items keep the layer mod"
+    );
     // The file really holds only the cardb car.
     let conn = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("open");
     let count: i64 = conn
-        .query_row("SELECT count(*) FROM \"__items__cars__suv\"", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM \"__items__cars__suv\"", [], |r| {
+            r.get(0)
+        })
         .expect("count");
     assert_eq!(count, 1);
     pool.close().await;
@@ -60,55 +80,99 @@ async fn a_missing_or_unknown_layer_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let pool = two_layers(dir.path()).await;
     let cars = korm::item::<Car>(&pool);
-    let missing = cars.from_data("[rn]:cars:suv:*".parse().expect("rn"), Car { make: "x".into() });
+    let missing = cars.from_data(
+        "[rn]:cars:suv:*".parse().expect("rn"),
+        Car { make: "x".into() },
+    );
     match missing {
         Err(Error::LayerNotNamed { layers, .. }) => assert_eq!(layers, "cardb, userdb"),
         other => panic!("expected LayerNotNamed, got {other:?}"),
     }
-    let unknown = cars.query("[rn][from::nodb]:cars:suv:*".parse().expect("rn")).get().await;
+    let unknown = cars
+        .query("[rn][from::nodb]:cars:suv:*".parse().expect("rn"))
+        .get()
+        .await;
     match unknown {
         Err(e @ Error::UnknownLayer { .. }) => {
             let message = e.to_string();
-            assert!(message.contains("nodb") && message.contains("cardb"), "{message}");
+            assert!(
+                message.contains("nodb") && message.contains("cardb"),
+                "{message}"
+            );
         }
         other => panic!("expected UnknownLayer, got {other:?}"),
     }
-    let item_rn: Rn<Car> = "[rn][from::nodb]:cars:suv:0550ec20-c747-4ef9-87d4-613fe9d0c149".parse().expect("rn");
-    assert!(matches!(cars.load(item_rn).get().await, Err(Error::UnknownLayer { .. })));
+    let item_rn: Rn<Car> = "[rn][from::nodb]:cars:suv:0550ec20-c747-4ef9-87d4-613fe9d0c149"
+        .parse()
+        .expect("rn");
+    assert!(matches!(
+        cars.load(item_rn).get().await,
+        Err(Error::UnknownLayer { .. })
+    ));
     pool.close().await;
 }
 
 #[tokio::test]
 async fn a_single_layer_pool_takes_rns_with_or_without_from() {
-    let pool = korm::pool().layer("only", korm::layers::sqlite_memory()).open().await.expect("open");
+    let pool = korm::pool()
+        .layer("only", korm::layers::sqlite_memory())
+        .open()
+        .await
+        .expect("open");
     let cars = korm::item::<Car>(&pool);
     let plain = cars
-        .from_data("[rn]:cars:suv:*".parse().expect("rn"), Car { make: "a".into() })
+        .from_data(
+            "[rn]:cars:suv:*".parse().expect("rn"),
+            Car { make: "a".into() },
+        )
         .expect("floating")
         .create()
         .await
         .expect("create");
-    assert_eq!(plain.rn().layer(), None, "a single-layer pool writes no from mod, as korm 1.5");
-    let named = cars.query("[rn][from::only]:cars:suv:*".parse().expect("rn")).get().await.expect("query");
+    assert_eq!(
+        plain.rn().layer(),
+        None,
+        "a single-layer pool writes no from mod, as korm 1.5"
+    );
+    let named = cars
+        .query("[rn][from::only]:cars:suv:*".parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
     assert_eq!(named.len(), 1);
-    let wrong = cars.query("[rn][from::other]:cars:suv:*".parse().expect("rn")).get().await;
+    let wrong = cars
+        .query("[rn][from::other]:cars:suv:*".parse().expect("rn"))
+        .get()
+        .await;
     assert!(matches!(wrong, Err(Error::UnknownLayer { .. })));
     pool.close().await;
 }
 
 #[tokio::test]
 async fn bad_pool_configurations_are_refused() {
-    assert!(matches!(korm::pool().open().await, Err(Error::PoolConfig { .. })));
+    assert!(matches!(
+        korm::pool().open().await,
+        Err(Error::PoolConfig { .. })
+    ));
     let twice = korm::pool()
         .layer("a", korm::layers::sqlite_memory())
         .layer("a", korm::layers::sqlite_memory())
         .open()
         .await;
     assert!(matches!(twice, Err(Error::PoolConfig { .. })));
-    let bad = korm::pool().layer("bad name]", korm::layers::sqlite_memory()).open().await;
-    assert!(matches!(bad, Err(Error::InvalidIdentifier { what: "layer", .. })), "{bad:?}");
+    let bad = korm::pool()
+        .layer("bad name]", korm::layers::sqlite_memory())
+        .open()
+        .await;
+    assert!(
+        matches!(bad, Err(Error::InvalidIdentifier { what: "layer", .. })),
+        "{bad:?}"
+    );
     let unopenable = korm::pool()
-        .layer("x", korm::layers::sqlite("/nonexistent-dir/deeper/db.sqlite"))
+        .layer(
+            "x",
+            korm::layers::sqlite("/nonexistent-dir/deeper/db.sqlite"),
+        )
         .open()
         .await;
     match unopenable {

@@ -29,6 +29,9 @@ use crate::query::{self, SqliteDialect};
 /// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
 const FETCH_CHUNK: usize = 500;
 
+/// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
+const INLINE_FETCH: usize = 16;
+
 /// A SQLite database holding items.
 pub(crate) struct SqliteLayer {
     ident: String,
@@ -47,7 +50,11 @@ impl SqliteLayer {
     /// Opens (or creates) the database.
     pub(crate) async fn open(ident: &str, options: SqliteOptions) -> Result<SqliteLayer> {
         let layer = ident.to_owned();
-        let worker = Worker::start(ident, move || open_connection(&layer, &options)).await?;
+        let busy_timeout = options.busy_timeout;
+        let worker = Worker::start(ident, busy_timeout, move || {
+            open_connection(&layer, &options)
+        })
+        .await?;
         Ok(SqliteLayer {
             ident: ident.to_owned(),
             worker,
@@ -103,9 +110,15 @@ impl Layer for SqliteLayer {
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         let table = table.to_owned();
-        self.worker
-            .call(move |state| fetch(state, &table, &ids))
-            .await
+        if ids.len() <= INLINE_FETCH {
+            self.worker
+                .read(move |state| fetch(state, &table, &ids))
+                .await
+        } else {
+            self.worker
+                .call(move |state| fetch(state, &table, &ids))
+                .await
+        }
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
@@ -270,10 +283,10 @@ fn ensure_schema(
             .iter()
             .any(|f| s.kind_of(&f.name).is_none() || (f.unique && !s.is_unique(&f.name)))
     });
-    if cached == Some(true) {
-        if let Some(fresh) = read_schema(conn, layer, table)? {
-            schemas.insert(table.clone(), fresh);
-        }
+    if cached == Some(true)
+        && let Some(fresh) = read_schema(conn, layer, table)?
+    {
+        schemas.insert(table.clone(), fresh);
     }
     let Some(schema) = schemas.get_mut(table) else {
         return Ok(());
@@ -629,10 +642,8 @@ fn column_plan(
             .iter()
             .any(|n| *n != ID_COLUMN && !n.starts_with(UNIQUE_PREFIX) && s.kind_of(n).is_none())
     });
-    if stale {
-        if let Some(fresh) = read_schema(conn, layer, table)? {
-            schemas.insert(table.to_owned(), fresh);
-        }
+    if stale && let Some(fresh) = read_schema(conn, layer, table)? {
+        schemas.insert(table.to_owned(), fresh);
     }
     let schema = schemas.get(table);
     Ok(names

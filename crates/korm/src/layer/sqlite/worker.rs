@@ -1,10 +1,17 @@
-//! The connection thread: a SQLite connection lives on its own thread, so that no call ever
-//! blocks a tokio worker, and async callers send it jobs.
+//! The connection: a SQLite connection owned by its own thread, so that no call that may wait
+//! (a lock held by another process, a sync to disk, a long scan) ever blocks a tokio worker.
+//!
+//! Async callers send the thread jobs. Short reads (a point lookup by id) may instead run in
+//! place, on the caller's thread, when the connection is free: they take the connection
+//! without waiting (`try_lock`) and run with a zero busy timeout, so they never wait on a
+//! lock either; if the connection is busy or SQLite reports a lock, the read is sent to the
+//! thread like any other job. That saves the two thread wake-ups a hop costs.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::RwLock;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -12,8 +19,7 @@ use tokio::sync::oneshot;
 use crate::error::{DbErrorKind, Error, Result};
 use crate::layer::schema::TableSchema;
 
-/// What a job can use: the connection and the schema cache (only this thread touches them,
-/// so neither needs a lock).
+/// What a job can use: the connection and the schema cache.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) conn: Connection,
@@ -23,21 +29,34 @@ pub(crate) struct State {
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
 
-/// A handle to the connection thread.
+/// How long the thread keeps polling for the next job before it sleeps: a caller that sends
+/// requests back to back then finds it awake.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// A handle to the connection and its thread.
 #[derive(Debug)]
 pub(crate) struct Worker {
+    state: Arc<Mutex<State>>,
+    busy_timeout: Duration,
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     finished: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Worker {
     /// Starts the thread and opens the connection on it with `open`.
     pub(crate) async fn start(
         ident: &str,
+        busy_timeout: Duration,
         open: impl FnOnce() -> Result<Connection> + Send + 'static,
     ) -> Result<Worker> {
+        let (opened_tx, opened_rx) = oneshot::channel::<Result<Arc<Mutex<State>>>>();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-        let (opened_tx, opened_rx) = oneshot::channel::<Result<()>>();
         let (finished_tx, finished_rx) = oneshot::channel::<()>();
         let thread_ident = ident.to_owned();
         std::thread::Builder::new()
@@ -50,17 +69,20 @@ impl Worker {
                         return;
                     }
                 };
-                let _ = opened_tx.send(Ok(()));
-                let mut state = State {
+                let state = Arc::new(Mutex::new(State {
                     conn,
                     schemas: HashMap::new(),
                     ident: thread_ident,
-                };
+                }));
+                if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
+                    return;
+                }
                 // Ends when every sender is gone: at close, or when the pool is dropped.
-                while let Ok(job) = jobs_rx.recv() {
+                while let Some(job) = next_job(&jobs_rx) {
+                    let mut guard = lock(&state);
                     // A job that panics (a bug) must not take the connection down with it;
                     // its caller sees its reply channel closed.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut state)));
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
                 }
                 drop(state);
                 let _ = finished_tx.send(());
@@ -71,7 +93,9 @@ impl Worker {
                 message: format!("can not start the connection thread: {e}"),
             })?;
         match opened_rx.await {
-            Ok(Ok(())) => Ok(Worker {
+            Ok(Ok(state)) => Ok(Worker {
+                state,
+                busy_timeout,
                 jobs: RwLock::new(Some(jobs_tx)),
                 finished: tokio::sync::Mutex::new(Some(finished_rx)),
             }),
@@ -113,6 +137,40 @@ impl Worker {
         })?
     }
 
+    /// Runs a short read: in place when the connection is free and no lock is in the way,
+    /// on the connection thread otherwise (see the module doc). `f` must only read.
+    pub(crate) async fn read<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut State) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        if self
+            .jobs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(Error::PoolClosed);
+        }
+        if let Ok(mut state) = self.state.try_lock()
+            && state.conn.busy_timeout(Duration::ZERO).is_ok()
+        {
+            let result = f(&mut state);
+            let restored = state.conn.busy_timeout(self.busy_timeout);
+            drop(state);
+            match result {
+                Err(Error::Database {
+                    kind: DbErrorKind::Busy,
+                    ..
+                }) => {}
+                // The busy timeout could not be restored: let the thread run it (rare, and
+                // the result of the read in place is dropped, which is safe for a read).
+                _ if restored.is_err() => {}
+                done => return done,
+            }
+        }
+        self.call(f).await
+    }
+
     /// Stops accepting jobs, lets the queued ones finish, and waits for the connection to close.
     pub(crate) async fn close(&self) {
         self.jobs
@@ -121,6 +179,19 @@ impl Worker {
             .take();
         if let Some(finished) = self.finished.lock().await.take() {
             let _ = finished.await;
+        }
+    }
+}
+
+/// The next job: polled for a short while first, then waited for.
+fn next_job(jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+    let started = Instant::now();
+    loop {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if started.elapsed() < SPIN => std::thread::yield_now(),
+            Err(TryRecvError::Empty) => return jobs.recv().ok(),
         }
     }
 }
