@@ -27,7 +27,7 @@ pub use show::ShowOptions;
 use crate::danger::Danger;
 use crate::error::{Error, Result};
 use crate::layer::OpKind;
-use crate::model::{encode, fields_to_map};
+use crate::model::{StoredRow, encode, fields_to_map};
 use crate::pool::Pool;
 use crate::rn::Rn;
 use crate::write::{WriteOp, WritePlan, execute};
@@ -216,7 +216,7 @@ impl<T: Model> FloatingItem<T> {
             pool: self.pool,
             rn: self.rn,
             data: self.data,
-            stored,
+            stored: Stored::Written(stored),
         })
     }
 }
@@ -227,17 +227,43 @@ pub struct Item<T> {
     rn: Rn<T>,
     data: T,
     /// The data as stored: the before-image of the next write.
-    stored: Map<String, Value>,
+    stored: Stored,
+}
+
+/// An item's data as stored, kept in the form it arrived in: converting it to storage form
+/// costs a JSON parse, paid only when a write needs the before-image.
+#[derive(Debug)]
+enum Stored {
+    /// As read from its layer.
+    Read(StoredRow),
+    /// As last written by this item.
+    Written(Map<String, Value>),
+}
+
+impl Stored {
+    fn to_map(&self) -> Map<String, Value> {
+        match self {
+            Stored::Read(row) => row.to_map(),
+            Stored::Written(map) => map.clone(),
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        match self {
+            Stored::Read(row) => row.to_map(),
+            Stored::Written(map) => map,
+        }
+    }
 }
 
 impl<T: Model> Item<T> {
-    pub(crate) fn from_stored(pool: Pool, rn: Rn<T>, stored: Map<String, Value>) -> Result<Self> {
-        let data = decode::<T>(&rn, &stored)?;
+    pub(crate) fn from_stored(pool: Pool, rn: Rn<T>, row: StoredRow) -> Result<Self> {
+        let data = decode::<T>(&rn, &row)?;
         Ok(Item {
             pool,
             rn,
             data,
-            stored,
+            stored: Stored::Read(row),
         })
     }
 
@@ -285,7 +311,7 @@ impl<T: Model> Item<T> {
                 kind: OpKind::Delete,
                 rn: self.rn.untyped(),
                 fields: Vec::new(),
-                before: Some(self.stored.clone()),
+                before: Some(self.stored.to_map()),
                 destructive: false,
             }),
         )
@@ -295,7 +321,7 @@ impl<T: Model> Item<T> {
 
     /// A readable rendering of the item, secrets redacted (see [`ShowOptions`]).
     pub fn show(&self, options: ShowOptions) -> String {
-        show::render(self.rn.as_str(), &self.stored, options)
+        show::render(self.rn.as_str(), &self.stored.to_map(), options)
     }
 }
 
@@ -364,7 +390,7 @@ impl<T: Model> UncommittedItem<T> {
                 kind: OpKind::Update,
                 rn: rn.untyped(),
                 fields,
-                before: Some(stored),
+                before: Some(stored.into_map()),
                 destructive: options.destructive,
             }),
         )
@@ -373,7 +399,7 @@ impl<T: Model> UncommittedItem<T> {
             pool,
             rn,
             data,
-            stored: new_stored,
+            stored: Stored::Written(new_stored),
         })
     }
 }
@@ -456,45 +482,13 @@ impl<T: fmt::Debug> fmt::Debug for FloatingItem<T> {
     }
 }
 
-/// Reads stored data into a model. serde's messages quote the offending value; those quotes
+/// Reads a stored row into a model. serde's messages quote the offending value; those quotes
 /// are redacted, so a stored value never reaches an error or a log line.
-fn decode<T: DeserializeOwned>(rn: &Rn<T>, stored: &Map<String, Value>) -> Result<T> {
-    T::deserialize(MapRef(stored)).map_err(|e| Error::Decode {
+fn decode<T: DeserializeOwned>(rn: &Rn<T>, row: &StoredRow) -> Result<T> {
+    T::deserialize(row.deserializer()).map_err(|e| Error::Decode {
         rn: rn.to_string(),
         reason: redact_values(&e.to_string()),
     })
-}
-
-/// Deserializes a model straight from a borrowed storage map, without cloning it.
-struct MapRef<'a>(&'a Map<String, Value>);
-
-impl<'de> serde::Deserializer<'de> for MapRef<'de> {
-    type Error = serde_json::Error;
-
-    fn deserialize_any<V: serde::de::Visitor<'de>>(
-        self,
-        visitor: V,
-    ) -> Result<V::Value, Self::Error> {
-        let entries = self.0.iter().map(|(k, v)| (k.as_str(), v));
-        let map = serde::de::value::MapDeserializer::new(entries.map(|(k, v)| (k, ValueRef(v))));
-        visitor.visit_map(map)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
-    }
-}
-
-/// A borrowed JSON value as a deserializer (serde_json implements `Deserializer` for `&Value`).
-struct ValueRef<'a>(&'a Value);
-
-impl<'de> serde::de::IntoDeserializer<'de, serde_json::Error> for ValueRef<'de> {
-    type Deserializer = &'de Value;
-    fn into_deserializer(self) -> &'de Value {
-        self.0
-    }
 }
 
 fn redact_values(message: &str) -> String {

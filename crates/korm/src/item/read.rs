@@ -2,11 +2,12 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Item, Model};
 use crate::error::{Error, Result};
 use crate::layer::Select;
+use crate::model::{Cell, StoredRow};
 use crate::pool::Pool;
 use crate::query::{FieldPath, Filter, PathStep, SortOrder};
 use crate::rn::Rn;
@@ -151,7 +152,7 @@ impl<T: Model> Query<T> {
             let rn = item_rn(&self.rn, &row.id)?;
             if !self.stringify_sort {
                 for path in &sort_paths {
-                    if let Some(found) = non_scalar_at(&row.data, path) {
+                    if let Some(found) = non_scalar_at(&row, path) {
                         return Err(Error::NonScalarSort {
                             path: path.to_string(),
                             rn: rn.to_string(),
@@ -160,7 +161,7 @@ impl<T: Model> Query<T> {
                     }
                 }
             }
-            items.push(Item::from_stored(self.pool.clone(), rn, row.data)?);
+            items.push(Item::from_stored(self.pool.clone(), rn, row)?);
         }
         Ok(items)
     }
@@ -213,7 +214,7 @@ impl<T: Model> Load<T> {
         };
         let layer = self.pool.route(&self.rn)?;
         let row = layer.fetch(&table, vec![id]).await?.into_iter().next();
-        row.map(|row| Item::from_stored(self.pool, self.rn, row.data))
+        row.map(|row| Item::from_stored(self.pool, self.rn, row))
             .transpose()
     }
 }
@@ -234,9 +235,26 @@ fn item_rn<T>(collection: &Rn<T>, id: &str) -> Result<Rn<T>> {
     collection.with_id(uuid)
 }
 
-/// If the value at `path` is an object or an array, what it is.
-fn non_scalar_at(data: &Map<String, Value>, path: &FieldPath) -> Option<&'static str> {
-    let mut value = data.get(path.column())?;
+/// If the value at `path` is an object or an array, what it is. Only JSON columns can hold
+/// one; a key into one is parsed only here, for sort paths.
+fn non_scalar_at(row: &StoredRow, path: &FieldPath) -> Option<&'static str> {
+    let Some(Cell::Json(text)) = row.cell(path.column()) else {
+        return None;
+    };
+    let kind = |value: &Value| match value {
+        Value::Object(_) => Some("an object"),
+        Value::Array(_) => Some("an array"),
+        _ => None,
+    };
+    if path.steps().is_empty() {
+        return match text.trim_start().as_bytes().first() {
+            Some(b'{') => Some("an object"),
+            Some(b'[') => Some("an array"),
+            _ => None,
+        };
+    }
+    let root: Value = serde_json::from_str(text).ok()?;
+    let mut value = &root;
     for step in path.steps() {
         value = match (step, value) {
             (PathStep::Key(key), Value::Object(map)) => map.get(key)?,
@@ -244,9 +262,5 @@ fn non_scalar_at(data: &Map<String, Value>, path: &FieldPath) -> Option<&'static
             _ => return None,
         };
     }
-    match value {
-        Value::Object(_) => Some("an object"),
-        Value::Array(_) => Some("an array"),
-        _ => None,
-    }
+    kind(value)
 }

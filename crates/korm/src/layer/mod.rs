@@ -11,10 +11,9 @@ pub(crate) mod sqlite;
 use std::fmt;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
 
 use crate::error::Result;
-use crate::model::Field;
+use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};
 
 /// What a write op does to its row.
@@ -45,15 +44,6 @@ pub(crate) struct LayerOp {
     pub(crate) fields: Vec<Field>,
     /// Whether a column whose kind changed may be dropped and recreated.
     pub(crate) destructive: bool,
-}
-
-/// One stored item as read back: its id and its data in storage form.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct StoredRow {
-    /// The item UUID (`rnId`).
-    pub(crate) id: String,
-    /// Field values in storage form (JSON columns parsed, booleans as booleans).
-    pub(crate) data: Map<String, Value>,
 }
 
 /// A planned read of one table.

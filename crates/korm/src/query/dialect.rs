@@ -289,6 +289,35 @@ pub(crate) trait Dialect: Send + Sync {
         self.bind(st, value)
     }
 
+    /// Whether a JSON value's type guard must come before its comparison. The default says
+    /// yes: a dialect whose comparison can fail or convert on the wrong type (PostgreSQL
+    /// casts, MariaDB's JSON comparisons) must test the type first. A dialect whose
+    /// comparisons never fail says no, and the guard then runs only on rows the comparison
+    /// already matched (SQLite: one JSON lookup per row instead of two).
+    fn guard_first(&self) -> bool {
+        true
+    }
+
+    /// `(guard AND test)` or `(test AND guard)`, as [`Dialect::guard_first`] says, with the
+    /// parameters bound in the order they appear.
+    fn guarded(
+        &self,
+        st: &mut RenderState,
+        loc: &JsonLocation<'_>,
+        ty: JsonType,
+        test: &mut dyn FnMut(&mut RenderState) -> String,
+    ) -> String {
+        if self.guard_first() {
+            let guard = self.json_type_is(st, loc, ty);
+            let test = test(st);
+            format!("({guard} AND {test})")
+        } else {
+            let test = test(st);
+            let guard = self.json_type_is(st, loc, ty);
+            format!("({test} AND {guard})")
+        }
+    }
+
     /// SQL true when the JSON value at `loc` has type `ty`.
     fn json_type_is(&self, st: &mut RenderState, loc: &JsonLocation<'_>, ty: JsonType) -> String {
         let expr = self.json_type(st, loc);
@@ -537,18 +566,16 @@ pub(crate) trait Dialect: Send + Sync {
             }
             Operand::Json(loc) => match test {
                 Test::IsNull => self.json_is_null(st, loc),
-                Test::Compare(op, value) => {
-                    let guard = self.json_type_is(st, loc, value.json_type());
+                Test::Compare(op, value) => self.guarded(st, loc, value.json_type(), &mut |st| {
                     let extracted = self.json_extract(st, loc);
                     let p = self.bind_scalar(st, value);
-                    format!("({guard} AND {extracted} {} {p})", op.sql())
-                }
-                Test::Like(pattern) => {
-                    let guard = self.json_type_is(st, loc, JsonType::Text);
+                    format!("{extracted} {} {p}", op.sql())
+                }),
+                Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, &mut |st| {
                     let extracted = self.json_extract(st, loc);
                     let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
-                    format!("({guard} AND {})", self.like(&extracted, &p))
-                }
+                    self.like(&extracted, &p)
+                }),
                 Test::In(values) => {
                     // One guarded IN per type present, in a fixed type order.
                     let mut parts = Vec::new();
@@ -558,10 +585,11 @@ pub(crate) trait Dialect: Send + Sync {
                         if same.is_empty() {
                             continue;
                         }
-                        let guard = self.json_type_is(st, loc, ty);
-                        let extracted = self.json_extract(st, loc);
-                        let list = self.bind_list(st, &same);
-                        parts.push(format!("({guard} AND {extracted} IN ({list}))"));
+                        parts.push(self.guarded(st, loc, ty, &mut |st| {
+                            let extracted = self.json_extract(st, loc);
+                            let list = self.bind_list(st, &same);
+                            format!("{extracted} IN ({list})")
+                        }));
                     }
                     match parts.len() {
                         0 => SQL_FALSE.to_owned(),

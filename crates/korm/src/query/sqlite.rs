@@ -49,6 +49,13 @@ impl Dialect for SqliteDialect {
         }
     }
 
+    /// SQLite's comparisons never fail on a type, and its `AND` skips the right side when the
+    /// left is false: the guard after the comparison costs a second JSON lookup only on rows
+    /// that already matched.
+    fn guard_first(&self) -> bool {
+        false
+    }
+
     fn json_type(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         match loc.element {
             Some(alias) if loc.steps.is_empty() => format!("{alias}.type"),
@@ -244,8 +251,8 @@ mod tests {
         assert_eq!(
             where_sql(eq("meta.tier", "gold")),
             (
-                "(json_type(\"meta\", ?) = 'text' AND json_extract(\"meta\", ?) = ?)".into(),
-                vec![text("$.tier"), text("$.tier"), text("gold")]
+                "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')".into(),
+                vec![text("$.tier"), text("gold"), text("$.tier")]
             )
         );
     }
@@ -255,20 +262,20 @@ mod tests {
         assert_eq!(
             where_sql(gt("meta.a.b[2]", 5)),
             (
-                "(json_type(\"meta\", ?) IN ('integer', 'real') AND json_extract(\"meta\", ?) > ?)"
+                "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) IN ('integer', 'real'))"
                     .into(),
-                vec![text("$.a.b[2]"), text("$.a.b[2]"), SqlValue::Integer(5)]
+                vec![text("$.a.b[2]"), SqlValue::Integer(5), text("$.a.b[2]")]
             )
         );
         assert_eq!(
             where_sql(eq("meta.flags.hot", true)),
             (
-                "(json_type(\"meta\", ?) IN ('true', 'false') AND json_extract(\"meta\", ?) = ?)"
+                "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) IN ('true', 'false'))"
                     .into(),
                 vec![
                     text("$.flags.hot"),
-                    text("$.flags.hot"),
-                    SqlValue::Integer(1)
+                    SqlValue::Integer(1),
+                    text("$.flags.hot")
                 ]
             )
         );
@@ -279,8 +286,8 @@ mod tests {
         assert_eq!(
             where_sql(eq("tags[0]", "a")),
             (
-                "(json_type(\"tags\", ?) = 'text' AND json_extract(\"tags\", ?) = ?)".into(),
-                vec![text("$[0]"), text("$[0]"), text("a")]
+                "(json_extract(\"tags\", ?) = ? AND json_type(\"tags\", ?) = 'text')".into(),
+                vec![text("$[0]"), text("a"), text("$[0]")]
             )
         );
     }
@@ -375,8 +382,8 @@ mod tests {
         assert_eq!(
             where_sql(like("meta.tier", "g%")),
             (
-                "(json_type(\"meta\", ?) = 'text' AND json_extract(\"meta\", ?) LIKE ?)".into(),
-                vec![text("$.tier"), text("$.tier"), text("g%")]
+                "(json_extract(\"meta\", ?) LIKE ? AND json_type(\"meta\", ?) = 'text')".into(),
+                vec![text("$.tier"), text("g%"), text("$.tier")]
             )
         );
     }
@@ -427,24 +434,24 @@ mod tests {
         ));
         assert_eq!(
             sql,
-            "((json_type(\"meta\", ?) IN ('true', 'false') AND json_extract(\"meta\", ?) IN (?)) \
-             OR (json_type(\"meta\", ?) IN ('integer', 'real') AND json_extract(\"meta\", ?) IN (?)) \
-             OR (json_type(\"meta\", ?) = 'text' AND json_extract(\"meta\", ?) IN (?, ?)))"
+            "((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
+             OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
+             OR (json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text'))"
         );
         let p = text("$.tier");
         assert_eq!(
             params,
             vec![
                 p.clone(),
-                p.clone(),
                 SqlValue::Integer(1),
                 p.clone(),
                 p.clone(),
                 SqlValue::Integer(1),
                 p.clone(),
-                p,
+                p.clone(),
                 text("gold"),
                 text("silver"),
+                p,
             ]
         );
     }
@@ -455,10 +462,10 @@ mod tests {
             where_sql(eq("addresses[*].city", "Paris")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"addresses\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (json_type(\"addresses\", w1.fullkey || ?) = 'text' \
-                 AND json_extract(\"addresses\", w1.fullkey || ?) = ?))"
+                 AND (json_extract(\"addresses\", w1.fullkey || ?) = ? \
+                 AND json_type(\"addresses\", w1.fullkey || ?) = 'text'))"
                     .into(),
-                vec![text(".city"), text(".city"), text("Paris")]
+                vec![text(".city"), text("Paris"), text(".city")]
             )
         );
     }
@@ -469,10 +476,10 @@ mod tests {
             where_sql(eq("meta.addresses[*].city", "Paris")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (json_type(\"meta\", w1.fullkey || ?) = 'text' \
-                 AND json_extract(\"meta\", w1.fullkey || ?) = ?))"
+                 AND (json_extract(\"meta\", w1.fullkey || ?) = ? \
+                 AND json_type(\"meta\", w1.fullkey || ?) = 'text'))"
                     .into(),
-                vec![text("$.addresses"), text(".city"), text(".city"), text("Paris")]
+                vec![text("$.addresses"), text(".city"), text("Paris"), text(".city")]
             )
         );
     }
@@ -483,7 +490,7 @@ mod tests {
             where_sql(eq("tags[*]", "a")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (w1.type = 'text' AND w1.value = ?))"
+                 AND (w1.value = ? AND w1.type = 'text'))"
                     .into(),
                 vec![text("a")]
             )
@@ -507,15 +514,15 @@ mod tests {
                 "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
                  WHERE typeof(w2.key) = 'integer' \
-                 AND (json_type(\"meta\", w2.fullkey || ?) = 'text' \
-                 AND json_extract(\"meta\", w2.fullkey || ?) = ?)))"
+                 AND (json_extract(\"meta\", w2.fullkey || ?) = ? \
+                 AND json_type(\"meta\", w2.fullkey || ?) = 'text')))"
                     .into(),
                 vec![
                     text("$.groups"),
                     text(".members"),
                     text(".name"),
-                    text(".name"),
-                    text("x")
+                    text("x"),
+                    text(".name")
                 ]
             )
         );
@@ -526,7 +533,7 @@ mod tests {
                 "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND EXISTS (SELECT 1 FROM json_each(\"tags\", w1.fullkey) AS w2 \
                  WHERE typeof(w2.key) = 'integer' \
-                 AND (w2.type IN ('integer', 'real') AND w2.value = ?)))"
+                 AND (w2.value = ? AND w2.type IN ('integer', 'real'))))"
                     .into(),
                 vec![SqlValue::Integer(1)]
             )
@@ -605,13 +612,13 @@ mod tests {
         )
         .unwrap();
         assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
-        assert!(st.sql.contains(" WHERE (json_type"), "{}", st.sql);
+        assert!(st.sql.contains(" WHERE (json_extract"), "{}", st.sql);
         assert_eq!(
             st.params,
             vec![
                 text("$.tier"),
-                text("$.tier"),
                 text("gold"),
+                text("$.tier"),
                 text("$.rank"),
                 text("$.rank")
             ]
@@ -644,7 +651,7 @@ mod tests {
         );
         let (sql, params) = where_sql(like("meta.tier", "\"; DROP TABLE x; --"));
         assert!(!sql.contains("DROP"), "{sql}");
-        assert_eq!(params[2], text("\"; DROP TABLE x; --"));
+        assert_eq!(params[1], text("\"; DROP TABLE x; --"));
     }
 
     #[test]

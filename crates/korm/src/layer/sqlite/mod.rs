@@ -10,20 +10,21 @@ mod options;
 mod worker;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{Value as SqlParam, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
 use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
-use super::{Layer, LayerOp, OpKind, Select, StoredRow};
+use super::{Layer, LayerOp, OpKind, Select};
 use crate::error::{DbErrorKind, Error, Result};
-use crate::model::{ColumnKind, fingerprint};
+use crate::model::{Cell, ColumnKind, StoredRow, fingerprint};
 use crate::query::{self, SqliteDialect};
 
 /// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
@@ -600,7 +601,7 @@ fn query_rows(
             )?),
         };
         let mut id = None;
-        let mut data = Map::with_capacity(plan.len());
+        let mut cells = Vec::with_capacity(plan.len());
         for (i, column) in plan.iter().enumerate() {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
             match column {
@@ -615,7 +616,7 @@ fn query_rows(
                     }
                 },
                 Column::Field(name, kind) => {
-                    data.insert(name.clone(), decode_value(table, name, *kind, value)?);
+                    cells.push((Arc::clone(name), decode_cell(table, name, *kind, value)?));
                 }
             }
         }
@@ -623,7 +624,7 @@ fn query_rows(
             rn: table.to_owned(),
             reason: "a row has no rnId".to_owned(),
         })?;
-        out.push(StoredRow { id, data });
+        out.push(StoredRow { id, cells });
     }
     Ok(())
 }
@@ -654,7 +655,7 @@ fn column_plan(
             } else if n.starts_with(UNIQUE_PREFIX) {
                 Column::Skip
             } else {
-                Column::Field(n.to_owned(), schema.and_then(|s| s.kind_of(n)))
+                Column::Field(Arc::from(n), schema.and_then(|s| s.kind_of(n)))
             }
         })
         .collect())
@@ -663,37 +664,34 @@ fn column_plan(
 enum Column {
     Id,
     Skip,
-    Field(String, Option<ColumnKind>),
+    Field(Arc<str>, Option<ColumnKind>),
 }
 
-/// Reads one stored value back into storage form, by its column's kind.
-fn decode_value(
+/// Reads one stored value back as a cell, by its column's kind. JSON stays text: it is
+/// parsed only when a model reads the field.
+fn decode_cell(
     table: &str,
     column: &str,
     kind: Option<ColumnKind>,
     value: ValueRef<'_>,
-) -> Result<Value> {
+) -> Result<Cell> {
     let bad = |what: &str| Error::Decode {
         rn: table.to_owned(),
         reason: format!("column {column:?} holds {what}"),
     };
     Ok(match value {
-        ValueRef::Null => Value::Null,
+        ValueRef::Null => Cell::Null,
         ValueRef::Integer(i) => match kind {
-            Some(ColumnKind::Boolean) => Value::Bool(i != 0),
-            Some(ColumnKind::Double) => {
-                serde_json::Number::from_f64(i as f64).map_or(Value::Null, Value::Number)
-            }
-            _ => Value::from(i),
+            Some(ColumnKind::Boolean) => Cell::Boolean(i != 0),
+            Some(ColumnKind::Double) => Cell::Double(i as f64),
+            _ => Cell::Integer(i),
         },
-        ValueRef::Real(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Real(f) => Cell::Double(f),
         ValueRef::Text(bytes) => {
             let text = std::str::from_utf8(bytes).map_err(|_| bad("text that is not UTF-8"))?;
             match kind {
-                Some(ColumnKind::Json | ColumnKind::Encrypted) => {
-                    serde_json::from_str(text).map_err(|_| bad("malformed JSON"))?
-                }
-                _ => Value::String(text.to_owned()),
+                Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text.to_owned()),
+                _ => Cell::Text(text.to_owned()),
             }
         }
         ValueRef::Blob(_) => return Err(bad("a blob, which korm does not store")),

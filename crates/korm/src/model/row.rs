@@ -1,0 +1,308 @@
+//! Rows as read back: cells in storage kinds, turned into a model without an intermediate
+//! JSON tree. JSON columns stay text until a model asks for them, and are then parsed straight
+//! into the field's type (a field the model lacks is never parsed at all).
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// One stored value, by its column kind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    /// SQL NULL.
+    Null,
+    /// A whole number.
+    Integer(i64),
+    /// A double.
+    Double(f64),
+    /// A boolean (stored as 0/1 on SQLite).
+    Boolean(bool),
+    /// Text (also RN strings).
+    Text(String),
+    /// JSON text: an object, an array or an encryption envelope.
+    Json(String),
+}
+
+impl Cell {
+    /// The value in storage form. JSON text that does not parse is kept as a string, so a
+    /// before-image writes back exactly what was stored.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Integer(i) => Value::from(*i),
+            Cell::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Cell::Boolean(b) => Value::Bool(*b),
+            Cell::Text(s) => Value::String(s.clone()),
+            Cell::Json(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+            }
+        }
+    }
+}
+
+/// One stored item: its id and its field cells, named.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StoredRow {
+    /// The item UUID (`rnId`).
+    pub(crate) id: String,
+    /// Field cells with their column names (shared between the rows of one result).
+    pub(crate) cells: Vec<(Arc<str>, Cell)>,
+}
+
+impl StoredRow {
+    /// The row in storage form (what before-images and WAL records hold).
+    pub(crate) fn to_map(&self) -> Map<String, Value> {
+        self.cells
+            .iter()
+            .map(|(name, cell)| (name.to_string(), cell.to_value()))
+            .collect()
+    }
+
+    /// The cell of a column.
+    pub(crate) fn cell(&self, column: &str) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|(name, _)| &**name == column)
+            .map(|(_, cell)| cell)
+    }
+
+    /// A deserializer that reads the row as a model (a map of field names to values).
+    pub(crate) fn deserializer(&self) -> RowDeserializer<'_> {
+        RowDeserializer(self)
+    }
+}
+
+type Error = serde_json::Error;
+
+/// Deserializes a model from a row's cells.
+pub(crate) struct RowDeserializer<'a>(&'a StoredRow);
+
+impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(RowMap {
+            cells: self.0.cells.iter(),
+            value: None,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct RowMap<'de> {
+    cells: std::slice::Iter<'de, (Arc<str>, Cell)>,
+    value: Option<&'de Cell>,
+}
+
+impl<'de> MapAccess<'de> for RowMap<'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        match self.cells.next() {
+            Some((name, cell)) => {
+                self.value = Some(cell);
+                seed.deserialize(de::value::BorrowedStrDeserializer::new(name))
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let cell = self
+            .value
+            .take()
+            .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
+        seed.deserialize(CellDeserializer(cell))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.cells.len())
+    }
+}
+
+/// Deserializes one cell. JSON cells hand every request to serde_json, so the field's own
+/// type drives the parse.
+struct CellDeserializer<'de>(&'de Cell);
+
+/// Runs `f` on a serde_json deserializer over `text`, and checks nothing follows the value.
+fn json<'de, R>(
+    text: &'de str,
+    f: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::StrRead<'de>>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = f(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+macro_rules! through_json {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Error> {
+            match self.0 {
+                Cell::Json(text) => json(text, |de| de::Deserializer::$method(de, $($arg,)* visitor)),
+                _ => self.deserialize_any(visitor),
+            }
+        })*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for CellDeserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            Cell::Null => visitor.visit_unit(),
+            Cell::Integer(i) => visitor.visit_i64(*i),
+            Cell::Double(f) => visitor.visit_f64(*f),
+            Cell::Boolean(b) => visitor.visit_bool(*b),
+            Cell::Text(s) => visitor.visit_borrowed_str(s),
+            Cell::Json(text) => json(text, |de| de::Deserializer::deserialize_any(de, visitor)),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match self.0 {
+            Cell::Null => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        match self.0 {
+            Cell::Json(text) => json(text, |de| {
+                de::Deserializer::deserialize_enum(de, name, variants, visitor)
+            }),
+            Cell::Text(s) => {
+                visitor.visit_enum(IntoDeserializer::<Error>::into_deserializer(s.as_str()))
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    through_json! {
+        deserialize_seq();
+        deserialize_map();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        identifier
+    }
+}
+
+impl fmt::Debug for CellDeserializer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CellDeserializer").field(self.0).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn row(cells: Vec<(&str, Cell)>) -> StoredRow {
+        StoredRow {
+            id: "id".into(),
+            cells: cells.into_iter().map(|(n, c)| (Arc::from(n), c)).collect(),
+        }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Model {
+        name: String,
+        age: i64,
+        score: f64,
+        active: bool,
+        nick: Option<String>,
+        meta: Meta,
+        tags: Option<Vec<String>>,
+        kind: Kind,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Meta {
+        tier: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    enum Kind {
+        Suv,
+    }
+
+    #[test]
+    fn a_model_reads_straight_from_cells() {
+        let r = row(vec![
+            ("name", Cell::Text("fred".into())),
+            ("age", Cell::Integer(41)),
+            ("score", Cell::Integer(97)),
+            ("active", Cell::Boolean(true)),
+            ("nick", Cell::Null),
+            ("meta", Cell::Json(r#"{"tier":"gold"}"#.into())),
+            ("tags", Cell::Json(r#"["a"]"#.into())),
+            ("kind", Cell::Text("Suv".into())),
+            ("unknown", Cell::Json("not json, never parsed".into())),
+        ]);
+        let m = Model::deserialize(r.deserializer()).unwrap();
+        assert_eq!(m.meta.tier, "gold");
+        assert_eq!(m.score, 97.0);
+        assert_eq!(m.tags, Some(vec!["a".to_owned()]));
+        assert_eq!(m.nick, None);
+        assert_eq!(m.kind, Kind::Suv);
+        let map = r.to_map();
+        assert_eq!(map["meta"], serde_json::json!({"tier": "gold"}));
+        assert_eq!(
+            map["unknown"],
+            Value::String("not json, never parsed".into())
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_panic() {
+        let r = row(vec![("meta", Cell::Json("{\"tier\":".into()))]);
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct M {
+            meta: Meta,
+        }
+        assert!(M::deserialize(r.deserializer()).is_err());
+        let r = row(vec![(
+            "meta",
+            Cell::Json("{\"tier\":\"x\"} trailing".into()),
+        )]);
+        assert!(M::deserialize(r.deserializer()).is_err());
+    }
+}
