@@ -1,8 +1,13 @@
-//! The bench binary: each workload by korm and by raw rusqlite in one run, one line each:
+//! The bench binary: each workload by korm and by the raw driver in one run, one line each:
 //! `workload<TAB>korm_ops_per_s<TAB>raw_ops_per_s`.
 //!
-//! `cargo run --release -p korm --example bench`; `KORM_BENCH_QUICK=1` runs a tiny version
-//! (to check it works; its figures mean nothing).
+//! `cargo run --release -p korm --example bench`. Each round runs every workload on fresh
+//! files, korm and raw interleaved, and the median round is printed, so a noisy neighbour
+//! moves both sides alike. `KORM_BENCH_QUICK=1` runs a tiny version (to check it works; its
+//! figures mean nothing).
+//!
+//! SQLite runs with `synchronous = NORMAL` in WAL mode on both sides (the fast setting; with
+//! the default `FULL` every commit waits for the disk and both sides measure the disk).
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -15,59 +20,70 @@ fn per_second(ops: usize, started: Instant) -> f64 {
     ops as f64 / started.elapsed().as_secs_f64()
 }
 
-#[tokio::main]
-async fn main() {
-    let quick = std::env::var_os("KORM_BENCH_QUICK").is_some();
-    let n = if quick { 50 } else { 2_000 };
-    let queries = if quick { 3 } else { 50 };
+/// Ops per second of each workload in one round: `[create, get_by_rn, query, update_commit]`.
+async fn korm_round(n: usize, queries: usize) -> [f64; 4] {
     let dir = tempfile::tempdir().expect("temp dir");
-
-    // korm
     let pool = korm_pool(&dir.path().join("korm.sqlite")).await;
-    korm_create(&pool, 0..10).await; // warm-up: table creation and statement cache
+    korm_create(&pool, 0..10).await; // table creation and statement cache
     let t = Instant::now();
     let items = korm_create(&pool, 10..10 + n).await;
-    let korm_create_ops = per_second(n, t);
+    let create = per_second(n, t);
     let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
     let t = Instant::now();
     std::hint::black_box(korm_get(&pool, &rns).await);
-    let korm_get_ops = per_second(n, t);
+    let get = per_second(n, t);
     let t = Instant::now();
     for _ in 0..queries {
         std::hint::black_box(korm_query(&pool).await);
     }
-    let korm_query_ops = per_second(queries, t);
+    let query = per_second(queries, t);
     let t = Instant::now();
-    let items = korm_update(items).await;
-    let korm_update_ops = per_second(n, t);
-    drop(items);
+    std::hint::black_box(korm_update(items).await);
+    let update = per_second(n, t);
     pool.close().await;
+    [create, get, query, update]
+}
 
-    // raw rusqlite
+fn raw_round(n: usize, queries: usize) -> [f64; 4] {
+    let dir = tempfile::tempdir().expect("temp dir");
     let conn = raw_conn(&dir.path().join("raw.sqlite"));
     raw_create(&conn, 0..10);
     let t = Instant::now();
     let mut rows = raw_create(&conn, 10..10 + n);
-    let raw_create_ops = per_second(n, t);
+    let create = per_second(n, t);
     let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
     let t = Instant::now();
     std::hint::black_box(raw_get(&conn, &ids));
-    let raw_get_ops = per_second(n, t);
+    let get = per_second(n, t);
     let t = Instant::now();
     for _ in 0..queries {
         std::hint::black_box(raw_query(&conn));
     }
-    let raw_query_ops = per_second(queries, t);
+    let query = per_second(queries, t);
     let t = Instant::now();
     raw_update(&conn, &mut rows);
-    let raw_update_ops = per_second(n, t);
+    let update = per_second(n, t);
+    [create, get, query, update]
+}
 
-    for (name, k, r) in [
-        ("create", korm_create_ops, raw_create_ops),
-        ("get_by_rn", korm_get_ops, raw_get_ops),
-        ("query", korm_query_ops, raw_query_ops),
-        ("update_commit", korm_update_ops, raw_update_ops),
-    ] {
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::var_os("KORM_BENCH_QUICK").is_some();
+    let (n, queries, rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    let mut korm = Vec::new();
+    let mut raw = Vec::new();
+    for _ in 0..rounds {
+        korm.push(korm_round(n, queries).await);
+        raw.push(raw_round(n, queries));
+    }
+    for (i, name) in ["create", "get_by_rn", "query", "update_commit"].iter().enumerate() {
+        let k = median(korm.iter().map(|r| r[i]).collect());
+        let r = median(raw.iter().map(|r| r[i]).collect());
         println!("{name}\t{k:.0}\t{r:.0}");
     }
 }

@@ -110,7 +110,7 @@
 //! let err = "[rn]:Users:freetier:*".parse::<Rn>().unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
-//!     r#"invalid rn "[rn]:Users:freetier:*": namespace "Users" must match [a-z][a-z0-9]*"#
+//!     r#"invalid rn "[rn]:Users:freetier:*": namespace "Users" must match [a-z][a-z0-9]* (at most 100 characters)"#
 //! );
 //! ```
 
@@ -119,6 +119,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::str::FromStr;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -142,7 +143,13 @@ const MAX_MOD_VALUE: usize = 64;
 /// How much of an offending piece an error quotes.
 const QUOTE_MAX: usize = 64;
 
-const NAME_RULE: &str = "must match [a-z][a-z0-9]*";
+const NAME_RULE: &str = "must match [a-z][a-z0-9]* (at most 100 characters)";
+
+/// The most characters a namespace or kind may have.
+const MAX_NAME: usize = 100;
+
+/// The most mods an RN may carry.
+const MAX_MODS: usize = 16;
 const MOD_KEY_RULE: &str = "must have a key matching [a-z][a-z0-9_]*";
 const MOD_VALUE_RULE: &str = "must have a value of 1 to 64 characters matching [A-Za-z0-9_-]";
 const ID_RULE: &str = "must be a UUIDv4 (8-4-4-4-12 hex digits, version 4) or *";
@@ -165,6 +172,15 @@ const ID_RULE: &str = "must be a UUIDv4 (8-4-4-4-12 hex digits, version 4) or *"
 /// # Ok(()) }
 /// ```
 pub struct Rn<T = ()> {
+    /// The parsed parts, shared: cloning an RN (every item and query row holds one) is a
+    /// reference count, not a copy.
+    data: Arc<RnData>,
+    _model: PhantomData<fn() -> T>,
+}
+
+/// What an [`Rn`] is made of.
+#[derive(Debug, PartialEq, Eq)]
+struct RnData {
     /// The canonical printed form (the parsed text, byte for byte).
     text: String,
     /// The mods in the order written.
@@ -172,7 +188,6 @@ pub struct Rn<T = ()> {
     /// The `:`-separated segments after the mods.
     segments: Vec<String>,
     form: RnForm,
-    _model: PhantomData<fn() -> T>,
 }
 
 /// The form of an [`Rn`]: what it addresses.
@@ -234,7 +249,8 @@ fn quote(s: &str) -> String {
 /// Whether `s` matches `[a-z][a-z0-9]*`, the rule for namespaces and kinds.
 pub(crate) fn is_name(s: &str) -> bool {
     let bytes = s.as_bytes();
-    matches!(bytes.first(), Some(b'a'..=b'z'))
+    bytes.len() <= MAX_NAME
+        && matches!(bytes.first(), Some(b'a'..=b'z'))
         && bytes[1..]
             .iter()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9'))
@@ -350,6 +366,13 @@ fn parse_parts(s: &str) -> std::result::Result<Parts, Invalid> {
             ));
         };
         check_mod(whole, key, value)?;
+        // A bound on the mods keeps the duplicate check (and hostile input) cheap.
+        if mods.len() == MAX_MODS {
+            return Err(Invalid::new(
+                format!("mod {}", quote(whole)),
+                format!("is one too many: an rn has at most {MAX_MODS} mods"),
+            ));
+        }
         if mods.iter().any(|(k, _)| k == key) {
             return Err(Invalid::new(
                 format!("mod {}", quote(whole)),
@@ -520,10 +543,12 @@ impl<T> Rn<T> {
 
     fn from_parts(text: String, parts: Parts) -> Self {
         Rn {
-            text,
-            mods: parts.mods,
-            segments: parts.segments,
-            form: parts.form,
+            data: Arc::new(RnData {
+                text,
+                mods: parts.mods,
+                segments: parts.segments,
+                form: parts.form,
+            }),
             _model: PhantomData,
         }
     }
@@ -532,10 +557,12 @@ impl<T> Rn<T> {
     fn from_valid(mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
         let text = render(&mods, &segments);
         Rn {
-            text,
-            mods,
-            segments,
-            form,
+            data: Arc::new(RnData {
+                text,
+                mods,
+                segments,
+                form,
+            }),
             _model: PhantomData,
         }
     }
@@ -548,7 +575,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.as_str(), "[rn]:users:freetier:*");
     /// ```
     pub fn as_str(&self) -> &str {
-        &self.text
+        &self.data.text
     }
 
     /// What the RN addresses: an item, a collection, a depot file or a depot prefix.
@@ -559,7 +586,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.form(), RnForm::DepotPrefix);
     /// ```
     pub fn form(&self) -> RnForm {
-        self.form
+        self.data.form
     }
 
     /// Whether the RN addresses one item (its id is a UUIDv4).
@@ -570,7 +597,7 @@ impl<T> Rn<T> {
     /// assert!(rn.is_item());
     /// ```
     pub fn is_item(&self) -> bool {
-        self.form == RnForm::Item
+        self.data.form == RnForm::Item
     }
 
     /// Whether the RN addresses a collection (its id is `*`).
@@ -581,7 +608,7 @@ impl<T> Rn<T> {
     /// assert!(rn.is_collection());
     /// ```
     pub fn is_collection(&self) -> bool {
-        self.form == RnForm::Collection
+        self.data.form == RnForm::Collection
     }
 
     /// Whether the RN addresses a depot file or prefix (it has a `depot` mod).
@@ -592,7 +619,7 @@ impl<T> Rn<T> {
     /// assert!(rn.is_depot());
     /// ```
     pub fn is_depot(&self) -> bool {
-        matches!(self.form, RnForm::DepotFile | RnForm::DepotPrefix)
+        matches!(self.data.form, RnForm::DepotFile | RnForm::DepotPrefix)
     }
 
     /// The namespace (first segment) of an item or collection RN; `None` for a depot RN.
@@ -606,7 +633,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.segments[0])
+            Some(&self.data.segments[0])
         }
     }
 
@@ -621,7 +648,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.segments[1])
+            Some(&self.data.segments[1])
         }
     }
 
@@ -634,7 +661,7 @@ impl<T> Rn<T> {
     /// ```
     pub fn id(&self) -> Option<&str> {
         if self.is_item() {
-            Some(&self.segments[2])
+            Some(&self.data.segments[2])
         } else {
             None
         }
@@ -682,7 +709,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.get_mod("depot"), None);
     /// ```
     pub fn get_mod(&self, key: &str) -> Option<&str> {
-        self.mods
+        self.data.mods
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -696,7 +723,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.mods().collect::<Vec<_>>(), [("from", "cardb"), ("tag", "v2")]);
     /// ```
     pub fn mods(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.mods.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.data.mods.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The `:`-separated segments after the mods (`*` included).
@@ -707,7 +734,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.segments(), ["invoices", "fred", "*"]);
     /// ```
     pub fn segments(&self) -> &[String] {
-        &self.segments
+        &self.data.segments
     }
 
     /// The table holding an item or collection: `__items__{namespace}__{kind}`; `None` for a
@@ -734,16 +761,16 @@ impl<T> Rn<T> {
     /// assert_eq!(file.collection(), "[rn][depot::files]:invoices:fred:*");
     /// ```
     pub fn collection(&self) -> Rn<T> {
-        let form = match self.form {
+        let form = match self.data.form {
             RnForm::Item => RnForm::Collection,
             RnForm::DepotFile => RnForm::DepotPrefix,
             RnForm::Collection | RnForm::DepotPrefix => return self.clone(),
         };
-        let mut segments = self.segments.clone();
+        let mut segments = self.data.segments.clone();
         if let Some(last) = segments.last_mut() {
             STAR.clone_into(last);
         }
-        Rn::from_valid(self.mods.clone(), segments, form)
+        Rn::from_valid(self.data.mods.clone(), segments, form)
     }
 
     /// The item RN with id `id` in this RN's collection, with the same mods.
@@ -762,13 +789,34 @@ impl<T> Rn<T> {
     pub fn with_id(&self, id: uuid::Uuid) -> Result<Rn<T>> {
         if self.is_depot() {
             return Err(Error::WrongRnForm {
-                rn: self.text.clone(),
+                rn: self.data.text.clone(),
                 reason: "with_id needs an item or collection rn, not a depot rn".to_owned(),
             });
         }
-        let id = checked_id(id, || render(&self.mods, &self.segments[..2]))?;
-        let segments = vec![self.segments[0].clone(), self.segments[1].clone(), id];
-        Ok(Rn::from_valid(self.mods.clone(), segments, RnForm::Item))
+        let id = checked_id(id, || render(&self.data.mods, &self.data.segments[..2]))?;
+        let segments = vec![self.data.segments[0].clone(), self.data.segments[1].clone(), id];
+        Ok(Rn::from_valid(self.data.mods.clone(), segments, RnForm::Item))
+    }
+
+    /// This RN with the id `id` kept exactly as written (any case), for ids read back from
+    /// storage: the RN of a stored row must be the RN it was written under.
+    pub(crate) fn with_id_text(&self, id: &str) -> Result<Rn<T>> {
+        if self.is_depot() {
+            return Err(Error::WrongRnForm {
+                rn: self.data.text.clone(),
+                reason: "with_id needs an item or collection rn, not a depot rn".to_owned(),
+            });
+        }
+        if !is_uuid_v4(id) {
+            let input = format!("{}:{id}", render(&self.data.mods, &self.data.segments[..2]));
+            return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE).into_error(&input));
+        }
+        let segments = vec![
+            self.data.segments[0].clone(),
+            self.data.segments[1].clone(),
+            id.to_owned(),
+        ];
+        Ok(Rn::from_valid(self.data.mods.clone(), segments, RnForm::Item))
     }
 
     /// This RN with its `from` mod set to `layer` (replaced in place, or added first).
@@ -789,16 +837,16 @@ impl<T> Rn<T> {
         validate_layer_ident(layer)?;
         if self.is_depot() {
             return Err(Error::WrongRnForm {
-                rn: self.text.clone(),
+                rn: self.data.text.clone(),
                 reason: "a depot rn names no layer, so it can not take a from mod".to_owned(),
             });
         }
-        let mut mods = self.mods.clone();
+        let mut mods = self.data.mods.clone();
         match mods.iter_mut().find(|(k, _)| k == FROM) {
             Some((_, value)) => layer.clone_into(value),
             None => mods.insert(0, (FROM.to_owned(), layer.to_owned())),
         }
-        Ok(Rn::from_valid(mods, self.segments.clone(), self.form))
+        Ok(Rn::from_valid(mods, self.data.segments.clone(), self.data.form))
     }
 
     /// This RN without its `from` mod.
@@ -813,12 +861,13 @@ impl<T> Rn<T> {
             return self.clone();
         }
         let mods = self
+            .data
             .mods
             .iter()
             .filter(|(k, _)| k != FROM)
             .cloned()
             .collect();
-        Rn::from_valid(mods, self.segments.clone(), self.form)
+        Rn::from_valid(mods, self.data.segments.clone(), self.data.form)
     }
 
     /// The same RN typed for model `U`.
@@ -832,10 +881,7 @@ impl<T> Rn<T> {
     /// ```
     pub fn cast<U>(self) -> Rn<U> {
         Rn {
-            text: self.text,
-            mods: self.mods,
-            segments: self.segments,
-            form: self.form,
+            data: self.data,
             _model: PhantomData,
         }
     }
@@ -861,10 +907,10 @@ impl<T> Rn<T> {
     /// used as a plain string prefix.
     #[allow(dead_code, reason = "the depot module uses it")]
     pub(crate) fn key_path(&self) -> Option<String> {
-        match self.form {
-            RnForm::DepotFile => Some(self.segments.join("/")),
+        match self.data.form {
+            RnForm::DepotFile => Some(self.data.segments.join("/")),
             RnForm::DepotPrefix => {
-                let folders = &self.segments[..self.segments.len() - 1];
+                let folders = &self.data.segments[..self.data.segments.len() - 1];
                 let mut key = String::with_capacity(folders.iter().map(|s| s.len() + 1).sum());
                 for folder in folders {
                     key.push_str(folder);
@@ -976,10 +1022,7 @@ impl Rn {
 impl<T> Clone for Rn<T> {
     fn clone(&self) -> Self {
         Rn {
-            text: self.text.clone(),
-            mods: self.mods.clone(),
-            segments: self.segments.clone(),
-            form: self.form,
+            data: Arc::clone(&self.data),
             _model: PhantomData,
         }
     }
@@ -987,19 +1030,19 @@ impl<T> Clone for Rn<T> {
 
 impl<T> fmt::Debug for Rn<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Rn").field(&self.text).finish()
+        f.debug_tuple("Rn").field(&self.data.text).finish()
     }
 }
 
 impl<T> fmt::Display for Rn<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.data.text)
     }
 }
 
 impl<T> PartialEq for Rn<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.data.text == other.data.text
     }
 }
 
@@ -1007,19 +1050,19 @@ impl<T> Eq for Rn<T> {}
 
 impl<T> PartialEq<str> for Rn<T> {
     fn eq(&self, other: &str) -> bool {
-        self.text == other
+        self.data.text == other
     }
 }
 
 impl<T> PartialEq<&str> for Rn<T> {
     fn eq(&self, other: &&str) -> bool {
-        self.text == *other
+        self.data.text == *other
     }
 }
 
 impl<T> Hash for Rn<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.text.hash(state);
+        self.data.text.hash(state);
     }
 }
 
@@ -1031,7 +1074,7 @@ impl<T> PartialOrd for Rn<T> {
 
 impl<T> Ord for Rn<T> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.text.cmp(&other.text)
+        self.data.text.cmp(&other.data.text)
     }
 }
 
@@ -1061,14 +1104,14 @@ impl<T> TryFrom<String> for Rn<T> {
 
 impl<T> AsRef<str> for Rn<T> {
     fn as_ref(&self) -> &str {
-        &self.text
+        &self.data.text
     }
 }
 
 /// Lets a map keyed by RN be searched with a `&str` (hashing and equality are the text's).
 impl<T> Borrow<str> for Rn<T> {
     fn borrow(&self) -> &str {
-        &self.text
+        &self.data.text
     }
 }
 
@@ -1077,7 +1120,7 @@ impl<T> Serialize for Rn<T> {
     /// other formats ignore, and that korm's encoder reads, so an `Rn` field is stored as an
     /// RN reference column (`RN_REF_TEXT`).
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_struct(crate::model::RN_MARKER, self.text.as_str())
+        serializer.serialize_newtype_struct(crate::model::RN_MARKER, self.data.text.as_str())
     }
 }
 
@@ -1300,7 +1343,7 @@ mod tests {
             assert_eq!(rn.as_str(), case.text);
             assert_eq!(rn.to_string(), case.text);
             assert_eq!(
-                render(&rn.mods, &rn.segments),
+                render(&rn.data.mods, &rn.data.segments),
                 case.text,
                 "parts render the text"
             );

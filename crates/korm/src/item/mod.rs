@@ -492,31 +492,35 @@ fn decode<T: DeserializeOwned>(rn: &Rn<T>, row: &StoredRow) -> Result<T> {
 }
 
 fn redact_values(message: &str) -> String {
+    // serde prints an unexpected string as a Debug-quoted "..." (with \-escapes), and other
+    // values and unknown enum variants in back-ticks after a fixed word. Both are replaced by
+    // an ellipsis; everything else (type names, field names, expectations) is kept.
+    const TICKED: [&str; 5] = ["integer ", "floating point ", "character ", "boolean ", "unknown variant "];
     let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find('"') {
-        out.push_str(&rest[..=start]);
-        match rest[start + 1..].find('"') {
-            Some(end) => {
-                out.push_str("…\"");
-                rest = &rest[start + 1 + end + 1..];
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                out.push_str("\"…\"");
+                let mut escaped = false;
+                for c in chars.by_ref() {
+                    match (escaped, c) {
+                        (true, _) => escaped = false,
+                        (false, '\\') => escaped = true,
+                        (false, '"') => break,
+                        _ => {}
+                    }
+                }
             }
-            None => {
-                rest = "";
+            '`' if TICKED.iter().any(|word| out.ends_with(word)) => {
+                out.push_str("`…`");
+                for c in chars.by_ref() {
+                    if c == '`' {
+                        break;
+                    }
+                }
             }
-        }
-    }
-    out.push_str(rest);
-    for unexpected in ["integer `", "floating point `", "character `", "boolean `"] {
-        while let Some(start) = out.find(unexpected) {
-            let from = start + unexpected.len();
-            let Some(end) = out[from..].find('`') else {
-                break;
-            };
-            out.replace_range(
-                start..from + end + 1,
-                &format!("{}…", &unexpected[..unexpected.len() - 2]),
-            );
+            c => out.push(c),
         }
     }
     out
@@ -525,6 +529,16 @@ fn redact_values(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::redact_values;
+
+    #[test]
+    fn escaped_quotes_and_variants_are_redacted_too() {
+        let m = redact_values(r#"invalid type: string "x\"SECRET \\ \"more", expected i64"#);
+        assert!(!m.contains("SECRET") && !m.contains("more"), "{m}");
+        assert!(m.ends_with("expected i64"), "{m}");
+        let m = redact_values("unknown variant `SECRET-SSN`, expected `Gold` or `Silver`");
+        assert!(!m.contains("SECRET"), "{m}");
+        assert!(m.contains("`Gold`"), "{m}");
+    }
 
     #[test]
     fn serde_messages_lose_their_values() {

@@ -130,6 +130,9 @@ impl<T: Model> Query<T> {
                 reason: "a query needs a collection rn (namespace:kind:*)".to_owned(),
             });
         }
+        if let Some(filter) = &self.filter {
+            filter.validate()?;
+        }
         let table = collection_table(&self.rn)?;
         let layer = self.pool.route(&self.rn)?;
         let sort_paths = self
@@ -226,13 +229,13 @@ fn collection_table<T>(rn: &Rn<T>) -> Result<String> {
     })
 }
 
-/// The RN of a row found in a collection: the collection's RN (mods kept) with the row's id.
+/// The RN of a row found in a collection: the collection's RN (mods kept) with the row's id
+/// exactly as stored, so it loads and commits under the RN it was written with.
 fn item_rn<T>(collection: &Rn<T>, id: &str) -> Result<Rn<T>> {
-    let uuid = uuid::Uuid::parse_str(id).map_err(|_| Error::Decode {
+    collection.with_id_text(id).map_err(|_| Error::Decode {
         rn: collection.to_string(),
-        reason: "a stored rnId is not a UUID".to_owned(),
-    })?;
-    collection.with_id(uuid)
+        reason: "a stored rnId is not a UUIDv4".to_owned(),
+    })
 }
 
 /// If the value at `path` is an object or an array, what it is. Only JSON columns can hold

@@ -37,10 +37,17 @@ pub(crate) fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Field>> {
     })?;
     for (i, field) in fields.iter().enumerate() {
         validate_field_name(&field.name)?;
-        if fields[..i].iter().any(|f| f.name == field.name) {
+        // SQL column names ignore case, so `name` and `Name` would be one column.
+        if let Some(other) = fields[..i]
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(&field.name))
+        {
             return Err(Error::Encode {
                 what: std::any::type_name::<T>().to_owned(),
-                reason: format!("field {:?} appears twice", field.name),
+                reason: format!(
+                    "fields {:?} and {:?} would be the same column (column names ignore case)",
+                    other.name, field.name
+                ),
             });
         }
     }
@@ -71,10 +78,10 @@ pub(crate) fn validate_field_name(name: &str) -> Result<()> {
     if name.len() > 64 {
         return reject("is longer than 64 characters");
     }
-    if name == ID_COLUMN {
-        return reject("is korm's key column");
+    if name.eq_ignore_ascii_case(ID_COLUMN) {
+        return reject("is korm's key column (column names ignore case)");
     }
-    if name.starts_with("__korm_") || name.starts_with(UNIQUE_PREFIX) {
+    if name.to_ascii_lowercase().starts_with("__korm_") || name.starts_with(UNIQUE_PREFIX) {
         return reject("starts with __korm_, which korm reserves");
     }
     Ok(())
@@ -91,8 +98,8 @@ pub(crate) fn infer_kind(value: &Value) -> Option<ColumnKind> {
         Value::Null => return None,
         Value::Bool(_) => ColumnKind::Boolean,
         Value::Number(n) if n.is_i64() => ColumnKind::Integer,
-        // A u64 above i64::MAX does not fit an INTEGER column; it is stored as a double, as
-        // JavaScript would hold it.
+        // Doubles, and (in before-images read back) whole numbers above i64::MAX; the encoder
+        // refuses those in new data.
         Value::Number(_) => ColumnKind::Double,
         Value::String(_) => ColumnKind::Text,
         v if is_envelope(v) => ColumnKind::Encrypted,
@@ -172,6 +179,16 @@ impl FieldCollector {
         let value = value.serialize(FieldSerializer {
             marker: &mut marker,
         })?;
+        if let Value::Number(n) = &value
+            && n.is_u64()
+            && !n.is_i64()
+        {
+            return Err(ser::Error::custom(format!(
+                "field {name:?} holds an integer above {} that an integer column can not store \
+                 exactly (store it as a string, or inside an object)",
+                i64::MAX
+            )));
+        }
         let kind = if marker.rn && value.is_string() {
             Some(ColumnKind::RnRef)
         } else {
@@ -381,6 +398,22 @@ impl<'a> ser::Serializer for FieldSerializer<'a> {
     type SerializeStruct = <Json as ser::Serializer>::SerializeStruct;
     type SerializeStructVariant = <Json as ser::Serializer>::SerializeStructVariant;
 
+    fn serialize_f32(self, v: f32) -> Result<Self::Ok, Self::Error> {
+        self.serialize_f64(f64::from(v))
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<Self::Ok, Self::Error> {
+        // serde_json would quietly turn NaN and infinities into null; a field that reads back
+        // as null is lost data, so it is an error instead. (Inside JSON values they become
+        // null, as JSON and korm 1.5 have it.)
+        if !v.is_finite() {
+            return Err(ser::Error::custom(format!(
+                "a field holds {v}, which no column can store (JSON numbers are finite)"
+            )));
+        }
+        serde_json::value::Serializer.serialize_f64(v)
+    }
+
     delegate! {
         serialize_bool(v: bool);
         serialize_i8(v: i8);
@@ -393,8 +426,6 @@ impl<'a> ser::Serializer for FieldSerializer<'a> {
         serialize_u32(v: u32);
         serialize_u64(v: u64);
         serialize_u128(v: u128);
-        serialize_f32(v: f32);
-        serialize_f64(v: f64);
         serialize_char(v: char);
         serialize_str(v: &str);
         serialize_bytes(v: &[u8]);

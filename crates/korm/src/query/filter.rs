@@ -42,6 +42,56 @@ pub(crate) enum FilterNode {
     Not(Box<Filter>),
 }
 
+/// The deepest nesting of `and`, `or` and `not` a filter may have.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+impl Filter {
+    /// Checks the whole filter before any database work: its nesting depth, every path and
+    /// every value. It walks the tree without recursion, so a hostile depth can not overflow
+    /// the stack, and it runs whether or not the collection's table exists yet.
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        use super::dialect::Scalar;
+        use super::path::FieldPath;
+        let mut pending = vec![(self, 1usize)];
+        while let Some((filter, depth)) = pending.pop() {
+            if depth > MAX_DEPTH {
+                return Err(crate::Error::InvalidFilter {
+                    path: String::new(),
+                    reason: format!("and/or/not are nested deeper than {MAX_DEPTH} levels"),
+                });
+            }
+            match &filter.0 {
+                FilterNode::Compare { path, op, value } => {
+                    FieldPath::parse(path)?;
+                    if Scalar::from_json(path, op.name(), value)?.is_none() && *op != CompareOp::Eq {
+                        return Err(crate::Error::InvalidFilter {
+                            path: crate::error::clip(path),
+                            reason: format!(
+                                "{} with null never matches: only eq can test for null",
+                                op.name()
+                            ),
+                        });
+                    }
+                }
+                FilterNode::Like { path, .. } => {
+                    FieldPath::parse(path)?;
+                }
+                FilterNode::InList { path, values } => {
+                    FieldPath::parse(path)?;
+                    for value in values {
+                        Scalar::from_json(path, "in_list", value)?;
+                    }
+                }
+                FilterNode::And(filters) | FilterNode::Or(filters) => {
+                    pending.extend(filters.iter().map(|f| (f, depth + 1)));
+                }
+                FilterNode::Not(inner) => pending.push((inner, depth + 1)),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CompareOp {

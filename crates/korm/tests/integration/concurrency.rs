@@ -268,3 +268,32 @@ async fn concurrent_writers_on_one_file_all_land() {
     a.close().await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_place_writes_leave_checkpoints_to_the_connection_thread() {
+    // With synchronous = NORMAL, writes run in place and SQLite's own checkpoint-on-commit is
+    // off; the connection thread checkpoints every 1,000 commits instead. Without that, the
+    // data would stay in the -wal file and the main file would not grow.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("normal.sqlite");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&path).with_synchronous(korm::layers::Synchronous::Normal))
+        .open()
+        .await
+        .expect("open");
+    let small = std::fs::metadata(&path).expect("db file").len();
+    for n in 0..1_100 {
+        create_note(&pool, n).await;
+    }
+    // The checkpoint runs on the thread, after the 1,000th commit; wait for it to land.
+    let started = Instant::now();
+    let mut size = std::fs::metadata(&path).expect("db file").len();
+    while size < 40_000 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        size = std::fs::metadata(&path).expect("db file").len();
+    }
+    assert!(size >= 40_000, "no checkpoint reached the main file: {small} -> {size} bytes");
+    let all = korm::item::<Note>(&pool).query(NOTES.parse().expect("rn")).get().await.expect("query");
+    assert_eq!(all.len(), 1_100);
+    pool.close().await;
+}

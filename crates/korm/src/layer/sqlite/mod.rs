@@ -37,7 +37,12 @@ const INLINE_FETCH: usize = 16;
 pub(crate) struct SqliteLayer {
     ident: String,
     worker: Worker,
+    writes_in_place: bool,
 }
+
+/// Commits between two checkpoints when korm runs them (about 1,000 WAL pages for small
+/// writes, SQLite's own default).
+const CHECKPOINT_EVERY: u32 = 1000;
 
 impl fmt::Debug for SqliteLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,18 +57,27 @@ impl SqliteLayer {
     pub(crate) async fn open(ident: &str, options: SqliteOptions) -> Result<SqliteLayer> {
         let layer = ident.to_owned();
         let busy_timeout = options.busy_timeout;
-        let worker = Worker::start(ident, busy_timeout, move || {
-            open_connection(&layer, &options)
+        // Writes run in place only when a commit never syncs to disk: a WAL-mode file (or
+        // memory) with synchronous NORMAL or OFF. Checkpoints (which do sync) then move to the
+        // connection thread, every CHECKPOINT_EVERY commits.
+        let writes_in_place = options.synchronous != Synchronous::Full;
+        let checkpoint_every = (writes_in_place
+            && options.target != Target::Memory
+            && options.wal_journal)
+            .then_some(CHECKPOINT_EVERY);
+        let worker = Worker::start(ident, busy_timeout, checkpoint_every, move || {
+            open_connection(&layer, &options, checkpoint_every.is_some())
         })
         .await?;
         Ok(SqliteLayer {
             ident: ident.to_owned(),
             worker,
+            writes_in_place,
         })
     }
 }
 
-fn open_connection(layer: &str, options: &SqliteOptions) -> Result<Connection> {
+fn open_connection(layer: &str, options: &SqliteOptions, own_checkpoints: bool) -> Result<Connection> {
     let conn = match &options.target {
         Target::File(path) => Connection::open_with_flags(
             path,
@@ -90,6 +104,14 @@ fn open_connection(layer: &str, options: &SqliteOptions) -> Result<Connection> {
             tracing::warn!(layer, error = %e, "could not switch SQLite to WAL journal mode; continuing");
         }
     }
+    if own_checkpoints {
+        let wal = conn
+            .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+            .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
+        if wal && let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0;") {
+            tracing::warn!(layer, error = %e, "could not turn off SQLite's automatic checkpoints; continuing");
+        }
+    }
     if let Err(e) = conn.execute_batch(&format!(
         "PRAGMA synchronous = {};",
         options.synchronous.pragma()
@@ -106,14 +128,18 @@ impl Layer for SqliteLayer {
     }
 
     async fn apply(&self, ops: Vec<LayerOp>) -> Result<()> {
-        self.worker.call(move |state| apply(state, &ops)).await
+        if self.writes_in_place {
+            self.worker.in_place(move |state| apply(state, &ops)).await
+        } else {
+            self.worker.call(move |state| apply(state, &ops)).await
+        }
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         let table = table.to_owned();
         if ids.len() <= INLINE_FETCH {
             self.worker
-                .read(move |state| fetch(state, &table, &ids))
+                .in_place(move |state| fetch(state, &table, &ids))
                 .await
         } else {
             self.worker
@@ -369,7 +395,8 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         conn,
         schemas,
         ident,
-    } = state;
+        ..
+    } = &mut *state;
     let result = (|| {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -384,6 +411,8 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         for op in ops {
             schemas.remove(&op.table);
         }
+    } else {
+        state.committed();
     }
     result
 }
@@ -503,6 +532,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         conn,
         schemas,
         ident,
+        ..
     } = state;
     if schema_of(conn, schemas, ident, table)?.is_none() || ids.is_empty() {
         return Ok(Vec::new());
@@ -541,6 +571,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         conn,
         schemas,
         ident,
+        ..
     } = state;
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(Vec::new());
@@ -722,7 +753,8 @@ pub(crate) fn db_error(layer: &str, e: rusqlite::Error) -> Error {
     Error::Database {
         layer: layer.to_owned(),
         kind,
-        message: e.to_string(),
+        // Some messages quote the statement: keep errors short.
+        message: crate::error::clip(&e.to_string()),
     }
 }
 

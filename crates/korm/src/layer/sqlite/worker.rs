@@ -1,11 +1,13 @@
 //! The connection: a SQLite connection owned by its own thread, so that no call that may wait
 //! (a lock held by another process, a sync to disk, a long scan) ever blocks a tokio worker.
 //!
-//! Async callers send the thread jobs. Short reads (a point lookup by id) may instead run in
-//! place, on the caller's thread, when the connection is free: they take the connection
-//! without waiting (`try_lock`) and run with a zero busy timeout, so they never wait on a
-//! lock either; if the connection is busy or SQLite reports a lock, the read is sent to the
-//! thread like any other job. That saves the two thread wake-ups a hop costs.
+//! Async callers send the thread jobs. Jobs that can not wait on anything may instead run in
+//! place, on the caller's thread, when the connection is free: point reads always, and
+//! writes when a commit does not sync to disk (`synchronous` NORMAL or OFF in WAL mode, with
+//! SQLite's checkpoint-on-commit turned off and checkpoints run by the thread). They take the
+//! connection without waiting (`try_lock`) and run with a zero busy timeout, so they never
+//! wait on a lock either; if the connection is busy or SQLite reports a lock, the job is sent
+//! to the thread like any other. That saves the two thread wake-ups a hop costs.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -25,6 +27,38 @@ pub(crate) struct State {
     pub(crate) conn: Connection,
     pub(crate) schemas: HashMap<String, TableSchema>,
     pub(crate) ident: String,
+    /// Commits since the last checkpoint, when checkpoints are korm's job (see
+    /// [`State::committed`]).
+    commits: u32,
+    /// Checkpoint after this many commits; `None` leaves checkpoints to SQLite.
+    checkpoint_every: Option<u32>,
+}
+
+impl State {
+    /// Counts a commit. When korm runs checkpoints (writes may run in place, so SQLite's own
+    /// checkpoint-on-commit, which syncs to disk, is turned off), says whether one is due.
+    pub(crate) fn committed(&mut self) -> bool {
+        match self.checkpoint_every {
+            Some(every) => {
+                self.commits += 1;
+                self.commits >= every
+            }
+            None => false,
+        }
+    }
+
+    /// Copies the WAL back into the database file (a passive checkpoint: it never waits for
+    /// readers). Runs on the connection thread only.
+    fn checkpoint(&mut self) {
+        self.commits = 0;
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(layer = %self.ident, error = %e, "SQLite checkpoint failed; the WAL keeps growing until one succeeds");
+        }
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.checkpoint_every.is_some_and(|every| self.commits >= every)
+    }
 }
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
@@ -53,6 +87,7 @@ impl Worker {
     pub(crate) async fn start(
         ident: &str,
         busy_timeout: Duration,
+        checkpoint_every: Option<u32>,
         open: impl FnOnce() -> Result<Connection> + Send + 'static,
     ) -> Result<Worker> {
         let (opened_tx, opened_rx) = oneshot::channel::<Result<Arc<Mutex<State>>>>();
@@ -73,6 +108,8 @@ impl Worker {
                     conn,
                     schemas: HashMap::new(),
                     ident: thread_ident,
+                    commits: 0,
+                    checkpoint_every,
                 }));
                 if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
                     return;
@@ -83,6 +120,9 @@ impl Worker {
                     // A job that panics (a bug) must not take the connection down with it;
                     // its caller sees its reply channel closed.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
+                    if guard.checkpoint_due() {
+                        guard.checkpoint();
+                    }
                 }
                 drop(state);
                 let _ = finished_tx.send(());
@@ -137,9 +177,11 @@ impl Worker {
         })?
     }
 
-    /// Runs a short read: in place when the connection is free and no lock is in the way,
-    /// on the connection thread otherwise (see the module doc). `f` must only read.
-    pub(crate) async fn read<R: Send + 'static>(
+    /// Runs a job that can not wait on anything: in place when the connection is free and
+    /// no lock is in the way, on the connection thread otherwise (see the module doc). `f`
+    /// must leave nothing behind when it fails with a busy error (a read, or a write inside a
+    /// transaction that rolls back), because it then runs again on the thread.
+    pub(crate) async fn in_place<R: Send + 'static>(
         &self,
         f: impl Fn(&mut State) -> Result<R> + Send + 'static,
     ) -> Result<R> {
@@ -156,7 +198,16 @@ impl Worker {
         {
             let result = f(&mut state);
             let restored = state.conn.busy_timeout(self.busy_timeout);
+            let checkpoint = state.checkpoint_due();
             drop(state);
+            if checkpoint {
+                // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
+                let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(sender) = jobs.as_ref() {
+                    // An empty job: the thread checkpoints after any job once one is due.
+                    let _ = sender.send(Box::new(|_: &mut State| {}));
+                }
+            }
             match result {
                 Err(Error::Database {
                     kind: DbErrorKind::Busy,

@@ -1,0 +1,400 @@
+//! SQL in values, filter paths, sort paths and patterns: values are stored and matched
+//! literally, hostile paths are `InvalidPath`, and the table is intact afterwards.
+
+use korm::{Error, Filter, SortOrder, eq, gt, in_list, like, not, or};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{USERS, USERS_TABLE, create, file_db, rn};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    username: String,
+    age: i64,
+    meta: Value,
+    tags: Vec<String>,
+}
+
+fn user(username: &str, age: i64) -> User {
+    User {
+        username: username.to_owned(),
+        age,
+        meta: json!({ "k": username, "n": [username] }),
+        tags: vec![username.to_owned()],
+    }
+}
+
+const HOSTILE_VALUES: &[&str] = &[
+    "'; DROP TABLE __items__users__freetier; --",
+    "Robert'); DROP TABLE students;--",
+    "\" OR \"1\"=\"1",
+    "' OR '1'='1",
+    "%' OR 1=1 --",
+    "x'||(SELECT sqlite_version())||'",
+    "'); ATTACH DATABASE '/tmp/pwn.db' AS pwn; --",
+    "?1",
+    ":name",
+    "$x",
+    "@p",
+    "\\'; SELECT load_extension('x'); --",
+    "*/ DROP TABLE x; /*",
+    "$.username",
+    "a\0b",
+    "\0",
+    "]]>",
+    "é'\u{202e}",
+    "",
+];
+
+async fn names(pool: &korm::Pool, filter: Filter) -> Vec<String> {
+    let mut found: Vec<String> = korm::item::<User>(pool)
+        .query(rn(USERS))
+        .filter(filter)
+        .get()
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|i| i.into_data().username)
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn sql_in_values_is_stored_and_matched_literally() {
+    let db = file_db().await;
+    let mut items = Vec::new();
+    for (i, value) in HOSTILE_VALUES.iter().enumerate() {
+        items.push(create(&db.pool, USERS, user(value, i as i64)).await);
+    }
+    assert_eq!(db.tables(), [USERS_TABLE]);
+    assert_eq!(db.count(USERS_TABLE), HOSTILE_VALUES.len() as i64);
+    for (item, value) in items.iter().zip(HOSTILE_VALUES) {
+        let loaded = korm::item::<User>(&db.pool)
+            .load(item.rn().clone())
+            .get()
+            .await
+            .expect("load");
+        assert_eq!(loaded.data(), &user(value, loaded.data().age), "{value:?}");
+        assert_eq!(names(&db.pool, eq("username", *value)).await, [*value]);
+        assert_eq!(names(&db.pool, eq("meta.k", *value)).await, [*value]);
+        assert_eq!(names(&db.pool, eq("meta.n[0]", *value)).await, [*value]);
+        assert_eq!(names(&db.pool, eq("tags[*]", *value)).await, [*value]);
+        assert_eq!(
+            names(&db.pool, in_list("username", [*value, "nobody"])).await,
+            [*value]
+        );
+    }
+    let stored: String = db
+        .sql()
+        .query_row(
+            &format!("SELECT username FROM \"{USERS_TABLE}\" WHERE rnId = ?1"),
+            [items[0].rn().id().expect("id")],
+            |r| r.get(0),
+        )
+        .expect("read the raw value");
+    assert_eq!(stored, HOSTILE_VALUES[0]);
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_text_round_trips_whole() {
+    let db = file_db().await;
+    let item = create(&db.pool, USERS, user("before\0after", 1)).await;
+    let loaded = korm::item::<User>(&db.pool)
+        .load(item.rn().clone())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(loaded.data().username, "before\0after");
+    assert_eq!(
+        names(&db.pool, eq("username", "before")).await,
+        Vec::<String>::new()
+    );
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn sql_in_like_patterns_is_a_pattern_not_sql() {
+    let db = file_db().await;
+    for (i, name) in ["fred", "wilma", "'; DROP TABLE x; --"].iter().enumerate() {
+        create(&db.pool, USERS, user(name, i as i64)).await;
+    }
+    assert_eq!(
+        names(&db.pool, like("username", "%' OR 1=1 --")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(&db.pool, like("username", "'; DROP%")).await,
+        ["'; DROP TABLE x; --"]
+    );
+    assert_eq!(
+        names(&db.pool, like("username", "fred' ESCAPE '\\")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(names(&db.pool, like("username", "%")).await.len(), 3);
+    assert_eq!(db.count(USERS_TABLE), 3);
+    db.pool.close().await;
+}
+
+const HOSTILE_PATHS: &[&str] = &[
+    "age; DROP TABLE __items__users__freetier",
+    "a'--",
+    "a[0]]",
+    "a.b)",
+    "age\"; DROP TABLE x; --",
+    "age) OR (1=1",
+    "a b",
+    "a..b",
+    ".a",
+    "a.",
+    "a[",
+    "a[-1]",
+    "a[1e3]",
+    "a[0x1]",
+    "a[ 0 ]",
+    "a[9999999999]",
+    "a['b']",
+    "a[\"b\"]",
+    "*",
+    "a.*",
+    "é",
+    "meta.é",
+    "a/**/b",
+    "",
+    " age",
+    "age ",
+    "a\0",
+    "json_extract(meta, '$')",
+    "meta->>'$.k'",
+    "$.meta",
+    "a[*",
+    "meta.k'",
+    "1age",
+    "meta.1k",
+];
+
+fn hostile_filters(path: &str) -> Vec<Filter> {
+    vec![
+        eq(path, 1),
+        gt(path, "x"),
+        like(path, "%"),
+        in_list(path, [1, 2]),
+        not(eq(path, Value::Null)),
+        or([eq("age", 1), eq(path, 1)]),
+    ]
+}
+
+#[tokio::test]
+async fn sql_in_filter_paths_is_invalid_path() {
+    let db = file_db().await;
+    create(&db.pool, USERS, user("fred", 41)).await;
+    let mut deep = String::from("meta");
+    for _ in 0..40 {
+        deep.push_str(".k");
+    }
+    let mut paths: Vec<String> = HOSTILE_PATHS.iter().map(|p| (*p).to_owned()).collect();
+    paths.push(deep);
+    for path in &paths {
+        for filter in hostile_filters(path) {
+            let result = korm::item::<User>(&db.pool)
+                .query(rn(USERS))
+                .filter(filter.clone())
+                .get()
+                .await;
+            match result {
+                Err(Error::InvalidPath { .. }) => {}
+                Err(e) => panic!("{path:?}: expected InvalidPath, got {e:?}"),
+                Ok(items) => panic!("{path:?}: {filter:?} ran and found {} items", items.len()),
+            }
+        }
+    }
+    assert_eq!(db.tables(), [USERS_TABLE]);
+    assert_eq!(db.count(USERS_TABLE), 1);
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn sql_in_sort_paths_is_invalid_path() {
+    let db = file_db().await;
+    create(&db.pool, USERS, user("fred", 41)).await;
+    for path in HOSTILE_PATHS.iter().chain(&["tags[*]", "meta.n[*]"]) {
+        for order in [SortOrder::Asc, SortOrder::Desc] {
+            let result = korm::item::<User>(&db.pool)
+                .query(rn(USERS))
+                .sort_by(path, order)
+                .get()
+                .await;
+            match result {
+                Err(Error::InvalidPath { .. }) => {}
+                Err(e) => panic!("{path:?}: expected InvalidPath, got {e:?}"),
+                Ok(items) => panic!("{path:?}: the sort ran and found {} items", items.len()),
+            }
+        }
+    }
+    assert_eq!(db.tables(), [USERS_TABLE]);
+    assert_eq!(db.count(USERS_TABLE), 1);
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn sql_in_sort_paths_is_invalid_path_before_the_table_exists() {
+    let db = file_db().await;
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .sort_by("age; DROP TABLE x", SortOrder::Asc)
+        .get()
+        .await;
+    assert!(
+        matches!(result, Err(Error::InvalidPath { .. })),
+        "{result:?}"
+    );
+    assert!(db.tables().is_empty());
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn sql_in_filter_paths_is_invalid_path_before_the_table_exists() {
+    let db = file_db().await;
+    for path in HOSTILE_PATHS {
+        let result = korm::item::<User>(&db.pool)
+            .query(rn(USERS))
+            .filter(eq(path, 1))
+            .get()
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidPath { .. })),
+            "{path:?}: {:?}",
+            result.map(|items| items.len())
+        );
+    }
+    assert!(db.tables().is_empty());
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn hostile_object_keys_inside_json_values_are_data() {
+    let db = file_db().await;
+    let hostile_key = "k'); DROP TABLE __items__users__freetier; --";
+    let mut u = user("fred", 1);
+    u.meta = json!({ hostile_key: "v", "a.b": 1, "$": 2, "[0]": 3, "": 4, "é": 5 });
+    let item = create(&db.pool, USERS, u.clone()).await;
+    let loaded = korm::item::<User>(&db.pool)
+        .load(item.rn().clone())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(loaded.data(), &u);
+    // Such keys can not be named by a path: that is InvalidPath, not a SQL fragment.
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .filter(eq(&format!("meta.{hostile_key}"), "v"))
+        .get()
+        .await;
+    assert!(
+        matches!(result, Err(Error::InvalidPath { .. })),
+        "{result:?}"
+    );
+    assert_eq!(db.count(USERS_TABLE), 1);
+    db.pool.close().await;
+}
+
+#[tokio::test]
+async fn huge_and_deep_filters_are_an_answer_or_a_typed_error() {
+    let db = file_db().await;
+    create(&db.pool, USERS, user("fred", 41)).await;
+    let many: Vec<i64> = (0..40_000).collect();
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .filter(in_list("age", many))
+        .get()
+        .await;
+    match result {
+        Ok(items) => assert_eq!(items.len(), 1),
+        Err(e) => assert!(
+            matches!(e, Error::Database { .. } | Error::InvalidFilter { .. }),
+            "{e:?}"
+        ),
+    }
+    let wide = or((0..5_000).map(|i| eq("age", i)).collect::<Vec<_>>());
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .filter(wide)
+        .get()
+        .await;
+    match result {
+        Ok(items) => assert_eq!(items.len(), 1),
+        Err(e) => assert!(
+            matches!(e, Error::Database { .. } | Error::InvalidFilter { .. }),
+            "{e:?}"
+        ),
+    }
+    let long = "a".repeat(1024 * 1024);
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .filter(eq(&long, 1))
+        .get()
+        .await;
+    match result {
+        Ok(items) => assert!(items.is_empty(), "a field never stored is null"),
+        Err(e) => {
+            assert!(matches!(e, Error::InvalidPath { .. }), "{e:?}");
+            assert!(e.to_string().len() < 1_000, "the path is clipped");
+        }
+    }
+    assert_eq!(db.count(USERS_TABLE), 1);
+    db.pool.close().await;
+}
+
+/// A filter of `depth` nested `not`s around `eq("age", 41)` (matching when `depth` is even).
+fn nested_not(depth: usize) -> Filter {
+    let mut deep = eq("age", 41);
+    for _ in 0..depth {
+        deep = not(deep);
+    }
+    deep
+}
+
+#[tokio::test]
+async fn a_moderately_nested_filter_is_an_answer_or_a_typed_error() {
+    let db = file_db().await;
+    create(&db.pool, USERS, user("fred", 41)).await;
+    for depth in [10, 100, DEPTH_PROBE] {
+        let result = korm::item::<User>(&db.pool)
+            .query(rn(USERS))
+            .filter(nested_not(depth))
+            .get()
+            .await;
+        match result {
+            Ok(items) => assert_eq!(items.len(), 1, "{depth}"),
+            Err(e) => assert!(
+                matches!(e, Error::Database { .. } | Error::InvalidFilter { .. }),
+                "{depth}: {e:?}"
+            ),
+        }
+    }
+    db.pool.close().await;
+}
+
+const DEPTH_PROBE: usize = 500;
+
+#[tokio::test]
+async fn a_deeply_nested_filter_is_an_answer_or_a_typed_error() {
+    let db = file_db().await;
+    create(&db.pool, USERS, user("fred", 41)).await;
+    let deep = nested_not(4_000);
+    let result = korm::item::<User>(&db.pool)
+        .query(rn(USERS))
+        .filter(deep)
+        .get()
+        .await;
+    match result {
+        Ok(items) => assert_eq!(items.len(), 1),
+        Err(e) => assert!(
+            matches!(e, Error::Database { .. } | Error::InvalidFilter { .. }),
+            "{e:?}"
+        ),
+    }
+    assert_eq!(db.count(USERS_TABLE), 1);
+    db.pool.close().await;
+}
