@@ -16,6 +16,64 @@ use crate::error::Result;
 use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};
 
+/// A database URL with its password replaced by `***`, for Debug output, logs and errors.
+///
+/// ```text
+/// postgres://korm:s3cret@db:5432/app  ->  postgres://korm:***@db:5432/app
+/// ```
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return "<url>".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let redacted = match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{user}:***@{}", &authority[at + 1..])
+            } else {
+                authority.to_owned()
+            }
+        }
+        None => authority.to_owned(),
+    };
+    // Query parameters may carry a password too (`?password=...`).
+    let tail = &rest[authority_end..];
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{}{redacted}{tail}", &url[..scheme_end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_survive() {
+        assert_eq!(redact_url("postgres://korm:s3cret@db:5432/app"), "postgres://korm:***@db:5432/app");
+        assert_eq!(redact_url("mysql://root@127.0.0.1:3306/test"), "mysql://root@127.0.0.1:3306/test");
+        assert_eq!(redact_url("postgres://u:p%40ss@h/d?sslmode=require&password=x"), "postgres://u:***@h/d?sslmode=require&password=***");
+        assert_eq!(redact_url("not a url s3cret"), "<url>");
+        assert!(!redact_url("postgres://a:b:c@h/d").contains("b:c"));
+    }
+}
+
 /// What a write op does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {

@@ -103,7 +103,7 @@ impl Scalar {
     }
 
     /// The scalar of a filter value; `None` for null.
-    fn from_json(path: &str, helper: &str, value: &Value) -> Result<Option<Scalar>> {
+    pub(crate) fn from_json(path: &str, helper: &str, value: &Value) -> Result<Option<Scalar>> {
         let fail = |reason: String| Error::InvalidFilter {
             path: clip(path),
             reason,
@@ -209,6 +209,19 @@ pub(crate) trait Dialect: Send + Sync {
     /// arrays may come out as JSON text (they are guarded by type before any comparison).
     /// PostgreSQL must cast per type here or in [`Dialect::render_test`] (`#>>` gives text).
     fn json_extract(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String;
+
+    /// SQL for the value at `loc` when a filter compares it as a `ty` (the type guard before
+    /// it already holds). The default is [`Dialect::json_extract`]; MariaDB overrides it
+    /// because its `JSON_EXTRACT` gives JSON text, not a typed scalar.
+    fn json_extract_as(
+        &self,
+        st: &mut RenderState,
+        loc: &JsonLocation<'_>,
+        ty: JsonType,
+    ) -> String {
+        let _ = ty;
+        self.json_extract(st, loc)
+    }
 
     /// SQL giving the JSON type name of the value at `loc` (NULL when missing); the names are
     /// those of [`Dialect::json_type_names`].
@@ -353,6 +366,37 @@ pub(crate) trait Dialect: Send + Sync {
         sql
     }
 
+    /// `column op placeholder`, comparing a whole column of type `ty` with a bound scalar.
+    /// The default is the bare operator; PostgreSQL adds `COLLATE "C"` to ordering
+    /// comparisons of text so `gt`/`lt` compare byte by byte whatever the database collation.
+    fn compare_column(&self, column: &str, op: CompareOp, param: &str, ty: JsonType) -> String {
+        let _ = ty;
+        format!("{column} {} {param}", op.sql())
+    }
+
+    /// The `ORDER BY` term of a whole column of type `ty`. The default is
+    /// [`Dialect::order_term`] on the quoted name; MariaDB overrides it to sort text byte by
+    /// byte whatever the column's collation.
+    fn sort_column(&self, name: &str, ty: JsonType, order: SortOrder) -> String {
+        let _ = ty;
+        self.order_term(&self.quote_identifier(name), order)
+    }
+
+    /// The `ORDER BY` terms of the JSON value at `loc`: by default its type rank
+    /// ([`Dialect::json_type_rank`]), then its value. MariaDB overrides it: its
+    /// `NULLS LAST` emulation repeats an expression, which must not repeat bound paths.
+    fn json_sort_terms(
+        &self,
+        st: &mut RenderState,
+        loc: &JsonLocation<'_>,
+        order: SortOrder,
+    ) -> Vec<String> {
+        let rank = self.json_type_rank(st, loc);
+        let rank = self.order_term(&rank, order);
+        let value = self.json_extract(st, loc);
+        vec![rank, self.order_term(&value, order)]
+    }
+
     /// The whole `SELECT`; see [`render_select`].
     fn render_select(
         &self,
@@ -456,7 +500,7 @@ pub(crate) trait Dialect: Send + Sync {
                 for filter in filters {
                     parts.push(self.render_filter(st, schema, filter)?);
                 }
-                Ok(format!("({})", parts.join(&format!(" {joiner} "))))
+                Ok(balanced(&parts, joiner))
             }
         }
     }
@@ -545,7 +589,7 @@ pub(crate) trait Dialect: Send + Sync {
                     Test::IsNull => format!("{column} IS NULL"),
                     Test::Compare(op, value) if value.json_type() == *ty => {
                         let p = self.bind_scalar(st, value);
-                        format!("{column} {} {p}", op.sql())
+                        self.compare_column(&column, *op, &p, *ty)
                     }
                     Test::Like(pattern) if *ty == JsonType::Text => {
                         let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
@@ -567,12 +611,12 @@ pub(crate) trait Dialect: Send + Sync {
             Operand::Json(loc) => match test {
                 Test::IsNull => self.json_is_null(st, loc),
                 Test::Compare(op, value) => self.guarded(st, loc, value.json_type(), &mut |st| {
-                    let extracted = self.json_extract(st, loc);
+                    let extracted = self.json_extract_as(st, loc, value.json_type());
                     let p = self.bind_scalar(st, value);
                     format!("{extracted} {} {p}", op.sql())
                 }),
                 Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, &mut |st| {
-                    let extracted = self.json_extract(st, loc);
+                    let extracted = self.json_extract_as(st, loc, JsonType::Text);
                     let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
                     self.like(&extracted, &p)
                 }),
@@ -586,7 +630,7 @@ pub(crate) trait Dialect: Send + Sync {
                             continue;
                         }
                         parts.push(self.guarded(st, loc, ty, &mut |st| {
-                            let extracted = self.json_extract(st, loc);
+                            let extracted = self.json_extract_as(st, loc, ty);
                             let list = self.bind_list(st, &same);
                             format!("{extracted} IN ({list})")
                         }));
@@ -629,20 +673,31 @@ pub(crate) trait Dialect: Send + Sync {
             match resolve(schema, raw, &path, Purpose::Sort)? {
                 // Every row sorts as NULL: the key orders nothing.
                 Operand::Missing => {}
-                Operand::Column { name, .. } => {
-                    terms.push(self.order_term(&self.quote_identifier(name), *order));
-                }
-                Operand::Json(loc) => {
-                    let rank = self.json_type_rank(st, &loc);
-                    terms.push(self.order_term(&rank, *order));
-                    let value = self.json_extract(st, &loc);
-                    terms.push(self.order_term(&value, *order));
-                }
+                Operand::Column { name, ty } => terms.push(self.sort_column(name, ty, *order)),
+                Operand::Json(loc) => terms.extend(self.json_sort_terms(st, &loc, *order)),
             }
         }
         terms.push(format!("{} ASC", self.quote_identifier(ID_COLUMN)));
         Ok(terms.join(", "))
     }
+}
+
+/// Joins `parts` with `joiner`, parenthesised. Past a few dozen parts the join is nested as
+/// a balanced tree, because databases parse `a AND b AND c ...` as a chain whose depth is
+/// the number of terms (SQLite refuses more than 1,000); a balanced tree's depth is its log.
+fn balanced(parts: &[String], joiner: &str) -> String {
+    const FLAT: usize = 32;
+    if parts.len() <= FLAT {
+        return format!("({})", parts.join(&format!(" {joiner} ")));
+    }
+    let groups: Vec<String> = parts.chunks(parts.len().div_ceil(FLAT)).map(|chunk| {
+        if chunk.len() == 1 {
+            chunk[0].clone()
+        } else {
+            balanced(chunk, joiner)
+        }
+    }).collect();
+    balanced(&groups, joiner)
 }
 
 /// Why a path is resolved: a filter and a sort reject different things with different errors.
