@@ -8,12 +8,15 @@
 //!
 //! SQLite runs with `synchronous = NORMAL` in WAL mode on both sides (the fast setting; with
 //! the default `FULL` every commit waits for the disk and both sides measure the disk).
+//! PostgreSQL and MariaDB lines (`pg.create`, `mysql.query`, ...) compare korm with raw sqlx
+//! doing the same SQL on the same schema, each side in a fresh database on the local server.
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
 
 use std::time::Instant;
 
+use workloads::server::{self, Database, Raw, Server};
 use workloads::*;
 
 fn per_second(ops: usize, started: Instant) -> f64 {
@@ -66,6 +69,57 @@ fn raw_round(n: usize, queries: usize) -> [f64; 4] {
     [create, get, query, update]
 }
 
+/// One round on a server: korm and raw sqlx, each in a fresh database.
+async fn server_round(
+    server: Server,
+    n: usize,
+    queries: usize,
+) -> Result<([f64; 4], [f64; 4]), String> {
+    let korm_db = Database::create(server).await.map_err(|e| e.to_string())?;
+    let pool = server::korm_pool(&korm_db).await;
+    korm_create(&pool, 0..10).await;
+    let t = Instant::now();
+    let items = korm_create(&pool, 10..10 + n).await;
+    let create = per_second(n, t);
+    let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
+    let t = Instant::now();
+    std::hint::black_box(korm_get(&pool, &rns).await);
+    let get = per_second(n, t);
+    let t = Instant::now();
+    for _ in 0..queries {
+        std::hint::black_box(korm_query(&pool).await);
+    }
+    let query = per_second(queries, t);
+    let t = Instant::now();
+    std::hint::black_box(korm_update(items).await);
+    let update = per_second(n, t);
+    pool.close().await;
+    korm_db.drop_now().await;
+    let korm = [create, get, query, update];
+
+    let raw_db = Database::create(server).await.map_err(|e| e.to_string())?;
+    let raw = Raw::open(&raw_db).await;
+    raw.create(0..10).await;
+    let t = Instant::now();
+    let mut rows = raw.create(10..10 + n).await;
+    let create = per_second(n, t);
+    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    let t = Instant::now();
+    std::hint::black_box(raw.get(&ids).await);
+    let get = per_second(n, t);
+    let t = Instant::now();
+    for _ in 0..queries {
+        std::hint::black_box(raw.query().await);
+    }
+    let query = per_second(queries, t);
+    let t = Instant::now();
+    raw.update(&mut rows).await;
+    let update = per_second(n, t);
+    raw.close().await;
+    raw_db.drop_now().await;
+    Ok((korm, [create, get, query, update]))
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -81,9 +135,44 @@ async fn main() {
         korm.push(korm_round(n, queries).await);
         raw.push(raw_round(n, queries));
     }
-    for (i, name) in ["create", "get_by_rn", "query", "update_commit"].iter().enumerate() {
+    print_rows("", &korm, &raw);
+
+    // The servers: PostgreSQL and MariaDB beside raw sqlx (fewer ops: each is a round trip).
+    let (n, queries, rounds) = if quick { (20, 2, 1) } else { (1_000, 50, 3) };
+    for server in [Server::Pg, Server::My] {
+        let mut korm = Vec::new();
+        let mut raw = Vec::new();
+        for _ in 0..rounds {
+            match server_round(server, n, queries).await {
+                Ok((k, r)) => {
+                    korm.push(k);
+                    raw.push(r);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "!!!! {}: not benchmarked, the server is unreachable ({e}); scripts/test starts it",
+                        server.prefix()
+                    );
+                    if std::env::var_os("KORM_TEST_RUN").is_some() {
+                        std::process::exit(1);
+                    }
+                    break;
+                }
+            }
+        }
+        if !korm.is_empty() {
+            print_rows(&format!("{}.", server.prefix()), &korm, &raw);
+        }
+    }
+}
+
+fn print_rows(prefix: &str, korm: &[[f64; 4]], raw: &[[f64; 4]]) {
+    for (i, name) in ["create", "get_by_rn", "query", "update_commit"]
+        .iter()
+        .enumerate()
+    {
         let k = median(korm.iter().map(|r| r[i]).collect());
         let r = median(raw.iter().map(|r| r[i]).collect());
-        println!("{name}\t{k:.0}\t{r:.0}");
+        println!("{prefix}{name}\t{k:.0}\t{r:.0}");
     }
 }

@@ -66,5 +66,7 @@ pub use rn::{Rn, RnForm};
 
 /// Layer constructors: where items are stored.
 pub mod layers {
+    pub use crate::layer::mysql::{MySqlOptions, mysql};
+    pub use crate::layer::postgres::{PgOptions, postgres};
     pub use crate::layer::sqlite::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 }

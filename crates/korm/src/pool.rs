@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 use crate::layer::Layer;
+use crate::layer::mysql::{MySqlLayer, MySqlOptions};
+use crate::layer::postgres::{PgLayer, PgOptions};
 use crate::layer::sqlite::{SqliteLayer, SqliteOptions};
 use crate::rn::{Rn, validate_layer_ident};
 
@@ -16,11 +18,25 @@ pub struct LayerSpec(LayerConfig);
 #[derive(Debug, Clone)]
 enum LayerConfig {
     Sqlite(SqliteOptions),
+    Postgres(PgOptions),
+    MySql(MySqlOptions),
+}
+
+impl From<PgOptions> for LayerSpec {
+    fn from(options: PgOptions) -> Self {
+        LayerSpec(LayerConfig::Postgres(options))
+    }
 }
 
 impl From<SqliteOptions> for LayerSpec {
     fn from(options: SqliteOptions) -> Self {
         LayerSpec(LayerConfig::Sqlite(options))
+    }
+}
+
+impl From<MySqlOptions> for LayerSpec {
+    fn from(options: MySqlOptions) -> Self {
+        LayerSpec(LayerConfig::MySql(options))
     }
 }
 
@@ -83,6 +99,12 @@ impl PoolBuilder {
         for (ident, LayerSpec(config)) in self.layers {
             let layer: Result<Arc<dyn Layer>> = match config {
                 LayerConfig::Sqlite(options) => SqliteLayer::open(&ident, options)
+                    .await
+                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
+                LayerConfig::Postgres(options) => PgLayer::open(&ident, options)
+                    .await
+                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
+                LayerConfig::MySql(options) => MySqlLayer::open(&ident, options)
                     .await
                     .map(|l| Arc::new(l) as Arc<dyn Layer>),
             };

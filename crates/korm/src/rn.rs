@@ -119,8 +119,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
@@ -709,7 +709,8 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.get_mod("depot"), None);
     /// ```
     pub fn get_mod(&self, key: &str) -> Option<&str> {
-        self.data.mods
+        self.data
+            .mods
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -794,8 +795,16 @@ impl<T> Rn<T> {
             });
         }
         let id = checked_id(id, || render(&self.data.mods, &self.data.segments[..2]))?;
-        let segments = vec![self.data.segments[0].clone(), self.data.segments[1].clone(), id];
-        Ok(Rn::from_valid(self.data.mods.clone(), segments, RnForm::Item))
+        let segments = vec![
+            self.data.segments[0].clone(),
+            self.data.segments[1].clone(),
+            id,
+        ];
+        Ok(Rn::from_valid(
+            self.data.mods.clone(),
+            segments,
+            RnForm::Item,
+        ))
     }
 
     /// This RN with the id `id` kept exactly as written (any case), for ids read back from
@@ -816,7 +825,11 @@ impl<T> Rn<T> {
             self.data.segments[1].clone(),
             id.to_owned(),
         ];
-        Ok(Rn::from_valid(self.data.mods.clone(), segments, RnForm::Item))
+        Ok(Rn::from_valid(
+            self.data.mods.clone(),
+            segments,
+            RnForm::Item,
+        ))
     }
 
     /// This RN with its `from` mod set to `layer` (replaced in place, or added first).
@@ -846,7 +859,11 @@ impl<T> Rn<T> {
             Some((_, value)) => layer.clone_into(value),
             None => mods.insert(0, (FROM.to_owned(), layer.to_owned())),
         }
-        Ok(Rn::from_valid(mods, self.data.segments.clone(), self.data.form))
+        Ok(Rn::from_valid(
+            mods,
+            self.data.segments.clone(),
+            self.data.form,
+        ))
     }
 
     /// This RN without its `from` mod.

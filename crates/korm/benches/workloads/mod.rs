@@ -7,6 +7,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod server;
+
 use std::path::Path;
 
 use korm::{Item, Pool, and, eq, gt};

@@ -495,7 +495,13 @@ fn redact_values(message: &str) -> String {
     // serde prints an unexpected string as a Debug-quoted "..." (with \-escapes), and other
     // values and unknown enum variants in back-ticks after a fixed word. Both are replaced by
     // an ellipsis; everything else (type names, field names, expectations) is kept.
-    const TICKED: [&str; 5] = ["integer ", "floating point ", "character ", "boolean ", "unknown variant "];
+    const TICKED: [&str; 5] = [
+        "integer ",
+        "floating point ",
+        "character ",
+        "boolean ",
+        "unknown variant ",
+    ];
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars();
     while let Some(c) = chars.next() {

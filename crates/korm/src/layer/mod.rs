@@ -5,6 +5,8 @@
 //! by id, and run a planned select. The write path ([`crate::write`]) and the read path
 //! ([`crate::item`]) are the only callers, so every backend sees the same requests.
 
+pub(crate) mod mysql;
+pub(crate) mod postgres;
 pub(crate) mod schema;
 pub(crate) mod sqlite;
 
@@ -47,7 +49,10 @@ pub(crate) fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") => {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("pass") =>
+                    {
                         format!("{key}=***")
                     }
                     _ => pair.to_owned(),
@@ -66,9 +71,18 @@ mod tests {
 
     #[test]
     fn passwords_never_survive() {
-        assert_eq!(redact_url("postgres://korm:s3cret@db:5432/app"), "postgres://korm:***@db:5432/app");
-        assert_eq!(redact_url("mysql://root@127.0.0.1:3306/test"), "mysql://root@127.0.0.1:3306/test");
-        assert_eq!(redact_url("postgres://u:p%40ss@h/d?sslmode=require&password=x"), "postgres://u:***@h/d?sslmode=require&password=***");
+        assert_eq!(
+            redact_url("postgres://korm:s3cret@db:5432/app"),
+            "postgres://korm:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/d?sslmode=require&password=x"),
+            "postgres://u:***@h/d?sslmode=require&password=***"
+        );
         assert_eq!(redact_url("not a url s3cret"), "<url>");
         assert!(!redact_url("postgres://a:b:c@h/d").contains("b:c"));
     }

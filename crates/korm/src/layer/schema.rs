@@ -29,6 +29,19 @@ impl TableSchema {
             .map(|(_, kind)| *kind)
     }
 
+    /// Whether writing these fields needs a schema change first: a missing column, a missing
+    /// unique shadow, or a value kind the column does not accept.
+    pub(crate) fn needs_ddl(&self, fields: &[crate::model::Field]) -> bool {
+        fields.iter().any(|f| {
+            (f.unique && !self.is_unique(&f.name))
+                || match (self.kind_of(&f.name), f.kind) {
+                    (None, _) => true,
+                    (Some(stored), Some(found)) => !stored.accepts(found),
+                    _ => false,
+                }
+        })
+    }
+
     /// Whether the field has a unique shadow column.
     pub(crate) fn is_unique(&self, column: &str) -> bool {
         self.unique.iter().any(|u| u == column)

@@ -690,13 +690,16 @@ fn balanced(parts: &[String], joiner: &str) -> String {
     if parts.len() <= FLAT {
         return format!("({})", parts.join(&format!(" {joiner} ")));
     }
-    let groups: Vec<String> = parts.chunks(parts.len().div_ceil(FLAT)).map(|chunk| {
-        if chunk.len() == 1 {
-            chunk[0].clone()
-        } else {
-            balanced(chunk, joiner)
-        }
-    }).collect();
+    let groups: Vec<String> = parts
+        .chunks(parts.len().div_ceil(FLAT))
+        .map(|chunk| {
+            if chunk.len() == 1 {
+                chunk[0].clone()
+            } else {
+                balanced(chunk, joiner)
+            }
+        })
+        .collect();
     balanced(&groups, joiner)
 }
 

@@ -63,7 +63,8 @@ impl Filter {
             match &filter.0 {
                 FilterNode::Compare { path, op, value } => {
                     FieldPath::parse(path)?;
-                    if Scalar::from_json(path, op.name(), value)?.is_none() && *op != CompareOp::Eq {
+                    if Scalar::from_json(path, op.name(), value)?.is_none() && *op != CompareOp::Eq
+                    {
                         return Err(crate::Error::InvalidFilter {
                             path: crate::error::clip(path),
                             reason: format!(

@@ -44,7 +44,11 @@ async fn sqlite_file_normal() -> Option<Backend> {
     let dir = tempfile::tempdir().expect("temp dir");
     let layer = korm::layers::sqlite(dir.path().join("db.sqlite"))
         .with_synchronous(korm::layers::Synchronous::Normal);
-    let pool = korm::pool().layer("db", layer).open().await.expect("open sqlite file");
+    let pool = korm::pool()
+        .layer("db", layer)
+        .open()
+        .await
+        .expect("open sqlite file");
     Some(Backend {
         _dir: Some(dir),
         ..Backend::new(pool)
@@ -58,6 +62,34 @@ async fn sqlite_memory() -> Option<Backend> {
         .await
         .expect("open sqlite memory");
     Some(Backend::new(pool))
+}
+
+/// A fresh database on the PostgreSQL server, dropped after the test.
+async fn postgres() -> Option<Backend> {
+    let db = support::create(support::Server::Postgres).await?;
+    let pool = korm::pool()
+        .layer("db", korm::layers::postgres(db.url.clone()))
+        .open()
+        .await
+        .expect("open postgres");
+    Some(Backend {
+        _db: Some(db),
+        ..Backend::new(pool)
+    })
+}
+
+/// A fresh database on the MariaDB/MySQL server, dropped after the test.
+async fn mysql() -> Option<Backend> {
+    let db = support::create(support::Server::MySql).await?;
+    let pool = korm::pool()
+        .layer("db", korm::layers::mysql(db.url.clone()))
+        .open()
+        .await
+        .expect("open mysql");
+    Some(Backend {
+        _db: Some(db),
+        ..Backend::new(pool)
+    })
 }
 
 macro_rules! backend {
@@ -82,6 +114,8 @@ macro_rules! conformance {
         backend!(sqlite_file: $($test),*);
         backend!(sqlite_file_normal: $($test),*);
         backend!(sqlite_memory: $($test),*);
+        backend!(postgres: $($test),*);
+        backend!(mysql: $($test),*);
     };
 }
 

@@ -277,7 +277,10 @@ async fn in_place_writes_leave_checkpoints_to_the_connection_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("normal.sqlite");
     let pool = korm::pool()
-        .layer("db", korm::layers::sqlite(&path).with_synchronous(korm::layers::Synchronous::Normal))
+        .layer(
+            "db",
+            korm::layers::sqlite(&path).with_synchronous(korm::layers::Synchronous::Normal),
+        )
         .open()
         .await
         .expect("open");
@@ -292,8 +295,15 @@ async fn in_place_writes_leave_checkpoints_to_the_connection_thread() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         size = std::fs::metadata(&path).expect("db file").len();
     }
-    assert!(size >= 40_000, "no checkpoint reached the main file: {small} -> {size} bytes");
-    let all = korm::item::<Note>(&pool).query(NOTES.parse().expect("rn")).get().await.expect("query");
+    assert!(
+        size >= 40_000,
+        "no checkpoint reached the main file: {small} -> {size} bytes"
+    );
+    let all = korm::item::<Note>(&pool)
+        .query(NOTES.parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
     assert_eq!(all.len(), 1_100);
     pool.close().await;
 }

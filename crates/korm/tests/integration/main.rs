@@ -3,7 +3,11 @@
 
 mod compat;
 mod concurrency;
+mod mysql;
+mod postgres;
 mod routing;
+#[path = "../support/mod.rs"]
+mod support;
 
 /// The fixtures korm 1.5 wrote (`../shared/fixtures/korm-ts-1.5`, beside the repository),
 /// or `KORM_FIXTURES` when set.

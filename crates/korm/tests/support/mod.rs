@@ -22,7 +22,10 @@ pub enum Server {
 impl Server {
     fn admin_url(self) -> String {
         let (var, default) = match self {
-            Server::Postgres => ("KORM_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+            Server::Postgres => (
+                "KORM_TEST_PG_URL",
+                "postgres://postgres@127.0.0.1:5432/postgres",
+            ),
             Server::MySql => ("KORM_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
         };
         std::env::var(var).unwrap_or_else(|_| default.to_owned())
@@ -54,7 +57,9 @@ fn with_database(admin_url: &str, name: &str) -> String {
         None => (admin_url, None),
     };
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut url = format!("{}/{}", &base[..path_start], name);
     if let Some(query) = query {
         url.push('?');
@@ -111,7 +116,9 @@ impl Drop for TestDatabase {
         let (server, admin_url, name) = (self.server, self.admin_url.clone(), self.name.clone());
         // Drop runs inside a runtime; the cleanup gets a small runtime of its own on a thread.
         let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 let sql = match server {
                     Server::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
@@ -128,7 +135,13 @@ impl Drop for TestDatabase {
 
 #[test]
 fn urls_get_the_database_swapped() {
-    assert_eq!(with_database("postgres://u:p@h:1/postgres", "x"), "postgres://u:p@h:1/x");
-    assert_eq!(with_database("mysql://root@h:3306/test?ssl-mode=DISABLED", "x"), "mysql://root@h:3306/x?ssl-mode=DISABLED");
+    assert_eq!(
+        with_database("postgres://u:p@h:1/postgres", "x"),
+        "postgres://u:p@h:1/x"
+    );
+    assert_eq!(
+        with_database("mysql://root@h:3306/test?ssl-mode=DISABLED", "x"),
+        "mysql://root@h:3306/x?ssl-mode=DISABLED"
+    );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }

@@ -61,10 +61,9 @@ impl SqliteLayer {
         // memory) with synchronous NORMAL or OFF. Checkpoints (which do sync) then move to the
         // connection thread, every CHECKPOINT_EVERY commits.
         let writes_in_place = options.synchronous != Synchronous::Full;
-        let checkpoint_every = (writes_in_place
-            && options.target != Target::Memory
-            && options.wal_journal)
-            .then_some(CHECKPOINT_EVERY);
+        let checkpoint_every =
+            (writes_in_place && options.target != Target::Memory && options.wal_journal)
+                .then_some(CHECKPOINT_EVERY);
         let worker = Worker::start(ident, busy_timeout, checkpoint_every, move || {
             open_connection(&layer, &options, checkpoint_every.is_some())
         })
@@ -77,7 +76,11 @@ impl SqliteLayer {
     }
 }
 
-fn open_connection(layer: &str, options: &SqliteOptions, own_checkpoints: bool) -> Result<Connection> {
+fn open_connection(
+    layer: &str,
+    options: &SqliteOptions,
+    own_checkpoints: bool,
+) -> Result<Connection> {
     let conn = match &options.target {
         Target::File(path) => Connection::open_with_flags(
             path,
@@ -397,6 +400,21 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         ident,
         ..
     } = &mut *state;
+    // A single write whose table already fits it is one statement, atomic by itself: it runs
+    // in autocommit, without BEGIN and COMMIT around it.
+    if let [op] = ops
+        && schemas
+            .get(&op.table)
+            .is_some_and(|schema| !schema.needs_ddl(&op.fields))
+    {
+        let result = apply_op(conn, schemas, ident, op);
+        if result.is_err() {
+            schemas.remove(&op.table);
+        } else {
+            state.committed();
+        }
+        return result;
+    }
     let result = (|| {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -51,13 +51,17 @@ impl State {
     /// readers). Runs on the connection thread only.
     fn checkpoint(&mut self) {
         self.commits = 0;
-        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
             tracing::warn!(layer = %self.ident, error = %e, "SQLite checkpoint failed; the WAL keeps growing until one succeeds");
         }
     }
 
     fn checkpoint_due(&self) -> bool {
-        self.checkpoint_every.is_some_and(|every| self.commits >= every)
+        self.checkpoint_every
+            .is_some_and(|every| self.commits >= every)
     }
 }
 

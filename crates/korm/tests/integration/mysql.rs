@@ -1,0 +1,297 @@
+//! The MySQL/MariaDB layer against the real server: korm 1.5's dump, typed errors for bad
+//! URLs, unreachable servers and killed connections, and no password in any of them.
+
+use korm::{DbErrorKind, Error, Rn, Unique};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Connection, Executor, Row};
+
+use crate::support::{self, Server};
+
+async fn open(url: &str) -> korm::Pool {
+    korm::pool()
+        .layer("docsdb", korm::layers::mysql(url))
+        .open()
+        .await
+        .expect("open mysql")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_the_korm_1_5_dump_through_its_hashed_table() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    let dump = std::fs::read(crate::fixtures().join("mysql.sql")).expect("read mysql.sql");
+    let mut child = std::process::Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", "127.0.0.1", "-uroot", &db.name])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the mariadb client");
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&dump)
+            .expect("feed the dump");
+    }
+    assert!(
+        child.wait().expect("mariadb exits").success(),
+        "loading mysql.sql failed"
+    );
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Doc {
+        title: String,
+        pages: i64,
+        signed: bool,
+        ratio: f64,
+        parties: Vec<String>,
+        author: Rn<Value>,
+        body: Value,
+    }
+    let manifest = crate::manifest("manifest-sql.json");
+    let rn: Rn<Doc> = manifest["mysql.sql"]["doc"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pool = open(&db.url).await;
+    let doc = korm::item::<Doc>(&pool)
+        .load(rn.clone())
+        .get()
+        .await
+        .expect("load the doc");
+    let d = doc.data();
+    assert_eq!(d.title, "Quarry lease");
+    assert_eq!((d.pages, d.signed, d.ratio), (12, true, 0.75));
+    let fred = "[rn][from::userdb]:users:freetier:b0d4f936-be99-4e30-93bc-ab50e8883871";
+    assert_eq!(d.parties, [fred]);
+    assert_eq!(d.author.to_string(), fred);
+    assert_eq!(
+        d.body,
+        serde_json::json!({"clauses": [{"n": 1, "text": "Rent"}]})
+    );
+    // The query path reads the hashed table too, with a JSON path filter.
+    let found = korm::item::<Doc>(&pool)
+        .query(rn.collection())
+        .filter(korm::eq("body.clauses[0].text", "Rent"))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(found.len(), 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_map_to_korm_errors() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Account {
+        email: Unique<String>,
+    }
+    let pool = open(&db.url).await;
+    let accounts = korm::item::<Account>(&pool);
+    let first = accounts
+        .from_data(
+            "[rn]:accounts:main:*".parse().unwrap(),
+            Account {
+                email: Unique::new("secret@x".into()),
+            },
+        )
+        .unwrap()
+        .create()
+        .await
+        .expect("create");
+    let dup = accounts
+        .from_data(
+            "[rn]:accounts:main:*".parse().unwrap(),
+            Account {
+                email: Unique::new("secret@x".into()),
+            },
+        )
+        .unwrap()
+        .create()
+        .await;
+    match dup {
+        Err(e @ Error::UniqueViolation { .. }) => {
+            assert!(!e.to_string().contains("secret@x"), "{e}");
+            assert!(matches!(&e, Error::UniqueViolation { field, .. } if field == "email"));
+        }
+        other => panic!("expected UniqueViolation, got {other:?}"),
+    }
+    let again = accounts
+        .from_data(
+            first.rn().clone(),
+            Account {
+                email: Unique::new("other@x".into()),
+            },
+        )
+        .unwrap()
+        .create()
+        .await;
+    assert!(
+        matches!(again, Err(Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    pool.close().await;
+}
+
+fn assert_connect_error(err: Error, secret: &str) {
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(secret), "the password leaked: {shown}");
+    match err {
+        Error::Database {
+            layer,
+            kind: DbErrorKind::Connect,
+            ..
+        } => assert_eq!(layer, "docsdb"),
+        other => panic!("expected a Connect error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_and_unreachable_servers_are_typed_and_never_show_the_password() {
+    // A closed port: bind a free port, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = korm::pool()
+        .layer(
+            "docsdb",
+            korm::layers::mysql(format!("mysql://korm:hunter2secret@127.0.0.1:{port}/x"))
+                .with_connect_timeout(std::time::Duration::from_secs(3)),
+        )
+        .open()
+        .await
+        .expect_err("nothing listens there");
+    assert_connect_error(err, "hunter2secret");
+    for url in [
+        "postgres://korm:hunter2secret@127.0.0.1/x",
+        "not a url hunter2secret",
+        "mysql://korm:hunter2secret@127.0.0.1:99999/x",
+    ] {
+        let err = korm::pool()
+            .layer("docsdb", korm::layers::mysql(url))
+            .open()
+            .await
+            .expect_err("a wrong url");
+        assert_connect_error(err, "hunter2secret");
+    }
+    // A wrong password on the real server.
+    if support::create(Server::MySql).await.is_some() {
+        let err = korm::pool()
+            .layer(
+                "docsdb",
+                korm::layers::mysql("mysql://nosuchuser:hunter2secret@127.0.0.1:3306/test"),
+            )
+            .open()
+            .await
+            .expect_err("wrong credentials");
+        assert_connect_error(err, "hunter2secret");
+    }
+    let options = korm::layers::mysql("mysql://korm:hunter2secret@db/x");
+    assert!(!format!("{options:?}").contains("hunter2secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_query_is_connection_lost() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Note {
+        text: String,
+    }
+    let pool = open(&db.url).await;
+    let notes = korm::item::<Note>(&pool);
+    let note = notes
+        .from_data(
+            "[rn]:notes:plain:*".parse().unwrap(),
+            Note { text: "a".into() },
+        )
+        .unwrap()
+        .create()
+        .await
+        .expect("create");
+    // Another connection locks the row, so korm's update waits inside the server.
+    let mut locker = sqlx::mysql::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    locker.execute("BEGIN").await.unwrap();
+    locker
+        .execute(sqlx::query(
+            "SELECT * FROM `__items__notes__plain` FOR UPDATE",
+        ))
+        .await
+        .unwrap();
+    let update = tokio::spawn(note.update(|n| n.text = "b".into()).commit());
+    // Find korm's waiting connection and kill it.
+    let mut admin = sqlx::mysql::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let mut killed = false;
+    for _ in 0..200 {
+        let rows = sqlx::query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND INFO LIKE 'UPDATE%'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if let Some(row) = rows.first() {
+            let id: i64 = row.get(0);
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("KILL {id}")))
+                .await
+                .unwrap();
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(killed, "korm's update never reached the server");
+    let result = update.await.expect("no panic");
+    match result {
+        Err(Error::Database {
+            layer,
+            kind: DbErrorKind::ConnectionLost,
+            ..
+        }) => {
+            assert_eq!(layer, "docsdb")
+        }
+        Err(Error::WriteFailed { source, .. })
+            if matches!(
+                *source,
+                Error::Database {
+                    kind: DbErrorKind::ConnectionLost,
+                    ..
+                }
+            ) => {}
+        other => panic!("expected ConnectionLost, got {other:?}"),
+    }
+    locker.execute("ROLLBACK").await.unwrap();
+    // The pool recovers: the next write gets a fresh connection.
+    let loaded = notes
+        .load(note_rn(&pool).await)
+        .get()
+        .await
+        .expect("load after the kill");
+    assert_eq!(loaded.data().text, "a");
+    pool.close().await;
+
+    async fn note_rn(pool: &korm::Pool) -> Rn<Note> {
+        korm::item::<Note>(pool)
+            .query("[rn]:notes:plain:*".parse().unwrap())
+            .first()
+            .await
+            .expect("the note")
+            .rn()
+            .clone()
+    }
+}

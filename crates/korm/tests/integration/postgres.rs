@@ -1,0 +1,382 @@
+//! The PostgreSQL layer against the real server: korm 1.5's dump, unique and key violations,
+//! wrong URLs, an unreachable server, a connection killed mid-query. Each test runs in its own
+//! freshly created database, dropped afterwards.
+
+use std::time::{Duration, Instant};
+
+use korm::{DbErrorKind, Error, Unique, eq};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor};
+
+use super::{fixtures, manifest};
+use crate::support::{self, Server, TestDatabase};
+
+async fn database() -> Option<TestDatabase> {
+    support::create(Server::Postgres).await
+}
+
+async fn open(db: &TestDatabase, layer: &str) -> korm::Pool {
+    korm::pool()
+        .layer(layer, korm::layers::postgres(db.url.clone()))
+        .open()
+        .await
+        .expect("open postgres")
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FixtureUser {
+    username: String,
+    age: i64,
+    score: f64,
+    active: bool,
+    nickname: Option<String>,
+    tags: Vec<String>,
+    address: Value,
+    email: Unique<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_what_korm_1_5_wrote_to_postgres() {
+    let Some(db) = database().await else { return };
+    let dump = fixtures().join("postgres.sql");
+    let status = std::process::Command::new("psql")
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+        .arg(&dump)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run psql (the PostgreSQL client must be installed)");
+    assert!(status.success(), "psql could not load {}", dump.display());
+
+    let m = manifest("manifest-sql.json");
+    let m = &m["postgres.sql"];
+    let layer = m["layer"].as_str().expect("layer");
+    let pool = open(&db, layer).await;
+    let fred: korm::Rn<FixtureUser> = m["fred"].as_str().expect("rn").parse().expect("rn parses");
+    let users = korm::item::<FixtureUser>(&pool);
+    let loaded = users.load(fred.clone()).get().await.expect("load fred");
+    let data = loaded.data();
+    assert_eq!(data.username, "freddie");
+    assert_eq!(
+        data.age, 41,
+        "korm 1.5's `integer` column reads as an integer"
+    );
+    assert_eq!(data.score, 97.5);
+    assert!(data.active);
+    assert_eq!(data.nickname, None);
+    assert_eq!(data.tags, ["quarry"]);
+    assert_eq!(
+        data.address,
+        json!({"city": "Bedrock", "geo": {"lat": 34.1}})
+    );
+    assert_eq!(*data.email, m["email"].as_str().expect("email"));
+
+    // Queries reach into korm 1.5's jsonb and its domains.
+    let collection: korm::Rn<FixtureUser> =
+        "[rn][from::userdb]:users:freetier:*".parse().expect("rn");
+    let found = users
+        .query(collection.clone())
+        .filter(eq("address.geo.lat", 34.1).and(eq("tags[*]", "quarry")))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(found.len(), 1);
+
+    // Same fingerprint, same index name: korm-rs collides with korm 1.5's unique value.
+    let dup = users
+        .from_data(
+            collection.clone(),
+            FixtureUser {
+                username: "impostor".into(),
+                age: 1,
+                score: 0.0,
+                active: false,
+                nickname: None,
+                tags: vec![],
+                address: json!({}),
+                email: Unique::new(data.email.to_string()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await;
+    assert!(
+        matches!(&dup, Err(Error::UniqueViolation { field, .. }) if field == "email"),
+        "{dup:?}"
+    );
+    // A value beyond korm 1.5's 32-bit column is refused by the server, typed, no panic.
+    let big = loaded.update(|u| u.age = i64::MAX).commit().await;
+    assert!(
+        matches!(&big, Err(Error::Database { layer, .. }) if layer == "userdb"),
+        "{big:?}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_tables_use_korm_1_5_types_and_names() {
+    let Some(db) = database().await else { return };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Everything {
+        text: String,
+        integer: i64,
+        double: f64,
+        boolean: bool,
+        list: Vec<i64>,
+        owner: korm::Rn,
+        email: Unique<String>,
+    }
+    let pool = open(&db, "db").await;
+    korm::item::<Everything>(&pool)
+        .from_data(
+            "[rn]:users:freetier:*".parse().expect("rn"),
+            Everything {
+                text: "t".into(),
+                integer: i64::MIN,
+                double: 0.5,
+                boolean: true,
+                list: vec![1],
+                owner: "[rn]:users:freetier:0550ec20-c747-4ef9-87d4-613fe9d0c149"
+                    .parse()
+                    .expect("rn"),
+                email: Unique::new("a@x".into()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, coalesce(domain_name, data_type)::text \
+         FROM information_schema.columns WHERE table_name = '__items__users__freetier' \
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("columns");
+    let expect = [
+        ("rnId", "text"),
+        ("text", "text"),
+        ("integer", "bigint"),
+        ("double", "double precision"),
+        ("boolean", "boolean"),
+        ("list", "jsonb"),
+        ("owner", "korm_rn_ref_text"),
+        ("email", "text"),
+        ("__korm_unique__email", "text"),
+    ];
+    let got: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(got, expect);
+    let indexes: Vec<(String,)> = sqlx::query_as(
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = '__items__users__freetier' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("indexes");
+    let names: Vec<&str> = indexes.iter().map(|(n,)| n.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"__items__users__freetier_pkey"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("__korm_u_") && n.len() == 9 + 24),
+        "{names:?}"
+    );
+    conn.close().await.ok();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_and_key_violations_are_typed() {
+    let Some(db) = database().await else { return };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Account {
+        email: Unique<String>,
+    }
+    let pool = open(&db, "db").await;
+    let accounts = korm::item::<Account>(&pool);
+    let collection: korm::Rn<Account> = "[rn]:accounts:main:*".parse().expect("rn");
+    let first = accounts
+        .from_data(
+            collection.clone(),
+            Account {
+                email: Unique::new("a@x".into()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let dup = accounts
+        .from_data(
+            collection.clone(),
+            Account {
+                email: Unique::new("a@x".into()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await;
+    match dup {
+        Err(Error::UniqueViolation { table, field, .. }) => {
+            assert_eq!(
+                (table.as_str(), field.as_str()),
+                ("__items__accounts__main", "email")
+            );
+        }
+        other => panic!("expected UniqueViolation, got {other:?}"),
+    }
+    let again = accounts
+        .from_data(
+            first.rn().clone(),
+            Account {
+                email: Unique::new("b@x".into()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await;
+    assert!(
+        matches!(again, Err(Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_fail_typed_without_the_password() {
+    let secret = "hunter2-s3cret";
+    for url in [
+        format!("postgres://nosuchuser:{secret}@127.0.0.1:5432/korm_no_such_db"),
+        format!("postgres://u:{secret}@[::1"),
+        format!("mysql://u:{secret}@127.0.0.1:5432/x"),
+    ] {
+        let options =
+            korm::layers::postgres(url.clone()).with_connect_timeout(Duration::from_secs(5));
+        assert!(!format!("{options:?}").contains(secret));
+        let err = korm::pool()
+            .layer("pg", options)
+            .open()
+            .await
+            .expect_err(&url);
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains(secret), "{text}");
+        assert!(
+            matches!(&err, Error::Database { layer, kind: DbErrorKind::Connect, .. } if layer == "pg"),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_a_connect_error() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let started = Instant::now();
+    let err = korm::pool()
+        .layer(
+            "pg",
+            korm::layers::postgres(format!("postgres://korm:pw-s3cret@127.0.0.1:{port}/x"))
+                .with_connect_timeout(Duration::from_secs(2)),
+        )
+        .open()
+        .await
+        .expect_err("nothing listens there");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        matches!(
+            &err,
+            Error::Database {
+                kind: DbErrorKind::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("pw-s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_mid_query_is_connection_lost() {
+    let Some(db) = database().await else { return };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Note {
+        text: String,
+    }
+    let pool = open(&db, "db").await;
+    let notes = korm::item::<Note>(&pool);
+    let collection: korm::Rn<Note> = "[rn]:notes:plain:*".parse().expect("rn");
+    notes
+        .from_data(collection.clone(), Note { text: "x".into() })
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+
+    // Hold the table locked so korm's next query waits on the server, then kill its backend.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    admin.execute("BEGIN").await.expect("begin");
+    admin
+        .execute("LOCK TABLE \"__items__notes__plain\" IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let query = tokio::spawn({
+        let pool = pool.clone();
+        let collection = collection.clone();
+        async move {
+            korm::item::<Note>(&pool)
+                .query(collection)
+                .get()
+                .await
+                .map(|found| found.len())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND wait_event_type = 'Lock'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate");
+        if !killed.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "korm's query never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let result = query.await.expect("no panic");
+    assert!(
+        matches!(&result, Err(Error::Database { layer, kind: DbErrorKind::ConnectionLost, .. }) if layer == "db"),
+        "{result:?}"
+    );
+    admin.execute("COMMIT").await.expect("commit");
+    admin.close().await.ok();
+    // The pool replaces the dead connection.
+    assert_eq!(
+        notes
+            .query(collection)
+            .get()
+            .await
+            .expect("query after")
+            .len(),
+        1
+    );
+    pool.close().await;
+}
