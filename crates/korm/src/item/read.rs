@@ -197,8 +197,10 @@ impl<T: Model> Load<T> {
     /// [`Error::NotFound`] when nothing is stored at the RN, [`Error::WrongRnForm`] unless it
     /// is an item RN, routing errors, [`Error::Decode`] and database errors.
     pub async fn get(self) -> Result<Item<T>> {
-        let rn = self.rn.to_string();
-        self.get_optional().await?.ok_or(Error::NotFound { rn })
+        let rn = self.rn.clone();
+        self.get_optional()
+            .await?
+            .ok_or_else(|| Error::NotFound { rn: rn.to_string() })
     }
 
     /// The item, or `None` when nothing is stored at the RN.

@@ -207,7 +207,22 @@ fn kind_of_declared(declared: &str) -> ColumnKind {
 /// encoder and the path parser, table names by the RN grammar); doubling quotes is a second
 /// line of defence.
 fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
+    let mut out = String::with_capacity(ident.len() + 2);
+    push_quoted(&mut out, ident);
+    out
+}
+
+/// Appends `ident`, quoted, to `sql` (statements are built on every write and read, so this
+/// avoids the allocations `format!` would make).
+fn push_quoted(sql: &mut String, ident: &str) {
+    sql.push('"');
+    for c in ident.chars() {
+        if c == '"' {
+            sql.push('"');
+        }
+        sql.push(c);
+    }
+    sql.push('"');
 }
 
 /// The unique index name korm 1.5 uses: `__korm_u_` + 24 hex of SHA-256(`{table}:{field}`).
@@ -397,6 +412,7 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
     let State {
         conn,
         schemas,
+        plans,
         ident,
         ..
     } = &mut *state;
@@ -414,6 +430,10 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
             state.committed();
         }
         return result;
+    }
+    // This path may change tables (DDL): their read plans are rebuilt on the next read.
+    for op in ops {
+        plans.remove(&op.table);
     }
     let result = (|| {
         let tx = conn
@@ -450,14 +470,31 @@ fn apply_op(
                 kind: DbErrorKind::Schema,
                 message: format!("table {} vanished while writing", op.table),
             })?;
-            let mut columns = Vec::with_capacity(op.fields.len() * 2);
+            // The statement text is built in one buffer (it is looked up in the statement
+            // cache by text, so it must be rebuilt, but cheaply): column names quoted in
+            // place, values bound.
+            let mut names = String::with_capacity(16 * op.fields.len());
+            let mut count = 0usize;
             let mut params = Vec::with_capacity(op.fields.len() * 2 + 1);
+            let is_insert = op.kind == OpKind::Insert;
+            let mut column = |names: &mut String, name: &str, unique: bool| {
+                names.push_str(if count == 0 && !is_insert { "" } else { ", " });
+                if unique {
+                    push_quoted(names, &format!("{UNIQUE_PREFIX}{name}"));
+                } else {
+                    push_quoted(names, name);
+                }
+                if !is_insert {
+                    names.push_str(" = ?");
+                }
+                count += 1;
+            };
             for field in &op.fields {
                 let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
-                columns.push(quote(&field.name));
+                column(&mut names, &field.name, false);
                 params.push(to_param(&field.value, kind));
                 if schema.is_unique(&field.name) {
-                    columns.push(quote(&format!("{UNIQUE_PREFIX}{}", field.name)));
+                    column(&mut names, &field.name, true);
                     params.push(if field.value.is_null() {
                         SqlParam::Null
                     } else {
@@ -465,36 +502,34 @@ fn apply_op(
                     });
                 }
             }
-            if op.kind == OpKind::Insert {
-                let mut sql = format!("INSERT INTO {} ({}", quote(&op.table), quote(ID_COLUMN));
-                for c in &columns {
-                    sql.push_str(", ");
-                    sql.push_str(c);
-                }
+            let mut sql = String::with_capacity(64 + op.table.len() + names.len() + 3 * count);
+            if is_insert {
+                sql.push_str("INSERT INTO ");
+                push_quoted(&mut sql, &op.table);
+                sql.push_str(" (\"rnId\"");
+                sql.push_str(&names);
                 sql.push_str(") VALUES (?");
-                sql.push_str(&", ?".repeat(columns.len()));
+                for _ in 0..count {
+                    sql.push_str(", ?");
+                }
                 sql.push(')');
                 params.insert(0, SqlParam::Text(op.id.clone()));
                 let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
                 stmt.execute(rusqlite::params_from_iter(params))
                     .map_err(map_err)?;
             } else {
-                let changed = if columns.is_empty() {
-                    let sql = format!(
-                        "SELECT 1 FROM {} WHERE {} = ?",
-                        quote(&op.table),
-                        quote(ID_COLUMN)
-                    );
+                let changed = if count == 0 {
+                    sql.push_str("SELECT 1 FROM ");
+                    push_quoted(&mut sql, &op.table);
+                    sql.push_str(" WHERE \"rnId\" = ?");
                     let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
                     usize::from(stmt.exists([&op.id]).map_err(map_err)?)
                 } else {
-                    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = ?")).collect();
-                    let sql = format!(
-                        "UPDATE {} SET {} WHERE {} = ?",
-                        quote(&op.table),
-                        sets.join(", "),
-                        quote(ID_COLUMN)
-                    );
+                    sql.push_str("UPDATE ");
+                    push_quoted(&mut sql, &op.table);
+                    sql.push_str(" SET ");
+                    sql.push_str(&names);
+                    sql.push_str(" WHERE \"rnId\" = ?");
                     params.push(SqlParam::Text(op.id.clone()));
                     let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
                     stmt.execute(rusqlite::params_from_iter(params))
@@ -512,11 +547,10 @@ fn apply_op(
                     _ => Ok(()),
                 };
             }
-            let sql = format!(
-                "DELETE FROM {} WHERE {} = ?",
-                quote(&op.table),
-                quote(ID_COLUMN)
-            );
+            let mut sql = String::with_capacity(40 + op.table.len());
+            sql.push_str("DELETE FROM ");
+            push_quoted(&mut sql, &op.table);
+            sql.push_str(" WHERE \"rnId\" = ?");
             let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
             let changed = stmt.execute([&op.id]).map_err(map_err)?;
             if changed == 0 && op.kind == OpKind::Delete {
@@ -549,6 +583,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
     let State {
         conn,
         schemas,
+        plans,
         ident,
         ..
     } = state;
@@ -557,27 +592,26 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
     }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(FETCH_CHUNK) {
-        let sql = if chunk.len() == 1 {
-            format!(
-                "SELECT * FROM {} WHERE {} = ?",
-                quote(table),
-                quote(ID_COLUMN)
-            )
+        let mut sql = String::with_capacity(48 + table.len() + 3 * chunk.len());
+        sql.push_str("SELECT * FROM ");
+        push_quoted(&mut sql, table);
+        if chunk.len() == 1 {
+            sql.push_str(" WHERE \"rnId\" = ?");
         } else {
-            format!(
-                "SELECT * FROM {} WHERE {} IN (?{})",
-                quote(table),
-                quote(ID_COLUMN),
-                ", ?".repeat(chunk.len() - 1)
-            )
-        };
+            sql.push_str(" WHERE \"rnId\" IN (?");
+            sql.push_str(&", ?".repeat(chunk.len() - 1));
+            sql.push(')');
+        }
         query_rows(
             conn,
             schemas,
+            plans,
             ident,
             table,
             &sql,
             chunk.iter().map(|id| SqlParam::Text(id.clone())),
+            // Ids are the primary key: once every id was found there is no other row.
+            Some(chunk.len()),
             &mut out,
         )?;
     }
@@ -588,6 +622,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     let State {
         conn,
         schemas,
+        plans,
         ident,
         ..
     } = state;
@@ -612,46 +647,59 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     query_rows(
         conn,
         schemas,
+        plans,
         ident,
         table,
         &statement.sql,
         params,
+        None,
         &mut out,
     )?;
     Ok(out)
 }
 
 /// Runs a `SELECT *` on an item table and decodes its rows.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of State a read needs, borrowed apart"
+)]
 fn query_rows(
     conn: &Connection,
     schemas: &mut std::collections::HashMap<String, TableSchema>,
+    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
     layer: &str,
     table: &str,
     sql: &str,
     params: impl Iterator<Item = SqlParam>,
+    max_rows: Option<usize>,
     out: &mut Vec<StoredRow>,
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| db_error(layer, e))?;
+    let mut found = 0usize;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params))
         .map_err(|e| db_error(layer, e))?;
     // The column list is read from the first row, not before: SQLite re-prepares a cached
     // `SELECT *` after the table changed, and only then does it list the new columns.
-    let mut plan: Option<Vec<Column>> = None;
-    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
+    let mut plan: Option<Arc<ReadPlan>> = None;
+    while max_rows.is_none_or(|max| found < max)
+        && let Some(row) = rows.next().map_err(|e| db_error(layer, e))?
+    {
+        found += 1;
         let plan = match &mut plan {
             Some(plan) => plan,
             None => plan.insert(column_plan(
                 conn,
                 schemas,
+                plans,
                 layer,
                 table,
-                row.as_ref().column_names(),
+                row.as_ref(),
             )?),
         };
         let mut id = None;
-        let mut cells = Vec::with_capacity(plan.len());
-        for (i, column) in plan.iter().enumerate() {
+        let mut cells = Vec::with_capacity(plan.columns.len());
+        for (i, column) in plan.columns.iter().enumerate() {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
             match column {
                 Column::Skip => {}
@@ -678,15 +726,43 @@ fn query_rows(
     Ok(())
 }
 
-/// How to read each column of a result, by name; columns the schema cache does not know
-/// (another process added them) make it read the schema again, once.
+/// How to read the columns of a table's `SELECT *` rows: what each column is, with the names
+/// it was built for.
+#[derive(Debug)]
+pub(crate) struct ReadPlan {
+    names: Vec<Box<str>>,
+    columns: Vec<Column>,
+}
+
+impl ReadPlan {
+    /// Whether the statement still returns the columns this plan was built for.
+    fn fits(&self, stmt: &rusqlite::Statement<'_>) -> bool {
+        stmt.column_count() == self.names.len()
+            && self
+                .names
+                .iter()
+                .enumerate()
+                .all(|(i, name)| stmt.column_name(i).is_ok_and(|n| n == &**name))
+    }
+}
+
+/// The read plan of a table: the cached one while the statement's columns still match it,
+/// else a new one. Columns the schema cache does not know (another process added them) make
+/// it read the schema again, once.
 fn column_plan(
     conn: &Connection,
     schemas: &mut std::collections::HashMap<String, TableSchema>,
+    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
     layer: &str,
     table: &str,
-    names: Vec<&str>,
-) -> Result<Vec<Column>> {
+    stmt: &rusqlite::Statement<'_>,
+) -> Result<Arc<ReadPlan>> {
+    if let Some(plan) = plans.get(table)
+        && plan.fits(stmt)
+    {
+        return Ok(Arc::clone(plan));
+    }
+    let names: Vec<&str> = stmt.column_names();
     let stale = schemas.get(table).is_none_or(|s| {
         names
             .iter()
@@ -696,9 +772,9 @@ fn column_plan(
         schemas.insert(table.to_owned(), fresh);
     }
     let schema = schemas.get(table);
-    Ok(names
-        .into_iter()
-        .map(|n| {
+    let columns = names
+        .iter()
+        .map(|&n| {
             if n == ID_COLUMN {
                 Column::Id
             } else if n.starts_with(UNIQUE_PREFIX) {
@@ -707,9 +783,16 @@ fn column_plan(
                 Column::Field(Arc::from(n), schema.and_then(|s| s.kind_of(n)))
             }
         })
-        .collect())
+        .collect();
+    let plan = Arc::new(ReadPlan {
+        names: names.into_iter().map(Box::from).collect(),
+        columns,
+    });
+    plans.insert(table.to_owned(), Arc::clone(&plan));
+    Ok(plan)
 }
 
+#[derive(Debug)]
 enum Column {
     Id,
     Skip,

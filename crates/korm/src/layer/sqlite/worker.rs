@@ -26,6 +26,8 @@ use crate::layer::schema::TableSchema;
 pub(crate) struct State {
     pub(crate) conn: Connection,
     pub(crate) schemas: HashMap<String, TableSchema>,
+    /// How to read each table's `SELECT *` rows, kept between reads (see `column_plan`).
+    pub(crate) plans: HashMap<String, Arc<super::ReadPlan>>,
     pub(crate) ident: String,
     /// Commits since the last checkpoint, when checkpoints are korm's job (see
     /// [`State::committed`]).
@@ -111,6 +113,7 @@ impl Worker {
                 let state = Arc::new(Mutex::new(State {
                     conn,
                     schemas: HashMap::new(),
+                    plans: HashMap::new(),
                     ident: thread_ident,
                     commits: 0,
                     checkpoint_every,
