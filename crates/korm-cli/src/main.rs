@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Print a new random encryption key (64 hex characters) for KORM_ENCRYPTION_KEY.
+    GenerateEncryptionKey,
     /// Print the item at an RN (secrets redacted).
     Show {
         /// The SQLite database file.
@@ -56,6 +58,9 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> korm::Result<()> {
     match cli.command {
+        Command::GenerateEncryptionKey => {
+            println!("{}", korm::crypto::generate_encryption_key().as_str());
+        }
         Command::Show { sqlite, rn, color } => {
             let pool = open(&sqlite).await?;
             let rn = strip_layer(rn.parse()?);

@@ -185,6 +185,22 @@ pub enum Error {
         reason: String,
     },
 
+    /// An encryption key is missing or malformed (see [`crate::crypto`]). The message says
+    /// what is wrong and never holds the key.
+    #[error("encryption key: {reason}")]
+    Key {
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An encrypted value could not be decrypted: malformed, tampered with, or sealed with a
+    /// key the key ring lacks. The message never holds plaintext.
+    #[error("can not decrypt: {reason}")]
+    Decrypt {
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A database call failed.
     #[error("layer {layer:?}: {kind}: {message}")]
     Database {
@@ -221,6 +237,27 @@ pub enum Error {
         source: Box<Error>,
         /// The undo failure.
         undo: Box<Error>,
+    },
+
+    /// A lock was not acquired within the wait (30 s by default, see
+    /// [`PoolBuilder::with_lock_timeout`](crate::PoolBuilder::with_lock_timeout)).
+    #[error("timed out after {waited:?} waiting for the lock on {rn}")]
+    LockTimeout {
+        /// The RN whose lock was awaited.
+        rn: String,
+        /// How long korm waited.
+        waited: std::time::Duration,
+    },
+
+    /// A write was made under a shared lock that was lost (it expired and was taken over, or
+    /// its row vanished): its fencing token is older than one already issued or written for
+    /// the RN, so the write was refused and nothing was written.
+    #[error("the lock on {rn} was lost (fencing token {token} is stale): the write was refused")]
+    StaleLock {
+        /// The RN written.
+        rn: String,
+        /// The stale token the write carried.
+        token: u64,
     },
 }
 

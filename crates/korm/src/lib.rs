@@ -43,10 +43,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod crypto;
 mod danger;
 pub mod error;
 mod item;
 mod layer;
+mod lock;
 pub mod model;
 mod pool;
 pub mod query;
@@ -59,7 +61,9 @@ pub use item::{
     DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Query, ShowOptions,
     UncommittedItem, WriteOptions, item,
 };
-pub use model::{ColumnKind, Unique};
+pub use item::{Tx, TxHandle, TxOutcome, tx};
+pub use lock::{LockGuard, LockOptions, Locker};
+pub use model::{ColumnKind, Encrypted, Password, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use rn::{Rn, RnForm};

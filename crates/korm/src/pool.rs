@@ -3,12 +3,14 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::layer::mysql::{MySqlLayer, MySqlOptions};
 use crate::layer::postgres::{PgLayer, PgOptions};
 use crate::layer::sqlite::{SqliteLayer, SqliteOptions};
+use crate::lock::{self, LockOptions, Locker, Locks};
 use crate::rn::{Rn, validate_layer_ident};
 
 /// A layer ready to be opened, made by the constructors in [`layers`](crate::layers).
@@ -47,6 +49,8 @@ impl From<MySqlOptions> for LayerSpec {
 #[must_use = "a pool builder does nothing until open() is awaited"]
 pub struct PoolBuilder {
     layers: Vec<(String, LayerSpec)>,
+    locks: Option<(String, LockOptions)>,
+    lock_timeout: Option<Duration>,
 }
 
 /// Starts building a pool.
@@ -75,6 +79,22 @@ impl PoolBuilder {
         self
     }
 
+    /// Keeps locks in `__korm_locks__` on the layer named `layer`, so that every process
+    /// sharing it serializes writes per RN (L3): each write, tx and [`Locker`] acquire takes
+    /// the in-process lock and then the shared row, and gets a fencing token. See
+    /// [`LockOptions`] for the TTL, retry, refresh and owner id.
+    pub fn with_locks(mut self, layer: impl Into<String>, options: LockOptions) -> Self {
+        self.locks = Some((layer.into(), options));
+        self
+    }
+
+    /// How long a write or [`Locker::acquire`] waits for a lock before
+    /// [`Error::LockTimeout`] (30 s by default).
+    pub fn with_lock_timeout(mut self, wait: Duration) -> Self {
+        self.lock_timeout = Some(wait);
+        self
+    }
+
     /// Opens every layer.
     ///
     /// # Errors
@@ -92,6 +112,16 @@ impl PoolBuilder {
             if self.layers[..i].iter().any(|(other, _)| other == ident) {
                 return Err(Error::PoolConfig {
                     reason: format!("layer {ident:?} is named twice"),
+                });
+            }
+        }
+        if let Some((ident, options)) = &self.locks {
+            options.validate()?;
+            if !self.layers.iter().any(|(name, _)| name == ident) {
+                return Err(Error::PoolConfig {
+                    reason: format!(
+                        "with_locks names layer {ident:?}, which the pool does not have"
+                    ),
                 });
             }
         }
@@ -118,10 +148,16 @@ impl PoolBuilder {
                 }
             }
         }
+        let shared = self.locks.and_then(|(ident, options)| {
+            let layer = opened.iter().find(|(name, _)| *name == ident)?;
+            Some((Arc::clone(&layer.1), options))
+        });
+        let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 layers: opened,
                 closed: AtomicBool::new(false),
+                locks,
             }),
         })
     }
@@ -139,6 +175,7 @@ pub struct Pool {
 struct PoolInner {
     layers: Vec<(String, Arc<dyn Layer>)>,
     closed: AtomicBool,
+    locks: Locks,
 }
 
 impl fmt::Debug for Pool {
@@ -162,9 +199,25 @@ impl Pool {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Shared lock rows go first, while their layer is still open.
+        self.inner.locks.close().await;
         for (_, layer) in &self.inner.layers {
             layer.close().await;
         }
+    }
+
+    /// Locks on RNs, held around a program's own read-modify-write cycles (see [`Locker`]).
+    pub fn locker(&self) -> Locker {
+        Locker::new(self.clone())
+    }
+
+    pub(crate) fn locks(&self) -> &Locks {
+        &self.inner.locks
+    }
+
+    /// Whether `other` is a clone of this pool.
+    pub(crate) fn same_as(&self, other: &Pool) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// Whether [`close`](Pool::close) was called.

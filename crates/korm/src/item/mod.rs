@@ -13,6 +13,7 @@
 
 mod read;
 mod show;
+mod tx;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -23,6 +24,7 @@ use serde_json::{Map, Value};
 
 pub use read::{Load, Query};
 pub use show::ShowOptions;
+pub use tx::{Tx, TxHandle, TxOutcome, tx};
 
 use crate::danger::Danger;
 use crate::error::{Error, Result};
@@ -199,19 +201,8 @@ impl<T: Model> FloatingItem<T> {
     /// # Errors
     /// As [`create`](FloatingItem::create).
     pub async fn create_with(self, options: WriteOptions) -> Result<Item<T>> {
-        let fields = encode(&self.data)?;
-        let stored = fields_to_map(&fields);
-        execute(
-            &self.pool,
-            WritePlan::single(WriteOp {
-                kind: OpKind::Insert,
-                rn: self.rn.untyped(),
-                fields,
-                before: None,
-                destructive: options.destructive,
-            }),
-        )
-        .await?;
+        let (op, stored) = self.create_op(options)?;
+        execute(&self.pool, WritePlan::single(op)).await?;
         Ok(Item {
             pool: self.pool,
             rn: self.rn,
@@ -219,6 +210,43 @@ impl<T: Model> FloatingItem<T> {
             stored: Stored::Written(stored),
         })
     }
+}
+
+impl<T: Model> FloatingItem<T> {
+    /// The op that stores the item, and its data as it will be stored (the before-image of
+    /// the item's next write).
+    fn create_op(&self, options: WriteOptions) -> Result<(WriteOp, Map<String, Value>)> {
+        let fields = encode(&self.data)?;
+        let stored = fields_to_map(&fields);
+        let op = WriteOp {
+            kind: OpKind::Insert,
+            rn: self.rn.untyped(),
+            fields,
+            before: None,
+            destructive: options.destructive,
+        };
+        Ok((op, stored))
+    }
+}
+
+/// The op that stores an item's changed `data` over `stored`, and the data as it will be
+/// stored.
+fn commit_op<T: Model>(
+    rn: &Rn<T>,
+    data: &T,
+    stored: Stored,
+    options: WriteOptions,
+) -> Result<(WriteOp, Map<String, Value>)> {
+    let fields = encode(data)?;
+    let new_stored = fields_to_map(&fields);
+    let op = WriteOp {
+        kind: OpKind::Update,
+        rn: rn.untyped(),
+        fields,
+        before: Some(stored.into_map()),
+        destructive: options.destructive,
+    };
+    Ok((op, new_stored))
 }
 
 /// A stored item whose data matches what is stored.
@@ -305,18 +333,19 @@ impl<T: Model> Item<T> {
     /// # Errors
     /// [`Error::NotFound`] if the item is no longer stored, and database errors.
     pub async fn delete(self) -> Result<DeletedItem<T>> {
-        execute(
-            &self.pool,
-            WritePlan::single(WriteOp {
-                kind: OpKind::Delete,
-                rn: self.rn.untyped(),
-                fields: Vec::new(),
-                before: Some(self.stored.to_map()),
-                destructive: false,
-            }),
-        )
-        .await?;
+        execute(&self.pool, WritePlan::single(self.delete_op())).await?;
         Ok(DeletedItem { item: self })
+    }
+
+    /// The op that deletes the item, with its stored data as the before-image.
+    fn delete_op(&self) -> WriteOp {
+        WriteOp {
+            kind: OpKind::Delete,
+            rn: self.rn.untyped(),
+            fields: Vec::new(),
+            before: Some(self.stored.to_map()),
+            destructive: false,
+        }
     }
 
     /// A readable rendering of the item, secrets redacted (see [`ShowOptions`]).
@@ -382,19 +411,8 @@ impl<T: Model> UncommittedItem<T> {
             data,
             stored,
         } = self.item;
-        let fields = encode(&data)?;
-        let new_stored = fields_to_map(&fields);
-        execute(
-            &pool,
-            WritePlan::single(WriteOp {
-                kind: OpKind::Update,
-                rn: rn.untyped(),
-                fields,
-                before: Some(stored.into_map()),
-                destructive: options.destructive,
-            }),
-        )
-        .await?;
+        let (op, new_stored) = commit_op(&rn, &data, stored, options)?;
+        execute(&pool, WritePlan::single(op)).await?;
         Ok(Item {
             pool,
             rn,

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::layer::Select;
 use crate::model::{Cell, StoredRow};
 use crate::pool::Pool;
-use crate::query::{FieldPath, Filter, PathStep, SortOrder};
+use crate::query::{FieldPath, Filter, PathStep, SortOrder, memory};
 use crate::rn::Rn;
 
 /// A query over one collection, built with [`ItemHandle::query`](super::ItemHandle::query).
@@ -140,19 +140,36 @@ impl<T: Model> Query<T> {
             .iter()
             .map(|(path, _)| FieldPath::parse(path))
             .collect::<Result<Vec<_>>>()?;
+        // Filters on encrypted fields are evaluated in memory after decryption (see
+        // query::memory); then the limit applies after them, not in SQL.
+        let (filter, residual) = match self.filter {
+            Some(filter) => match layer.table_schema(&table).await? {
+                Some(schema) => memory::split(filter, &schema)?,
+                None => (Some(filter), None),
+            },
+            None => (None, None),
+        };
         let rows = layer
             .select(
                 &table,
                 Select {
-                    filter: self.filter,
+                    filter,
                     sort: self.sort,
-                    limit,
+                    limit: if residual.is_some() { None } else { limit },
                 },
             )
             .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
+            if limit.is_some_and(|n| items.len() as u64 >= n) {
+                break;
+            }
             let rn = item_rn(&self.rn, &row.id)?;
+            if let Some(residual) = &residual
+                && !residual.matches(rn.as_str(), &row)?
+            {
+                continue;
+            }
             if !self.stringify_sort {
                 for path in &sort_paths {
                     if let Some(found) = non_scalar_at(&row, path) {

@@ -5,6 +5,7 @@
 //! by id, and run a planned select. The write path ([`crate::write`]) and the read path
 //! ([`crate::item`]) are the only callers, so every backend sees the same requests.
 
+pub(crate) mod locks;
 pub(crate) mod mysql;
 pub(crate) mod postgres;
 pub(crate) mod schema;
@@ -15,6 +16,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::Result;
+pub(crate) use crate::layer::locks::{Fence, LockClaim};
 use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};
 
@@ -116,6 +118,10 @@ pub(crate) struct LayerOp {
     pub(crate) fields: Vec<Field>,
     /// Whether a column whose kind changed may be dropped and recreated.
     pub(crate) destructive: bool,
+    /// The fencing token of the shared lock the write is made under: checked (and recorded)
+    /// in `__korm_fence__` inside the write's transaction, refused with
+    /// [`Error::StaleLock`](crate::Error::StaleLock) if a newer token was seen.
+    pub(crate) fence: Option<Fence>,
 }
 
 /// A planned read of one table.
@@ -144,6 +150,23 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
 
     /// Runs a select on one table. A table that does not exist yet gives no rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
+
+    /// The table's columns and kinds (`None` when it does not exist), for the read planner:
+    /// filters on encrypted columns are evaluated in memory, not in SQL.
+    async fn table_schema(&self, table: &str) -> Result<Option<schema::TableSchema>>;
+
+    /// Takes the shared lock `claim.lock_id` in `__korm_locks__` if no row holds it or its row
+    /// expired at or before `claim.now` (atomically: of two claims racing, one wins), and
+    /// issues the lock's next fencing token in `__korm_fence__`, in the same transaction.
+    /// Creates both tables when missing. `None` when another owner holds the lock.
+    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>>;
+
+    /// Extends a lock this owner holds to `claim.expires_at`; `false` if the row is gone or
+    /// has another owner (the lock was lost).
+    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool>;
+
+    /// Deletes the lock's row if `owner` holds it (never another owner's row).
+    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()>;
 
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);

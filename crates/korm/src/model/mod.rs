@@ -11,11 +11,13 @@
 mod encode;
 mod kind;
 mod row;
+mod secret;
 mod unique;
 
 pub(crate) use encode::{Field, encode, fields_to_map, fingerprint, infer_kind, is_envelope};
 pub use kind::{ColumnKind, SqlValue};
 pub(crate) use row::{Cell, StoredRow};
+pub use secret::{Encrypted, Password};
 pub use unique::Unique;
 
 /// The newtype-struct name by which [`Unique`] marks itself to the encoder. serde_json and

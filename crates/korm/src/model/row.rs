@@ -98,7 +98,7 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 
 struct RowMap<'de> {
     cells: std::slice::Iter<'de, (Arc<str>, Cell)>,
-    value: Option<&'de Cell>,
+    value: Option<(&'de str, &'de Cell)>,
 }
 
 impl<'de> MapAccess<'de> for RowMap<'de> {
@@ -110,7 +110,7 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
     ) -> Result<Option<K::Value>, Error> {
         match self.cells.next() {
             Some((name, cell)) => {
-                self.value = Some(cell);
+                self.value = Some((name, cell));
                 seed.deserialize(de::value::BorrowedStrDeserializer::new(name))
                     .map(Some)
             }
@@ -119,11 +119,13 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let cell = self
+        let (name, cell) = self
             .value
             .take()
             .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
+        // The field's name goes into the message (back-ticked, so redaction keeps it).
         seed.deserialize(CellDeserializer(cell))
+            .map_err(|e| <Error as de::Error>::custom(format!("field `{name}`: {e}")))
     }
 
     fn size_hint(&self) -> Option<usize> {

@@ -738,8 +738,8 @@ pub(crate) fn resolve<'p>(
         None => return Ok(Operand::Missing),
         Some(ColumnKind::Encrypted) => {
             return Err(reject(
-                "the field is encrypted: filters and sorts on encrypted fields are evaluated in \
-                 memory after decryption (coming with field encryption), never in SQL",
+                "the field is encrypted: SQL never sees its cleartext, so it can not be sorted \
+                 by, and only eq and in_list can filter it (in memory, after decryption)",
             ));
         }
         Some(ColumnKind::RnRef) if !steps.is_empty() => {

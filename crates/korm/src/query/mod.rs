@@ -62,6 +62,7 @@
 
 pub(crate) mod dialect;
 pub(crate) mod filter;
+pub(crate) mod memory;
 mod mysql;
 pub(crate) mod path;
 mod postgres;

@@ -4,21 +4,25 @@
 //! before-images, run by [`execute`]:
 //!
 //! 1. route every op to its layer (an unknown layer fails before anything is written);
-//! 2. apply each layer's ops inside that database's own transaction, layers in the order they
-//!    first appear in the plan;
-//! 3. if a layer fails, undo what the earlier layers applied, from the before-images, newest
-//!    first, and return the error (or [`Error::UndoFailed`] if the undo failed too).
+//! 2. lock every touched RN in sorted order (in-process, and the shared row with
+//!    [`with_locks`](crate::PoolBuilder::with_locks)), except those the caller already holds;
+//! 3. apply each layer's ops inside that database's own transaction, layers in the order they
+//!    first appear in the plan; a write under a shared lock carries its fencing token, checked
+//!    in the same transaction;
+//! 4. if a layer fails, undo what the earlier layers applied, from the before-images, newest
+//!    first, and return the error (or [`Error::UndoFailed`] if the undo failed too);
+//! 5. release the locks.
 //!
-//! Per-RN locks and the write-ahead log plug in between 1 and 2 (lock every touched RN in
-//! sorted order, then write the WAL record durably); multi-item transactions and cascades
-//! build bigger plans for the same executor.
+//! The write-ahead log plugs in between 2 and 3 (write the WAL record durably); `tx` and
+//! cascades build bigger plans for the same executor.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::layer::{Layer, LayerOp, OpKind};
+use crate::layer::{Fence, Layer, LayerOp, OpKind};
+use crate::lock::{LockGuard, item_lock_key, release_all};
 use crate::model::{Field, infer_kind};
 use crate::pool::Pool;
 use crate::rn::Rn;
@@ -38,16 +42,54 @@ pub(crate) struct WriteOp {
     pub(crate) destructive: bool,
 }
 
+/// A lock the caller holds already, that the plan's writes run under.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldLock {
+    key: Arc<str>,
+    token: Option<i64>,
+    lost: bool,
+}
+
+impl HeldLock {
+    /// The lock `guard` holds, if it belongs to `pool`'s locks (a guard of another pool
+    /// covers nothing here).
+    pub(crate) fn of(pool: &Pool, guard: &LockGuard) -> Option<Self> {
+        pool.locks().owns(guard).then(|| HeldLock {
+            key: Arc::clone(guard.key()),
+            token: guard.fence_token(),
+            lost: guard.is_lost(),
+        })
+    }
+}
+
 /// The ops of one write, applied together.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WritePlan {
     pub(crate) ops: Vec<WriteOp>,
+    /// Locks held by the caller: not taken again, and their fencing tokens used.
+    pub(crate) held: Vec<HeldLock>,
 }
 
 impl WritePlan {
     /// A plan of one op.
     pub(crate) fn single(op: WriteOp) -> Self {
-        WritePlan { ops: vec![op] }
+        WritePlan {
+            ops: vec![op],
+            held: Vec::new(),
+        }
+    }
+}
+
+/// Names the op of a layer batch that failed (`op` is its index in the batch; the executor
+/// turns it into the index in the plan).
+pub(crate) fn op_failed(op: usize, rn: &str, error: Error) -> Error {
+    match error {
+        already @ Error::WriteFailed { .. } => already,
+        source => Error::WriteFailed {
+            op,
+            rn: rn.to_owned(),
+            source: Box::new(source),
+        },
     }
 }
 
@@ -64,22 +106,68 @@ impl WritePlan {
 pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     // 1. Route every op before writing anything.
     let mut groups: Vec<(Arc<dyn Layer>, Vec<usize>)> = Vec::new();
+    let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());
     for (i, op) in plan.ops.iter().enumerate() {
         let layer = pool.route(&op.rn)?;
+        keys.push(item_lock_key(layer.ident(), &op.rn));
         match groups.iter_mut().find(|(l, _)| Arc::ptr_eq(l, layer)) {
             Some((_, ops)) => ops.push(i),
             None => groups.push((Arc::clone(layer), vec![i])),
         }
     }
 
-    // 2. Apply per layer, each inside its own transaction.
+    // 2. Lock every touched RN the caller does not hold already, in sorted order.
+    if let Some(lost) = plan.held.iter().find(|h| h.lost) {
+        return Err(Error::StaleLock {
+            rn: lost.key.to_string(),
+            token: lost.token.map_or(0, |t| u64::try_from(t).unwrap_or(0)),
+        });
+    }
+    let to_lock: Vec<Arc<str>> = keys
+        .iter()
+        .filter(|key| !plan.held.iter().any(|h| h.key == **key))
+        .cloned()
+        .collect();
+    let locks = pool.locks();
+    let guards = locks.acquire_all(to_lock, locks.wait()).await?;
+    let fences: Vec<Option<Fence>> = keys
+        .iter()
+        .map(|key| {
+            let token = match guards.iter().find(|g| g.key() == key) {
+                Some(guard) => guard.fence_token(),
+                None => plan
+                    .held
+                    .iter()
+                    .find(|h| h.key == *key)
+                    .and_then(|h| h.token),
+            };
+            token.map(|token| Fence {
+                lock_id: key.to_string(),
+                token,
+            })
+        })
+        .collect();
+    let result = apply(&plan, &groups, fences).await;
+
+    // 5. Release.
+    release_all(guards).await;
+    result
+}
+
+async fn apply(
+    plan: &WritePlan,
+    groups: &[(Arc<dyn Layer>, Vec<usize>)],
+    mut fences: Vec<Option<Fence>>,
+) -> Result<()> {
+    // 3. Apply per layer, each inside its own transaction.
     for (g, (layer, indexes)) in groups.iter().enumerate() {
         let batch = indexes
             .iter()
-            .map(|&i| layer_op(&plan.ops[i]))
+            .map(|&i| layer_op(&plan.ops[i], fences[i].take()))
             .collect::<Result<Vec<_>>>()?;
         if let Err(error) = layer.apply(batch).await {
-            // 3. Undo the layers already applied, newest first.
+            let error = name_failed_op(plan, indexes, error);
+            // 4. Undo the layers already applied, newest first.
             let mut undo_errors = Vec::new();
             for (layer, indexes) in groups[..g].iter().rev() {
                 let undo: Vec<LayerOp> = indexes
@@ -108,7 +196,25 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     Ok(())
 }
 
-fn layer_op(op: &WriteOp) -> Result<LayerOp> {
+/// The error of a failed layer batch, naming the failing op by its index in the plan; a
+/// plan of one op gives the op's own error, as it always did.
+fn name_failed_op(plan: &WritePlan, indexes: &[usize], error: Error) -> Error {
+    let (at, source) = match error {
+        Error::WriteFailed { op, source, .. } => (indexes.get(op).copied(), *source),
+        other if indexes.len() == 1 => (Some(indexes[0]), other),
+        other => return other,
+    };
+    match at {
+        Some(i) if plan.ops.len() > 1 => Error::WriteFailed {
+            op: i,
+            rn: plan.ops[i].rn.to_string(),
+            source: Box::new(source),
+        },
+        _ => source,
+    }
+}
+
+fn layer_op(op: &WriteOp, fence: Option<Fence>) -> Result<LayerOp> {
     let (table, id) = item_key(&op.rn)?;
     Ok(LayerOp {
         kind: op.kind,
@@ -117,6 +223,7 @@ fn layer_op(op: &WriteOp) -> Result<LayerOp> {
         id,
         fields: op.fields.clone(),
         destructive: op.destructive,
+        fence,
     })
 }
 
@@ -174,5 +281,6 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
         id,
         fields,
         destructive: false,
+        fence: None,
     })
 }

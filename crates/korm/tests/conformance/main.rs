@@ -141,4 +141,8 @@ conformance!(
     hostile_values_are_literals,
     decode_errors_name_the_rn_not_the_value,
     closed_pool_refuses_work,
+    encrypted_fields_and_passwords,
+    old_keys_decrypt_and_commits_rotate,
+    tx_second_insert_mismatch_rolls_back_the_first,
+    tx_create_commit_delete_together,
 );

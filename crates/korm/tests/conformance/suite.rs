@@ -941,3 +941,335 @@ pub async fn closed_pool_refuses_work(pool: &Pool) {
     ));
     pool.close().await; // twice is harmless
 }
+
+/// korm 1.5's own case: a tx whose second insert hits a schema mismatch leaves the first
+/// insert rolled back, and names the failing op; with destructive it goes through.
+pub async fn tx_second_insert_mismatch_rolls_back_the_first(pool: &Pool) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Text {
+        v: String,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Number {
+        v: i64,
+    }
+    create(pool, "[rn]:txs:numbers:*", Number { v: 1 }).await;
+    let texts = korm::item::<Text>(pool);
+    let first = texts
+        .from_data(rn("[rn]:txs:texts:*"), Text { v: "first".into() })
+        .expect("floating");
+    let first_rn = first.rn().clone();
+    let second = texts
+        .from_data(rn("[rn]:txs:numbers:*"), Text { v: "second".into() })
+        .expect("floating");
+    let second_rn = second.rn().clone();
+    let mut tx = korm::tx(pool);
+    tx.create(first);
+    tx.create(second);
+    match tx.persist().await {
+        Err(Error::WriteFailed { op, rn: at, source }) => {
+            assert_eq!((op, at), (1, second_rn.to_string()));
+            assert!(
+                matches!(*source, Error::SchemaMismatch { .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected WriteFailed, got {other:?}"),
+    }
+    assert!(
+        texts
+            .load(first_rn.clone())
+            .get_optional()
+            .await
+            .expect("load")
+            .is_none(),
+        "the first insert was rolled back"
+    );
+    let mut tx = korm::tx(pool);
+    let first = tx.create(
+        texts
+            .from_data(first_rn.clone(), Text { v: "first".into() })
+            .expect("floating"),
+    );
+    tx.create(
+        texts
+            .from_data(second_rn, Text { v: "second".into() })
+            .expect("floating"),
+    );
+    let mut done = tx
+        .persist_with(WriteOptions::new().destructive(true))
+        .await
+        .expect("destructive tx");
+    assert_eq!(done.take(first).expect("first").data().v, "first");
+}
+
+/// Several changes on one layer land together: a create, a commit and a delete.
+pub async fn tx_create_commit_delete_together(pool: &Pool) {
+    let made = create(pool, USERS, fred()).await;
+    let gone = create(pool, USERS, barney()).await;
+    let users = korm::item::<User>(pool);
+    let mut tx = korm::tx(pool);
+    let new = tx.create(
+        users
+            .from_data(rn(USERS), User { age: 7, ..barney() })
+            .expect("floating"),
+    );
+    let changed = tx.commit(made.update(|u| u.age = 42));
+    let deleted = tx.delete(gone);
+    let mut done = tx.persist().await.expect("persist");
+    let new = done.take(new).expect("new");
+    let changed = done.take(changed).expect("changed");
+    let deleted = done.take(deleted).expect("deleted");
+    assert_eq!(
+        users
+            .load(new.rn().clone())
+            .get()
+            .await
+            .expect("load")
+            .data()
+            .age,
+        7
+    );
+    assert_eq!(
+        users
+            .load(changed.rn().clone())
+            .get()
+            .await
+            .expect("load")
+            .data()
+            .age,
+        42
+    );
+    assert!(
+        users
+            .load(deleted.rn().clone())
+            .get_optional()
+            .await
+            .expect("load")
+            .is_none()
+    );
+}
+
+/// The key ring every test binary installs: korm 1.5's fixture key is current, one older key
+/// decrypts only. Installing it again is harmless (same keys), so tests can race to it.
+pub fn install_test_keys() {
+    let current = korm::crypto::EncryptionKey::from_hex(&"a1".repeat(32)).expect("fixture key");
+    let old = korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key");
+    korm::crypto::install(korm::crypto::KeyRing::new(current).with_old_key(old));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Profile {
+    food: String,
+    pets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SecretUser {
+    username: String,
+    age: i64,
+    ssn: korm::Encrypted<String>,
+    profile: Option<korm::Encrypted<Profile>>,
+    password: korm::Password,
+}
+
+fn secret_user(name: &str, age: i64, ssn: &str, food: &str) -> SecretUser {
+    SecretUser {
+        username: name.into(),
+        age,
+        ssn: korm::Encrypted::new(ssn.into()),
+        profile: Some(korm::Encrypted::new(Profile {
+            food: food.into(),
+            pets: vec!["Dino".into()],
+        })),
+        password: korm::Password::new(&format!("{name}-pw")).expect("hash"),
+    }
+}
+
+async fn secret_names(pool: &Pool, filter: korm::Filter, limit: Option<u64>) -> Vec<String> {
+    let query = korm::item::<SecretUser>(pool)
+        .query(rn(USERS))
+        .filter(filter)
+        .sort_by("username", SortOrder::Asc);
+    let items = match limit {
+        Some(n) => query.first_n(n).await,
+        None => query.get().await,
+    }
+    .expect("query");
+    items.iter().map(|i| i.data().username.clone()).collect()
+}
+
+/// Encrypted fields and passwords round-trip, filter with eq/in_list in memory (inside and,
+/// or, not, with a limit), and refuse every other operator.
+pub async fn encrypted_fields_and_passwords(pool: &Pool) {
+    install_test_keys();
+    let fred = create(pool, USERS, secret_user("fred", 41, "078-05-1120", "ribs")).await;
+    create(
+        pool,
+        USERS,
+        secret_user("barney", 38, "219-09-9999", "cake"),
+    )
+    .await;
+    create(
+        pool,
+        USERS,
+        secret_user("wilma", 40, "078-05-1120", "salad"),
+    )
+    .await;
+
+    let loaded = korm::item::<SecretUser>(pool)
+        .load(fred.rn().clone())
+        .get()
+        .await
+        .expect("load");
+    let data = loaded.data();
+    assert_eq!(data.ssn.reveal(), "078-05-1120");
+    assert_eq!(
+        data.profile.as_ref().map(|p| p.reveal().food.as_str()),
+        Some("ribs")
+    );
+    assert!(data.password.verify("fred-pw") && !data.password.verify("barney-pw"));
+    let shown = format!("{loaded:?} {}", loaded.show(korm::ShowOptions::new()));
+    for secret in ["078-05-1120", "ribs", "fred-pw"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+
+    let both = || vec!["fred".to_owned(), "wilma".to_owned()];
+    assert_eq!(
+        secret_names(pool, eq("ssn", "078-05-1120"), None).await,
+        both()
+    );
+    assert_eq!(
+        secret_names(pool, in_list("ssn", ["219-09-9999", "nope"]), None).await,
+        vec!["barney"]
+    );
+    assert_eq!(
+        secret_names(pool, and([gt("age", 40), eq("ssn", "078-05-1120")]), None).await,
+        vec!["fred"]
+    );
+    assert_eq!(
+        secret_names(
+            pool,
+            or([eq("ssn", "219-09-9999"), eq("username", "wilma")]),
+            None
+        )
+        .await,
+        vec!["barney", "wilma"]
+    );
+    assert_eq!(
+        secret_names(pool, not(eq("ssn", "078-05-1120")), None).await,
+        vec!["barney"]
+    );
+    assert_eq!(
+        secret_names(pool, eq("profile.food", "cake"), None).await,
+        vec!["barney"]
+    );
+    assert_eq!(
+        secret_names(pool, eq("profile.pets[*]", "Dino"), None)
+            .await
+            .len(),
+        3
+    );
+    // The limit applies after the in-memory part, not before it.
+    assert_eq!(
+        secret_names(pool, eq("ssn", "078-05-1120"), Some(1)).await,
+        vec!["fred"]
+    );
+    assert!(
+        secret_names(pool, eq("ssn", "000-00-0000"), None)
+            .await
+            .is_empty()
+    );
+
+    let users = korm::item::<SecretUser>(pool);
+    for filter in [
+        gt("ssn", "0"),
+        like("ssn", "078%"),
+        or([eq("age", 1), lte("profile.food", "x")]),
+        eq("password", "fred-pw"),
+    ] {
+        let err = users
+            .query(rn(USERS))
+            .filter(filter.clone())
+            .get()
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, Error::InvalidFilter { .. }),
+            "{filter:?}: {err:?}"
+        );
+        assert!(!err.to_string().contains("078-05"), "{err}");
+    }
+    let err = users
+        .query(rn(USERS))
+        .sort_by("ssn", SortOrder::Asc)
+        .get()
+        .await
+        .expect_err("no sort on ciphertext");
+    assert!(err.to_string().contains("encrypted"), "{err}");
+
+    // Committing re-encrypts (fresh nonce), and the value reads back the same.
+    let raw = |item: &korm::Item<Value>| item.data()["ssn"].clone();
+    let before = korm::item::<Value>(pool)
+        .load(rn(fred.rn().as_str()))
+        .get()
+        .await
+        .expect("raw");
+    loaded
+        .update(|u| u.age = 42)
+        .commit()
+        .await
+        .expect("commit");
+    let after = korm::item::<Value>(pool)
+        .load(rn(fred.rn().as_str()))
+        .get()
+        .await
+        .expect("raw");
+    assert_ne!(raw(&before)["iv"], raw(&after)["iv"]);
+    assert_eq!(raw(&after)["keyId"], raw(&before)["keyId"]);
+    let again = korm::item::<SecretUser>(pool)
+        .load(rn(fred.rn().as_str()))
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(again.data().ssn.reveal(), "078-05-1120");
+}
+
+/// A value sealed with an older key reads back, and a commit re-seals it with the current key.
+pub async fn old_keys_decrypt_and_commits_rotate(pool: &Pool) {
+    install_test_keys();
+    let old = korm::crypto::KeyRing::new(
+        korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key"),
+    );
+    let sealed = old.encrypt("219-09-9999").expect("seal");
+    let current_id = korm::crypto::key_ring()
+        .expect("ring")
+        .current_key_id()
+        .to_owned();
+    assert_ne!(sealed["keyId"], json!(current_id));
+    let password = serde_json::to_value(korm::Password::new("pebbles").expect("hash")).expect("pw");
+    let item = create(
+        pool,
+        USERS,
+        json!({"username": "barney", "age": 38, "ssn": sealed, "password": password}),
+    )
+    .await;
+    let typed = korm::item::<SecretUser>(pool)
+        .load(rn(item.rn().as_str()))
+        .get()
+        .await
+        .expect("old key decrypts");
+    assert_eq!(typed.data().ssn.reveal(), "219-09-9999");
+    typed.update(|u| u.age = 39).commit().await.expect("commit");
+    let raw = korm::item::<Value>(pool)
+        .load(rn(item.rn().as_str()))
+        .get()
+        .await
+        .expect("raw");
+    assert_eq!(raw.data()["ssn"]["keyId"], json!(current_id));
+    let back: String = korm::crypto::key_ring()
+        .expect("ring")
+        .decrypt(&raw.data()["ssn"])
+        .expect("current key");
+    assert_eq!(back, "219-09-9999");
+}

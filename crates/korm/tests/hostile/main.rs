@@ -4,6 +4,7 @@
 //!
 //! Each test checks the database with rusqlite directly, beside korm's own connection.
 
+mod crypto;
 mod encoding;
 mod identifiers;
 mod injection;

@@ -3,6 +3,8 @@
 
 mod compat;
 mod concurrency;
+mod crypto;
+mod locks;
 mod mysql;
 mod postgres;
 mod routing;

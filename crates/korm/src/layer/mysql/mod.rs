@@ -30,6 +30,7 @@
 //! The schema cache never remembers a miss (invariant 7): a missing table or column is read
 //! again from the database, and a failed apply forgets what it cached for its tables.
 
+mod locks;
 mod options;
 
 use std::collections::HashMap;
@@ -45,7 +46,7 @@ use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, ValueRef as _};
 pub use options::{MySqlOptions, mysql};
 
 use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
-use super::{Layer, LayerOp, OpKind, Select, redact_url};
+use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
 use crate::query::dialect::validate_table;
@@ -72,6 +73,7 @@ pub(crate) struct MySqlLayer {
     /// Texts that must never appear in an error (the URL's password, raw and decoded).
     secrets: Arc<[String]>,
     closed: AtomicBool,
+    lock_tables: locks::LockTables,
 }
 
 impl fmt::Debug for MySqlLayer {
@@ -258,6 +260,7 @@ impl MySqlLayer {
             meta_ready: AtomicBool::new(false),
             secrets,
             closed: AtomicBool::new(false),
+            lock_tables: locks::LockTables::default(),
         })
     }
 
@@ -621,9 +624,11 @@ impl MySqlLayer {
         let mut known: HashMap<String, Option<TableSchema>> = HashMap::new();
         {
             let mut schemas = self.schemas.lock().await;
-            for op in ops {
+            for (i, op) in ops.iter().enumerate() {
                 if matches!(op.kind, OpKind::Insert | OpKind::Update) {
-                    self.ensure_schema(&mut schemas, op).await?;
+                    self.ensure_schema(&mut schemas, op)
+                        .await
+                        .map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
                 }
             }
             for op in ops {
@@ -635,15 +640,29 @@ impl MySqlLayer {
         }
         // Phase 2: every row write in one transaction; a single write is one statement,
         // atomic by itself, and needs no transaction (one round trip instead of three).
-        if let [op] = ops {
+        let fenced = ops.iter().any(|op| op.fence.is_some());
+        if fenced {
+            self.ensure_fence_table().await?;
+        }
+        if let [op] = ops
+            && !fenced
+        {
             let schema = known.get(&op.table).and_then(Option::as_ref);
             let mut conn = self.pool.acquire().await.map_err(|e| self.db_error(e))?;
             return self.apply_op(&mut conn, schema, op).await;
         }
         let mut tx = self.pool.begin().await.map_err(|e| self.db_error(e))?;
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             let schema = known.get(&op.table).and_then(Option::as_ref);
-            if let Err(e) = self.apply_op(&mut tx, schema, op).await {
+            let fenced = match &op.fence {
+                Some(fence) => self.check_fence(&mut tx, op, fence).await,
+                None => Ok(()),
+            };
+            let written = match fenced {
+                Ok(()) => self.apply_op(&mut tx, schema, op).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written.map_err(|e| crate::write::op_failed(i, &op.rn, e)) {
                 // Best effort: a lost connection has rolled back already.
                 let _ = tx.rollback().await;
                 return Err(e);
@@ -905,6 +924,24 @@ impl Layer for MySqlLayer {
             .collect();
         let rows = self.fetch_rows(sql, params).await?;
         self.decode_rows(table, schema, rows).await
+    }
+
+    async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        self.check_open()?;
+        validate_table(table)?;
+        self.cached_schema(table).await
+    }
+
+    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
+        self.acquire_lock(claim).await
+    }
+
+    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool> {
+        self.refresh_lock(claim).await
+    }
+
+    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()> {
+        self.release_lock(lock_id, owner).await
     }
 
     async fn close(&self) {

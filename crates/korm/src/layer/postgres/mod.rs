@@ -14,6 +14,7 @@
 //! database, so a table another process creates later is seen (K7). What a transaction
 //! learns is cached only once it commits.
 
+mod locks;
 mod options;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row as _, ValueRef as _}
 pub use options::{PgOptions, postgres};
 
 use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
-use super::{Layer, LayerOp, OpKind, Select, redact_url};
+use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use crate::error::{DbErrorKind, Error, Result, clip};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
 use crate::query::{self, PgDialect};
@@ -85,6 +86,7 @@ pub(crate) struct PgLayer {
     /// The URL's password, scrubbed from every message that leaves the layer.
     secret: Option<String>,
     schemas: Mutex<HashMap<String, TableSchema>>,
+    lock_tables: locks::LockTables,
 }
 
 impl fmt::Debug for PgLayer {
@@ -124,6 +126,7 @@ impl PgLayer {
             connect_timeout: options.connect_timeout,
             secret: secret.clone(),
             schemas: Mutex::new(HashMap::new()),
+            lock_tables: locks::LockTables::default(),
         };
         let mut conn = match tokio::time::timeout(
             options.connect_timeout,
@@ -663,6 +666,7 @@ impl Layer for PgLayer {
         // A single write whose table already fits it (as far as the cache knows) is one
         // statement, atomic by itself: no transaction, one round trip instead of three.
         if let [op] = ops.as_slice()
+            && op.fence.is_none()
             && self
                 .cached(&op.table)
                 .is_some_and(|schema| !schema.needs_ddl(&op.fields))
@@ -678,14 +682,23 @@ impl Layer for PgLayer {
             }
             return result;
         }
+        if ops.iter().any(|op| op.fence.is_some()) {
+            self.ensure_fence_table().await?;
+        }
         let result = async {
             let mut tx = self
                 .pool
                 .begin()
                 .await
                 .map_err(|e| self.error(e, Phase::Run))?;
-            for op in &ops {
-                apply_op(&mut working, &mut tx, op).await?;
+            for (i, op) in ops.iter().enumerate() {
+                let at = |e| crate::write::op_failed(i, &op.rn, e);
+                if let Some(fence) = &op.fence {
+                    locks::check_fence(self, &mut tx, op, fence)
+                        .await
+                        .map_err(at)?;
+                }
+                apply_op(&mut working, &mut tx, op).await.map_err(at)?;
             }
             tx.commit().await.map_err(|e| self.error(e, Phase::Run))
         }
@@ -755,6 +768,23 @@ impl Layer for PgLayer {
         self.query_rows(table, statement.sql, params, &mut out)
             .await?;
         Ok(out)
+    }
+
+    async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        check_table(table)?;
+        self.schema(table).await
+    }
+
+    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
+        self.acquire_lock(claim).await
+    }
+
+    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool> {
+        self.refresh_lock(claim).await
+    }
+
+    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()> {
+        self.release_lock(lock_id, owner).await
     }
 
     async fn close(&self) {

@@ -6,6 +6,7 @@
 //! remembers a missing table or column: a miss is always read again from the database, so a
 //! table another process creates later is seen (K8).
 
+mod locks;
 mod options;
 mod worker;
 
@@ -22,7 +23,7 @@ pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
 use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
-use super::{Layer, LayerOp, OpKind, Select};
+use super::{Layer, LayerOp, LockClaim, OpKind, Select};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, StoredRow, fingerprint};
 use crate::query::{self, SqliteDialect};
@@ -155,6 +156,42 @@ impl Layer for SqliteLayer {
         let table = table.to_owned();
         self.worker
             .call(move |state| run_select(state, &table, &select))
+            .await
+    }
+
+    async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| {
+                let State {
+                    conn,
+                    schemas,
+                    ident,
+                    ..
+                } = state;
+                Ok(schema_of(conn, schemas, ident, &table)?.cloned())
+            })
+            .await
+    }
+
+    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
+        let claim = claim.clone();
+        self.worker
+            .call(move |state| locks::acquire(&mut state.conn, &state.ident, &claim))
+            .await
+    }
+
+    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool> {
+        let claim = claim.clone();
+        self.worker
+            .call(move |state| locks::refresh(&state.conn, &state.ident, &claim))
+            .await
+    }
+
+    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()> {
+        let (lock_id, owner) = (lock_id.to_owned(), owner.to_owned());
+        self.worker
+            .call(move |state| locks::release(&state.conn, &state.ident, &lock_id, &owner))
             .await
     }
 
@@ -419,6 +456,7 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
     // A single write whose table already fits it is one statement, atomic by itself: it runs
     // in autocommit, without BEGIN and COMMIT around it.
     if let [op] = ops
+        && op.fence.is_none()
         && schemas
             .get(&op.table)
             .is_some_and(|schema| !schema.needs_ddl(&op.fields))
@@ -439,8 +477,12 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_error(ident, e))?;
-        for op in ops {
-            apply_op(&tx, schemas, ident, op)?;
+        for (i, op) in ops.iter().enumerate() {
+            if let Some(fence) = &op.fence {
+                locks::check_fence(&tx, ident, op, fence)
+                    .map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
+            }
+            apply_op(&tx, schemas, ident, op).map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
         }
         tx.commit().map_err(|e| db_error(ident, e))
     })();

@@ -1,0 +1,361 @@
+//! Shared locks across processes: rows of `__korm_locks__` on the pool's lock layer, with a
+//! TTL, a retry interval while another owner holds the row, and a background refresh per held
+//! lock. Each acquire also gets the lock's next fencing token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::task::AbortHandle;
+
+use crate::error::{Error, Result};
+use crate::layer::{Layer, LockClaim};
+
+/// Settings of shared locks (see [`PoolBuilder::with_locks`](crate::PoolBuilder::with_locks)).
+///
+/// The defaults are korm 1.5's: a 60 s TTL, a retry every 50 ms while another owner holds
+/// the lock, a refresh every 30 s, and a random owner id per pool.
+///
+/// ```
+/// use std::time::Duration;
+/// let options = korm::LockOptions::new()
+///     .with_ttl(Duration::from_secs(10))
+///     .with_refresh(Duration::from_secs(3))
+///     .with_owner_id("billing-worker-1");
+/// assert_eq!(options.ttl, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockOptions {
+    /// How long a lock lasts unless refreshed; an expired lock may be taken over.
+    pub ttl: Duration,
+    /// How long to wait before trying again while another owner holds the lock.
+    pub retry: Duration,
+    /// How often a held lock is extended to a full TTL again (keep it well below `ttl`).
+    pub refresh: Duration,
+    /// The owner written to the lock rows; `None` draws a random one when the pool opens.
+    /// Two pools must never share an owner id.
+    pub owner_id: Option<String>,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            ttl: Duration::from_millis(60_000),
+            retry: Duration::from_millis(50),
+            refresh: Duration::from_millis(30_000),
+            owner_id: None,
+        }
+    }
+}
+
+impl LockOptions {
+    /// korm 1.5's defaults (see the type's doc).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Sets the retry interval.
+    pub fn with_retry(mut self, retry: Duration) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the refresh interval.
+    pub fn with_refresh(mut self, refresh: Duration) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// Sets the owner id.
+    pub fn with_owner_id(mut self, owner_id: impl Into<String>) -> Self {
+        self.owner_id = Some(owner_id.into());
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |reason: &str| {
+            Err(Error::PoolConfig {
+                reason: format!("lock options: {reason}"),
+            })
+        };
+        if self.ttl < Duration::from_millis(1) || self.ttl > Duration::from_secs(86_400 * 365) {
+            return bad("ttl must be between 1 ms and a year");
+        }
+        if self.retry.is_zero() {
+            return bad("retry must be above zero");
+        }
+        if self.refresh.is_zero() {
+            return bad("refresh must be above zero");
+        }
+        if let Some(owner) = &self.owner_id
+            && (owner.is_empty() || owner.len() > 255 || owner.chars().any(char::is_control))
+        {
+            return bad("owner id must be 1 to 255 characters without control characters");
+        }
+        Ok(())
+    }
+}
+
+/// The current time in epoch milliseconds (korm 1.5 keeps lock times this way).
+fn epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The shared-lock side of a pool.
+pub(crate) struct SharedLocks {
+    inner: Arc<SharedInner>,
+}
+
+struct SharedInner {
+    layer: Arc<dyn Layer>,
+    ttl: Duration,
+    retry: Duration,
+    refresh: Duration,
+    owner: String,
+    /// Held leases: their refreshers (stopped at close) and lock ids (released at close).
+    held: Mutex<HashMap<u64, (Arc<str>, AbortHandle)>>,
+    next: AtomicU64,
+}
+
+impl fmt::Debug for SharedLocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedLocks")
+            .field("layer", &self.inner.layer.ident())
+            .field("owner", &self.inner.owner)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedLocks {
+    pub(crate) fn new(layer: Arc<dyn Layer>, options: LockOptions) -> Self {
+        let owner = options
+            .owner_id
+            .unwrap_or_else(|| format!("korm-rs-{}", uuid::Uuid::new_v4().simple()));
+        SharedLocks {
+            inner: Arc::new(SharedInner {
+                layer,
+                ttl: options.ttl,
+                retry: options.retry,
+                refresh: options.refresh,
+                owner,
+                held: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The owner id written to this pool's lock rows.
+    pub(crate) fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Takes the shared lock `lock_id`, trying again every retry interval until `deadline`;
+    /// `Ok(None)` when the deadline passed (or, with `once`, after the first try).
+    ///
+    /// # Cancel safety
+    /// A row taken by a claim whose future is dropped before it returns stays until its TTL.
+    pub(crate) async fn acquire(
+        &self,
+        lock_id: &Arc<str>,
+        deadline: Instant,
+        once: bool,
+    ) -> Result<Option<Lease>> {
+        let inner = &self.inner;
+        loop {
+            let now = epoch_ms();
+            let claim = LockClaim {
+                lock_id: lock_id.to_string(),
+                owner: inner.owner.clone(),
+                now,
+                expires_at: now.saturating_add(millis(inner.ttl)),
+            };
+            if let Some(token) = inner.layer.lock_acquire(&claim).await? {
+                return Ok(Some(self.start_lease(lock_id, token)));
+            }
+            if once || Instant::now() + inner.retry > deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(inner.retry).await;
+        }
+    }
+
+    fn start_lease(&self, lock_id: &Arc<str>, token: i64) -> Lease {
+        let inner = &self.inner;
+        let lost = Arc::new(AtomicBool::new(false));
+        let id = inner.next.fetch_add(1, Ordering::Relaxed);
+        let refresher = tokio::spawn(refresh_loop(
+            Arc::clone(&inner.layer),
+            inner.owner.clone(),
+            Arc::clone(lock_id),
+            inner.ttl,
+            inner.refresh,
+            Arc::clone(&lost),
+        ))
+        .abort_handle();
+        inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, (Arc::clone(lock_id), refresher.clone()));
+        Lease {
+            inner: Arc::clone(inner),
+            id,
+            lock_id: Arc::clone(lock_id),
+            token,
+            lost,
+            refresher,
+            released: false,
+        }
+    }
+
+    /// Stops every refresher and deletes this pool's rows (before the layers close).
+    pub(crate) async fn close(&self) {
+        let held: Vec<(Arc<str>, AbortHandle)> = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for (lock_id, refresher) in held {
+            refresher.abort();
+            if let Err(e) = self
+                .inner
+                .layer
+                .lock_release(&lock_id, &self.inner.owner)
+                .await
+            {
+                tracing::warn!(lock = %lock_id, error = %e, "could not release a shared lock at close; it expires after its ttl");
+            }
+        }
+    }
+}
+
+impl SharedInner {
+    fn forget(&self, id: u64) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+}
+
+/// Extends the lock every `refresh` until it is released (the task is aborted) or lost.
+async fn refresh_loop(
+    layer: Arc<dyn Layer>,
+    owner: String,
+    lock_id: Arc<str>,
+    ttl: Duration,
+    refresh: Duration,
+    lost: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(refresh).await;
+        let now = epoch_ms();
+        let claim = LockClaim {
+            lock_id: lock_id.to_string(),
+            owner: owner.clone(),
+            now,
+            expires_at: now.saturating_add(millis(ttl)),
+        };
+        match layer.lock_refresh(&claim).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(lock = %lock_id, "a shared lock was lost (it expired and was taken over)");
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Err(Error::PoolClosed) => return,
+            Err(e) => {
+                tracing::warn!(lock = %lock_id, error = %e, "could not refresh a shared lock; trying again");
+            }
+        }
+    }
+}
+
+/// A held shared lock: its row, its fencing token and its refresher.
+pub(crate) struct Lease {
+    inner: Arc<SharedInner>,
+    id: u64,
+    lock_id: Arc<str>,
+    token: i64,
+    lost: Arc<AtomicBool>,
+    refresher: AbortHandle,
+    released: bool,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("lock_id", &self.lock_id)
+            .field("token", &self.token)
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    pub(crate) fn token(&self) -> i64 {
+        self.token
+    }
+
+    /// Whether the refresher found the lock taken over.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Stops the refresher and deletes the row (if this owner still holds it).
+    pub(crate) async fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.refresher.abort();
+        let result = self
+            .inner
+            .layer
+            .lock_release(&self.lock_id, &self.inner.owner)
+            .await;
+        self.inner.forget(self.id);
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.refresher.abort();
+        // Drop can not await: the row is deleted by a task when a runtime is at hand, and
+        // expires after its TTL otherwise. The lease stays registered until then, so a
+        // pool closed meanwhile deletes the row itself.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let inner = Arc::clone(&self.inner);
+            let lock_id = Arc::clone(&self.lock_id);
+            let id = self.id;
+            runtime.spawn(async move {
+                if let Err(e) = inner.layer.lock_release(&lock_id, &inner.owner).await {
+                    tracing::debug!(lock = %lock_id, error = %e, "shared lock not released; it expires after its ttl");
+                }
+                inner.forget(id);
+            });
+        } else {
+            self.inner.forget(self.id);
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Secret fields: [`Encrypted<T>`] (AES-256-GCM) and [`Password`] (argon2id).
+
+use std::fmt;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::crypto::{ENVELOPE_MARKER, RawEnvelope, key_ring, open, seal};
+use crate::error::{Error, Result};
+
+/// A field stored encrypted: AES-256-GCM with a fresh random nonce per value, in korm 1.5's
+/// envelope (see `docs/design.md`), with the key of the process key ring
+/// ([`korm::crypto`](crate::crypto)).
+///
+/// [`reveal`](Encrypted::reveal) gives the cleartext. `Debug` and `Display` print a redaction,
+/// never the value. Serializing (with any serializer) writes the envelope, never the
+/// cleartext; every serialization seals again, with the current key and a fresh nonce, so
+/// committing an item re-encrypts values written under an older key. Deserializing opens an
+/// envelope and refuses anything else: a plain value where an envelope belongs is tampering.
+///
+/// Filters can compare an encrypted field with [`eq`](crate::eq) and
+/// [`in_list`](crate::in_list) (evaluated in memory after decryption); other operators on it
+/// are [`Error::InvalidFilter`].
+///
+/// ```
+/// # korm::crypto::install(korm::crypto::KeyRing::new(korm::crypto::EncryptionKey::generate()));
+/// use korm::Encrypted;
+/// let ssn = Encrypted::new("078-05-1120".to_owned());
+/// assert_eq!(ssn.reveal(), "078-05-1120");
+/// assert_eq!(format!("{ssn:?}"), "Encrypted(<redacted>)");
+/// let stored = serde_json::to_string(&ssn).unwrap();
+/// assert!(stored.starts_with(r#"{"__ENCRYPTED__":true,"type":"symmetric""#));
+/// assert!(!stored.contains("078-05-1120"));
+/// let back: Encrypted<String> = serde_json::from_str(&stored).unwrap();
+/// assert_eq!(back, ssn);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Encrypted<T>(T);
+
+impl<T> Encrypted<T> {
+    /// Wraps a cleartext value; it is encrypted whenever it is serialized.
+    pub fn new(value: T) -> Self {
+        Encrypted(value)
+    }
+
+    /// The cleartext.
+    pub fn reveal(&self) -> &T {
+        &self.0
+    }
+
+    /// The cleartext, to change.
+    pub fn reveal_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+
+    /// Unwraps the cleartext.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> From<T> for Encrypted<T> {
+    fn from(value: T) -> Self {
+        Encrypted(value)
+    }
+}
+
+impl<T> fmt::Debug for Encrypted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Encrypted(<redacted>)")
+    }
+}
+
+impl<T> fmt::Display for Encrypted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<encrypted>")
+    }
+}
+
+impl<T: Serialize> Serialize for Encrypted<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ring = key_ring().map_err(S::Error::custom)?;
+        let json = Zeroizing::new(serde_json::to_vec(&self.0).map_err(|e| {
+            S::Error::custom(format!("can not encrypt: the value is not JSON ({e})"))
+        })?);
+        seal(&ring, &json).serialize(serializer)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Encrypted<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The inner error may quote the stored value (a plain value in an encrypted column);
+        // it is replaced, never passed on.
+        let raw = RawEnvelope::deserialize(deserializer).map_err(|_| {
+            D::Error::custom(
+                "expected an encryption envelope; a plain value in an encrypted field is refused \
+                 (tampered or foreign data)",
+            )
+        })?;
+        let ring = key_ring().map_err(D::Error::custom)?;
+        let json =
+            open(&ring, &raw).map_err(|e| D::Error::custom(format!("can not decrypt: {e}")))?;
+        serde_json::from_slice(&json).map(Encrypted).map_err(|_| {
+            D::Error::custom(format!(
+                "the decrypted value does not fit {}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// What korm 1.5 hashes: the JSON text of the password (`"yabba-dabba-doo"`, quotes
+/// included), so a hash either side writes verifies on the other.
+fn json_text(password: &str) -> Zeroizing<String> {
+    Zeroizing::new(Value::from(password).to_string())
+}
+
+/// The argon2id parameters of new hashes: korm 1.5's (m = 64 MiB, t = 3, p = 1).
+fn hasher() -> Argon2<'static> {
+    // These constants are valid argon2 parameters; `Params::new` only fails outside its ranges.
+    let params = Params::new(65536, 3, 1, Some(32)).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// A password, hashed with argon2id (m = 64 MiB, t = 3, p = 1, as korm 1.5) when it is made
+/// (korm 1.5 hashes the password's JSON text, quotes included, and so does korm-rs);
+/// only the PHC string is kept and stored, in korm 1.5's password envelope
+/// (`{"__ENCRYPTED__":true,"type":"password","value":"$argon2id$...","dataType":"string"}`).
+///
+/// `Debug` and `Display` are redacted. Hashes korm 1.5 wrote verify, whatever their
+/// parameters (they are read from the PHC string).
+///
+/// ```
+/// use korm::Password;
+/// let pw = Password::new("yabba-dabba-doo")?;
+/// assert!(pw.verify("yabba-dabba-doo"));
+/// assert!(!pw.verify("wilma"));
+/// assert!(pw.phc().starts_with("$argon2id$v=19$m=65536,t=3,p=1$"));
+/// # Ok::<(), korm::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password {
+    phc: String,
+}
+
+impl Password {
+    /// Hashes `password` with a fresh random salt.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if argon2 refuses the input (longer than 4 GiB).
+    pub fn new(password: &str) -> Result<Self> {
+        let salt = SaltString::generate(&mut aes_gcm::aead::OsRng);
+        let phc = hasher()
+            .hash_password(json_text(password).as_bytes(), &salt)
+            .map_err(|e| Error::Encode {
+                what: "password".to_owned(),
+                reason: e.to_string(),
+            })?
+            .to_string();
+        Ok(Password { phc })
+    }
+
+    /// A password from a stored PHC hash string (`$argon2id$v=19$...`).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] if the string is not a PHC hash.
+    pub fn from_phc(phc: &str) -> Result<Self> {
+        PasswordHash::new(phc).map_err(|_| Error::Decode {
+            rn: "password".to_owned(),
+            reason: "not a PHC password hash string".to_owned(),
+        })?;
+        Ok(Password {
+            phc: phc.to_owned(),
+        })
+    }
+
+    /// Whether `candidate` is the password (argon2's verification, constant time in the
+    /// candidate's hash).
+    pub fn verify(&self, candidate: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(&self.phc) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(json_text(candidate).as_bytes(), &hash)
+            .is_ok()
+    }
+
+    /// The PHC hash string (safe to store; never the password).
+    pub fn phc(&self) -> &str {
+        &self.phc
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<password>")
+    }
+}
+
+impl Serialize for Password {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = Map::with_capacity(4);
+        map.insert(ENVELOPE_MARKER.into(), Value::Bool(true));
+        map.insert("type".into(), Value::from("password"));
+        map.insert("value".into(), Value::from(self.phc.as_str()));
+        map.insert("dataType".into(), Value::from("string"));
+        Value::Object(map).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = RawEnvelope::deserialize(deserializer).map_err(|_| {
+            D::Error::custom("expected a password envelope; a plain value is refused")
+        })?;
+        if !raw.marker || raw.kind != "password" {
+            return Err(D::Error::custom(
+                "expected a password envelope (type \"password\")",
+            ));
+        }
+        Password::from_phc(&raw.value)
+            .map_err(|_| D::Error::custom("the password envelope holds no PHC hash string"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn verifies_korm_1_5_hashes() {
+        // fred's password in fixtures/korm-ts-1.5/cardb.sqlite.
+        let stored = json!({"__ENCRYPTED__":true,"type":"password","value":"$argon2id$v=19$m=65536,t=3,p=1$LZ73wkWCgjp0jFdvcp5ReEr5VL02fV0WkjrnHLJVcQc$QpCmiTTtfwQ1aIgzfATzPxDcUyoGxk+lnOb4NRCRor8","dataType":"string"});
+        let pw: Password = serde_json::from_value(stored.clone()).unwrap();
+        assert!(pw.verify("yabba-dabba-doo"));
+        assert!(!pw.verify("yabba-dabba-do"));
+        assert_eq!(serde_json::to_value(&pw).unwrap(), stored);
+        assert_eq!(format!("{pw:?} {pw}"), "Password(<redacted>) <password>");
+    }
+
+    #[test]
+    fn plain_values_are_refused_without_quoting_them() {
+        let err = serde_json::from_value::<Password>(json!("hunter2"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = serde_json::from_value::<Encrypted<String>>(json!("078-05-1120"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("078"), "{err}");
+    }
+}
