@@ -161,8 +161,9 @@ impl Layer for SqliteLayer {
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
         let table = table.to_owned();
+        // A cache lookup (or one PRAGMA read): short enough to run in place.
         self.worker
-            .call(move |state| {
+            .in_place(move |state| {
                 let State {
                     conn,
                     schemas,
