@@ -183,3 +183,67 @@ async fn bad_pool_configurations_are_refused() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pool_spans_sqlite_postgres_and_mariadb() {
+    use super::support::{self, Server};
+    let (Some(pg), Some(my)) = (
+        support::create(Server::Postgres).await,
+        support::create(Server::MySql).await,
+    ) else {
+        return; // a loud skip line was printed (outside scripts/test)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .layer("userdb", korm::layers::postgres(pg.url.clone()))
+        .layer("docsdb", korm::layers::mysql(my.url.clone()))
+        .open()
+        .await
+        .expect("open a pool of three backends");
+    let cars = korm::item::<Car>(&pool);
+    for (layer, make) in [
+        ("cardb", "Citroen"),
+        ("userdb", "Fiat"),
+        ("docsdb", "Volvo"),
+    ] {
+        let rn: Rn<Car> = format!("[rn][from::{layer}]:cars:suv:*")
+            .parse()
+            .expect("rn");
+        let created = cars
+            .from_data(rn, Car { make: make.into() })
+            .expect("floating")
+            .create()
+            .await
+            .unwrap_or_else(|e| panic!("create in {layer}: {e}"));
+        assert_eq!(created.rn().layer(), Some(layer));
+        let loaded = cars.load(created.rn().clone()).get().await.expect("load");
+        assert_eq!(loaded.data().make, make);
+    }
+    // Each collection query goes to its own layer and sees only that layer's item.
+    for (layer, make) in [
+        ("cardb", "Citroen"),
+        ("userdb", "Fiat"),
+        ("docsdb", "Volvo"),
+    ] {
+        let rn: Rn<Car> = format!("[rn][from::{layer}]:cars:suv:*")
+            .parse()
+            .expect("rn");
+        let found = cars.query(rn).get().await.expect("query");
+        assert_eq!(found.len(), 1, "{layer}");
+        assert_eq!(found[0].data().make, make, "{layer}");
+        assert_eq!(found[0].rn().layer(), Some(layer));
+    }
+    let missing = cars.from_data(
+        "[rn]:cars:suv:*".parse().expect("rn"),
+        Car { make: "x".into() },
+    );
+    assert!(
+        matches!(missing, Err(Error::LayerNotNamed { ref layers, .. }) if layers == "cardb, userdb, docsdb"),
+        "{missing:?}"
+    );
+    pool.close().await;
+}
