@@ -380,3 +380,65 @@ async fn a_connection_killed_mid_query_is_connection_lost() {
     );
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_recreated_column_never_reuses_a_stale_prepared_statement() {
+    // One connection, so the INSERT prepared while `n` was a bigint is the one the next
+    // INSERT of the same shape would reuse after `n` became text. korm writes the parameter
+    // types into the statement text, so the second INSERT is a different statement.
+    let Some(db) = database().await else { return };
+    let pool = korm::pool()
+        .layer(
+            "db",
+            korm::layers::postgres(db.url.clone()).with_max_connections(1),
+        )
+        .open()
+        .await
+        .expect("open");
+    #[derive(Debug, Serialize, Deserialize)]
+    struct AsNumber {
+        n: i64,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct AsText {
+        n: String,
+    }
+    let rn = "[rn]:stale:statements:*";
+    for i in 0..3 {
+        korm::item::<AsNumber>(&pool)
+            .from_data(rn.parse().expect("rn"), AsNumber { n: i })
+            .expect("floating")
+            .create()
+            .await
+            .expect("create as a number");
+    }
+    let created = korm::item::<AsText>(&pool)
+        .from_data(rn.parse().expect("rn"), AsText { n: "seven".into() })
+        .expect("floating")
+        .create_with(korm::WriteOptions::new().destructive(true))
+        .await
+        .expect("destructive create as text");
+    let loaded = korm::item::<AsText>(&pool)
+        .load(created.rn().clone())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(loaded.data().n, "seven");
+    let again = korm::item::<AsText>(&pool)
+        .from_data(rn.parse().expect("rn"), AsText { n: "eight".into() })
+        .expect("floating")
+        .create()
+        .await
+        .expect("a plain create after the recreation");
+    assert_eq!(
+        korm::item::<AsText>(&pool)
+            .load(again.rn().clone())
+            .get()
+            .await
+            .expect("load")
+            .data()
+            .n,
+        "eight"
+    );
+    pool.close().await;
+}

@@ -599,6 +599,23 @@ enum Param {
     Texts(Vec<String>),
 }
 
+impl Param {
+    /// The explicit cast written after the parameter's placeholder in write statements. It
+    /// makes the statement text say the parameter's type, so a cached prepared statement is
+    /// never reused with a value of another type (after a destructive column recreation the
+    /// same `INSERT` would otherwise send text where the server expects a bigint).
+    fn cast(&self) -> &'static str {
+        match self {
+            Param::Text(_) => "::text",
+            Param::Integer(_) => "::int8",
+            Param::Double(_) => "::float8",
+            Param::Boolean(_) => "::bool",
+            Param::Json(_) => "::jsonb",
+            Param::Texts(_) => "::text[]",
+        }
+    }
+}
+
 fn bind(
     mut q: Query<'static, Postgres, PgArguments>,
     params: Vec<Param>,
@@ -811,11 +828,14 @@ async fn apply_op(working: &mut Working<'_>, conn: &mut PgConnection, op: &Layer
                 }
             }
             let changed = if op.kind == OpKind::Insert {
-                let placeholders: Vec<String> =
-                    (1..=columns.len() + 1).map(|n| format!("${n}")).collect();
+                params.insert(0, Param::Text(Some(op.id.clone())));
+                let placeholders: Vec<String> = params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| format!("${}{}", i + 1, p.cast()))
+                    .collect();
                 let mut names = vec![quote(ID_COLUMN)];
                 names.extend(columns);
-                params.insert(0, Param::Text(Some(op.id.clone())));
                 let sql = format!(
                     "INSERT INTO {} ({}) VALUES ({})",
                     quote(&op.table),
@@ -842,7 +862,7 @@ async fn apply_op(working: &mut Working<'_>, conn: &mut PgConnection, op: &Layer
                 let sets: Vec<String> = columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("{c} = ${}", i + 1))
+                    .map(|(i, c)| format!("{c} = ${}{}", i + 1, params[i].cast()))
                     .collect();
                 let sql = format!(
                     "UPDATE {} SET {} WHERE {} = ${}",
