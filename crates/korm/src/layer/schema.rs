@@ -8,6 +8,15 @@ pub(crate) const ID_COLUMN: &str = "rnId";
 /// The prefix of a unique field's shadow fingerprint column.
 pub(crate) const UNIQUE_PREFIX: &str = "__korm_unique__";
 
+/// The name of a unique field's index, as korm 1.5 names it: `__korm_u_` + the first 24 hex
+/// characters of SHA-256(`{table}:{field}`), `table` being the full (unhashed) table name.
+/// The same on every backend.
+pub(crate) fn unique_index_name(table: &str, field: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{table}:{field}").as_bytes());
+    format!("__korm_u_{}", &hex::encode(digest)[..24])
+}
+
 /// The columns of one item table, in table order, with their kinds. The `rnId` key column and
 /// unique shadow columns are not listed: they are not fields.
 #[derive(Debug, Clone, Default, PartialEq)]

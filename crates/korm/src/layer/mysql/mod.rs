@@ -45,7 +45,7 @@ use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, ValueRef as _};
 
 pub use options::{MySqlOptions, mysql};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
+use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
@@ -114,14 +114,6 @@ pub(crate) fn physical_table(table: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(table.as_bytes());
     format!("__items__{}", &hex::encode(digest)[..32])
-}
-
-/// The unique index name korm uses (as on SQLite): `__korm_u_` + 24 hex of
-/// SHA-256(`{table}:{field}`), `table` being the full name.
-fn unique_index_name(table: &str, field: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{table}:{field}").as_bytes());
-    format!("__korm_u_{}", &hex::encode(digest)[..24])
 }
 
 /// The declared MySQL type of a column kind.

@@ -34,7 +34,7 @@ use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row as _, ValueRef as _}
 
 pub use options::{PgOptions, postgres};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
+use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use crate::error::{DbErrorKind, Error, Result, clip};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
@@ -351,13 +351,6 @@ fn kind_of_type(name: &str, base: &str) -> ColumnKind {
         "json" | "jsonb" => ColumnKind::Json,
         _ => ColumnKind::Text,
     }
-}
-
-/// The unique index name korm 1.5 uses: `__korm_u_` + 24 hex of SHA-256(`{table}:{field}`).
-fn unique_index_name(table: &str, field: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{table}:{field}").as_bytes());
-    format!("__korm_u_{}", &hex::encode(digest)[..24])
 }
 
 fn unique_column(field: &str) -> String {

@@ -22,7 +22,7 @@ use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
+use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, StoredRow, fingerprint};
@@ -261,13 +261,6 @@ fn push_quoted(sql: &mut String, ident: &str) {
         sql.push(c);
     }
     sql.push('"');
-}
-
-/// The unique index name korm 1.5 uses: `__korm_u_` + 24 hex of SHA-256(`{table}:{field}`).
-fn unique_index_name(table: &str, field: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{table}:{field}").as_bytes());
-    format!("__korm_u_{}", &hex::encode(digest)[..24])
 }
 
 /// Reads a table's schema from the database; `None` if the table does not exist.
