@@ -72,6 +72,22 @@ mod tests {
     use super::redact_url;
 
     #[test]
+    fn secrets_are_found_as_written_and_decoded_and_scrubbed() {
+        use super::{scrub, secrets_of};
+        let secrets = secrets_of("mysql://korm:p%40ss@db/x?password=other");
+        assert!(secrets.contains(&"p%40ss".to_owned()));
+        assert!(secrets.contains(&"p@ss".to_owned()));
+        assert!(secrets.contains(&"other".to_owned()));
+        assert_eq!(
+            scrub(&secrets, "denied for p@ss and other"),
+            "denied for *** and ***"
+        );
+        assert_eq!(secrets_of("postgres://u:s3cret@h/d"), ["s3cret"]);
+        assert!(secrets_of("postgres://u@h/d").is_empty());
+        assert!(secrets_of("postgres://h/d").is_empty());
+    }
+
+    #[test]
     fn passwords_never_survive() {
         assert_eq!(
             redact_url("postgres://korm:s3cret@db:5432/app"),
@@ -88,6 +104,65 @@ mod tests {
         assert_eq!(redact_url("not a url s3cret"), "<url>");
         assert!(!redact_url("postgres://a:b:c@h/d").contains("b:c"));
     }
+}
+
+/// The passwords in a URL, as written and percent-decoded.
+pub(crate) fn secrets_of(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
+        let rest = &url[scheme_end..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@')
+            && let Some((_, password)) = authority[..at].split_once(':')
+        {
+            out.push(password.to_owned());
+            if let Some(decoded) = percent_decode(password) {
+                out.push(decoded);
+            }
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        for pair in query.split('&') {
+            if let Some((key, value)) = pair.split_once('=')
+                && (key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass"))
+            {
+                out.push(value.to_owned());
+                if let Some(decoded) = percent_decode(value) {
+                    out.push(decoded);
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Decodes `%XX` escapes; `None` when they do not make UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Replaces every secret (see [`secrets_of`]) in a driver message with `***`: drivers may
+/// echo parts of their configuration.
+pub(crate) fn scrub(secrets: &[String], message: &str) -> String {
+    let mut out = message.to_owned();
+    for secret in secrets {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
 }
 
 /// What a write op does to its row.

@@ -17,6 +17,30 @@ pub(crate) fn unique_index_name(table: &str, field: &str) -> String {
     format!("__korm_u_{}", &hex::encode(digest)[..24])
 }
 
+/// What a column of an item table's `SELECT *` result is, for decoding its rows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ReadColumn {
+    /// The `rnId` key.
+    Id,
+    /// A unique field's shadow fingerprint: not data.
+    Skip,
+    /// A field, with its kind when the schema knows it.
+    Field(std::sync::Arc<str>, Option<ColumnKind>),
+}
+
+impl ReadColumn {
+    /// Classifies a result column by its name; `schema` gives field kinds.
+    pub(crate) fn of(name: &str, schema: Option<&TableSchema>) -> ReadColumn {
+        if name == ID_COLUMN {
+            ReadColumn::Id
+        } else if name.starts_with(UNIQUE_PREFIX) {
+            ReadColumn::Skip
+        } else {
+            ReadColumn::Field(name.into(), schema.and_then(|s| s.kind_of(name)))
+        }
+    }
+}
+
 /// The columns of one item table, in table order, with their kinds. The `rnId` key column and
 /// unique shadow columns are not listed: they are not fields.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -45,8 +45,9 @@ use sqlx::{Arguments, AssertSqlSafe, Column as _, Row, ValueRef as _};
 
 pub use options::{MySqlOptions, mysql};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
+use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
+use super::{scrub, secrets_of};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
 use crate::query::dialect::validate_table;
@@ -102,7 +103,8 @@ fn safe(sql: String) -> AssertSqlSafe<String> {
 /// Quotes a validated identifier with backticks (doubling any backtick, which validated
 /// names never contain: a second line of defence).
 fn quote(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
+    use crate::query::dialect::Dialect;
+    crate::query::MySqlDialect.quote_identifier(ident)
 }
 
 /// The table that stores a collection: its full name, or, over MySQL's 64 characters,
@@ -163,55 +165,6 @@ fn kind_of_type(data_type: &str, column_type: &str) -> ColumnKind {
         "json" | "longtext" => ColumnKind::Json,
         _ => ColumnKind::Text,
     }
-}
-
-/// The passwords in a URL, as written and percent-decoded.
-fn secrets_of(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
-        let rest = &url[scheme_end..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        if let Some(at) = authority.rfind('@')
-            && let Some((_, password)) = authority[..at].split_once(':')
-        {
-            out.push(password.to_owned());
-            if let Some(decoded) = percent_decode(password) {
-                out.push(decoded);
-            }
-        }
-    }
-    if let Some((_, query)) = url.split_once('?') {
-        for pair in query.split('&') {
-            if let Some((key, value)) = pair.split_once('=')
-                && (key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass"))
-            {
-                out.push(value.to_owned());
-                if let Some(decoded) = percent_decode(value) {
-                    out.push(decoded);
-                }
-            }
-        }
-    }
-    out.retain(|s| !s.is_empty());
-    out
-}
-
-/// Decodes `%XX` escapes; `None` when they do not make UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl MySqlLayer {
@@ -791,17 +744,9 @@ impl MySqlLayer {
                 .insert(table.to_owned(), fresh.clone());
             schema = fresh;
         }
-        let plan: Vec<Column> = names
+        let plan: Vec<ReadColumn> = names
             .iter()
-            .map(|n| {
-                if n == ID_COLUMN {
-                    Column::Id
-                } else if n.starts_with(UNIQUE_PREFIX) {
-                    Column::Skip
-                } else {
-                    Column::Field(Arc::from(n.as_str()), schema.kind_of(n))
-                }
-            })
+            .map(|n| ReadColumn::of(n, Some(&schema)))
             .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -809,9 +754,9 @@ impl MySqlLayer {
             let mut cells = Vec::with_capacity(plan.len());
             for (i, column) in plan.iter().enumerate() {
                 match column {
-                    Column::Skip => {}
-                    Column::Id => id = text_at(row, i).ok().flatten(),
-                    Column::Field(name, kind) => {
+                    ReadColumn::Skip => {}
+                    ReadColumn::Id => id = text_at(row, i).ok().flatten(),
+                    ReadColumn::Field(name, kind) => {
                         cells.push((Arc::clone(name), decode_cell(table, name, *kind, row, i)?));
                     }
                 }
@@ -831,12 +776,6 @@ const ER_DUP_FIELDNAME: u16 = 1060;
 const ER_DUP_KEYNAME: u16 = 1061;
 const ER_DUP_ENTRY: u16 = 1062;
 const ER_CANT_DROP_FIELD_OR_KEY: u16 = 1091;
-
-enum Column {
-    Id,
-    Skip,
-    Field(Arc<str>, Option<ColumnKind>),
-}
 
 #[async_trait]
 impl Layer for MySqlLayer {
@@ -1059,15 +998,6 @@ fn error_number(e: &sqlx::Error) -> Option<u16> {
         .map(|db| db.number())
 }
 
-/// Replaces every secret in a message.
-fn scrub(secrets: &[String], message: &str) -> String {
-    let mut out = message.to_owned();
-    for secret in secrets {
-        out = out.replace(secret.as_str(), "***");
-    }
-    out
-}
-
 /// Replaces every single-quoted part of a server message: MySQL quotes values there
 /// (`Duplicate entry 'x' for key ...`, `Incorrect integer value: 'x'`), and a message must
 /// never carry a value.
@@ -1214,18 +1144,6 @@ mod tests {
         assert_eq!(duplicate_key("Duplicate entry 'a' for key 'x OR 1'"), None);
         let shown = without_quoted("Incorrect integer value: 'TOPSECRET' for column `age`");
         assert!(!shown.contains("TOPSECRET"), "{shown}");
-    }
-
-    #[test]
-    fn secrets_are_found_and_scrubbed() {
-        let secrets = secrets_of("mysql://korm:p%40ss@db/x?password=other");
-        assert!(secrets.contains(&"p%40ss".to_owned()));
-        assert!(secrets.contains(&"p@ss".to_owned()));
-        assert!(secrets.contains(&"other".to_owned()));
-        assert_eq!(
-            scrub(&secrets, "denied for p@ss and other"),
-            "denied for *** and ***"
-        );
     }
 
     #[test]

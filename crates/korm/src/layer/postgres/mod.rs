@@ -34,8 +34,9 @@ use sqlx::{AssertSqlSafe, Column as _, Connection as _, Row as _, ValueRef as _}
 
 pub use options::{PgOptions, postgres};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
+use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
+use super::{scrub, secrets_of};
 use crate::error::{DbErrorKind, Error, Result, clip};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
 use crate::query::{self, PgDialect};
@@ -84,7 +85,8 @@ pub(crate) struct PgLayer {
     pool: PgPool,
     connect_timeout: Duration,
     /// The URL's password, scrubbed from every message that leaves the layer.
-    secret: Option<String>,
+    /// The URL's passwords, as written and percent-decoded, scrubbed from every message.
+    secrets: Arc<[String]>,
     schemas: Mutex<HashMap<String, TableSchema>>,
     lock_tables: locks::LockTables,
 }
@@ -108,11 +110,11 @@ impl PgLayer {
     /// Connects once (so a wrong URL or an unreachable server fails here, with the driver's
     /// reason), creates korm's domains when missing, and sets up the pool.
     pub(crate) async fn open(ident: &str, options: PgOptions) -> Result<PgLayer> {
-        let secret = url_password(&options.url);
+        let secrets: Arc<[String]> = secrets_of(&options.url).into();
         let fail = |message: String| Error::Database {
             layer: ident.to_owned(),
             kind: DbErrorKind::Connect,
-            message: scrub(&message, secret.as_deref()),
+            message: scrub(&secrets, &message),
         };
         let connect = PgConnectOptions::from_str(&options.url)
             .map_err(|e| fail(format!("invalid url {}: {e}", redact_url(&options.url))))?
@@ -124,7 +126,7 @@ impl PgLayer {
                 .acquire_timeout(options.connect_timeout)
                 .connect_lazy_with(connect.clone()),
             connect_timeout: options.connect_timeout,
-            secret: secret.clone(),
+            secrets: Arc::clone(&secrets),
             schemas: Mutex::new(HashMap::new()),
             lock_tables: locks::LockTables::default(),
         };
@@ -246,7 +248,7 @@ impl PgLayer {
         Error::Database {
             layer: self.ident.clone(),
             kind,
-            message: scrub(&message, self.secret.as_deref()),
+            message: scrub(&self.secrets, &message),
         }
     }
 
@@ -275,23 +277,6 @@ impl PgLayer {
     }
 }
 
-/// The password of a URL, if it has one (to scrub it from driver messages).
-fn url_password(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
-}
-
-/// Removes a secret from a message (a driver may echo parts of its configuration).
-fn scrub(message: &str, secret: Option<&str>) -> String {
-    match secret {
-        Some(secret) if !secret.is_empty() => message.replace(secret, "***"),
-        _ => message.to_owned(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // SQL text
 
@@ -304,7 +289,8 @@ fn statement(sql: String) -> Query<'static, Postgres, PgArguments> {
 
 /// Quotes an identifier (validated before; doubling quotes is a second line of defence).
 fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
+    use crate::query::dialect::Dialect;
+    crate::query::PgDialect.quote_identifier(ident)
 }
 
 /// Checks an item table name: korm's pattern, and short enough for PostgreSQL.
@@ -903,12 +889,6 @@ async fn apply_op(working: &mut Working<'_>, conn: &mut PgConnection, op: &Layer
 // ---------------------------------------------------------------------------------------------
 // Reads
 
-enum Column {
-    Id,
-    Skip,
-    Field(Arc<str>, Option<ColumnKind>),
-}
-
 impl PgLayer {
     /// Runs a `SELECT *` on an item table and decodes its rows. A table dropped since its
     /// schema was read gives no rows.
@@ -959,7 +939,7 @@ impl PgLayer {
 
     /// How to read each column of a result, by name; columns the cache does not know
     /// (another process added them) make it read the schema again, once.
-    async fn column_plan(&self, table: &str, row: &PgRow) -> Result<Vec<Column>> {
+    async fn column_plan(&self, table: &str, row: &PgRow) -> Result<Vec<ReadColumn>> {
         let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
         let mut schema = self.cached(table);
         let stale = schema.as_ref().is_none_or(|s| {
@@ -973,20 +953,12 @@ impl PgLayer {
         }
         Ok(names
             .into_iter()
-            .map(|n| {
-                if n == ID_COLUMN {
-                    Column::Id
-                } else if n.starts_with(UNIQUE_PREFIX) {
-                    Column::Skip
-                } else {
-                    Column::Field(Arc::from(n), schema.as_ref().and_then(|s| s.kind_of(n)))
-                }
-            })
+            .map(|n| ReadColumn::of(n, schema.as_ref()))
             .collect())
     }
 }
 
-fn decode_row(table: &str, plan: &[Column], row: &PgRow) -> Result<StoredRow> {
+fn decode_row(table: &str, plan: &[ReadColumn], row: &PgRow) -> Result<StoredRow> {
     let mut id = None;
     let mut cells = Vec::with_capacity(plan.len());
     for (i, column) in plan.iter().enumerate() {
@@ -995,8 +967,8 @@ fn decode_row(table: &str, plan: &[Column], row: &PgRow) -> Result<StoredRow> {
             reason: format!("column {i} is missing from the result"),
         })?;
         match column {
-            Column::Skip => {}
-            Column::Id => match decode_cell(table, ID_COLUMN, Some(ColumnKind::Text), value)? {
+            ReadColumn::Skip => {}
+            ReadColumn::Id => match decode_cell(table, ID_COLUMN, Some(ColumnKind::Text), value)? {
                 Cell::Text(text) => id = Some(text),
                 _ => {
                     return Err(Error::Decode {
@@ -1005,7 +977,7 @@ fn decode_row(table: &str, plan: &[Column], row: &PgRow) -> Result<StoredRow> {
                     });
                 }
             },
-            Column::Field(name, kind) => {
+            ReadColumn::Field(name, kind) => {
                 cells.push((Arc::clone(name), decode_cell(table, name, *kind, value)?));
             }
         }
@@ -1126,17 +1098,6 @@ fn decode_cell(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_found_and_scrubbed() {
-        assert_eq!(
-            url_password("postgres://u:s3cret@h/d").as_deref(),
-            Some("s3cret")
-        );
-        assert_eq!(url_password("postgres://u@h/d"), None);
-        assert_eq!(url_password("postgres://h/d"), None);
-        assert_eq!(scrub("bad s3cret here", Some("s3cret")), "bad *** here");
-    }
 
     #[test]
     fn kinds_map_both_ways() {

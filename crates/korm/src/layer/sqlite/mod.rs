@@ -22,7 +22,7 @@ use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
-use super::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, unique_index_name};
+use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, StoredRow, fingerprint};
@@ -738,8 +738,8 @@ fn query_rows(
         for (i, column) in plan.columns.iter().enumerate() {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
             match column {
-                Column::Skip => {}
-                Column::Id => match value {
+                ReadColumn::Skip => {}
+                ReadColumn::Id => match value {
                     ValueRef::Text(t) => id = Some(String::from_utf8_lossy(t).into_owned()),
                     _ => {
                         return Err(Error::Decode {
@@ -748,7 +748,7 @@ fn query_rows(
                         });
                     }
                 },
-                Column::Field(name, kind) => {
+                ReadColumn::Field(name, kind) => {
                     cells.push((Arc::clone(name), decode_cell(table, name, *kind, value)?));
                 }
             }
@@ -767,7 +767,7 @@ fn query_rows(
 #[derive(Debug)]
 pub(crate) struct ReadPlan {
     names: Vec<Box<str>>,
-    columns: Vec<Column>,
+    columns: Vec<ReadColumn>,
 }
 
 impl ReadPlan {
@@ -808,31 +808,13 @@ fn column_plan(
         schemas.insert(table.to_owned(), fresh);
     }
     let schema = schemas.get(table);
-    let columns = names
-        .iter()
-        .map(|&n| {
-            if n == ID_COLUMN {
-                Column::Id
-            } else if n.starts_with(UNIQUE_PREFIX) {
-                Column::Skip
-            } else {
-                Column::Field(Arc::from(n), schema.and_then(|s| s.kind_of(n)))
-            }
-        })
-        .collect();
+    let columns = names.iter().map(|&n| ReadColumn::of(n, schema)).collect();
     let plan = Arc::new(ReadPlan {
         names: names.into_iter().map(Box::from).collect(),
         columns,
     });
     plans.insert(table.to_owned(), Arc::clone(&plan));
     Ok(plan)
-}
-
-#[derive(Debug)]
-enum Column {
-    Id,
-    Skip,
-    Field(Arc<str>, Option<ColumnKind>),
 }
 
 /// Reads one stored value back as a cell, by its column's kind. JSON stays text: it is
