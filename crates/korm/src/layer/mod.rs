@@ -134,6 +134,8 @@ pub(crate) fn secrets_of(url: &str) -> Vec<String> {
         }
     }
     out.retain(|s| !s.is_empty());
+    out.sort();
+    out.dedup();
     out
 }
 
