@@ -285,6 +285,8 @@ async fn in_place_writes_leave_checkpoints_to_the_connection_thread() {
         .await
         .expect("open");
     let small = std::fs::metadata(&path).expect("db file").len();
+    // In WAL mode, so the main file grows only by checkpoints.
+    assert_eq!(journal_mode(&path), "wal");
     for n in 0..1_100 {
         create_note(&pool, n).await;
     }
@@ -305,5 +307,51 @@ async fn in_place_writes_leave_checkpoints_to_the_connection_thread() {
         .await
         .expect("query");
     assert_eq!(all.len(), 1_100);
+    pool.close().await;
+}
+
+/// The journal mode of a database file, read by a connection of its own.
+fn journal_mode(path: &std::path::Path) -> String {
+    rusqlite::Connection::open(path)
+        .expect("open")
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_journal_is_the_default_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wal_path = dir.path().join("wal.sqlite");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&wal_path))
+        .open()
+        .await
+        .expect("open");
+    create_note(&pool, 1).await;
+    assert_eq!(journal_mode(&wal_path), "wal");
+    pool.close().await;
+
+    // Without WAL, NORMAL commits sync in SQLite's rollback journal, so writes go to the
+    // connection thread; they must still land, one by one and concurrently.
+    let plain_path = dir.path().join("plain.sqlite");
+    let layer = korm::layers::sqlite(&plain_path)
+        .with_wal_journal(false)
+        .with_synchronous(korm::layers::Synchronous::Normal);
+    let pool = korm::pool().layer("db", layer).open().await.expect("open");
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move { create_note(&pool, n).await }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(journal_mode(&plain_path), "delete");
+    let all = korm::item::<Note>(&pool)
+        .query(NOTES.parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 20);
     pool.close().await;
 }

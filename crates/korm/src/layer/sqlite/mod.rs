@@ -58,17 +58,33 @@ impl SqliteLayer {
     pub(crate) async fn open(ident: &str, options: SqliteOptions) -> Result<SqliteLayer> {
         let layer = ident.to_owned();
         let busy_timeout = options.busy_timeout;
-        // Writes run in place only when a commit never syncs to disk: a WAL-mode file (or
-        // memory) with synchronous NORMAL or OFF. Checkpoints (which do sync) then move to the
-        // connection thread, every CHECKPOINT_EVERY commits.
-        let writes_in_place = options.synchronous != Synchronous::Full;
-        let checkpoint_every =
-            (writes_in_place && options.target != Target::Memory && options.wal_journal)
-                .then_some(CHECKPOINT_EVERY);
-        let worker = Worker::start(ident, busy_timeout, checkpoint_every, move || {
-            open_connection(&layer, &options, checkpoint_every.is_some())
+        let fast_commits = options.synchronous != Synchronous::Full;
+        let memory = options.target == Target::Memory;
+        let wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wal_seen = Arc::clone(&wal);
+        let worker = Worker::start(ident, busy_timeout, move || {
+            open_connection(&layer, &options, &wal_seen)
         })
         .await?;
+        let wal = wal.load(std::sync::atomic::Ordering::SeqCst);
+        // Writes run in place only when a commit never syncs to disk: memory, or a file that
+        // really is in WAL mode (the switch can fail when another process holds the file) with
+        // synchronous NORMAL or OFF. In rollback-journal mode a NORMAL commit still syncs.
+        // Checkpoints (which do sync) then move to the connection thread, every
+        // CHECKPOINT_EVERY commits, and SQLite's own checkpoint-on-commit is turned off.
+        let writes_in_place = fast_commits && (memory || wal);
+        if writes_in_place && wal {
+            worker
+                .call(|state| {
+                    state
+                        .conn
+                        .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+                        .map_err(|e| db_error(&state.ident, e))?;
+                    state.set_checkpoint_every(Some(CHECKPOINT_EVERY));
+                    Ok(())
+                })
+                .await?;
+        }
         Ok(SqliteLayer {
             ident: ident.to_owned(),
             worker,
@@ -80,7 +96,7 @@ impl SqliteLayer {
 fn open_connection(
     layer: &str,
     options: &SqliteOptions,
-    own_checkpoints: bool,
+    wal: &std::sync::atomic::AtomicBool,
 ) -> Result<Connection> {
     let conn = match &options.target {
         Target::File(path) => Connection::open_with_flags(
@@ -108,14 +124,10 @@ fn open_connection(
             tracing::warn!(layer, error = %e, "could not switch SQLite to WAL journal mode; continuing");
         }
     }
-    if own_checkpoints {
-        let wal = conn
-            .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
-            .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
-        if wal && let Err(e) = conn.execute_batch("PRAGMA wal_autocheckpoint = 0;") {
-            tracing::warn!(layer, error = %e, "could not turn off SQLite's automatic checkpoints; continuing");
-        }
-    }
+    let in_wal = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0))
+        .is_ok_and(|mode| mode.eq_ignore_ascii_case("wal"));
+    wal.store(in_wal, std::sync::atomic::Ordering::SeqCst);
     if let Err(e) = conn.execute_batch(&format!(
         "PRAGMA synchronous = {};",
         options.synchronous.pragma()

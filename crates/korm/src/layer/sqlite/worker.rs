@@ -61,6 +61,11 @@ impl State {
         }
     }
 
+    /// Makes korm run checkpoints every `every` commits (or leaves them to SQLite).
+    pub(crate) fn set_checkpoint_every(&mut self, every: Option<u32>) {
+        self.checkpoint_every = every;
+    }
+
     fn checkpoint_due(&self) -> bool {
         self.checkpoint_every
             .is_some_and(|every| self.commits >= every)
@@ -93,7 +98,6 @@ impl Worker {
     pub(crate) async fn start(
         ident: &str,
         busy_timeout: Duration,
-        checkpoint_every: Option<u32>,
         open: impl FnOnce() -> Result<Connection> + Send + 'static,
     ) -> Result<Worker> {
         let (opened_tx, opened_rx) = oneshot::channel::<Result<Arc<Mutex<State>>>>();
@@ -116,7 +120,7 @@ impl Worker {
                     plans: HashMap::new(),
                     ident: thread_ident,
                     commits: 0,
-                    checkpoint_every,
+                    checkpoint_every: None,
                 }));
                 if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
                     return;
