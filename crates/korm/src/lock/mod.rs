@@ -121,7 +121,11 @@ impl Locks {
         keys.sort_unstable();
         keys.dedup();
         let started = Instant::now();
-        let deadline = started + wait;
+        // A wait too long to add (Duration::MAX) means no deadline in practice: about a
+        // century, never an overflow panic.
+        let deadline = started
+            .checked_add(wait)
+            .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 24 * 3600));
         let mut guards = Vec::with_capacity(keys.len());
         for key in keys {
             match self.acquire_one(Arc::clone(&key), deadline, false).await {

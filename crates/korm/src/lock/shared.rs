@@ -188,7 +188,11 @@ impl SharedLocks {
             if let Some(token) = inner.layer.lock_acquire(&claim).await? {
                 return Ok(Some(self.start_lease(lock_id, token)));
             }
-            if once || Instant::now() + inner.retry > deadline {
+            if once
+                || Instant::now()
+                    .checked_add(inner.retry)
+                    .is_none_or(|next| next > deadline)
+            {
                 return Ok(None);
             }
             tokio::time::sleep(inner.retry).await;

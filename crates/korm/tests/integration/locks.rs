@@ -831,3 +831,35 @@ async fn a_killed_holder_is_taken_over_after_its_ttl() {
     guard.release().await.expect("release");
     pool.close().await;
 }
+
+#[tokio::test]
+async fn an_endless_wait_never_overflows() {
+    // Duration::MAX can not be added to an Instant: it must mean "wait as long as it takes",
+    // never a panic.
+    let pool = memory_pool().await;
+    let rn: Rn<Counter> = new_rn("[rn]:counters:main:");
+    let locker = pool.locker();
+    let held = locker
+        .acquire_within(&rn, Duration::MAX)
+        .await
+        .expect("a free lock");
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(200),
+        locker.acquire_within(&rn, Duration::MAX),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "the second acquire waits while the lock is held"
+    );
+    drop(held);
+    let again = tokio::time::timeout(
+        Duration::from_secs(5),
+        locker.acquire_within(&rn, Duration::MAX),
+    )
+    .await
+    .expect("acquired once released")
+    .expect("a lock");
+    drop(again);
+    pool.close().await;
+}
