@@ -234,7 +234,7 @@ struct Measure {
 }
 
 #[tokio::test]
-async fn a_non_finite_float_is_an_encode_error_or_round_trips() {
+async fn a_non_finite_float_is_an_encode_error() {
     for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let db = file_db().await;
         let result = korm::item::<Measure>(&db.pool)
@@ -242,27 +242,17 @@ async fn a_non_finite_float_is_an_encode_error_or_round_trips() {
             .expect("floating item")
             .create()
             .await;
-        match result {
-            Err(Error::Encode { .. }) => assert!(db.tables().is_empty()),
-            Err(e) => panic!("{x}: expected Encode, got {e:?}"),
-            Ok(item) => {
-                let loaded = korm::item::<Measure>(&db.pool)
-                    .load(item.rn().clone())
-                    .get()
-                    .await;
-                assert!(
-                    loaded.is_ok(),
-                    "{x}: created, but loading fails: {:?}",
-                    loaded.err()
-                );
-            }
-        }
+        assert!(
+            matches!(result, Err(Error::Encode { .. })),
+            "{x}: {result:?}"
+        );
+        assert!(db.tables().is_empty(), "{x}: nothing is written");
         db.pool.close().await;
     }
 }
 
 #[tokio::test]
-async fn a_u64_above_i64_max_is_an_encode_error_or_round_trips() {
+async fn a_u64_above_i64_max_is_an_encode_error() {
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Big {
         n: u64,
@@ -273,17 +263,7 @@ async fn a_u64_above_i64_max_is_an_encode_error_or_round_trips() {
         .expect("floating item")
         .create()
         .await;
-    match result {
-        Err(Error::Encode { .. }) => assert!(db.tables().is_empty()),
-        Err(e) => panic!("expected Encode, got {e:?}"),
-        Ok(item) => {
-            let loaded = korm::item::<Big>(&db.pool)
-                .load(item.rn().clone())
-                .get()
-                .await
-                .expect("a created item loads");
-            assert_eq!(loaded.data(), &Big { n: u64::MAX });
-        }
-    }
+    assert!(matches!(result, Err(Error::Encode { .. })), "{result:?}");
+    assert!(db.tables().is_empty(), "nothing is written");
     db.pool.close().await;
 }

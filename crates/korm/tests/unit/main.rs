@@ -467,6 +467,19 @@ async fn danger_debug_prints_what_it_does_and_runs_only_through_danger() {
     let debug = format!("{destroy:?}");
     assert!(debug.starts_with("Danger"), "{debug}");
     assert!(debug.contains("destroy a deleted item"), "{debug}");
+    // Something is stored at the RN again, so the assertion below can only hold if destroy
+    // removed it.
+    users
+        .from_data(
+            rn.clone(),
+            User {
+                username: "fred again".into(),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create again");
     korm::danger(destroy).await.expect("destroy");
     assert!(
         users.load(rn).get_optional().await.expect("load").is_none(),
