@@ -32,7 +32,7 @@ use crate::layer::OpKind;
 use crate::model::{StoredRow, encode, fields_to_map};
 use crate::pool::Pool;
 use crate::rn::Rn;
-use crate::write::{WriteOp, WritePlan, execute};
+use crate::write::{BeforeImage, WriteOp, WritePlan, execute};
 
 /// What a model needs to be stored by korm: serde both ways, and safe to move between tasks.
 pub trait Model: Serialize + DeserializeOwned + Send + Sync + 'static {}
@@ -207,7 +207,7 @@ impl<T: Model> FloatingItem<T> {
             pool: self.pool,
             rn: self.rn,
             data: self.data,
-            stored: Stored::Written(stored),
+            stored: BeforeImage::Written(stored),
         })
     }
 }
@@ -234,7 +234,7 @@ impl<T: Model> FloatingItem<T> {
 fn commit_op<T: Model>(
     rn: &Rn<T>,
     data: &T,
-    stored: Stored,
+    stored: BeforeImage,
     options: WriteOptions,
 ) -> Result<(WriteOp, Map<String, Value>)> {
     let fields = encode(data)?;
@@ -243,7 +243,7 @@ fn commit_op<T: Model>(
         kind: OpKind::Update,
         rn: rn.untyped(),
         fields,
-        before: Some(stored.into_map()),
+        before: Some(stored),
         destructive: options.destructive,
     };
     Ok((op, new_stored))
@@ -255,33 +255,7 @@ pub struct Item<T> {
     rn: Rn<T>,
     data: T,
     /// The data as stored: the before-image of the next write.
-    stored: Stored,
-}
-
-/// An item's data as stored, kept in the form it arrived in: converting it to storage form
-/// costs a JSON parse, paid only when a write needs the before-image.
-#[derive(Debug)]
-enum Stored {
-    /// As read from its layer.
-    Read(StoredRow),
-    /// As last written by this item.
-    Written(Map<String, Value>),
-}
-
-impl Stored {
-    fn to_map(&self) -> Map<String, Value> {
-        match self {
-            Stored::Read(row) => row.to_map(),
-            Stored::Written(map) => map.clone(),
-        }
-    }
-
-    fn into_map(self) -> Map<String, Value> {
-        match self {
-            Stored::Read(row) => row.to_map(),
-            Stored::Written(map) => map,
-        }
-    }
+    stored: BeforeImage,
 }
 
 impl<T: Model> Item<T> {
@@ -291,7 +265,7 @@ impl<T: Model> Item<T> {
             pool,
             rn,
             data,
-            stored: Stored::Read(row),
+            stored: BeforeImage::Read(row),
         })
     }
 
@@ -343,7 +317,7 @@ impl<T: Model> Item<T> {
             kind: OpKind::Delete,
             rn: self.rn.untyped(),
             fields: Vec::new(),
-            before: Some(self.stored.to_map()),
+            before: Some(self.stored.clone()),
             destructive: false,
         }
     }
@@ -417,7 +391,7 @@ impl<T: Model> UncommittedItem<T> {
             pool,
             rn,
             data,
-            stored: Stored::Written(new_stored),
+            stored: BeforeImage::Written(new_stored),
         })
     }
 }

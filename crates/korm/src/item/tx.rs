@@ -6,10 +6,11 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::commit_op;
-use super::{DeletedItem, FloatingItem, Item, Model, Stored, UncommittedItem, WriteOptions};
+use super::{DeletedItem, FloatingItem, Item, Model, UncommittedItem, WriteOptions};
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::pool::Pool;
+use crate::write::BeforeImage;
 use crate::write::{HeldLock, WriteOp, WritePlan, execute};
 
 /// Starts a transaction on `pool`: add changes, then [`persist`](Tx::persist) them together.
@@ -160,7 +161,7 @@ impl<'g> Tx<'g> {
             pool,
             rn,
             data,
-            stored: Stored::Written(stored.unwrap_or_default()),
+            stored: BeforeImage::Written(stored.unwrap_or_default()),
         })
     }
 
@@ -181,7 +182,7 @@ impl<'g> Tx<'g> {
             pool,
             rn,
             data,
-            stored: Stored::Written(new_stored.unwrap_or_default()),
+            stored: BeforeImage::Written(new_stored.unwrap_or_default()),
         })
     }
 

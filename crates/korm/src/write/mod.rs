@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::layer::{Fence, Layer, LayerOp, OpKind};
 use crate::lock::{LockGuard, item_lock_key, release_all};
-use crate::model::{Field, infer_kind};
+use crate::model::{Field, StoredRow, infer_kind};
 use crate::pool::Pool;
 use crate::rn::Rn;
 
@@ -36,8 +36,9 @@ pub(crate) struct WriteOp {
     pub(crate) rn: Rn,
     /// The new data (insert and update).
     pub(crate) fields: Vec<Field>,
-    /// The item's data before the op, in storage form (update and delete).
-    pub(crate) before: Option<Map<String, Value>>,
+    /// The item's data before the op (update and delete), kept in the form the item had it:
+    /// it becomes storage form only when an undo needs it.
+    pub(crate) before: Option<BeforeImage>,
     /// Whether columns whose kind changed may be recreated.
     pub(crate) destructive: bool,
 }
@@ -238,6 +239,26 @@ pub(crate) fn item_key(rn: &Rn) -> Result<(String, String)> {
     }
 }
 
+/// An item's data as stored, in the form it arrived in. Turning a row read back into storage
+/// form costs a JSON parse per JSON column, so it is paid only when an undo needs it.
+#[derive(Debug, Clone)]
+pub(crate) enum BeforeImage {
+    /// As read from its layer.
+    Read(StoredRow),
+    /// As last written.
+    Written(Map<String, Value>),
+}
+
+impl BeforeImage {
+    /// The data in storage form.
+    pub(crate) fn to_map(&self) -> Map<String, Value> {
+        match self {
+            BeforeImage::Read(row) => row.to_map(),
+            BeforeImage::Written(map) => map.clone(),
+        }
+    }
+}
+
 /// The op that undoes `op`, from its before-image.
 fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (table, id) = item_key(&op.rn).ok()?;
@@ -252,7 +273,8 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
             })
             .collect()
     };
-    let (kind, fields) = match (op.kind, &op.before) {
+    let before = op.before.as_ref().map(BeforeImage::to_map);
+    let (kind, fields) = match (op.kind, &before) {
         (OpKind::Insert, _) => (OpKind::DeleteIfExists, Vec::new()),
         (OpKind::Update, Some(before)) => {
             // Columns the update wrote that the before-image lacks were null before.
