@@ -198,6 +198,12 @@ pub(crate) trait Dialect: Send + Sync {
         format!("\"{}\"", name.replace('"', "\"\""))
     }
 
+    /// The name a collection's table has in this database. The default is the full name;
+    /// MySQL shortens names over its 64-character limit (korm 1.5's hashing rule).
+    fn physical_table(&self, table: &str) -> String {
+        table.to_owned()
+    }
+
     /// How a boolean is bound. The default keeps it a boolean (PostgreSQL); SQLite and
     /// MariaDB store booleans as 0/1 integers, and their JSON extraction yields 0/1 too.
     fn boolean(&self, value: bool) -> SqlValue {
@@ -407,7 +413,10 @@ pub(crate) trait Dialect: Send + Sync {
     ) -> Result<Statement> {
         validate_table(&schema.table)?;
         let mut st = RenderState::default();
-        let mut sql = format!("SELECT * FROM {}", self.quote_identifier(&schema.table));
+        let mut sql = format!(
+            "SELECT * FROM {}",
+            self.quote_identifier(&self.physical_table(&schema.table))
+        );
         if let Some(filter) = filter {
             let condition = self.render_filter(&mut st, schema, filter)?;
             sql.push_str(" WHERE ");

@@ -117,6 +117,10 @@ impl Dialect for MySqlDialect {
         format!("`{}`", name.replace('`', "``"))
     }
 
+    fn physical_table(&self, table: &str) -> String {
+        crate::layer::mysql::physical_table(table)
+    }
+
     fn boolean(&self, value: bool) -> SqlValue {
         // BOOLEAN columns are TINYINT(1) holding 0/1; JSON booleans are extracted as 0/1.
         SqlValue::Integer(i64::from(value))
@@ -884,6 +888,30 @@ mod tests {
             let err = select(None, &[(path, SortOrder::Asc)], None).unwrap_err();
             assert!(matches!(err, Error::InvalidPath { .. }), "{path}: {err:?}");
         }
+    }
+
+    #[test]
+    fn scenario_long_table_is_hashed() {
+        // korm 1.5's fixture: a table name over 64 characters is stored under its hash.
+        let long = "__items__documents__contractsforlongtermrentalofheavyquarryequipment";
+        let long_schema = TableSchema {
+            table: long.into(),
+            ..schema()
+        };
+        let st = render_select(&MySqlDialect, &long_schema, None, &[], None).unwrap();
+        let hashed = crate::layer::mysql::physical_table(long);
+        assert!(
+            hashed.starts_with("__items__") && hashed.len() == 9 + 32,
+            "{hashed}"
+        );
+        assert_eq!(st.sql, format!("SELECT * FROM `{hashed}`"));
+        assert_eq!(
+            render_select(&MySqlDialect, &schema(), None, &[], None)
+                .unwrap()
+                .sql,
+            format!("SELECT * FROM `{TABLE}`"),
+            "a short name is kept"
+        );
     }
 
     #[test]

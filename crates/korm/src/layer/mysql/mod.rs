@@ -836,12 +836,8 @@ impl Layer for MySqlLayer {
             &select.sort,
             select.limit,
         )?;
-        // The dialect names the table by its full name; a hashed table is read instead.
-        let logical = format!("SELECT * FROM {}", quote(table));
-        let sql = match statement.sql.strip_prefix(&logical) {
-            Some(rest) => format!("SELECT * FROM {}{rest}", quote(&physical_table(table))),
-            None => statement.sql,
-        };
+        // The dialect names the physical (hashed, when too long) table itself.
+        let sql = statement.sql;
         let params = statement
             .params
             .into_iter()
