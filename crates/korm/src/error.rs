@@ -127,6 +127,26 @@ pub enum Error {
         rn: String,
     },
 
+    /// A reference could not be resolved in strict mode: nothing is stored at its RN, or the
+    /// RN names a layer the pool does not have.
+    #[error("missing reference {rn}: {reason}")]
+    MissingReference {
+        /// The referenced RN.
+        rn: String,
+        /// Why it could not be resolved.
+        reason: String,
+    },
+
+    /// Two changes of one write plan touch the same item (a changed resolved reference to
+    /// the item being written, or two changed copies of one referenced item).
+    #[error("the write changes {rn} twice (a cascade through a resolved reference): {reason}")]
+    CascadeConflict {
+        /// The item changed twice.
+        rn: String,
+        /// Where the two changes come from.
+        reason: String,
+    },
+
     /// A query that must match (`first()`) matched nothing.
     #[error("no item in {rn} matches the query")]
     NoMatch {

@@ -52,6 +52,7 @@ mod lock;
 pub mod model;
 mod pool;
 pub mod query;
+mod resolve;
 pub mod rn;
 mod write;
 
@@ -63,7 +64,7 @@ pub use item::{
 };
 pub use item::{Tx, TxHandle, TxOutcome, tx};
 pub use lock::{LockGuard, LockOptions, Locker};
-pub use model::{ColumnKind, Encrypted, Password, Unique};
+pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use rn::{Rn, RnForm};

@@ -206,6 +206,18 @@ impl Pool {
         }
     }
 
+    /// How many read statements (selects, fetches by id, reference-prefix scans) the layer
+    /// named `layer` has sent since the pool opened; `None` for a layer the pool does not
+    /// have. Reference resolution is batched per layer and table, and this is how a program
+    /// (or a test) can see it.
+    pub fn read_statements(&self, layer: &str) -> Option<u64> {
+        self.inner
+            .layers
+            .iter()
+            .find(|(name, _)| name == layer)
+            .map(|(_, l)| l.read_statements())
+    }
+
     /// Locks on RNs, held around a program's own read-modify-write cycles (see [`Locker`]).
     pub fn locker(&self) -> Locker {
         Locker::new(self.clone())

@@ -12,6 +12,7 @@
 //! one) does not compile.
 
 mod read;
+pub(crate) use read::select_rows;
 mod show;
 mod tx;
 
@@ -29,7 +30,7 @@ pub use tx::{Tx, TxHandle, TxOutcome, tx};
 use crate::danger::Danger;
 use crate::error::{Error, Result};
 use crate::layer::OpKind;
-use crate::model::{StoredRow, encode, fields_to_map};
+use crate::model::{Cascade, StoredRow, collect_cascades, encode, fields_to_map};
 use crate::pool::Pool;
 use crate::rn::Rn;
 use crate::write::{BeforeImage, WriteOp, WritePlan, execute};
@@ -201,8 +202,8 @@ impl<T: Model> FloatingItem<T> {
     /// # Errors
     /// As [`create`](FloatingItem::create).
     pub async fn create_with(self, options: WriteOptions) -> Result<Item<T>> {
-        let (op, stored) = self.create_op(options)?;
-        execute(&self.pool, WritePlan::single(op)).await?;
+        let prepared = self.create_op(options)?;
+        let stored = prepared.run(&self.pool, options).await?;
         Ok(Item {
             pool: self.pool,
             rn: self.rn,
@@ -215,8 +216,9 @@ impl<T: Model> FloatingItem<T> {
 impl<T: Model> FloatingItem<T> {
     /// The op that stores the item, and its data as it will be stored (the before-image of
     /// the item's next write).
-    fn create_op(&self, options: WriteOptions) -> Result<(WriteOp, Map<String, Value>)> {
-        let fields = encode(&self.data)?;
+    fn create_op(&self, options: WriteOptions) -> Result<Prepared> {
+        let (fields, cascades) = collect_cascades(|| encode(&self.data));
+        let fields = fields?;
         let stored = fields_to_map(&fields);
         let op = WriteOp {
             kind: OpKind::Insert,
@@ -225,7 +227,92 @@ impl<T: Model> FloatingItem<T> {
             before: None,
             destructive: options.destructive,
         };
-        Ok((op, stored))
+        Prepared::new(op, stored, cascades)
+    }
+}
+
+/// A create or commit ready to run: its op, the data as it will be stored, and the cascaded
+/// updates of changed resolved references (X3).
+pub(crate) struct Prepared {
+    pub(crate) op: WriteOp,
+    pub(crate) stored: Map<String, Value>,
+    pub(crate) cascades: Vec<Cascade>,
+}
+
+impl Prepared {
+    /// Checks that no item is changed twice: the item itself through a resolved reference
+    /// to it, or one referenced item through two changed copies.
+    fn new(op: WriteOp, stored: Map<String, Value>, cascades: Vec<Cascade>) -> Result<Self> {
+        let key = |rn: &crate::rn::Rn| {
+            (
+                rn.layer().map(str::to_owned),
+                rn.table_name(),
+                rn.id().map(str::to_ascii_lowercase),
+            )
+        };
+        let same = |a: &crate::rn::Rn, b: &crate::rn::Rn| {
+            let (la, ta, ia) = key(a);
+            let (lb, tb, ib) = key(b);
+            ta == tb && ia == ib && (la.is_none() || lb.is_none() || la == lb)
+        };
+        for (i, cascade) in cascades.iter().enumerate() {
+            if same(&cascade.rn, &op.rn) {
+                return Err(Error::CascadeConflict {
+                    rn: cascade.rn.to_string(),
+                    reason: "a changed resolved reference points back at the item written"
+                        .to_owned(),
+                });
+            }
+            if cascades[..i]
+                .iter()
+                .any(|other| same(&other.rn, &cascade.rn))
+            {
+                return Err(Error::CascadeConflict {
+                    rn: cascade.rn.to_string(),
+                    reason: "two changed resolved references hold copies of the same item"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(Prepared {
+            op,
+            stored,
+            cascades,
+        })
+    }
+
+    /// The update ops of the cascades.
+    pub(crate) fn cascade_ops(&self, destructive: bool) -> Vec<WriteOp> {
+        self.cascades
+            .iter()
+            .map(|cascade| WriteOp {
+                kind: OpKind::Update,
+                rn: cascade.rn.clone(),
+                fields: cascade.fields.clone(),
+                before: Some(cascade.before.clone()),
+                destructive,
+            })
+            .collect()
+    }
+
+    /// Runs the op and its cascades as one write plan; returns the data as stored.
+    async fn run(self, pool: &Pool, options: WriteOptions) -> Result<Map<String, Value>> {
+        let mut ops = Vec::with_capacity(1 + self.cascades.len());
+        ops.extend(self.cascade_ops(options.destructive));
+        ops.insert(0, self.op);
+        let plan = if ops.len() == 1 {
+            WritePlan::single(ops.remove(0))
+        } else {
+            WritePlan {
+                ops,
+                ..WritePlan::default()
+            }
+        };
+        execute(pool, plan).await?;
+        for cascade in self.cascades {
+            cascade.settle();
+        }
+        Ok(self.stored)
     }
 }
 
@@ -236,8 +323,9 @@ fn commit_op<T: Model>(
     data: &T,
     stored: BeforeImage,
     options: WriteOptions,
-) -> Result<(WriteOp, Map<String, Value>)> {
-    let fields = encode(data)?;
+) -> Result<Prepared> {
+    let (fields, cascades) = collect_cascades(|| encode(data));
+    let fields = fields?;
     let new_stored = fields_to_map(&fields);
     let op = WriteOp {
         kind: OpKind::Update,
@@ -246,7 +334,7 @@ fn commit_op<T: Model>(
         before: Some(stored),
         destructive: options.destructive,
     };
-    Ok((op, new_stored))
+    Prepared::new(op, new_stored, cascades)
 }
 
 /// A stored item whose data matches what is stored.
@@ -259,8 +347,18 @@ pub struct Item<T> {
 }
 
 impl<T: Model> Item<T> {
-    pub(crate) fn from_stored(pool: Pool, rn: Rn<T>, row: StoredRow) -> Result<Self> {
-        let data = decode::<T>(&rn, &row)?;
+    /// An item read back from its layer. With the rows a resolution fetched in scope, the
+    /// model's [`Ref`](crate::Ref) fields decode their referenced data.
+    pub(crate) fn from_stored_resolved(
+        pool: Pool,
+        rn: Rn<T>,
+        row: StoredRow,
+        resolved: Option<&std::sync::Arc<crate::model::Resolved>>,
+    ) -> Result<Self> {
+        let data = match resolved {
+            Some(resolved) => crate::model::with_resolved(resolved, || decode::<T>(&rn, &row))?,
+            None => decode::<T>(&rn, &row)?,
+        };
         Ok(Item {
             pool,
             rn,
@@ -385,8 +483,9 @@ impl<T: Model> UncommittedItem<T> {
             data,
             stored,
         } = self.item;
-        let (op, new_stored) = commit_op(&rn, &data, stored, options)?;
-        execute(&pool, WritePlan::single(op)).await?;
+        let new_stored = commit_op(&rn, &data, stored, options)?
+            .run(&pool, options)
+            .await?;
         Ok(Item {
             pool,
             rn,

@@ -1,15 +1,18 @@
 //! The one read path: queries over a collection and loads by RN.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::{Item, Model};
 use crate::error::{Error, Result};
 use crate::layer::Select;
-use crate::model::{Cell, StoredRow};
+use crate::model::{Cell, Resolved, StoredRow};
 use crate::pool::Pool;
 use crate::query::{FieldPath, Filter, PathStep, SortOrder, memory};
+use crate::resolve::{self, ResolveOptions, ResolvePath};
 use crate::rn::Rn;
 
 /// A query over one collection, built with [`ItemHandle::query`](super::ItemHandle::query).
@@ -23,6 +26,7 @@ pub struct Query<T> {
     filter: Option<Filter>,
     sort: Vec<(String, SortOrder)>,
     stringify_sort: bool,
+    resolve: ResolveOptions,
     problem: Option<Error>,
 }
 
@@ -32,6 +36,7 @@ impl<T> fmt::Debug for Query<T> {
             .field("rn", &self.rn)
             .field("filter", &self.filter)
             .field("sort", &self.sort)
+            .field("resolve", &self.resolve.paths)
             .finish_non_exhaustive()
     }
 }
@@ -44,8 +49,41 @@ impl<T: Model> Query<T> {
             filter: None,
             sort: Vec::new(),
             stringify_sort: false,
+            resolve: ResolveOptions::default(),
             problem: None,
         }
+    }
+
+    /// Resolves references in the items found, along these paths (X1): `owner` (the
+    /// reference in field `owner`), `owner.*` (every direct reference of the owner),
+    /// `owner.*.*` (two levels), `owner.addresses[*].city`, `previousOwners[*]`,
+    /// `previousOwners[0]`. A resolved [`Ref`](crate::Ref) gives the referenced data.
+    ///
+    /// Each hop is batched: the references of all items found are fetched with one
+    /// statement per layer and table (per chunk of ids), never one per item. Keys are
+    /// `[A-Za-z_][A-Za-z0-9_]*` or `*`; a wildcard skips keys in the data that are not such
+    /// names. A missing referenced item is left unresolved unless [`strict`](Query::strict).
+    pub fn resolve<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if !self.resolve.paths.is_empty() {
+            self.reject("resolve", "given twice; pass every path in one call");
+        }
+        self.resolve.paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Makes a missing referenced item (or a reference to a layer the pool does not have) an
+    /// [`Error::MissingReference`] naming its RN, instead of a reference left unresolved
+    /// (K3).
+    pub fn strict(mut self) -> Self {
+        if self.resolve.strict {
+            self.reject("strict", "given twice");
+        }
+        self.resolve.strict = true;
+        self
     }
 
     fn reject(&mut self, option: &'static str, reason: &str) {
@@ -130,46 +168,24 @@ impl<T: Model> Query<T> {
                 reason: "a query needs a collection rn (namespace:kind:*)".to_owned(),
             });
         }
-        if let Some(filter) = &self.filter {
-            filter.validate()?;
-        }
-        let table = collection_table(&self.rn)?;
-        let layer = self.pool.route(&self.rn)?;
+        let paths = self.resolve.parse()?;
         let sort_paths = self
             .sort
             .iter()
             .map(|(path, _)| FieldPath::parse(path))
             .collect::<Result<Vec<_>>>()?;
-        // Filters on encrypted fields are evaluated in memory after decryption (see
-        // query::memory); then the limit applies after them, not in SQL.
-        let (filter, residual) = match self.filter {
-            Some(filter) => match layer.table_schema(&table).await? {
-                Some(schema) => memory::split(filter, &schema)?,
-                None => (Some(filter), None),
-            },
-            None => (None, None),
-        };
-        let rows = layer
-            .select(
-                &table,
-                Select {
-                    filter,
-                    sort: self.sort,
-                    limit: if residual.is_some() { None } else { limit },
-                },
-            )
-            .await?;
+        let rows = select_rows(
+            self.pool.clone(),
+            self.rn.untyped(),
+            self.filter,
+            self.sort,
+            limit,
+        )
+        .await?;
+        let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            if limit.is_some_and(|n| items.len() as u64 >= n) {
-                break;
-            }
             let rn = item_rn(&self.rn, &row.id)?;
-            if let Some(residual) = &residual
-                && !residual.matches(rn.as_str(), &row)?
-            {
-                continue;
-            }
             if !self.stringify_sort {
                 for path in &sort_paths {
                     if let Some(found) = non_scalar_at(&row, path) {
@@ -181,9 +197,207 @@ impl<T: Model> Query<T> {
                     }
                 }
             }
-            items.push(Item::from_stored(self.pool.clone(), rn, row)?);
+            items.push(Item::from_stored_resolved(
+                self.pool.clone(),
+                rn,
+                row,
+                resolved.as_ref(),
+            )?);
         }
         Ok(items)
+    }
+}
+
+/// Resolves `paths` from `rows`; `None` when there is nothing to resolve.
+async fn resolve_rows(
+    pool: &Pool,
+    rows: &[StoredRow],
+    paths: &[ResolvePath],
+    strict: bool,
+) -> Result<Option<Arc<Resolved>>> {
+    if paths.is_empty() || rows.is_empty() {
+        return Ok(None);
+    }
+    let roots: Vec<&StoredRow> = rows.iter().collect();
+    let resolved = resolve::resolve(pool, &roots, paths, strict).await?;
+    Ok((!resolved.is_empty()).then(|| Arc::new(resolved)))
+}
+
+/// The read path below the typed API: the rows of `collection` matching `filter`, sorted,
+/// limited. Filters through references are planned into SQL (a semi-join in the same
+/// database, a list of matching RNs from another), filters on encrypted fields are evaluated
+/// in memory, and sorts through references are done in memory after one batched fetch of
+/// the referenced items.
+pub(crate) fn select_rows(
+    pool: Pool,
+    collection: Rn,
+    filter: Option<Filter>,
+    sort: Vec<(String, SortOrder)>,
+    limit: Option<u64>,
+) -> resolve::BoxFuture<'static, Result<Vec<StoredRow>>> {
+    Box::pin(select_rows_inner(pool, collection, filter, sort, limit))
+}
+
+async fn select_rows_inner(
+    pool: Pool,
+    collection: Rn,
+    filter: Option<Filter>,
+    sort: Vec<(String, SortOrder)>,
+    limit: Option<u64>,
+) -> Result<Vec<StoredRow>> {
+    if let Some(filter) = &filter {
+        filter.validate()?;
+    }
+    let table = collection_table(&collection)?;
+    let layer = Arc::clone(pool.route(&collection)?);
+    let sort_paths = sort
+        .iter()
+        .map(|(path, _)| FieldPath::parse(path))
+        .collect::<Result<Vec<_>>>()?;
+    let needs_schema = filter.is_some() || sort_paths.iter().any(|p| !p.steps().is_empty());
+    let schema = if needs_schema {
+        layer.table_schema(&table).await?
+    } else {
+        None
+    };
+    let (filter, residual) = match (filter, &schema) {
+        (Some(filter), Some(schema)) => {
+            // A filter evaluated (partly) in memory gets RN lists, which memory can test;
+            // otherwise references into the same database become semi-joins.
+            let semi_join = !memory::reads_encrypted(&filter, schema)?;
+            let planned = resolve::plan_filter(&pool, &layer, schema, filter, semi_join).await?;
+            memory::split(planned, schema)?
+        }
+        (filter, _) => (filter, None),
+    };
+    let sort_in_memory = schema.as_ref().is_some_and(|schema| {
+        sort_paths
+            .iter()
+            .any(|p| resolve::through_reference(schema, p))
+    });
+    let in_memory_limit = residual.is_some() || sort_in_memory;
+    let rows = layer
+        .select(
+            &table,
+            Select {
+                filter,
+                sort: if sort_in_memory {
+                    Vec::new()
+                } else {
+                    sort.clone()
+                },
+                limit: if in_memory_limit { None } else { limit },
+            },
+        )
+        .await?;
+    let mut rows = match &residual {
+        Some(residual) => {
+            let mut kept = Vec::with_capacity(rows.len());
+            for row in rows {
+                let rn = format!("{}{}", collection_prefix(&collection), row.id);
+                if residual.matches(&rn, &row)? {
+                    kept.push(row);
+                }
+            }
+            kept
+        }
+        None => rows,
+    };
+    if sort_in_memory {
+        rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref()).await?;
+    }
+    if let Some(n) = limit
+        && in_memory_limit
+    {
+        rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    Ok(rows)
+}
+
+/// The RN text of a collection without its final `*`.
+fn collection_prefix(collection: &Rn) -> &str {
+    let text = collection.as_str();
+    text.strip_suffix('*').unwrap_or(text)
+}
+
+/// Sorts rows in memory by keys some of which go through references, with the order SQL
+/// gives: by type (booleans, numbers, text, objects and arrays), nulls last ascending and
+/// first descending, ties by id.
+async fn sort_rows(
+    pool: &Pool,
+    rows: Vec<StoredRow>,
+    sort: &[(String, SortOrder)],
+    paths: &[FieldPath],
+    schema: Option<&crate::layer::schema::TableSchema>,
+) -> Result<Vec<StoredRow>> {
+    let mut keys: Vec<Vec<Option<Value>>> = Vec::with_capacity(paths.len());
+    for path in paths {
+        if schema.is_some_and(|s| resolve::through_reference(s, path)) {
+            keys.push(resolve::sort_keys_through_reference(pool, &rows, path).await?);
+        } else {
+            keys.push(
+                rows.iter()
+                    .map(|row| resolve::value_at(row, path))
+                    .collect(),
+            );
+        }
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| {
+        for (k, (_, direction)) in sort.iter().enumerate() {
+            let ordering = compare_keys(keys[k][a].as_ref(), keys[k][b].as_ref(), *direction);
+            if ordering != Ordering::Equal {
+                return ordering;
+            }
+        }
+        rows[a].id.cmp(&rows[b].id)
+    });
+    let mut slots: Vec<Option<StoredRow>> = rows.into_iter().map(Some).collect();
+    Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())
+}
+
+fn compare_keys(a: Option<&Value>, b: Option<&Value>, direction: SortOrder) -> Ordering {
+    let a = a.filter(|v| !v.is_null());
+    let b = b.filter(|v| !v.is_null());
+    let (a, b) = match (a, b) {
+        (None, None) => return Ordering::Equal,
+        // Nulls last ascending, first descending: the same place either way round.
+        (None, Some(_)) => {
+            return match direction {
+                SortOrder::Asc => Ordering::Greater,
+                SortOrder::Desc => Ordering::Less,
+            };
+        }
+        (Some(_), None) => {
+            return match direction {
+                SortOrder::Asc => Ordering::Less,
+                SortOrder::Desc => Ordering::Greater,
+            };
+        }
+        (Some(a), Some(b)) => (a, b),
+    };
+    let rank = |v: &Value| match v {
+        Value::Bool(_) => 0,
+        Value::Number(_) => 1,
+        Value::String(_) => 2,
+        _ => 3,
+    };
+    let ordering = rank(a).cmp(&rank(b)).then_with(|| match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => x
+                .as_f64()
+                .zip(y.as_f64())
+                .and_then(|(x, y)| x.partial_cmp(&y))
+                .unwrap_or(Ordering::Equal),
+        },
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (x, y) => x.to_string().cmp(&y.to_string()),
+    });
+    match direction {
+        SortOrder::Asc => ordering,
+        SortOrder::Desc => ordering.reverse(),
     }
 }
 
@@ -193,6 +407,8 @@ impl<T: Model> Query<T> {
 pub struct Load<T> {
     pool: Pool,
     rn: Rn<T>,
+    resolve: ResolveOptions,
+    problem: Option<Error>,
 }
 
 impl<T> fmt::Debug for Load<T> {
@@ -205,7 +421,41 @@ impl<T> fmt::Debug for Load<T> {
 
 impl<T: Model> Load<T> {
     pub(super) fn new(pool: Pool, rn: Rn<T>) -> Self {
-        Load { pool, rn }
+        Load {
+            pool,
+            rn,
+            resolve: ResolveOptions::default(),
+            problem: None,
+        }
+    }
+
+    /// Resolves references of the item along these paths; see
+    /// [`Query::resolve`](crate::Query::resolve).
+    pub fn resolve<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if !self.resolve.paths.is_empty() && self.problem.is_none() {
+            self.problem = Some(Error::InvalidOption {
+                option: "resolve",
+                reason: "given twice; pass every path in one call".to_owned(),
+            });
+        }
+        self.resolve.paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Makes a missing referenced item an error; see [`Query::strict`](crate::Query::strict).
+    pub fn strict(mut self) -> Self {
+        if self.resolve.strict && self.problem.is_none() {
+            self.problem = Some(Error::InvalidOption {
+                option: "strict",
+                reason: "given twice".to_owned(),
+            });
+        }
+        self.resolve.strict = true;
+        self
     }
 
     /// The item.
@@ -225,6 +475,10 @@ impl<T: Model> Load<T> {
     /// # Errors
     /// As [`get`](Load::get), without `NotFound`.
     pub async fn get_optional(self) -> Result<Option<Item<T>>> {
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        let paths = self.resolve.parse()?;
         let (table, id) = match (self.rn.table_name(), self.rn.id()) {
             (Some(table), Some(id)) if self.rn.is_item() => (table, id.to_owned()),
             _ => {
@@ -235,13 +489,17 @@ impl<T: Model> Load<T> {
             }
         };
         let layer = self.pool.route(&self.rn)?;
-        let row = layer.fetch(&table, vec![id]).await?.into_iter().next();
-        row.map(|row| Item::from_stored(self.pool, self.rn, row))
-            .transpose()
+        let Some(row) = layer.fetch(&table, vec![id]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        let rows = [row];
+        let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
+        let [row] = rows;
+        Item::from_stored_resolved(self.pool, self.rn, row, resolved.as_ref()).map(Some)
     }
 }
 
-fn collection_table<T>(rn: &Rn<T>) -> Result<String> {
+fn collection_table(rn: &Rn) -> Result<String> {
     rn.table_name().ok_or_else(|| Error::WrongRnForm {
         rn: rn.to_string(),
         reason: "a query needs a collection rn (namespace:kind:*)".to_owned(),

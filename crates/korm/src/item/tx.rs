@@ -65,6 +65,9 @@ type Finish = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
 
 struct Change {
     op: WriteOp,
+    /// Cascaded updates of changed resolved references (run after every change's own op,
+    /// so op indexes in errors stay the order changes were added).
+    cascades: Vec<crate::model::Cascade>,
     finish: Finish,
 }
 
@@ -116,13 +119,13 @@ impl<'g> Tx<'g> {
     fn push<S: Send + 'static>(
         &mut self,
         pool: &Pool,
-        op: Result<WriteOp>,
+        op: Result<(WriteOp, Vec<crate::model::Cascade>)>,
         finish: impl FnOnce() -> S + Send + 'static,
     ) -> TxHandle<S> {
         let index = self.changes.len();
-        let op = op.and_then(|op| {
+        let op = op.and_then(|(op, cascades)| {
             if pool.same_as(&self.pool) {
-                Ok(op)
+                Ok((op, cascades))
             } else {
                 Err(Error::InvalidOption {
                     option: "tx",
@@ -131,8 +134,9 @@ impl<'g> Tx<'g> {
             }
         });
         match op {
-            Ok(op) => self.changes.push(Change {
+            Ok((op, cascades)) => self.changes.push(Change {
                 op,
+                cascades,
                 finish: Box::new(move || Box::new(finish()) as Box<dyn Any + Send>),
             }),
             Err(e) => {
@@ -152,7 +156,7 @@ impl<'g> Tx<'g> {
     pub fn create<T: Model>(&mut self, item: FloatingItem<T>) -> TxHandle<Item<T>> {
         let prepared = item.create_op(WriteOptions::default());
         let (op, stored) = match prepared {
-            Ok((op, stored)) => (Ok(op), Some(stored)),
+            Ok(p) => (Ok((p.op, p.cascades)), Some(p.stored)),
             Err(e) => (Err(e), None),
         };
         let FloatingItem { pool, rn, data } = item;
@@ -174,7 +178,7 @@ impl<'g> Tx<'g> {
             stored,
         } = item.item;
         let (op, new_stored) = match commit_op(&rn, &data, stored, WriteOptions::default()) {
-            Ok((op, new_stored)) => (Ok(op), Some(new_stored)),
+            Ok(p) => (Ok((p.op, p.cascades)), Some(p.stored)),
             Err(e) => (Err(e), None),
         };
         let owner = pool.clone();
@@ -190,7 +194,7 @@ impl<'g> Tx<'g> {
     pub fn delete<T: Model>(&mut self, item: Item<T>) -> TxHandle<DeletedItem<T>> {
         let op = item.delete_op();
         let owner = item.pool.clone();
-        self.push(&owner, Ok(op), move || DeletedItem { item })
+        self.push(&owner, Ok((op, Vec::new())), move || DeletedItem { item })
     }
 
     /// Stores a deleted item's snapshot again.
@@ -244,14 +248,33 @@ impl<'g> Tx<'g> {
         if let Some(error) = self.error {
             return Err(error);
         }
-        let (ops, finishes): (Vec<WriteOp>, Vec<Finish>) = self
+        let mut cascades = Vec::new();
+        let (mut ops, finishes): (Vec<WriteOp>, Vec<Finish>) = self
             .changes
             .into_iter()
             .map(|mut change| {
                 change.op.destructive |= options.destructive;
+                cascades.append(&mut change.cascades);
                 (change.op, change.finish)
             })
             .unzip();
+        for cascade in &cascades {
+            if ops.iter().any(|op| op.rn.as_str() == cascade.rn.as_str()) {
+                return Err(Error::CascadeConflict {
+                    rn: cascade.rn.to_string(),
+                    reason: "the transaction writes the item and a changed resolved reference \
+                             to it"
+                        .to_owned(),
+                });
+            }
+        }
+        ops.extend(cascades.iter().map(|cascade| WriteOp {
+            kind: crate::layer::OpKind::Update,
+            rn: cascade.rn.clone(),
+            fields: cascade.fields.clone(),
+            before: Some(cascade.before.clone()),
+            destructive: options.destructive,
+        }));
         let held = self
             .held
             .iter()
@@ -259,6 +282,9 @@ impl<'g> Tx<'g> {
             .collect();
         if !ops.is_empty() {
             execute(&self.pool, WritePlan { ops, held }).await?;
+        }
+        for cascade in cascades {
+            cascade.settle();
         }
         Ok(TxOutcome {
             tx: self.id,

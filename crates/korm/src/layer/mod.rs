@@ -228,6 +228,15 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// Runs a select on one table. A table that does not exist yet gives no rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
 
+    /// The distinct prefixes (the RN text before the 36-character item id) of the RN strings
+    /// in `column`, for planning filters and sorts through references. A missing table or
+    /// column gives none. One statement.
+    async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>>;
+
+    /// How many read statements (selects, fetch chunks, prefix scans) the layer has sent
+    /// since it opened.
+    fn read_statements(&self) -> u64;
+
     /// The table's columns and kinds (`None` when it does not exist), for the read planner:
     /// filters on encrypted columns are evaluated in memory, not in SQL.
     async fn table_schema(&self, table: &str) -> Result<Option<schema::TableSchema>>;

@@ -42,12 +42,15 @@ impl ColumnKind {
 
     /// Whether a value of kind `found` may be written into a column of this kind without
     /// recreating the column: the same kind, a whole number into a double column, or a plain
-    /// string into an RN column (both are stored as text).
+    /// string into an RN column and an RN into a text column (both are stored as text; a
+    /// column first written with null is text, and an optional reference may come later).
     pub fn accepts(self, found: ColumnKind) -> bool {
         self == found
             || matches!(
                 (self, found),
-                (ColumnKind::Double, ColumnKind::Integer) | (ColumnKind::RnRef, ColumnKind::Text)
+                (ColumnKind::Double, ColumnKind::Integer)
+                    | (ColumnKind::RnRef, ColumnKind::Text)
+                    | (ColumnKind::Text, ColumnKind::RnRef)
             )
     }
 

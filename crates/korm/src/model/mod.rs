@@ -10,12 +10,17 @@
 
 mod encode;
 mod kind;
+mod reference;
 mod row;
 mod secret;
 mod unique;
 
-pub(crate) use encode::{Field, encode, fields_to_map, fingerprint, infer_kind, is_envelope};
+pub(crate) use encode::{
+    Field, encode, fields_to_map, fingerprint, infer_kind, is_envelope, validate_field_name,
+};
 pub use kind::{ColumnKind, SqlValue};
+pub use reference::Ref;
+pub(crate) use reference::{Cascade, Resolved, collect_cascades, with_resolved};
 pub(crate) use row::{Cell, StoredRow};
 pub use secret::{Encrypted, Password};
 pub use unique::Unique;

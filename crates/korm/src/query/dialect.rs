@@ -291,6 +291,17 @@ pub(crate) trait Dialect: Send + Sync {
         Ok(format!(" LIMIT {n}"))
     }
 
+    /// A subquery body giving one text row per element of the JSON array of strings bound
+    /// at `param` (SQLite: `json_each`).
+    fn json_text_array(&self, param: &str) -> String {
+        format!("SELECT value FROM json_each({param})")
+    }
+
+    /// Text concatenation of two text operands (SQLite and PostgreSQL: `||`).
+    fn concat(&self, a: &str, b: &str) -> String {
+        format!("{a} || {b}")
+    }
+
     /// Binds a value and returns its placeholder.
     fn bind(&self, st: &mut RenderState, value: SqlValue) -> String {
         st.params.push(value);
@@ -488,6 +499,41 @@ pub(crate) trait Dialect: Send + Sync {
                 // `NOT NULL` would drop the row; korm's `not` keeps it.
                 let inner = self.render_filter(st, schema, inner)?;
                 Ok(format!("(({inner}) IS NOT TRUE)"))
+            }
+            FilterNode::RefIn { column, rns } => {
+                if schema.kind_of(column).is_none() || rns.is_empty() {
+                    return Ok(SQL_FALSE.to_owned());
+                }
+                let column = self.quote_identifier(column);
+                // One parameter however many RNs: a JSON array the database iterates.
+                let list = serde_json::to_string(rns).map_err(|e| Error::InvalidFilter {
+                    path: clip(&column),
+                    reason: e.to_string(),
+                })?;
+                let p = self.bind(st, SqlValue::Text(list));
+                Ok(format!(
+                    "({column} IS NOT NULL AND {column} IN ({}))",
+                    self.json_text_array(&p)
+                ))
+            }
+            FilterNode::RefSemi {
+                column,
+                prefix,
+                target,
+                filter,
+            } => {
+                validate_table(&target.table)?;
+                if schema.kind_of(column).is_none() {
+                    return Ok(SQL_FALSE.to_owned());
+                }
+                let column = self.quote_identifier(column);
+                let p = self.bind(st, SqlValue::Text(prefix.clone()));
+                let rn = self.concat(&p, &self.quote_identifier(ID_COLUMN));
+                let table = self.quote_identifier(&self.physical_table(&target.table));
+                let inner = self.render_filter(st, target, filter)?;
+                Ok(format!(
+                    "({column} IS NOT NULL AND {column} IN (SELECT {rn} FROM {table} WHERE {inner}))"
+                ))
             }
         }
     }

@@ -40,6 +40,18 @@ pub(crate) enum FilterNode {
     Or(Vec<Filter>),
     /// The filter does not hold (a missing value does not hold either, so `not` matches it).
     Not(Box<Filter>),
+    /// Planned from a filter through a reference (never built by users): the reference
+    /// column holds one of these RN strings.
+    RefIn { column: String, rns: Vec<String> },
+    /// Planned from a filter through a reference into a table of the same database: the
+    /// reference column holds `prefix || rnId` of a row of `target` matching `filter` (one
+    /// statement, a semi-join).
+    RefSemi {
+        column: String,
+        prefix: String,
+        target: std::sync::Arc<crate::layer::schema::TableSchema>,
+        filter: Box<Filter>,
+    },
 }
 
 /// The deepest nesting of `and`, `or` and `not` a filter may have.
@@ -87,6 +99,8 @@ impl Filter {
                     pending.extend(filters.iter().map(|f| (f, depth + 1)));
                 }
                 FilterNode::Not(inner) => pending.push((inner, depth + 1)),
+                // Planned nodes are built by korm from validated parts.
+                FilterNode::RefIn { .. } | FilterNode::RefSemi { .. } => {}
             }
         }
         Ok(())

@@ -69,6 +69,11 @@ pub(crate) fn split(
                         read.push((column, secret));
                     }
                 }
+                FilterNode::RefIn { column, .. } | FilterNode::RefSemi { column, .. } => {
+                    if !read.iter().any(|(c, _)| c == column) {
+                        read.push((column.clone(), false));
+                    }
+                }
                 FilterNode::And(children) | FilterNode::Or(children) => pending.extend(children),
                 FilterNode::Not(inner) => pending.push(inner),
             }
@@ -91,6 +96,19 @@ pub(crate) fn split(
         }
         node => Ok((None, Some(residual(Filter(node))))),
     }
+}
+
+/// Whether the filter reads an encrypted field of `schema` (it will be evaluated, at least in
+/// part, in memory).
+///
+/// # Errors
+/// As [`split`].
+pub(crate) fn reads_encrypted(filter: &Filter, schema: &TableSchema) -> Result<bool> {
+    let is_encrypted = |path: &str| {
+        FieldPath::parse(path)
+            .is_ok_and(|p| schema.kind_of(p.column()) == Some(ColumnKind::Encrypted))
+    };
+    touches(filter, &is_encrypted)
 }
 
 /// Whether the filter reads an encrypted field; an operator other than eq / in_list on one is
@@ -190,6 +208,11 @@ pub(crate) fn eval(filter: &Filter, row: &HashMap<String, Value>) -> bool {
         FilterNode::Like { path, pattern } => reached(path, row)
             .iter()
             .any(|found| matches!(found, Some(Value::String(text)) if like(text, pattern))),
+        FilterNode::RefIn { column, rns } => {
+            matches!(row.get(column), Some(Value::String(rn)) if rns.iter().any(|r| r == rn))
+        }
+        // The planner never leaves a semi-join for memory (it plans RefIn instead).
+        FilterNode::RefSemi { .. } => false,
     }
 }
 

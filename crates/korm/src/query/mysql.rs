@@ -111,6 +111,16 @@ impl Dialect for MySqlDialect {
         "?".to_owned()
     }
 
+    fn json_text_array(&self, param: &str) -> String {
+        format!(
+            "SELECT j.v FROM JSON_TABLE({param}, '$[*]' COLUMNS (v VARCHAR(2048) PATH '$')) AS j"
+        )
+    }
+
+    fn concat(&self, a: &str, b: &str) -> String {
+        format!("CONCAT({a}, {b})")
+    }
+
     /// Backticks work whatever the session's `sql_mode` (double quotes only under
     /// `ANSI_QUOTES`).
     fn quote_identifier(&self, name: &str) -> String {

@@ -101,6 +101,15 @@ impl Dialect for PgDialect {
         format!("${n}")
     }
 
+    fn json_text_array(&self, param: &str) -> String {
+        format!("SELECT jsonb_array_elements_text(CAST({param} AS jsonb))")
+    }
+
+    /// A bound parameter has no type of its own in PostgreSQL: it is cast to text first.
+    fn concat(&self, a: &str, b: &str) -> String {
+        format!("CAST({a} AS text) || {b}")
+    }
+
     // quote_identifier: the default ANSI double quotes are PostgreSQL's own.
     // boolean: the default binds a real boolean, which BOOLEAN columns and casts compare with.
 

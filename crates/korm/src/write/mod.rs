@@ -245,6 +245,8 @@ pub(crate) fn item_key(rn: &Rn) -> Result<(String, String)> {
 pub(crate) enum BeforeImage {
     /// As read from its layer.
     Read(StoredRow),
+    /// As read from its layer, shared by the references a resolution decoded from one row.
+    Shared(Arc<StoredRow>),
     /// As last written.
     Written(Map<String, Value>),
 }
@@ -254,6 +256,7 @@ impl BeforeImage {
     pub(crate) fn to_map(&self) -> Map<String, Value> {
         match self {
             BeforeImage::Read(row) => row.to_map(),
+            BeforeImage::Shared(row) => row.to_map(),
             BeforeImage::Written(map) => map.clone(),
         }
     }

@@ -2,6 +2,7 @@
 //! layer (`suite.rs`), instantiated here for every backend. Backends that differ get the
 //! difference as an argument, never a skip.
 
+mod refs;
 mod suite;
 #[path = "../support/mod.rs"]
 mod support;
@@ -145,4 +146,9 @@ conformance!(
     old_keys_decrypt_and_commits_rotate,
     tx_second_insert_mismatch_rolls_back_the_first,
     tx_create_commit_delete_together,
+    references_resolve_along_paths,
+    missing_references_and_strict_mode,
+    filters_and_sorts_through_references,
+    cascading_updates,
+    hostile_reference_paths,
 );

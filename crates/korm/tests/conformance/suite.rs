@@ -7,6 +7,8 @@ use korm::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::refs::*;
+
 const USERS: &str = "[rn]:users:freetier:*";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -267,7 +267,7 @@ fn write_and_show_options_builders() {
 }
 
 #[test]
-fn column_kind_accepts_the_same_kind_and_two_widenings() {
+fn column_kind_accepts_the_same_kind_and_three_widenings() {
     let kinds = [
         ColumnKind::Text,
         ColumnKind::Integer,
@@ -281,7 +281,8 @@ fn column_kind_accepts_the_same_kind_and_two_widenings() {
         for found in kinds {
             let expected = stored == found
                 || (stored, found) == (ColumnKind::Double, ColumnKind::Integer)
-                || (stored, found) == (ColumnKind::RnRef, ColumnKind::Text);
+                || (stored, found) == (ColumnKind::RnRef, ColumnKind::Text)
+                || (stored, found) == (ColumnKind::Text, ColumnKind::RnRef);
             assert_eq!(stored.accepts(found), expected, "{stored} accepts {found}?");
         }
     }
@@ -289,7 +290,7 @@ fn column_kind_accepts_the_same_kind_and_two_widenings() {
         !ColumnKind::Integer.accepts(ColumnKind::Double),
         "no narrowing"
     );
-    assert!(!ColumnKind::Text.accepts(ColumnKind::RnRef));
+    assert!(!ColumnKind::Json.accepts(ColumnKind::RnRef));
     assert!(!ColumnKind::Integer.accepts(ColumnKind::Boolean));
     let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
     assert_eq!(

@@ -75,6 +75,8 @@ pub(crate) struct MySqlLayer {
     secrets: Arc<[String]>,
     closed: AtomicBool,
     lock_tables: locks::LockTables,
+    /// Read statements sent (see [`Layer::read_statements`]).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for MySqlLayer {
@@ -102,6 +104,15 @@ fn safe(sql: String) -> AssertSqlSafe<String> {
 
 /// Quotes a validated identifier with backticks (doubling any backtick, which validated
 /// names never contain: a second line of defence).
+impl MySqlLayer {
+    fn count_reads(&self, statements: usize) {
+        self.reads.fetch_add(
+            u64::try_from(statements).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 fn quote(ident: &str) -> String {
     use crate::query::dialect::Dialect;
     crate::query::MySqlDialect.quote_identifier(ident)
@@ -206,6 +217,7 @@ impl MySqlLayer {
             secrets,
             closed: AtomicBool::new(false),
             lock_tables: locks::LockTables::default(),
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -799,6 +811,34 @@ impl Layer for MySqlLayer {
         result
     }
 
+    async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
+        self.check_open()?;
+        validate_table(table)?;
+        match self.cached_schema(table).await? {
+            Some(schema) if schema.kind_of(column).is_some() => {}
+            _ => return Ok(Vec::new()),
+        }
+        self.count_reads(1);
+        let column = quote(column);
+        let sql = format!(
+            "SELECT DISTINCT LEFT({column}, CHAR_LENGTH({column}) - 36) FROM {} \
+             WHERE CHAR_LENGTH({column}) > 36",
+            quote(&physical_table(table))
+        );
+        let rows = self.fetch_rows(sql, Vec::new()).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let prefix: Option<String> =
+                sqlx::Row::try_get(&row, 0).map_err(|e| self.db_error(e))?;
+            out.extend(prefix);
+        }
+        Ok(out)
+    }
+
+    fn read_statements(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         self.check_open()?;
         validate_table(table)?;
@@ -809,6 +849,7 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         let physical = quote(&physical_table(table));
+        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FETCH_CHUNK) {
             let sql = format!(
@@ -829,6 +870,7 @@ impl Layer for MySqlLayer {
         let Some(schema) = self.cached_schema(table).await? else {
             return Ok(Vec::new());
         };
+        self.count_reads(1);
         let statement = query::render_select(
             &MySqlDialect,
             &schema,

@@ -89,6 +89,8 @@ pub(crate) struct PgLayer {
     secrets: Arc<[String]>,
     schemas: Mutex<HashMap<String, TableSchema>>,
     lock_tables: locks::LockTables,
+    /// Read statements sent (see [`Layer::read_statements`]).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PgLayer {
@@ -129,6 +131,7 @@ impl PgLayer {
             secrets: Arc::clone(&secrets),
             schemas: Mutex::new(HashMap::new()),
             lock_tables: locks::LockTables::default(),
+            reads: std::sync::atomic::AtomicU64::new(0),
         };
         let mut conn = match tokio::time::timeout(
             options.connect_timeout,
@@ -283,6 +286,15 @@ impl PgLayer {
 /// The one place generated SQL becomes a statement. Every identifier in `sql` was validated
 /// ([`check_table`], the field-name rules of the encoder, the path parser) and quoted, and
 /// every value is a bound parameter.
+impl PgLayer {
+    fn count_reads(&self, statements: usize) {
+        self.reads.fetch_add(
+            u64::try_from(statements).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 fn statement(sql: String) -> Query<'static, Postgres, PgArguments> {
     sqlx::query(AssertSqlSafe(sql))
 }
@@ -721,6 +733,7 @@ impl Layer for PgLayer {
         if ids.is_empty() || self.schema(table).await?.is_none() {
             return Ok(Vec::new());
         }
+        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FETCH_CHUNK) {
             let (sql, param) = if let [id] = chunk {
@@ -752,6 +765,7 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(Vec::new());
         };
+        self.count_reads(1);
         let statement = query::render_select(
             &PgDialect,
             &schema,
@@ -769,6 +783,29 @@ impl Layer for PgLayer {
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
         check_table(table)?;
         self.schema(table).await
+    }
+
+    async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
+        check_table(table)?;
+        match self.schema(table).await? {
+            Some(schema) if schema.kind_of(column).is_some() => {}
+            _ => return Ok(Vec::new()),
+        }
+        self.count_reads(1);
+        let column = quote(column);
+        let sql = format!(
+            "SELECT DISTINCT left({column}, -36) FROM {} WHERE length({column}) > 36",
+            quote(table)
+        );
+        let rows: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e, Phase::Run))?;
+        Ok(rows.into_iter().flatten().collect())
+    }
+
+    fn read_statements(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {

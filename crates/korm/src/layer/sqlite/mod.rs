@@ -39,6 +39,7 @@ pub(crate) struct SqliteLayer {
     ident: String,
     worker: Worker,
     writes_in_place: bool,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 /// Commits between two checkpoints when korm runs them (about 1,000 WAL pages for small
@@ -89,6 +90,7 @@ impl SqliteLayer {
             ident: ident.to_owned(),
             worker,
             writes_in_place,
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -152,6 +154,7 @@ impl Layer for SqliteLayer {
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
+        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
         let table = table.to_owned();
         if ids.len() <= INLINE_FETCH {
             self.worker
@@ -165,10 +168,23 @@ impl Layer for SqliteLayer {
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
+        self.count_reads(1);
         let table = table.to_owned();
         self.worker
             .call(move |state| run_select(state, &table, &select))
             .await
+    }
+
+    async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
+        self.count_reads(1);
+        let (table, column) = (table.to_owned(), column.to_owned());
+        self.worker
+            .call(move |state| ref_prefixes(state, &table, &column))
+            .await
+    }
+
+    fn read_statements(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
@@ -662,6 +678,49 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             Some(chunk.len()),
             &mut out,
         )?;
+    }
+    Ok(out)
+}
+
+impl SqliteLayer {
+    fn count_reads(&self, statements: usize) {
+        self.reads.fetch_add(
+            u64::try_from(statements).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+/// See [`Layer::ref_prefixes`].
+fn ref_prefixes(state: &mut State, table: &str, column: &str) -> Result<Vec<String>> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    match schema_of(conn, schemas, ident, table)? {
+        Some(schema) if schema.kind_of(column).is_some() => {}
+        _ => return Ok(Vec::new()),
+    }
+    let mut sql = String::from("SELECT DISTINCT substr(");
+    push_quoted(&mut sql, column);
+    sql.push_str(", 1, length(");
+    push_quoted(&mut sql, column);
+    sql.push_str(") - 36) FROM ");
+    push_quoted(&mut sql, table);
+    sql.push_str(" WHERE length(");
+    push_quoted(&mut sql, column);
+    sql.push_str(") > 36");
+    let mut statement = conn.prepare_cached(&sql).map_err(|e| db_error(ident, e))?;
+    let rows = statement
+        .query_map([], |row| row.get::<_, Option<String>>(0))
+        .map_err(|e| db_error(ident, e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(prefix) = row.map_err(|e| db_error(ident, e))? {
+            out.push(prefix);
+        }
     }
     Ok(out)
 }

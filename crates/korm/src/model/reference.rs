@@ -1,0 +1,357 @@
+//! [`Ref<T>`]: a field that references another item, stored as the item's RN string.
+//!
+//! Two pieces of thread-local context connect a `Ref` to korm while serde runs, so that models
+//! stay plain serde types:
+//!
+//! - while korm decodes an item with resolve paths, the rows the resolution fetched are in
+//!   scope ([`with_resolved`]); a `Ref` whose RN was resolved at its depth decodes the
+//!   referenced item's row into its `T`;
+//! - while korm encodes an item for a write, a cascade collector is in scope
+//!   ([`collect_cascades`]); a resolved `Ref` whose data was changed through
+//!   [`Ref::resolved_mut`] adds an update of the referenced item to the same write plan.
+//!
+//! Outside korm (serde_json in a program's own API, say) a `Ref` is just its RN string.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Field, StoredRow, encode, fields_to_map};
+use crate::rn::Rn;
+use crate::write::BeforeImage;
+
+/// A reference to another item, in a model field: stored as the referenced item's RN string
+/// (an `RN_REF_TEXT` column at the top level, a string inside JSON), and, once a query or load
+/// resolved it ([`Query::resolve`](crate::Query::resolve)), holding the referenced item's data
+/// as a typed `T`.
+///
+/// ```
+/// use korm::Ref;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct User { username: String }
+/// #[derive(Debug, Serialize, Deserialize)]
+/// struct Car { make: String, owner: Ref<User> }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> korm::Result<()> {
+/// let pool = korm::pool()
+///     .layer("userdb", korm::layers::sqlite_memory())
+///     .layer("cardb", korm::layers::sqlite_memory())
+///     .open()
+///     .await?;
+/// let fred = korm::item::<User>(&pool)
+///     .from_data("[rn][from::userdb]:users:free:*".parse()?, User { username: "fred".into() })?
+///     .create()
+///     .await?;
+/// let cars = korm::item::<Car>(&pool);
+/// cars.from_data(
+///     "[rn][from::cardb]:cars:suv:*".parse()?,
+///     Car { make: "Bedrock".into(), owner: Ref::new(fred.rn().clone()) },
+/// )?
+/// .create()
+/// .await?;
+///
+/// let found = cars.query("[rn][from::cardb]:cars:suv:*".parse()?).resolve(["owner"]).get().await?;
+/// let owner = &found[0].data().owner;
+/// assert_eq!(owner.rn(), fred.rn());
+/// assert_eq!(owner.resolved().unwrap().username, "fred");
+/// # pool.close().await;
+/// # Ok(()) }
+/// ```
+///
+/// Changing the referenced data through [`resolved_mut`](Ref::resolved_mut) and committing the
+/// item that holds the reference updates the referenced item too, in its own layer, in the
+/// same write (a cascade); the holder keeps storing the RN string.
+pub struct Ref<T> {
+    rn: Rn<T>,
+    target: Option<Box<Target<T>>>,
+}
+
+struct Target<T> {
+    data: T,
+    state: Arc<RefState>,
+}
+
+/// What a resolved reference knows of its referenced item as stored.
+#[derive(Debug)]
+pub(crate) struct RefState {
+    /// Whether the data was handed out mutably since it was stored.
+    changed: AtomicBool,
+    /// The referenced item as stored: the before-image of a cascaded update.
+    stored: Mutex<BeforeImage>,
+}
+
+impl<T> Ref<T> {
+    /// An unresolved reference to the item at `rn`.
+    pub fn new(rn: Rn<T>) -> Self {
+        Ref { rn, target: None }
+    }
+
+    /// The referenced item's RN.
+    pub fn rn(&self) -> &Rn<T> {
+        &self.rn
+    }
+
+    /// Whether the referenced item's data is here (a query or load resolved it).
+    pub fn is_resolved(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// The referenced item's data, if it was resolved.
+    pub fn resolved(&self) -> Option<&T> {
+        self.target.as_ref().map(|t| &t.data)
+    }
+
+    /// The referenced item's data, to change: committing the item that holds this reference
+    /// also stores the change in the referenced item (a cascade). `None` if not resolved.
+    pub fn resolved_mut(&mut self) -> Option<&mut T> {
+        self.target.as_mut().map(|t| {
+            t.state.changed.store(true, Ordering::Relaxed);
+            &mut t.data
+        })
+    }
+
+    /// The referenced item's data, if it was resolved, taken out.
+    pub fn into_resolved(self) -> Option<T> {
+        self.target.map(|t| t.data)
+    }
+
+    /// Forgets the resolved data (and any change to it), keeping the RN.
+    pub fn unresolve(&mut self) {
+        self.target = None;
+    }
+}
+
+impl<T> From<Rn<T>> for Ref<T> {
+    fn from(rn: Rn<T>) -> Self {
+        Ref::new(rn)
+    }
+}
+
+impl<T> From<&Rn<T>> for Ref<T> {
+    fn from(rn: &Rn<T>) -> Self {
+        Ref::new(rn.clone())
+    }
+}
+
+impl<T: Clone> Clone for Ref<T> {
+    fn clone(&self) -> Self {
+        Ref {
+            rn: self.rn.clone(),
+            target: self.target.as_ref().map(|t| {
+                Box::new(Target {
+                    data: t.data.clone(),
+                    state: Arc::new(RefState {
+                        changed: AtomicBool::new(t.state.changed.load(Ordering::Relaxed)),
+                        stored: Mutex::new(t.state.stored_image()),
+                    }),
+                })
+            }),
+        }
+    }
+}
+
+/// References are equal when they reference the same RN, resolved or not.
+impl<T> PartialEq for Ref<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.rn == other.rn
+    }
+}
+
+impl<T> Eq for Ref<T> {}
+
+impl<T: fmt::Debug> fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("Ref");
+        s.field("rn", &self.rn.as_str());
+        match &self.target {
+            Some(target) => s.field("resolved", &target.data),
+            None => s.field("resolved", &None::<()>),
+        };
+        s.finish()
+    }
+}
+
+impl RefState {
+    fn new(stored: BeforeImage) -> Self {
+        RefState {
+            changed: AtomicBool::new(false),
+            stored: Mutex::new(stored),
+        }
+    }
+
+    fn stored_image(&self) -> BeforeImage {
+        match self.stored.lock() {
+            Ok(stored) => stored.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+// ---- encoding: cascades -------------------------------------------------------------------
+
+/// An update of a referenced item, found while encoding the item that holds the reference.
+#[derive(Debug)]
+pub(crate) struct Cascade {
+    /// The referenced item.
+    pub(crate) rn: Rn,
+    /// Its new data.
+    pub(crate) fields: Vec<Field>,
+    /// Its data as stored before.
+    pub(crate) before: BeforeImage,
+    state: Arc<RefState>,
+}
+
+impl Cascade {
+    /// Records that the cascade was stored: the reference is unchanged again, and what was
+    /// written is the before-image of its next cascade.
+    pub(crate) fn settle(self) {
+        let written = BeforeImage::Written(fields_to_map(&self.fields));
+        match self.state.stored.lock() {
+            Ok(mut stored) => *stored = written,
+            Err(poisoned) => *poisoned.into_inner() = written,
+        }
+        self.state.changed.store(false, Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static CASCADES: RefCell<Option<Vec<Cascade>>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode` with a cascade collector in scope and returns what it collected: every
+/// resolved, changed reference met while serializing (nested ones too, inner first).
+pub(crate) fn collect_cascades<R>(encode: impl FnOnce() -> R) -> (R, Vec<Cascade>) {
+    struct Restore(Option<Vec<Cascade>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            CASCADES.with(|c| *c.borrow_mut() = outer);
+        }
+    }
+    let restore = Restore(CASCADES.with(|c| c.borrow_mut().replace(Vec::new())));
+    let result = encode();
+    let found = CASCADES.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    drop(restore);
+    (result, found)
+}
+
+impl<T: Serialize> Serialize for Ref<T> {
+    /// Serializes as the RN string (an RN reference column to korm's encoder). Inside a korm
+    /// write, a resolved reference changed through [`Ref::resolved_mut`] also records a
+    /// cascaded update of the referenced item.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(target) = &self.target
+            && target.state.changed.load(Ordering::Relaxed)
+            && CASCADES.with(|c| c.borrow().is_some())
+        {
+            let fields = encode(&target.data)
+                .map_err(|e| S::Error::custom(format!("the referenced item {} : {e}", self.rn)))?;
+            let cascade = Cascade {
+                rn: self.rn.untyped(),
+                fields,
+                before: target.state.stored_image(),
+                state: Arc::clone(&target.state),
+            };
+            CASCADES.with(|c| {
+                if let Some(found) = c.borrow_mut().as_mut() {
+                    found.push(cascade);
+                }
+            });
+        }
+        self.rn.serialize(serializer)
+    }
+}
+
+// ---- decoding: resolution ------------------------------------------------------------------
+
+/// The rows a resolution fetched: `levels[d]` holds the items referenced `d + 1` hops away
+/// from the items being decoded, by RN text.
+#[derive(Debug, Default)]
+pub(crate) struct Resolved {
+    pub(crate) levels: Vec<HashMap<String, Arc<StoredRow>>>,
+}
+
+impl Resolved {
+    /// Whether nothing was resolved.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.levels.iter().all(HashMap::is_empty)
+    }
+}
+
+struct DecodeScope {
+    resolved: Arc<Resolved>,
+    depth: usize,
+}
+
+thread_local! {
+    static RESOLVING: RefCell<Option<DecodeScope>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` with `resolved` in scope: references met at the top level of the decoded
+/// item whose RNs are in `resolved.levels[0]` decode their referenced row, and so on down.
+pub(crate) fn with_resolved<R>(resolved: &Arc<Resolved>, decode: impl FnOnce() -> R) -> R {
+    struct Restore(Option<DecodeScope>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            RESOLVING.with(|r| *r.borrow_mut() = outer);
+        }
+    }
+    let scope = DecodeScope {
+        resolved: Arc::clone(resolved),
+        depth: 0,
+    };
+    let _restore = Restore(RESOLVING.with(|r| r.borrow_mut().replace(scope)));
+    decode()
+}
+
+/// The row resolved for `rn` at the current depth, and the depth below it.
+fn resolved_row(rn: &str) -> Option<(Arc<StoredRow>, usize)> {
+    RESOLVING.with(|r| {
+        let scope = r.borrow();
+        let scope = scope.as_ref()?;
+        let row = scope.resolved.levels.get(scope.depth)?.get(rn)?;
+        Some((Arc::clone(row), scope.depth))
+    })
+}
+
+fn set_depth(depth: usize) {
+    RESOLVING.with(|r| {
+        if let Some(scope) = r.borrow_mut().as_mut() {
+            scope.depth = depth;
+        }
+    });
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Ref<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let rn = Rn::<T>::deserialize(deserializer)?;
+        let Some((row, depth)) = resolved_row(rn.as_str()) else {
+            return Ok(Ref::new(rn));
+        };
+        set_depth(depth + 1);
+        let data = T::deserialize(row.deserializer());
+        set_depth(depth);
+        let data = data.map_err(|e| {
+            D::Error::custom(format!(
+                "the referenced item {rn} does not fit its model: {e}"
+            ))
+        })?;
+        Ok(Ref {
+            rn,
+            target: Some(Box::new(Target {
+                data,
+                state: Arc::new(RefState::new(BeforeImage::Shared(row))),
+            })),
+        })
+    }
+}

@@ -1,0 +1,735 @@
+//! References: resolve paths, batched resolution, and the planning of filters and sorts
+//! through references.
+//!
+//! Resolution goes one hop at a time. Each hop walks the rows in hand along the remaining
+//! steps of every resolve path, collects the RN strings it meets, and fetches them grouped
+//! per layer and table: one `fetch` (one statement per chunk of ids) per group, however many
+//! items hold the references. A hop consumes at least one step of its path, so resolution
+//! ends after at most as many hops as the longest path has steps, cycles included.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result, clip};
+use crate::layer::Layer;
+use crate::layer::schema::TableSchema;
+use crate::model::{Cell, ColumnKind, Resolved, StoredRow};
+use crate::pool::Pool;
+use crate::query::filter::FilterNode;
+use crate::query::{FieldPath, Filter, PathStep};
+use crate::rn::Rn;
+
+/// The most steps a resolve path may have.
+const MAX_STEPS: usize = 32;
+
+/// One step of a resolve path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `.key` (or the first field).
+    Key(String),
+    /// `*`: every key (and, for a key holding an array, its elements).
+    AnyKey,
+    /// `[n]`.
+    Index(usize),
+    /// `[*]`: every element.
+    AnyIndex,
+}
+
+/// A parsed resolve path: `owner`, `owner.*.*`, `owner.addresses[*].city`, `previousOwners[*]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResolvePath {
+    steps: Vec<Step>,
+}
+
+impl ResolvePath {
+    /// Parses a resolve path. Keys match `[A-Za-z_][A-Za-z0-9_]*` or are `*`; indexes are
+    /// `[n]` (at most 9 digits) or `[*]`. Anything else is [`Error::InvalidPath`].
+    pub(crate) fn parse(input: &str) -> Result<ResolvePath> {
+        let fail = |reason: String| Error::InvalidPath {
+            path: clip(input),
+            reason,
+        };
+        if input.is_empty() {
+            return Err(fail("the resolve path is empty".into()));
+        }
+        let bytes = input.as_bytes();
+        let mut pos = 0;
+        let mut steps = Vec::new();
+        let mut expect_key = true;
+        while pos < bytes.len() {
+            if expect_key {
+                if bytes[pos] == b'*' {
+                    steps.push(Step::AnyKey);
+                    pos += 1;
+                } else {
+                    let start = pos;
+                    while pos < bytes.len()
+                        && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_')
+                    {
+                        pos += 1;
+                    }
+                    let key = &input[start..pos];
+                    if key.is_empty() || key.as_bytes()[0].is_ascii_digit() {
+                        return Err(fail(format!(
+                            "a key is missing or unsafe at byte {start}: keys are \
+                             [A-Za-z_][A-Za-z0-9_]* or *"
+                        )));
+                    }
+                    steps.push(Step::Key(key.to_owned()));
+                }
+                expect_key = false;
+            } else {
+                match bytes[pos] {
+                    b'.' => {
+                        pos += 1;
+                        expect_key = true;
+                        if pos == bytes.len() {
+                            return Err(fail("the path ends with '.'".into()));
+                        }
+                    }
+                    b'[' => {
+                        let close = input[pos..]
+                            .find(']')
+                            .map(|i| pos + i)
+                            .ok_or_else(|| fail(format!("'[' at byte {pos} is never closed")))?;
+                        let inside = &input[pos + 1..close];
+                        if inside == "*" {
+                            steps.push(Step::AnyIndex);
+                        } else if !inside.is_empty()
+                            && inside.len() <= 9
+                            && inside.bytes().all(|b| b.is_ascii_digit())
+                        {
+                            let index = inside
+                                .parse()
+                                .map_err(|_| fail(format!("index {inside:?} is not a number")))?;
+                            steps.push(Step::Index(index));
+                        } else {
+                            return Err(fail(format!(
+                                "[{}] at byte {pos} is not an index: use [n] or [*]",
+                                clip(inside)
+                            )));
+                        }
+                        pos = close + 1;
+                    }
+                    other => {
+                        return Err(fail(format!(
+                            "unexpected {:?} at byte {pos}: expected '.' or '['",
+                            char::from(other)
+                        )));
+                    }
+                }
+            }
+            if steps.len() > MAX_STEPS {
+                return Err(fail(format!(
+                    "a resolve path has at most {MAX_STEPS} steps"
+                )));
+            }
+        }
+        Ok(ResolvePath { steps })
+    }
+}
+
+/// Whether a string in stored data is an item RN korm can follow.
+fn as_item_rn(text: &str) -> Option<Rn> {
+    if !text.starts_with("[rn]") {
+        return None;
+    }
+    Rn::parse(text).ok().filter(Rn::is_item)
+}
+
+/// Whether a key found in data may be followed by a wildcard.
+fn safe_key(key: &str) -> bool {
+    crate::model::validate_field_name(key).is_ok()
+}
+
+/// The references (RN text, the steps left after it) that `steps` reach in a row.
+fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Vec<(String, &'s [Step])>) {
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
+    let mut visit = |cell: &Cell, wildcard: bool| match cell {
+        Cell::Text(text) if as_item_rn(text).is_some() => out.push((text.clone(), rest)),
+        Cell::Json(text) => {
+            if let Ok(value) = serde_json::from_str::<Value>(text) {
+                walk_value(&value, rest, wildcard, out);
+            }
+        }
+        _ => {}
+    };
+    match first {
+        Step::Key(key) => {
+            if let Some(cell) = row.cell(key) {
+                visit(cell, false);
+            }
+        }
+        Step::AnyKey => {
+            for (_, cell) in &row.cells {
+                visit(cell, true);
+            }
+        }
+        // A row is an object: indexes reach nothing.
+        Step::Index(_) | Step::AnyIndex => {}
+    }
+}
+
+/// Walks a value: an RN string ends the hop (the steps left apply to the referenced item).
+/// `after_wildcard`: the value was reached by `*`, so an array of references in it counts
+/// as direct references.
+fn walk_value<'s>(
+    value: &Value,
+    steps: &'s [Step],
+    after_wildcard: bool,
+    out: &mut Vec<(String, &'s [Step])>,
+) {
+    if let Value::String(text) = value {
+        if as_item_rn(text).is_some() {
+            out.push((text.clone(), steps));
+        }
+        return;
+    }
+    let Some((first, rest)) = steps.split_first() else {
+        if after_wildcard && let Value::Array(items) = value {
+            for item in items {
+                if let Value::String(text) = item
+                    && as_item_rn(text).is_some()
+                {
+                    out.push((text.clone(), steps));
+                }
+            }
+        }
+        return;
+    };
+    match (first, value) {
+        (Step::Key(key), Value::Object(map)) => {
+            if let Some(v) = map.get(key) {
+                walk_value(v, rest, false, out);
+            }
+        }
+        (Step::AnyKey, Value::Object(map)) => {
+            for (key, v) in map {
+                if safe_key(key) {
+                    walk_value(v, rest, true, out);
+                }
+            }
+        }
+        (Step::Index(i), Value::Array(items)) => {
+            if let Some(v) = items.get(*i) {
+                walk_value(v, rest, false, out);
+            }
+        }
+        (Step::AnyIndex | Step::AnyKey, Value::Array(items)) => {
+            for v in items {
+                walk_value(v, rest, false, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Options of a resolution.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResolveOptions {
+    /// The paths, as given (parsed when the read runs).
+    pub(crate) paths: Vec<String>,
+    /// Whether a missing referenced item (or a reference to a layer the pool does not have)
+    /// is an error rather than a reference left unresolved.
+    pub(crate) strict: bool,
+}
+
+impl ResolveOptions {
+    /// Parses the paths.
+    pub(crate) fn parse(&self) -> Result<Vec<ResolvePath>> {
+        self.paths.iter().map(|p| ResolvePath::parse(p)).collect()
+    }
+}
+
+/// Resolves `paths` from `roots`: one batched fetch per layer and table per hop.
+///
+/// # Errors
+/// [`Error::MissingReference`] in strict mode for the first referenced item that does not
+/// exist (or lives in a layer the pool does not have); database errors.
+pub(crate) async fn resolve(
+    pool: &Pool,
+    roots: &[&StoredRow],
+    paths: &[ResolvePath],
+    strict: bool,
+) -> Result<Resolved> {
+    let mut resolved = Resolved::default();
+    if paths.is_empty() || roots.is_empty() {
+        return Ok(resolved);
+    }
+    // The rows to walk at this hop, with the steps to walk them by.
+    let mut frontier: Vec<(Arc<StoredRow>, &[Step])> = Vec::new();
+    let mut found: Vec<(String, &[Step])> = Vec::new();
+    for row in roots {
+        for path in paths {
+            walk_row(row, &path.steps, &mut found);
+        }
+    }
+    loop {
+        if found.is_empty() {
+            break;
+        }
+        // RN text -> the distinct step lists to go on with from it.
+        let mut wanted: HashMap<String, Vec<&[Step]>> = HashMap::new();
+        for (rn, rest) in found.drain(..) {
+            let next = wanted.entry(rn).or_default();
+            if !next.contains(&rest) {
+                next.push(rest);
+            }
+        }
+        let level = fetch_level(pool, wanted.keys(), strict).await?;
+        frontier.clear();
+        for (rn, rests) in &wanted {
+            if let Some(row) = level.get(rn) {
+                for rest in rests {
+                    if !rest.is_empty() {
+                        frontier.push((Arc::clone(row), rest));
+                    }
+                }
+            }
+        }
+        resolved.levels.push(level);
+        for (row, rest) in &frontier {
+            walk_row(row, rest, &mut found);
+        }
+    }
+    Ok(resolved)
+}
+
+/// Fetches the items at `rns`, one `fetch` per layer and table.
+async fn fetch_level(
+    pool: &Pool,
+    rns: impl Iterator<Item = &String>,
+    strict: bool,
+) -> Result<HashMap<String, Arc<StoredRow>>> {
+    // One group per layer and table: the layer, the table, and the RN texts by id.
+    type Group = (Arc<dyn Layer>, String, HashMap<String, String>);
+    let mut groups: Vec<Group> = Vec::new();
+    for text in rns {
+        let Some(rn) = as_item_rn(text) else { continue };
+        let layer = match pool.route(&rn) {
+            Ok(layer) => Arc::clone(layer),
+            Err(e @ Error::PoolClosed) => return Err(e),
+            Err(_) if !strict => continue,
+            Err(e) => {
+                return Err(Error::MissingReference {
+                    rn: text.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let (Some(table), Some(id)) = (rn.table_name(), rn.id()) else {
+            continue;
+        };
+        let group = match groups
+            .iter_mut()
+            .position(|(l, t, _)| Arc::ptr_eq(l, &layer) && *t == table)
+        {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push((layer, table, HashMap::new()));
+                groups.last_mut().ok_or(Error::PoolClosed)?
+            }
+        };
+        group.2.insert(id.to_owned(), text.clone());
+    }
+    let mut level = HashMap::new();
+    for (layer, table, by_id) in groups {
+        let ids: Vec<String> = by_id.keys().cloned().collect();
+        let rows = layer.fetch(&table, ids).await?;
+        let mut by_id = by_id;
+        for row in rows {
+            let rn = match by_id.remove(&row.id) {
+                Some(rn) => rn,
+                // A database comparing ids without case may return the stored spelling.
+                None => match by_id
+                    .keys()
+                    .find(|k| k.eq_ignore_ascii_case(&row.id))
+                    .cloned()
+                {
+                    Some(k) => by_id.remove(&k).unwrap_or_default(),
+                    None => continue,
+                },
+            };
+            level.insert(rn, Arc::new(row));
+        }
+        if strict && let Some(rn) = by_id.into_values().min() {
+            return Err(Error::MissingReference {
+                rn,
+                reason: "no item is stored there".to_owned(),
+            });
+        }
+    }
+    Ok(level)
+}
+
+// ---- filters and sorts through references ---------------------------------------------------
+
+/// Whether a path goes through a reference column of `schema` (`owner.username`): an RN
+/// column, or a text column (a column first written with null is text, and may hold RNs
+/// since) with steps after it. A text column holding no RNs has no referenced collections,
+/// so such a path matches nothing, as a path into a scalar always did.
+pub(crate) fn through_reference(schema: &TableSchema, path: &FieldPath) -> bool {
+    !path.steps().is_empty()
+        && matches!(
+            schema.kind_of(path.column()),
+            Some(ColumnKind::RnRef | ColumnKind::Text)
+        )
+}
+
+/// A path's first step as a key, and the rest as path text: `owner.addresses[0].city` ->
+/// (`addresses[0].city`). `None` when the step after the reference is not a key.
+fn rest_of(path: &FieldPath) -> Option<String> {
+    let (first, rest) = path.steps().split_first()?;
+    let PathStep::Key(key) = first else {
+        return None;
+    };
+    let mut text = key.clone();
+    for step in rest {
+        text.push_str(&step.to_string());
+    }
+    Some(text)
+}
+
+/// Where the references of one column point: the collection prefixes found in the data.
+struct Targets {
+    /// (prefix, the collection RN, its layer)
+    prefixes: Vec<(String, Rn, Arc<dyn Layer>)>,
+}
+
+async fn targets(
+    pool: &Pool,
+    layer: &Arc<dyn Layer>,
+    table: &str,
+    column: &str,
+) -> Result<Targets> {
+    let mut prefixes = Vec::new();
+    for prefix in layer.ref_prefixes(table, column).await? {
+        // A prefix that does not make a collection RN is data korm can not follow: rows
+        // holding it match no filter through the reference.
+        let Ok(collection) = Rn::parse(&format!("{prefix}*")) else {
+            continue;
+        };
+        if !collection.is_collection() {
+            continue;
+        }
+        let Ok(target) = pool.route(&collection) else {
+            continue;
+        };
+        prefixes.push((prefix, collection, Arc::clone(target)));
+    }
+    Ok(Targets { prefixes })
+}
+
+/// Rewrites every comparison through a reference column (`owner.username = "x"`) into a test
+/// on the reference column itself: a semi-join when the referenced table is in the same
+/// database and `semi_join` is allowed, otherwise `owner IN (<RNs of the matching items>)`
+/// after querying the referenced collection with the rest of the path.
+pub(crate) fn plan_filter<'a>(
+    pool: &'a Pool,
+    layer: &'a Arc<dyn Layer>,
+    schema: &'a TableSchema,
+    filter: Filter,
+    semi_join: bool,
+) -> BoxFuture<'a, Result<Filter>> {
+    Box::pin(async move {
+        if !touches_reference(&filter, schema) {
+            return Ok(filter);
+        }
+        let mut cache: HashMap<String, Arc<Targets>> = HashMap::new();
+        rewrite(pool, layer, schema, filter, semi_join, &mut cache).await
+    })
+}
+
+/// A boxed, type-erased future: the read path recurses through references (a filter on a
+/// referenced collection is planned by the same planner).
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+fn touches_reference(filter: &Filter, schema: &TableSchema) -> bool {
+    let mut pending = vec![filter];
+    while let Some(f) = pending.pop() {
+        match &f.0 {
+            FilterNode::Compare { path, .. }
+            | FilterNode::Like { path, .. }
+            | FilterNode::InList { path, .. } => {
+                if FieldPath::parse(path).is_ok_and(|p| through_reference(schema, &p)) {
+                    return true;
+                }
+            }
+            FilterNode::And(children) | FilterNode::Or(children) => pending.extend(children),
+            FilterNode::Not(inner) => pending.push(inner),
+            FilterNode::RefIn { .. } | FilterNode::RefSemi { .. } => {}
+        }
+    }
+    false
+}
+
+/// The leaf with its path replaced by `path`.
+fn with_path(node: &FilterNode, path: String) -> Filter {
+    Filter(match node {
+        FilterNode::Compare { op, value, .. } => FilterNode::Compare {
+            path,
+            op: *op,
+            value: value.clone(),
+        },
+        FilterNode::Like { pattern, .. } => FilterNode::Like {
+            path,
+            pattern: pattern.clone(),
+        },
+        FilterNode::InList { values, .. } => FilterNode::InList {
+            path,
+            values: values.clone(),
+        },
+        other => other.clone(),
+    })
+}
+
+fn rewrite<'a>(
+    pool: &'a Pool,
+    layer: &'a Arc<dyn Layer>,
+    schema: &'a TableSchema,
+    filter: Filter,
+    semi_join: bool,
+    cache: &'a mut HashMap<String, Arc<Targets>>,
+) -> BoxFuture<'a, Result<Filter>> {
+    Box::pin(rewrite_inner(pool, layer, schema, filter, semi_join, cache))
+}
+
+async fn rewrite_inner(
+    pool: &Pool,
+    layer: &Arc<dyn Layer>,
+    schema: &TableSchema,
+    filter: Filter,
+    semi_join: bool,
+    cache: &mut HashMap<String, Arc<Targets>>,
+) -> Result<Filter> {
+    Ok(Filter(match filter.0 {
+        FilterNode::And(children) => {
+            let mut out = Vec::with_capacity(children.len());
+            for child in children {
+                out.push(rewrite(pool, layer, schema, child, semi_join, cache).await?);
+            }
+            FilterNode::And(out)
+        }
+        FilterNode::Or(children) => {
+            let mut out = Vec::with_capacity(children.len());
+            for child in children {
+                out.push(rewrite(pool, layer, schema, child, semi_join, cache).await?);
+            }
+            FilterNode::Or(out)
+        }
+        FilterNode::Not(inner) => FilterNode::Not(Box::new(
+            rewrite(pool, layer, schema, *inner, semi_join, cache).await?,
+        )),
+        node @ (FilterNode::Compare { .. }
+        | FilterNode::Like { .. }
+        | FilterNode::InList { .. }) => {
+            let path = match &node {
+                FilterNode::Compare { path, .. }
+                | FilterNode::Like { path, .. }
+                | FilterNode::InList { path, .. } => FieldPath::parse(path)?,
+                _ => return Ok(Filter(node)),
+            };
+            if !through_reference(schema, &path) {
+                return Ok(Filter(node));
+            }
+            let column = path.column().to_owned();
+            let Some(rest) = rest_of(&path) else {
+                return Err(Error::InvalidFilter {
+                    path: path.to_string(),
+                    reason: "after a reference the path must name a field of the referenced \
+                             item (owner.username)"
+                        .to_owned(),
+                });
+            };
+            let sub_filter = with_path(&node, rest);
+            let targets = match cache.get(&column) {
+                Some(t) => Arc::clone(t),
+                None => {
+                    let t = Arc::new(targets(pool, layer, &schema.table, &column).await?);
+                    cache.insert(column.clone(), Arc::clone(&t));
+                    t
+                }
+            };
+            let mut alternatives = Vec::with_capacity(targets.prefixes.len());
+            for (prefix, collection, target_layer) in &targets.prefixes {
+                let Some(target_table) = collection.table_name() else {
+                    continue;
+                };
+                let same_database = Arc::ptr_eq(target_layer, layer);
+                if semi_join && same_database {
+                    let Some(target_schema) = target_layer.table_schema(&target_table).await?
+                    else {
+                        continue;
+                    };
+                    let encrypted = target_schema
+                        .columns
+                        .iter()
+                        .any(|(_, kind)| *kind == ColumnKind::Encrypted);
+                    if !encrypted {
+                        let inner = plan_filter(
+                            pool,
+                            target_layer,
+                            &target_schema,
+                            sub_filter.clone(),
+                            true,
+                        )
+                        .await?;
+                        alternatives.push(Filter(FilterNode::RefSemi {
+                            column: column.clone(),
+                            prefix: prefix.clone(),
+                            target: Arc::new(target_schema),
+                            filter: Box::new(inner),
+                        }));
+                        continue;
+                    }
+                }
+                // The referenced collection's own read path (its encrypted fields, its own
+                // references) answers which items match.
+                let rows = crate::item::select_rows(
+                    pool.clone(),
+                    collection.clone(),
+                    Some(sub_filter.clone()),
+                    Vec::new(),
+                    None,
+                )
+                .await?;
+                let rns = rows
+                    .into_iter()
+                    .map(|row| format!("{prefix}{}", row.id))
+                    .collect();
+                alternatives.push(Filter(FilterNode::RefIn {
+                    column: column.clone(),
+                    rns,
+                }));
+            }
+            match alternatives.len() {
+                1 => return Ok(alternatives.remove(0)),
+                _ => FilterNode::Or(alternatives),
+            }
+        }
+        other => other,
+    }))
+}
+
+/// The value at `path` of each row for an in-memory sort through a reference: the referenced
+/// rows are fetched in one batch per layer and table.
+pub(crate) async fn sort_keys_through_reference(
+    pool: &Pool,
+    rows: &[StoredRow],
+    path: &FieldPath,
+) -> Result<Vec<Option<Value>>> {
+    let column = path.column();
+    let rest = rest_of(path).ok_or_else(|| Error::InvalidPath {
+        path: path.to_string(),
+        reason: "after a reference the path must name a field of the referenced item".into(),
+    })?;
+    let rest = FieldPath::parse(&rest)?;
+    let rns: Vec<String> = rows
+        .iter()
+        .filter_map(|row| match row.cell(column) {
+            Some(Cell::Text(text)) => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut unique = rns.clone();
+    unique.sort();
+    unique.dedup();
+    let level = fetch_level(pool, unique.iter(), false).await?;
+    Ok(rows
+        .iter()
+        .map(|row| match row.cell(column) {
+            Some(Cell::Text(text)) => level.get(text).and_then(|target| value_at(target, &rest)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The value at a path of a row (a scalar column, or a step into a JSON column).
+pub(crate) fn value_at(row: &StoredRow, path: &FieldPath) -> Option<Value> {
+    let cell = row.cell(path.column())?;
+    let value = match cell {
+        Cell::Json(text) => serde_json::from_str(text).ok()?,
+        other => other.to_value(),
+    };
+    let mut value = &value;
+    for step in path.steps() {
+        value = match (step, value) {
+            (PathStep::Key(key), Value::Object(map)) => map.get(key)?,
+            (PathStep::Index(i), Value::Array(items)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_paths_parse() {
+        let p = ResolvePath::parse("owner.addresses[*].city").unwrap();
+        assert_eq!(
+            p.steps,
+            [
+                Step::Key("owner".into()),
+                Step::Key("addresses".into()),
+                Step::AnyIndex,
+                Step::Key("city".into())
+            ]
+        );
+        assert_eq!(
+            ResolvePath::parse("owner.*.*").unwrap().steps,
+            [Step::Key("owner".into()), Step::AnyKey, Step::AnyKey]
+        );
+        assert_eq!(
+            ResolvePath::parse("previousOwners[2]").unwrap().steps,
+            [Step::Key("previousOwners".into()), Step::Index(2)]
+        );
+        for bad in [
+            "",
+            "owner.",
+            "owner..x",
+            "owner; DROP TABLE x",
+            "owner['x']",
+            "owner[-1]",
+            "owner[1",
+            "1owner",
+            "own er",
+            "owner.\"x\"",
+            "owner[9999999999]",
+        ] {
+            assert!(
+                matches!(ResolvePath::parse(bad), Err(Error::InvalidPath { .. })),
+                "{bad:?} was accepted"
+            );
+        }
+        let long = vec!["a"; 40].join(".");
+        assert!(ResolvePath::parse(&long).is_err());
+    }
+
+    #[test]
+    fn walking_stops_at_references_and_skips_unsafe_keys() {
+        let a = "[rn]:users:free:3df3face-f377-4f86-9bb9-a9b4671a9441";
+        let b = "[rn]:users:free:34a0a9ed-dd81-4b38-802d-6e9c840f2c34";
+        let value = serde_json::json!({
+            "ok": a,
+            "bad key; --": b,
+            "list": [a, b, "[rn]:not an rn"],
+            "deep": {"x": b},
+        });
+        let steps = [Step::AnyKey];
+        let mut out = Vec::new();
+        walk_value(&value, &steps, false, &mut out);
+        let mut found: Vec<&str> = out.iter().map(|(rn, _)| rn.as_str()).collect();
+        found.sort_unstable();
+        let mut expected = vec![a, a, b];
+        expected.sort_unstable();
+        // `ok`, both list elements; not the unsafe key, not the nested one, not garbage.
+        assert_eq!(found, expected);
+    }
+}
