@@ -1,7 +1,7 @@
 //! The bench binary: each workload by korm and by the raw driver in one run, one line each:
 //! `workload<TAB>korm_ops_per_s<TAB>raw_ops_per_s`.
 //!
-//! `cargo run --release -p korm --example bench`. Each round runs every workload on fresh
+//! `cargo run --release -p korm --example bench [sqlite|refs|servers]`. Each round runs every workload on fresh
 //! files, korm and raw interleaved, and the median round is printed, so a noisy neighbour
 //! moves both sides alike. `KORM_BENCH_QUICK=1` runs a tiny version (to check it works; its
 //! figures mean nothing).
@@ -128,14 +128,25 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let quick = std::env::var_os("KORM_BENCH_QUICK").is_some();
+    // `bench sqlite|refs|servers` runs one section only.
+    let only = std::env::args().nth(1);
+    let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let (n, queries, rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
-    let mut korm = Vec::new();
-    let mut raw = Vec::new();
-    for _ in 0..rounds {
-        korm.push(korm_round(n, queries).await);
-        raw.push(raw_round(n, queries));
+    if runs("sqlite") {
+        let mut korm = Vec::new();
+        let mut raw = Vec::new();
+        for _ in 0..rounds {
+            korm.push(korm_round(n, queries).await);
+            raw.push(raw_round(n, queries));
+        }
+        print_rows("", &korm, &raw);
     }
-    print_rows("", &korm, &raw);
+    if runs("refs") {
+        references(quick).await;
+    }
+    if !runs("servers") {
+        return;
+    }
 
     // The servers: PostgreSQL and MariaDB beside raw sqlx (fewer ops: each is a round trip).
     let (n, queries, rounds) = if quick { (20, 2, 1) } else { (1_000, 50, 3) };
@@ -163,6 +174,58 @@ async fn main() {
         if !korm.is_empty() {
             print_rows(&format!("{}.", server.prefix()), &korm, &raw);
         }
+    }
+}
+
+/// The reference workloads (`query_resolve`, `query_ref_filter`), with the users in the
+/// cars' database and in another one (`.other_layer`).
+async fn references(quick: bool) {
+    use workloads::refs::{self, Placement, RawConns};
+    let (users, cars, queries, rounds) = if quick {
+        (20, 200, 2, 1)
+    } else {
+        (200, 2_000, 50, 5)
+    };
+    for (placement, suffix) in [(Placement::Same, ""), (Placement::Other, ".other_layer")] {
+        let setup = refs::setup(placement, users, cars).await;
+        let raw = RawConns::open(&setup);
+        let name = format!("user{}", users / 2);
+        // Both sides must give the same answer before they are timed.
+        assert_eq!(
+            refs::korm_query_resolve(&setup.pool).await,
+            refs::raw_query_resolve(&raw)
+        );
+        assert_eq!(
+            refs::korm_query_ref_filter(&setup.pool, &name).await,
+            refs::raw_query_ref_filter(&raw, &name)
+        );
+        let mut results: [Vec<f64>; 4] = Default::default();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..queries {
+                std::hint::black_box(refs::korm_query_resolve(&setup.pool).await);
+            }
+            results[0].push(per_second(queries, t));
+            let t = Instant::now();
+            for _ in 0..queries {
+                std::hint::black_box(refs::raw_query_resolve(&raw));
+            }
+            results[1].push(per_second(queries, t));
+            let t = Instant::now();
+            for _ in 0..queries {
+                std::hint::black_box(refs::korm_query_ref_filter(&setup.pool, &name).await);
+            }
+            results[2].push(per_second(queries, t));
+            let t = Instant::now();
+            for _ in 0..queries {
+                std::hint::black_box(refs::raw_query_ref_filter(&raw, &name));
+            }
+            results[3].push(per_second(queries, t));
+        }
+        let [a, b, c, d] = results.map(median);
+        println!("query_resolve{suffix}\t{a:.0}\t{b:.0}");
+        println!("query_ref_filter{suffix}\t{c:.0}\t{d:.0}");
+        setup.pool.close().await;
     }
 }
 

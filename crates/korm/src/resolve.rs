@@ -144,13 +144,39 @@ fn safe_key(key: &str) -> bool {
     crate::model::validate_field_name(key).is_ok()
 }
 
+/// What a walk found, by RN text: the distinct step lists to go on with from each.
+#[derive(Default)]
+struct Found<'s> {
+    wanted: HashMap<String, Vec<&'s [Step]>>,
+}
+
+impl<'s> Found<'s> {
+    /// Records a reference. Only the `[rn]` prefix is checked here: each distinct text is
+    /// parsed once, when its level is fetched, and one that does not parse is left as is.
+    fn add(&mut self, text: &str, rest: &'s [Step]) {
+        if !text.starts_with("[rn]") {
+            return;
+        }
+        match self.wanted.get_mut(text) {
+            Some(next) => {
+                if !next.contains(&rest) {
+                    next.push(rest);
+                }
+            }
+            None => {
+                self.wanted.insert(text.to_owned(), vec![rest]);
+            }
+        }
+    }
+}
+
 /// The references (RN text, the steps left after it) that `steps` reach in a row.
-fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Vec<(String, &'s [Step])>) {
+fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Found<'s>) {
     let Some((first, rest)) = steps.split_first() else {
         return;
     };
     let mut visit = |cell: &Cell, wildcard: bool| match cell {
-        Cell::Text(text) if as_item_rn(text).is_some() => out.push((text.clone(), rest)),
+        Cell::Text(text) => out.add(text, rest),
         Cell::Json(text) => {
             if let Ok(value) = serde_json::from_str::<Value>(text) {
                 walk_value(&value, rest, wildcard, out);
@@ -177,25 +203,16 @@ fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Vec<(String, &'s [
 /// Walks a value: an RN string ends the hop (the steps left apply to the referenced item).
 /// `after_wildcard`: the value was reached by `*`, so an array of references in it counts
 /// as direct references.
-fn walk_value<'s>(
-    value: &Value,
-    steps: &'s [Step],
-    after_wildcard: bool,
-    out: &mut Vec<(String, &'s [Step])>,
-) {
+fn walk_value<'s>(value: &Value, steps: &'s [Step], after_wildcard: bool, out: &mut Found<'s>) {
     if let Value::String(text) = value {
-        if as_item_rn(text).is_some() {
-            out.push((text.clone(), steps));
-        }
+        out.add(text, steps);
         return;
     }
     let Some((first, rest)) = steps.split_first() else {
         if after_wildcard && let Value::Array(items) = value {
             for item in items {
-                if let Value::String(text) = item
-                    && as_item_rn(text).is_some()
-                {
-                    out.push((text.clone(), steps));
+                if let Value::String(text) = item {
+                    out.add(text, steps);
                 }
             }
         }
@@ -260,41 +277,23 @@ pub(crate) async fn resolve(
     if paths.is_empty() || roots.is_empty() {
         return Ok(resolved);
     }
-    // The rows to walk at this hop, with the steps to walk them by.
-    let mut frontier: Vec<(Arc<StoredRow>, &[Step])> = Vec::new();
-    let mut found: Vec<(String, &[Step])> = Vec::new();
+    let mut found = Found::default();
     for row in roots {
         for path in paths {
             walk_row(row, &path.steps, &mut found);
         }
     }
-    loop {
-        if found.is_empty() {
-            break;
-        }
-        // RN text -> the distinct step lists to go on with from it.
-        let mut wanted: HashMap<String, Vec<&[Step]>> = HashMap::new();
-        for (rn, rest) in found.drain(..) {
-            let next = wanted.entry(rn).or_default();
-            if !next.contains(&rest) {
-                next.push(rest);
-            }
-        }
+    while !found.wanted.is_empty() {
+        let wanted = std::mem::take(&mut found.wanted);
         let level = fetch_level(pool, wanted.keys(), strict).await?;
-        frontier.clear();
         for (rn, rests) in &wanted {
-            if let Some(row) = level.get(rn) {
+            if let Some((_, row)) = level.get(rn) {
                 for rest in rests {
-                    if !rest.is_empty() {
-                        frontier.push((Arc::clone(row), rest));
-                    }
+                    walk_row(row, rest, &mut found);
                 }
             }
         }
         resolved.levels.push(level);
-        for (row, rest) in &frontier {
-            walk_row(row, rest, &mut found);
-        }
     }
     Ok(resolved)
 }
@@ -304,9 +303,9 @@ async fn fetch_level(
     pool: &Pool,
     rns: impl Iterator<Item = &String>,
     strict: bool,
-) -> Result<HashMap<String, Arc<StoredRow>>> {
-    // One group per layer and table: the layer, the table, and the RN texts by id.
-    type Group = (Arc<dyn Layer>, String, HashMap<String, String>);
+) -> Result<HashMap<String, (Rn, Arc<StoredRow>)>> {
+    // One group per layer and table: the layer, the table, and the RNs by id.
+    type Group = (Arc<dyn Layer>, String, HashMap<String, Rn>);
     let mut groups: Vec<Group> = Vec::new();
     for text in rns {
         let Some(rn) = as_item_rn(text) else { continue };
@@ -334,7 +333,7 @@ async fn fetch_level(
                 groups.last_mut().ok_or(Error::PoolClosed)?
             }
         };
-        group.2.insert(id.to_owned(), text.clone());
+        group.2.insert(id.to_owned(), rn.clone());
     }
     let mut level = HashMap::new();
     for (layer, table, by_id) in groups {
@@ -349,14 +348,15 @@ async fn fetch_level(
                     .keys()
                     .find(|k| k.eq_ignore_ascii_case(&row.id))
                     .cloned()
+                    .and_then(|k| by_id.remove(&k))
                 {
-                    Some(k) => by_id.remove(&k).unwrap_or_default(),
+                    Some(rn) => rn,
                     None => continue,
                 },
             };
-            level.insert(rn, Arc::new(row));
+            level.insert(rn.as_str().to_owned(), (rn, Arc::new(row)));
         }
-        if strict && let Some(rn) = by_id.into_values().min() {
+        if strict && let Some(rn) = by_id.into_values().map(|rn| rn.to_string()).min() {
             return Err(Error::MissingReference {
                 rn,
                 reason: "no item is stored there".to_owned(),
@@ -642,7 +642,9 @@ pub(crate) async fn sort_keys_through_reference(
     Ok(rows
         .iter()
         .map(|row| match row.cell(column) {
-            Some(Cell::Text(text)) => level.get(text).and_then(|target| value_at(target, &rest)),
+            Some(Cell::Text(text)) => level
+                .get(text)
+                .and_then(|(_, target)| value_at(target, &rest)),
             _ => None,
         })
         .collect())
@@ -723,13 +725,14 @@ mod tests {
             "deep": {"x": b},
         });
         let steps = [Step::AnyKey];
-        let mut out = Vec::new();
+        let mut out = Found::default();
         walk_value(&value, &steps, false, &mut out);
-        let mut found: Vec<&str> = out.iter().map(|(rn, _)| rn.as_str()).collect();
+        let mut found: Vec<&str> = out.wanted.keys().map(String::as_str).collect();
         found.sort_unstable();
-        let mut expected = vec![a, a, b];
+        // `ok`, both list elements, and the garbage (parsed, and dropped, when its level is
+        // fetched); not the unsafe key, not the nested one.
+        let mut expected = vec![a, b, "[rn]:not an rn"];
         expected.sort_unstable();
-        // `ok`, both list elements; not the unsafe key, not the nested one, not garbage.
         assert_eq!(found, expected);
     }
 }

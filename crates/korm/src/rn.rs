@@ -534,6 +534,11 @@ impl<T> Rn<T> {
     }
 
     /// Parses owned text, keeping its allocation as the RN's text.
+    /// [`parse`](Rn::parse) keeping the given string as the RN's text.
+    pub(crate) fn parse_owned_text(s: String) -> Result<Self> {
+        Self::parse_owned(s)
+    }
+
     fn parse_owned(s: String) -> Result<Self> {
         match parse_parts(&s) {
             Ok(parts) => Ok(Self::from_parts(s, parts)),

@@ -7,6 +7,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod refs;
 pub mod server;
 
 use std::path::Path;

@@ -18,7 +18,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -72,6 +72,7 @@ use crate::write::BeforeImage;
 /// same write (a cascade); the holder keeps storing the RN string.
 pub struct Ref<T> {
     rn: Rn<T>,
+    /// Boxed, so that a model may reference its own type (`friend: Ref<Person>`).
     target: Option<Box<Target<T>>>,
 }
 
@@ -277,7 +278,7 @@ impl<T: Serialize> Serialize for Ref<T> {
 /// from the items being decoded, by RN text.
 #[derive(Debug, Default)]
 pub(crate) struct Resolved {
-    pub(crate) levels: Vec<HashMap<String, Arc<StoredRow>>>,
+    pub(crate) levels: Vec<HashMap<String, (Rn, Arc<StoredRow>)>>,
 }
 
 impl Resolved {
@@ -314,13 +315,13 @@ pub(crate) fn with_resolved<R>(resolved: &Arc<Resolved>, decode: impl FnOnce() -
     decode()
 }
 
-/// The row resolved for `rn` at the current depth, and the depth below it.
-fn resolved_row(rn: &str) -> Option<(Arc<StoredRow>, usize)> {
+/// The RN and row resolved for `rn` at the current depth, and that depth.
+fn resolved_row(rn: &str) -> Option<(Rn, Arc<StoredRow>, usize)> {
     RESOLVING.with(|r| {
         let scope = r.borrow();
         let scope = scope.as_ref()?;
-        let row = scope.resolved.levels.get(scope.depth)?.get(rn)?;
-        Some((Arc::clone(row), scope.depth))
+        let (parsed, row) = scope.resolved.levels.get(scope.depth)?.get(rn)?;
+        Some((parsed.clone(), Arc::clone(row), scope.depth))
     })
 }
 
@@ -334,15 +335,48 @@ fn set_depth(depth: usize) {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Ref<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let rn = Rn::<T>::deserialize(deserializer)?;
-        let Some((row, depth)) = resolved_row(rn.as_str()) else {
-            return Ok(Ref::new(rn));
-        };
+        deserializer.deserialize_str(RefVisitor(std::marker::PhantomData))
+    }
+}
+
+/// Reads a reference from its RN string: one the resolution fetched reuses the RN parsed
+/// then, and decodes the row.
+struct RefVisitor<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: DeserializeOwned> serde::de::Visitor<'_> for RefVisitor<T> {
+    type Value = Ref<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an rn string such as [rn]:users:freetier:<uuid>")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Ref<T>, E> {
+        match resolved_row(text) {
+            Some((rn, row, depth)) => resolve_ref(rn.cast(), &row, depth),
+            None => Rn::parse(text).map(Ref::new).map_err(E::custom),
+        }
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Ref<T>, E> {
+        match resolved_row(&text) {
+            Some((rn, row, depth)) => resolve_ref(rn.cast(), &row, depth),
+            None => Rn::parse_owned_text(text).map(Ref::new).map_err(E::custom),
+        }
+    }
+}
+
+fn resolve_ref<T: DeserializeOwned, E: serde::de::Error>(
+    rn: Rn<T>,
+    row: &Arc<StoredRow>,
+    depth: usize,
+) -> Result<Ref<T>, E> {
+    {
+        let row = Arc::clone(row);
         set_depth(depth + 1);
         let data = T::deserialize(row.deserializer());
         set_depth(depth);
         let data = data.map_err(|e| {
-            D::Error::custom(format!(
+            E::custom(format!(
                 "the referenced item {rn} does not fit its model: {e}"
             ))
         })?;

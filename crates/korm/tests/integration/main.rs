@@ -7,6 +7,7 @@ mod crypto;
 mod locks;
 mod mysql;
 mod postgres;
+mod references;
 mod routing;
 #[path = "../support/mod.rs"]
 mod support;

@@ -40,7 +40,12 @@ pub(crate) struct SqliteLayer {
     worker: Worker,
     writes_in_place: bool,
     reads: std::sync::atomic::AtomicU64,
+    /// Reference prefixes by (table, column), valid while the connection's change count and
+    /// the file's `data_version` (commits of other connections) are what they were.
+    prefixes: Arc<std::sync::Mutex<PrefixCache>>,
 }
+
+type PrefixCache = std::collections::HashMap<(String, String), ((i64, i64), Vec<String>)>;
 
 /// Commits between two checkpoints when korm runs them (about 1,000 WAL pages for small
 /// writes, SQLite's own default).
@@ -91,6 +96,7 @@ impl SqliteLayer {
             worker,
             writes_in_place,
             reads: std::sync::atomic::AtomicU64::new(0),
+            prefixes: Arc::default(),
         })
     }
 }
@@ -178,8 +184,9 @@ impl Layer for SqliteLayer {
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
         self.count_reads(1);
         let (table, column) = (table.to_owned(), column.to_owned());
+        let cache = Arc::clone(&self.prefixes);
         self.worker
-            .call(move |state| ref_prefixes(state, &table, &column))
+            .call(move |state| ref_prefixes(state, &cache, table, column))
             .await
     }
 
@@ -691,18 +698,39 @@ impl SqliteLayer {
     }
 }
 
-/// See [`Layer::ref_prefixes`].
-fn ref_prefixes(state: &mut State, table: &str, column: &str) -> Result<Vec<String>> {
+/// See [`Layer::ref_prefixes`]. The scan is cached until this connection changes a row or
+/// another connection commits (`total_changes()` and `PRAGMA data_version`, read in one
+/// cheap statement), so repeated filters through a reference cost no extra table scan.
+fn ref_prefixes(
+    state: &mut State,
+    cache: &std::sync::Mutex<PrefixCache>,
+    table: String,
+    column: String,
+) -> Result<Vec<String>> {
     let State {
         conn,
         schemas,
         ident,
         ..
     } = state;
-    match schema_of(conn, schemas, ident, table)? {
-        Some(schema) if schema.kind_of(column).is_some() => {}
+    match schema_of(conn, schemas, ident, &table)? {
+        Some(schema) if schema.kind_of(&column).is_some() => {}
         _ => return Ok(Vec::new()),
     }
+    let version: (i64, i64) = conn
+        .prepare_cached("SELECT total_changes(), (SELECT data_version FROM pragma_data_version)")
+        .and_then(|mut s| s.query_row([], |row| Ok((row.get(0)?, row.get(1)?))))
+        .map_err(|e| db_error(ident, e))?;
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = (table, column);
+    if let Some((seen, prefixes)) = cache.get(&key)
+        && *seen == version
+    {
+        return Ok(prefixes.clone());
+    }
+    let (table, column) = (&key.0, &key.1);
     let mut sql = String::from("SELECT DISTINCT substr(");
     push_quoted(&mut sql, column);
     sql.push_str(", 1, length(");
@@ -722,6 +750,8 @@ fn ref_prefixes(state: &mut State, table: &str, column: &str) -> Result<Vec<Stri
             out.push(prefix);
         }
     }
+    drop(statement);
+    cache.insert(key, (version, out.clone()));
     Ok(out)
 }
 

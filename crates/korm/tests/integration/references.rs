@@ -1,0 +1,481 @@
+//! References across layers (X1-X4, Q4, K1): SQLite, PostgreSQL and MariaDB in one pool,
+//! batched lookups counted per layer, filters through references into another database,
+//! cascades into another database and their undo.
+
+use korm::{Error, Pool, Ref, Rn, SortOrder, Unique, eq, gt, not};
+use serde::{Deserialize, Serialize};
+
+use super::support::{self, Server, TestDatabase};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct City {
+    name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    username: Unique<String>,
+    age: i64,
+    home: Ref<City>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Car {
+    year: i64,
+    owner: Ref<User>,
+}
+
+fn rn<T>(text: &str) -> Rn<T> {
+    text.parse().expect("valid rn")
+}
+
+/// A pool of SQLite (cars), PostgreSQL (users) and MariaDB (cities).
+async fn three_backends() -> Option<(Pool, tempfile::TempDir, TestDatabase, TestDatabase)> {
+    let (Some(pg), Some(my)) = (
+        support::create(Server::Postgres).await,
+        support::create(Server::MySql).await,
+    ) else {
+        return None; // a loud skip line was printed (outside scripts/test)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .layer("userdb", korm::layers::postgres(pg.url.clone()))
+        .layer("geodb", korm::layers::mysql(my.url.clone()))
+        .open()
+        .await
+        .expect("open three backends");
+    Some((pool, dir, pg, my))
+}
+
+async fn seed(pool: &Pool, users: usize, cars: usize) -> (Vec<Rn<User>>, Vec<Rn<Car>>) {
+    let city = korm::item::<City>(pool)
+        .from_data(
+            rn("[rn][from::geodb]:geo:city:*"),
+            City {
+                name: "Bedrock".into(),
+            },
+        )
+        .unwrap()
+        .create()
+        .await
+        .unwrap();
+    let mut user_rns = Vec::with_capacity(users);
+    for i in 0..users {
+        let user = korm::item::<User>(pool)
+            .from_data(
+                rn("[rn][from::userdb]:users:free:*"),
+                User {
+                    username: Unique::new(format!("user{i:04}")),
+                    age: 20 + i64::try_from(i % 50).unwrap(),
+                    home: Ref::new(city.rn().clone()),
+                },
+            )
+            .unwrap()
+            .create()
+            .await
+            .unwrap();
+        user_rns.push(user.rn().clone());
+    }
+    let mut tx = korm::tx(pool);
+    for i in 0..cars {
+        let car = korm::item::<Car>(pool)
+            .from_data(
+                rn("[rn][from::cardb]:cars:suv:*"),
+                Car {
+                    year: 2000 + i64::try_from(i % 25).unwrap(),
+                    owner: Ref::new(user_rns[i % users].clone()),
+                },
+            )
+            .unwrap();
+        tx.create(car);
+    }
+    tx.persist().await.unwrap();
+    let car_rns = korm::item::<Car>(pool)
+        .query(rn("[rn][from::cardb]:cars:suv:*"))
+        .get()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.rn().clone())
+        .collect();
+    (user_rns, car_rns)
+}
+
+/// X2: resolving 1,000 cars whose owners are 100 users in PostgreSQL costs one statement on
+/// the user layer (and one on the city layer for `owner.home`), never one per car.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolution_is_batched_per_layer_and_table() {
+    let Some((pool, _dir, _pg, _my)) = three_backends().await else {
+        return;
+    };
+    seed(&pool, 100, 1000).await;
+    let users_before = pool.read_statements("userdb").unwrap();
+    let cities_before = pool.read_statements("geodb").unwrap();
+    let cars_before = pool.read_statements("cardb").unwrap();
+    let cars = korm::item::<Car>(&pool)
+        .query(rn("[rn][from::cardb]:cars:suv:*"))
+        .resolve(["owner.home"])
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(cars.len(), 1000);
+    assert!(cars.iter().all(|c| {
+        let owner = c.data().owner.resolved().expect("owner resolved");
+        owner.home.resolved().is_some_and(|h| h.name == "Bedrock")
+    }));
+    assert_eq!(pool.read_statements("userdb").unwrap() - users_before, 1);
+    assert_eq!(pool.read_statements("geodb").unwrap() - cities_before, 1);
+    assert_eq!(pool.read_statements("cardb").unwrap() - cars_before, 1);
+    assert_eq!(pool.read_statements("nowhere"), None);
+    pool.close().await;
+}
+
+/// Long id lists are chunked: 1,200 distinct owners in SQLite are fetched 500 at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_id_lists_are_fetched_in_chunks() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Owner {
+        n: i64,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Thing {
+        owner: Ref<Owner>,
+    }
+    let pool = korm::pool()
+        .layer("a", korm::layers::sqlite_memory())
+        .layer("b", korm::layers::sqlite_memory())
+        .open()
+        .await
+        .unwrap();
+    let mut tx = korm::tx(&pool);
+    let mut owners = Vec::new();
+    for n in 0..1200 {
+        let owner = korm::item::<Owner>(&pool)
+            .from_data(rn("[rn][from::b]:people:x:*"), Owner { n })
+            .unwrap();
+        owners.push(owner.rn().clone());
+        tx.create(owner);
+    }
+    for owner in &owners {
+        tx.create(
+            korm::item::<Thing>(&pool)
+                .from_data(
+                    rn("[rn][from::a]:things:x:*"),
+                    Thing {
+                        owner: Ref::new(owner.clone()),
+                    },
+                )
+                .unwrap(),
+        );
+    }
+    tx.persist().await.unwrap();
+    let before = pool.read_statements("b").unwrap();
+    let things = korm::item::<Thing>(&pool)
+        .query(rn("[rn][from::a]:things:x:*"))
+        .resolve(["owner"])
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(things.len(), 1200);
+    assert!(things.iter().all(|t| t.data().owner.is_resolved()));
+    assert_eq!(
+        pool.read_statements("b").unwrap() - before,
+        3,
+        "500 ids per chunk"
+    );
+    pool.close().await;
+}
+
+/// Q4 / K1 across databases: the referenced layer is queried first, then the cars by
+/// `owner IN (...)`; a sort through the reference and a two-hop filter into a third database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_sorts_through_references_into_other_databases() {
+    let Some((pool, _dir, _pg, _my)) = three_backends().await else {
+        return;
+    };
+    let (users, _) = seed(&pool, 10, 40).await;
+    let cars = korm::item::<Car>(&pool);
+    let coll = || rn::<Car>("[rn][from::cardb]:cars:suv:*");
+
+    let users_before = pool.read_statements("userdb").unwrap();
+    let found = cars
+        .query(coll())
+        .filter(eq("owner.username", "user0003"))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 4);
+    assert!(found.iter().all(|c| c.data().owner.rn() == &users[3]));
+    assert_eq!(
+        pool.read_statements("userdb").unwrap() - users_before,
+        1,
+        "one filtered query on the referenced layer"
+    );
+
+    let found = cars
+        .query(coll())
+        .filter(not(eq("owner.username", "user0003")))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 36);
+
+    // Two hops: car -> user (PostgreSQL) -> city (MariaDB).
+    let found = cars
+        .query(coll())
+        .filter(eq("owner.home.name", "Bedrock"))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 40);
+    let none = cars
+        .query(coll())
+        .filter(eq("owner.home.name", "Rock Vegas"))
+        .get()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Sort by the owner's age (PostgreSQL), then by year, with a limit after the sort.
+    let sorted = cars
+        .query(coll())
+        .filter(gt("year", 2004))
+        .sort_by("owner.age", SortOrder::Desc)
+        .sort_by("year", SortOrder::Asc)
+        .resolve(["owner"])
+        .first_n(5)
+        .await
+        .unwrap();
+    let keys: Vec<(i64, i64)> = sorted
+        .iter()
+        .map(|c| (c.data().owner.resolved().unwrap().age, c.data().year))
+        .collect();
+    let mut all: Vec<(i64, i64)> = cars
+        .query(coll())
+        .filter(gt("year", 2004))
+        .resolve(["owner"])
+        .get()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.data().owner.resolved().unwrap().age, c.data().year))
+        .collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert_eq!(keys, all[..5]);
+    pool.close().await;
+}
+
+/// X3 across databases: the cascade lands in PostgreSQL; when it fails there (a unique
+/// violation), the car's own change in SQLite is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascades_cross_databases_and_undo_together() {
+    let Some((pool, dir, _pg, _my)) = three_backends().await else {
+        return;
+    };
+    let (users, car_rns) = seed(&pool, 2, 2).await;
+    let cars = korm::item::<Car>(&pool);
+    let car = cars
+        .load(car_rns[0].clone())
+        .resolve(["owner"])
+        .get()
+        .await
+        .unwrap();
+    let owner_rn = car.data().owner.rn().clone();
+    let car = car
+        .update(|c| {
+            c.year = 1999;
+            c.owner.resolved_mut().unwrap().age = 77;
+        })
+        .commit()
+        .await
+        .unwrap();
+    let owner = korm::item::<User>(&pool)
+        .load(owner_rn.clone())
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(owner.data().age, 77);
+
+    // The owner column in SQLite holds the RN string, declared RN_REF_TEXT.
+    let (stored, declared) = stored_owner(&dir.path().join("cars.sqlite"), car.rn());
+    assert_eq!(stored, owner_rn.as_str());
+    assert_eq!(declared, "RN_REF_TEXT");
+
+    // A cascade that violates a unique field in PostgreSQL: the car's change is undone.
+    let other = users.iter().find(|u| **u != owner_rn).unwrap();
+    let other_name = korm::item::<User>(&pool)
+        .load(other.clone())
+        .get()
+        .await
+        .unwrap()
+        .data()
+        .username
+        .to_string();
+    let err = car
+        .update(|c| {
+            c.year = 1234;
+            c.owner.resolved_mut().unwrap().username = Unique::new(other_name.clone());
+        })
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::WriteFailed { source, .. } if matches!(**source, Error::UniqueViolation { .. })),
+        "{err:?}"
+    );
+    let again = cars.load(car_rns[0].clone()).get().await.unwrap();
+    assert_eq!(again.data().year, 1999, "the car's own change was undone");
+    pool.close().await;
+}
+
+/// The stored owner column of a car and its declared type, read with rusqlite directly.
+fn stored_owner(path: &std::path::Path, car: &Rn<Car>) -> (String, String) {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let owner: String = conn
+        .query_row(
+            "SELECT \"owner\" FROM \"__items__cars__suv\" WHERE \"rnId\" = ?",
+            [car.id().unwrap()],
+            |row| row.get(0),
+        )
+        .expect("stored row");
+    let declared: String = conn
+        .query_row(
+            "SELECT type FROM pragma_table_info('__items__cars__suv') WHERE name = 'owner'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("column");
+    (owner, declared)
+}
+
+/// References to a layer the pool does not have: left unresolved, an error in strict mode,
+/// and matching nothing in a filter through them.
+#[tokio::test]
+async fn references_to_unknown_layers() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Person {
+        name: String,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Pet {
+        owner: Ref<Person>,
+    }
+    let pool = korm::pool()
+        .layer("a", korm::layers::sqlite_memory())
+        .layer("b", korm::layers::sqlite_memory())
+        .open()
+        .await
+        .unwrap();
+    let ghost: Rn<Person> = rn::<Person>("[rn][from::elsewhere]:people:x:*")
+        .with_id(uuid::Uuid::new_v4())
+        .unwrap();
+    let pets = korm::item::<Pet>(&pool);
+    let pet = pets
+        .from_data(
+            rn("[rn][from::a]:pets:x:*"),
+            Pet {
+                owner: Ref::new(ghost.clone()),
+            },
+        )
+        .unwrap()
+        .create()
+        .await
+        .unwrap();
+    let loaded = pets
+        .load(pet.rn().clone())
+        .resolve(["owner"])
+        .get()
+        .await
+        .unwrap();
+    assert!(!loaded.data().owner.is_resolved());
+    let err = pets
+        .load(pet.rn().clone())
+        .resolve(["owner"])
+        .strict()
+        .get()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingReference { rn, reason } if rn == ghost.as_str() && reason.contains("elsewhere")),
+        "{err:?}"
+    );
+    let none = pets
+        .query(rn("[rn][from::a]:pets:x:*"))
+        .filter(eq("owner.name", "x"))
+        .get()
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    pool.close().await;
+}
+
+/// The SQLite layer caches the reference prefixes a filter through a reference needs; a
+/// write by another connection (another pool on the same file) or by this one is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_prefix_cache_sees_other_connections() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Person {
+        name: String,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Pet {
+        owner: Ref<Person>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pets.sqlite");
+    let open = || async {
+        korm::pool()
+            .layer("db", korm::layers::sqlite(&file))
+            .open()
+            .await
+            .unwrap()
+    };
+    let (a, b) = (open().await, open().await);
+    let person = |pool: &Pool, coll: &str, name: &str| {
+        let item = korm::item::<Person>(pool)
+            .from_data(rn(coll), Person { name: name.into() })
+            .unwrap();
+        async move { item.create().await.unwrap().rn().clone() }
+    };
+    let pet = |pool: &Pool, owner: Rn<Person>| {
+        let item = korm::item::<Pet>(pool)
+            .from_data(
+                rn("[rn]:pets:dog:*"),
+                Pet {
+                    owner: Ref::new(owner),
+                },
+            )
+            .unwrap();
+        async move { item.create().await.unwrap() }
+    };
+    let fred = person(&a, "[rn]:people:a:*", "fred").await;
+    pet(&a, fred).await;
+    let count = |pool: Pool| async move {
+        korm::item::<Pet>(&pool)
+            .query(rn("[rn]:pets:dog:*"))
+            .filter(eq("owner.name", "fred"))
+            .get()
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(a.clone()).await, 1);
+    // Another connection adds a pet whose owner is in another collection.
+    let other_fred = person(&b, "[rn]:people:b:*", "fred").await;
+    pet(&b, other_fred).await;
+    assert_eq!(
+        count(a.clone()).await,
+        2,
+        "a commit of another connection is seen"
+    );
+    // And this connection's own write.
+    let third = person(&a, "[rn]:people:c:*", "fred").await;
+    pet(&a, third).await;
+    assert_eq!(count(a.clone()).await, 3, "an own write is seen");
+    a.close().await;
+    b.close().await;
+}
