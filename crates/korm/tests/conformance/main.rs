@@ -151,4 +151,5 @@ conformance!(
     filters_and_sorts_through_references,
     cascading_updates,
     hostile_reference_paths,
+    reference_filters_beside_encrypted_fields,
 );

@@ -604,3 +604,61 @@ pub async fn hostile_reference_paths(pool: &Pool) {
     assert_eq!(again.data().refs["garbage"], "[rn]:not:an rn");
     assert_eq!(again.data().refs["bad key"], w.fred.as_str());
 }
+
+/// A filter through a reference beside a filter on an encrypted field: the reference part
+/// becomes an RN list, evaluated in SQL or, inside an `or` with the encrypted field, in
+/// memory.
+pub async fn reference_filters_beside_encrypted_fields(pool: &Pool) {
+    crate::suite::install_test_keys();
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Secretive {
+        code: korm::Encrypted<String>,
+        owner: Ref<Person>,
+    }
+    let w = world(pool).await;
+    let coll = || rn::<Secretive>("[rn]:misc:secret:*");
+    let items = korm::item::<Secretive>(pool);
+    for (code, owner) in [("a", &w.fred), ("b", &w.barney), ("c", &w.wilma)] {
+        items
+            .from_data(
+                coll(),
+                Secretive {
+                    code: korm::Encrypted::new(code.to_owned()),
+                    owner: Ref::new(owner.clone()),
+                },
+            )
+            .unwrap()
+            .create()
+            .await
+            .unwrap();
+    }
+    let codes = |found: Vec<Item<Secretive>>| {
+        let mut codes: Vec<String> = found
+            .into_iter()
+            .map(|i| i.data().code.reveal().clone())
+            .collect();
+        codes.sort();
+        codes
+    };
+    let found = items
+        .query(coll())
+        .filter(korm::and([eq("owner.username", "fred"), eq("code", "a")]))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(codes(found), ["a"]);
+    let found = items
+        .query(coll())
+        .filter(or([eq("owner.username", "barney"), eq("code", "c")]))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(codes(found), ["b", "c"]);
+    let found = items
+        .query(coll())
+        .filter(not(or([eq("owner.home.name", "Bedrock"), eq("code", "c")])))
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(codes(found), ["b"]);
+}

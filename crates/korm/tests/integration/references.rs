@@ -479,3 +479,110 @@ async fn reference_prefix_cache_sees_other_connections() {
     a.close().await;
     b.close().await;
 }
+
+/// The `owner IN (<list>)` form on PostgreSQL and MariaDB: cars there, users in SQLite, and a
+/// filter on an encrypted field beside the reference (evaluated in memory) on the same layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_lists_on_server_layers() {
+    let (Some(pg), Some(my)) = (
+        support::create(Server::Postgres).await,
+        support::create(Server::MySql).await,
+    ) else {
+        return;
+    };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Person {
+        name: String,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Pet {
+        kind: String,
+        owner: Ref<Person>,
+    }
+    let pool = korm::pool()
+        .layer("people", korm::layers::sqlite_memory())
+        .layer("pg", korm::layers::postgres(pg.url.clone()))
+        .layer("my", korm::layers::mysql(my.url.clone()))
+        .open()
+        .await
+        .unwrap();
+    let mut owners = Vec::new();
+    for name in ["fred", "barney", "wilma"] {
+        let person = korm::item::<Person>(&pool)
+            .from_data(
+                rn("[rn][from::people]:people:x:*"),
+                Person { name: name.into() },
+            )
+            .unwrap()
+            .create()
+            .await
+            .unwrap();
+        owners.push(person.rn().clone());
+    }
+    for layer in ["pg", "my"] {
+        let coll = rn::<Pet>(&format!("[rn][from::{layer}]:pets:x:*"));
+        for (i, owner) in owners.iter().enumerate() {
+            for kind in ["dog", "cat"] {
+                korm::item::<Pet>(&pool)
+                    .from_data(
+                        coll.clone(),
+                        Pet {
+                            kind: format!("{kind}{i}"),
+                            owner: Ref::new(owner.clone()),
+                        },
+                    )
+                    .unwrap()
+                    .create()
+                    .await
+                    .unwrap();
+            }
+        }
+        let pets = korm::item::<Pet>(&pool);
+        let mut kinds: Vec<String> = pets
+            .query(coll.clone())
+            .filter(eq("owner.name", "barney"))
+            .resolve(["owner"])
+            .get()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                assert_eq!(p.data().owner.resolved().unwrap().name, "barney");
+                p.into_data().kind
+            })
+            .collect();
+        kinds.sort();
+        assert_eq!(kinds, ["cat1", "dog1"], "{layer}");
+        let others = pets
+            .query(coll.clone())
+            .filter(korm::or([
+                eq("owner.name", "fred"),
+                korm::in_list("owner.name", ["wilma"]),
+            ]))
+            .get()
+            .await
+            .unwrap();
+        assert_eq!(others.len(), 4, "{layer}");
+        let none = pets
+            .query(coll.clone())
+            .filter(eq("owner.name", "nobody"))
+            .get()
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{layer}");
+        let sorted = pets
+            .query(coll)
+            .sort_by("owner.name", SortOrder::Asc)
+            .sort_by("kind", SortOrder::Desc)
+            .get()
+            .await
+            .unwrap();
+        let kinds: Vec<&str> = sorted.iter().map(|p| p.data().kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["dog1", "cat1", "dog0", "cat0", "dog2", "cat2"],
+            "{layer}"
+        );
+    }
+    pool.close().await;
+}
