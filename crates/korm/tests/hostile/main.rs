@@ -8,6 +8,7 @@ mod crypto;
 mod encoding;
 mod identifiers;
 mod injection;
+mod references;
 mod rns;
 mod routing;
 mod secrets;

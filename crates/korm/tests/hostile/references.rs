@@ -1,0 +1,132 @@
+//! Tampered references in stored data: RN columns holding garbage, hostile collection names,
+//! references into tables that hold garbage. A typed error or the value left as is; never a
+//! panic, never executed SQL.
+
+use korm::{Error, Ref, eq};
+use serde::{Deserialize, Serialize};
+
+use super::{create, file_db, rn};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Person {
+    name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Pet {
+    owner: Ref<Person>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LoosePet {
+    owner: String,
+}
+
+const PETS: &str = "[rn]:pets:dog:*";
+const PETS_TABLE: &str = "__items__pets__dog";
+
+#[tokio::test]
+async fn garbage_in_a_reference_column_is_a_decode_error_naming_the_item() {
+    let db = file_db().await;
+    let fred = create(
+        &db.pool,
+        "[rn]:people:x:*",
+        Person {
+            name: "fred".into(),
+        },
+    )
+    .await;
+    let pet = create(
+        &db.pool,
+        PETS,
+        Pet {
+            owner: Ref::new(fred.rn().clone()),
+        },
+    )
+    .await;
+    for garbage in [
+        "not an rn",
+        "[rn]:people:x:not-a-uuid",
+        "[rn]:people'; DROP TABLE __items__people__x; --:x:3df3face-f377-4f86-9bb9-a9b4671a9441",
+        "[rn][from::db]:",
+        "",
+    ] {
+        db.exec(
+            &format!("UPDATE \"{PETS_TABLE}\" SET \"owner\" = ?1"),
+            [garbage],
+        );
+        for resolve in [false, true] {
+            let load = korm::item::<Pet>(&db.pool).load(pet.rn().clone());
+            let load = if resolve {
+                load.resolve(["owner"])
+            } else {
+                load
+            };
+            let err = load.get().await.unwrap_err();
+            match &err {
+                Error::Decode { rn, .. } => assert_eq!(rn, pet.rn().as_str()),
+                other => panic!("{garbage:?}: expected Decode, got {other:?}"),
+            }
+        }
+        // Read as a plain string, the value is left as it is, resolve or not.
+        let loose = korm::item::<LoosePet>(&db.pool)
+            .load(rn(pet.rn().as_str()))
+            .resolve(["owner", "*"])
+            .get()
+            .await
+            .unwrap();
+        assert_eq!(loose.data().owner, garbage);
+        // A filter through the tampered reference matches nothing and runs nothing.
+        let found = korm::item::<LoosePet>(&db.pool)
+            .query(rn(PETS))
+            .filter(eq("owner.name", "fred"))
+            .get()
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{garbage:?}");
+        assert!(db.tables().iter().any(|t| t == "__items__people__x"));
+    }
+}
+
+#[tokio::test]
+async fn a_referenced_row_that_does_not_fit_is_a_decode_error() {
+    let db = file_db().await;
+    let fred = create(
+        &db.pool,
+        "[rn]:people:x:*",
+        Person {
+            name: "fred".into(),
+        },
+    )
+    .await;
+    let pet = create(
+        &db.pool,
+        PETS,
+        Pet {
+            owner: Ref::new(fred.rn().clone()),
+        },
+    )
+    .await;
+    // The referenced row loses the field its model needs.
+    db.exec("UPDATE \"__items__people__x\" SET \"name\" = NULL", []);
+    let err = korm::item::<Pet>(&db.pool)
+        .load(pet.rn().clone())
+        .resolve(["owner"])
+        .get()
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Decode { rn, reason } => {
+            assert_eq!(rn, pet.rn().as_str());
+            assert!(reason.contains(fred.rn().as_str()), "{reason}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    // Unresolved, the pet still loads.
+    let plain = korm::item::<Pet>(&db.pool)
+        .load(pet.rn().clone())
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(plain.data().owner.rn(), fred.rn());
+}
