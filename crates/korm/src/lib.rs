@@ -45,6 +45,7 @@
 
 pub mod crypto;
 mod danger;
+mod depot;
 pub mod error;
 mod item;
 mod layer;
@@ -56,6 +57,7 @@ pub mod rn;
 mod write;
 
 pub use danger::{Danger, danger};
+pub use depot::DepotFile;
 pub use error::{DbErrorKind, Error, Result};
 pub use item::{
     DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Query, ShowOptions,
@@ -67,6 +69,14 @@ pub use model::{ColumnKind, Encrypted, Password, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use rn::{Rn, RnForm};
+
+/// Depot constructors and file types: where files are stored.
+pub mod depots {
+    pub use crate::depot::{
+        Depot, DepotFile, DepotKey, DepotSpec, FileContent, FileStream, FloatingFile, LocalDepot,
+        LocalOptions, S3Depot, S3Options, UncommittedFile, file, local, s3,
+    };
+}
 
 /// Layer constructors: where items are stored.
 pub mod layers {

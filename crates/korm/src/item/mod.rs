@@ -27,6 +27,7 @@ pub use show::ShowOptions;
 pub use tx::{Tx, TxHandle, TxOutcome, tx};
 
 use crate::danger::Danger;
+use crate::depot::collect_uploads;
 use crate::error::{Error, Result};
 use crate::layer::OpKind;
 use crate::model::{StoredRow, encode, fields_to_map};
@@ -216,7 +217,9 @@ impl<T: Model> FloatingItem<T> {
     /// The op that stores the item, and its data as it will be stored (the before-image of
     /// the item's next write).
     fn create_op(&self, options: WriteOptions) -> Result<(WriteOp, Map<String, Value>)> {
-        let fields = encode(&self.data)?;
+        // Depot files in the data are uploaded by the same write (D3).
+        let (fields, uploads) = collect_uploads(|| encode(&self.data));
+        let fields = fields?;
         let stored = fields_to_map(&fields);
         let op = WriteOp {
             kind: OpKind::Insert,
@@ -224,6 +227,7 @@ impl<T: Model> FloatingItem<T> {
             fields,
             before: None,
             destructive: options.destructive,
+            uploads,
         };
         Ok((op, stored))
     }
@@ -237,7 +241,8 @@ fn commit_op<T: Model>(
     stored: BeforeImage,
     options: WriteOptions,
 ) -> Result<(WriteOp, Map<String, Value>)> {
-    let fields = encode(data)?;
+    let (fields, uploads) = collect_uploads(|| encode(data));
+    let fields = fields?;
     let new_stored = fields_to_map(&fields);
     let op = WriteOp {
         kind: OpKind::Update,
@@ -245,6 +250,7 @@ fn commit_op<T: Model>(
         fields,
         before: Some(stored),
         destructive: options.destructive,
+        uploads,
     };
     Ok((op, new_stored))
 }
@@ -319,6 +325,7 @@ impl<T: Model> Item<T> {
             fields: Vec::new(),
             before: Some(self.stored.clone()),
             destructive: false,
+            uploads: Vec::new(),
         }
     }
 
@@ -449,6 +456,7 @@ impl<T: Model> DeletedItem<T> {
                     fields: Vec::new(),
                     before: None,
                     destructive: false,
+                    uploads: Vec::new(),
                 }),
             )
             .await

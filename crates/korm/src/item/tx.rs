@@ -258,7 +258,15 @@ impl<'g> Tx<'g> {
             .filter_map(|guard| HeldLock::of(&self.pool, guard))
             .collect();
         if !ops.is_empty() {
-            execute(&self.pool, WritePlan { ops, held }).await?;
+            execute(
+                &self.pool,
+                WritePlan {
+                    ops,
+                    held,
+                    depot_ops: Vec::new(),
+                },
+            )
+            .await?;
         }
         Ok(TxOutcome {
             tx: self.id,
