@@ -210,6 +210,13 @@ impl DepotKey {
         Ok(DepotKey { text })
     }
 
+    /// The empty key: the whole depot, as a listing prefix.
+    pub fn root() -> Self {
+        DepotKey {
+            text: String::new(),
+        }
+    }
+
     /// The key text, segments joined with `/`.
     pub fn as_str(&self) -> &str {
         &self.text
