@@ -65,10 +65,10 @@ pub struct FloatingFile {
 ///
 /// # Errors
 /// [`Error::WrongRnForm`] when `rn` is not a depot file RN.
-pub fn file<T>(rn: Rn<T>, content: impl Into<FileContent>) -> Result<FloatingFile> {
+pub fn file(rn: Rn, content: impl Into<FileContent>) -> Result<FloatingFile> {
     file_key(&rn)?;
     Ok(FloatingFile {
-        rn: rn.untyped(),
+        rn,
         content: content.into(),
     })
 }
@@ -159,10 +159,10 @@ impl DepotFile {
     ///
     /// # Errors
     /// [`Error::WrongRnForm`] when `rn` is not a depot file RN.
-    pub fn at<T>(rn: Rn<T>) -> Result<Self> {
+    pub fn at(rn: Rn) -> Result<Self> {
         file_key(&rn)?;
         Ok(DepotFile {
-            rn: rn.untyped(),
+            rn,
             state: Arc::new(Mutex::new(FileState::Stored)),
         })
     }
@@ -340,13 +340,13 @@ impl Pool {
     /// # Errors
     /// [`Error::WrongRnForm`] for an item or collection RN, [`Error::UnknownDepot`],
     /// [`Error::Depot`].
-    pub async fn files<T>(&self, prefix: &Rn<T>) -> Result<Vec<DepotFile>> {
+    pub async fn files(&self, prefix: &Rn) -> Result<Vec<DepotFile>> {
         let depot = self.depot_of(prefix)?;
         let key = DepotKey::from_rn(prefix)?;
         let name = depot_name(prefix);
         if prefix.form() == RnForm::DepotFile {
             return Ok(match depot.size(&key).await? {
-                Some(_) => vec![DepotFile::at(prefix.untyped())?],
+                Some(_) => vec![DepotFile::at(prefix.clone())?],
                 None => Vec::new(),
             });
         }
@@ -359,7 +359,7 @@ impl Pool {
     }
 }
 
-fn depot_name<T>(rn: &Rn<T>) -> String {
+fn depot_name(rn: &Rn) -> String {
     rn.depot().unwrap_or_default().to_owned()
 }
 
