@@ -145,7 +145,7 @@ impl From<&str> for FileContent {
 ///
 /// ```
 /// use korm::depots::DepotKey;
-/// let rn = "[rn][depot::files]:invoices:fred:invoice-001.txt".parse().unwrap();
+/// let rn: korm::Rn = "[rn][depot::files]:invoices:fred:invoice-001.txt".parse().unwrap();
 /// assert_eq!(DepotKey::from_rn(&rn).unwrap().as_str(), "invoices/fred/invoice-001.txt");
 /// assert!(DepotKey::parse("invoices/fred/invoice-001.txt").is_ok());
 /// assert!(DepotKey::parse("invoices/../secret.txt").is_err());
@@ -237,12 +237,7 @@ impl DepotKey {
     /// # Errors
     /// [`Error::InvalidRn`] for an invalid depot name or the empty key.
     pub fn to_rn(&self, depot: &str) -> Result<Rn> {
-        let mut text = format!("[rn][depot::{depot}]");
-        for segment in self.segments() {
-            text.push(':');
-            text.push_str(segment);
-        }
-        text.parse()
+        Rn::depot_file(depot, &self.segments().collect::<Vec<_>>())
     }
 }
 
