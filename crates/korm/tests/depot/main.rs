@@ -19,6 +19,8 @@ pub struct Backend {
     pub pool: Pool,
     /// The local depot's root (`None` on S3).
     pub root: Option<std::path::PathBuf>,
+    /// The SQLite layer's file.
+    pub db: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -76,6 +78,7 @@ pub async fn local() -> Option<Backend> {
     Some(Backend {
         pool,
         root: Some(root.canonicalize().expect("root")),
+        db: dir.path().join("db.sqlite"),
         _dir: dir,
     })
 }
@@ -99,6 +102,7 @@ pub async fn s3_with(
     Some(Backend {
         pool,
         root: None,
+        db: dir.path().join("db.sqlite"),
         _dir: dir,
     })
 }

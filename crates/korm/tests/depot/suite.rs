@@ -402,6 +402,20 @@ pub async fn file_in_item_is_uploaded_and_resolves(b: &Backend) {
         "Invoice 001: one brontosaurus burger"
     );
     // The item's table types the column as an RN reference, as korm 1.5 does.
+    let table = car.rn().table_name().expect("table");
+    let conn = rusqlite::Connection::open(&b.db).expect("open db");
+    let (declared, stored): (String, String) = conn
+        .query_row(
+            &format!(
+                "SELECT (SELECT type FROM pragma_table_info('{table}') WHERE name = 'invoice'), \
+                 invoice FROM \"{table}\""
+            ),
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("read the row");
+    assert_eq!(declared, "RN_REF_TEXT");
+    assert_eq!(stored, "[rn][depot::files]:invoices:fred:invoice-001.txt");
     let value: serde_json::Value =
         serde_json::to_value(&loaded.data().invoice).expect("plain serde");
     assert_eq!(value, "[rn][depot::files]:invoices:fred:invoice-001.txt");
