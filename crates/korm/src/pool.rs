@@ -43,7 +43,7 @@ impl From<MySqlOptions> for LayerSpec {
     }
 }
 
-/// Builds a [`Pool`]: name its layers, then [`open`](PoolBuilder::open) it.
+/// Builds a [`Pool`]: name its layers and depots, then [`open`](PoolBuilder::open) it.
 ///
 /// Nothing is opened or validated until `open`, which checks everything at once.
 #[derive(Debug, Default)]
@@ -104,12 +104,13 @@ impl PoolBuilder {
         self
     }
 
-    /// Opens every layer.
+    /// Opens every layer, then every depot.
     ///
     /// # Errors
     /// [`Error::PoolConfig`] for no layer or a name given twice, [`Error::InvalidIdentifier`]
-    /// for a layer name outside `[A-Za-z0-9_-]{1,64}`, and the layer's own error when one can not
-    /// be opened (the layers already opened are closed again).
+    /// for a layer or depot name outside `[A-Za-z0-9_-]{1,64}`, the layer's own error when one
+    /// can not be opened, and [`Error::Depot`] when a depot can not (an S3 bucket that can not
+    /// be created); what was already opened is closed again.
     pub async fn open(self) -> Result<Pool> {
         if self.layers.is_empty() {
             return Err(Error::PoolConfig {
@@ -200,7 +201,7 @@ impl PoolBuilder {
     }
 }
 
-/// An open pool of layers. Cheap to clone: clones share the same connections.
+/// An open pool of layers and depots. Cheap to clone: clones share the same connections.
 ///
 /// Call [`close`](Pool::close) to close every layer and wait for queued work to finish. A
 /// program that forgets it still exits cleanly: connections close when the last clone drops.

@@ -279,8 +279,35 @@ impl S3Depot {
                 reason,
             }
         };
-        if options.bucket.is_empty() {
-            return Err(fail("the bucket name is empty".to_owned()));
+        let bucket_ok = (1..=255).contains(&options.bucket.len())
+            && options
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !bucket_ok {
+            return Err(fail(format!(
+                "invalid bucket name {:?}: 1 to 255 characters of [A-Za-z0-9._-]",
+                crate::error::clip(&options.bucket)
+            )));
+        }
+        // Credentials travel in HTTP headers: refuse what a header can not hold (the signer
+        // would panic on it) before anything is sent. The message never quotes them.
+        let header_safe = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if !options.access_key_id.as_deref().is_none_or(header_safe)
+            || !options
+                .secret_access_key
+                .as_ref()
+                .is_none_or(|s| header_safe(s.expose()))
+            || !options
+                .session_token
+                .as_ref()
+                .is_none_or(|s| header_safe(s.expose()))
+        {
+            return Err(fail(
+                "the access key id, secret or session token holds a character outside \
+                 visible ASCII"
+                    .to_owned(),
+            ));
         }
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&options.bucket)

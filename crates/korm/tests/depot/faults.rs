@@ -267,3 +267,62 @@ async fn s3_prefix_keeps_files_under_it() {
     prefixed.close().await;
     whole.close().await;
 }
+
+#[tokio::test]
+async fn depot_names_and_options_are_checked_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let twice = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot("files", korm::depots::local(dir.path().join("a")))
+        .depot("files", korm::depots::local(dir.path().join("b")))
+        .open()
+        .await
+        .expect_err("named twice");
+    assert!(matches!(twice, Error::PoolConfig { .. }), "{twice:?}");
+    let bad_name = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot("my files", korm::depots::local(dir.path().join("a")))
+        .open()
+        .await
+        .expect_err("bad name");
+    assert!(
+        matches!(bad_name, Error::InvalidIdentifier { what: "depot", .. }),
+        "{bad_name:?}"
+    );
+    let bad_bucket = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot("files", korm::depots::s3("a/../b"))
+        .open()
+        .await
+        .expect_err("bad bucket");
+    assert_depot_error(&bad_bucket);
+    // A token a header can not carry is refused at open, without quoting it.
+    let newline = format!("{TOKEN}\r\nX-Injected: 1");
+    let bad_token = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot("files", down_options().with_session_token(newline))
+        .open()
+        .await
+        .expect_err("bad token");
+    assert_depot_error(&bad_token);
+    // A missing local root is created; with creation off it is an error naming the depot.
+    let err = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot(
+            "files",
+            korm::depots::local(dir.path().join("missing")).with_create(false),
+        )
+        .open()
+        .await
+        .expect_err("no root");
+    assert_depot_error(&err);
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .depot("files", korm::depots::local(dir.path().join("new/root")))
+        .open()
+        .await
+        .expect("root created");
+    assert!(dir.path().join("new/root").is_dir());
+    assert_eq!(pool.depot_names().collect::<Vec<_>>(), ["files"]);
+    pool.close().await;
+}

@@ -145,4 +145,6 @@ conformance!(
     failed_layer_write_restores_the_replaced_file,
     reader_content,
     closed_pool_refuses_files,
+    files_in_a_transaction,
+    unknown_depot_in_item_stores_nothing,
 );

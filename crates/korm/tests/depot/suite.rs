@@ -648,3 +648,83 @@ pub async fn closed_pool_refuses_files(b: &Backend) {
     assert!(matches!(err, Error::PoolClosed), "{err:?}");
     assert!(matches!(b.pool.depot("files"), Err(Error::PoolClosed)));
 }
+
+/// Files inside items written by a transaction upload with it; a failing transaction undoes
+/// every upload.
+pub async fn files_in_a_transaction(b: &Backend) {
+    let cars = korm::item::<Car>(&b.pool);
+    let make = |plate: &str, file: &str| {
+        cars.from_data(
+            "[rn]:cars:suv:*".parse().expect("rn"),
+            Car {
+                plate: Unique::new(plate.to_owned()),
+                year: 1,
+                invoice: korm::depots::file(rn(&format!("[rn][depot::files]:tx:{file}")), file)
+                    .expect("file")
+                    .into(),
+            },
+        )
+        .expect("floating")
+    };
+    let mut tx = korm::tx(&b.pool);
+    let one = tx.create(make("TX-1", "one.txt"));
+    let two = tx.create(make("TX-2", "two.txt"));
+    let mut outcome = tx.persist().await.expect("persist");
+    let one = outcome.take(one).expect("one");
+    let two = outcome.take(two).expect("two");
+    assert_eq!(
+        one.data().invoice.text(&b.pool).await.expect("one"),
+        "one.txt"
+    );
+    assert_eq!(
+        two.data().invoice.text(&b.pool).await.expect("two"),
+        "two.txt"
+    );
+    // The second change of this one fails (same plate): neither file stays.
+    let mut tx = korm::tx(&b.pool);
+    tx.create(make("TX-3", "three.txt"));
+    tx.create(make("TX-1", "four.txt"));
+    tx.persist().await.expect_err("unique violation");
+    let listed: Vec<String> = b
+        .pool
+        .files(&rn("[rn][depot::files]:tx:*"))
+        .await
+        .expect("list")
+        .iter()
+        .map(|f| f.rn().to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "[rn][depot::files]:tx:one.txt",
+            "[rn][depot::files]:tx:two.txt"
+        ]
+    );
+}
+
+/// A file on a depot the pool lacks fails the item's write before anything is written.
+pub async fn unknown_depot_in_item_stores_nothing(b: &Backend) {
+    let cars = korm::item::<Car>(&b.pool);
+    let floating = cars
+        .from_data(
+            "[rn]:cars:suv:*".parse().expect("rn"),
+            Car {
+                plate: Unique::new("NOWHERE".to_owned()),
+                year: 1,
+                invoice: korm::depots::file(rn("[rn][depot::elsewhere]:x.txt"), "x")
+                    .expect("file")
+                    .into(),
+            },
+        )
+        .expect("floating");
+    let car_rn = floating.rn().clone();
+    let err = floating.create().await.expect_err("unknown depot");
+    assert!(
+        matches!(err, Error::UnknownDepot { ref depot, .. } if depot == "elsewhere"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        cars.load(car_rn).get().await,
+        Err(Error::NotFound { .. })
+    ));
+}
