@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Files live in depots (a local folder, an S3-compatible bucket) named beside the layers; a
+//! [`DepotFile`] inside item data is uploaded with the item, through the same write, and
+//! stored as its depot RN (see [`depots`]).
+//!
 //! Item states are distinct types, so an illegal transition does not compile: a persisted
 //! [`Item`] has no `commit`, only an [`UncommittedItem`] does.
 //!

@@ -147,4 +147,5 @@ conformance!(
     closed_pool_refuses_files,
     files_in_a_transaction,
     unknown_depot_in_item_stores_nothing,
+    tampered_file_rn_is_a_decode_error,
 );

@@ -728,3 +728,40 @@ pub async fn unknown_depot_in_item_stores_nothing(b: &Backend) {
         Err(Error::NotFound { .. })
     ));
 }
+
+/// A file field whose stored RN was tampered with (a traversal, an item RN) does not load.
+pub async fn tampered_file_rn_is_a_decode_error(b: &Backend) {
+    let car = korm::item::<Car>(&b.pool)
+        .from_data(
+            "[rn]:cars:suv:*".parse().expect("rn"),
+            Car {
+                plate: Unique::new("TAMPER".to_owned()),
+                year: 1,
+                invoice: korm::depots::file(rn("[rn][depot::files]:ok.txt"), "ok")
+                    .expect("file")
+                    .into(),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let table = car.rn().table_name().expect("table");
+    for tampered in [
+        "[rn][depot::files]:..:etc:passwd",
+        "[rn][depot::files]:invoices:*",
+        "[rn]:cars:suv:*",
+    ] {
+        let conn = rusqlite::Connection::open(&b.db).expect("open db");
+        conn.execute(&format!("UPDATE \"{table}\" SET invoice = ?1"), [tampered])
+            .expect("tamper");
+        drop(conn);
+        let err = korm::item::<Car>(&b.pool)
+            .load(car.rn().clone())
+            .get()
+            .await
+            .expect_err(tampered);
+        assert!(matches!(err, Error::Decode { .. }), "{tampered}: {err:?}");
+        assert!(!err.to_string().contains("passwd"), "{err}");
+    }
+}
