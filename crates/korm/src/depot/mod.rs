@@ -178,24 +178,19 @@ impl DepotKey {
     /// [`Error::WrongRnForm`] for an item or collection RN, and [`Error::InvalidDepotKey`]
     /// for a segment that breaks a rule.
     pub fn from_rn<T>(rn: &Rn<T>) -> Result<Self> {
-        let segments = rn.segments();
-        let segments = match rn.form() {
-            RnForm::DepotFile => segments,
-            RnForm::DepotPrefix => &segments[..segments.len().saturating_sub(1)],
-            _ => {
-                return Err(Error::WrongRnForm {
-                    rn: rn.to_string(),
-                    reason: "a depot file or prefix rn ([rn][depot::name]:...) is needed"
-                        .to_owned(),
-                });
-            }
-        };
-        if segments.is_empty() {
-            return Ok(DepotKey {
-                text: String::new(),
+        // The RN's own mapping (segments joined with `/`, a prefix with a trailing `/`),
+        // checked again here.
+        let Some(path) = rn.key_path() else {
+            return Err(Error::WrongRnForm {
+                rn: rn.to_string(),
+                reason: "a depot file or prefix rn ([rn][depot::name]:...) is needed".to_owned(),
             });
+        };
+        let path = path.strip_suffix('/').unwrap_or(&path);
+        if path.is_empty() {
+            return Ok(DepotKey::root());
         }
-        Self::from_segments(rn.as_str(), segments.iter().map(String::as_str))
+        Self::from_segments(rn.as_str(), path.split('/'))
     }
 
     fn from_segments<'a>(whole: &str, segments: impl Iterator<Item = &'a str>) -> Result<Self> {
