@@ -292,7 +292,7 @@ pub enum Error {
 
     /// A depot operation failed: the store is unreachable, refused the credentials, or
     /// failed otherwise. The reason never holds a secret.
-    #[error("depot {depot:?}: {key}: {reason}")]
+    #[error("depot {depot:?}{}: {reason}", key_part(.key))]
     Depot {
         /// The depot.
         depot: String,
@@ -334,6 +334,15 @@ impl fmt::Display for DbErrorKind {
             DbErrorKind::ConnectionLost => "connection lost",
             DbErrorKind::Other => "database error",
         })
+    }
+}
+
+/// ` at key "<key>"`, or nothing for an error about the depot as a whole.
+fn key_part(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" at key {key:?}")
     }
 }
 

@@ -465,3 +465,46 @@ impl Depot for S3Depot {
 
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::s3;
+
+    #[test]
+    fn bucket_urls_follow_the_addressing_style() {
+        let path = s3("invoices").with_endpoint("http://127.0.0.1:9000/");
+        assert_eq!(path.bucket_url(), "http://127.0.0.1:9000/invoices");
+        let hosted = s3("invoices")
+            .with_endpoint("https://invoices.s3.example.com")
+            .with_virtual_hosted_style(true);
+        assert_eq!(hosted.bucket_url(), "https://invoices.s3.example.com");
+        let aws = s3("invoices").with_region("eu-central-1");
+        assert_eq!(
+            aws.bucket_url(),
+            "https://s3.eu-central-1.amazonaws.com/invoices"
+        );
+        assert_eq!(
+            aws.with_virtual_hosted_style(true).bucket_url(),
+            "https://invoices.s3.eu-central-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn identifier_defaults_to_endpoint_bucket_prefix() {
+        let options = s3("b").with_endpoint("http://h:1/").with_prefix("/t/x/");
+        assert_eq!(options.identifier(), "http://h:1/b/t/x");
+        assert_eq!(
+            options.with_identifier("prod-files").identifier(),
+            "prod-files"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages() {
+        let secret = super::Secret::new("wJalrXUtnFEMI".to_owned());
+        let mut message = "signature for wJalrXUtnFEMI failed".to_owned();
+        secret.scrub(&mut message);
+        assert_eq!(message, "signature for *** failed");
+        assert_eq!(format!("{secret:?}"), "***");
+    }
+}
