@@ -412,7 +412,12 @@ async fn create_bucket(options: &S3Options) -> std::result::Result<(), String> {
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        .map_err(|e| {
+            format!(
+                "request failed: {}",
+                super::store::with_sources(&e.without_url())
+            )
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

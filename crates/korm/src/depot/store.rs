@@ -59,7 +59,7 @@ impl Store {
                 depot: self.ident.clone(),
                 key: key.to_owned(),
             },
-            other => self.failure(key, other.to_string()),
+            other => self.failure(key, with_sources(&other)),
         }
     }
 
@@ -169,7 +169,7 @@ impl Store {
         let ident = self.ident.clone();
         let redact = self.redact.clone();
         let stream = result.into_stream().map_err(move |e| {
-            let mut reason = e.to_string();
+            let mut reason = with_sources(&e);
             for secret in &redact {
                 secret.scrub(&mut reason);
             }
@@ -231,4 +231,19 @@ impl Store {
         keys.sort();
         Ok(keys)
     }
+}
+
+/// An error's message followed by its sources' (`error sending request: connection refused`).
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
