@@ -290,6 +290,15 @@ pub enum Error {
         key: String,
     },
 
+    /// A file already exists at this key of the depot (creating a file never replaces one).
+    #[error("a file already exists at {key:?} in depot {depot:?}")]
+    FileExists {
+        /// The depot.
+        depot: String,
+        /// The key.
+        key: String,
+    },
+
     /// A depot operation failed: the store is unreachable, refused the credentials, or
     /// failed otherwise. The reason never holds a secret.
     #[error("depot {depot:?}{}: {reason}", key_part(.key))]

@@ -82,7 +82,7 @@ impl FloatingFile {
     /// Writes the file through the write path (the RN is locked meanwhile).
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when a file is at the RN, [`Error::UnknownDepot`],
+    /// [`Error::FileExists`] when a file is at the RN, [`Error::UnknownDepot`],
     /// [`Error::Depot`] when the store fails (nothing is written then).
     pub async fn create(self, pool: &Pool) -> Result<DepotFile> {
         let file = DepotFile::pending(self.rn, self.content);

@@ -49,7 +49,7 @@ pub(crate) type SharedState = Arc<Mutex<FileState>>;
 /// How a put treats a file already at the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PutMode {
-    /// Only if no file is there ([`Error::AlreadyExists`] otherwise).
+    /// Only if no file is there ([`Error::FileExists`] otherwise).
     Create,
     /// Only over an existing file ([`Error::FileNotFound`] otherwise).
     Replace,
@@ -210,7 +210,10 @@ async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
             let existing = depot.size(&key).await?;
             match (mode, existing) {
                 (PutMode::Create, Some(_)) => {
-                    return Err(Error::AlreadyExists { rn: rn.to_string() });
+                    return Err(Error::FileExists {
+                        depot: depot.ident().to_owned(),
+                        key: key.to_string(),
+                    });
                 }
                 (PutMode::Replace, None) => {
                     return Err(Error::FileNotFound {

@@ -325,7 +325,11 @@ pub async fn file_lifecycle(b: &Backend) {
         .create(&b.pool)
         .await
         .expect_err("exists");
-    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::FileExists { ref depot, ref key } if depot == "files" && key == "invoices/fred/invoice-001.txt"),
+        "{err:?}"
+    );
+    assert_eq!(file.text(&b.pool).await.expect("text"), "one burger");
     let file = file
         .update("two burgers")
         .commit(&b.pool)
