@@ -6,11 +6,13 @@
 //! 1. route every op to its layer (an unknown layer fails before anything is written);
 //! 2. lock every touched RN in sorted order (in-process, and the shared row with
 //!    [`with_locks`](crate::PoolBuilder::with_locks)), except those the caller already holds;
-//! 3. apply each layer's ops inside that database's own transaction, layers in the order they
-//!    first appear in the plan; a write under a shared lock carries its fencing token, checked
-//!    in the same transaction;
+//! 3. run the depot ops (file uploads and deletes, each with a backup of what it replaces),
+//!    then apply each layer's ops inside that database's own transaction, layers in the order
+//!    they first appear in the plan; a write under a shared lock carries its fencing token,
+//!    checked in the same transaction;
 //! 4. if a layer fails, undo what the earlier layers applied, from the before-images, newest
-//!    first, and return the error (or [`Error::UndoFailed`] if the undo failed too);
+//!    first, then the depot ops, and return the error (or [`Error::UndoFailed`] if the undo
+//!    failed too);
 //! 5. release the locks.
 //!
 //! The write-ahead log plugs in between 2 and 3 (write the WAL record durably); `tx` and
