@@ -279,6 +279,57 @@ pub enum Error {
         /// The stale token the write carried.
         token: u64,
     },
+
+    /// A depot key (or a depot RN's segment) would leave the depot or holds a character a
+    /// key can not hold (`..`, `/`, `\\`, NUL, a control character, `*` before the end).
+    #[error("invalid depot key {key:?}: segment {segment} {reason}")]
+    InvalidDepotKey {
+        /// The key or RN (truncated to 200 characters).
+        key: String,
+        /// The offending segment: its 1-based number and text.
+        segment: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The RN names a depot the pool does not have.
+    #[error("unknown depot {depot:?}: the pool has {depots:?}")]
+    UnknownDepot {
+        /// The depot name.
+        depot: String,
+        /// The depots the pool has, comma-separated.
+        depots: String,
+    },
+
+    /// No file is at this key of the depot.
+    #[error("no file at {key:?} in depot {depot:?}")]
+    FileNotFound {
+        /// The depot.
+        depot: String,
+        /// The key (`invoices/fred/invoice-001.txt`).
+        key: String,
+    },
+
+    /// A file already exists at this key of the depot (creating a file never replaces one).
+    #[error("a file already exists at {key:?} in depot {depot:?}")]
+    FileExists {
+        /// The depot.
+        depot: String,
+        /// The key.
+        key: String,
+    },
+
+    /// A depot operation failed: the store is unreachable, refused the credentials, or
+    /// failed otherwise. The reason never holds a secret.
+    #[error("depot {depot:?}{}: {reason}", key_part(.key))]
+    Depot {
+        /// The depot.
+        depot: String,
+        /// The key involved (empty for the depot as a whole).
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// The kind of a database failure, the same for every backend.
@@ -312,6 +363,15 @@ impl fmt::Display for DbErrorKind {
             DbErrorKind::ConnectionLost => "connection lost",
             DbErrorKind::Other => "database error",
         })
+    }
+}
+
+/// ` at key "<key>"`, or nothing for an error about the depot as a whole.
+fn key_part(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" at key {key:?}")
     }
 }
 

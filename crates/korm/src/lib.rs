@@ -30,6 +30,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Files live in depots (a local folder, an S3-compatible bucket) named beside the layers; a
+//! [`DepotFile`] inside item data is uploaded with the item, through the same write, and
+//! stored as its depot RN (see [`depots`]).
+//!
 //! Item states are distinct types, so an illegal transition does not compile: a persisted
 //! [`Item`] has no `commit`, only an [`UncommittedItem`] does.
 //!
@@ -45,6 +49,7 @@
 
 pub mod crypto;
 mod danger;
+mod depot;
 pub mod error;
 mod item;
 mod layer;
@@ -57,6 +62,7 @@ pub mod rn;
 mod write;
 
 pub use danger::{Danger, danger};
+pub use depot::DepotFile;
 pub use error::{DbErrorKind, Error, Result};
 pub use item::{
     DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Query, ShowOptions,
@@ -68,6 +74,14 @@ pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use rn::{Rn, RnForm};
+
+/// Depot constructors and file types: where files are stored.
+pub mod depots {
+    pub use crate::depot::{
+        Depot, DepotFile, DepotKey, DepotSpec, FileContent, FileStream, FloatingFile, LocalDepot,
+        LocalOptions, S3Depot, S3Options, UncommittedFile, file, local, s3,
+    };
+}
 
 /// Layer constructors: where items are stored.
 pub mod layers {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::depot::{Depot, DepotSpec};
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::layer::mysql::{MySqlLayer, MySqlOptions};
@@ -42,13 +43,14 @@ impl From<MySqlOptions> for LayerSpec {
     }
 }
 
-/// Builds a [`Pool`]: name its layers, then [`open`](PoolBuilder::open) it.
+/// Builds a [`Pool`]: name its layers and depots, then [`open`](PoolBuilder::open) it.
 ///
 /// Nothing is opened or validated until `open`, which checks everything at once.
 #[derive(Debug, Default)]
 #[must_use = "a pool builder does nothing until open() is awaited"]
 pub struct PoolBuilder {
     layers: Vec<(String, LayerSpec)>,
+    depots: Vec<(String, DepotSpec)>,
     locks: Option<(String, LockOptions)>,
     lock_timeout: Option<Duration>,
 }
@@ -79,6 +81,13 @@ impl PoolBuilder {
         self
     }
 
+    /// Adds a depot (a file store) under a name. Depot RNs choose it with the `depot` mod
+    /// (`[rn][depot::files]:invoices:fred:invoice-001.txt`). See [`depots`](crate::depots).
+    pub fn depot(mut self, ident: impl Into<String>, depot: impl Into<DepotSpec>) -> Self {
+        self.depots.push((ident.into(), depot.into()));
+        self
+    }
+
     /// Keeps locks in `__korm_locks__` on the layer named `layer`, so that every process
     /// sharing it serializes writes per RN (L3): each write, tx and [`Locker`] acquire takes
     /// the in-process lock and then the shared row, and gets a fencing token. See
@@ -95,12 +104,13 @@ impl PoolBuilder {
         self
     }
 
-    /// Opens every layer.
+    /// Opens every layer, then every depot.
     ///
     /// # Errors
     /// [`Error::PoolConfig`] for no layer or a name given twice, [`Error::InvalidIdentifier`]
-    /// for a layer name outside `[A-Za-z0-9_-]{1,64}`, and the layer's own error when one can not
-    /// be opened (the layers already opened are closed again).
+    /// for a layer or depot name outside `[A-Za-z0-9_-]{1,64}`, the layer's own error when one
+    /// can not be opened, and [`Error::Depot`] when a depot can not (an S3 bucket that can not
+    /// be created); what was already opened is closed again.
     pub async fn open(self) -> Result<Pool> {
         if self.layers.is_empty() {
             return Err(Error::PoolConfig {
@@ -112,6 +122,18 @@ impl PoolBuilder {
             if self.layers[..i].iter().any(|(other, _)| other == ident) {
                 return Err(Error::PoolConfig {
                     reason: format!("layer {ident:?} is named twice"),
+                });
+            }
+        }
+        for (i, (ident, _)) in self.depots.iter().enumerate() {
+            validate_layer_ident(ident).map_err(|_| Error::InvalidIdentifier {
+                what: "depot",
+                name: crate::error::clip(ident),
+                reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
+            })?;
+            if self.depots[..i].iter().any(|(other, _)| other == ident) {
+                return Err(Error::PoolConfig {
+                    reason: format!("depot {ident:?} is named twice"),
                 });
             }
         }
@@ -148,6 +170,21 @@ impl PoolBuilder {
                 }
             }
         }
+        let mut depots: Vec<(String, Arc<dyn Depot>)> = Vec::with_capacity(self.depots.len());
+        for (ident, spec) in self.depots {
+            match spec.open(&ident).await {
+                Ok(depot) => depots.push((ident, depot)),
+                Err(e) => {
+                    for (_, depot) in &depots {
+                        depot.close().await;
+                    }
+                    for (_, layer) in &opened {
+                        layer.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let shared = self.locks.and_then(|(ident, options)| {
             let layer = opened.iter().find(|(name, _)| *name == ident)?;
             Some((Arc::clone(&layer.1), options))
@@ -156,6 +193,7 @@ impl PoolBuilder {
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 layers: opened,
+                depots,
                 closed: AtomicBool::new(false),
                 locks,
             }),
@@ -163,7 +201,7 @@ impl PoolBuilder {
     }
 }
 
-/// An open pool of layers. Cheap to clone: clones share the same connections.
+/// An open pool of layers and depots. Cheap to clone: clones share the same connections.
 ///
 /// Call [`close`](Pool::close) to close every layer and wait for queued work to finish. A
 /// program that forgets it still exits cleanly: connections close when the last clone drops.
@@ -174,6 +212,7 @@ pub struct Pool {
 
 struct PoolInner {
     layers: Vec<(String, Arc<dyn Layer>)>,
+    depots: Vec<(String, Arc<dyn Depot>)>,
     closed: AtomicBool,
     locks: Locks,
 }
@@ -182,6 +221,7 @@ impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("layers", &self.layer_names().collect::<Vec<_>>())
+            .field("depots", &self.depot_names().collect::<Vec<_>>())
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish()
     }
@@ -193,7 +233,20 @@ impl Pool {
         self.inner.layers.iter().map(|(name, _)| name.as_str())
     }
 
-    /// Closes every layer, letting work already queued finish. Later operations fail with
+    /// The names of the pool's depots, in the order they were added.
+    pub fn depot_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.depots.iter().map(|(name, _)| name.as_str())
+    }
+
+    pub(crate) fn depot_named(&self, name: &str) -> Option<&Arc<dyn Depot>> {
+        self.inner
+            .depots
+            .iter()
+            .find(|(ident, _)| ident == name)
+            .map(|(_, depot)| depot)
+    }
+
+    /// Closes every layer and depot, letting work already queued finish. Later operations fail with
     /// [`Error::PoolClosed`]. Closing twice is harmless.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
@@ -203,6 +256,9 @@ impl Pool {
         self.inner.locks.close().await;
         for (_, layer) in &self.inner.layers {
             layer.close().await;
+        }
+        for (_, depot) in &self.inner.depots {
+            depot.close().await;
         }
     }
 

@@ -927,7 +927,6 @@ impl<T> Rn<T> {
     ///
     /// The trailing `/` keeps a prefix from matching a sibling (`invoices/freddie/...`) when
     /// used as a plain string prefix.
-    #[allow(dead_code, reason = "the depot module uses it")]
     pub(crate) fn key_path(&self) -> Option<String> {
         match self.data.form {
             RnForm::DepotFile => Some(self.data.segments.join("/")),

@@ -28,6 +28,7 @@ pub use show::ShowOptions;
 pub use tx::{Tx, TxHandle, TxOutcome, tx};
 
 use crate::danger::Danger;
+use crate::depot::collect_uploads;
 use crate::error::{Error, Result};
 use crate::layer::OpKind;
 use crate::model::{Cascade, StoredRow, collect_cascades, encode, fields_to_map};
@@ -217,7 +218,10 @@ impl<T: Model> FloatingItem<T> {
     /// The op that stores the item, and its data as it will be stored (the before-image of
     /// the item's next write).
     fn create_op(&self, options: WriteOptions) -> Result<Prepared> {
-        let (fields, cascades) = collect_cascades(|| encode(&self.data));
+        // Depot files in the data are uploaded by the same write (D3); changed resolved
+        // references are updated by it (X3).
+        let ((fields, uploads), cascades) =
+            collect_cascades(|| collect_uploads(|| encode(&self.data)));
         let fields = fields?;
         let stored = fields_to_map(&fields);
         let op = WriteOp {
@@ -226,6 +230,7 @@ impl<T: Model> FloatingItem<T> {
             fields,
             before: None,
             destructive: options.destructive,
+            uploads,
         };
         Prepared::new(op, stored, cascades)
     }
@@ -291,6 +296,7 @@ impl Prepared {
                 fields: cascade.fields.clone(),
                 before: Some(cascade.before.clone()),
                 destructive,
+                uploads: Vec::new(),
             })
             .collect()
     }
@@ -324,7 +330,7 @@ fn commit_op<T: Model>(
     stored: BeforeImage,
     options: WriteOptions,
 ) -> Result<Prepared> {
-    let (fields, cascades) = collect_cascades(|| encode(data));
+    let ((fields, uploads), cascades) = collect_cascades(|| collect_uploads(|| encode(data)));
     let fields = fields?;
     let new_stored = fields_to_map(&fields);
     let op = WriteOp {
@@ -333,6 +339,7 @@ fn commit_op<T: Model>(
         fields,
         before: Some(stored),
         destructive: options.destructive,
+        uploads,
     };
     Prepared::new(op, new_stored, cascades)
 }
@@ -417,6 +424,7 @@ impl<T: Model> Item<T> {
             fields: Vec::new(),
             before: Some(self.stored.clone()),
             destructive: false,
+            uploads: Vec::new(),
         }
     }
 
@@ -548,6 +556,7 @@ impl<T: Model> DeletedItem<T> {
                     fields: Vec::new(),
                     before: None,
                     destructive: false,
+                    uploads: Vec::new(),
                 }),
             )
             .await

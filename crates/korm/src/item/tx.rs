@@ -274,6 +274,7 @@ impl<'g> Tx<'g> {
             fields: cascade.fields.clone(),
             before: Some(cascade.before.clone()),
             destructive: options.destructive,
+            uploads: Vec::new(),
         }));
         let held = self
             .held
@@ -281,7 +282,15 @@ impl<'g> Tx<'g> {
             .filter_map(|guard| HeldLock::of(&self.pool, guard))
             .collect();
         if !ops.is_empty() {
-            execute(&self.pool, WritePlan { ops, held }).await?;
+            execute(
+                &self.pool,
+                WritePlan {
+                    ops,
+                    held,
+                    depot_ops: Vec::new(),
+                },
+            )
+            .await?;
         }
         for cascade in cascades {
             cascade.settle();

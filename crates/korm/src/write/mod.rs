@@ -6,11 +6,13 @@
 //! 1. route every op to its layer (an unknown layer fails before anything is written);
 //! 2. lock every touched RN in sorted order (in-process, and the shared row with
 //!    [`with_locks`](crate::PoolBuilder::with_locks)), except those the caller already holds;
-//! 3. apply each layer's ops inside that database's own transaction, layers in the order they
-//!    first appear in the plan; a write under a shared lock carries its fencing token, checked
-//!    in the same transaction;
+//! 3. run the depot ops (file uploads and deletes, each with a backup of what it replaces),
+//!    then apply each layer's ops inside that database's own transaction, layers in the order
+//!    they first appear in the plan; a write under a shared lock carries its fencing token,
+//!    checked in the same transaction;
 //! 4. if a layer fails, undo what the earlier layers applied, from the before-images, newest
-//!    first, and return the error (or [`Error::UndoFailed`] if the undo failed too);
+//!    first, then the depot ops, and return the error (or [`Error::UndoFailed`] if the undo
+//!    failed too);
 //! 5. release the locks.
 //!
 //! The write-ahead log plugs in between 2 and 3 (write the WAL record durably); `tx` and
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::depot::write::DepotOp;
 use crate::error::{Error, Result};
 use crate::layer::{Fence, Layer, LayerOp, OpKind};
 use crate::lock::{LockGuard, item_lock_key, release_all};
@@ -41,6 +44,8 @@ pub(crate) struct WriteOp {
     pub(crate) before: Option<BeforeImage>,
     /// Whether columns whose kind changed may be recreated.
     pub(crate) destructive: bool,
+    /// Files inside the data to upload with it (see [`crate::depot`]).
+    pub(crate) uploads: Vec<DepotOp>,
 }
 
 /// A lock the caller holds already, that the plan's writes run under.
@@ -69,6 +74,8 @@ pub(crate) struct WritePlan {
     pub(crate) ops: Vec<WriteOp>,
     /// Locks held by the caller: not taken again, and their fencing tokens used.
     pub(crate) held: Vec<HeldLock>,
+    /// Depot file writes on their own (file create, commit, delete).
+    pub(crate) depot_ops: Vec<DepotOp>,
 }
 
 impl WritePlan {
@@ -77,6 +84,7 @@ impl WritePlan {
         WritePlan {
             ops: vec![op],
             held: Vec::new(),
+            depot_ops: Vec::new(),
         }
     }
 }
@@ -116,6 +124,21 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
             None => groups.push((Arc::clone(layer), vec![i])),
         }
     }
+    // Depot files: routed now too, and locked by their RN.
+    let depot_ops: Vec<&DepotOp> = plan
+        .depot_ops
+        .iter()
+        .chain(plan.ops.iter().flat_map(|op| &op.uploads))
+        .collect();
+    for op in &depot_ops {
+        pool.depot_of(op.rn())?;
+    }
+    let item_keys = keys.len();
+    keys.extend(
+        depot_ops
+            .iter()
+            .map(|op| crate::depot::file_lock_key(op.rn())),
+    );
 
     // 2. Lock every touched RN the caller does not hold already, in sorted order.
     if let Some(lost) = plan.held.iter().find(|h| h.lost) {
@@ -131,7 +154,7 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
         .collect();
     let locks = pool.locks();
     let guards = locks.acquire_all(to_lock, locks.wait()).await?;
-    let fences: Vec<Option<Fence>> = keys
+    let fences: Vec<Option<Fence>> = keys[..item_keys]
         .iter()
         .map(|key| {
             let token = match guards.iter().find(|g| g.key() == key) {
@@ -148,7 +171,11 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
             })
         })
         .collect();
-    let result = apply(&plan, &groups, fences).await;
+    // Depot ops run before the layers; a layer failure undoes them (see depot::write).
+    let result = match crate::depot::write::apply(pool, depot_ops.into_iter()).await {
+        Ok(uploaded) => uploaded.settle(apply(&plan, &groups, fences).await).await,
+        Err(error) => Err(error),
+    };
 
     // 5. Release.
     release_all(guards).await;

@@ -1,0 +1,391 @@
+//! Depots: named file stores beside the layers (a local folder, an S3-compatible bucket).
+//!
+//! A depot file is addressed by a depot RN, `[rn][depot::files]:invoices:fred:invoice-001.txt`,
+//! whose segments become the object key `invoices/fred/invoice-001.txt` (under the S3 prefix,
+//! if one is set). Every segment is checked twice: when the RN is parsed, and again by
+//! [`DepotKey`] before a key reaches a store, so no `..`, `.`, `/`, `\`, NUL or control
+//! character ever does.
+//!
+//! Files have the same lifecycle as items, as distinct types (see [`FloatingFile`]), and a
+//! [`DepotFile`] inside item data is uploaded through the one write path when the item is
+//! created or committed.
+
+mod file;
+mod local;
+mod s3;
+mod store;
+pub(crate) mod write;
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+pub use file::{DepotFile, FloatingFile, UncommittedFile, file};
+pub use local::{LocalDepot, LocalOptions, local};
+pub use s3::{S3Depot, S3Options, s3};
+
+pub(crate) use file::collect_uploads;
+
+use crate::error::{Error, Result, clip};
+use crate::rn::{Rn, RnForm};
+
+/// A file's content as a stream of chunks, read without holding the whole file in memory.
+pub type FileStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// A stream of chunks to upload (what [`FileContent::stream`] takes, boxed).
+type UploadStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// The content of a file to write: bytes in memory, or a stream read while uploading.
+///
+/// A stream is read once: if the write that reads it fails, the stream is spent and the file
+/// needs new content before it can be written again.
+pub struct FileContent(Content);
+
+pub(crate) enum Content {
+    Bytes(Bytes),
+    Stream(UploadStream),
+}
+
+impl FileContent {
+    /// Content from bytes in memory.
+    pub fn bytes(bytes: impl Into<Bytes>) -> Self {
+        FileContent(Content::Bytes(bytes.into()))
+    }
+
+    /// Content from text (stored as its UTF-8 bytes).
+    pub fn text(text: impl Into<String>) -> Self {
+        FileContent(Content::Bytes(Bytes::from(text.into())))
+    }
+
+    /// Content read from a stream of chunks while it uploads (K6): large files never sit in
+    /// memory whole.
+    pub fn stream<S>(stream: S) -> Self
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    {
+        FileContent(Content::Stream(Box::pin(stream)))
+    }
+
+    /// Content read from an [`AsyncRead`](tokio::io::AsyncRead) (a file, a socket) while it
+    /// uploads, 64 KiB at a time.
+    pub fn reader<R>(reader: R) -> Self
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+    {
+        use tokio::io::AsyncReadExt;
+        let state = (Box::pin(reader), false);
+        let stream = futures_util::stream::unfold(state, |(mut reader, done)| async move {
+            if done {
+                return None;
+            }
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), (reader, false))),
+                Err(e) => Some((Err(e), (reader, true))),
+            }
+        });
+        FileContent::stream(stream)
+    }
+
+    pub(crate) fn into_inner(self) -> Content {
+        self.0
+    }
+}
+
+impl fmt::Debug for FileContent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Content::Bytes(b) => write!(f, "FileContent::Bytes({} bytes)", b.len()),
+            Content::Stream(_) => f.write_str("FileContent::Stream"),
+        }
+    }
+}
+
+impl From<Bytes> for FileContent {
+    fn from(bytes: Bytes) -> Self {
+        FileContent::bytes(bytes)
+    }
+}
+
+impl From<Vec<u8>> for FileContent {
+    fn from(bytes: Vec<u8>) -> Self {
+        FileContent::bytes(bytes)
+    }
+}
+
+impl From<&'static [u8]> for FileContent {
+    fn from(bytes: &'static [u8]) -> Self {
+        FileContent::bytes(bytes)
+    }
+}
+
+impl From<String> for FileContent {
+    fn from(text: String) -> Self {
+        FileContent::text(text)
+    }
+}
+
+impl From<&str> for FileContent {
+    fn from(text: &str) -> Self {
+        FileContent::text(text.to_owned())
+    }
+}
+
+/// The validated key of a file (or of a listing prefix) inside a depot: segments joined with
+/// `/`.
+///
+/// Rules, for every segment: not empty, at most 255 bytes, not `.` or `..`, and no `/`, `\`,
+/// `:`, `*`, NUL, control or whitespace character. A key made from an RN is checked again
+/// here, so a key can only ever name a path below the depot's root.
+///
+/// ```
+/// use korm::depots::DepotKey;
+/// let rn: korm::Rn = "[rn][depot::files]:invoices:fred:invoice-001.txt".parse().unwrap();
+/// assert_eq!(DepotKey::from_rn(&rn).unwrap().as_str(), "invoices/fred/invoice-001.txt");
+/// assert!(DepotKey::parse("invoices/fred/invoice-001.txt").is_ok());
+/// assert!(DepotKey::parse("invoices/../secret.txt").is_err());
+/// assert!(DepotKey::parse("/etc/passwd").is_err());
+/// assert!(DepotKey::parse("a\\b").is_err());
+/// assert!(DepotKey::parse("a/\0/b").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DepotKey {
+    text: String,
+}
+
+/// The longest segment, in bytes.
+const MAX_SEGMENT: usize = 255;
+
+impl DepotKey {
+    /// Parses a `/`-separated key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDepotKey`] naming the first segment that breaks a rule.
+    pub fn parse(key: &str) -> Result<Self> {
+        Self::from_segments(key, key.split('/'))
+    }
+
+    /// The key of a depot file RN (`[rn][depot::files]:a:b.txt` -> `a/b.txt`), or of a depot
+    /// prefix RN without its final `*` (`[rn][depot::files]:a:*` -> `a`; the whole depot is the
+    /// empty key).
+    ///
+    /// # Errors
+    /// [`Error::WrongRnForm`] for an item or collection RN, and [`Error::InvalidDepotKey`]
+    /// for a segment that breaks a rule.
+    pub fn from_rn<T>(rn: &Rn<T>) -> Result<Self> {
+        // The RN's own mapping (segments joined with `/`, a prefix with a trailing `/`),
+        // checked again here.
+        let Some(path) = rn.key_path() else {
+            return Err(Error::WrongRnForm {
+                rn: rn.to_string(),
+                reason: "a depot file or prefix rn ([rn][depot::name]:...) is needed".to_owned(),
+            });
+        };
+        let path = path.strip_suffix('/').unwrap_or(&path);
+        if path.is_empty() {
+            return Ok(DepotKey::root());
+        }
+        Self::from_segments(rn.as_str(), path.split('/'))
+    }
+
+    fn from_segments<'a>(whole: &str, segments: impl Iterator<Item = &'a str>) -> Result<Self> {
+        let mut text = String::with_capacity(whole.len());
+        for (i, segment) in segments.enumerate() {
+            check_segment(whole, i + 1, segment)?;
+            if i > 0 {
+                text.push('/');
+            }
+            text.push_str(segment);
+        }
+        Ok(DepotKey { text })
+    }
+
+    /// The empty key: the whole depot, as a listing prefix.
+    pub fn root() -> Self {
+        DepotKey {
+            text: String::new(),
+        }
+    }
+
+    /// The key text, segments joined with `/`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The segments.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.text.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// Whether this is the empty key (the whole depot, as a listing prefix).
+    pub fn is_root(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// The depot file RN of this key in depot `depot`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRn`] for an invalid depot name or the empty key.
+    pub fn to_rn(&self, depot: &str) -> Result<Rn> {
+        Rn::depot_file(depot, &self.segments().collect::<Vec<_>>())
+    }
+}
+
+impl fmt::Display for DepotKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn check_segment(whole: &str, number: usize, segment: &str) -> Result<()> {
+    let reject = |reason: String| {
+        Err(Error::InvalidDepotKey {
+            key: clip(whole),
+            segment: format!("{number} {:?}", clip(segment)),
+            reason,
+        })
+    };
+    if segment.is_empty() {
+        return reject("is empty".to_owned());
+    }
+    if segment.len() > MAX_SEGMENT {
+        return reject(format!("is longer than {MAX_SEGMENT} bytes"));
+    }
+    if segment == "." || segment == ".." {
+        return reject("can not be . or .. (no path may leave the depot)".to_owned());
+    }
+    if let Some(c) = segment
+        .chars()
+        .find(|&c| matches!(c, '/' | '\\' | ':' | '*') || c.is_control() || c.is_whitespace())
+    {
+        return reject(format!("contains {c:?}, which a depot key can not hold"));
+    }
+    Ok(())
+}
+
+/// A file store: what [`LocalDepot`] and [`S3Depot`] have in common, and what the
+/// conformance suite tests.
+///
+/// Keys are [`DepotKey`]s, validated before they reach the store. Every method names the
+/// depot in its errors and never a secret.
+#[async_trait::async_trait]
+pub trait Depot: fmt::Debug + Send + Sync + 'static {
+    /// The depot's name in its pool (the `depot` mod of its RNs).
+    fn ident(&self) -> &str;
+
+    /// Writes a file, replacing any file at `key`, and returns its size. A put is atomic: no
+    /// reader sees a partial file. A stream is uploaded as it is read (in parts on S3).
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails or a stream chunk is an error; nothing is
+    /// written then.
+    async fn put(&self, key: &DepotKey, content: FileContent) -> Result<u64>;
+
+    /// Reads a file as a stream of chunks.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`] when no file is at `key`, [`Error::Depot`] otherwise.
+    async fn get(&self, key: &DepotKey) -> Result<FileStream>;
+
+    /// The size of the file at `key`, or `None` when there is none.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails.
+    async fn size(&self, key: &DepotKey) -> Result<Option<u64>>;
+
+    /// Deletes the file at `key`; deleting a missing file is not an error.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails.
+    async fn delete(&self, key: &DepotKey) -> Result<()>;
+
+    /// Copies a file inside the depot, replacing any file at `to`.
+    ///
+    /// # Errors
+    /// [`Error::FileNotFound`] when `from` is missing, [`Error::Depot`] otherwise.
+    async fn copy(&self, from: &DepotKey, to: &DepotKey) -> Result<()>;
+
+    /// Every file under `prefix` (all files for the root key), sorted. korm's own bookkeeping
+    /// files (`__korm_*`) and names a depot RN can not hold are left out.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails.
+    async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>>;
+
+    /// Lets go of the store's connections. Later calls may fail.
+    async fn close(&self);
+}
+
+/// A depot ready to be opened, made by [`local`] or [`s3`] (or from any [`Depot`]).
+#[derive(Debug, Clone)]
+pub struct DepotSpec(DepotConfig);
+
+#[derive(Debug, Clone)]
+enum DepotConfig {
+    Local(LocalOptions),
+    S3(S3Options),
+    Open(Arc<dyn Depot>),
+}
+
+impl From<LocalOptions> for DepotSpec {
+    fn from(options: LocalOptions) -> Self {
+        DepotSpec(DepotConfig::Local(options))
+    }
+}
+
+impl From<S3Options> for DepotSpec {
+    fn from(options: S3Options) -> Self {
+        DepotSpec(DepotConfig::S3(options))
+    }
+}
+
+impl From<Arc<dyn Depot>> for DepotSpec {
+    /// An already opened depot (a wrapper that injects faults, a store of your own). The
+    /// pool addresses it by the name given to [`PoolBuilder::depot`](crate::PoolBuilder::depot).
+    fn from(depot: Arc<dyn Depot>) -> Self {
+        DepotSpec(DepotConfig::Open(depot))
+    }
+}
+
+impl DepotSpec {
+    /// Opens the depot under the name `ident`.
+    pub(crate) async fn open(self, ident: &str) -> Result<Arc<dyn Depot>> {
+        Ok(match self.0 {
+            DepotConfig::Local(options) => Arc::new(LocalDepot::open(ident, options).await?),
+            DepotConfig::S3(options) => Arc::new(S3Depot::open(ident, options).await?),
+            DepotConfig::Open(depot) => depot,
+        })
+    }
+}
+
+/// The lock key of a depot file: its RN, which can not collide with an item's lock key
+/// (those always carry a `from` mod, which a depot RN can not).
+pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Arc<str> {
+    Arc::from(rn.as_str())
+}
+
+/// Checks that `rn` is a depot file RN and returns its key.
+pub(crate) fn file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
+    if rn.form() != RnForm::DepotFile {
+        return Err(Error::WrongRnForm {
+            rn: rn.to_string(),
+            reason: "a depot file rn ([rn][depot::name]:dir:file) is needed".to_owned(),
+        });
+    }
+    DepotKey::from_rn(rn)
+}
+
+/// Reads a whole stream into memory.
+pub(crate) async fn collect_bytes(mut stream: FileStream) -> Result<Bytes> {
+    use futures_util::StreamExt;
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out.freeze())
+}

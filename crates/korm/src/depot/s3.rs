@@ -1,0 +1,515 @@
+//! The S3-compatible depot.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use zeroize::Zeroize;
+
+use super::store::Store;
+use super::{Depot, DepotKey, FileContent, FileStream};
+use crate::error::{Error, Result};
+
+/// A credential held so that it never prints: Debug and Display show `***`, and the
+/// memory is zeroed on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Replaces every occurrence of the secret in `text` by `***`.
+    pub(crate) fn scrub(&self, text: &mut String) {
+        if self.0.len() >= 4 && text.contains(&self.0) {
+            *text = text.replace(&self.0, "***");
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Options of an [`S3Depot`], made by [`s3`] and set with `with_*` methods (D1).
+///
+/// Debug prints the secret access key and the session token as `***`.
+///
+/// ```
+/// let options = korm::depots::s3("invoices")
+///     .with_endpoint("http://127.0.0.1:9000")
+///     .with_region("eu-central-1")
+///     .with_access_key_id("AKIAEXAMPLE")
+///     .with_secret_access_key("wJalrXUtnFEMI/K7MDENG")
+///     .with_prefix("korm/prod")
+///     .with_auto_create_bucket(true);
+/// assert!(!format!("{options:?}").contains("wJalrXUtnFEMI"));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct S3Options {
+    bucket: String,
+    endpoint: Option<String>,
+    region: String,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    session_token: Option<Secret>,
+    virtual_hosted_style: bool,
+    prefix: Option<String>,
+    auto_create_bucket: bool,
+    identifier: Option<String>,
+    request_timeout: Duration,
+    max_retries: usize,
+}
+
+/// A depot in the S3 bucket `bucket` (on AWS unless [`with_endpoint`](S3Options::with_endpoint)
+/// names another S3-compatible server).
+pub fn s3(bucket: impl Into<String>) -> S3Options {
+    S3Options {
+        bucket: bucket.into(),
+        endpoint: None,
+        region: "us-east-1".to_owned(),
+        access_key_id: None,
+        secret_access_key: None,
+        session_token: None,
+        virtual_hosted_style: false,
+        prefix: None,
+        auto_create_bucket: false,
+        identifier: None,
+        request_timeout: Duration::from_secs(60),
+        max_retries: 3,
+    }
+}
+
+impl S3Options {
+    /// The server's URL (`http://127.0.0.1:9000`, `https://s3.example.com`); `http://` is
+    /// allowed. Without it, AWS's endpoint for the region is used.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The region (`us-east-1` by default).
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// The access key id.
+    pub fn with_access_key_id(mut self, id: impl Into<String>) -> Self {
+        self.access_key_id = Some(id.into());
+        self
+    }
+
+    /// The secret access key (never printed, never in an error).
+    pub fn with_secret_access_key(mut self, secret: impl Into<String>) -> Self {
+        self.secret_access_key = Some(Secret::new(secret.into()));
+        self
+    }
+
+    /// A session token for temporary credentials (never printed, never in an error).
+    pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
+        self.session_token = Some(Secret::new(token.into()));
+        self
+    }
+
+    /// Virtual-hosted-style requests (`https://bucket.host/key`) instead of path style
+    /// (`https://host/bucket/key`, the default). With an endpoint, the endpoint must then
+    /// include the bucket (`https://invoices.s3.example.com`).
+    pub fn with_virtual_hosted_style(mut self, virtual_hosted: bool) -> Self {
+        self.virtual_hosted_style = virtual_hosted;
+        self
+    }
+
+    /// A key prefix (`korm/prod`): the depot's files live under it in the bucket.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Creates the bucket when the pool opens if it does not exist yet (a signed
+    /// `PUT` on the bucket root; an existing bucket of yours is fine).
+    pub fn with_auto_create_bucket(mut self, create: bool) -> Self {
+        self.auto_create_bucket = create;
+        self
+    }
+
+    /// A stable name for the storage behind the depot, for pool metadata and messages; by
+    /// default `<endpoint>/<bucket>/<prefix>`.
+    pub fn with_identifier(mut self, identifier: impl Into<String>) -> Self {
+        self.identifier = Some(identifier.into());
+        self
+    }
+
+    /// How long one request may take (60 s by default).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How often a failed request (a connection error, a 5xx) is retried (3 by default; 0
+    /// fails at once).
+    pub fn with_max_retries(mut self, retries: usize) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The identifier (see [`with_identifier`](S3Options::with_identifier)).
+    pub fn identifier(&self) -> String {
+        self.identifier.clone().unwrap_or_else(|| {
+            let mut id = format!(
+                "{}/{}",
+                self.endpoint
+                    .as_deref()
+                    .unwrap_or("s3")
+                    .trim_end_matches('/'),
+                self.bucket
+            );
+            if let Some(prefix) = &self.prefix {
+                id.push('/');
+                id.push_str(prefix.trim_matches('/'));
+            }
+            id
+        })
+    }
+
+    /// The URL of the bucket root, for the bucket-creating `PUT`.
+    fn bucket_url(&self) -> String {
+        match (&self.endpoint, self.virtual_hosted_style) {
+            (Some(endpoint), true) => endpoint.trim_end_matches('/').to_owned(),
+            (Some(endpoint), false) => {
+                format!("{}/{}", endpoint.trim_end_matches('/'), self.bucket)
+            }
+            (None, true) => format!("https://{}.s3.{}.amazonaws.com", self.bucket, self.region),
+            (None, false) => format!("https://s3.{}.amazonaws.com/{}", self.region, self.bucket),
+        }
+    }
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &self.session_token)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("prefix", &self.prefix)
+            .field("auto_create_bucket", &self.auto_create_bucket)
+            .field("identifier", &self.identifier())
+            .finish()
+    }
+}
+
+/// A depot in an S3-compatible bucket: key `a/b.txt` is the object `<prefix>/a/b.txt`.
+///
+/// Files of 8 MiB or more upload in parts (multipart upload), two parts in flight at most,
+/// so a large stream never sits in memory whole; reads stream too.
+pub struct S3Depot {
+    store: Store,
+    identifier: String,
+}
+
+impl fmt::Debug for S3Depot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Depot")
+            .field("ident", &self.store.ident)
+            .field("identifier", &self.identifier)
+            .finish()
+    }
+}
+
+/// Makes sure rustls has a crypto provider (ring, which sqlx links already) for HTTPS.
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may have installed one meanwhile: then that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+impl S3Depot {
+    /// Opens the depot under the name `ident`, creating the bucket first if
+    /// [`with_auto_create_bucket`](S3Options::with_auto_create_bucket) is set. Without it
+    /// nothing is sent until the first file operation.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] for options the client refuses or a bucket that can not be created
+    /// (the server is down, the credentials are refused). The message names the depot and
+    /// never holds the secret.
+    pub async fn open(ident: &str, options: S3Options) -> Result<Self> {
+        install_tls_provider();
+        let redact: Vec<Secret> = options
+            .secret_access_key
+            .iter()
+            .chain(options.session_token.iter())
+            .cloned()
+            .collect();
+        let fail = |reason: String| {
+            let mut reason = reason;
+            for secret in &redact {
+                secret.scrub(&mut reason);
+            }
+            Error::Depot {
+                depot: ident.to_owned(),
+                key: String::new(),
+                reason,
+            }
+        };
+        let bucket_ok = (1..=255).contains(&options.bucket.len())
+            && options
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !bucket_ok {
+            return Err(fail(format!(
+                "invalid bucket name {:?}: 1 to 255 characters of [A-Za-z0-9._-]",
+                crate::error::clip(&options.bucket)
+            )));
+        }
+        // Credentials travel in HTTP headers: refuse what a header can not hold (the signer
+        // would panic on it) before anything is sent. The message never quotes them.
+        let header_safe = |s: &str| s.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if !options.access_key_id.as_deref().is_none_or(header_safe)
+            || !options
+                .secret_access_key
+                .as_ref()
+                .is_none_or(|s| header_safe(s.expose()))
+            || !options
+                .session_token
+                .as_ref()
+                .is_none_or(|s| header_safe(s.expose()))
+        {
+            return Err(fail(
+                "the access key id, secret or session token holds a character outside \
+                 visible ASCII"
+                    .to_owned(),
+            ));
+        }
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&options.bucket)
+            .with_region(&options.region)
+            .with_virtual_hosted_style_request(options.virtual_hosted_style)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(options.request_timeout)
+                    .with_connect_timeout(Duration::from_secs(5)),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: options.max_retries,
+                retry_timeout: Duration::from_secs(30),
+            });
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(id) = &options.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &options.secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        if let Some(token) = &options.session_token {
+            builder = builder.with_token(token.expose());
+        }
+        let s3 = builder.build().map_err(|e| fail(e.to_string()))?;
+        if options.auto_create_bucket {
+            create_bucket(&options)
+                .await
+                .map_err(|reason| fail(format!("can not create bucket: {reason}")))?;
+        }
+        let inner: Arc<dyn ObjectStore> =
+            match options.prefix.as_deref().map(|p| p.trim_matches('/')) {
+                Some(prefix) if !prefix.is_empty() => {
+                    let prefix =
+                        Path::parse(prefix).map_err(|e| fail(format!("invalid prefix: {e}")))?;
+                    Arc::new(PrefixStore::new(s3, prefix))
+                }
+                _ => Arc::new(s3),
+            };
+        Ok(S3Depot {
+            store: Store::new(ident, inner, redact.clone()),
+            identifier: options.identifier(),
+        })
+    }
+
+    /// The identifier of the storage behind the depot.
+    pub fn identifier(&self) -> &str {
+        &self.identifier
+    }
+}
+
+/// Creates the bucket with a SigV4-signed `PUT` on its root; an existing bucket is fine.
+async fn create_bucket(options: &S3Options) -> std::result::Result<(), String> {
+    let url = options.bucket_url();
+    let body = if options.region == "us-east-1" {
+        String::new()
+    } else {
+        format!(
+            "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+            options.region
+        )
+    };
+    let mut request = http::Request::builder()
+        .method(http::Method::PUT)
+        .uri(&url)
+        .body(object_store::client::HttpRequestBody::from(body.clone()))
+        .map_err(|e| format!("invalid bucket url: {e}"))?;
+    if let (Some(id), Some(secret)) = (&options.access_key_id, &options.secret_access_key) {
+        let credential = AwsCredential {
+            key_id: id.clone(),
+            secret_key: secret.expose().to_owned(),
+            token: options
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+        };
+        AwsAuthorizer::new(&credential, "s3", &options.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| format!("can not sign the request: {e}"))?;
+        // The credential copy is dropped here; AwsCredential does not zero itself.
+        let AwsCredential { mut secret_key, .. } = credential;
+        secret_key.zeroize();
+    }
+    let client = reqwest::Client::builder()
+        .timeout(options.request_timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("can not build an http client: {e}"))?;
+    let response = client
+        .put(&url)
+        .headers(request.headers().clone())
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "request failed: {}",
+                super::store::with_sources(&e.without_url())
+            )
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response.text().await.unwrap_or_default();
+    if status == http::StatusCode::CONFLICT
+        && (text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists"))
+    {
+        return Ok(());
+    }
+    let code = text
+        .split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or("");
+    Err(format!("the server answered {status} {code}"))
+}
+
+#[async_trait::async_trait]
+impl Depot for S3Depot {
+    fn ident(&self) -> &str {
+        &self.store.ident
+    }
+
+    async fn put(&self, key: &DepotKey, content: FileContent) -> Result<u64> {
+        self.store.put(key, content).await
+    }
+
+    async fn get(&self, key: &DepotKey) -> Result<FileStream> {
+        self.store.get(key).await
+    }
+
+    async fn size(&self, key: &DepotKey) -> Result<Option<u64>> {
+        self.store.size(key).await
+    }
+
+    async fn delete(&self, key: &DepotKey) -> Result<()> {
+        self.store.delete_path(&Store::path(key)?).await
+    }
+
+    async fn copy(&self, from: &DepotKey, to: &DepotKey) -> Result<()> {
+        self.store
+            .copy_path(&Store::path(from)?, &Store::path(to)?)
+            .await
+    }
+
+    async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
+        self.store.list(prefix).await
+    }
+
+    async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::s3;
+
+    #[test]
+    fn bucket_urls_follow_the_addressing_style() {
+        let path = s3("invoices").with_endpoint("http://127.0.0.1:9000/");
+        assert_eq!(path.bucket_url(), "http://127.0.0.1:9000/invoices");
+        let hosted = s3("invoices")
+            .with_endpoint("https://invoices.s3.example.com")
+            .with_virtual_hosted_style(true);
+        assert_eq!(hosted.bucket_url(), "https://invoices.s3.example.com");
+        let aws = s3("invoices").with_region("eu-central-1");
+        assert_eq!(
+            aws.bucket_url(),
+            "https://s3.eu-central-1.amazonaws.com/invoices"
+        );
+        assert_eq!(
+            aws.with_virtual_hosted_style(true).bucket_url(),
+            "https://invoices.s3.eu-central-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn identifier_defaults_to_endpoint_bucket_prefix() {
+        let options = s3("b").with_endpoint("http://h:1/").with_prefix("/t/x/");
+        assert_eq!(options.identifier(), "http://h:1/b/t/x");
+        assert_eq!(
+            options.with_identifier("prod-files").identifier(),
+            "prod-files"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages() {
+        let secret = super::Secret::new("wJalrXUtnFEMI".to_owned());
+        let mut message = "signature for wJalrXUtnFEMI failed".to_owned();
+        secret.scrub(&mut message);
+        assert_eq!(message, "signature for *** failed");
+        assert_eq!(format!("{secret:?}"), "***");
+    }
+}

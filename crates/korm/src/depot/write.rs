@@ -1,0 +1,302 @@
+//! Depot ops in the one write path.
+//!
+//! The executor locks a depot file's RN like an item's, then runs the depot ops before the
+//! layer ops. Each op first copies the file it replaces or deletes to a backup key
+//! (`__korm_undo__/<uuid>`), so it can be undone. If a later depot op or a layer write fails,
+//! every depot op is undone, newest first: a new file is deleted, a replaced or deleted file
+//! is copied back from its backup. So no stored row points at a file that is missing, and no
+//! uploaded file is left behind by a failed write. On success the backups are deleted.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Content, Depot, DepotKey, FileContent, file_key};
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+use crate::rn::Rn;
+
+/// The folder of undo backups inside a depot.
+const UNDO_PREFIX: &str = "__korm_undo__";
+
+/// What a file in item data or a file handle holds until it is written.
+pub(crate) enum FileState {
+    /// Content to write.
+    Pending(PendingContent),
+    /// Written (or read back): nothing to upload.
+    Stored,
+    /// A stream consumed by a write that failed: it can not be read again.
+    Spent,
+}
+
+pub(crate) enum PendingContent {
+    Bytes(bytes::Bytes),
+    Stream(Option<FileContent>),
+}
+
+impl FileState {
+    pub(crate) fn pending(content: FileContent) -> Self {
+        match content.into_inner() {
+            Content::Bytes(bytes) => FileState::Pending(PendingContent::Bytes(bytes)),
+            stream @ Content::Stream(_) => {
+                FileState::Pending(PendingContent::Stream(Some(FileContent(stream))))
+            }
+        }
+    }
+}
+
+/// The shared state of a file: the handle in item data and the op in the plan hold one.
+pub(crate) type SharedState = Arc<Mutex<FileState>>;
+
+/// How a put treats a file already at the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutMode {
+    /// Only if no file is there ([`Error::FileExists`] otherwise).
+    Create,
+    /// Only over an existing file ([`Error::FileNotFound`] otherwise).
+    Replace,
+    /// Either.
+    Upsert,
+}
+
+/// One change to one depot file.
+#[derive(Clone)]
+pub(crate) enum DepotOp {
+    Put {
+        rn: Rn,
+        state: SharedState,
+        mode: PutMode,
+    },
+    Delete {
+        rn: Rn,
+    },
+}
+
+impl std::fmt::Debug for DepotOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DepotOp::Put { rn, mode, .. } => write!(f, "DepotOp::Put({rn}, {mode:?})"),
+            DepotOp::Delete { rn } => write!(f, "DepotOp::Delete({rn})"),
+        }
+    }
+}
+
+impl DepotOp {
+    pub(crate) fn rn(&self) -> &Rn {
+        match self {
+            DepotOp::Put { rn, .. } | DepotOp::Delete { rn } => rn,
+        }
+    }
+}
+
+/// One applied depot op and how to undo it.
+struct Step {
+    depot: Arc<dyn Depot>,
+    rn: Rn,
+    key: DepotKey,
+    /// Where the file it replaced or deleted was copied; `None` if there was none.
+    backup: Option<DepotKey>,
+    /// The state to mark stored once the whole write succeeded.
+    state: Option<SharedState>,
+}
+
+/// The depot ops a write applied, to finish or undo once the layers are written.
+#[must_use]
+pub(crate) struct Applied {
+    steps: Vec<Step>,
+}
+
+impl Applied {
+    /// Finishes after the layers' outcome: on success the backups go and the files count as
+    /// stored; on failure every depot op is undone, and an undo failure is reported with the
+    /// original error.
+    pub(crate) async fn settle(self, result: Result<()>) -> Result<()> {
+        match result {
+            Ok(()) => {
+                self.finish().await;
+                Ok(())
+            }
+            Err(error) => match self.undo().await {
+                Ok(()) => Err(error),
+                Err((rns, undo)) => Err(Error::UndoFailed {
+                    rns,
+                    source: Box::new(error),
+                    undo: Box::new(undo),
+                }),
+            },
+        }
+    }
+
+    async fn finish(self) {
+        for step in self.steps {
+            if let Some(backup) = &step.backup
+                && let Err(e) = step.depot.delete(backup).await
+            {
+                tracing::warn!(depot = step.depot.ident(), key = %backup, error = %e,
+                    "korm: an undo backup could not be deleted");
+            }
+            if let Some(state) = step.state
+                && let Ok(mut state) = state.lock()
+            {
+                *state = FileState::Stored;
+            }
+        }
+    }
+
+    /// Undoes every step, newest first, and reports the first failure with the RNs whose
+    /// undo failed.
+    async fn undo(self) -> std::result::Result<(), (String, Error)> {
+        let mut failed: Vec<String> = Vec::new();
+        let mut first: Option<Error> = None;
+        for step in self.steps.into_iter().rev() {
+            let result = match &step.backup {
+                Some(backup) => match step.depot.copy(backup, &step.key).await {
+                    Ok(()) => step.depot.delete(backup).await,
+                    Err(e) => Err(e),
+                },
+                None => step.depot.delete(&step.key).await,
+            };
+            if let Err(e) = result {
+                failed.push(step.rn.to_string());
+                first.get_or_insert(e);
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err((failed.join(", "), e)),
+        }
+    }
+}
+
+/// Applies depot ops in order. On failure what was applied is undone before the error
+/// returns.
+pub(crate) async fn apply<'a>(
+    pool: &Pool,
+    ops: impl Iterator<Item = &'a DepotOp>,
+) -> Result<Applied> {
+    let mut applied = Applied { steps: Vec::new() };
+    for op in ops {
+        match apply_one(pool, op).await {
+            Ok(Some(step)) => applied.steps.push(step),
+            Ok(None) => {}
+            Err(error) => {
+                return Err(match applied.undo().await {
+                    Ok(()) => error,
+                    Err((rns, undo)) => Error::UndoFailed {
+                        rns,
+                        source: Box::new(error),
+                        undo: Box::new(undo),
+                    },
+                });
+            }
+        }
+    }
+    Ok(applied)
+}
+
+fn backup_key() -> DepotKey {
+    DepotKey {
+        text: format!("{UNDO_PREFIX}/{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
+    let rn = op.rn();
+    let depot = pool.depot_of(rn)?;
+    let key = file_key(rn)?;
+    match op {
+        DepotOp::Put { state, mode, .. } => {
+            if matches!(*state.lock().map_err(|_| poisoned(rn))?, FileState::Stored) {
+                return Ok(None);
+            }
+            let existing = depot.size(&key).await?;
+            match (mode, existing) {
+                (PutMode::Create, Some(_)) => {
+                    return Err(Error::FileExists {
+                        depot: depot.ident().to_owned(),
+                        key: key.to_string(),
+                    });
+                }
+                (PutMode::Replace, None) => {
+                    return Err(Error::FileNotFound {
+                        depot: depot.ident().to_owned(),
+                        key: key.to_string(),
+                    });
+                }
+                _ => {}
+            }
+            let content = {
+                let mut guard = state.lock().map_err(|_| poisoned(rn))?;
+                match &mut *guard {
+                    FileState::Stored => return Ok(None),
+                    FileState::Spent => {
+                        return Err(Error::Depot {
+                            depot: depot.ident().to_owned(),
+                            key: key.to_string(),
+                            reason: "its content stream was consumed by a write that failed; \
+                                     give the file new content"
+                                .to_owned(),
+                        });
+                    }
+                    FileState::Pending(PendingContent::Bytes(bytes)) => {
+                        FileContent::bytes(bytes.clone())
+                    }
+                    FileState::Pending(PendingContent::Stream(stream)) => {
+                        let content = stream.take();
+                        *guard = FileState::Spent;
+                        content.ok_or_else(|| poisoned(rn))?
+                    }
+                }
+            };
+            let backup = match existing {
+                Some(_) => {
+                    let backup = backup_key();
+                    depot.copy(&key, &backup).await?;
+                    Some(backup)
+                }
+                None => None,
+            };
+            if let Err(error) = depot.put(&key, content).await {
+                // Put is atomic: the old file (if any) is still in place; drop the backup.
+                if let Some(backup) = &backup {
+                    let _ = depot.delete(backup).await;
+                }
+                return Err(error);
+            }
+            Ok(Some(Step {
+                depot,
+                rn: rn.clone(),
+                key,
+                backup,
+                state: Some(Arc::clone(state)),
+            }))
+        }
+        DepotOp::Delete { .. } => {
+            if depot.size(&key).await?.is_none() {
+                return Err(Error::FileNotFound {
+                    depot: depot.ident().to_owned(),
+                    key: key.to_string(),
+                });
+            }
+            let backup = backup_key();
+            depot.copy(&key, &backup).await?;
+            if let Err(error) = depot.delete(&key).await {
+                let _ = depot.delete(&backup).await;
+                return Err(error);
+            }
+            Ok(Some(Step {
+                depot,
+                rn: rn.clone(),
+                key,
+                backup: Some(backup),
+                state: None,
+            }))
+        }
+    }
+}
+
+fn poisoned(rn: &Rn) -> Error {
+    Error::Depot {
+        depot: rn.depot().unwrap_or_default().to_owned(),
+        key: rn.to_string(),
+        reason: "the file's content is unavailable (a write using it panicked)".to_owned(),
+    }
+}
