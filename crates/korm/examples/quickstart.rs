@@ -1,10 +1,12 @@
-//! The quickstart: an embedded SQLite file, no server.
+//! The quickstart: an embedded SQLite file and a local depot folder, no server.
 //!
-//! Run it with `cargo run -p korm --example quickstart`. It creates users and cars, queries
-//! them with filters and sorting, updates, deletes and restores an item, and shows one with
-//! its fields, in `target/quickstart/` (deleted and recreated on every run).
+//! Run it with `cargo run -p korm --example quickstart`. It creates users and cars (each car
+//! references its owner and carries an invoice file), queries them with filters and sorting,
+//! filters and resolves through the owner reference, cascades a change into the owner,
+//! updates, deletes and restores an item, and shows one with its fields, in
+//! `target/quickstart/` (deleted and recreated on every run).
 
-use korm::{SortOrder, Unique, and, eq, gt, like};
+use korm::{DepotFile, Ref, SortOrder, Unique, and, eq, gt, like};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -25,7 +27,8 @@ struct Meta {
 struct Car {
     make: String,
     year: i64,
-    owner: korm::Rn<User>,
+    owner: Ref<User>,
+    invoice: DepotFile,
 }
 
 #[tokio::main]
@@ -36,6 +39,7 @@ async fn main() -> korm::Result<()> {
 
     let pool = korm::pool()
         .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+        .depot("files", korm::depots::local(dir.join("files")))
         .open()
         .await?;
     let users = korm::item::<User>(&pool);
@@ -100,17 +104,55 @@ async fn main() -> korm::Result<()> {
         ("Fiat", 1999, &barney),
         ("Volvo", 2021, &fred),
     ] {
+        // The invoice is uploaded to the depot by the same write that stores the car, which
+        // keeps only its RN.
+        let invoice = korm::depots::file(
+            format!("[rn][depot::files]:invoices:{make}:invoice.txt").parse()?,
+            format!("Invoice: one {make} from {year}"),
+        )?;
         cars.from_data(
             "[rn]:cars:suv:*".parse()?,
             Car {
                 make: make.into(),
                 year,
-                owner: owner.rn().clone(),
+                owner: Ref::new(owner.rn().clone()),
+                invoice: invoice.into(),
             },
         )?
         .create()
         .await?;
     }
+
+    // A filter through the owner reference, and the owner resolved in the same query.
+    let freds = cars
+        .query("[rn]:cars:suv:*".parse()?)
+        .filter(eq("owner.username", "freddie"))
+        .sort_by("year", SortOrder::Asc)
+        .resolve(["owner"])
+        .get()
+        .await?;
+    for car in &freds {
+        let owner = car.data().owner.resolved().expect("resolved");
+        let invoice = car.data().invoice.text(&pool).await?;
+        println!(
+            "{} {} of {}: {invoice}",
+            car.data().make,
+            car.data().year,
+            owner.username
+        );
+    }
+
+    // A change to a resolved reference is stored in the referenced item when the car is
+    // committed (a cascade), in the same write.
+    let first = freds.into_iter().next().expect("fred has cars");
+    first
+        .update(|car| {
+            if let Some(owner) = car.owner.resolved_mut() {
+                owner.meta.tags.push("driving".into());
+            }
+        })
+        .commit()
+        .await?;
 
     // Filters reach into JSON with paths, including [*] over arrays.
     let bowlers = users
@@ -140,12 +182,20 @@ async fn main() -> korm::Result<()> {
     );
 
     // Update and commit; delete and restore.
+    let fred = users.load(fred.rn().clone()).get().await?;
+    println!("fred's tags after the cascade: {:?}", fred.data().meta.tags);
     let fred = fred.update(|u| u.age += 1).commit().await?;
     println!("{}", fred.show(korm::ShowOptions::new()));
     let deleted = barney.delete().await?;
     let barney = deleted.restore().await?;
     let loaded = users.load(barney.rn().clone()).get().await?;
     println!("restored {} ({})", loaded.data().username, loaded.rn());
+
+    // The depot lists files by prefix.
+    let invoices = pool
+        .files(&"[rn][depot::files]:invoices:*".parse()?)
+        .await?;
+    println!("{} invoices in the depot", invoices.len());
 
     pool.close().await;
     Ok(())
