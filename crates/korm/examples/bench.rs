@@ -10,6 +10,8 @@
 //! the default `FULL` every commit waits for the disk and both sides measure the disk).
 //! PostgreSQL and MariaDB lines (`pg.create`, `mysql.query`, ...) compare korm with raw sqlx
 //! doing the same SQL on the same schema, each side in a fresh database on the local server.
+//! `KORM_BENCH_SQLITE_ONLY=1` stops after the SQLite lines; `KORM_BENCH_ROUNDS=n` runs n
+//! SQLite rounds instead of 5 (more rounds, a steadier median on a noisy machine).
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -128,7 +130,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let quick = std::env::var_os("KORM_BENCH_QUICK").is_some();
-    let (n, queries, rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    let (n, queries, mut rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    if let Some(r) = std::env::var("KORM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        rounds = r;
+    }
     let mut korm = Vec::new();
     let mut raw = Vec::new();
     for _ in 0..rounds {
@@ -136,6 +144,9 @@ async fn main() {
         raw.push(raw_round(n, queries));
     }
     print_rows("", &korm, &raw);
+    if std::env::var_os("KORM_BENCH_SQLITE_ONLY").is_some() {
+        return;
+    }
 
     // The servers: PostgreSQL and MariaDB beside raw sqlx (fewer ops: each is a round trip).
     let (n, queries, rounds) = if quick { (20, 2, 1) } else { (1_000, 50, 3) };
