@@ -120,7 +120,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
@@ -179,15 +179,71 @@ pub struct Rn<T = ()> {
 }
 
 /// What an [`Rn`] is made of.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct RnData {
     /// The canonical printed form (the parsed text, byte for byte).
     text: String,
     /// The mods in the order written.
     mods: Vec<(String, String)>,
-    /// The `:`-separated segments after the mods.
-    segments: Vec<String>,
+    /// Where the `:`-separated segments start in `text` (after the mods and the first `:`).
+    /// No segment holds a `:`, so the segments are `text[path_start..]` split at `:`.
+    path_start: usize,
+    /// Where the kind and the id start in `text`, for an item or collection RN (0 for a depot
+    /// RN, which has neither).
+    kind_start: usize,
+    id_start: usize,
+    /// The segments as owned strings, made on first use: the RNs of read rows (one per row of
+    /// a query) are built from text alone, and most are never asked for their segments.
+    segments: OnceLock<Vec<String>>,
     form: RnForm,
+}
+
+impl RnData {
+    /// Parts already validated; `text` ends with the segments joined by `:`.
+    fn new(text: String, mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
+        let path_len =
+            segments.iter().map(String::len).sum::<usize>() + segments.len().saturating_sub(1);
+        let path_start = text.len() - path_len;
+        let (kind_start, id_start) = match (form, segments.as_slice()) {
+            (RnForm::Item | RnForm::Collection, [namespace, kind, _]) => {
+                let kind_start = path_start + namespace.len() + 1;
+                (kind_start, kind_start + kind.len() + 1)
+            }
+            _ => (0, 0),
+        };
+        RnData {
+            path_start,
+            kind_start,
+            id_start,
+            text,
+            mods,
+            segments: OnceLock::from(segments),
+            form,
+        }
+    }
+
+    /// The segments text: `namespace:kind:id`, or a depot path.
+    fn path(&self) -> &str {
+        &self.text[self.path_start..]
+    }
+
+    fn segments(&self) -> &[String] {
+        self.segments
+            .get_or_init(|| self.path().split(':').map(str::to_owned).collect())
+    }
+
+    /// The namespace, kind and id of an item or collection RN.
+    fn namespace(&self) -> &str {
+        &self.text[self.path_start..self.kind_start - 1]
+    }
+
+    fn kind(&self) -> &str {
+        &self.text[self.kind_start..self.id_start - 1]
+    }
+
+    fn id(&self) -> &str {
+        &self.text[self.id_start..]
+    }
 }
 
 /// The form of an [`Rn`]: what it addresses.
@@ -543,12 +599,7 @@ impl<T> Rn<T> {
 
     fn from_parts(text: String, parts: Parts) -> Self {
         Rn {
-            data: Arc::new(RnData {
-                text,
-                mods: parts.mods,
-                segments: parts.segments,
-                form: parts.form,
-            }),
+            data: Arc::new(RnData::new(text, parts.mods, parts.segments, parts.form)),
             _model: PhantomData,
         }
     }
@@ -557,11 +608,29 @@ impl<T> Rn<T> {
     fn from_valid(mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
         let text = render(&mods, &segments);
         Rn {
+            data: Arc::new(RnData::new(text, mods, segments, form)),
+            _model: PhantomData,
+        }
+    }
+
+    /// The item RN in this item or collection RN's collection with the id `id` (validated by
+    /// the caller; `self` is not a depot RN): the text up to the id, then the id. One string,
+    /// no parts copied.
+    fn with_valid_id(&self, id: &str) -> Self {
+        let text = &self.data.text;
+        let cut = self.data.id_start;
+        let mut out = String::with_capacity(cut + id.len());
+        out.push_str(&text[..cut]);
+        out.push_str(id);
+        Rn {
             data: Arc::new(RnData {
-                text,
-                mods,
-                segments,
-                form,
+                text: out,
+                mods: self.data.mods.clone(),
+                path_start: self.data.path_start,
+                kind_start: self.data.kind_start,
+                id_start: cut,
+                segments: OnceLock::new(),
+                form: RnForm::Item,
             }),
             _model: PhantomData,
         }
@@ -633,7 +702,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.data.segments[0])
+            Some(self.data.namespace())
         }
     }
 
@@ -648,7 +717,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.data.segments[1])
+            Some(self.data.kind())
         }
     }
 
@@ -661,7 +730,7 @@ impl<T> Rn<T> {
     /// ```
     pub fn id(&self) -> Option<&str> {
         if self.is_item() {
-            Some(&self.data.segments[2])
+            Some(self.data.id())
         } else {
             None
         }
@@ -735,7 +804,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.segments(), ["invoices", "fred", "*"]);
     /// ```
     pub fn segments(&self) -> &[String] {
-        &self.data.segments
+        self.data.segments()
     }
 
     /// The table holding an item or collection: `__items__{namespace}__{kind}`; `None` for a
@@ -748,7 +817,12 @@ impl<T> Rn<T> {
     /// ```
     pub fn table_name(&self) -> Option<String> {
         let (namespace, kind) = (self.namespace()?, self.kind()?);
-        Some(format!("__items__{namespace}__{kind}"))
+        let mut table = String::with_capacity(11 + namespace.len() + kind.len());
+        table.push_str("__items__");
+        table.push_str(namespace);
+        table.push_str("__");
+        table.push_str(kind);
+        Some(table)
     }
 
     /// The RN of everything around this one, with the same mods: an item gives its
@@ -767,7 +841,7 @@ impl<T> Rn<T> {
             RnForm::DepotFile => RnForm::DepotPrefix,
             RnForm::Collection | RnForm::DepotPrefix => return self.clone(),
         };
-        let mut segments = self.data.segments.clone();
+        let mut segments = self.data.segments().to_vec();
         if let Some(last) = segments.last_mut() {
             STAR.clone_into(last);
         }
@@ -794,17 +868,8 @@ impl<T> Rn<T> {
                 reason: "with_id needs an item or collection rn, not a depot rn".to_owned(),
             });
         }
-        let id = checked_id(id, || render(&self.data.mods, &self.data.segments[..2]))?;
-        let segments = vec![
-            self.data.segments[0].clone(),
-            self.data.segments[1].clone(),
-            id,
-        ];
-        Ok(Rn::from_valid(
-            self.data.mods.clone(),
-            segments,
-            RnForm::Item,
-        ))
+        let id = checked_id(id, || render(&self.data.mods, &self.data.segments()[..2]))?;
+        Ok(self.with_valid_id(&id))
     }
 
     /// This RN with the id `id` kept exactly as written (any case), for ids read back from
@@ -817,19 +882,10 @@ impl<T> Rn<T> {
             });
         }
         if !is_uuid_v4(id) {
-            let input = format!("{}:{id}", render(&self.data.mods, &self.data.segments[..2]));
+            let input = format!("{}:{id}", render(&self.data.mods, &self.data.segments()[..2]));
             return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE).into_error(&input));
         }
-        let segments = vec![
-            self.data.segments[0].clone(),
-            self.data.segments[1].clone(),
-            id.to_owned(),
-        ];
-        Ok(Rn::from_valid(
-            self.data.mods.clone(),
-            segments,
-            RnForm::Item,
-        ))
+        Ok(self.with_valid_id(id))
     }
 
     /// This RN with its `from` mod set to `layer` (replaced in place, or added first).
@@ -861,7 +917,7 @@ impl<T> Rn<T> {
         }
         Ok(Rn::from_valid(
             mods,
-            self.data.segments.clone(),
+            self.data.segments().to_vec(),
             self.data.form,
         ))
     }
@@ -884,7 +940,7 @@ impl<T> Rn<T> {
             .filter(|(k, _)| k != FROM)
             .cloned()
             .collect();
-        Rn::from_valid(mods, self.data.segments.clone(), self.data.form)
+        Rn::from_valid(mods, self.data.segments().to_vec(), self.data.form)
     }
 
     /// The same RN typed for model `U`.
@@ -925,9 +981,10 @@ impl<T> Rn<T> {
     #[allow(dead_code, reason = "the depot module uses it")]
     pub(crate) fn key_path(&self) -> Option<String> {
         match self.data.form {
-            RnForm::DepotFile => Some(self.data.segments.join("/")),
+            RnForm::DepotFile => Some(self.data.segments().join("/")),
             RnForm::DepotPrefix => {
-                let folders = &self.data.segments[..self.data.segments.len() - 1];
+                let segments = self.data.segments();
+                let folders = &segments[..segments.len() - 1];
                 let mut key = String::with_capacity(folders.iter().map(|s| s.len() + 1).sum());
                 for folder in folders {
                     key.push_str(folder);
@@ -1360,7 +1417,7 @@ mod tests {
             assert_eq!(rn.as_str(), case.text);
             assert_eq!(rn.to_string(), case.text);
             assert_eq!(
-                render(&rn.data.mods, &rn.data.segments),
+                render(&rn.data.mods, rn.data.segments()),
                 case.text,
                 "parts render the text"
             );

@@ -34,6 +34,12 @@ const FETCH_CHUNK: usize = 500;
 /// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
 const INLINE_FETCH: usize = 16;
 
+/// How many SQLite VM instructions a select may run in place, on the caller's thread, before
+/// it is interrupted and run again on the connection thread (see [`worker`]). A scan costs
+/// about ten per row, so a query over several thousand rows (well under a millisecond) runs
+/// within it and costs no thread hop; a longer one costs at most this much extra.
+const SELECT_IN_PLACE: u32 = 100_000;
+
 /// A SQLite database holding items.
 pub(crate) struct SqliteLayer {
     ident: String,
@@ -167,7 +173,9 @@ impl Layer for SqliteLayer {
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
         let table = table.to_owned();
         self.worker
-            .call(move |state| run_select(state, &table, &select))
+            .in_place_within(SELECT_IN_PLACE, move |state| {
+                run_select(state, &table, &select)
+            })
             .await
     }
 
@@ -265,12 +273,12 @@ fn quote(ident: &str) -> String {
 /// Appends `ident`, quoted, to `sql` (statements are built on every write and read, so this
 /// avoids the allocations `format!` would make).
 fn push_quoted(sql: &mut String, ident: &str) {
+    sql.reserve(ident.len() + 2);
     sql.push('"');
-    for c in ident.chars() {
-        if c == '"' {
-            sql.push('"');
-        }
-        sql.push(c);
+    if ident.contains('"') {
+        sql.push_str(&ident.replace('"', "\"\""));
+    } else {
+        sql.push_str(ident);
     }
     sql.push('"');
 }
@@ -305,7 +313,7 @@ fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<Tab
 /// The schema of a table: from the cache, or read (and cached) when the table exists.
 fn schema_of<'a>(
     conn: &Connection,
-    schemas: &'a mut std::collections::HashMap<String, TableSchema>,
+    schemas: &'a mut worker::TableMap<TableSchema>,
     layer: &str,
     table: &str,
 ) -> Result<Option<&'a mut TableSchema>> {
@@ -324,7 +332,7 @@ fn schema_of<'a>(
 /// and checks (or, destructively, recreates) columns whose kind changed.
 fn ensure_schema(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    schemas: &mut worker::TableMap<TableSchema>,
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
@@ -505,7 +513,7 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
 
 fn apply_op(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    schemas: &mut worker::TableMap<TableSchema>,
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
@@ -657,7 +665,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             ident,
             table,
             &sql,
-            chunk.iter().map(|id| SqlParam::Text(id.clone())),
+            chunk.iter(),
             // Ids are the primary key: once every id was found there is no other row.
             Some(chunk.len()),
             &mut out,
@@ -713,12 +721,12 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
 )]
 fn query_rows(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
-    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
+    schemas: &mut worker::TableMap<TableSchema>,
+    plans: &mut worker::TableMap<Arc<ReadPlan>>,
     layer: &str,
     table: &str,
     sql: &str,
-    params: impl Iterator<Item = SqlParam>,
+    params: impl IntoIterator<Item: rusqlite::ToSql>,
     max_rows: Option<usize>,
     out: &mut Vec<StoredRow>,
 ) -> Result<()> {
@@ -752,7 +760,12 @@ fn query_rows(
             match column {
                 ReadColumn::Skip => {}
                 ReadColumn::Id => match value {
-                    ValueRef::Text(t) => id = Some(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Text(t) => {
+                        id = Some(match std::str::from_utf8(t) {
+                            Ok(text) => text.to_owned(),
+                            Err(_) => String::from_utf8_lossy(t).into_owned(),
+                        });
+                    }
                     _ => {
                         return Err(Error::Decode {
                             rn: table.to_owned(),
@@ -799,8 +812,8 @@ impl ReadPlan {
 /// it read the schema again, once.
 fn column_plan(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
-    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
+    schemas: &mut worker::TableMap<TableSchema>,
+    plans: &mut worker::TableMap<Arc<ReadPlan>>,
     layer: &str,
     table: &str,
     stmt: &rusqlite::Statement<'_>,

@@ -8,9 +8,17 @@
 //! connection without waiting (`try_lock`) and run with a zero busy timeout, so they never
 //! wait on a lock either; if the connection is busy or SQLite reports a lock, the job is sent
 //! to the thread like any other. That saves the two thread wake-ups a hop costs.
+//!
+//! Selects may scan, so they run in place only within a budget of SQLite VM instructions
+//! ([`Worker::in_place_within`]): SQLite's progress handler interrupts one that needs more,
+//! and it runs again on the thread. A small query then costs no hop, and a long scan holds
+//! the caller's thread no longer than the budget takes to run. (A count of instructions, not
+//! a clock: the same query always runs the same way, on a loaded machine too.)
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,13 +29,40 @@ use tokio::sync::oneshot;
 use crate::error::{DbErrorKind, Error, Result};
 use crate::layer::schema::TableSchema;
 
+/// A map keyed by table name. Every read looks its table up in two of them, so they hash with
+/// FNV-1a (a few instructions per byte of a short name) instead of SipHash: the keys are
+/// table names korm made, not input an attacker picks to collide.
+pub(crate) type TableMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
+/// The FNV-1a hash (64 bits).
+#[derive(Debug)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// What a job can use: the connection and the schema cache.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) conn: Connection,
-    pub(crate) schemas: HashMap<String, TableSchema>,
+    pub(crate) schemas: TableMap<TableSchema>,
     /// How to read each table's `SELECT *` rows, kept between reads (see `column_plan`).
-    pub(crate) plans: HashMap<String, Arc<super::ReadPlan>>,
+    pub(crate) plans: TableMap<Arc<super::ReadPlan>>,
     pub(crate) ident: String,
     /// Commits since the last checkpoint, when checkpoints are korm's job (see
     /// [`State::committed`]).
@@ -74,6 +109,38 @@ impl State {
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
 
+/// How many SQLite VM instructions run between two calls of the progress handler (each call
+/// costs a few nanoseconds; a thousand instructions take microseconds).
+pub(crate) const PROGRESS_OPS: u32 = 1000;
+
+/// The budget of the job running in place (in progress handler calls, each
+/// [`PROGRESS_OPS`] VM instructions), read by the connection's progress handler. Only the
+/// holder of the connection touches it.
+#[derive(Debug)]
+struct Budget {
+    /// Calls left before the job is interrupted; `u32::MAX` for no budget.
+    left: AtomicU32,
+    /// Whether the handler interrupted the job.
+    fired: AtomicBool,
+}
+
+impl Budget {
+    /// The progress handler: `true` interrupts the running statement.
+    fn spent(&self) -> bool {
+        match self.left.load(Ordering::Relaxed) {
+            u32::MAX => false,
+            0 => {
+                self.fired.store(true, Ordering::Relaxed);
+                true
+            }
+            left => {
+                self.left.store(left - 1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
 /// How long the thread keeps polling for the next job before it sleeps: a caller that sends
 /// requests back to back then finds it awake.
 const SPIN: Duration = Duration::from_micros(50);
@@ -83,6 +150,7 @@ const SPIN: Duration = Duration::from_micros(50);
 pub(crate) struct Worker {
     state: Arc<Mutex<State>>,
     busy_timeout: Duration,
+    budget: Arc<Budget>,
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     finished: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -104,6 +172,11 @@ impl Worker {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (finished_tx, finished_rx) = oneshot::channel::<()>();
         let thread_ident = ident.to_owned();
+        let budget = Arc::new(Budget {
+            left: AtomicU32::new(u32::MAX),
+            fired: AtomicBool::new(false),
+        });
+        let handler_budget = Arc::clone(&budget);
         std::thread::Builder::new()
             .name(format!("korm-sqlite-{ident}"))
             .spawn(move || {
@@ -114,10 +187,21 @@ impl Worker {
                         return;
                     }
                 };
+                #[allow(clippy::cast_possible_wrap, reason = "a small constant")]
+                let installed = conn
+                    .progress_handler(PROGRESS_OPS as i32, Some(move || handler_budget.spent()));
+                if let Err(e) = installed {
+                    let _ = opened_tx.send(Err(Error::Database {
+                        layer: thread_ident,
+                        kind: DbErrorKind::Connect,
+                        message: format!("can not install the progress handler: {e}"),
+                    }));
+                    return;
+                }
                 let state = Arc::new(Mutex::new(State {
                     conn,
-                    schemas: HashMap::new(),
-                    plans: HashMap::new(),
+                    schemas: TableMap::default(),
+                    plans: TableMap::default(),
                     ident: thread_ident,
                     commits: 0,
                     checkpoint_every: None,
@@ -147,6 +231,7 @@ impl Worker {
             Ok(Ok(state)) => Ok(Worker {
                 state,
                 busy_timeout,
+                budget,
                 jobs: RwLock::new(Some(jobs_tx)),
                 finished: tokio::sync::Mutex::new(Some(finished_rx)),
             }),
@@ -196,6 +281,26 @@ impl Worker {
         &self,
         f: impl Fn(&mut State) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.in_place_or_call(None, f).await
+    }
+
+    /// Runs a read that may scan: in place as [`in_place`](Worker::in_place) does, but
+    /// interrupted after about `limit` SQLite VM instructions (by the progress handler) and
+    /// then run again on the thread, so the caller's thread is never held longer than that
+    /// budget takes. `f` must be a read.
+    pub(crate) async fn in_place_within<R: Send + 'static>(
+        &self,
+        limit: u32,
+        f: impl Fn(&mut State) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        self.in_place_or_call(Some(limit), f).await
+    }
+
+    async fn in_place_or_call<R: Send + 'static>(
+        &self,
+        limit: Option<u32>,
+        f: impl Fn(&mut State) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         if self
             .jobs
             .read()
@@ -207,7 +312,18 @@ impl Worker {
         if let Ok(mut state) = self.state.try_lock()
             && state.conn.busy_timeout(Duration::ZERO).is_ok()
         {
-            let result = f(&mut state);
+            let result = match limit {
+                None => f(&mut state),
+                Some(limit) => {
+                    let calls = (limit / PROGRESS_OPS).min(u32::MAX - 1);
+                    self.budget.left.store(calls, Ordering::Relaxed);
+                    let result = f(&mut state);
+                    self.budget.left.store(u32::MAX, Ordering::Relaxed);
+                    result
+                }
+            };
+            // Interrupted with its budget spent: the read runs again on the thread.
+            let interrupted = self.budget.fired.swap(false, Ordering::Relaxed);
             let restored = state.conn.busy_timeout(self.busy_timeout);
             let checkpoint = state.checkpoint_due();
             drop(state);
@@ -220,6 +336,7 @@ impl Worker {
                 }
             }
             match result {
+                _ if interrupted => {}
                 Err(Error::Database {
                     kind: DbErrorKind::Busy,
                     ..
