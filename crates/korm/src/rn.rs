@@ -343,14 +343,32 @@ pub(crate) fn validate_layer_ident(s: &str) -> Result<()> {
 /// Whether `s` is a UUIDv4 in hyphenated form, hex digits in either case.
 fn is_uuid_v4(s: &str) -> bool {
     let b = s.as_bytes();
+    // The fixed bytes first, then the five groups of hex digits (every row read back from a
+    // query checks its id, so this is kept to a few instructions a byte).
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+        && b[8] == b'-'
+        && b[13] == b'-'
+        && b[18] == b'-'
+        && b[23] == b'-'
         && b[14] == b'4'
         && matches!(b[19], b'8' | b'9' | b'a' | b'b' | b'A' | b'B')
+        && [&b[..8], &b[9..13], &b[14..18], &b[19..23], &b[24..]]
+            .iter()
+            .all(|group| group.iter().fold(true, |ok, &c| ok & HEX[usize::from(c)]))
 }
+
+/// Which bytes are hex digits: one lookup a byte.
+const HEX: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        #[allow(clippy::cast_possible_truncation, reason = "c < 256")]
+        let b = c as u8;
+        table[c] = b.is_ascii_hexdigit();
+        c += 1;
+    }
+    table
+};
 
 /// Checks one mod, `whole` being its text with the brackets.
 fn check_mod(whole: &str, key: &str, value: &str) -> std::result::Result<(), Invalid> {
@@ -882,7 +900,10 @@ impl<T> Rn<T> {
             });
         }
         if !is_uuid_v4(id) {
-            let input = format!("{}:{id}", render(&self.data.mods, &self.data.segments()[..2]));
+            let input = format!(
+                "{}:{id}",
+                render(&self.data.mods, &self.data.segments()[..2])
+            );
             return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE).into_error(&input));
         }
         Ok(self.with_valid_id(id))

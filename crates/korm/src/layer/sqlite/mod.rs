@@ -158,24 +158,28 @@ impl Layer for SqliteLayer {
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
-        let table = table.to_owned();
-        if ids.len() <= INLINE_FETCH {
-            self.worker
-                .in_place(move |state| fetch(state, &table, &ids))
-                .await
-        } else {
-            self.worker
-                .call(move |state| fetch(state, &table, &ids))
-                .await
+        if ids.len() <= INLINE_FETCH
+            && let Some(done) = self
+                .worker
+                .try_in_place(None, |state| fetch(state, table, &ids))
+        {
+            return done;
         }
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| fetch(state, &table, &ids))
+            .await
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
+        if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
+            run_select(state, table, &select)
+        }) {
+            return done;
+        }
         let table = table.to_owned();
         self.worker
-            .in_place_within(SELECT_IN_PLACE, move |state| {
-                run_select(state, &table, &select)
-            })
+            .call(move |state| run_select(state, &table, &select))
             .await
     }
 
@@ -643,7 +647,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         ident,
         ..
     } = state;
-    if schema_of(conn, schemas, ident, table)?.is_none() || ids.is_empty() {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::with_capacity(ids.len());
@@ -658,7 +662,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             sql.push_str(&", ?".repeat(chunk.len() - 1));
             sql.push(')');
         }
-        query_rows(
+        let read = query_rows(
             conn,
             schemas,
             plans,
@@ -669,7 +673,15 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             // Ids are the primary key: once every id was found there is no other row.
             Some(chunk.len()),
             &mut out,
-        )?;
+        );
+        // A table that does not exist yet holds no rows. That is looked up only when the read
+        // failed, so a read of an existing table costs no schema lookup.
+        if let Err(e) = read {
+            return match schema_of(conn, schemas, ident, table)? {
+                None => Ok(Vec::new()),
+                Some(_) => Err(e),
+            };
+        }
     }
     Ok(out)
 }
@@ -699,7 +711,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
         crate::model::SqlValue::Text(s) => SqlParam::Text(s),
     });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(16);
     query_rows(
         conn,
         schemas,
@@ -722,7 +734,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
 fn query_rows(
     conn: &Connection,
     schemas: &mut worker::TableMap<TableSchema>,
-    plans: &mut worker::TableMap<Arc<ReadPlan>>,
+    plans: &mut worker::TableMap<PlanEntry>,
     layer: &str,
     table: &str,
     sql: &str,
@@ -750,6 +762,7 @@ fn query_rows(
                 plans,
                 layer,
                 table,
+                sql,
                 row.as_ref(),
             )?),
         };
@@ -807,21 +820,63 @@ impl ReadPlan {
     }
 }
 
+/// A table's read plan, with the statements known to fit it.
+#[derive(Debug)]
+pub(crate) struct PlanEntry {
+    plan: Arc<ReadPlan>,
+    /// Statements (by SQL text) whose columns were checked against the plan, with their run
+    /// and re-prepare counts when last seen. A statement seen again with one more run and no
+    /// re-prepare is the same prepared statement, unchanged: its columns need no new check.
+    /// (A statement prepared afresh, after leaving the statement cache, counts from zero, so
+    /// it is never mistaken for the one it replaces.)
+    fitting: Vec<(Box<str>, i32, i32)>,
+}
+
+/// How many statements per table [`PlanEntry`] remembers.
+const FITTING_MAX: usize = 16;
+
 /// The read plan of a table: the cached one while the statement's columns still match it,
 /// else a new one. Columns the schema cache does not know (another process added them) make
 /// it read the schema again, once.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of State a read needs, borrowed apart"
+)]
 fn column_plan(
     conn: &Connection,
     schemas: &mut worker::TableMap<TableSchema>,
-    plans: &mut worker::TableMap<Arc<ReadPlan>>,
+    plans: &mut worker::TableMap<PlanEntry>,
     layer: &str,
     table: &str,
+    sql: &str,
     stmt: &rusqlite::Statement<'_>,
 ) -> Result<Arc<ReadPlan>> {
-    if let Some(plan) = plans.get(table)
-        && plan.fits(stmt)
-    {
-        return Ok(Arc::clone(plan));
+    use rusqlite::StatementStatus;
+    // Read after the statement's first step: this run is counted, and a re-prepare (after
+    // the schema changed) has happened.
+    let runs = stmt.get_status(StatementStatus::Run);
+    let reprepares = stmt.get_status(StatementStatus::RePrepare);
+    if let Some(entry) = plans.get_mut(table) {
+        let seen = entry.fitting.iter().position(|(text, ..)| &**text == sql);
+        if let Some(i) = seen {
+            let (_, last_runs, last_reprepares) = &mut entry.fitting[i];
+            if last_runs.wrapping_add(1) == runs && *last_reprepares == reprepares {
+                *last_runs = runs;
+                return Ok(Arc::clone(&entry.plan));
+            }
+        }
+        if entry.plan.fits(stmt) {
+            match seen {
+                Some(i) => entry.fitting[i] = (sql.into(), runs, reprepares),
+                None => {
+                    if entry.fitting.len() == FITTING_MAX {
+                        entry.fitting.remove(0);
+                    }
+                    entry.fitting.push((sql.into(), runs, reprepares));
+                }
+            }
+            return Ok(Arc::clone(&entry.plan));
+        }
     }
     let names: Vec<&str> = stmt.column_names();
     let stale = schemas.get(table).is_none_or(|s| {
@@ -838,7 +893,13 @@ fn column_plan(
         names: names.into_iter().map(Box::from).collect(),
         columns,
     });
-    plans.insert(table.to_owned(), Arc::clone(&plan));
+    plans.insert(
+        table.to_owned(),
+        PlanEntry {
+            plan: Arc::clone(&plan),
+            fitting: vec![(sql.into(), runs, reprepares)],
+        },
+    );
     Ok(plan)
 }
 

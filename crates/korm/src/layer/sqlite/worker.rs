@@ -10,7 +10,7 @@
 //! to the thread like any other. That saves the two thread wake-ups a hop costs.
 //!
 //! Selects may scan, so they run in place only within a budget of SQLite VM instructions
-//! ([`Worker::in_place_within`]): SQLite's progress handler interrupts one that needs more,
+//! ([`Worker::try_in_place`] with a limit): SQLite's progress handler interrupts one that needs more,
 //! and it runs again on the thread. A small query then costs no hop, and a long scan holds
 //! the caller's thread no longer than the budget takes to run. (A count of instructions, not
 //! a clock: the same query always runs the same way, on a loaded machine too.)
@@ -62,13 +62,15 @@ pub(crate) struct State {
     pub(crate) conn: Connection,
     pub(crate) schemas: TableMap<TableSchema>,
     /// How to read each table's `SELECT *` rows, kept between reads (see `column_plan`).
-    pub(crate) plans: TableMap<Arc<super::ReadPlan>>,
+    pub(crate) plans: TableMap<super::PlanEntry>,
     pub(crate) ident: String,
     /// Commits since the last checkpoint, when checkpoints are korm's job (see
     /// [`State::committed`]).
     commits: u32,
     /// Checkpoint after this many commits; `None` leaves checkpoints to SQLite.
     checkpoint_every: Option<u32>,
+    /// Whether the busy timeout is zero (a job ran in place since the thread's last job).
+    busy_zero: bool,
 }
 
 impl State {
@@ -99,6 +101,19 @@ impl State {
     /// Makes korm run checkpoints every `every` commits (or leaves them to SQLite).
     pub(crate) fn set_checkpoint_every(&mut self, every: Option<u32>) {
         self.checkpoint_every = every;
+    }
+
+    /// Sets the busy timeout back to `timeout` after jobs ran in place, before a job on the
+    /// thread (which may wait).
+    fn restore_busy_timeout(&mut self, timeout: Duration) {
+        if self.busy_zero {
+            match self.conn.busy_timeout(timeout) {
+                Ok(()) => self.busy_zero = false,
+                Err(e) => {
+                    tracing::warn!(layer = %self.ident, error = %e, "could not restore the SQLite busy timeout; this job does not wait for locks");
+                }
+            }
+        }
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -149,7 +164,6 @@ const SPIN: Duration = Duration::from_micros(50);
 #[derive(Debug)]
 pub(crate) struct Worker {
     state: Arc<Mutex<State>>,
-    busy_timeout: Duration,
     budget: Arc<Budget>,
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     finished: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
@@ -205,6 +219,7 @@ impl Worker {
                     ident: thread_ident,
                     commits: 0,
                     checkpoint_every: None,
+                    busy_zero: false,
                 }));
                 if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
                     return;
@@ -212,6 +227,7 @@ impl Worker {
                 // Ends when every sender is gone: at close, or when the pool is dropped.
                 while let Some(job) = next_job(&jobs_rx) {
                     let mut guard = lock(&state);
+                    guard.restore_busy_timeout(busy_timeout);
                     // A job that panics (a bug) must not take the connection down with it;
                     // its caller sees its reply channel closed.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
@@ -230,7 +246,6 @@ impl Worker {
         match opened_rx.await {
             Ok(Ok(state)) => Ok(Worker {
                 state,
-                busy_timeout,
                 budget,
                 jobs: RwLock::new(Some(jobs_tx)),
                 finished: tokio::sync::Mutex::new(Some(finished_rx)),
@@ -281,73 +296,67 @@ impl Worker {
         &self,
         f: impl Fn(&mut State) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        self.in_place_or_call(None, f).await
+        if let Some(done) = self.try_in_place(None, &f) {
+            return done;
+        }
+        self.call(f).await
     }
 
-    /// Runs a read that may scan: in place as [`in_place`](Worker::in_place) does, but
-    /// interrupted after about `limit` SQLite VM instructions (by the progress handler) and
-    /// then run again on the thread, so the caller's thread is never held longer than that
-    /// budget takes. `f` must be a read.
-    pub(crate) async fn in_place_within<R: Send + 'static>(
-        &self,
-        limit: u32,
-        f: impl Fn(&mut State) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
-        self.in_place_or_call(Some(limit), f).await
-    }
-
-    async fn in_place_or_call<R: Send + 'static>(
+    /// Runs `f` in place if the connection is free, within `limit` SQLite VM instructions if
+    /// given; `None` when it did not run, or met a lock or its budget: the caller then sends
+    /// it to the thread (with [`call`](Worker::call)). `f` must leave nothing behind when it
+    /// fails with a busy error (a read, or a write inside a transaction that rolls back).
+    /// `f` may borrow: it runs here or not at all.
+    pub(crate) fn try_in_place<R>(
         &self,
         limit: Option<u32>,
-        f: impl Fn(&mut State) -> Result<R> + Send + 'static,
-    ) -> Result<R> {
+        f: impl FnOnce(&mut State) -> Result<R>,
+    ) -> Option<Result<R>> {
         if self
             .jobs
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
         {
-            return Err(Error::PoolClosed);
+            return Some(Err(Error::PoolClosed));
         }
-        if let Ok(mut state) = self.state.try_lock()
-            && state.conn.busy_timeout(Duration::ZERO).is_ok()
-        {
-            let result = match limit {
-                None => f(&mut state),
-                Some(limit) => {
-                    let calls = (limit / PROGRESS_OPS).min(u32::MAX - 1);
-                    self.budget.left.store(calls, Ordering::Relaxed);
-                    let result = f(&mut state);
-                    self.budget.left.store(u32::MAX, Ordering::Relaxed);
-                    result
-                }
-            };
-            // Interrupted with its budget spent: the read runs again on the thread.
-            let interrupted = self.budget.fired.swap(false, Ordering::Relaxed);
-            let restored = state.conn.busy_timeout(self.busy_timeout);
-            let checkpoint = state.checkpoint_due();
-            drop(state);
-            if checkpoint {
-                // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
-                let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
-                if let Some(sender) = jobs.as_ref() {
-                    // An empty job: the thread checkpoints after any job once one is due.
-                    let _ = sender.send(Box::new(|_: &mut State| {}));
-                }
+        let mut state = self.state.try_lock().ok()?;
+        // In place, nothing waits on a lock: the busy timeout is zero. It stays zero until
+        // the thread runs its next job, which restores it first (see `restore_busy_timeout`).
+        if !state.busy_zero {
+            state.conn.busy_timeout(Duration::ZERO).ok()?;
+            state.busy_zero = true;
+        }
+        let result = match limit {
+            None => f(&mut state),
+            Some(limit) => {
+                let calls = (limit / PROGRESS_OPS).min(u32::MAX - 1);
+                self.budget.left.store(calls, Ordering::Relaxed);
+                let result = f(&mut state);
+                self.budget.left.store(u32::MAX, Ordering::Relaxed);
+                result
             }
-            match result {
-                _ if interrupted => {}
-                Err(Error::Database {
-                    kind: DbErrorKind::Busy,
-                    ..
-                }) => {}
-                // The busy timeout could not be restored: let the thread run it (rare, and
-                // the result of the read in place is dropped, which is safe for a read).
-                _ if restored.is_err() => {}
-                done => return done,
+        };
+        // Interrupted with its budget spent: the read runs again on the thread.
+        let interrupted = self.budget.fired.swap(false, Ordering::Relaxed);
+        let checkpoint = state.checkpoint_due();
+        drop(state);
+        if checkpoint {
+            // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
+            let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(sender) = jobs.as_ref() {
+                // An empty job: the thread checkpoints after any job once one is due.
+                let _ = sender.send(Box::new(|_: &mut State| {}));
             }
         }
-        self.call(f).await
+        match result {
+            _ if interrupted => None,
+            Err(Error::Database {
+                kind: DbErrorKind::Busy,
+                ..
+            }) => None,
+            done => Some(done),
+        }
     }
 
     /// Stops accepting jobs, lets the queued ones finish, and waits for the connection to close.
