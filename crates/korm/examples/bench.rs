@@ -11,7 +11,8 @@
 //! PostgreSQL and MariaDB lines (`pg.create`, `mysql.query`, ...) compare korm with raw sqlx
 //! doing the same SQL on the same schema, each side in a fresh database on the local server.
 //! `KORM_BENCH_SQLITE_ONLY=1` stops after the SQLite lines; `KORM_BENCH_ROUNDS=n` runs n
-//! SQLite rounds instead of 5 (more rounds, a steadier median on a noisy machine).
+//! SQLite rounds instead of 5 (more rounds, a steadier median on a noisy machine);
+//! `KORM_BENCH_DETAIL=1` prints every SQLite round on stderr.
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -139,9 +140,17 @@ async fn main() {
     }
     let mut korm = Vec::new();
     let mut raw = Vec::new();
-    for _ in 0..rounds {
+    let detail = std::env::var_os("KORM_BENCH_DETAIL").is_some();
+    for round in 0..rounds {
         korm.push(korm_round(n, queries).await);
         raw.push(raw_round(n, queries));
+        if detail {
+            // Each round on stderr: korm and raw ops/s of the four workloads.
+            eprintln!(
+                "round {round}: korm {:.0?} raw {:.0?}",
+                korm[round], raw[round]
+            );
+        }
     }
     print_rows("", &korm, &raw);
     if std::env::var_os("KORM_BENCH_SQLITE_ONLY").is_some() {
