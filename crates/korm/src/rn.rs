@@ -178,9 +178,10 @@ pub struct Rn<T = ()> {
     _model: PhantomData<fn() -> T>,
 }
 
-/// What an [`Rn`] is made of.
+/// What an [`Rn`] is made of. `S` is the segment cache: concrete when built, a trait object
+/// behind the `Arc` (one allocation either way).
 #[derive(Debug)]
-struct RnData {
+struct RnData<S: ?Sized = dyn SegmentCache> {
     /// The canonical printed form (the parsed text, byte for byte).
     text: String,
     /// The mods in the order written.
@@ -192,13 +193,29 @@ struct RnData {
     /// RN, which has neither).
     kind_start: usize,
     id_start: usize,
+    form: RnForm,
     /// The segments as owned strings, made on first use: the RNs of read rows (one per row of
     /// a query) are built from text alone, and most are never asked for their segments.
-    segments: OnceLock<Vec<String>>,
-    form: RnForm,
+    ///
+    /// The cell is seen through a trait object: `Rn` hashes and compares its text only, which
+    /// never changes, but a cell in its type would make clippy's `mutable_key_type` flag
+    /// every `HashSet<Rn>` of every user.
+    segments: S,
 }
 
-impl RnData {
+/// The lazily made segments of an [`RnData`].
+trait SegmentCache: Send + Sync + fmt::Debug {
+    /// The segments, split from `path` on first use.
+    fn get(&self, path: &str) -> &[String];
+}
+
+impl SegmentCache for OnceLock<Vec<String>> {
+    fn get(&self, path: &str) -> &[String] {
+        self.get_or_init(|| path.split(':').map(str::to_owned).collect())
+    }
+}
+
+impl RnData<OnceLock<Vec<String>>> {
     /// Parts already validated; `text` ends with the segments joined by `:`.
     fn new(text: String, mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
         let path_len =
@@ -221,15 +238,16 @@ impl RnData {
             form,
         }
     }
+}
 
+impl RnData {
     /// The segments text: `namespace:kind:id`, or a depot path.
     fn path(&self) -> &str {
         &self.text[self.path_start..]
     }
 
     fn segments(&self) -> &[String] {
-        self.segments
-            .get_or_init(|| self.path().split(':').map(str::to_owned).collect())
+        self.segments.get(self.path())
     }
 
     /// The namespace, kind and id of an item or collection RN.
