@@ -139,6 +139,15 @@ struct Budget {
     fired: AtomicBool,
 }
 
+/// Lifts the budget when dropped.
+struct LiftBudget<'a>(&'a Budget);
+
+impl Drop for LiftBudget<'_> {
+    fn drop(&mut self) {
+        self.0.left.store(u32::MAX, Ordering::Relaxed);
+    }
+}
+
 impl Budget {
     /// The progress handler: `true` interrupts the running statement.
     fn spent(&self) -> bool {
@@ -332,9 +341,9 @@ impl Worker {
             Some(limit) => {
                 let calls = (limit / PROGRESS_OPS).min(u32::MAX - 1);
                 self.budget.left.store(calls, Ordering::Relaxed);
-                let result = f(&mut state);
-                self.budget.left.store(u32::MAX, Ordering::Relaxed);
-                result
+                // Lifted when `f` returns or unwinds: no later job may inherit the budget.
+                let _lift = LiftBudget(&self.budget);
+                f(&mut state)
             }
         };
         // Interrupted with its budget spent: the read runs again on the thread.
