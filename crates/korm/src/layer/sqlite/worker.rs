@@ -10,10 +10,11 @@
 //! to the thread like any other. That saves the two thread wake-ups a hop costs.
 //!
 //! Selects may scan, so they run in place only within a budget of SQLite VM instructions
-//! ([`Worker::try_in_place`] with a limit): SQLite's progress handler interrupts one that needs more,
-//! and it runs again on the thread. A small query then costs no hop, and a long scan holds
-//! the caller's thread no longer than the budget takes to run. (A count of instructions, not
-//! a clock: the same query always runs the same way, on a loaded machine too.)
+//! ([`Worker::try_in_place`] with a limit): SQLite's progress handler interrupts one that
+//! needs more, and it runs again on the thread. A small query then costs no hop, and a long
+//! scan holds the caller's thread no longer than the budget takes to run. (A count of
+//! instructions, not a clock: the same query always runs the same way, on a loaded machine
+//! too.)
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -126,7 +127,7 @@ type Job = Box<dyn FnOnce(&mut State) + Send>;
 
 /// How many SQLite VM instructions run between two calls of the progress handler (each call
 /// costs a few nanoseconds; a thousand instructions take microseconds).
-pub(crate) const PROGRESS_OPS: u32 = 1000;
+const PROGRESS_OPS: u32 = 1000;
 
 /// The budget of the job running in place (in progress handler calls, each
 /// [`PROGRESS_OPS`] VM instructions), read by the connection's progress handler. Only the
