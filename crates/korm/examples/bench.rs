@@ -10,6 +10,9 @@
 //! the default `FULL` every commit waits for the disk and both sides measure the disk).
 //! PostgreSQL and MariaDB lines (`pg.create`, `mysql.query`, ...) compare korm with raw sqlx
 //! doing the same SQL on the same schema, each side in a fresh database on the local server.
+//! `KORM_BENCH_SQLITE_ONLY=1` stops after the SQLite lines; `KORM_BENCH_ROUNDS=n` runs n
+//! SQLite rounds instead of 5 (more rounds, a steadier median on a noisy machine);
+//! `KORM_BENCH_DETAIL=1` prints every SQLite round on stderr.
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -131,15 +134,32 @@ async fn main() {
     // `bench sqlite|refs|servers` runs one section only.
     let only = std::env::args().nth(1);
     let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
-    let (n, queries, rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    let (n, queries, mut rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    if let Some(r) = std::env::var("KORM_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+    {
+        rounds = r;
+    }
     if runs("sqlite") {
         let mut korm = Vec::new();
         let mut raw = Vec::new();
-        for _ in 0..rounds {
+        let detail = std::env::var_os("KORM_BENCH_DETAIL").is_some();
+        for round in 0..rounds {
             korm.push(korm_round(n, queries).await);
             raw.push(raw_round(n, queries));
+            if detail {
+                // Each round on stderr: korm and raw ops/s of the four workloads.
+                eprintln!(
+                    "round {round}: korm {:.0?} raw {:.0?}",
+                    korm[round], raw[round]
+                );
+            }
         }
         print_rows("", &korm, &raw);
+    }
+    if std::env::var_os("KORM_BENCH_SQLITE_ONLY").is_some() {
+        return;
     }
     if runs("refs") {
         references(quick).await;

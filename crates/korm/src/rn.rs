@@ -120,7 +120,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::ser::{Serialize, Serializer};
@@ -178,16 +178,90 @@ pub struct Rn<T = ()> {
     _model: PhantomData<fn() -> T>,
 }
 
-/// What an [`Rn`] is made of.
-#[derive(Debug, PartialEq, Eq)]
-struct RnData {
+/// What an [`Rn`] is made of. `S` is the segment cache: concrete when built, a trait object
+/// behind the `Arc` (one allocation either way).
+#[derive(Debug)]
+struct RnData<S: ?Sized = dyn SegmentCache> {
     /// The canonical printed form (the parsed text, byte for byte).
     text: String,
     /// The mods in the order written.
     mods: Vec<(String, String)>,
-    /// The `:`-separated segments after the mods.
-    segments: Vec<String>,
+    /// Where the `:`-separated segments start in `text` (after the mods and the first `:`).
+    /// No segment holds a `:`, so the segments are `text[path_start..]` split at `:`.
+    path_start: usize,
+    /// Where the kind and the id start in `text`, for an item or collection RN (0 for a depot
+    /// RN, which has neither).
+    kind_start: usize,
+    id_start: usize,
     form: RnForm,
+    /// The segments as owned strings, made on first use: the RNs of read rows (one per row of
+    /// a query) are built from text alone, and most are never asked for their segments.
+    ///
+    /// The cell is seen through a trait object: `Rn` hashes and compares its text only, which
+    /// never changes, but a cell in its type would make clippy's `mutable_key_type` flag
+    /// every `HashSet<Rn>` of every user.
+    segments: S,
+}
+
+/// The lazily made segments of an [`RnData`].
+trait SegmentCache: Send + Sync + fmt::Debug {
+    /// The segments, split from `path` on first use.
+    fn get(&self, path: &str) -> &[String];
+}
+
+impl SegmentCache for OnceLock<Vec<String>> {
+    fn get(&self, path: &str) -> &[String] {
+        self.get_or_init(|| path.split(':').map(str::to_owned).collect())
+    }
+}
+
+impl RnData<OnceLock<Vec<String>>> {
+    /// Parts already validated; `text` ends with the segments joined by `:`.
+    fn new(text: String, mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
+        let path_len =
+            segments.iter().map(String::len).sum::<usize>() + segments.len().saturating_sub(1);
+        let path_start = text.len() - path_len;
+        let (kind_start, id_start) = match (form, segments.as_slice()) {
+            (RnForm::Item | RnForm::Collection, [namespace, kind, _]) => {
+                let kind_start = path_start + namespace.len() + 1;
+                (kind_start, kind_start + kind.len() + 1)
+            }
+            _ => (0, 0),
+        };
+        RnData {
+            path_start,
+            kind_start,
+            id_start,
+            text,
+            mods,
+            segments: OnceLock::from(segments),
+            form,
+        }
+    }
+}
+
+impl RnData {
+    /// The segments text: `namespace:kind:id`, or a depot path.
+    fn path(&self) -> &str {
+        &self.text[self.path_start..]
+    }
+
+    fn segments(&self) -> &[String] {
+        self.segments.get(self.path())
+    }
+
+    /// The namespace, kind and id of an item or collection RN.
+    fn namespace(&self) -> &str {
+        &self.text[self.path_start..self.kind_start - 1]
+    }
+
+    fn kind(&self) -> &str {
+        &self.text[self.kind_start..self.id_start - 1]
+    }
+
+    fn id(&self) -> &str {
+        &self.text[self.id_start..]
+    }
 }
 
 /// The form of an [`Rn`]: what it addresses.
@@ -287,14 +361,32 @@ pub(crate) fn validate_layer_ident(s: &str) -> Result<()> {
 /// Whether `s` is a UUIDv4 in hyphenated form, hex digits in either case.
 fn is_uuid_v4(s: &str) -> bool {
     let b = s.as_bytes();
+    // The fixed bytes first, then the five groups of hex digits (every row read back from a
+    // query checks its id, so this is kept to a few instructions a byte).
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+        && b[8] == b'-'
+        && b[13] == b'-'
+        && b[18] == b'-'
+        && b[23] == b'-'
         && b[14] == b'4'
         && matches!(b[19], b'8' | b'9' | b'a' | b'b' | b'A' | b'B')
+        && [&b[..8], &b[9..13], &b[14..18], &b[19..23], &b[24..]]
+            .iter()
+            .all(|group| group.iter().fold(true, |ok, &c| ok & HEX[usize::from(c)]))
 }
+
+/// Which bytes are hex digits: one lookup a byte.
+const HEX: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        #[allow(clippy::cast_possible_truncation, reason = "c < 256")]
+        let b = c as u8;
+        table[c] = b.is_ascii_hexdigit();
+        c += 1;
+    }
+    table
+};
 
 /// Checks one mod, `whole` being its text with the brackets.
 fn check_mod(whole: &str, key: &str, value: &str) -> std::result::Result<(), Invalid> {
@@ -548,12 +640,7 @@ impl<T> Rn<T> {
 
     fn from_parts(text: String, parts: Parts) -> Self {
         Rn {
-            data: Arc::new(RnData {
-                text,
-                mods: parts.mods,
-                segments: parts.segments,
-                form: parts.form,
-            }),
+            data: Arc::new(RnData::new(text, parts.mods, parts.segments, parts.form)),
             _model: PhantomData,
         }
     }
@@ -562,11 +649,29 @@ impl<T> Rn<T> {
     fn from_valid(mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
         let text = render(&mods, &segments);
         Rn {
+            data: Arc::new(RnData::new(text, mods, segments, form)),
+            _model: PhantomData,
+        }
+    }
+
+    /// The item RN in this item or collection RN's collection with the id `id` (validated by
+    /// the caller; `self` is not a depot RN): the text up to the id, then the id. One string,
+    /// no parts copied.
+    fn with_valid_id(&self, id: &str) -> Self {
+        let text = &self.data.text;
+        let cut = self.data.id_start;
+        let mut out = String::with_capacity(cut + id.len());
+        out.push_str(&text[..cut]);
+        out.push_str(id);
+        Rn {
             data: Arc::new(RnData {
-                text,
-                mods,
-                segments,
-                form,
+                text: out,
+                mods: self.data.mods.clone(),
+                path_start: self.data.path_start,
+                kind_start: self.data.kind_start,
+                id_start: cut,
+                segments: OnceLock::new(),
+                form: RnForm::Item,
             }),
             _model: PhantomData,
         }
@@ -638,7 +743,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.data.segments[0])
+            Some(self.data.namespace())
         }
     }
 
@@ -653,7 +758,7 @@ impl<T> Rn<T> {
         if self.is_depot() {
             None
         } else {
-            Some(&self.data.segments[1])
+            Some(self.data.kind())
         }
     }
 
@@ -666,7 +771,7 @@ impl<T> Rn<T> {
     /// ```
     pub fn id(&self) -> Option<&str> {
         if self.is_item() {
-            Some(&self.data.segments[2])
+            Some(self.data.id())
         } else {
             None
         }
@@ -740,7 +845,7 @@ impl<T> Rn<T> {
     /// assert_eq!(rn.segments(), ["invoices", "fred", "*"]);
     /// ```
     pub fn segments(&self) -> &[String] {
-        &self.data.segments
+        self.data.segments()
     }
 
     /// The table holding an item or collection: `__items__{namespace}__{kind}`; `None` for a
@@ -753,7 +858,12 @@ impl<T> Rn<T> {
     /// ```
     pub fn table_name(&self) -> Option<String> {
         let (namespace, kind) = (self.namespace()?, self.kind()?);
-        Some(format!("__items__{namespace}__{kind}"))
+        let mut table = String::with_capacity(11 + namespace.len() + kind.len());
+        table.push_str("__items__");
+        table.push_str(namespace);
+        table.push_str("__");
+        table.push_str(kind);
+        Some(table)
     }
 
     /// The RN of everything around this one, with the same mods: an item gives its
@@ -772,7 +882,7 @@ impl<T> Rn<T> {
             RnForm::DepotFile => RnForm::DepotPrefix,
             RnForm::Collection | RnForm::DepotPrefix => return self.clone(),
         };
-        let mut segments = self.data.segments.clone();
+        let mut segments = self.data.segments().to_vec();
         if let Some(last) = segments.last_mut() {
             STAR.clone_into(last);
         }
@@ -799,17 +909,8 @@ impl<T> Rn<T> {
                 reason: "with_id needs an item or collection rn, not a depot rn".to_owned(),
             });
         }
-        let id = checked_id(id, || render(&self.data.mods, &self.data.segments[..2]))?;
-        let segments = vec![
-            self.data.segments[0].clone(),
-            self.data.segments[1].clone(),
-            id,
-        ];
-        Ok(Rn::from_valid(
-            self.data.mods.clone(),
-            segments,
-            RnForm::Item,
-        ))
+        let id = checked_id(id, || render(&self.data.mods, &self.data.segments()[..2]))?;
+        Ok(self.with_valid_id(&id))
     }
 
     /// This RN with the id `id` kept exactly as written (any case), for ids read back from
@@ -822,19 +923,13 @@ impl<T> Rn<T> {
             });
         }
         if !is_uuid_v4(id) {
-            let input = format!("{}:{id}", render(&self.data.mods, &self.data.segments[..2]));
+            let input = format!(
+                "{}:{id}",
+                render(&self.data.mods, &self.data.segments()[..2])
+            );
             return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE).into_error(&input));
         }
-        let segments = vec![
-            self.data.segments[0].clone(),
-            self.data.segments[1].clone(),
-            id.to_owned(),
-        ];
-        Ok(Rn::from_valid(
-            self.data.mods.clone(),
-            segments,
-            RnForm::Item,
-        ))
+        Ok(self.with_valid_id(id))
     }
 
     /// This RN with its `from` mod set to `layer` (replaced in place, or added first).
@@ -866,7 +961,7 @@ impl<T> Rn<T> {
         }
         Ok(Rn::from_valid(
             mods,
-            self.data.segments.clone(),
+            self.data.segments().to_vec(),
             self.data.form,
         ))
     }
@@ -889,7 +984,7 @@ impl<T> Rn<T> {
             .filter(|(k, _)| k != FROM)
             .cloned()
             .collect();
-        Rn::from_valid(mods, self.data.segments.clone(), self.data.form)
+        Rn::from_valid(mods, self.data.segments().to_vec(), self.data.form)
     }
 
     /// The same RN typed for model `U`.
@@ -929,9 +1024,10 @@ impl<T> Rn<T> {
     /// used as a plain string prefix.
     pub(crate) fn key_path(&self) -> Option<String> {
         match self.data.form {
-            RnForm::DepotFile => Some(self.data.segments.join("/")),
+            RnForm::DepotFile => Some(self.data.segments().join("/")),
             RnForm::DepotPrefix => {
-                let folders = &self.data.segments[..self.data.segments.len() - 1];
+                let segments = self.data.segments();
+                let folders = &segments[..segments.len() - 1];
                 let mut key = String::with_capacity(folders.iter().map(|s| s.len() + 1).sum());
                 for folder in folders {
                     key.push_str(folder);
@@ -1364,7 +1460,7 @@ mod tests {
             assert_eq!(rn.as_str(), case.text);
             assert_eq!(rn.to_string(), case.text);
             assert_eq!(
-                render(&rn.data.mods, &rn.data.segments),
+                render(&rn.data.mods, rn.data.segments()),
                 case.text,
                 "parts render the text"
             );

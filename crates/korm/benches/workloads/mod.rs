@@ -167,14 +167,18 @@ pub fn raw_get(conn: &Connection, ids: &[String]) -> usize {
     total
 }
 
+/// The matching users with their ids: a query's caller needs to know which rows it got (korm
+/// gives every item its RN, so it reads the id of each row too).
 pub fn raw_query(conn: &Connection) -> usize {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT * FROM \"{TABLE}\" WHERE (\"age\" > ? AND json_extract(\"meta\", ?) = ?)"
         ))
         .unwrap();
-    let users: Vec<User> = stmt
-        .query_map(params![80, "$.tier", "gold"], raw_row)
+    let users: Vec<(String, User)> = stmt
+        .query_map(params![80, "$.tier", "gold"], |row| {
+            Ok((row.get(0)?, raw_row(row)?))
+        })
         .unwrap()
         .map(|r| r.unwrap())
         .collect();

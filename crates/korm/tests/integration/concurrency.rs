@@ -355,3 +355,63 @@ async fn the_wal_journal_is_the_default_and_can_be_turned_off() {
     assert_eq!(all.len(), 20);
     pool.close().await;
 }
+
+/// A query too long to run in place (on the caller's thread) is interrupted there and runs
+/// again on the connection thread: every row comes back, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_query_moves_to_the_connection_thread_and_returns_every_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("long.sqlite");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&path))
+        .open()
+        .await
+        .expect("open");
+    create_note(&pool, 0).await;
+    // Far more rows than the in-place budget scans, written by another connection (fast).
+    let rows = 30_000i64;
+    {
+        let mut conn = rusqlite::Connection::open(&path).expect("open raw");
+        let tx = conn.transaction().expect("begin");
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO \"__items__notes__plain\" (\"rnId\", \"text\", \"n\") VALUES (?, ?, ?)")
+                .expect("prepare");
+            for n in 1..rows {
+                insert
+                    .execute(rusqlite::params![
+                        uuid::Uuid::new_v4().to_string(),
+                        format!("note {n}"),
+                        n
+                    ])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+    }
+    let notes = korm::item::<Note>(&pool);
+    for _ in 0..2 {
+        let found = notes
+            .query(NOTES.parse().expect("rn"))
+            .filter(korm::gt("n", -1))
+            .get()
+            .await
+            .expect("query");
+        assert_eq!(found.len() as i64, rows);
+        let mut seen: Vec<i64> = found.iter().map(|item| item.data().n).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len() as i64, rows, "no row twice");
+    }
+    // A short query afterwards still runs (in place), and a load too.
+    let few = notes
+        .query(NOTES.parse().expect("rn"))
+        .filter(eq("n", 7))
+        .get()
+        .await
+        .expect("short query");
+    assert_eq!(few.len(), 1);
+    let again = notes.load(few[0].rn().clone()).get().await.expect("load");
+    assert_eq!(again.data().n, 7);
+    pool.close().await;
+}

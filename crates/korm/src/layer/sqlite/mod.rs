@@ -34,6 +34,12 @@ const FETCH_CHUNK: usize = 500;
 /// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
 const INLINE_FETCH: usize = 16;
 
+/// How many SQLite VM instructions a select may run in place, on the caller's thread, before
+/// it is interrupted and run again on the connection thread (see [`worker`]). A scan costs
+/// about ten per row, so a query over several thousand rows (well under a millisecond) runs
+/// within it and costs no thread hop; a longer one costs at most this much extra.
+const SELECT_IN_PLACE: u32 = 100_000;
+
 /// A SQLite database holding items.
 pub(crate) struct SqliteLayer {
     ident: String,
@@ -161,20 +167,26 @@ impl Layer for SqliteLayer {
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
-        let table = table.to_owned();
-        if ids.len() <= INLINE_FETCH {
-            self.worker
-                .in_place(move |state| fetch(state, &table, &ids))
-                .await
-        } else {
-            self.worker
-                .call(move |state| fetch(state, &table, &ids))
-                .await
+        if ids.len() <= INLINE_FETCH
+            && let Some(done) = self
+                .worker
+                .try_in_place(None, |state| fetch(state, table, &ids))
+        {
+            return done;
         }
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| fetch(state, &table, &ids))
+            .await
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
         self.count_reads(1);
+        if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
+            run_select(state, table, &select)
+        }) {
+            return done;
+        }
         let table = table.to_owned();
         self.worker
             .call(move |state| run_select(state, &table, &select))
@@ -183,10 +195,16 @@ impl Layer for SqliteLayer {
 
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
         self.count_reads(1);
+        // With the prefixes cached, one cheap statement: in place, within the read budget.
+        if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
+            ref_prefixes(state, &self.prefixes, table, column)
+        }) {
+            return done;
+        }
         let (table, column) = (table.to_owned(), column.to_owned());
         let cache = Arc::clone(&self.prefixes);
         self.worker
-            .call(move |state| ref_prefixes(state, &cache, table, column))
+            .call(move |state| ref_prefixes(state, &cache, &table, &column))
             .await
     }
 
@@ -288,12 +306,12 @@ fn quote(ident: &str) -> String {
 /// Appends `ident`, quoted, to `sql` (statements are built on every write and read, so this
 /// avoids the allocations `format!` would make).
 fn push_quoted(sql: &mut String, ident: &str) {
+    sql.reserve(ident.len() + 2);
     sql.push('"');
-    for c in ident.chars() {
-        if c == '"' {
-            sql.push('"');
-        }
-        sql.push(c);
+    if ident.contains('"') {
+        sql.push_str(&ident.replace('"', "\"\""));
+    } else {
+        sql.push_str(ident);
     }
     sql.push('"');
 }
@@ -328,7 +346,7 @@ fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<Tab
 /// The schema of a table: from the cache, or read (and cached) when the table exists.
 fn schema_of<'a>(
     conn: &Connection,
-    schemas: &'a mut std::collections::HashMap<String, TableSchema>,
+    schemas: &'a mut worker::TableMap<TableSchema>,
     layer: &str,
     table: &str,
 ) -> Result<Option<&'a mut TableSchema>> {
@@ -347,7 +365,7 @@ fn schema_of<'a>(
 /// and checks (or, destructively, recreates) columns whose kind changed.
 fn ensure_schema(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    schemas: &mut worker::TableMap<TableSchema>,
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
@@ -528,7 +546,7 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
 
 fn apply_op(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
+    schemas: &mut worker::TableMap<TableSchema>,
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
@@ -658,7 +676,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         ident,
         ..
     } = state;
-    if schema_of(conn, schemas, ident, table)?.is_none() || ids.is_empty() {
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::with_capacity(ids.len());
@@ -673,18 +691,26 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             sql.push_str(&", ?".repeat(chunk.len() - 1));
             sql.push(')');
         }
-        query_rows(
+        let read = query_rows(
             conn,
             schemas,
             plans,
             ident,
             table,
             &sql,
-            chunk.iter().map(|id| SqlParam::Text(id.clone())),
+            chunk.iter(),
             // Ids are the primary key: once every id was found there is no other row.
             Some(chunk.len()),
             &mut out,
-        )?;
+        );
+        // A table that does not exist yet holds no rows. That is looked up only when the read
+        // failed, so a read of an existing table costs no schema lookup.
+        if let Err(e) = read {
+            return match schema_of(conn, schemas, ident, table)? {
+                None => Ok(Vec::new()),
+                Some(_) => Err(e),
+            };
+        }
     }
     Ok(out)
 }
@@ -704,8 +730,8 @@ impl SqliteLayer {
 fn ref_prefixes(
     state: &mut State,
     cache: &std::sync::Mutex<PrefixCache>,
-    table: String,
-    column: String,
+    table: &str,
+    column: &str,
 ) -> Result<Vec<String>> {
     let State {
         conn,
@@ -713,8 +739,8 @@ fn ref_prefixes(
         ident,
         ..
     } = state;
-    match schema_of(conn, schemas, ident, &table)? {
-        Some(schema) if schema.kind_of(&column).is_some() => {}
+    match schema_of(conn, schemas, ident, table)? {
+        Some(schema) if schema.kind_of(column).is_some() => {}
         _ => return Ok(Vec::new()),
     }
     let version: (i64, i64) = conn
@@ -724,7 +750,7 @@ fn ref_prefixes(
     let mut cache = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let key = (table, column);
+    let key = (table.to_owned(), column.to_owned());
     if let Some((seen, prefixes)) = cache.get(&key)
         && *seen == version
     {
@@ -780,7 +806,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
         crate::model::SqlValue::Text(s) => SqlParam::Text(s),
     });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(16);
     query_rows(
         conn,
         schemas,
@@ -802,12 +828,12 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
 )]
 fn query_rows(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
-    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
+    schemas: &mut worker::TableMap<TableSchema>,
+    plans: &mut worker::TableMap<PlanEntry>,
     layer: &str,
     table: &str,
     sql: &str,
-    params: impl Iterator<Item = SqlParam>,
+    params: impl IntoIterator<Item: rusqlite::ToSql>,
     max_rows: Option<usize>,
     out: &mut Vec<StoredRow>,
 ) -> Result<()> {
@@ -831,6 +857,7 @@ fn query_rows(
                 plans,
                 layer,
                 table,
+                sql,
                 row.as_ref(),
             )?),
         };
@@ -841,7 +868,12 @@ fn query_rows(
             match column {
                 ReadColumn::Skip => {}
                 ReadColumn::Id => match value {
-                    ValueRef::Text(t) => id = Some(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Text(t) => {
+                        id = Some(match std::str::from_utf8(t) {
+                            Ok(text) => text.to_owned(),
+                            Err(_) => String::from_utf8_lossy(t).into_owned(),
+                        });
+                    }
                     _ => {
                         return Err(Error::Decode {
                             rn: table.to_owned(),
@@ -883,21 +915,63 @@ impl ReadPlan {
     }
 }
 
+/// A table's read plan, with the statements known to fit it.
+#[derive(Debug)]
+pub(crate) struct PlanEntry {
+    plan: Arc<ReadPlan>,
+    /// Statements (by SQL text) whose columns were checked against the plan, with their run
+    /// and re-prepare counts when last seen. A statement seen again with one more run and no
+    /// re-prepare is the same prepared statement, unchanged: its columns need no new check.
+    /// (A statement prepared afresh, after leaving the statement cache, counts from zero, so
+    /// it is never mistaken for the one it replaces.)
+    fitting: Vec<(Box<str>, i32, i32)>,
+}
+
+/// How many statements per table [`PlanEntry`] remembers.
+const FITTING_MAX: usize = 16;
+
 /// The read plan of a table: the cached one while the statement's columns still match it,
 /// else a new one. Columns the schema cache does not know (another process added them) make
 /// it read the schema again, once.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts of State a read needs, borrowed apart"
+)]
 fn column_plan(
     conn: &Connection,
-    schemas: &mut std::collections::HashMap<String, TableSchema>,
-    plans: &mut std::collections::HashMap<String, Arc<ReadPlan>>,
+    schemas: &mut worker::TableMap<TableSchema>,
+    plans: &mut worker::TableMap<PlanEntry>,
     layer: &str,
     table: &str,
+    sql: &str,
     stmt: &rusqlite::Statement<'_>,
 ) -> Result<Arc<ReadPlan>> {
-    if let Some(plan) = plans.get(table)
-        && plan.fits(stmt)
-    {
-        return Ok(Arc::clone(plan));
+    use rusqlite::StatementStatus;
+    // Read after the statement's first step: this run is counted, and a re-prepare (after
+    // the schema changed) has happened.
+    let runs = stmt.get_status(StatementStatus::Run);
+    let reprepares = stmt.get_status(StatementStatus::RePrepare);
+    if let Some(entry) = plans.get_mut(table) {
+        let seen = entry.fitting.iter().position(|(text, ..)| &**text == sql);
+        if let Some(i) = seen {
+            let (_, last_runs, last_reprepares) = &mut entry.fitting[i];
+            if last_runs.wrapping_add(1) == runs && *last_reprepares == reprepares {
+                *last_runs = runs;
+                return Ok(Arc::clone(&entry.plan));
+            }
+        }
+        if entry.plan.fits(stmt) {
+            match seen {
+                Some(i) => entry.fitting[i] = (sql.into(), runs, reprepares),
+                None => {
+                    if entry.fitting.len() == FITTING_MAX {
+                        entry.fitting.remove(0);
+                    }
+                    entry.fitting.push((sql.into(), runs, reprepares));
+                }
+            }
+            return Ok(Arc::clone(&entry.plan));
+        }
     }
     let names: Vec<&str> = stmt.column_names();
     let stale = schemas.get(table).is_none_or(|s| {
@@ -914,7 +988,13 @@ fn column_plan(
         names: names.into_iter().map(Box::from).collect(),
         columns,
     });
-    plans.insert(table.to_owned(), Arc::clone(&plan));
+    plans.insert(
+        table.to_owned(),
+        PlanEntry {
+            plan: Arc::clone(&plan),
+            fitting: vec![(sql.into(), runs, reprepares)],
+        },
+    );
     Ok(plan)
 }
 

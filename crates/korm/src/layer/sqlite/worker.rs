@@ -8,9 +8,18 @@
 //! connection without waiting (`try_lock`) and run with a zero busy timeout, so they never
 //! wait on a lock either; if the connection is busy or SQLite reports a lock, the job is sent
 //! to the thread like any other. That saves the two thread wake-ups a hop costs.
+//!
+//! Selects may scan, so they run in place only within a budget of SQLite VM instructions
+//! ([`Worker::try_in_place`] with a limit): SQLite's progress handler interrupts one that
+//! needs more, and it runs again on the thread. A small query then costs no hop, and a long
+//! scan holds the caller's thread no longer than the budget takes to run. (A count of
+//! instructions, not a clock: the same query always runs the same way, on a loaded machine
+//! too.)
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,19 +30,48 @@ use tokio::sync::oneshot;
 use crate::error::{DbErrorKind, Error, Result};
 use crate::layer::schema::TableSchema;
 
+/// A map keyed by table name. Every read looks its table up in two of them, so they hash with
+/// FNV-1a (a few instructions per byte of a short name) instead of SipHash: the keys are
+/// table names korm made, not input an attacker picks to collide.
+pub(crate) type TableMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
+/// The FNV-1a hash (64 bits).
+#[derive(Debug)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// What a job can use: the connection and the schema cache.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) conn: Connection,
-    pub(crate) schemas: HashMap<String, TableSchema>,
+    pub(crate) schemas: TableMap<TableSchema>,
     /// How to read each table's `SELECT *` rows, kept between reads (see `column_plan`).
-    pub(crate) plans: HashMap<String, Arc<super::ReadPlan>>,
+    pub(crate) plans: TableMap<super::PlanEntry>,
     pub(crate) ident: String,
     /// Commits since the last checkpoint, when checkpoints are korm's job (see
     /// [`State::committed`]).
     commits: u32,
     /// Checkpoint after this many commits; `None` leaves checkpoints to SQLite.
     checkpoint_every: Option<u32>,
+    /// Whether the busy timeout is zero (a job ran in place since the thread's last job).
+    busy_zero: bool,
 }
 
 impl State {
@@ -66,6 +104,19 @@ impl State {
         self.checkpoint_every = every;
     }
 
+    /// Sets the busy timeout back to `timeout` after jobs ran in place, before a job on the
+    /// thread (which may wait).
+    fn restore_busy_timeout(&mut self, timeout: Duration) {
+        if self.busy_zero {
+            match self.conn.busy_timeout(timeout) {
+                Ok(()) => self.busy_zero = false,
+                Err(e) => {
+                    tracing::warn!(layer = %self.ident, error = %e, "could not restore the SQLite busy timeout; this job does not wait for locks");
+                }
+            }
+        }
+    }
+
     fn checkpoint_due(&self) -> bool {
         self.checkpoint_every
             .is_some_and(|every| self.commits >= every)
@@ -73,6 +124,47 @@ impl State {
 }
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
+
+/// How many SQLite VM instructions run between two calls of the progress handler (each call
+/// costs a few nanoseconds; a thousand instructions take microseconds).
+const PROGRESS_OPS: u32 = 1000;
+
+/// The budget of the job running in place (in progress handler calls, each
+/// [`PROGRESS_OPS`] VM instructions), read by the connection's progress handler. Only the
+/// holder of the connection touches it.
+#[derive(Debug)]
+struct Budget {
+    /// Calls left before the job is interrupted; `u32::MAX` for no budget.
+    left: AtomicU32,
+    /// Whether the handler interrupted the job.
+    fired: AtomicBool,
+}
+
+/// Lifts the budget when dropped.
+struct LiftBudget<'a>(&'a Budget);
+
+impl Drop for LiftBudget<'_> {
+    fn drop(&mut self) {
+        self.0.left.store(u32::MAX, Ordering::Relaxed);
+    }
+}
+
+impl Budget {
+    /// The progress handler: `true` interrupts the running statement.
+    fn spent(&self) -> bool {
+        match self.left.load(Ordering::Relaxed) {
+            u32::MAX => false,
+            0 => {
+                self.fired.store(true, Ordering::Relaxed);
+                true
+            }
+            left => {
+                self.left.store(left - 1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
 
 /// How long the thread keeps polling for the next job before it sleeps: a caller that sends
 /// requests back to back then finds it awake.
@@ -82,7 +174,7 @@ const SPIN: Duration = Duration::from_micros(50);
 #[derive(Debug)]
 pub(crate) struct Worker {
     state: Arc<Mutex<State>>,
-    busy_timeout: Duration,
+    budget: Arc<Budget>,
     jobs: RwLock<Option<mpsc::Sender<Job>>>,
     finished: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
@@ -104,6 +196,11 @@ impl Worker {
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let (finished_tx, finished_rx) = oneshot::channel::<()>();
         let thread_ident = ident.to_owned();
+        let budget = Arc::new(Budget {
+            left: AtomicU32::new(u32::MAX),
+            fired: AtomicBool::new(false),
+        });
+        let handler_budget = Arc::clone(&budget);
         std::thread::Builder::new()
             .name(format!("korm-sqlite-{ident}"))
             .spawn(move || {
@@ -114,13 +211,25 @@ impl Worker {
                         return;
                     }
                 };
+                #[allow(clippy::cast_possible_wrap, reason = "a small constant")]
+                let installed = conn
+                    .progress_handler(PROGRESS_OPS as i32, Some(move || handler_budget.spent()));
+                if let Err(e) = installed {
+                    let _ = opened_tx.send(Err(Error::Database {
+                        layer: thread_ident,
+                        kind: DbErrorKind::Connect,
+                        message: format!("can not install the progress handler: {e}"),
+                    }));
+                    return;
+                }
                 let state = Arc::new(Mutex::new(State {
                     conn,
-                    schemas: HashMap::new(),
-                    plans: HashMap::new(),
+                    schemas: TableMap::default(),
+                    plans: TableMap::default(),
                     ident: thread_ident,
                     commits: 0,
                     checkpoint_every: None,
+                    busy_zero: false,
                 }));
                 if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
                     return;
@@ -128,6 +237,7 @@ impl Worker {
                 // Ends when every sender is gone: at close, or when the pool is dropped.
                 while let Some(job) = next_job(&jobs_rx) {
                     let mut guard = lock(&state);
+                    guard.restore_busy_timeout(busy_timeout);
                     // A job that panics (a bug) must not take the connection down with it;
                     // its caller sees its reply channel closed.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
@@ -146,7 +256,7 @@ impl Worker {
         match opened_rx.await {
             Ok(Ok(state)) => Ok(Worker {
                 state,
-                busy_timeout,
+                budget,
                 jobs: RwLock::new(Some(jobs_tx)),
                 finished: tokio::sync::Mutex::new(Some(finished_rx)),
             }),
@@ -196,41 +306,67 @@ impl Worker {
         &self,
         f: impl Fn(&mut State) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        if let Some(done) = self.try_in_place(None, &f) {
+            return done;
+        }
+        self.call(f).await
+    }
+
+    /// Runs `f` in place if the connection is free, within `limit` SQLite VM instructions if
+    /// given; `None` when it did not run, or met a lock or its budget: the caller then sends
+    /// it to the thread (with [`call`](Worker::call)). `f` must leave nothing behind when it
+    /// fails with a busy error (a read, or a write inside a transaction that rolls back).
+    /// `f` may borrow: it runs here or not at all.
+    pub(crate) fn try_in_place<R>(
+        &self,
+        limit: Option<u32>,
+        f: impl FnOnce(&mut State) -> Result<R>,
+    ) -> Option<Result<R>> {
         if self
             .jobs
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_none()
         {
-            return Err(Error::PoolClosed);
+            return Some(Err(Error::PoolClosed));
         }
-        if let Ok(mut state) = self.state.try_lock()
-            && state.conn.busy_timeout(Duration::ZERO).is_ok()
-        {
-            let result = f(&mut state);
-            let restored = state.conn.busy_timeout(self.busy_timeout);
-            let checkpoint = state.checkpoint_due();
-            drop(state);
-            if checkpoint {
-                // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
-                let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
-                if let Some(sender) = jobs.as_ref() {
-                    // An empty job: the thread checkpoints after any job once one is due.
-                    let _ = sender.send(Box::new(|_: &mut State| {}));
-                }
+        let mut state = self.state.try_lock().ok()?;
+        // In place, nothing waits on a lock: the busy timeout is zero. It stays zero until
+        // the thread runs its next job, which restores it first (see `restore_busy_timeout`).
+        if !state.busy_zero {
+            state.conn.busy_timeout(Duration::ZERO).ok()?;
+            state.busy_zero = true;
+        }
+        let result = match limit {
+            None => f(&mut state),
+            Some(limit) => {
+                let calls = (limit / PROGRESS_OPS).min(u32::MAX - 1);
+                self.budget.left.store(calls, Ordering::Relaxed);
+                // Lifted when `f` returns or unwinds: no later job may inherit the budget.
+                let _lift = LiftBudget(&self.budget);
+                f(&mut state)
             }
-            match result {
-                Err(Error::Database {
-                    kind: DbErrorKind::Busy,
-                    ..
-                }) => {}
-                // The busy timeout could not be restored: let the thread run it (rare, and
-                // the result of the read in place is dropped, which is safe for a read).
-                _ if restored.is_err() => {}
-                done => return done,
+        };
+        // Interrupted with its budget spent: the read runs again on the thread.
+        let interrupted = self.budget.fired.swap(false, Ordering::Relaxed);
+        let checkpoint = state.checkpoint_due();
+        drop(state);
+        if checkpoint {
+            // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
+            let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(sender) = jobs.as_ref() {
+                // An empty job: the thread checkpoints after any job once one is due.
+                let _ = sender.send(Box::new(|_: &mut State| {}));
             }
         }
-        self.call(f).await
+        match result {
+            _ if interrupted => None,
+            Err(Error::Database {
+                kind: DbErrorKind::Busy,
+                ..
+            }) => None,
+            done => Some(done),
+        }
     }
 
     /// Stops accepting jobs, lets the queued ones finish, and waits for the connection to close.

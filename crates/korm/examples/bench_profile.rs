@@ -1,0 +1,82 @@
+//! One SQLite read workload of the bench binary, by korm or by raw rusqlite, for instruction
+//! counts under callgrind (repeatable on a loaded machine, unlike wall-clock time):
+//!
+//! ```text
+//! cargo build --release -p korm --example bench_profile
+//! valgrind --tool=callgrind --zero-before='*profile_start*' --dump-before='*profile_end*' \
+//!     target/release/examples/bench_profile korm_get
+//! ```
+//!
+//! The workload (`korm_get`, `raw_get`, `korm_query`, `raw_query`) runs between the two marker
+//! functions, after the 2,000 users were created, so the dump counts only its instructions.
+//! Divide by the ops (2,000 loads; 50 queries) for a cost per op.
+
+#[path = "../benches/workloads/mod.rs"]
+mod workloads;
+
+use std::hint::black_box;
+
+use workloads::*;
+
+#[inline(never)]
+fn profile_start() {
+    black_box(1);
+}
+
+#[inline(never)]
+fn profile_end() {
+    black_box(2);
+}
+
+#[tokio::main]
+async fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let n = 2_000;
+    let queries = 50;
+    let dir = tempfile::tempdir().expect("temp dir");
+    if mode.starts_with("korm") {
+        let pool = korm_pool(&dir.path().join("korm.sqlite")).await;
+        let items = korm_create(&pool, 0..n).await;
+        let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
+        // Warm the caches (statements, schema, plans) as the bench binary's earlier
+        // workloads do.
+        black_box(korm_get(&pool, &rns[..10]).await);
+        black_box(korm_query(&pool).await);
+        // The creates end with a checkpoint due, which the connection thread runs on its own:
+        // let it finish, so the reads are counted without it.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        profile_start();
+        match mode.as_str() {
+            "korm_get" => black_box(korm_get(&pool, &rns).await),
+            "korm_query" => {
+                let mut total = 0;
+                for _ in 0..queries {
+                    total += black_box(korm_query(&pool).await);
+                }
+                total
+            }
+            _ => panic!("unknown mode {mode}"),
+        };
+        profile_end();
+        pool.close().await;
+    } else {
+        let conn = raw_conn(&dir.path().join("raw.sqlite"));
+        let rows = raw_create(&conn, 0..n);
+        let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+        black_box(raw_get(&conn, &ids[..10]));
+        black_box(raw_query(&conn));
+        profile_start();
+        match mode.as_str() {
+            "raw_get" => black_box(raw_get(&conn, &ids)),
+            "raw_query" => {
+                let mut total = 0;
+                for _ in 0..queries {
+                    total += black_box(raw_query(&conn));
+                }
+                total
+            }
+            _ => panic!("unknown mode {mode}; one of korm_get raw_get korm_query raw_query"),
+        };
+        profile_end();
+    }
+}
