@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
@@ -17,7 +18,7 @@ use crate::layer::Layer;
 use crate::layer::schema::TableSchema;
 use crate::model::{Cell, ColumnKind, Resolved, StoredRow};
 use crate::pool::Pool;
-use crate::query::filter::FilterNode;
+use crate::query::filter::{CompareOp, FilterNode};
 use crate::query::{FieldPath, Filter, PathStep};
 use crate::rn::Rn;
 
@@ -305,7 +306,8 @@ async fn fetch_level(
     strict: bool,
 ) -> Result<HashMap<String, (Rn, Arc<StoredRow>)>> {
     // One group per layer and table: the layer, the table, and the RNs by id.
-    type Group = (Arc<dyn Layer>, String, HashMap<String, Rn>);
+    // Several spellings of one RN (with or without mods) share the id: all are kept.
+    type Group = (Arc<dyn Layer>, String, HashMap<String, Vec<Rn>>);
     let mut groups: Vec<Group> = Vec::new();
     for text in rns {
         let Some(rn) = as_item_rn(text) else { continue };
@@ -333,7 +335,7 @@ async fn fetch_level(
                 groups.last_mut().ok_or(Error::PoolClosed)?
             }
         };
-        group.2.insert(id.to_owned(), rn.clone());
+        group.2.entry(id.to_owned()).or_default().push(rn.clone());
     }
     let mut level = HashMap::new();
     for (layer, table, by_id) in groups {
@@ -341,8 +343,8 @@ async fn fetch_level(
         let rows = layer.fetch(&table, ids).await?;
         let mut by_id = by_id;
         for row in rows {
-            let rn = match by_id.remove(&row.id) {
-                Some(rn) => rn,
+            let spellings = match by_id.remove(&row.id) {
+                Some(rns) => rns,
                 // A database comparing ids without case may return the stored spelling.
                 None => match by_id
                     .keys()
@@ -350,13 +352,16 @@ async fn fetch_level(
                     .cloned()
                     .and_then(|k| by_id.remove(&k))
                 {
-                    Some(rn) => rn,
+                    Some(rns) => rns,
                     None => continue,
                 },
             };
-            level.insert(rn.as_str().to_owned(), (rn, Arc::new(row)));
+            let row = Arc::new(row);
+            for rn in spellings {
+                level.insert(rn.as_str().to_owned(), (rn, Arc::clone(&row)));
+            }
         }
-        if strict && let Some(rn) = by_id.into_values().map(|rn| rn.to_string()).min() {
+        if strict && let Some(rn) = by_id.into_values().flatten().map(|rn| rn.to_string()).min() {
             return Err(Error::MissingReference {
                 rn,
                 reason: "no item is stored there".to_owned(),
@@ -394,40 +399,74 @@ fn rest_of(path: &FieldPath) -> Option<String> {
     Some(text)
 }
 
-/// Where the references of one column point: the collection prefixes found in the data.
-struct Targets {
-    /// (prefix, the collection RN, its layer)
-    prefixes: Vec<(String, Rn, Arc<dyn Layer>)>,
+/// The most referenced collections one query may plan through, over all its hops: data
+/// that points at more collections than this is refused rather than planned without bound.
+const MAX_TARGET_GROUPS: usize = 256;
+
+/// The most distinct collection prefixes one reference column may hold.
+pub(crate) const MAX_PREFIXES: usize = 1000;
+
+/// The referenced collections of one column, grouped by layer and table: RNs that spell one
+/// collection differently (with or without mods) are one group, planned once.
+struct TargetGroup {
+    /// The prefixes (RN text before the id) found in the data for this table.
+    prefixes: Vec<String>,
+    /// A collection RN of the group, to route the group's own query.
+    collection: Rn,
+    table: String,
+    layer: Arc<dyn Layer>,
 }
 
-async fn targets(
+async fn target_groups(
     pool: &Pool,
     layer: &Arc<dyn Layer>,
     table: &str,
     column: &str,
-) -> Result<Targets> {
-    let mut prefixes = Vec::new();
-    for prefix in layer.ref_prefixes(table, column).await? {
-        // A prefix that does not make a collection RN is data korm can not follow: rows
-        // holding it match no filter through the reference.
+) -> Result<Vec<TargetGroup>> {
+    let prefixes = layer.ref_prefixes(table, column).await?;
+    if prefixes.len() > MAX_PREFIXES {
+        return Err(Error::InvalidFilter {
+            path: column.to_owned(),
+            reason: format!(
+                "the field references more than {MAX_PREFIXES} collections; korm does not plan a \
+                 filter through it"
+            ),
+        });
+    }
+    let mut groups: Vec<TargetGroup> = Vec::new();
+    for prefix in prefixes {
+        // A prefix that does not make a collection RN of this pool is data korm can not
+        // follow: rows holding it match no filter through the reference.
         let Ok(collection) = Rn::parse(&format!("{prefix}*")) else {
             continue;
         };
-        if !collection.is_collection() {
+        let (true, Some(target_table)) = (collection.is_collection(), collection.table_name())
+        else {
             continue;
-        }
+        };
         let Ok(target) = pool.route(&collection) else {
             continue;
         };
-        prefixes.push((prefix, collection, Arc::clone(target)));
+        match groups
+            .iter_mut()
+            .find(|g| Arc::ptr_eq(&g.layer, target) && g.table == target_table)
+        {
+            Some(group) => group.prefixes.push(prefix),
+            None => groups.push(TargetGroup {
+                prefixes: vec![prefix],
+                collection,
+                table: target_table,
+                layer: Arc::clone(target),
+            }),
+        }
     }
-    Ok(Targets { prefixes })
+    Ok(groups)
 }
 
 /// Rewrites every comparison through a reference column (`owner.username = "x"`) into a test
-/// on the reference column itself: a semi-join when the referenced table is in the same
-/// database and `semi_join` is allowed, otherwise `owner IN (<RNs of the matching items>)`
-/// after querying the referenced collection with the rest of the path.
+/// on the reference column itself: per referenced table, a semi-join when it is in the same
+/// database and `semi_join` is allowed, otherwise "prefix in (...) and id in (<ids of the
+/// matching items>)" after querying the referenced collection with the rest of the path.
 pub(crate) fn plan_filter<'a>(
     pool: &'a Pool,
     layer: &'a Arc<dyn Layer>,
@@ -439,14 +478,28 @@ pub(crate) fn plan_filter<'a>(
         if !touches_reference(&filter, schema) {
             return Ok(filter);
         }
-        let mut cache: HashMap<String, Arc<Targets>> = HashMap::new();
-        rewrite(pool, layer, schema, filter, semi_join, &mut cache).await
+        let budget = AtomicUsize::new(MAX_TARGET_GROUPS);
+        plan_with(pool, layer, schema, filter, semi_join, &budget).await
     })
 }
 
 /// A boxed, type-erased future: the read path recurses through references (a filter on a
 /// referenced collection is planned by the same planner).
 pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+fn plan_with<'a>(
+    pool: &'a Pool,
+    layer: &'a Arc<dyn Layer>,
+    schema: &'a TableSchema,
+    filter: Filter,
+    semi_join: bool,
+    budget: &'a AtomicUsize,
+) -> BoxFuture<'a, Result<Filter>> {
+    Box::pin(async move {
+        let mut cache: HashMap<String, Arc<Vec<TargetGroup>>> = HashMap::new();
+        rewrite(pool, layer, schema, filter, semi_join, budget, &mut cache).await
+    })
+}
 
 fn touches_reference(filter: &Filter, schema: &TableSchema) -> bool {
     let mut pending = vec![filter];
@@ -493,9 +546,12 @@ fn rewrite<'a>(
     schema: &'a TableSchema,
     filter: Filter,
     semi_join: bool,
-    cache: &'a mut HashMap<String, Arc<Targets>>,
+    budget: &'a AtomicUsize,
+    cache: &'a mut HashMap<String, Arc<Vec<TargetGroup>>>,
 ) -> BoxFuture<'a, Result<Filter>> {
-    Box::pin(rewrite_inner(pool, layer, schema, filter, semi_join, cache))
+    Box::pin(rewrite_inner(
+        pool, layer, schema, filter, semi_join, budget, cache,
+    ))
 }
 
 async fn rewrite_inner(
@@ -504,25 +560,26 @@ async fn rewrite_inner(
     schema: &TableSchema,
     filter: Filter,
     semi_join: bool,
-    cache: &mut HashMap<String, Arc<Targets>>,
+    budget: &AtomicUsize,
+    cache: &mut HashMap<String, Arc<Vec<TargetGroup>>>,
 ) -> Result<Filter> {
     Ok(Filter(match filter.0 {
         FilterNode::And(children) => {
             let mut out = Vec::with_capacity(children.len());
             for child in children {
-                out.push(rewrite(pool, layer, schema, child, semi_join, cache).await?);
+                out.push(rewrite(pool, layer, schema, child, semi_join, budget, cache).await?);
             }
             FilterNode::And(out)
         }
         FilterNode::Or(children) => {
             let mut out = Vec::with_capacity(children.len());
             for child in children {
-                out.push(rewrite(pool, layer, schema, child, semi_join, cache).await?);
+                out.push(rewrite(pool, layer, schema, child, semi_join, budget, cache).await?);
             }
             FilterNode::Or(out)
         }
         FilterNode::Not(inner) => FilterNode::Not(Box::new(
-            rewrite(pool, layer, schema, *inner, semi_join, cache).await?,
+            rewrite(pool, layer, schema, *inner, semi_join, budget, cache).await?,
         )),
         node @ (FilterNode::Compare { .. }
         | FilterNode::Like { .. }
@@ -537,7 +594,24 @@ async fn rewrite_inner(
                 return Ok(Filter(node));
             }
             let column = path.column().to_owned();
+            let is_rn_column = schema.kind_of(&column) == Some(ColumnKind::RnRef);
+            let groups = match cache.get(&column) {
+                Some(groups) => Arc::clone(groups),
+                None => {
+                    let groups =
+                        Arc::new(target_groups(pool, layer, &schema.table, &column).await?);
+                    cache.insert(column.clone(), Arc::clone(&groups));
+                    groups
+                }
+            };
+            // A text column holding no RNs is a scalar: the path reaches nothing, as before.
+            if !is_rn_column && groups.is_empty() {
+                return Ok(Filter(node));
+            }
             let Some(rest) = rest_of(&path) else {
+                if !is_rn_column {
+                    return Ok(Filter(node));
+                }
                 return Err(Error::InvalidFilter {
                     path: path.to_string(),
                     reason: "after a reference the path must name a field of the referenced \
@@ -545,109 +619,213 @@ async fn rewrite_inner(
                         .to_owned(),
                 });
             };
-            let sub_filter = with_path(&node, rest);
-            let targets = match cache.get(&column) {
-                Some(t) => Arc::clone(t),
-                None => {
-                    let t = Arc::new(targets(pool, layer, &schema.table, &column).await?);
-                    cache.insert(column.clone(), Arc::clone(&t));
-                    t
+            let matching = through_groups(
+                pool,
+                layer,
+                &column,
+                &groups,
+                with_path(&node, rest),
+                semi_join,
+                budget,
+            )
+            .await?;
+            // `eq(path, null)` also holds where the path reaches nothing: no reference, or
+            // one to an item that does not exist (missing is null, as everywhere).
+            let eq_null = matches!(
+                &node,
+                FilterNode::Compare {
+                    op: CompareOp::Eq,
+                    value: Value::Null,
+                    ..
                 }
-            };
-            let mut alternatives = Vec::with_capacity(targets.prefixes.len());
-            for (prefix, collection, target_layer) in &targets.prefixes {
-                let Some(target_table) = collection.table_name() else {
-                    continue;
-                };
-                let same_database = Arc::ptr_eq(target_layer, layer);
-                if semi_join && same_database {
-                    let Some(target_schema) = target_layer.table_schema(&target_table).await?
-                    else {
-                        continue;
-                    };
-                    let encrypted = target_schema
-                        .columns
-                        .iter()
-                        .any(|(_, kind)| *kind == ColumnKind::Encrypted);
-                    if !encrypted {
-                        let inner = plan_filter(
-                            pool,
-                            target_layer,
-                            &target_schema,
-                            sub_filter.clone(),
-                            true,
-                        )
-                        .await?;
-                        alternatives.push(Filter(FilterNode::RefSemi {
-                            column: column.clone(),
-                            prefix: prefix.clone(),
-                            target: Arc::new(target_schema),
-                            filter: Box::new(inner),
-                        }));
-                        continue;
-                    }
-                }
-                // The referenced collection's own read path (its encrypted fields, its own
-                // references) answers which items match.
-                let rows = crate::item::select_rows(
-                    pool.clone(),
-                    collection.clone(),
-                    Some(sub_filter.clone()),
-                    Vec::new(),
-                    None,
-                )
-                .await?;
-                let rns = rows
-                    .into_iter()
-                    .map(|row| format!("{prefix}{}", row.id))
-                    .collect();
-                alternatives.push(Filter(FilterNode::RefIn {
-                    column: column.clone(),
-                    rns,
-                }));
+            );
+            if !eq_null {
+                return Ok(matching);
             }
-            match alternatives.len() {
-                1 => return Ok(alternatives.remove(0)),
-                _ => FilterNode::Or(alternatives),
-            }
+            let existing = through_groups(
+                pool,
+                layer,
+                &column,
+                &groups,
+                Filter(FilterNode::And(Vec::new())),
+                semi_join,
+                budget,
+            )
+            .await?;
+            FilterNode::Or(vec![
+                Filter(FilterNode::Compare {
+                    path: column,
+                    op: CompareOp::Eq,
+                    value: Value::Null,
+                }),
+                Filter(FilterNode::Not(Box::new(existing))),
+                matching,
+            ])
         }
         other => other,
     }))
 }
 
-/// The value at `path` of each row for an in-memory sort through a reference: the referenced
-/// rows are fetched in one batch per layer and table.
-pub(crate) async fn sort_keys_through_reference(
+/// The test "the reference in `column` points at an item matching `sub_filter`", one
+/// alternative per referenced table.
+async fn through_groups(
     pool: &Pool,
-    rows: &[StoredRow],
-    path: &FieldPath,
-) -> Result<Vec<Option<Value>>> {
-    let column = path.column();
-    let rest = rest_of(path).ok_or_else(|| Error::InvalidPath {
-        path: path.to_string(),
-        reason: "after a reference the path must name a field of the referenced item".into(),
-    })?;
-    let rest = FieldPath::parse(&rest)?;
-    let rns: Vec<String> = rows
-        .iter()
-        .filter_map(|row| match row.cell(column) {
-            Some(Cell::Text(text)) => Some(text.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut unique = rns.clone();
-    unique.sort();
-    unique.dedup();
-    let level = fetch_level(pool, unique.iter(), false).await?;
-    Ok(rows
-        .iter()
-        .map(|row| match row.cell(column) {
-            Some(Cell::Text(text)) => level
-                .get(text)
-                .and_then(|(_, target)| value_at(target, &rest)),
-            _ => None,
-        })
-        .collect())
+    layer: &Arc<dyn Layer>,
+    column: &str,
+    groups: &[TargetGroup],
+    sub_filter: Filter,
+    semi_join: bool,
+    budget: &AtomicUsize,
+) -> Result<Filter> {
+    let mut alternatives = Vec::with_capacity(groups.len());
+    for group in groups {
+        let spent = budget.fetch_sub(1, Ordering::Relaxed);
+        if spent == 0 || spent > MAX_TARGET_GROUPS {
+            budget.store(0, Ordering::Relaxed);
+            return Err(Error::InvalidFilter {
+                path: column.to_owned(),
+                reason: format!(
+                    "the filter goes through more than {MAX_TARGET_GROUPS} referenced \
+                     collections"
+                ),
+            });
+        }
+        if semi_join && Arc::ptr_eq(&group.layer, layer) {
+            let Some(target_schema) = group.layer.table_schema(&group.table).await? else {
+                continue;
+            };
+            let encrypted = target_schema
+                .columns
+                .iter()
+                .any(|(_, kind)| *kind == ColumnKind::Encrypted);
+            if !encrypted {
+                let inner = plan_with(
+                    pool,
+                    &group.layer,
+                    &target_schema,
+                    sub_filter.clone(),
+                    true,
+                    budget,
+                )
+                .await?;
+                alternatives.push(Filter(FilterNode::RefSemi {
+                    column: column.to_owned(),
+                    prefixes: group.prefixes.clone(),
+                    target: Arc::new(target_schema),
+                    filter: Box::new(inner),
+                }));
+                continue;
+            }
+        }
+        // The referenced collection's own read path (its encrypted fields, its own
+        // references) answers which items match.
+        let rows = crate::item::select_rows(
+            pool.clone(),
+            group.collection.clone(),
+            Some(sub_filter.clone()),
+            (Vec::new(), false),
+            None,
+        )
+        .await?;
+        alternatives.push(Filter(FilterNode::RefIn {
+            column: column.to_owned(),
+            prefixes: group.prefixes.clone(),
+            ids: rows.into_iter().map(|row| row.id).collect(),
+        }));
+    }
+    Ok(match alternatives.len() {
+        1 => alternatives.remove(0),
+        _ => Filter(FilterNode::Or(alternatives)),
+    })
+}
+
+/// The value at `path` of each row for an in-memory sort through references: each hop's
+/// referenced rows are fetched in one batch per layer and table, and the rest of the path is
+/// followed in them (through further references too). The key checks of SQL sorts hold: no
+/// `[*]`, no encrypted value, no object or array unless `stringify`.
+pub(crate) fn sort_keys_through_reference<'a>(
+    pool: &'a Pool,
+    rows: Vec<&'a StoredRow>,
+    path: &'a FieldPath,
+    stringify: bool,
+) -> BoxFuture<'a, Result<Vec<Option<Value>>>> {
+    Box::pin(async move {
+        if path.has_wildcard() {
+            return Err(Error::InvalidPath {
+                path: path.to_string(),
+                reason: "sort paths can not contain [*]: a sort key must be one value".into(),
+            });
+        }
+        let column = path.column();
+        let hop = |row: &StoredRow| -> Option<String> {
+            match row.cell(column) {
+                Some(Cell::Text(text)) if text.starts_with("[rn]") => Some(text.clone()),
+                _ => None,
+            }
+        };
+        let rest = match rest_of(path) {
+            Some(rest) => Some(FieldPath::parse(&rest)?),
+            None => None,
+        };
+        let mut unique: Vec<String> = match &rest {
+            Some(_) => rows.iter().filter_map(|row| hop(row)).collect(),
+            None => Vec::new(),
+        };
+        unique.sort_unstable();
+        unique.dedup();
+        let level = fetch_level(pool, unique.iter(), false).await?;
+        // The referenced rows, once each, and their keys along the rest of the path.
+        let targets: Vec<(&String, &StoredRow)> = unique
+            .iter()
+            .filter_map(|rn| level.get(rn).map(|(_, row)| (rn, &**row)))
+            .collect();
+        let target_keys = match &rest {
+            Some(rest) if !targets.is_empty() => {
+                let target_rows: Vec<&StoredRow> = targets.iter().map(|(_, row)| *row).collect();
+                let keys = sort_keys_through_reference(pool, target_rows, rest, stringify).await?;
+                for ((rn, _), key) in targets.iter().zip(&keys) {
+                    check_sort_key(path, rn, key.as_ref(), stringify)?;
+                }
+                keys
+            }
+            _ => Vec::new(),
+        };
+        let by_rn: HashMap<&str, Option<Value>> = targets
+            .iter()
+            .map(|(rn, _)| rn.as_str())
+            .zip(target_keys)
+            .collect();
+        Ok(rows
+            .iter()
+            .map(|row| match (&rest, hop(row)) {
+                (Some(_), Some(rn)) => by_rn.get(rn.as_str()).cloned().flatten(),
+                _ => value_at(row, path),
+            })
+            .collect())
+    })
+}
+
+/// A sort key reached through a reference must be a scalar SQL could order by.
+fn check_sort_key(path: &FieldPath, rn: &str, key: Option<&Value>, stringify: bool) -> Result<()> {
+    match key {
+        Some(value) if crate::model::is_envelope(value) => Err(Error::InvalidPath {
+            path: path.to_string(),
+            reason: "the field is encrypted: SQL never sees its cleartext, so it can not be \
+                     sorted by"
+                .to_owned(),
+        }),
+        Some(Value::Object(_)) if !stringify => Err(Error::NonScalarSort {
+            path: path.to_string(),
+            rn: rn.to_owned(),
+            found: "an object",
+        }),
+        Some(Value::Array(_)) if !stringify => Err(Error::NonScalarSort {
+            path: path.to_string(),
+            rn: rn.to_owned(),
+            found: "an array",
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The value at a path of a row (a scalar column, or a step into a JSON column).

@@ -236,6 +236,21 @@ impl<T: Model> FloatingItem<T> {
     }
 }
 
+/// Whether two RNs name the same item: the same table and id (ids compared without case),
+/// and the same layer where both name one (an RN without a `from` mod routes to the only
+/// layer, or is refused, so it may be any).
+pub(crate) fn same_item(a: &crate::rn::Rn, b: &crate::rn::Rn) -> bool {
+    a.table_name() == b.table_name()
+        && match (a.id(), b.id()) {
+            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+            _ => false,
+        }
+        && match (a.layer(), b.layer()) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+}
+
 /// A create or commit ready to run: its op, the data as it will be stored, and the cascaded
 /// updates of changed resolved references (X3).
 pub(crate) struct Prepared {
@@ -248,18 +263,7 @@ impl Prepared {
     /// Checks that no item is changed twice: the item itself through a resolved reference
     /// to it, or one referenced item through two changed copies.
     fn new(op: WriteOp, stored: Map<String, Value>, cascades: Vec<Cascade>) -> Result<Self> {
-        let key = |rn: &crate::rn::Rn| {
-            (
-                rn.layer().map(str::to_owned),
-                rn.table_name(),
-                rn.id().map(str::to_ascii_lowercase),
-            )
-        };
-        let same = |a: &crate::rn::Rn, b: &crate::rn::Rn| {
-            let (la, ta, ia) = key(a);
-            let (lb, tb, ib) = key(b);
-            ta == tb && ia == ib && (la.is_none() || lb.is_none() || la == lb)
-        };
+        let same = same_item;
         for (i, cascade) in cascades.iter().enumerate() {
             if same(&cascade.rn, &op.rn) {
                 return Err(Error::CascadeConflict {

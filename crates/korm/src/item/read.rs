@@ -178,7 +178,7 @@ impl<T: Model> Query<T> {
             self.pool.clone(),
             self.rn.untyped(),
             self.filter,
-            self.sort,
+            (self.sort, self.stringify_sort),
             limit,
         )
         .await?;
@@ -228,11 +228,13 @@ async fn resolve_rows(
 /// database, a list of matching RNs from another), filters on encrypted fields are evaluated
 /// in memory, and sorts through references are done in memory after one batched fetch of
 /// the referenced items.
+///
+/// `sort` is the sort keys and whether objects and arrays may sort as JSON text.
 pub(crate) fn select_rows(
     pool: Pool,
     collection: Rn,
     filter: Option<Filter>,
-    sort: Vec<(String, SortOrder)>,
+    sort: (Vec<(String, SortOrder)>, bool),
     limit: Option<u64>,
 ) -> resolve::BoxFuture<'static, Result<Vec<StoredRow>>> {
     Box::pin(select_rows_inner(pool, collection, filter, sort, limit))
@@ -242,7 +244,7 @@ async fn select_rows_inner(
     pool: Pool,
     collection: Rn,
     filter: Option<Filter>,
-    sort: Vec<(String, SortOrder)>,
+    (sort, stringify): (Vec<(String, SortOrder)>, bool),
     limit: Option<u64>,
 ) -> Result<Vec<StoredRow>> {
     if let Some(filter) = &filter {
@@ -304,7 +306,7 @@ async fn select_rows_inner(
         None => rows,
     };
     if sort_in_memory {
-        rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref()).await?;
+        rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref(), stringify).await?;
     }
     if let Some(n) = limit
         && in_memory_limit
@@ -329,11 +331,13 @@ async fn sort_rows(
     sort: &[(String, SortOrder)],
     paths: &[FieldPath],
     schema: Option<&crate::layer::schema::TableSchema>,
+    stringify: bool,
 ) -> Result<Vec<StoredRow>> {
     let mut keys: Vec<Vec<Option<Value>>> = Vec::with_capacity(paths.len());
     for path in paths {
         if schema.is_some_and(|s| resolve::through_reference(s, path)) {
-            keys.push(resolve::sort_keys_through_reference(pool, &rows, path).await?);
+            let all: Vec<&StoredRow> = rows.iter().collect();
+            keys.push(resolve::sort_keys_through_reference(pool, all, path, stringify).await?);
         } else {
             keys.push(
                 rows.iter()

@@ -258,12 +258,23 @@ impl<'g> Tx<'g> {
                 (change.op, change.finish)
             })
             .unzip();
-        for cascade in &cascades {
-            if ops.iter().any(|op| op.rn.as_str() == cascade.rn.as_str()) {
+        for (i, cascade) in cascades.iter().enumerate() {
+            if ops.iter().any(|op| super::same_item(&op.rn, &cascade.rn)) {
                 return Err(Error::CascadeConflict {
                     rn: cascade.rn.to_string(),
                     reason: "the transaction writes the item and a changed resolved reference \
                              to it"
+                        .to_owned(),
+                });
+            }
+            if cascades[..i]
+                .iter()
+                .any(|other| super::same_item(&other.rn, &cascade.rn))
+            {
+                return Err(Error::CascadeConflict {
+                    rn: cascade.rn.to_string(),
+                    reason: "two changed resolved references in the transaction hold copies of \
+                             the same item"
                         .to_owned(),
                 });
             }

@@ -297,9 +297,23 @@ pub(crate) trait Dialect: Send + Sync {
         format!("SELECT value FROM json_each({param})")
     }
 
-    /// Text concatenation of two text operands (SQLite and PostgreSQL: `||`).
-    fn concat(&self, a: &str, b: &str) -> String {
-        format!("{a} || {b}")
+    /// The text of the RN in `column` before its 36-character id (SQLite: `substr`).
+    fn rn_prefix(&self, column: &str) -> String {
+        format!("substr({column}, 1, length({column}) - 36)")
+    }
+
+    /// The last 36 characters of the RN in `column`: its id (SQLite: `substr(c, -36)`).
+    fn rn_id(&self, column: &str) -> String {
+        format!("substr({column}, -36)")
+    }
+
+    /// Binds a list of strings as one JSON array text parameter.
+    fn bind_text_list(&self, st: &mut RenderState, values: &[String]) -> Result<String> {
+        let list = serde_json::to_string(values).map_err(|e| Error::InvalidFilter {
+            path: String::new(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.bind(st, SqlValue::Text(list)))
     }
 
     /// Binds a value and returns its placeholder.
@@ -500,39 +514,46 @@ pub(crate) trait Dialect: Send + Sync {
                 let inner = self.render_filter(st, schema, inner)?;
                 Ok(format!("(({inner}) IS NOT TRUE)"))
             }
-            FilterNode::RefIn { column, rns } => {
-                if schema.kind_of(column).is_none() || rns.is_empty() {
+            FilterNode::RefIn {
+                column,
+                prefixes,
+                ids,
+            } => {
+                if schema.kind_of(column).is_none() || prefixes.is_empty() || ids.is_empty() {
                     return Ok(SQL_FALSE.to_owned());
                 }
                 let column = self.quote_identifier(column);
-                // One parameter however many RNs: a JSON array the database iterates.
-                let list = serde_json::to_string(rns).map_err(|e| Error::InvalidFilter {
-                    path: clip(&column),
-                    reason: e.to_string(),
-                })?;
-                let p = self.bind(st, SqlValue::Text(list));
+                // One parameter per list however long: a JSON array the database iterates.
+                let prefixes = self.bind_text_list(st, prefixes)?;
+                let ids = self.bind_text_list(st, ids)?;
                 Ok(format!(
-                    "({column} IS NOT NULL AND {column} IN ({}))",
-                    self.json_text_array(&p)
+                    "({column} IS NOT NULL AND {} IN ({}) AND {} IN ({}))",
+                    self.rn_prefix(&column),
+                    self.json_text_array(&prefixes),
+                    self.rn_id(&column),
+                    self.json_text_array(&ids),
                 ))
             }
             FilterNode::RefSemi {
                 column,
-                prefix,
+                prefixes,
                 target,
                 filter,
             } => {
                 validate_table(&target.table)?;
-                if schema.kind_of(column).is_none() {
+                if schema.kind_of(column).is_none() || prefixes.is_empty() {
                     return Ok(SQL_FALSE.to_owned());
                 }
                 let column = self.quote_identifier(column);
-                let p = self.bind(st, SqlValue::Text(prefix.clone()));
-                let rn = self.concat(&p, &self.quote_identifier(ID_COLUMN));
+                let prefixes = self.bind_text_list(st, prefixes)?;
                 let table = self.quote_identifier(&self.physical_table(&target.table));
+                let id = self.quote_identifier(ID_COLUMN);
                 let inner = self.render_filter(st, target, filter)?;
                 Ok(format!(
-                    "({column} IS NOT NULL AND {column} IN (SELECT {rn} FROM {table} WHERE {inner}))"
+                    "({column} IS NOT NULL AND {} IN ({}) AND {} IN (SELECT {id} FROM {table} WHERE {inner}))",
+                    self.rn_prefix(&column),
+                    self.json_text_array(&prefixes),
+                    self.rn_id(&column),
                 ))
             }
         }

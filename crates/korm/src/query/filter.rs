@@ -41,14 +41,19 @@ pub(crate) enum FilterNode {
     /// The filter does not hold (a missing value does not hold either, so `not` matches it).
     Not(Box<Filter>),
     /// Planned from a filter through a reference (never built by users): the reference
-    /// column holds one of these RN strings.
-    RefIn { column: String, rns: Vec<String> },
+    /// column holds an RN whose text before the 36-character id is one of `prefixes` and
+    /// whose id is one of `ids`.
+    RefIn {
+        column: String,
+        prefixes: Vec<String>,
+        ids: Vec<String>,
+    },
     /// Planned from a filter through a reference into a table of the same database: the
-    /// reference column holds `prefix || rnId` of a row of `target` matching `filter` (one
-    /// statement, a semi-join).
+    /// reference column holds an RN with one of `prefixes` and the id of a row of `target`
+    /// matching `filter` (one statement, a semi-join).
     RefSemi {
         column: String,
-        prefix: String,
+        prefixes: Vec<String>,
         target: std::sync::Arc<crate::layer::schema::TableSchema>,
         filter: Box<Filter>,
     },

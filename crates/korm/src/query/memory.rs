@@ -208,12 +208,25 @@ pub(crate) fn eval(filter: &Filter, row: &HashMap<String, Value>) -> bool {
         FilterNode::Like { path, pattern } => reached(path, row)
             .iter()
             .any(|found| matches!(found, Some(Value::String(text)) if like(text, pattern))),
-        FilterNode::RefIn { column, rns } => {
-            matches!(row.get(column), Some(Value::String(rn)) if rns.iter().any(|r| r == rn))
-        }
+        FilterNode::RefIn {
+            column,
+            prefixes,
+            ids,
+        } => match row.get(column) {
+            Some(Value::String(rn)) => split_rn(rn).is_some_and(|(prefix, id)| {
+                prefixes.iter().any(|p| p == prefix) && ids.iter().any(|i| i == id)
+            }),
+            _ => false,
+        },
         // The planner never leaves a semi-join for memory (it plans RefIn instead).
         FilterNode::RefSemi { .. } => false,
     }
+}
+
+/// An RN's text before its 36-character id, and the id.
+fn split_rn(rn: &str) -> Option<(&str, &str)> {
+    let at = rn.len().checked_sub(36)?;
+    rn.is_char_boundary(at).then(|| rn.split_at(at))
 }
 
 /// The values a path reaches: one (possibly missing) without wildcards, one per element

@@ -117,8 +117,12 @@ impl Dialect for MySqlDialect {
         )
     }
 
-    fn concat(&self, a: &str, b: &str) -> String {
-        format!("CONCAT({a}, {b})")
+    fn rn_prefix(&self, column: &str) -> String {
+        format!("LEFT({column}, CHAR_LENGTH({column}) - 36)")
+    }
+
+    fn rn_id(&self, column: &str) -> String {
+        format!("RIGHT({column}, 36)")
     }
 
     /// Backticks work whatever the session's `sql_mode` (double quotes only under

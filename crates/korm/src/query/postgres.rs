@@ -105,9 +105,12 @@ impl Dialect for PgDialect {
         format!("SELECT jsonb_array_elements_text(CAST({param} AS jsonb))")
     }
 
-    /// A bound parameter has no type of its own in PostgreSQL: it is cast to text first.
-    fn concat(&self, a: &str, b: &str) -> String {
-        format!("CAST({a} AS text) || {b}")
+    fn rn_prefix(&self, column: &str) -> String {
+        format!("left({column}, -36)")
+    }
+
+    fn rn_id(&self, column: &str) -> String {
+        format!("right({column}, 36)")
     }
 
     // quote_identifier: the default ANSI double quotes are PostgreSQL's own.

@@ -152,4 +152,5 @@ conformance!(
     cascading_updates,
     hostile_reference_paths,
     reference_filters_beside_encrypted_fields,
+    null_and_missing_through_references,
 );

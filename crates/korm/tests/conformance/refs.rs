@@ -662,3 +662,72 @@ pub async fn reference_filters_beside_encrypted_fields(pool: &Pool) {
         .unwrap();
     assert_eq!(codes(found), ["b"]);
 }
+
+/// Missing is null through references too: `eq("owner.x", null)` holds where the owner has
+/// no `x`, where there is no owner, and where the owner does not exist. A text column that
+/// holds no RNs keeps the semantics of a path into a scalar.
+pub async fn null_and_missing_through_references(pool: &Pool) {
+    let w = world(pool).await;
+    let ghost = rn::<Person>(PEOPLE).with_id(uuid::Uuid::new_v4()).unwrap();
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Holder {
+        label: String,
+        owner: Option<Ref<Person>>,
+        note: Option<String>,
+    }
+    let coll = || rn::<Holder>("[rn]:misc:holder:*");
+    let holders = korm::item::<Holder>(pool);
+    for (label, owner, note) in [
+        ("wilma", Some(&w.wilma), Some("plain text")),
+        ("fred", Some(&w.fred), None),
+        ("nobody", None, Some("p")),
+        ("ghost", Some(&ghost), None),
+    ] {
+        holders
+            .from_data(
+                coll(),
+                Holder {
+                    label: label.into(),
+                    owner: owner.map(|o| Ref::new(o.clone())),
+                    note: note.map(str::to_owned),
+                },
+            )
+            .unwrap()
+            .create()
+            .await
+            .unwrap();
+    }
+    let labels = |found: Vec<Item<Holder>>| {
+        let mut labels: Vec<String> = found.into_iter().map(|h| h.into_data().label).collect();
+        labels.sort();
+        labels
+    };
+    let q = |f: korm::Filter| holders.query(coll()).filter(f).get();
+    // wilma has no age; nobody has no owner; ghost's owner does not exist.
+    assert_eq!(
+        labels(q(eq("owner.age", serde_json::Value::Null)).await.unwrap()),
+        ["ghost", "nobody", "wilma"]
+    );
+    assert_eq!(
+        labels(
+            q(not(eq("owner.age", serde_json::Value::Null)))
+                .await
+                .unwrap()
+        ),
+        ["fred"]
+    );
+    assert_eq!(
+        labels(q(gt("owner.age", 0)).await.unwrap()),
+        ["fred"],
+        "a comparison never matches a missing value"
+    );
+    // `note` is a text column holding no RNs: paths into it reach nothing.
+    assert_eq!(
+        labels(q(eq("note.x", serde_json::Value::Null)).await.unwrap()),
+        ["fred", "ghost", "nobody", "wilma"]
+    );
+    assert_eq!(
+        labels(q(not(eq("note[0]", "p"))).await.unwrap()),
+        ["fred", "ghost", "nobody", "wilma"]
+    );
+}

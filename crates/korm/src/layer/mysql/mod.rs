@@ -822,7 +822,7 @@ impl Layer for MySqlLayer {
         let column = quote(column);
         let sql = format!(
             "SELECT DISTINCT LEFT({column}, CHAR_LENGTH({column}) - 36) FROM {} \
-             WHERE CHAR_LENGTH({column}) > 36",
+             WHERE CHAR_LENGTH({column}) > 36 AND {column} LIKE '[rn]%' LIMIT 1001",
             quote(&physical_table(table))
         );
         let rows = self.fetch_rows(sql, Vec::new()).await?;

@@ -794,7 +794,8 @@ impl Layer for PgLayer {
         self.count_reads(1);
         let column = quote(column);
         let sql = format!(
-            "SELECT DISTINCT left({column}, -36) FROM {} WHERE length({column}) > 36",
+            "SELECT DISTINCT left({column}, -36) FROM {} \
+             WHERE length({column}) > 36 AND {column} LIKE '[rn]%' LIMIT 1001",
             quote(table)
         );
         let rows: Vec<Option<String>> = sqlx::query_scalar(AssertSqlSafe(sql))

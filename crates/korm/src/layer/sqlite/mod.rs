@@ -765,7 +765,10 @@ fn ref_prefixes(
     push_quoted(&mut sql, table);
     sql.push_str(" WHERE length(");
     push_quoted(&mut sql, column);
-    sql.push_str(") > 36");
+    sql.push_str(") > 36 AND ");
+    push_quoted(&mut sql, column);
+    // Only RN strings, and a bound on how many: the planner refuses more than it allows.
+    sql.push_str(" LIKE '[rn]%' LIMIT 1001");
     let mut statement = conn.prepare_cached(&sql).map_err(|e| db_error(ident, e))?;
     let rows = statement
         .query_map([], |row| row.get::<_, Option<String>>(0))
