@@ -184,8 +184,9 @@ pub struct Rn<T = ()> {
 struct RnData<S: ?Sized = dyn SegmentCache> {
     /// The canonical printed form (the parsed text, byte for byte).
     text: String,
-    /// The mods in the order written.
-    mods: Vec<(String, String)>,
+    /// The mods in the order written, shared by the RNs made from this one (the item RNs of
+    /// a query's rows share their collection's).
+    mods: Arc<[(String, String)]>,
     /// Where the `:`-separated segments start in `text` (after the mods and the first `:`).
     /// No segment holds a `:`, so the segments are `text[path_start..]` split at `:`.
     path_start: usize,
@@ -215,7 +216,79 @@ impl SegmentCache for OnceLock<Vec<String>> {
     }
 }
 
+/// A collection prefix (`[rn][from::db]:users:free:`) parsed lately, and what its RNs share.
+#[derive(Debug)]
+struct KnownCollection {
+    mods: Arc<[(String, String)]>,
+    path_start: usize,
+    kind_start: usize,
+}
+
+/// How many collection prefixes a thread remembers (it forgets them all past that).
+const KNOWN_COLLECTIONS_MAX: usize = 64;
+
+thread_local! {
+    static KNOWN_COLLECTIONS: std::cell::RefCell<
+        std::collections::HashMap<Box<str>, Arc<KnownCollection>>,
+    > = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// If `s` is an item or collection RN whose text up to the id is one this thread parsed
+/// lately, what it shares with them, where its id starts and its form: only the id is
+/// checked. References read back from a column (thousands per query) mostly name a few
+/// collections, and parsing the same prefix again and again cost more than the rest of
+/// reading the row.
+fn known_collection(s: &str) -> Option<(Arc<KnownCollection>, usize, RnForm)> {
+    let cut = s.rfind(':')? + 1;
+    let (prefix, id) = s.split_at(cut);
+    let form = if id == STAR {
+        RnForm::Collection
+    } else if is_uuid_v4(id) {
+        RnForm::Item
+    } else {
+        return None;
+    };
+    let known = KNOWN_COLLECTIONS.with(|known| known.borrow().get(prefix).cloned())?;
+    Some((known, cut, form))
+}
+
+/// The mods of an RN that has none: shared, so such an RN allocates nothing for them.
+fn no_mods() -> Arc<[(String, String)]> {
+    static NONE: std::sync::LazyLock<Arc<[(String, String)]>> =
+        std::sync::LazyLock::new(|| Arc::from(Vec::new()));
+    Arc::clone(&NONE)
+}
+
+fn shared_mods(mods: Vec<(String, String)>) -> Arc<[(String, String)]> {
+    if mods.is_empty() {
+        no_mods()
+    } else {
+        Arc::from(mods)
+    }
+}
+
 impl RnData<OnceLock<Vec<String>>> {
+    /// An item or collection RN from validated parts, its segments left to be split from
+    /// the text on first use: `text` ends with `namespace:kind:id` of these lengths.
+    fn lazy(
+        text: String,
+        mods: Vec<(String, String)>,
+        form: RnForm,
+        (path_len, namespace_len, kind_len): (usize, usize, usize),
+    ) -> Self {
+        let path_start = text.len() - path_len;
+        let kind_start = path_start + namespace_len + 1;
+        RnData {
+            path_start,
+            kind_start,
+            id_start: kind_start + kind_len + 1,
+            text,
+            mods: shared_mods(mods),
+            segments: OnceLock::new(),
+            form,
+        }
+    }
+
     /// Parts already validated; `text` ends with the segments joined by `:`.
     fn new(text: String, mods: Vec<(String, String)>, segments: Vec<String>, form: RnForm) -> Self {
         let path_len =
@@ -233,7 +306,7 @@ impl RnData<OnceLock<Vec<String>>> {
             kind_start,
             id_start,
             text,
-            mods,
+            mods: shared_mods(mods),
             segments: OnceLock::from(segments),
             form,
         }
@@ -304,7 +377,9 @@ impl Invalid {
 /// The validated pieces of an RN.
 struct Parts {
     mods: Vec<(String, String)>,
-    segments: Vec<String>,
+    /// The segments, or for an item or collection RN `None` and the lengths of its path,
+    /// namespace and kind (its segments are split from the text when first asked for).
+    segments: std::result::Result<Vec<String>, (usize, usize, usize)>,
     form: RnForm,
 }
 
@@ -541,10 +616,9 @@ fn parse_item_segments(
     } else {
         return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE));
     };
-    let segments = vec![namespace.to_owned(), kind.to_owned(), id.to_owned()];
     Ok(Parts {
         mods,
-        segments,
+        segments: Err((path.len(), namespace.len(), kind.len())),
         form,
     })
 }
@@ -574,7 +648,7 @@ fn parse_depot_segments(
     }
     Ok(Parts {
         mods,
-        segments,
+        segments: Ok(segments),
         form,
     })
 }
@@ -621,8 +695,54 @@ impl<T> Rn<T> {
     /// assert!(Rn::<()>::parse("[rn]:users:freetier").is_err());
     /// ```
     pub fn parse(s: &str) -> Result<Self> {
+        if let Some(known) = known_collection(s) {
+            return Ok(Self::from_known(s.to_owned(), known));
+        }
         let parts = parse_parts(s).map_err(|invalid| invalid.into_error(s))?;
+        Self::remember_collection(s, &parts);
         Ok(Self::from_parts(s.to_owned(), parts))
+    }
+
+    /// An RN of a collection [`known_collection`] found: `text` is the whole RN.
+    fn from_known(
+        text: String,
+        (known, id_start, form): (Arc<KnownCollection>, usize, RnForm),
+    ) -> Self {
+        Rn {
+            data: Arc::new(RnData {
+                text,
+                mods: Arc::clone(&known.mods),
+                path_start: known.path_start,
+                kind_start: known.kind_start,
+                id_start,
+                segments: OnceLock::new(),
+                form,
+            }),
+            _model: PhantomData,
+        }
+    }
+
+    /// Remembers the collection prefix of a freshly parsed item or collection RN.
+    fn remember_collection(s: &str, parts: &Parts) {
+        let Err((path_len, namespace_len, kind_len)) = parts.segments else {
+            return;
+        };
+        let path_start = s.len() - path_len;
+        let kind_start = path_start + namespace_len + 1;
+        let id_start = kind_start + kind_len + 1;
+        let known = KnownCollection {
+            mods: shared_mods(parts.mods.clone()),
+            path_start,
+            kind_start,
+        };
+        KNOWN_COLLECTIONS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            // A bound on what hostile or varied input can make it hold.
+            if cache.len() >= KNOWN_COLLECTIONS_MAX {
+                cache.clear();
+            }
+            cache.insert(s[..id_start].into(), Arc::new(known));
+        });
     }
 
     /// Parses owned text, keeping its allocation as the RN's text.
@@ -632,15 +752,24 @@ impl<T> Rn<T> {
     }
 
     fn parse_owned(s: String) -> Result<Self> {
+        if let Some(known) = known_collection(&s) {
+            return Ok(Self::from_known(s, known));
+        }
         match parse_parts(&s) {
-            Ok(parts) => Ok(Self::from_parts(s, parts)),
+            Ok(parts) => {
+                Self::remember_collection(&s, &parts);
+                Ok(Self::from_parts(s, parts))
+            }
             Err(invalid) => Err(invalid.into_error(&s)),
         }
     }
 
     fn from_parts(text: String, parts: Parts) -> Self {
         Rn {
-            data: Arc::new(RnData::new(text, parts.mods, parts.segments, parts.form)),
+            data: Arc::new(match parts.segments {
+                Ok(segments) => RnData::new(text, parts.mods, segments, parts.form),
+                Err(lengths) => RnData::lazy(text, parts.mods, parts.form, lengths),
+            }),
             _model: PhantomData,
         }
     }
@@ -666,7 +795,7 @@ impl<T> Rn<T> {
         Rn {
             data: Arc::new(RnData {
                 text: out,
-                mods: self.data.mods.clone(),
+                mods: Arc::clone(&self.data.mods),
                 path_start: self.data.path_start,
                 kind_start: self.data.kind_start,
                 id_start: cut,
@@ -886,7 +1015,7 @@ impl<T> Rn<T> {
         if let Some(last) = segments.last_mut() {
             STAR.clone_into(last);
         }
-        Rn::from_valid(self.data.mods.clone(), segments, form)
+        Rn::from_valid(self.data.mods.to_vec(), segments, form)
     }
 
     /// The item RN with id `id` in this RN's collection, with the same mods.
@@ -954,7 +1083,7 @@ impl<T> Rn<T> {
                 reason: "a depot rn names no layer, so it can not take a from mod".to_owned(),
             });
         }
-        let mut mods = self.data.mods.clone();
+        let mut mods = self.data.mods.to_vec();
         match mods.iter_mut().find(|(k, _)| k == FROM) {
             Some((_, value)) => layer.clone_into(value),
             None => mods.insert(0, (FROM.to_owned(), layer.to_owned())),
@@ -1269,6 +1398,53 @@ impl<T> Visitor<'_> for RnVisitor<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rns_of_a_known_collection_parse_as_the_full_parser_does() {
+        let id = "3df3face-f377-4f86-9bb9-a9b4671a9441";
+        for collection in ["[rn][from::cardb][tag::v2]:cars:suv", "[rn]:users:free"] {
+            let fresh = |text: &str| {
+                KNOWN_COLLECTIONS.with(|k| k.borrow_mut().clear());
+                Rn::<()>::parse(text)
+            };
+            let items = [format!("{collection}:*"), format!("{collection}:{id}")];
+            for text in &items {
+                let full = fresh(text).unwrap();
+                // Now the prefix is known: the same text takes the short path.
+                let known = Rn::<()>::parse(text).unwrap();
+                let owned = Rn::<()>::parse_owned(text.clone()).unwrap();
+                for rn in [&known, &owned] {
+                    assert_eq!(rn.as_str(), full.as_str());
+                    assert_eq!(rn.form(), full.form());
+                    assert_eq!(rn.namespace(), full.namespace());
+                    assert_eq!(rn.kind(), full.kind());
+                    assert_eq!(rn.id(), full.id());
+                    assert_eq!(rn.layer(), full.layer());
+                    assert_eq!(
+                        rn.mods().collect::<Vec<_>>(),
+                        full.mods().collect::<Vec<_>>()
+                    );
+                    assert_eq!(rn.segments(), full.segments());
+                    assert_eq!(rn.table_name(), full.table_name());
+                }
+            }
+            // A bad id after a known prefix is refused as the full parser refuses it.
+            for bad in [
+                "not-a-uuid",
+                "",
+                "3DF3FACE-F377-4F86-9BB9-A9B4671A9441x",
+                "a:b",
+            ] {
+                let text = format!("{collection}:{bad}");
+                let full = fresh(&text).map(|_| ()).map_err(|e| e.to_string());
+                Rn::<()>::parse(&format!("{collection}:*")).unwrap();
+                let known = Rn::<()>::parse(&text)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                assert_eq!(known, full, "{text}");
+            }
+        }
+    }
 
     const UUID: &str = "3df3face-f377-4f86-9bb9-a9b4671a9441";
 

@@ -524,14 +524,15 @@ pub(crate) trait Dialect: Send + Sync {
                 }
                 let column = self.quote_identifier(column);
                 // One parameter per list however long: a JSON array the database iterates.
-                let prefixes = self.bind_text_list(st, prefixes)?;
+                // The id test first: it is the selective one (most rows share a prefix).
                 let ids = self.bind_text_list(st, ids)?;
+                let prefixes = self.bind_text_list(st, prefixes)?;
                 Ok(format!(
                     "({column} IS NOT NULL AND {} IN ({}) AND {} IN ({}))",
-                    self.rn_prefix(&column),
-                    self.json_text_array(&prefixes),
                     self.rn_id(&column),
                     self.json_text_array(&ids),
+                    self.rn_prefix(&column),
+                    self.json_text_array(&prefixes),
                 ))
             }
             FilterNode::RefSemi {
@@ -545,15 +546,16 @@ pub(crate) trait Dialect: Send + Sync {
                     return Ok(SQL_FALSE.to_owned());
                 }
                 let column = self.quote_identifier(column);
-                let prefixes = self.bind_text_list(st, prefixes)?;
                 let table = self.quote_identifier(&self.physical_table(&target.table));
                 let id = self.quote_identifier(ID_COLUMN);
+                // The id test first: it is the selective one (most rows share a prefix).
                 let inner = self.render_filter(st, target, filter)?;
+                let prefixes = self.bind_text_list(st, prefixes)?;
                 Ok(format!(
-                    "({column} IS NOT NULL AND {} IN ({}) AND {} IN (SELECT {id} FROM {table} WHERE {inner}))",
+                    "({column} IS NOT NULL AND {} IN (SELECT {id} FROM {table} WHERE {inner}) AND {} IN ({}))",
+                    self.rn_id(&column),
                     self.rn_prefix(&column),
                     self.json_text_array(&prefixes),
-                    self.rn_id(&column),
                 ))
             }
         }

@@ -31,6 +31,9 @@ use crate::query::{self, SqliteDialect};
 /// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
 const FETCH_CHUNK: usize = 500;
 
+/// Up to this many ids a fetch binds each one; more go as one JSON array.
+const FETCH_INLINE_IDS: usize = 16;
+
 /// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
 const INLINE_FETCH: usize = 16;
 
@@ -684,13 +687,29 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         let mut sql = String::with_capacity(48 + table.len() + 3 * chunk.len());
         sql.push_str("SELECT * FROM ");
         push_quoted(&mut sql, table);
+        // Many ids are one JSON array parameter: one statement text (prepared once) whatever
+        // the count, and no bind per id.
+        let many = chunk.len() > FETCH_INLINE_IDS;
+        let list;
         if chunk.len() == 1 {
             sql.push_str(" WHERE \"rnId\" = ?");
+        } else if many {
+            sql.push_str(" WHERE \"rnId\" IN (SELECT value FROM json_each(?))");
         } else {
             sql.push_str(" WHERE \"rnId\" IN (?");
             sql.push_str(&", ?".repeat(chunk.len() - 1));
             sql.push(')');
         }
+        let params: &[String] = if many {
+            list = [serde_json::to_string(chunk).map_err(|e| Error::Database {
+                layer: ident.clone(),
+                kind: DbErrorKind::Other,
+                message: e.to_string(),
+            })?];
+            &list
+        } else {
+            chunk
+        };
         let read = query_rows(
             conn,
             schemas,
@@ -698,7 +717,7 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             ident,
             table,
             &sql,
-            chunk.iter(),
+            params.iter(),
             // Ids are the primary key: once every id was found there is no other row.
             Some(chunk.len()),
             &mut out,
