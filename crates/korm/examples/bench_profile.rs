@@ -7,7 +7,8 @@
 //!     target/release/examples/bench_profile korm_get
 //! ```
 //!
-//! The workload (`korm_get`, `raw_get`, `korm_query`, `raw_query`) runs between the two marker
+//! The workload (`korm_get`, `raw_get`, `korm_query`, `raw_query`, `korm_update`,
+//! `raw_update`) runs between the two marker
 //! functions, after the 2,000 users were created, so the dump counts only its instructions.
 //! Divide by the ops (2,000 loads; 50 queries) for a cost per op.
 
@@ -36,7 +37,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     if mode.starts_with("korm") {
         let pool = korm_pool(&dir.path().join("korm.sqlite")).await;
-        let items = korm_create(&pool, 0..n).await;
+        let mut items = korm_create(&pool, 0..n).await;
         let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
         // Warm the caches (statements, schema, plans) as the bench binary's earlier
         // workloads do.
@@ -55,13 +56,17 @@ async fn main() {
                 }
                 total
             }
+            "korm_update" => {
+                items = korm_update(std::mem::take(&mut items)).await;
+                items.len()
+            }
             _ => panic!("unknown mode {mode}"),
         };
         profile_end();
         pool.close().await;
     } else {
         let conn = raw_conn(&dir.path().join("raw.sqlite"));
-        let rows = raw_create(&conn, 0..n);
+        let mut rows = raw_create(&conn, 0..n);
         let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
         black_box(raw_get(&conn, &ids[..10]));
         black_box(raw_query(&conn));
@@ -75,7 +80,14 @@ async fn main() {
                 }
                 total
             }
-            _ => panic!("unknown mode {mode}; one of korm_get raw_get korm_query raw_query"),
+            "raw_update" => {
+                raw_update(&conn, &mut rows);
+                rows.len()
+            }
+            _ => panic!(
+                "unknown mode {mode}; one of korm_get raw_get korm_query raw_query korm_update \
+                 raw_update"
+            ),
         };
         profile_end();
     }

@@ -170,10 +170,12 @@ impl Layer for SqliteLayer {
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
-        if ids.len() <= INLINE_FETCH
-            && let Some(done) = self
-                .worker
-                .try_in_place(None, |state| fetch(state, table, &ids))
+        // A few ids run in place; more run in place within the read budget, as a select does
+        // (a batched reference lookup of a few hundred ids stays well inside it).
+        let budget = (ids.len() > INLINE_FETCH).then_some(SELECT_IN_PLACE);
+        if let Some(done) = self
+            .worker
+            .try_in_place(budget, |state| fetch(state, table, &ids))
         {
             return done;
         }
