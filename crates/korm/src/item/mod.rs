@@ -18,10 +18,10 @@ mod tx;
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 pub use read::{Load, Query};
 pub use show::ShowOptions;
@@ -31,7 +31,7 @@ use crate::danger::Danger;
 use crate::depot::collect_uploads;
 use crate::error::{Error, Result};
 use crate::layer::OpKind;
-use crate::model::{Cascade, StoredRow, collect_cascades, encode, fields_to_map};
+use crate::model::{Cascade, StoredRow, collect_cascades, encode};
 use crate::pool::Pool;
 use crate::rn::Rn;
 use crate::write::{BeforeImage, WriteOp, WritePlan, execute};
@@ -209,7 +209,7 @@ impl<T: Model> FloatingItem<T> {
             pool: self.pool,
             rn: self.rn,
             data: self.data,
-            stored: BeforeImage::Written(stored),
+            stored,
         })
     }
 }
@@ -222,8 +222,8 @@ impl<T: Model> FloatingItem<T> {
         // references are updated by it (X3).
         let ((fields, uploads), cascades) =
             collect_cascades(|| collect_uploads(|| encode(&self.data)));
-        let fields = fields?;
-        let stored = fields_to_map(&fields);
+        let fields: Arc<[crate::model::Field]> = fields?.into();
+        let stored = BeforeImage::Fields(Arc::clone(&fields));
         let op = WriteOp {
             kind: OpKind::Insert,
             rn: self.rn.untyped(),
@@ -255,14 +255,14 @@ pub(crate) fn same_item(a: &crate::rn::Rn, b: &crate::rn::Rn) -> bool {
 /// updates of changed resolved references (X3).
 pub(crate) struct Prepared {
     pub(crate) op: WriteOp,
-    pub(crate) stored: Map<String, Value>,
+    pub(crate) stored: BeforeImage,
     pub(crate) cascades: Vec<Cascade>,
 }
 
 impl Prepared {
     /// Checks that no item is changed twice: the item itself through a resolved reference
     /// to it, or one referenced item through two changed copies.
-    fn new(op: WriteOp, stored: Map<String, Value>, cascades: Vec<Cascade>) -> Result<Self> {
+    fn new(op: WriteOp, stored: BeforeImage, cascades: Vec<Cascade>) -> Result<Self> {
         let same = same_item;
         for (i, cascade) in cascades.iter().enumerate() {
             if same(&cascade.rn, &op.rn) {
@@ -297,7 +297,7 @@ impl Prepared {
             .map(|cascade| WriteOp {
                 kind: OpKind::Update,
                 rn: cascade.rn.clone(),
-                fields: cascade.fields.clone(),
+                fields: Arc::clone(&cascade.fields),
                 before: Some(cascade.before.clone()),
                 destructive,
                 uploads: Vec::new(),
@@ -306,7 +306,7 @@ impl Prepared {
     }
 
     /// Runs the op and its cascades as one write plan; returns the data as stored.
-    async fn run(self, pool: &Pool, options: WriteOptions) -> Result<Map<String, Value>> {
+    async fn run(self, pool: &Pool, options: WriteOptions) -> Result<BeforeImage> {
         let mut ops = Vec::with_capacity(1 + self.cascades.len());
         ops.extend(self.cascade_ops(options.destructive));
         ops.insert(0, self.op);
@@ -335,8 +335,8 @@ fn commit_op<T: Model>(
     options: WriteOptions,
 ) -> Result<Prepared> {
     let ((fields, uploads), cascades) = collect_cascades(|| collect_uploads(|| encode(data)));
-    let fields = fields?;
-    let new_stored = fields_to_map(&fields);
+    let fields: Arc<[crate::model::Field]> = fields?.into();
+    let new_stored = BeforeImage::Fields(Arc::clone(&fields));
     let op = WriteOp {
         kind: OpKind::Update,
         rn: rn.untyped(),
@@ -425,7 +425,7 @@ impl<T: Model> Item<T> {
         WriteOp {
             kind: OpKind::Delete,
             rn: self.rn.untyped(),
-            fields: Vec::new(),
+            fields: Arc::from(Vec::new()),
             before: Some(self.stored.clone()),
             destructive: false,
             uploads: Vec::new(),
@@ -502,7 +502,7 @@ impl<T: Model> UncommittedItem<T> {
             pool,
             rn,
             data,
-            stored: BeforeImage::Written(new_stored),
+            stored: new_stored,
         })
     }
 }
@@ -557,7 +557,7 @@ impl<T: Model> DeletedItem<T> {
                 WritePlan::single(WriteOp {
                     kind: OpKind::DeleteIfExists,
                     rn: rn.untyped(),
-                    fields: Vec::new(),
+                    fields: Arc::from(Vec::new()),
                     before: None,
                     destructive: false,
                     uploads: Vec::new(),

@@ -165,7 +165,7 @@ impl<'g> Tx<'g> {
             pool,
             rn,
             data,
-            stored: BeforeImage::Written(stored.unwrap_or_default()),
+            stored: stored.unwrap_or_else(|| BeforeImage::Written(Default::default())),
         })
     }
 
@@ -186,7 +186,7 @@ impl<'g> Tx<'g> {
             pool,
             rn,
             data,
-            stored: BeforeImage::Written(new_stored.unwrap_or_default()),
+            stored: new_stored.unwrap_or_else(|| BeforeImage::Written(Default::default())),
         })
     }
 
@@ -282,7 +282,7 @@ impl<'g> Tx<'g> {
         ops.extend(cascades.iter().map(|cascade| WriteOp {
             kind: crate::layer::OpKind::Update,
             rn: cascade.rn.clone(),
-            fields: cascade.fields.clone(),
+            fields: std::sync::Arc::clone(&cascade.fields),
             before: Some(cascade.before.clone()),
             destructive: options.destructive,
             uploads: Vec::new(),

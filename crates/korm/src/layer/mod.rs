@@ -191,8 +191,8 @@ pub(crate) struct LayerOp {
     pub(crate) table: String,
     /// The row id (the item UUID).
     pub(crate) id: String,
-    /// The fields to write (insert and update).
-    pub(crate) fields: Vec<Field>,
+    /// The fields to write (insert and update), shared with the write plan's op (no copy).
+    pub(crate) fields: std::sync::Arc<[Field]>,
     /// Whether a column whose kind changed may be dropped and recreated.
     pub(crate) destructive: bool,
     /// The fencing token of the shared lock the write is made under: checked (and recorded)

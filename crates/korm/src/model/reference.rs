@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Field, StoredRow, encode, fields_to_map};
+use super::{Field, StoredRow, encode};
 use crate::rn::Rn;
 use crate::write::BeforeImage;
 
@@ -205,7 +205,7 @@ pub(crate) struct Cascade {
     /// The referenced item.
     pub(crate) rn: Rn,
     /// Its new data.
-    pub(crate) fields: Vec<Field>,
+    pub(crate) fields: Arc<[Field]>,
     /// Its data as stored before.
     pub(crate) before: BeforeImage,
     state: Arc<RefState>,
@@ -215,7 +215,7 @@ impl Cascade {
     /// Records that the cascade was stored: the reference is unchanged again, and what was
     /// written is the before-image of its next cascade.
     pub(crate) fn settle(self) {
-        let written = BeforeImage::Written(fields_to_map(&self.fields));
+        let written = BeforeImage::Fields(self.fields);
         match self.state.stored.lock() {
             Ok(mut stored) => *stored = written,
             Err(poisoned) => *poisoned.into_inner() = written,
@@ -258,7 +258,7 @@ impl<T: Serialize> Serialize for Ref<T> {
                 .map_err(|e| S::Error::custom(format!("the referenced item {} : {e}", self.rn)))?;
             let cascade = Cascade {
                 rn: self.rn.untyped(),
-                fields,
+                fields: fields.into(),
                 before: target.state.stored_image(),
                 state: Arc::clone(&target.state),
             };

@@ -37,8 +37,9 @@ pub(crate) struct WriteOp {
     pub(crate) kind: OpKind,
     /// The item.
     pub(crate) rn: Rn,
-    /// The new data (insert and update).
-    pub(crate) fields: Vec<Field>,
+    /// The new data (insert and update), shared with the layer op and with the item's
+    /// before-image of its next write (never copied).
+    pub(crate) fields: Arc<[Field]>,
     /// The item's data before the op (update and delete), kept in the form the item had it:
     /// it becomes storage form only when an undo needs it.
     pub(crate) before: Option<BeforeImage>,
@@ -249,7 +250,7 @@ fn layer_op(op: &WriteOp, fence: Option<Fence>) -> Result<LayerOp> {
         rn: op.rn.to_string(),
         table,
         id,
-        fields: op.fields.clone(),
+        fields: Arc::clone(&op.fields),
         destructive: op.destructive,
         fence,
     })
@@ -276,6 +277,8 @@ pub(crate) enum BeforeImage {
     Shared(Arc<StoredRow>),
     /// As last written.
     Written(Map<String, Value>),
+    /// As last written, the very fields the write stored.
+    Fields(Arc<[Field]>),
 }
 
 impl BeforeImage {
@@ -285,6 +288,7 @@ impl BeforeImage {
             BeforeImage::Read(row) => row.to_map(),
             BeforeImage::Shared(row) => row.to_map(),
             BeforeImage::Written(map) => map.clone(),
+            BeforeImage::Fields(fields) => crate::model::fields_to_map(fields),
         }
     }
 }
@@ -309,7 +313,7 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
         (OpKind::Update, Some(before)) => {
             // Columns the update wrote that the before-image lacks were null before.
             let mut fields = before_fields(before);
-            for field in &op.fields {
+            for field in op.fields.iter() {
                 if !before.contains_key(&field.name) {
                     fields.push(Field {
                         name: field.name.clone(),
@@ -331,7 +335,7 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
         rn: op.rn.to_string(),
         table,
         id,
-        fields,
+        fields: fields.into(),
         destructive: false,
         fence: None,
     })

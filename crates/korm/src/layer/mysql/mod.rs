@@ -432,7 +432,7 @@ impl MySqlLayer {
         if self.schema_of(schemas, table).await?.is_none() {
             let mut columns = vec![format!("{} VARCHAR(255) NOT NULL", quote(ID_COLUMN))];
             let mut keys = vec![format!("PRIMARY KEY ({})", quote(ID_COLUMN))];
-            for field in &op.fields {
+            for field in op.fields.iter() {
                 let kind = field.kind.unwrap_or(ColumnKind::Text);
                 self.write_meta(table, &field.name, kind).await?;
                 columns.push(format!(
@@ -489,7 +489,7 @@ impl MySqlLayer {
         let Some(schema) = schemas.get_mut(table) else {
             return Ok(());
         };
-        for field in &op.fields {
+        for field in op.fields.iter() {
             match (schema.kind_of(&field.name), field.kind) {
                 (None, kind) => {
                     let kind = kind.unwrap_or(ColumnKind::Text);
@@ -645,7 +645,7 @@ impl MySqlLayer {
                 })?;
                 let mut columns = Vec::with_capacity(op.fields.len() * 2);
                 let mut params = Vec::with_capacity(op.fields.len() * 2 + 1);
-                for field in &op.fields {
+                for field in op.fields.iter() {
                     let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
                     columns.push(quote(&field.name));
                     params.push(to_param(&field.value, kind));

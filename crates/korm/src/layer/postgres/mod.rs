@@ -470,7 +470,7 @@ impl Working<'_> {
         let Some(schema) = schema.as_mut() else {
             return self.create_table(conn, op).await;
         };
-        for field in &op.fields {
+        for field in op.fields.iter() {
             match (schema.kind_of(&field.name), field.kind) {
                 (None, kind) => {
                     let kind = kind.unwrap_or(ColumnKind::Text);
@@ -549,7 +549,7 @@ impl Working<'_> {
             table: table.clone(),
             ..TableSchema::default()
         };
-        for field in &op.fields {
+        for field in op.fields.iter() {
             let kind = field.kind.unwrap_or(ColumnKind::Text);
             columns.push(format!("{} {}", quote(&field.name), declared_type(kind)));
             schema.columns.push((field.name.clone(), kind));
@@ -833,7 +833,7 @@ async fn apply_op(working: &mut Working<'_>, conn: &mut PgConnection, op: &Layer
             let schema = working.ensure_schema(conn, op).await?;
             let mut columns = Vec::with_capacity(op.fields.len() * 2);
             let mut params = Vec::with_capacity(op.fields.len() * 2 + 1);
-            for field in &op.fields {
+            for field in op.fields.iter() {
                 let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
                 columns.push(quote(&field.name));
                 params.push(to_param(&field.value, kind));

@@ -381,7 +381,7 @@ fn ensure_schema(
             table: table.clone(),
             ..TableSchema::default()
         };
-        for field in &op.fields {
+        for field in op.fields.iter() {
             let kind = field.kind.unwrap_or(ColumnKind::Text);
             columns.push(format!(
                 "{} {}",
@@ -425,7 +425,7 @@ fn ensure_schema(
     let Some(schema) = schemas.get_mut(table) else {
         return Ok(());
     };
-    for field in &op.fields {
+    for field in op.fields.iter() {
         match (schema.kind_of(&field.name), field.kind) {
             (None, kind) => {
                 let kind = kind.unwrap_or(ColumnKind::Text);
@@ -583,7 +583,7 @@ fn apply_op(
                 }
                 count += 1;
             };
-            for field in &op.fields {
+            for field in op.fields.iter() {
                 let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
                 column(&mut names, &field.name, false);
                 params.push(to_param(&field.value, kind));
