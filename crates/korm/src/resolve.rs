@@ -474,10 +474,8 @@ pub(crate) fn plan_filter<'a>(
     filter: Filter,
     semi_join: bool,
 ) -> BoxFuture<'a, Result<Filter>> {
+    // The caller has checked `touches_reference`.
     Box::pin(async move {
-        if !touches_reference(&filter, schema) {
-            return Ok(filter);
-        }
         let budget = AtomicUsize::new(MAX_TARGET_GROUPS);
         plan_with(pool, layer, schema, filter, semi_join, &budget).await
     })
@@ -501,7 +499,8 @@ fn plan_with<'a>(
     })
 }
 
-fn touches_reference(filter: &Filter, schema: &TableSchema) -> bool {
+/// Whether a filter has a path through a reference column of `schema`.
+pub(crate) fn touches_reference(filter: &Filter, schema: &TableSchema) -> bool {
     let mut pending = vec![filter];
     while let Some(f) = pending.pop() {
         match &f.0 {

@@ -745,13 +745,8 @@ impl<T> Rn<T> {
         });
     }
 
-    /// Parses owned text, keeping its allocation as the RN's text.
-    /// [`parse`](Rn::parse) keeping the given string as the RN's text.
-    pub(crate) fn parse_owned_text(s: String) -> Result<Self> {
-        Self::parse_owned(s)
-    }
-
-    fn parse_owned(s: String) -> Result<Self> {
+    /// [`parse`](Rn::parse) keeping the given string's allocation as the RN's text.
+    pub(crate) fn parse_owned(s: String) -> Result<Self> {
         if let Some(known) = known_collection(&s) {
             return Ok(Self::from_known(s, known));
         }

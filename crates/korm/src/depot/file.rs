@@ -365,38 +365,25 @@ fn depot_name(rn: &Rn) -> String {
 
 thread_local! {
     /// The uploads found while an item's data is encoded (see [`collect_uploads`]).
-    static UPLOADS: RefCell<Option<Vec<DepotOp>>> = const { RefCell::new(None) };
+    static UPLOADS: crate::model::collect::Slot<DepotOp> = const { RefCell::new(None) };
 }
 
 /// Runs `encode` (an item's serialization) and returns what it gave with the uploads of the
 /// pending [`DepotFile`]s it met, each once.
 pub(crate) fn collect_uploads<R>(encode: impl FnOnce() -> R) -> (R, Vec<DepotOp>) {
-    struct Restore(Option<Vec<DepotOp>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            UPLOADS.with(|u| *u.borrow_mut() = previous);
-        }
-    }
-    let restore = Restore(UPLOADS.with(|u| u.borrow_mut().replace(Vec::new())));
-    let result = encode();
-    let uploads = UPLOADS.with(|u| u.borrow_mut().take()).unwrap_or_default();
-    drop(restore);
-    (result, uploads)
+    crate::model::collect::collect(&UPLOADS, encode)
 }
 
 impl Serialize for DepotFile {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         if self.is_pending() {
-            UPLOADS.with(|u| {
-                if let Some(uploads) = u.borrow_mut().as_mut() {
-                    let seen = uploads.iter().any(|op| match op {
-                        DepotOp::Put { state, .. } => Arc::ptr_eq(state, &self.state),
-                        DepotOp::Delete { .. } => false,
-                    });
-                    if !seen {
-                        uploads.push(self.put_op(PutMode::Upsert));
-                    }
+            crate::model::collect::report(&UPLOADS, |uploads| {
+                let seen = uploads.iter().any(|op| match op {
+                    DepotOp::Put { state, .. } => Arc::ptr_eq(state, &self.state),
+                    DepotOp::Delete { .. } => false,
+                });
+                if !seen {
+                    uploads.push(self.put_op(PutMode::Upsert));
                 }
             });
         }

@@ -232,7 +232,11 @@ impl<T: Model> FloatingItem<T> {
             destructive: options.destructive,
             uploads,
         };
-        Prepared::new(op, stored, cascades)
+        Ok(Prepared {
+            op,
+            stored,
+            cascades,
+        })
     }
 }
 
@@ -260,70 +264,65 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Checks that no item is changed twice: the item itself through a resolved reference
-    /// to it, or one referenced item through two changed copies.
-    fn new(op: WriteOp, stored: BeforeImage, cascades: Vec<Cascade>) -> Result<Self> {
-        let same = same_item;
-        for (i, cascade) in cascades.iter().enumerate() {
-            if same(&cascade.rn, &op.rn) {
-                return Err(Error::CascadeConflict {
-                    rn: cascade.rn.to_string(),
-                    reason: "a changed resolved reference points back at the item written"
-                        .to_owned(),
-                });
-            }
-            if cascades[..i]
-                .iter()
-                .any(|other| same(&other.rn, &cascade.rn))
-            {
-                return Err(Error::CascadeConflict {
-                    rn: cascade.rn.to_string(),
-                    reason: "two changed resolved references hold copies of the same item"
-                        .to_owned(),
-                });
-            }
-        }
-        Ok(Prepared {
-            op,
-            stored,
-            cascades,
-        })
-    }
-
-    /// The update ops of the cascades.
-    pub(crate) fn cascade_ops(&self, destructive: bool) -> Vec<WriteOp> {
-        self.cascades
-            .iter()
-            .map(|cascade| WriteOp {
-                kind: OpKind::Update,
-                rn: cascade.rn.clone(),
-                fields: Arc::clone(&cascade.fields),
-                before: Some(cascade.before.clone()),
-                destructive,
-                uploads: Vec::new(),
-            })
-            .collect()
-    }
-
     /// Runs the op and its cascades as one write plan; returns the data as stored.
     async fn run(self, pool: &Pool, options: WriteOptions) -> Result<BeforeImage> {
-        let mut ops = Vec::with_capacity(1 + self.cascades.len());
-        ops.extend(self.cascade_ops(options.destructive));
-        ops.insert(0, self.op);
-        let plan = if ops.len() == 1 {
-            WritePlan::single(ops.remove(0))
-        } else {
+        let mut ops = vec![self.op];
+        ops.extend(cascade_ops(&ops, &self.cascades, options.destructive)?);
+        execute(
+            pool,
             WritePlan {
                 ops,
                 ..WritePlan::default()
-            }
-        };
-        execute(pool, plan).await?;
+            },
+        )
+        .await?;
         for cascade in self.cascades {
             cascade.settle();
         }
         Ok(self.stored)
     }
+}
+
+/// The update ops of `cascades`, to run in one plan with `ops`. No item may be changed twice:
+/// an op's item through a changed resolved reference to it, or one referenced item through
+/// two changed copies, is [`Error::CascadeConflict`].
+pub(crate) fn cascade_ops(
+    ops: &[WriteOp],
+    cascades: &[Cascade],
+    destructive: bool,
+) -> Result<Vec<WriteOp>> {
+    let conflict = |cascade: &Cascade, reason: &str| Error::CascadeConflict {
+        rn: cascade.rn.to_string(),
+        reason: reason.to_owned(),
+    };
+    for (i, cascade) in cascades.iter().enumerate() {
+        if ops.iter().any(|op| same_item(&op.rn, &cascade.rn)) {
+            return Err(conflict(
+                cascade,
+                "a changed resolved reference points at an item the write changes itself",
+            ));
+        }
+        if cascades[..i]
+            .iter()
+            .any(|other| same_item(&other.rn, &cascade.rn))
+        {
+            return Err(conflict(
+                cascade,
+                "two changed resolved references hold copies of the same item",
+            ));
+        }
+    }
+    Ok(cascades
+        .iter()
+        .map(|cascade| WriteOp {
+            kind: OpKind::Update,
+            rn: cascade.rn.clone(),
+            fields: Arc::clone(&cascade.fields),
+            before: Some(cascade.before.clone()),
+            destructive,
+            uploads: Vec::new(),
+        })
+        .collect())
 }
 
 /// The op that stores an item's changed `data` over `stored`, and the data as it will be
@@ -345,7 +344,11 @@ fn commit_op<T: Model>(
         destructive: options.destructive,
         uploads,
     };
-    Prepared::new(op, new_stored, cascades)
+    Ok(Prepared {
+        op,
+        stored: new_stored,
+        cascades,
+    })
 }
 
 /// A stored item whose data matches what is stored.

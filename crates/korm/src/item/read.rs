@@ -264,10 +264,14 @@ async fn select_rows_inner(
     };
     let (filter, residual) = match (filter, &schema) {
         (Some(filter), Some(schema)) => {
-            // A filter evaluated (partly) in memory gets RN lists, which memory can test;
-            // otherwise references into the same database become semi-joins.
-            let semi_join = !memory::reads_encrypted(&filter, schema)?;
-            let planned = resolve::plan_filter(&pool, &layer, schema, filter, semi_join).await?;
+            let planned = if resolve::touches_reference(&filter, schema) {
+                // A filter evaluated (partly) in memory gets RN lists, which memory can test;
+                // otherwise references into the same database become semi-joins.
+                let semi_join = !memory::reads_encrypted(&filter, schema)?;
+                resolve::plan_filter(&pool, &layer, schema, filter, semi_join).await?
+            } else {
+                filter
+            };
             memory::split(planned, schema)?
         }
         (filter, _) => (filter, None),

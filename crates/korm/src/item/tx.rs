@@ -258,35 +258,8 @@ impl<'g> Tx<'g> {
                 (change.op, change.finish)
             })
             .unzip();
-        for (i, cascade) in cascades.iter().enumerate() {
-            if ops.iter().any(|op| super::same_item(&op.rn, &cascade.rn)) {
-                return Err(Error::CascadeConflict {
-                    rn: cascade.rn.to_string(),
-                    reason: "the transaction writes the item and a changed resolved reference \
-                             to it"
-                        .to_owned(),
-                });
-            }
-            if cascades[..i]
-                .iter()
-                .any(|other| super::same_item(&other.rn, &cascade.rn))
-            {
-                return Err(Error::CascadeConflict {
-                    rn: cascade.rn.to_string(),
-                    reason: "two changed resolved references in the transaction hold copies of \
-                             the same item"
-                        .to_owned(),
-                });
-            }
-        }
-        ops.extend(cascades.iter().map(|cascade| WriteOp {
-            kind: crate::layer::OpKind::Update,
-            rn: cascade.rn.clone(),
-            fields: std::sync::Arc::clone(&cascade.fields),
-            before: Some(cascade.before.clone()),
-            destructive: options.destructive,
-            uploads: Vec::new(),
-        }));
+        let cascaded = super::cascade_ops(&ops, &cascades, options.destructive)?;
+        ops.extend(cascaded);
         let held = self
             .held
             .iter()

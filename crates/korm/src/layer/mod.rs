@@ -167,6 +167,25 @@ pub(crate) fn scrub(secrets: &[String], message: &str) -> String {
     out
 }
 
+/// How many read statements a layer has sent (see [`Layer::read_statements`]).
+#[derive(Debug, Default)]
+pub(crate) struct ReadCounter(std::sync::atomic::AtomicU64);
+
+impl ReadCounter {
+    /// Counts `statements` more.
+    pub(crate) fn add(&self, statements: usize) {
+        self.0.fetch_add(
+            u64::try_from(statements).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The count so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What a write op does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OpKind {

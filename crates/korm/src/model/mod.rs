@@ -8,6 +8,7 @@
 //! encryption envelopes encrypted JSON. A field wrapped in [`Unique`] also gets a shadow
 //! fingerprint column with a unique index.
 
+pub(crate) mod collect;
 mod encode;
 mod kind;
 mod reference;

@@ -225,24 +225,13 @@ impl Cascade {
 }
 
 thread_local! {
-    static CASCADES: RefCell<Option<Vec<Cascade>>> = const { RefCell::new(None) };
+    static CASCADES: super::collect::Slot<Cascade> = const { RefCell::new(None) };
 }
 
 /// Runs `encode` with a cascade collector in scope and returns what it collected: every
 /// resolved, changed reference met while serializing (nested ones too, inner first).
 pub(crate) fn collect_cascades<R>(encode: impl FnOnce() -> R) -> (R, Vec<Cascade>) {
-    struct Restore(Option<Vec<Cascade>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let outer = self.0.take();
-            CASCADES.with(|c| *c.borrow_mut() = outer);
-        }
-    }
-    let restore = Restore(CASCADES.with(|c| c.borrow_mut().replace(Vec::new())));
-    let result = encode();
-    let found = CASCADES.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    drop(restore);
-    (result, found)
+    super::collect::collect(&CASCADES, encode)
 }
 
 impl<T: Serialize> Serialize for Ref<T> {
@@ -252,7 +241,7 @@ impl<T: Serialize> Serialize for Ref<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if let Some(target) = &self.target
             && target.state.changed.load(Ordering::Relaxed)
-            && CASCADES.with(|c| c.borrow().is_some())
+            && super::collect::collecting(&CASCADES)
         {
             let fields = encode(&target.data)
                 .map_err(|e| S::Error::custom(format!("the referenced item {} : {e}", self.rn)))?;
@@ -262,11 +251,7 @@ impl<T: Serialize> Serialize for Ref<T> {
                 before: target.state.stored_image(),
                 state: Arc::clone(&target.state),
             };
-            CASCADES.with(|c| {
-                if let Some(found) = c.borrow_mut().as_mut() {
-                    found.push(cascade);
-                }
-            });
+            super::collect::report(&CASCADES, |found| found.push(cascade));
         }
         self.rn.serialize(serializer)
     }
@@ -360,7 +345,7 @@ impl<T: DeserializeOwned> serde::de::Visitor<'_> for RefVisitor<T> {
     fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Ref<T>, E> {
         match resolved_row(&text) {
             Some((rn, row, depth)) => resolve_ref(rn.cast(), &row, depth),
-            None => Rn::parse_owned_text(text).map(Ref::new).map_err(E::custom),
+            None => Rn::parse_owned(text).map(Ref::new).map_err(E::custom),
         }
     }
 }

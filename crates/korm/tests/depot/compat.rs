@@ -3,20 +3,7 @@
 use korm::DepotFile;
 use serde::{Deserialize, Serialize};
 
-fn fixtures() -> std::path::PathBuf {
-    let dir = std::env::var_os("KORM_FIXTURES")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/fixtures/korm-ts-1.5")
-        });
-    assert!(
-        dir.join("manifest.json").exists(),
-        "korm 1.5 fixtures not found at {} (set KORM_FIXTURES)",
-        dir.display()
-    );
-    dir
-}
+use super::support::fixtures;
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).expect("mkdir");

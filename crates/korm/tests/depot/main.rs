@@ -11,6 +11,8 @@
 mod compat;
 mod faults;
 mod suite;
+#[path = "../support/mod.rs"]
+mod support;
 
 use korm::Pool;
 

@@ -145,3 +145,20 @@ fn urls_get_the_database_swapped() {
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
+
+/// The fixtures korm 1.5 wrote (`../shared/fixtures/korm-ts-1.5`, beside the repository),
+/// or `KORM_FIXTURES` when set.
+pub fn fixtures() -> std::path::PathBuf {
+    let dir = std::env::var_os("KORM_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/fixtures/korm-ts-1.5")
+        });
+    assert!(
+        dir.join("manifest.json").exists(),
+        "korm 1.5 fixtures not found at {} (they live in ../shared beside the repository; set KORM_FIXTURES)",
+        dir.display()
+    );
+    dir
+}

@@ -76,7 +76,7 @@ pub(crate) struct MySqlLayer {
     closed: AtomicBool,
     lock_tables: locks::LockTables,
     /// Read statements sent (see [`Layer::read_statements`]).
-    reads: std::sync::atomic::AtomicU64,
+    reads: super::ReadCounter,
 }
 
 impl fmt::Debug for MySqlLayer {
@@ -104,15 +104,6 @@ fn safe(sql: String) -> AssertSqlSafe<String> {
 
 /// Quotes a validated identifier with backticks (doubling any backtick, which validated
 /// names never contain: a second line of defence).
-impl MySqlLayer {
-    fn count_reads(&self, statements: usize) {
-        self.reads.fetch_add(
-            u64::try_from(statements).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-}
-
 fn quote(ident: &str) -> String {
     use crate::query::dialect::Dialect;
     crate::query::MySqlDialect.quote_identifier(ident)
@@ -217,7 +208,7 @@ impl MySqlLayer {
             secrets,
             closed: AtomicBool::new(false),
             lock_tables: locks::LockTables::default(),
-            reads: std::sync::atomic::AtomicU64::new(0),
+            reads: super::ReadCounter::default(),
         })
     }
 
@@ -818,7 +809,7 @@ impl Layer for MySqlLayer {
             Some(schema) if schema.kind_of(column).is_some() => {}
             _ => return Ok(Vec::new()),
         }
-        self.count_reads(1);
+        self.reads.add(1);
         let column = quote(column);
         let sql = format!(
             "SELECT DISTINCT LEFT({column}, CHAR_LENGTH({column}) - 36) FROM {} \
@@ -836,7 +827,7 @@ impl Layer for MySqlLayer {
     }
 
     fn read_statements(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        self.reads.get()
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
@@ -849,7 +840,7 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         let physical = quote(&physical_table(table));
-        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
+        self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FETCH_CHUNK) {
             let sql = format!(
@@ -870,7 +861,7 @@ impl Layer for MySqlLayer {
         let Some(schema) = self.cached_schema(table).await? else {
             return Ok(Vec::new());
         };
-        self.count_reads(1);
+        self.reads.add(1);
         let statement = query::render_select(
             &MySqlDialect,
             &schema,

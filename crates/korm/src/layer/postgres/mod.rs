@@ -90,7 +90,7 @@ pub(crate) struct PgLayer {
     schemas: Mutex<HashMap<String, TableSchema>>,
     lock_tables: locks::LockTables,
     /// Read statements sent (see [`Layer::read_statements`]).
-    reads: std::sync::atomic::AtomicU64,
+    reads: super::ReadCounter,
 }
 
 impl fmt::Debug for PgLayer {
@@ -131,7 +131,7 @@ impl PgLayer {
             secrets: Arc::clone(&secrets),
             schemas: Mutex::new(HashMap::new()),
             lock_tables: locks::LockTables::default(),
-            reads: std::sync::atomic::AtomicU64::new(0),
+            reads: super::ReadCounter::default(),
         };
         let mut conn = match tokio::time::timeout(
             options.connect_timeout,
@@ -286,15 +286,6 @@ impl PgLayer {
 /// The one place generated SQL becomes a statement. Every identifier in `sql` was validated
 /// ([`check_table`], the field-name rules of the encoder, the path parser) and quoted, and
 /// every value is a bound parameter.
-impl PgLayer {
-    fn count_reads(&self, statements: usize) {
-        self.reads.fetch_add(
-            u64::try_from(statements).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-}
-
 fn statement(sql: String) -> Query<'static, Postgres, PgArguments> {
     sqlx::query(AssertSqlSafe(sql))
 }
@@ -733,7 +724,7 @@ impl Layer for PgLayer {
         if ids.is_empty() || self.schema(table).await?.is_none() {
             return Ok(Vec::new());
         }
-        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
+        self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(FETCH_CHUNK) {
             let (sql, param) = if let [id] = chunk {
@@ -765,7 +756,7 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(Vec::new());
         };
-        self.count_reads(1);
+        self.reads.add(1);
         let statement = query::render_select(
             &PgDialect,
             &schema,
@@ -791,7 +782,7 @@ impl Layer for PgLayer {
             Some(schema) if schema.kind_of(column).is_some() => {}
             _ => return Ok(Vec::new()),
         }
-        self.count_reads(1);
+        self.reads.add(1);
         let column = quote(column);
         let sql = format!(
             "SELECT DISTINCT left({column}, -36) FROM {} \
@@ -806,7 +797,7 @@ impl Layer for PgLayer {
     }
 
     fn read_statements(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        self.reads.get()
     }
 
     async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {

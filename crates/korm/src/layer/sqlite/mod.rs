@@ -48,7 +48,7 @@ pub(crate) struct SqliteLayer {
     ident: String,
     worker: Worker,
     writes_in_place: bool,
-    reads: std::sync::atomic::AtomicU64,
+    reads: super::ReadCounter,
     /// Reference prefixes by (table, column), valid while the connection's change count and
     /// the file's `data_version` (commits of other connections) are what they were.
     prefixes: Arc<std::sync::Mutex<PrefixCache>>,
@@ -104,7 +104,7 @@ impl SqliteLayer {
             ident: ident.to_owned(),
             worker,
             writes_in_place,
-            reads: std::sync::atomic::AtomicU64::new(0),
+            reads: super::ReadCounter::default(),
             prefixes: Arc::default(),
         })
     }
@@ -169,7 +169,7 @@ impl Layer for SqliteLayer {
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
-        self.count_reads(ids.len().div_ceil(FETCH_CHUNK));
+        self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
         // A few ids run in place; more run in place within the read budget, as a select does
         // (a batched reference lookup of a few hundred ids stays well inside it).
         let budget = (ids.len() > INLINE_FETCH).then_some(SELECT_IN_PLACE);
@@ -186,7 +186,7 @@ impl Layer for SqliteLayer {
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
-        self.count_reads(1);
+        self.reads.add(1);
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
             run_select(state, table, &select)
         }) {
@@ -199,7 +199,7 @@ impl Layer for SqliteLayer {
     }
 
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
-        self.count_reads(1);
+        self.reads.add(1);
         // With the prefixes cached, one cheap statement: in place, within the read budget.
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
             ref_prefixes(state, &self.prefixes, table, column)
@@ -214,7 +214,7 @@ impl Layer for SqliteLayer {
     }
 
     fn read_statements(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        self.reads.get()
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
@@ -734,15 +734,6 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         }
     }
     Ok(out)
-}
-
-impl SqliteLayer {
-    fn count_reads(&self, statements: usize) {
-        self.reads.fetch_add(
-            u64::try_from(statements).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
 }
 
 /// See [`Layer::ref_prefixes`]. The scan is cached until this connection changes a row or
