@@ -87,12 +87,7 @@ impl<T: Model> Query<T> {
     }
 
     fn reject(&mut self, option: &'static str, reason: &str) {
-        if self.problem.is_none() {
-            self.problem = Some(Error::InvalidOption {
-                option,
-                reason: reason.to_owned(),
-            });
-        }
+        reject(&mut self.problem, option, reason);
     }
 
     /// Keeps the items matching `filter` (see [`crate::query`] for the language). One filter
@@ -205,6 +200,16 @@ impl<T: Model> Query<T> {
             )?);
         }
         Ok(items)
+    }
+}
+
+/// Keeps the first invalid option of a query or load, reported when it runs.
+fn reject(problem: &mut Option<Error>, option: &'static str, reason: &str) {
+    if problem.is_none() {
+        *problem = Some(Error::InvalidOption {
+            option,
+            reason: reason.to_owned(),
+        });
     }
 }
 
@@ -444,11 +449,12 @@ impl<T: Model> Load<T> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        if !self.resolve.paths.is_empty() && self.problem.is_none() {
-            self.problem = Some(Error::InvalidOption {
-                option: "resolve",
-                reason: "given twice; pass every path in one call".to_owned(),
-            });
+        if !self.resolve.paths.is_empty() {
+            reject(
+                &mut self.problem,
+                "resolve",
+                "given twice; pass every path in one call",
+            );
         }
         self.resolve.paths = paths.into_iter().map(Into::into).collect();
         self
@@ -456,11 +462,8 @@ impl<T: Model> Load<T> {
 
     /// Makes a missing referenced item an error; see [`Query::strict`](crate::Query::strict).
     pub fn strict(mut self) -> Self {
-        if self.resolve.strict && self.problem.is_none() {
-            self.problem = Some(Error::InvalidOption {
-                option: "strict",
-                reason: "given twice".to_owned(),
-            });
+        if self.resolve.strict {
+            reject(&mut self.problem, "strict", "given twice");
         }
         self.resolve.strict = true;
         self

@@ -559,6 +559,39 @@ pub async fn hostile_reference_paths(pool: &Pool) {
         let err = cars.query(rn(CARS)).resolve([bad]).get().await.unwrap_err();
         assert!(matches!(err, Error::InvalidPath { .. }), "{bad:?}: {err:?}");
     }
+    // Options given twice are refused, on queries and on loads.
+    let twice = [
+        cars.query(rn(CARS))
+            .resolve(["owner"])
+            .resolve(["owner"])
+            .get()
+            .await
+            .map(|_| ()),
+        cars.query(rn(CARS))
+            .strict()
+            .strict()
+            .get()
+            .await
+            .map(|_| ()),
+        cars.load(w.car1.clone())
+            .resolve(["owner"])
+            .resolve(["x"])
+            .get()
+            .await
+            .map(|_| ()),
+        cars.load(w.car1.clone())
+            .strict()
+            .strict()
+            .get()
+            .await
+            .map(|_| ()),
+    ];
+    for result in twice {
+        assert!(
+            matches!(result, Err(Error::InvalidOption { .. })),
+            "{result:?}"
+        );
+    }
     let err = cars
         .query(rn(CARS))
         .filter(eq("owner.username'; DROP TABLE x; --", "x"))
