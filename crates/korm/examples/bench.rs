@@ -1,9 +1,9 @@
 //! The bench binary: each workload by korm and by the raw driver in one run, one line each:
 //! `workload<TAB>korm_ops_per_s<TAB>raw_ops_per_s`.
 //!
-//! `cargo run --release -p korm --example bench [sqlite|refs|servers]`. Each round runs every workload on fresh
-//! files, korm and raw interleaved, and the median round is printed, so a noisy neighbour
-//! moves both sides alike. `KORM_BENCH_QUICK=1` runs a tiny version (to check it works; its
+//! `cargo run --release -p korm --example bench [sqlite|refs|servers]`. Each round runs every
+//! workload on fresh files, the korm and raw sides of each workload back to back, and the
+//! median of the rounds is printed, so a noisy neighbour moves both sides alike. `KORM_BENCH_QUICK=1` runs a tiny version (to check it works; its
 //! figures mean nothing).
 //!
 //! SQLite runs with `synchronous = NORMAL` in WAL mode on both sides (the fast setting; with
@@ -11,7 +11,7 @@
 //! PostgreSQL and MariaDB lines (`pg.create`, `mysql.query`, ...) compare korm with raw sqlx
 //! doing the same SQL on the same schema, each side in a fresh database on the local server.
 //! `KORM_BENCH_SQLITE_ONLY=1` stops after the SQLite lines; `KORM_BENCH_ROUNDS=n` runs n
-//! SQLite rounds instead of 5 (more rounds, a steadier median on a noisy machine);
+//! SQLite rounds instead of 15 (more rounds, a steadier median on a noisy machine);
 //! `KORM_BENCH_DETAIL=1` prints every SQLite round on stderr.
 
 #[path = "../benches/workloads/mod.rs"]
@@ -26,50 +26,75 @@ fn per_second(ops: usize, started: Instant) -> f64 {
     ops as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Ops per second of each workload in one round: `[create, get_by_rn, query, update_commit]`.
-async fn korm_round(n: usize, queries: usize) -> [f64; 4] {
+/// One round: each workload by korm and by raw rusqlite back to back, on fresh files, as
+/// ops per second `[create, get_by_rn, query, update_commit]` of each side. The two sides of a
+/// workload run one right after the other (korm first in even rounds, raw first in odd ones),
+/// so a slow spell of the machine lands on both alike.
+async fn sqlite_round(round: usize, n: usize, queries: usize) -> ([f64; 4], [f64; 4]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let pool = korm_pool(&dir.path().join("korm.sqlite")).await;
-    korm_create(&pool, 0..10).await; // table creation and statement cache
-    let t = Instant::now();
-    let items = korm_create(&pool, 10..10 + n).await;
-    let create = per_second(n, t);
-    let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
-    let t = Instant::now();
-    std::hint::black_box(korm_get(&pool, &rns).await);
-    let get = per_second(n, t);
-    let t = Instant::now();
-    for _ in 0..queries {
-        std::hint::black_box(korm_query(&pool).await);
+    let conn = raw_conn(&dir.path().join("raw.sqlite"));
+    // Table creation and statement caches.
+    korm_create(&pool, 0..10).await;
+    raw_create(&conn, 0..10);
+    let korm_first = round.is_multiple_of(2);
+    let (mut korm, mut raw) = ([0.0; 4], [0.0; 4]);
+
+    let mut items = Vec::new();
+    let mut rows = Vec::new();
+    for side in sides(korm_first) {
+        let t = Instant::now();
+        if side {
+            items = korm_create(&pool, 10..10 + n).await;
+            korm[0] = per_second(n, t);
+        } else {
+            rows = raw_create(&conn, 10..10 + n);
+            raw[0] = per_second(n, t);
+        }
     }
-    let query = per_second(queries, t);
-    let t = Instant::now();
-    std::hint::black_box(korm_update(items).await);
-    let update = per_second(n, t);
+    let rns: Vec<_> = items.iter().map(|i| i.rn().clone()).collect();
+    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    for side in sides(korm_first) {
+        let t = Instant::now();
+        if side {
+            std::hint::black_box(korm_get(&pool, &rns).await);
+            korm[1] = per_second(n, t);
+        } else {
+            std::hint::black_box(raw_get(&conn, &ids));
+            raw[1] = per_second(n, t);
+        }
+    }
+    for side in sides(korm_first) {
+        let t = Instant::now();
+        if side {
+            for _ in 0..queries {
+                std::hint::black_box(korm_query(&pool).await);
+            }
+            korm[2] = per_second(queries, t);
+        } else {
+            for _ in 0..queries {
+                std::hint::black_box(raw_query(&conn));
+            }
+            raw[2] = per_second(queries, t);
+        }
+    }
+    for side in sides(korm_first) {
+        let t = Instant::now();
+        if side {
+            items = std::hint::black_box(korm_update(std::mem::take(&mut items)).await);
+            korm[3] = per_second(n, t);
+        } else {
+            raw_update(&conn, &mut rows);
+            raw[3] = per_second(n, t);
+        }
+    }
     pool.close().await;
-    [create, get, query, update]
+    (korm, raw)
 }
 
-fn raw_round(n: usize, queries: usize) -> [f64; 4] {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = raw_conn(&dir.path().join("raw.sqlite"));
-    raw_create(&conn, 0..10);
-    let t = Instant::now();
-    let mut rows = raw_create(&conn, 10..10 + n);
-    let create = per_second(n, t);
-    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
-    let t = Instant::now();
-    std::hint::black_box(raw_get(&conn, &ids));
-    let get = per_second(n, t);
-    let t = Instant::now();
-    for _ in 0..queries {
-        std::hint::black_box(raw_query(&conn));
-    }
-    let query = per_second(queries, t);
-    let t = Instant::now();
-    raw_update(&conn, &mut rows);
-    let update = per_second(n, t);
-    [create, get, query, update]
+/// The order of the two sides of a workload: `true` is korm.
+fn sides(korm_first: bool) -> [bool; 2] {
+    [korm_first, !korm_first]
 }
 
 /// One round on a server: korm and raw sqlx, each in a fresh database.
@@ -134,7 +159,7 @@ async fn main() {
     // `bench sqlite|refs|servers` runs one section only.
     let only = std::env::args().nth(1);
     let runs = |section: &str| only.as_deref().is_none_or(|o| o == section);
-    let (n, queries, mut rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 5) };
+    let (n, queries, mut rounds) = if quick { (50, 3, 1) } else { (2_000, 50, 15) };
     if let Some(r) = std::env::var("KORM_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -146,8 +171,9 @@ async fn main() {
         let mut raw = Vec::new();
         let detail = std::env::var_os("KORM_BENCH_DETAIL").is_some();
         for round in 0..rounds {
-            korm.push(korm_round(n, queries).await);
-            raw.push(raw_round(n, queries));
+            let (k, r) = sqlite_round(round, n, queries).await;
+            korm.push(k);
+            raw.push(r);
             if detail {
                 // Each round on stderr: korm and raw ops/s of the four workloads.
                 eprintln!(

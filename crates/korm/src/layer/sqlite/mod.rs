@@ -77,7 +77,14 @@ impl SqliteLayer {
         let memory = options.target == Target::Memory;
         let wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wal_seen = Arc::clone(&wal);
-        let worker = Worker::start(ident, busy_timeout, move || {
+        let checkpoints = match &options.target {
+            Target::File(path) => Some(worker::CheckpointFile {
+                path: path.clone(),
+                synchronous: options.synchronous.pragma(),
+            }),
+            Target::Memory => None,
+        };
+        let worker = Worker::start(ident, busy_timeout, checkpoints, move || {
             open_connection(&layer, &options, &wal_seen)
         })
         .await?;

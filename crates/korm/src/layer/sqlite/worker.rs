@@ -9,6 +9,10 @@
 //! wait on a lock either; if the connection is busy or SQLite reports a lock, the job is sent
 //! to the thread like any other. That saves the two thread wake-ups a hop costs.
 //!
+//! Checkpoints (which copy the WAL into the database file and sync it) run on the thread on
+//! a second connection of its own, never on the shared one: reads and writes go on in place
+//! while a checkpoint runs, as SQLite's WAL mode allows.
+//!
 //! Selects may scan, so they run in place only within a budget of SQLite VM instructions
 //! ([`Worker::try_in_place`] with a limit): SQLite's progress handler interrupts one that
 //! needs more, and it runs again on the thread. A small query then costs no hop, and a long
@@ -87,18 +91,6 @@ impl State {
         }
     }
 
-    /// Copies the WAL back into the database file (a passive checkpoint: it never waits for
-    /// readers). Runs on the connection thread only.
-    fn checkpoint(&mut self) {
-        self.commits = 0;
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(layer = %self.ident, error = %e, "SQLite checkpoint failed; the WAL keeps growing until one succeeds");
-        }
-    }
-
     /// Makes korm run checkpoints every `every` commits (or leaves them to SQLite).
     pub(crate) fn set_checkpoint_every(&mut self, every: Option<u32>) {
         self.checkpoint_every = every;
@@ -117,13 +109,83 @@ impl State {
         }
     }
 
-    fn checkpoint_due(&self) -> bool {
-        self.checkpoint_every
-            .is_some_and(|every| self.commits >= every)
+    /// Whether a checkpoint is due; if so, counts from zero again (the caller asks the thread
+    /// for one).
+    fn take_checkpoint_due(&mut self) -> bool {
+        let due = self
+            .checkpoint_every
+            .is_some_and(|every| self.commits >= every);
+        if due {
+            self.commits = 0;
+        }
+        due
     }
 }
 
 type Job = Box<dyn FnOnce(&mut State) + Send>;
+
+/// What the connection thread is asked to do.
+enum Message {
+    /// Run a job on the shared connection.
+    Job(Job),
+    /// Run a checkpoint, on the thread's own connection.
+    Checkpoint,
+}
+
+/// How the thread opens its checkpoint connection: the database file and the `synchronous`
+/// setting its checkpoints sync with.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointFile {
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) synchronous: &'static str,
+}
+
+/// The thread's checkpoint connection, opened on the first checkpoint.
+struct Checkpointer {
+    file: Option<CheckpointFile>,
+    conn: Option<Connection>,
+}
+
+impl Checkpointer {
+    /// Copies the WAL back into the database file: a passive checkpoint, which never waits
+    /// for readers or writers, on a connection of its own, so the shared one stays free for
+    /// the reads and writes running in place meanwhile. Without a file (or when the second
+    /// connection can not be opened) it runs on the shared connection, under its lock.
+    fn run(&mut self, ident: &str, state: &Mutex<State>) {
+        if self.conn.is_none()
+            && let Some(file) = &self.file
+        {
+            match open_checkpointer(file) {
+                Ok(conn) => self.conn = Some(conn),
+                Err(e) => {
+                    tracing::warn!(layer = %ident, error = %e, "could not open the SQLite checkpoint connection; checkpoints use the shared one");
+                    self.file = None;
+                }
+            }
+        }
+        let result = match &self.conn {
+            Some(conn) => passive_checkpoint(conn),
+            None => passive_checkpoint(&lock(state).conn),
+        };
+        if let Err(e) = result {
+            tracing::warn!(layer = %ident, error = %e, "SQLite checkpoint failed; the WAL keeps growing until one succeeds");
+        }
+    }
+}
+
+fn open_checkpointer(file: &CheckpointFile) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        &file.path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {};", file.synchronous))?;
+    Ok(conn)
+}
+
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+}
 
 /// How many SQLite VM instructions run between two calls of the progress handler (each call
 /// costs a few nanoseconds; a thousand instructions take microseconds).
@@ -175,7 +237,7 @@ const SPIN: Duration = Duration::from_micros(50);
 pub(crate) struct Worker {
     state: Arc<Mutex<State>>,
     budget: Arc<Budget>,
-    jobs: RwLock<Option<mpsc::Sender<Job>>>,
+    jobs: RwLock<Option<mpsc::Sender<Message>>>,
     finished: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
@@ -186,14 +248,17 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Worker {
-    /// Starts the thread and opens the connection on it with `open`.
+    /// Starts the thread and opens the connection on it with `open`. Checkpoints (once
+    /// [`State::set_checkpoint_every`] asks for them) run on a second connection to
+    /// `checkpoints`, when given.
     pub(crate) async fn start(
         ident: &str,
         busy_timeout: Duration,
+        checkpoints: Option<CheckpointFile>,
         open: impl FnOnce() -> Result<Connection> + Send + 'static,
     ) -> Result<Worker> {
         let (opened_tx, opened_rx) = oneshot::channel::<Result<Arc<Mutex<State>>>>();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Message>();
         let (finished_tx, finished_rx) = oneshot::channel::<()>();
         let thread_ident = ident.to_owned();
         let budget = Arc::new(Budget {
@@ -226,7 +291,7 @@ impl Worker {
                     conn,
                     schemas: TableMap::default(),
                     plans: TableMap::default(),
-                    ident: thread_ident,
+                    ident: thread_ident.clone(),
                     commits: 0,
                     checkpoint_every: None,
                     busy_zero: false,
@@ -234,17 +299,30 @@ impl Worker {
                 if opened_tx.send(Ok(Arc::clone(&state))).is_err() {
                     return;
                 }
+                let mut checkpointer = Checkpointer {
+                    file: checkpoints,
+                    conn: None,
+                };
                 // Ends when every sender is gone: at close, or when the pool is dropped.
-                while let Some(job) = next_job(&jobs_rx) {
-                    let mut guard = lock(&state);
-                    guard.restore_busy_timeout(busy_timeout);
-                    // A job that panics (a bug) must not take the connection down with it;
-                    // its caller sees its reply channel closed.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
-                    if guard.checkpoint_due() {
-                        guard.checkpoint();
+                while let Some(message) = next_job(&jobs_rx) {
+                    let checkpoint = match message {
+                        Message::Job(job) => {
+                            let mut guard = lock(&state);
+                            guard.restore_busy_timeout(busy_timeout);
+                            // A job that panics (a bug) must not take the connection down
+                            // with it; its caller sees its reply channel closed.
+                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
+                            guard.take_checkpoint_due()
+                        }
+                        Message::Checkpoint => true,
+                    };
+                    if checkpoint {
+                        checkpointer.run(&thread_ident, &state);
                     }
                 }
+                // The checkpoint connection closes first: the last connection to close
+                // checkpoints what is left and removes the WAL file.
+                drop(checkpointer);
                 drop(state);
                 let _ = finished_tx.send(());
             })
@@ -286,9 +364,9 @@ impl Worker {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let sender = jobs.as_ref().ok_or(Error::PoolClosed)?;
             sender
-                .send(Box::new(move |state: &mut State| {
+                .send(Message::Job(Box::new(move |state: &mut State| {
                     let _ = tx.send(f(state));
-                }))
+                })))
                 .map_err(|_| Error::PoolClosed)?;
         }
         rx.await.map_err(|_| Error::Database {
@@ -349,14 +427,13 @@ impl Worker {
         };
         // Interrupted with its budget spent: the read runs again on the thread.
         let interrupted = self.budget.fired.swap(false, Ordering::Relaxed);
-        let checkpoint = state.checkpoint_due();
+        let checkpoint = state.take_checkpoint_due();
         drop(state);
         if checkpoint {
             // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
             let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
             if let Some(sender) = jobs.as_ref() {
-                // An empty job: the thread checkpoints after any job once one is due.
-                let _ = sender.send(Box::new(|_: &mut State| {}));
+                let _ = sender.send(Message::Checkpoint);
             }
         }
         match result {
@@ -382,7 +459,7 @@ impl Worker {
 }
 
 /// The next job: polled for a short while first, then waited for.
-fn next_job(jobs: &mpsc::Receiver<Job>) -> Option<Job> {
+fn next_job(jobs: &mpsc::Receiver<Message>) -> Option<Message> {
     let started = Instant::now();
     loop {
         match jobs.try_recv() {
