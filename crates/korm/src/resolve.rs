@@ -192,7 +192,7 @@ fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Found<'s>) {
             }
         }
         Step::AnyKey => {
-            for (_, cell) in &row.cells {
+            for (_, cell) in row.cells() {
                 visit(cell, true);
             }
         }

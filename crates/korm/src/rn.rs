@@ -337,6 +337,30 @@ impl RnData {
     }
 }
 
+/// How long a table name [`Rn::table_name_short`] builds in place may be.
+const TABLE_NAME_INLINE: usize = 96;
+
+/// A table name, in place when short.
+#[derive(Debug)]
+pub(crate) enum TableName {
+    Inline([u8; TABLE_NAME_INLINE], u8),
+    Heap(String),
+}
+
+impl std::ops::Deref for TableName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            // Namespaces and kinds are ASCII: the bytes are always UTF-8.
+            TableName::Inline(buf, len) => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            TableName::Heap(name) => name,
+        }
+    }
+}
+
 /// The form of an [`Rn`]: what it addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -988,6 +1012,25 @@ impl<T> Rn<T> {
         table.push_str("__");
         table.push_str(kind);
         Some(table)
+    }
+
+    /// [`table_name`](Rn::table_name) without an allocation when it is short (every load of
+    /// one item needs it).
+    pub(crate) fn table_name_short(&self) -> Option<TableName> {
+        let (namespace, kind) = (self.namespace()?, self.kind()?);
+        let len = 11 + namespace.len() + kind.len();
+        let mut buf = [0u8; TABLE_NAME_INLINE];
+        let Some(out) = buf.get_mut(..len) else {
+            return self.table_name().map(TableName::Heap);
+        };
+        let parts: [&[u8]; 4] = [b"__items__", namespace.as_bytes(), b"__", kind.as_bytes()];
+        let mut at = 0;
+        for part in parts {
+            out[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        #[allow(clippy::cast_possible_truncation, reason = "len <= TABLE_NAME_INLINE")]
+        Some(TableName::Inline(buf, len as u8))
     }
 
     /// The RN of everything around this one, with the same mods: an item gives its

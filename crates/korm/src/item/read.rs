@@ -490,8 +490,8 @@ impl<T: Model> Load<T> {
             return Err(problem);
         }
         let paths = self.resolve.parse()?;
-        let (table, id) = match (self.rn.table_name(), self.rn.id()) {
-            (Some(table), Some(id)) if self.rn.is_item() => (table, id.to_owned()),
+        let (table, id) = match (self.rn.table_name_short(), self.rn.id()) {
+            (Some(table), Some(id)) if self.rn.is_item() => (table, id),
             _ => {
                 return Err(Error::WrongRnForm {
                     rn: self.rn.to_string(),
@@ -500,7 +500,7 @@ impl<T: Model> Load<T> {
             }
         };
         let layer = self.pool.route(&self.rn)?;
-        let Some(row) = layer.fetch(&table, vec![id]).await?.into_iter().next() else {
+        let Some(row) = layer.fetch_one(&table, id).await? else {
             return Ok(None);
         };
         let rows = [row];

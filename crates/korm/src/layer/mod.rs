@@ -244,6 +244,16 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// Fetches the rows with these ids from one table (missing ids are simply absent).
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>>;
 
+    /// Fetches the row with this id from one table, if there is one: [`fetch`](Layer::fetch)
+    /// of one id, which a layer may answer without the lists.
+    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
+        Ok(self
+            .fetch(table, vec![id.to_owned()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
     /// Runs a select on one table. A table that does not exist yet gives no rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
 

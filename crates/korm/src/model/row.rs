@@ -47,24 +47,43 @@ impl Cell {
 pub(crate) struct StoredRow {
     /// The item UUID (`rnId`).
     pub(crate) id: String,
-    /// Field cells with their column names (shared between the rows of one result).
-    pub(crate) cells: Vec<(Arc<str>, Cell)>,
+    /// The field columns' names, shared by the rows of one result: `names[i]` names
+    /// `cells[i]`. (A row is a few small allocations, not one per cell name.)
+    names: Arc<[Arc<str>]>,
+    cells: Vec<Cell>,
 }
 
 impl StoredRow {
+    /// A row of `cells`, named by `names` in order (as many names as cells).
+    pub(crate) fn new(id: String, names: Arc<[Arc<str>]>, cells: Vec<Cell>) -> Self {
+        debug_assert_eq!(names.len(), cells.len(), "a row has a name per cell");
+        StoredRow { id, names, cells }
+    }
+
+    /// A row from named cells (the names are not shared with other rows).
+    #[cfg(test)]
+    pub(crate) fn from_pairs(id: &str, cells: Vec<(&str, Cell)>) -> Self {
+        let (names, cells): (Vec<Arc<str>>, Vec<Cell>) =
+            cells.into_iter().map(|(n, c)| (Arc::from(n), c)).unzip();
+        StoredRow::new(id.to_owned(), names.into(), cells)
+    }
+
+    /// The field cells with their column names, in column order.
+    pub(crate) fn cells(&self) -> impl ExactSizeIterator<Item = (&str, &Cell)> {
+        self.names.iter().map(|n| &**n).zip(&self.cells)
+    }
+
     /// The row in storage form (what before-images and WAL records hold).
     pub(crate) fn to_map(&self) -> Map<String, Value> {
-        self.cells
-            .iter()
-            .map(|(name, cell)| (name.to_string(), cell.to_value()))
+        self.cells()
+            .map(|(name, cell)| (name.to_owned(), cell.to_value()))
             .collect()
     }
 
     /// The cell of a column.
     pub(crate) fn cell(&self, column: &str) -> Option<&Cell> {
-        self.cells
-            .iter()
-            .find(|(name, _)| &**name == column)
+        self.cells()
+            .find(|(name, _)| *name == column)
             .map(|(_, cell)| cell)
     }
 
@@ -72,6 +91,18 @@ impl StoredRow {
     pub(crate) fn deserializer(&self) -> RowDeserializer<'_> {
         RowDeserializer(self)
     }
+}
+
+/// The names of the field columns among a result's columns, shared by its rows (see
+/// [`StoredRow::new`]).
+pub(crate) fn field_names(columns: &[crate::layer::schema::ReadColumn]) -> Arc<[Arc<str>]> {
+    columns
+        .iter()
+        .filter_map(|c| match c {
+            crate::layer::schema::ReadColumn::Field(name, _) => Some(Arc::clone(name)),
+            _ => None,
+        })
+        .collect()
 }
 
 type Error = serde_json::Error;
@@ -84,6 +115,7 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_map(RowMap {
+            names: self.0.names.iter(),
             cells: self.0.cells.iter(),
             value: None,
         })
@@ -97,7 +129,8 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 }
 
 struct RowMap<'de> {
-    cells: std::slice::Iter<'de, (Arc<str>, Cell)>,
+    names: std::slice::Iter<'de, Arc<str>>,
+    cells: std::slice::Iter<'de, Cell>,
     value: Option<(&'de str, &'de Cell)>,
 }
 
@@ -108,7 +141,7 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        match self.cells.next() {
+        match self.names.next().zip(self.cells.next()) {
             Some((name, cell)) => {
                 self.value = Some((name, cell));
                 seed.deserialize(de::value::BorrowedStrDeserializer::new(name))
@@ -237,10 +270,7 @@ mod tests {
     use serde::Deserialize;
 
     fn row(cells: Vec<(&str, Cell)>) -> StoredRow {
-        StoredRow {
-            id: "id".into(),
-            cells: cells.into_iter().map(|(n, c)| (Arc::from(n), c)).collect(),
-        }
+        StoredRow::from_pairs("id", cells)
     }
 
     #[derive(Debug, Deserialize, PartialEq)]

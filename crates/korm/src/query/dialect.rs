@@ -342,6 +342,16 @@ pub(crate) trait Dialect: Send + Sync {
         true
     }
 
+    /// Whether a JSON value found equal to each of `texts` by [`Dialect::json_extract_as`]
+    /// must still have its type checked. The default says yes. SQLite says no unless a text
+    /// looks like a JSON object or array: its `json_extract` gives a number or a boolean as a
+    /// number (never equal to text) and only an object or an array as text, always starting
+    /// with `{` or `[`; so equality with any other text already means the value is that text.
+    fn text_equality_needs_guard(&self, texts: &[&str]) -> bool {
+        let _ = texts;
+        true
+    }
+
     /// `(guard AND test)` or `(test AND guard)`, as [`Dialect::guard_first`] says, with the
     /// parameters bound in the order they appear.
     fn guarded(
@@ -688,6 +698,13 @@ pub(crate) trait Dialect: Send + Sync {
             }
             Operand::Json(loc) => match test {
                 Test::IsNull => self.json_is_null(st, loc),
+                Test::Compare(CompareOp::Eq, Scalar::Text(text))
+                    if !self.text_equality_needs_guard(&[text]) =>
+                {
+                    let extracted = self.json_extract_as(st, loc, JsonType::Text);
+                    let p = self.bind(st, SqlValue::Text(text.clone()));
+                    format!("{extracted} = {p}")
+                }
                 Test::Compare(op, value) => self.guarded(st, loc, value.json_type(), &mut |st| {
                     let extracted = self.json_extract_as(st, loc, value.json_type());
                     let p = self.bind_scalar(st, value);
@@ -707,11 +724,23 @@ pub(crate) trait Dialect: Send + Sync {
                         if same.is_empty() {
                             continue;
                         }
-                        parts.push(self.guarded(st, loc, ty, &mut |st| {
+                        let texts: Vec<&str> = same
+                            .iter()
+                            .filter_map(|v| match v {
+                                Scalar::Text(t) => Some(t.as_str()),
+                                _ => None,
+                            })
+                            .collect();
+                        let mut test = |st: &mut RenderState| {
                             let extracted = self.json_extract_as(st, loc, ty);
                             let list = self.bind_list(st, &same);
                             format!("{extracted} IN ({list})")
-                        }));
+                        };
+                        if ty == JsonType::Text && !self.text_equality_needs_guard(&texts) {
+                            parts.push(test(st));
+                        } else {
+                            parts.push(self.guarded(st, loc, ty, &mut test));
+                        }
                     }
                     match parts.len() {
                         0 => SQL_FALSE.to_owned(),

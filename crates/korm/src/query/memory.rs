@@ -158,8 +158,8 @@ impl Residual {
     pub(crate) fn matches(&self, rn: &str, row: &StoredRow) -> Result<bool> {
         let mut values = HashMap::new();
         let mut ring: Option<std::sync::Arc<KeyRing>> = None;
-        for (name, cell) in &row.cells {
-            let Some((_, encrypted)) = self.read.iter().find(|(c, _)| c == &**name) else {
+        for (name, cell) in row.cells() {
+            let Some((_, encrypted)) = self.read.iter().find(|(c, _)| c == name) else {
                 continue;
             };
             let value = cell.to_value();

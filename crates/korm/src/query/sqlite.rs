@@ -56,6 +56,10 @@ impl Dialect for SqliteDialect {
         false
     }
 
+    fn text_equality_needs_guard(&self, texts: &[&str]) -> bool {
+        texts.iter().any(|t| t.starts_with(['{', '[']))
+    }
+
     fn json_type(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         match loc.element {
             Some(alias) if loc.steps.is_empty() => format!("{alias}.type"),
@@ -251,9 +255,25 @@ mod tests {
         assert_eq!(
             where_sql(eq("meta.tier", "gold")),
             (
-                "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')".into(),
-                vec![text("$.tier"), text("gold"), text("$.tier")]
+                "json_extract(\"meta\", ?) = ?".into(),
+                vec![text("$.tier"), text("gold")]
             )
+        );
+        // json_extract gives an object or an array as JSON text: text that could be one keeps
+        // the type check.
+        for looks_like_json in ["[gold]", "{\"a\":1}"] {
+            assert_eq!(
+                where_sql(eq("meta.tier", looks_like_json)),
+                (
+                    "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')".into(),
+                    vec![text("$.tier"), text(looks_like_json), text("$.tier")]
+                )
+            );
+        }
+        // Orderings compare text with an object's JSON text too: always checked.
+        assert_eq!(
+            where_sql(gt("meta.tier", "gold")).0,
+            "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) = 'text')"
         );
     }
 
@@ -286,8 +306,8 @@ mod tests {
         assert_eq!(
             where_sql(eq("tags[0]", "a")),
             (
-                "(json_extract(\"tags\", ?) = ? AND json_type(\"tags\", ?) = 'text')".into(),
-                vec![text("$[0]"), text("a"), text("$[0]")]
+                "json_extract(\"tags\", ?) = ?".into(),
+                vec![text("$[0]"), text("a")]
             )
         );
     }
@@ -436,7 +456,7 @@ mod tests {
             sql,
             "((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
              OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
-             OR (json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text'))"
+             OR json_extract(\"meta\", ?) IN (?, ?))"
         );
         let p = text("$.tier");
         assert_eq!(
@@ -451,8 +471,13 @@ mod tests {
                 p.clone(),
                 text("gold"),
                 text("silver"),
-                p,
             ]
+        );
+        // A text that could be an object's or an array's JSON text keeps the type check.
+        let (sql, _) = where_sql(in_list("meta.tier", [json!("gold"), json!("[1]")]));
+        assert_eq!(
+            sql,
+            "(json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text')"
         );
     }
 
@@ -462,10 +487,9 @@ mod tests {
             where_sql(eq("addresses[*].city", "Paris")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"addresses\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (json_extract(\"addresses\", w1.fullkey || ?) = ? \
-                 AND json_type(\"addresses\", w1.fullkey || ?) = 'text'))"
+                 AND json_extract(\"addresses\", w1.fullkey || ?) = ?)"
                     .into(),
-                vec![text(".city"), text("Paris"), text(".city")]
+                vec![text(".city"), text("Paris")]
             )
         );
     }
@@ -476,10 +500,9 @@ mod tests {
             where_sql(eq("meta.addresses[*].city", "Paris")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (json_extract(\"meta\", w1.fullkey || ?) = ? \
-                 AND json_type(\"meta\", w1.fullkey || ?) = 'text'))"
+                 AND json_extract(\"meta\", w1.fullkey || ?) = ?)"
                     .into(),
-                vec![text("$.addresses"), text(".city"), text("Paris"), text(".city")]
+                vec![text("$.addresses"), text(".city"), text("Paris")]
             )
         );
     }
@@ -490,7 +513,7 @@ mod tests {
             where_sql(eq("tags[*]", "a")),
             (
                 "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND (w1.value = ? AND w1.type = 'text'))"
+                 AND w1.value = ?)"
                     .into(),
                 vec![text("a")]
             )
@@ -514,15 +537,13 @@ mod tests {
                 "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
                  WHERE typeof(w2.key) = 'integer' \
-                 AND (json_extract(\"meta\", w2.fullkey || ?) = ? \
-                 AND json_type(\"meta\", w2.fullkey || ?) = 'text')))"
+                 AND json_extract(\"meta\", w2.fullkey || ?) = ?))"
                     .into(),
                 vec![
                     text("$.groups"),
                     text(".members"),
                     text(".name"),
-                    text("x"),
-                    text(".name")
+                    text("x")
                 ]
             )
         );
@@ -612,16 +633,10 @@ mod tests {
         )
         .unwrap();
         assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
-        assert!(st.sql.contains(" WHERE (json_extract"), "{}", st.sql);
+        assert!(st.sql.contains(" WHERE json_extract"), "{}", st.sql);
         assert_eq!(
             st.params,
-            vec![
-                text("$.tier"),
-                text("gold"),
-                text("$.tier"),
-                text("$.rank"),
-                text("$.rank")
-            ]
+            vec![text("$.tier"), text("gold"), text("$.rank"), text("$.rank")]
         );
     }
 

@@ -133,6 +133,7 @@ conformance!(
     schema_mismatch_then_destructive,
     filter_operators,
     json_paths_indexes_and_wildcards,
+    json_equality_matches_the_type_too,
     not_keeps_rows_where_the_value_is_missing,
     sort_nulls_and_stability,
     sort_rejects_non_scalars_unless_stringified,

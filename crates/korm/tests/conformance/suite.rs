@@ -686,6 +686,74 @@ pub async fn json_paths_indexes_and_wildcards(pool: &Pool) {
     );
 }
 
+/// Equality is typed: a text equals only that text, never a number, a boolean, or an object
+/// or array whose JSON reads the same (SQLite's `json_extract` gives those as JSON text).
+pub async fn json_equality_matches_the_type_too(pool: &Pool) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Doc {
+        name: String,
+        meta: Value,
+    }
+    let docs = "[rn]:docs:typed:*";
+    let values = [
+        ("text", json!("gold")),
+        ("text_array", json!("[1]")),
+        ("array", json!([1])),
+        ("text_object", json!("{\"a\":1}")),
+        ("object", json!({"a": 1})),
+        ("one", json!(1)),
+        ("text_one", json!("1")),
+        ("true", json!(true)),
+        ("text_true", json!("true")),
+    ];
+    for (name, v) in &values {
+        create(
+            pool,
+            docs,
+            Doc {
+                name: (*name).into(),
+                meta: json!({ "v": v, "list": [v] }),
+            },
+        )
+        .await;
+    }
+    let found = |filter: korm::Filter| async move {
+        let mut names: Vec<String> = korm::item::<Doc>(pool)
+            .query(rn(docs))
+            .filter(filter)
+            .get()
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|d| d.into_data().name)
+            .collect();
+        names.sort();
+        names
+    };
+    for path in ["meta.v", "meta.list[0]", "meta.list[*]"] {
+        assert_eq!(found(eq(path, "gold")).await, ["text"], "{path}");
+        assert_eq!(found(eq(path, "[1]")).await, ["text_array"], "{path}");
+        assert_eq!(
+            found(eq(path, "{\"a\":1}")).await,
+            ["text_object"],
+            "{path}"
+        );
+        assert_eq!(found(eq(path, "1")).await, ["text_one"], "{path}");
+        assert_eq!(found(eq(path, 1)).await, ["one"], "{path}");
+        assert_eq!(found(eq(path, true)).await, ["true"], "{path}");
+        assert_eq!(
+            found(in_list(path, [json!("[1]"), json!("gold"), json!("true")])).await,
+            ["text", "text_array", "text_true"],
+            "{path}"
+        );
+        assert_eq!(
+            found(not(eq(path, "gold"))).await.len(),
+            values.len() - 1,
+            "{path}"
+        );
+    }
+}
+
 pub async fn not_keeps_rows_where_the_value_is_missing(pool: &Pool) {
     seed(pool).await;
     // nickname is null for three users: not(eq) must keep them (null is not "Barn").

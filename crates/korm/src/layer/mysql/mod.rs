@@ -751,16 +751,17 @@ impl MySqlLayer {
             .iter()
             .map(|n| ReadColumn::of(n, Some(&schema)))
             .collect();
+        let names = crate::model::field_names(&plan);
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut id = None;
-            let mut cells = Vec::with_capacity(plan.len());
+            let mut cells = Vec::with_capacity(names.len());
             for (i, column) in plan.iter().enumerate() {
                 match column {
                     ReadColumn::Skip => {}
                     ReadColumn::Id => id = text_at(row, i).ok().flatten(),
                     ReadColumn::Field(name, kind) => {
-                        cells.push((Arc::clone(name), decode_cell(table, name, *kind, row, i)?));
+                        cells.push(decode_cell(table, name, *kind, row, i)?);
                     }
                 }
             }
@@ -768,7 +769,7 @@ impl MySqlLayer {
                 rn: table.to_owned(),
                 reason: "a row has no rnId".to_owned(),
             })?;
-            out.push(StoredRow { id, cells });
+            out.push(StoredRow::new(id, Arc::clone(&names), cells));
         }
         Ok(out)
     }

@@ -959,9 +959,10 @@ impl PgLayer {
             return Ok(());
         };
         let plan = self.column_plan(table, first).await?;
+        let names = crate::model::field_names(&plan);
         out.reserve(rows.len());
         for row in &rows {
-            out.push(decode_row(table, &plan, row)?);
+            out.push(decode_row(table, (&plan, &names), row)?);
         }
         Ok(())
     }
@@ -987,9 +988,14 @@ impl PgLayer {
     }
 }
 
-fn decode_row(table: &str, plan: &[ReadColumn], row: &PgRow) -> Result<StoredRow> {
+/// A row, by the result's plan and the names of its field columns.
+fn decode_row(
+    table: &str,
+    (plan, names): (&[ReadColumn], &Arc<[Arc<str>]>),
+    row: &PgRow,
+) -> Result<StoredRow> {
     let mut id = None;
-    let mut cells = Vec::with_capacity(plan.len());
+    let mut cells = Vec::with_capacity(names.len());
     for (i, column) in plan.iter().enumerate() {
         let value = row.try_get_raw(i).map_err(|_| Error::Decode {
             rn: table.to_owned(),
@@ -1007,7 +1013,7 @@ fn decode_row(table: &str, plan: &[ReadColumn], row: &PgRow) -> Result<StoredRow
                 }
             },
             ReadColumn::Field(name, kind) => {
-                cells.push((Arc::clone(name), decode_cell(table, name, *kind, value)?));
+                cells.push(decode_cell(table, name, *kind, value)?);
             }
         }
     }
@@ -1015,7 +1021,7 @@ fn decode_row(table: &str, plan: &[ReadColumn], row: &PgRow) -> Result<StoredRow
         rn: table.to_owned(),
         reason: "a row has no rnId".to_owned(),
     })?;
-    Ok(StoredRow { id, cells })
+    Ok(StoredRow::new(id, Arc::clone(names), cells))
 }
 
 /// Type OIDs of the built-in types korm reads (stable across PostgreSQL versions).

@@ -192,6 +192,20 @@ impl Layer for SqliteLayer {
             .await
     }
 
+    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
+        self.reads.add(1);
+        if let Some(done) = self
+            .worker
+            .try_in_place(None, |state| fetch_one(state, table, id))
+        {
+            return done;
+        }
+        let (table, id) = (table.to_owned(), id.to_owned());
+        self.worker
+            .call(move |state| fetch_one(state, &table, &id))
+            .await
+    }
+
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
         self.reads.add(1);
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
@@ -680,12 +694,48 @@ fn to_param(value: &Value, kind: ColumnKind) -> SqlParam {
 // ---------------------------------------------------------------------------------------------
 // Reads
 
+/// The row of one id, if any: [`fetch`] of one id, without its lists.
+fn fetch_one(state: &mut State, table: &str, id: &str) -> Result<Option<StoredRow>> {
+    let State {
+        conn,
+        schemas,
+        plans,
+        ident,
+        sql,
+        ..
+    } = state;
+    sql.clear();
+    sql.push_str("SELECT * FROM ");
+    push_quoted(sql, table);
+    sql.push_str(" WHERE \"rnId\" = ?");
+    let mut found = None;
+    let read = query_rows(
+        conn,
+        (schemas, plans),
+        ident,
+        table,
+        sql,
+        [id],
+        Some(1),
+        &mut |row| found = Some(row),
+    );
+    match read {
+        Ok(()) => Ok(found),
+        // A table that does not exist yet holds no rows (looked up only when the read failed).
+        Err(e) => match schema_of(conn, schemas, ident, table)? {
+            None => Ok(None),
+            Some(_) => Err(e),
+        },
+    }
+}
+
 fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow>> {
     let State {
         conn,
         schemas,
         plans,
         ident,
+        sql,
         ..
     } = state;
     if ids.is_empty() {
@@ -693,9 +743,9 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
     }
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(FETCH_CHUNK) {
-        let mut sql = String::with_capacity(48 + table.len() + 3 * chunk.len());
+        sql.clear();
         sql.push_str("SELECT * FROM ");
-        push_quoted(&mut sql, table);
+        push_quoted(sql, table);
         // Many ids are one JSON array parameter: one statement text (prepared once) whatever
         // the count, and no bind per id.
         let many = chunk.len() > FETCH_INLINE_IDS;
@@ -721,15 +771,14 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         };
         let read = query_rows(
             conn,
-            schemas,
-            plans,
+            (schemas, plans),
             ident,
             table,
-            &sql,
+            sql,
             params.iter(),
             // Ids are the primary key: once every id was found there is no other row.
             Some(chunk.len()),
-            &mut out,
+            &mut |row| out.push(row),
         );
         // A table that does not exist yet holds no rows. That is looked up only when the read
         // failed, so a read of an existing table costs no schema lookup.
@@ -828,18 +877,27 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
         crate::model::SqlValue::Text(s) => SqlParam::Text(s),
     });
-    let mut out = Vec::with_capacity(16);
+    // As many rows as this statement gave last time (up to a bound): a result read into a
+    // vector grown by doubling would copy itself several times.
+    let mut out = Vec::with_capacity(
+        plans
+            .get(table)
+            .and_then(|entry| entry.rows_hint(&statement.sql))
+            .unwrap_or(16),
+    );
     query_rows(
         conn,
-        schemas,
-        plans,
+        (schemas, plans),
         ident,
         table,
         &statement.sql,
         params,
         None,
-        &mut out,
+        &mut |row| out.push(row),
     )?;
+    if let Some(entry) = plans.get_mut(table) {
+        entry.seen_rows(&statement.sql, out.len());
+    }
     Ok(out)
 }
 
@@ -850,14 +908,16 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
 )]
 fn query_rows(
     conn: &Connection,
-    schemas: &mut worker::TableMap<TableSchema>,
-    plans: &mut worker::TableMap<PlanEntry>,
+    (schemas, plans): (
+        &mut worker::TableMap<TableSchema>,
+        &mut worker::TableMap<PlanEntry>,
+    ),
     layer: &str,
     table: &str,
     sql: &str,
     params: impl IntoIterator<Item: rusqlite::ToSql>,
     max_rows: Option<usize>,
-    out: &mut Vec<StoredRow>,
+    out: &mut dyn FnMut(StoredRow),
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| db_error(layer, e))?;
     let mut found = 0usize;
@@ -884,7 +944,7 @@ fn query_rows(
             )?),
         };
         let mut id = None;
-        let mut cells = Vec::with_capacity(plan.columns.len());
+        let mut cells = Vec::with_capacity(plan.fields.len());
         for (i, column) in plan.columns.iter().enumerate() {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
             match column {
@@ -904,7 +964,7 @@ fn query_rows(
                     }
                 },
                 ReadColumn::Field(name, kind) => {
-                    cells.push((Arc::clone(name), decode_cell(table, name, *kind, value)?));
+                    cells.push(decode_cell(table, name, *kind, value)?);
                 }
             }
         }
@@ -912,7 +972,7 @@ fn query_rows(
             rn: table.to_owned(),
             reason: "a row has no rnId".to_owned(),
         })?;
-        out.push(StoredRow { id, cells });
+        out(StoredRow::new(id, Arc::clone(&plan.fields), cells));
     }
     Ok(())
 }
@@ -923,6 +983,8 @@ fn query_rows(
 pub(crate) struct ReadPlan {
     names: Vec<Box<str>>,
     columns: Vec<ReadColumn>,
+    /// The names of the field columns, shared by the rows read.
+    fields: Arc<[Arc<str>]>,
 }
 
 impl ReadPlan {
@@ -941,16 +1003,46 @@ impl ReadPlan {
 #[derive(Debug)]
 pub(crate) struct PlanEntry {
     plan: Arc<ReadPlan>,
-    /// Statements (by SQL text) whose columns were checked against the plan, with their run
-    /// and re-prepare counts when last seen. A statement seen again with one more run and no
-    /// re-prepare is the same prepared statement, unchanged: its columns need no new check.
-    /// (A statement prepared afresh, after leaving the statement cache, counts from zero, so
-    /// it is never mistaken for the one it replaces.)
-    fitting: Vec<(Box<str>, i32, i32)>,
+    /// Statements whose columns were checked against the plan (see [`Fitting`]).
+    fitting: Vec<Fitting>,
+}
+
+/// A statement (by SQL text) whose columns were checked against its table's plan, with its
+/// run and re-prepare counts when last seen. A statement seen again with one more run and no
+/// re-prepare is the same prepared statement, unchanged: its columns need no new check. (A
+/// statement prepared afresh, after leaving the statement cache, counts from zero, so it is
+/// never mistaken for the one it replaces.)
+#[derive(Debug)]
+struct Fitting {
+    sql: Box<str>,
+    runs: i32,
+    reprepares: i32,
+    /// How many rows its last select gave (0 until one did).
+    rows: usize,
 }
 
 /// How many statements per table [`PlanEntry`] remembers.
 const FITTING_MAX: usize = 16;
+
+/// The largest result a select reserves room for ahead, from its statement's last run.
+const ROWS_HINT_MAX: usize = 4096;
+
+impl PlanEntry {
+    /// How many rows the select `sql` gave last time, if it ran before.
+    fn rows_hint(&self, sql: &str) -> Option<usize> {
+        self.fitting
+            .iter()
+            .find(|f| &*f.sql == sql)
+            .map(|f| f.rows.clamp(16, ROWS_HINT_MAX))
+    }
+
+    /// Remembers how many rows the select `sql` gave.
+    fn seen_rows(&mut self, sql: &str, rows: usize) {
+        if let Some(f) = self.fitting.iter_mut().find(|f| &*f.sql == sql) {
+            f.rows = rows;
+        }
+    }
+}
 
 /// The read plan of a table: the cached one while the statement's columns still match it,
 /// else a new one. Columns the schema cache does not know (another process added them) make
@@ -974,22 +1066,30 @@ fn column_plan(
     let runs = stmt.get_status(StatementStatus::Run);
     let reprepares = stmt.get_status(StatementStatus::RePrepare);
     if let Some(entry) = plans.get_mut(table) {
-        let seen = entry.fitting.iter().position(|(text, ..)| &**text == sql);
+        let seen = entry.fitting.iter().position(|f| &*f.sql == sql);
         if let Some(i) = seen {
-            let (_, last_runs, last_reprepares) = &mut entry.fitting[i];
-            if last_runs.wrapping_add(1) == runs && *last_reprepares == reprepares {
-                *last_runs = runs;
+            let fitting = &mut entry.fitting[i];
+            if fitting.runs.wrapping_add(1) == runs && fitting.reprepares == reprepares {
+                fitting.runs = runs;
                 return Ok(Arc::clone(&entry.plan));
             }
         }
         if entry.plan.fits(stmt) {
             match seen {
-                Some(i) => entry.fitting[i] = (sql.into(), runs, reprepares),
+                Some(i) => {
+                    let fitting = &mut entry.fitting[i];
+                    (fitting.runs, fitting.reprepares) = (runs, reprepares);
+                }
                 None => {
                     if entry.fitting.len() == FITTING_MAX {
                         entry.fitting.remove(0);
                     }
-                    entry.fitting.push((sql.into(), runs, reprepares));
+                    entry.fitting.push(Fitting {
+                        sql: sql.into(),
+                        runs,
+                        reprepares,
+                        rows: 0,
+                    });
                 }
             }
             return Ok(Arc::clone(&entry.plan));
@@ -1005,16 +1105,22 @@ fn column_plan(
         schemas.insert(table.to_owned(), fresh);
     }
     let schema = schemas.get(table);
-    let columns = names.iter().map(|&n| ReadColumn::of(n, schema)).collect();
+    let columns: Vec<ReadColumn> = names.iter().map(|&n| ReadColumn::of(n, schema)).collect();
     let plan = Arc::new(ReadPlan {
         names: names.into_iter().map(Box::from).collect(),
+        fields: crate::model::field_names(&columns),
         columns,
     });
     plans.insert(
         table.to_owned(),
         PlanEntry {
             plan: Arc::clone(&plan),
-            fitting: vec![(sql.into(), runs, reprepares)],
+            fitting: vec![Fitting {
+                sql: sql.into(),
+                runs,
+                reprepares,
+                rows: 0,
+            }],
         },
     );
     Ok(plan)

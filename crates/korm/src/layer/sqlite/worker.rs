@@ -69,6 +69,8 @@ pub(crate) struct State {
     /// How to read each table's `SELECT *` rows, kept between reads (see `column_plan`).
     pub(crate) plans: TableMap<super::PlanEntry>,
     pub(crate) ident: String,
+    /// A buffer for SQL text a read builds afresh each time (it keeps its capacity).
+    pub(crate) sql: String,
     /// Commits since the last checkpoint, when checkpoints are korm's job (see
     /// [`State::committed`]).
     commits: u32,
@@ -292,6 +294,7 @@ impl Worker {
                     schemas: TableMap::default(),
                     plans: TableMap::default(),
                     ident: thread_ident.clone(),
+                    sql: String::new(),
                     commits: 0,
                     checkpoint_every: None,
                     busy_zero: false,
