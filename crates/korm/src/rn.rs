@@ -805,7 +805,7 @@ impl<T> Rn<T> {
     /// The item RN in this item or collection RN's collection with the id `id` (validated by
     /// the caller; `self` is not a depot RN): the text up to the id, then the id. One string,
     /// no parts copied.
-    fn with_valid_id(&self, id: &str) -> Self {
+    pub(crate) fn with_valid_id(&self, id: &str) -> Self {
         let text = &self.data.text;
         let cut = self.data.id_start;
         let mut out = String::with_capacity(cut + id.len());
@@ -1080,9 +1080,14 @@ impl<T> Rn<T> {
         Ok(self.with_valid_id(&id))
     }
 
-    /// This RN with the id `id` kept exactly as written (any case), for ids read back from
-    /// storage: the RN of a stored row must be the RN it was written under.
-    pub(crate) fn with_id_text(&self, id: &str) -> Result<Rn<T>> {
+    /// Checks an id read back from storage, for [`with_valid_id`](Rn::with_valid_id): the
+    /// RN of a stored row keeps its id exactly as written (any case), since it must be the
+    /// RN the row was written under.
+    ///
+    /// # Errors
+    /// [`Error::WrongRnForm`] for a depot RN, [`Error::InvalidRn`] for an id that is not a
+    /// UUIDv4.
+    pub(crate) fn check_id_text(&self, id: &str) -> Result<()> {
         if self.is_depot() {
             return Err(Error::WrongRnForm {
                 rn: self.data.text.clone(),
@@ -1096,7 +1101,7 @@ impl<T> Rn<T> {
             );
             return Err(Invalid::new(format!("id {}", quote(id)), ID_RULE).into_error(&input));
         }
-        Ok(self.with_valid_id(id))
+        Ok(())
     }
 
     /// This RN with its `from` mod set to `layer` (replaced in place, or added first).

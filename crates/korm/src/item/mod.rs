@@ -207,7 +207,7 @@ impl<T: Model> FloatingItem<T> {
         let stored = prepared.run(&self.pool, options).await?;
         Ok(Item {
             pool: self.pool,
-            rn: self.rn,
+            rn: ItemRn::new(self.rn),
             data: self.data,
             stored,
         })
@@ -351,10 +351,55 @@ fn commit_op<T: Model>(
     })
 }
 
+/// An item's RN. The items a query reads get theirs made on first use, from the collection's
+/// RN and the stored id: most are never asked for it, and making one costs two allocations
+/// per row read.
+pub(crate) struct ItemRn<T> {
+    made: std::sync::OnceLock<Rn<T>>,
+    /// What an RN not made yet is made from: the collection's RN and the item's id (checked).
+    collection: Rn<T>,
+    id: String,
+}
+
+impl<T> ItemRn<T> {
+    /// An RN already made.
+    pub(crate) fn new(rn: Rn<T>) -> Self {
+        ItemRn {
+            made: std::sync::OnceLock::from(rn.clone()),
+            collection: rn,
+            id: String::new(),
+        }
+    }
+
+    /// The RN of the item `id` of `collection`, made on first use. The id must have passed
+    /// [`Rn::check_id_text`].
+    pub(crate) fn lazy(collection: Rn<T>, id: String) -> Self {
+        ItemRn {
+            made: std::sync::OnceLock::new(),
+            collection,
+            id,
+        }
+    }
+
+    /// The RN.
+    pub(crate) fn get(&self) -> &Rn<T> {
+        self.made
+            .get_or_init(|| self.collection.with_valid_id(&self.id))
+    }
+
+    /// The RN, taken out.
+    pub(crate) fn into_rn(self) -> Rn<T> {
+        match self.made.into_inner() {
+            Some(rn) => rn,
+            None => self.collection.with_valid_id(&self.id),
+        }
+    }
+}
+
 /// A stored item whose data matches what is stored.
 pub struct Item<T> {
     pool: Pool,
-    rn: Rn<T>,
+    rn: ItemRn<T>,
     data: T,
     /// The data as stored: the before-image of the next write.
     stored: BeforeImage,
@@ -365,7 +410,7 @@ impl<T: Model> Item<T> {
     /// model's [`Ref`](crate::Ref) fields decode their referenced data.
     pub(crate) fn from_stored_resolved(
         pool: Pool,
-        rn: Rn<T>,
+        rn: ItemRn<T>,
         row: StoredRow,
         resolved: Option<&std::sync::Arc<crate::model::Resolved>>,
     ) -> Result<Self> {
@@ -383,7 +428,7 @@ impl<T: Model> Item<T> {
 
     /// The item's RN.
     pub fn rn(&self) -> &Rn<T> {
-        &self.rn
+        self.rn.get()
     }
 
     /// The data.
@@ -427,7 +472,7 @@ impl<T: Model> Item<T> {
     fn delete_op(&self) -> WriteOp {
         WriteOp {
             kind: OpKind::Delete,
-            rn: self.rn.untyped(),
+            rn: self.rn.get().untyped(),
             fields: Arc::from(Vec::new()),
             before: Some(self.stored.clone()),
             destructive: false,
@@ -437,14 +482,14 @@ impl<T: Model> Item<T> {
 
     /// A readable rendering of the item, secrets redacted (see [`ShowOptions`]).
     pub fn show(&self, options: ShowOptions) -> String {
-        show::render(self.rn.as_str(), &self.stored.to_map(), options)
+        show::render(self.rn.get().as_str(), &self.stored.to_map(), options)
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Item<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Item")
-            .field("rn", &self.rn)
+            .field("rn", self.rn.get())
             .field("data", &self.data)
             .finish()
     }
@@ -458,7 +503,7 @@ pub struct UncommittedItem<T> {
 impl<T: Model> UncommittedItem<T> {
     /// The item's RN.
     pub fn rn(&self) -> &Rn<T> {
-        &self.item.rn
+        self.item.rn.get()
     }
 
     /// The changed data.
@@ -498,7 +543,7 @@ impl<T: Model> UncommittedItem<T> {
             data,
             stored,
         } = self.item;
-        let new_stored = commit_op(&rn, &data, stored, options)?
+        let new_stored = commit_op(rn.get(), &data, stored, options)?
             .run(&pool, options)
             .await?;
         Ok(Item {
@@ -513,7 +558,7 @@ impl<T: Model> UncommittedItem<T> {
 impl<T: fmt::Debug> fmt::Debug for UncommittedItem<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UncommittedItem")
-            .field("rn", &self.item.rn)
+            .field("rn", self.item.rn.get())
             .field("data", &self.item.data)
             .finish()
     }
@@ -527,7 +572,7 @@ pub struct DeletedItem<T> {
 impl<T: Model> DeletedItem<T> {
     /// The RN the item had.
     pub fn rn(&self) -> &Rn<T> {
-        &self.item.rn
+        self.item.rn.get()
     }
 
     /// The snapshot of the data.
@@ -547,7 +592,13 @@ impl<T: Model> DeletedItem<T> {
     /// [`Error::UniqueViolation`] if another item took a unique value, and database errors.
     pub async fn restore(self) -> Result<Item<T>> {
         let Item { pool, rn, data, .. } = self.item;
-        FloatingItem { pool, rn, data }.create().await
+        FloatingItem {
+            pool,
+            rn: rn.into_rn(),
+            data,
+        }
+        .create()
+        .await
     }
 
     /// Gives up the snapshot for good and makes sure nothing is stored at the RN; it runs only
@@ -559,7 +610,7 @@ impl<T: Model> DeletedItem<T> {
                 &pool,
                 WritePlan::single(WriteOp {
                     kind: OpKind::DeleteIfExists,
-                    rn: rn.untyped(),
+                    rn: rn.get().untyped(),
                     fields: Arc::from(Vec::new()),
                     before: None,
                     destructive: false,
@@ -574,7 +625,7 @@ impl<T: Model> DeletedItem<T> {
 impl<T: fmt::Debug> fmt::Debug for DeletedItem<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeletedItem")
-            .field("rn", &self.item.rn)
+            .field("rn", self.item.rn.get())
             .field("data", &self.item.data)
             .finish()
     }
@@ -591,9 +642,9 @@ impl<T: fmt::Debug> fmt::Debug for FloatingItem<T> {
 
 /// Reads a stored row into a model. serde's messages quote the offending value; those quotes
 /// are redacted, so a stored value never reaches an error or a log line.
-fn decode<T: DeserializeOwned>(rn: &Rn<T>, row: &StoredRow) -> Result<T> {
+fn decode<T: DeserializeOwned>(rn: &ItemRn<T>, row: &StoredRow) -> Result<T> {
     T::deserialize(row.deserializer()).map_err(|e| Error::Decode {
-        rn: rn.to_string(),
+        rn: rn.get().to_string(),
         reason: redact_values(&e.to_string()),
     })
 }

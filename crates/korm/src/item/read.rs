@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Item, Model};
+use super::{Item, ItemRn, Model};
 use crate::error::{Error, Result};
 use crate::layer::Select;
 use crate::model::{Cell, Resolved, StoredRow};
@@ -179,19 +179,22 @@ impl<T: Model> Query<T> {
         .await?;
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
         let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            let rn = item_rn(&self.rn, &row.id)?;
+        for mut row in rows {
+            check_item_id(&self.rn, &row.id)?;
             if !self.stringify_sort {
                 for path in &sort_paths {
                     if let Some(found) = non_scalar_at(&row, path) {
                         return Err(Error::NonScalarSort {
                             path: path.to_string(),
-                            rn: rn.to_string(),
+                            rn: self.rn.with_valid_id(&row.id).to_string(),
                             found,
                         });
                     }
                 }
             }
+            // The row stays as the item's before-image, which needs no id: the item's RN,
+            // made on first use, takes it.
+            let rn = ItemRn::lazy(self.rn.clone(), std::mem::take(&mut row.id));
             items.push(Item::from_stored_resolved(
                 self.pool.clone(),
                 rn,
@@ -506,7 +509,8 @@ impl<T: Model> Load<T> {
         let rows = [row];
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
         let [row] = rows;
-        Item::from_stored_resolved(self.pool, self.rn, row, resolved.as_ref()).map(Some)
+        Item::from_stored_resolved(self.pool, ItemRn::new(self.rn), row, resolved.as_ref())
+            .map(Some)
     }
 }
 
@@ -517,10 +521,11 @@ fn collection_table(rn: &Rn) -> Result<String> {
     })
 }
 
-/// The RN of a row found in a collection: the collection's RN (mods kept) with the row's id
-/// exactly as stored, so it loads and commits under the RN it was written with.
-fn item_rn<T>(collection: &Rn<T>, id: &str) -> Result<Rn<T>> {
-    collection.with_id_text(id).map_err(|_| Error::Decode {
+/// Checks the id of a row found in a collection. Its RN is the collection's RN (mods kept)
+/// with the row's id exactly as stored, so it loads and commits under the RN it was written
+/// with.
+fn check_item_id<T>(collection: &Rn<T>, id: &str) -> Result<()> {
+    collection.check_id_text(id).map_err(|_| Error::Decode {
         rn: collection.to_string(),
         reason: "a stored rnId is not a UUIDv4".to_owned(),
     })

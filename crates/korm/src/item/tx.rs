@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::commit_op;
-use super::{DeletedItem, FloatingItem, Item, Model, UncommittedItem, WriteOptions};
+use super::{DeletedItem, FloatingItem, Item, ItemRn, Model, UncommittedItem, WriteOptions};
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::pool::Pool;
@@ -163,7 +163,7 @@ impl<'g> Tx<'g> {
         let owner = pool.clone();
         self.push(&owner, op, move || Item {
             pool,
-            rn,
+            rn: ItemRn::new(rn),
             data,
             stored: stored.unwrap_or_else(|| BeforeImage::Written(Default::default())),
         })
@@ -177,7 +177,7 @@ impl<'g> Tx<'g> {
             data,
             stored,
         } = item.item;
-        let (op, new_stored) = match commit_op(&rn, &data, stored, WriteOptions::default()) {
+        let (op, new_stored) = match commit_op(rn.get(), &data, stored, WriteOptions::default()) {
             Ok(p) => (Ok((p.op, p.cascades)), Some(p.stored)),
             Err(e) => (Err(e), None),
         };
@@ -200,7 +200,11 @@ impl<'g> Tx<'g> {
     /// Stores a deleted item's snapshot again.
     pub fn restore<T: Model>(&mut self, item: DeletedItem<T>) -> TxHandle<Item<T>> {
         let Item { pool, rn, data, .. } = item.item;
-        self.create(FloatingItem { pool, rn, data })
+        self.create(FloatingItem {
+            pool,
+            rn: rn.into_rn(),
+            data,
+        })
     }
 
     /// Runs the transaction under a lock the caller holds (from [`Pool::locker`]): its RN is
