@@ -337,28 +337,13 @@ impl RnData {
     }
 }
 
-/// How long a table name [`Rn::table_name_short`] builds in place may be.
-const TABLE_NAME_INLINE: usize = 96;
+/// How many table names a thread remembers (see [`Rn::table_name_shared`]).
+const RECENT_TABLES_MAX: usize = 8;
 
-/// A table name, in place when short.
-#[derive(Debug)]
-pub(crate) enum TableName {
-    Inline([u8; TABLE_NAME_INLINE], u8),
-    Heap(String),
-}
-
-impl std::ops::Deref for TableName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        match self {
-            // Namespaces and kinds are ASCII: the bytes are always UTF-8.
-            TableName::Inline(buf, len) => {
-                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
-            }
-            TableName::Heap(name) => name,
-        }
-    }
+thread_local! {
+    /// Table names made lately, by `namespace:kind`, the most recent first.
+    static RECENT_TABLES: std::cell::RefCell<Vec<(Box<str>, Arc<str>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The form of an [`Rn`]: what it addresses.
@@ -1014,23 +999,30 @@ impl<T> Rn<T> {
         Some(table)
     }
 
-    /// [`table_name`](Rn::table_name) without an allocation when it is short (every load of
-    /// one item needs it).
-    pub(crate) fn table_name_short(&self) -> Option<TableName> {
-        let (namespace, kind) = (self.namespace()?, self.kind()?);
-        let len = 11 + namespace.len() + kind.len();
-        let mut buf = [0u8; TABLE_NAME_INLINE];
-        let Some(out) = buf.get_mut(..len) else {
-            return self.table_name().map(TableName::Heap);
-        };
-        let parts: [&[u8]; 4] = [b"__items__", namespace.as_bytes(), b"__", kind.as_bytes()];
-        let mut at = 0;
-        for part in parts {
-            out[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        #[allow(clippy::cast_possible_truncation, reason = "len <= TABLE_NAME_INLINE")]
-        Some(TableName::Inline(buf, len as u8))
+    /// [`table_name`](Rn::table_name), shared: the thread remembers the last few it made,
+    /// so loading item after item of one collection makes the name once.
+    pub(crate) fn table_name_shared(&self) -> Option<Arc<str>> {
+        // `namespace:kind`, for an item or collection RN.
+        self.namespace()?;
+        let key = self
+            .data
+            .text
+            .get(self.data.path_start..self.data.id_start.checked_sub(1)?)?;
+        RECENT_TABLES.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(i) = recent.iter().position(|(k, _)| &**k == key) {
+                let found = Arc::clone(&recent[i].1);
+                // The most recent first: a run of loads of one collection finds it at once.
+                recent[..=i].rotate_right(1);
+                return Some(found);
+            }
+            let table: Arc<str> = self.table_name()?.into();
+            if recent.len() == RECENT_TABLES_MAX {
+                recent.pop();
+            }
+            recent.insert(0, (key.into(), Arc::clone(&table)));
+            Some(table)
+        })
     }
 
     /// The RN of everything around this one, with the same mods: an item gives its

@@ -354,27 +354,27 @@ fn commit_op<T: Model>(
 /// An item's RN. The items a query reads get theirs made on first use, from the collection's
 /// RN and the stored id: most are never asked for it, and making one costs two allocations
 /// per row read.
-pub(crate) struct ItemRn<T> {
-    made: std::sync::OnceLock<Rn<T>>,
-    /// What an RN not made yet is made from: the collection's RN and the item's id (checked).
-    collection: Rn<T>,
-    id: String,
+pub(crate) enum ItemRn<T> {
+    /// Made already.
+    Made(Rn<T>),
+    /// Made on first use from the collection's RN and the item's id (checked).
+    Lazy {
+        made: std::sync::OnceLock<Rn<T>>,
+        collection: Rn<T>,
+        id: String,
+    },
 }
 
 impl<T> ItemRn<T> {
     /// An RN already made.
     pub(crate) fn new(rn: Rn<T>) -> Self {
-        ItemRn {
-            made: std::sync::OnceLock::from(rn.clone()),
-            collection: rn,
-            id: String::new(),
-        }
+        ItemRn::Made(rn)
     }
 
     /// The RN of the item `id` of `collection`, made on first use. The id must have passed
     /// [`Rn::check_id_text`].
     pub(crate) fn lazy(collection: Rn<T>, id: String) -> Self {
-        ItemRn {
+        ItemRn::Lazy {
             made: std::sync::OnceLock::new(),
             collection,
             id,
@@ -383,15 +383,27 @@ impl<T> ItemRn<T> {
 
     /// The RN.
     pub(crate) fn get(&self) -> &Rn<T> {
-        self.made
-            .get_or_init(|| self.collection.with_valid_id(&self.id))
+        match self {
+            ItemRn::Made(rn) => rn,
+            ItemRn::Lazy {
+                made,
+                collection,
+                id,
+            } => made.get_or_init(|| collection.with_valid_id(id)),
+        }
     }
 
     /// The RN, taken out.
     pub(crate) fn into_rn(self) -> Rn<T> {
-        match self.made.into_inner() {
-            Some(rn) => rn,
-            None => self.collection.with_valid_id(&self.id),
+        match self {
+            ItemRn::Made(rn) => rn,
+            ItemRn::Lazy {
+                made,
+                collection,
+                id,
+            } => made
+                .into_inner()
+                .unwrap_or_else(|| collection.with_valid_id(&id)),
         }
     }
 }

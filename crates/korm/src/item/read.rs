@@ -493,7 +493,7 @@ impl<T: Model> Load<T> {
             return Err(problem);
         }
         let paths = self.resolve.parse()?;
-        let (table, id) = match (self.rn.table_name_short(), self.rn.id()) {
+        let (table, id) = match (self.rn.table_name_shared(), self.rn.id()) {
             (Some(table), Some(id)) if self.rn.is_item() => (table, id),
             _ => {
                 return Err(Error::WrongRnForm {
@@ -503,7 +503,11 @@ impl<T: Model> Load<T> {
             }
         };
         let layer = self.pool.route(&self.rn)?;
-        let Some(row) = layer.fetch_one(&table, id).await? else {
+        let found = match layer.fetch_one_now(&table, id) {
+            Some(found) => found,
+            None => layer.fetch_one(&table, id).await,
+        };
+        let Some(row) = found? else {
             return Ok(None);
         };
         let rows = [row];

@@ -254,6 +254,14 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
             .next())
     }
 
+    /// [`fetch_one`](Layer::fetch_one) when the layer can answer at once, without waiting
+    /// (SQLite, with its connection free); `None` when the caller must await `fetch_one`.
+    /// Loading one item then costs no boxed future.
+    fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
+        let _ = (table, id);
+        None
+    }
+
     /// Runs a select on one table. A table that does not exist yet gives no rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
 

@@ -192,14 +192,19 @@ impl Layer for SqliteLayer {
             .await
     }
 
-    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
-        self.reads.add(1);
-        if let Some(done) = self
+    fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
+        let done = self
             .worker
-            .try_in_place(None, |state| fetch_one(state, table, id))
-        {
+            .try_in_place(None, |state| fetch_one(state, table, id))?;
+        self.reads.add(1);
+        Some(done)
+    }
+
+    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
+        if let Some(done) = self.fetch_one_now(table, id) {
             return done;
         }
+        self.reads.add(1);
         let (table, id) = (table.to_owned(), id.to_owned());
         self.worker
             .call(move |state| fetch_one(state, &table, &id))
