@@ -176,7 +176,7 @@ fn walk_row<'s>(row: &StoredRow, steps: &'s [Step], out: &mut Found<'s>) {
     let Some((first, rest)) = steps.split_first() else {
         return;
     };
-    let mut visit = |cell: &Cell, wildcard: bool| match cell {
+    let mut visit = |cell: Cell<'_>, wildcard: bool| match cell {
         Cell::Text(text) => out.add(text, rest),
         Cell::Json(text) => {
             if let Ok(value) = serde_json::from_str::<Value>(text) {
@@ -343,12 +343,12 @@ async fn fetch_level(
         let rows = layer.fetch(&table, ids).await?;
         let mut by_id = by_id;
         for row in rows {
-            let spellings = match by_id.remove(&row.id) {
+            let spellings = match by_id.remove(row.id()) {
                 Some(rns) => rns,
                 // A database comparing ids without case may return the stored spelling.
                 None => match by_id
                     .keys()
-                    .find(|k| k.eq_ignore_ascii_case(&row.id))
+                    .find(|k| k.eq_ignore_ascii_case(row.id()))
                     .cloned()
                     .and_then(|k| by_id.remove(&k))
                 {
@@ -729,7 +729,7 @@ async fn through_groups(
         alternatives.push(Filter(FilterNode::RefIn {
             column: column.to_owned(),
             prefixes: group.prefixes.clone(),
-            ids: rows.into_iter().map(|row| row.id).collect(),
+            ids: rows.iter().map(|row| row.id().to_owned()).collect(),
         }));
     }
     Ok(match alternatives.len() {
@@ -758,7 +758,7 @@ pub(crate) fn sort_keys_through_reference<'a>(
         let column = path.column();
         let hop = |row: &StoredRow| -> Option<String> {
             match row.cell(column) {
-                Some(Cell::Text(text)) if text.starts_with("[rn]") => Some(text.clone()),
+                Some(Cell::Text(text)) if text.starts_with("[rn]") => Some(text.to_owned()),
                 _ => None,
             }
         };

@@ -357,11 +357,12 @@ fn commit_op<T: Model>(
 pub(crate) enum ItemRn<T> {
     /// Made already.
     Made(Rn<T>),
-    /// Made on first use from the collection's RN and the item's id (checked).
+    /// Made on first use from the collection's RN and the item's id (checked: a UUID, 36
+    /// ASCII characters, kept in place).
     Lazy {
         made: std::sync::OnceLock<Rn<T>>,
         collection: Rn<T>,
-        id: String,
+        id: [u8; 36],
     },
 }
 
@@ -373,11 +374,14 @@ impl<T> ItemRn<T> {
 
     /// The RN of the item `id` of `collection`, made on first use. The id must have passed
     /// [`Rn::check_id_text`].
-    pub(crate) fn lazy(collection: Rn<T>, id: String) -> Self {
-        ItemRn::Lazy {
-            made: std::sync::OnceLock::new(),
-            collection,
-            id,
+    pub(crate) fn lazy(collection: Rn<T>, id: &str) -> Self {
+        match <[u8; 36]>::try_from(id.as_bytes()) {
+            Ok(id) => ItemRn::Lazy {
+                made: std::sync::OnceLock::new(),
+                collection,
+                id,
+            },
+            Err(_) => ItemRn::Made(collection.with_valid_id(id)),
         }
     }
 
@@ -389,7 +393,7 @@ impl<T> ItemRn<T> {
                 made,
                 collection,
                 id,
-            } => made.get_or_init(|| collection.with_valid_id(id)),
+            } => made.get_or_init(|| collection.with_valid_id(id_text(id))),
         }
     }
 
@@ -403,9 +407,14 @@ impl<T> ItemRn<T> {
                 id,
             } => made
                 .into_inner()
-                .unwrap_or_else(|| collection.with_valid_id(&id)),
+                .unwrap_or_else(|| collection.with_valid_id(id_text(&id))),
         }
     }
+}
+
+/// A lazy RN's id as text (always ASCII: it passed [`Rn::check_id_text`]).
+fn id_text(id: &[u8; 36]) -> &str {
+    std::str::from_utf8(id).unwrap_or_default()
 }
 
 /// A stored item whose data matches what is stored.

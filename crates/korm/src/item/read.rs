@@ -179,22 +179,20 @@ impl<T: Model> Query<T> {
         .await?;
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
         let mut items = Vec::with_capacity(rows.len());
-        for mut row in rows {
-            check_item_id(&self.rn, &row.id)?;
+        for row in rows {
+            check_item_id(&self.rn, row.id())?;
             if !self.stringify_sort {
                 for path in &sort_paths {
                     if let Some(found) = non_scalar_at(&row, path) {
                         return Err(Error::NonScalarSort {
                             path: path.to_string(),
-                            rn: self.rn.with_valid_id(&row.id).to_string(),
+                            rn: self.rn.with_valid_id(row.id()).to_string(),
                             found,
                         });
                     }
                 }
             }
-            // The row stays as the item's before-image, which needs no id: the item's RN,
-            // made on first use, takes it.
-            let rn = ItemRn::lazy(self.rn.clone(), std::mem::take(&mut row.id));
+            let rn = ItemRn::lazy(self.rn.clone(), row.id());
             items.push(Item::from_stored_resolved(
                 self.pool.clone(),
                 rn,
@@ -308,7 +306,7 @@ async fn select_rows_inner(
         Some(residual) => {
             let mut kept = Vec::with_capacity(rows.len());
             for row in rows {
-                let rn = format!("{}{}", collection_prefix(&collection), row.id);
+                let rn = format!("{}{}", collection_prefix(&collection), row.id());
                 if residual.matches(&rn, &row)? {
                     kept.push(row);
                 }
@@ -366,7 +364,7 @@ async fn sort_rows(
                 return ordering;
             }
         }
-        rows[a].id.cmp(&rows[b].id)
+        rows[a].id().cmp(rows[b].id())
     });
     let mut slots: Vec<Option<StoredRow>> = rows.into_iter().map(Some).collect();
     Ok(order.into_iter().filter_map(|i| slots[i].take()).collect())

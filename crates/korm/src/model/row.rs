@@ -8,9 +8,9 @@ use std::sync::Arc;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-/// One stored value, by its column kind.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
+/// One stored value, by its column kind, as read from a [`StoredRow`] (text borrowed from it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Cell<'a> {
     /// SQL NULL.
     Null,
     /// A whole number.
@@ -20,57 +20,161 @@ pub(crate) enum Cell {
     /// A boolean (stored as 0/1 on SQLite).
     Boolean(bool),
     /// Text (also RN strings).
-    Text(String),
+    Text(&'a str),
     /// JSON text: an object, an array or an encryption envelope.
-    Json(String),
+    Json(&'a str),
 }
 
-impl Cell {
+impl Cell<'_> {
     /// The value in storage form. JSON text that does not parse is kept as a string, so a
     /// before-image writes back exactly what was stored.
-    pub(crate) fn to_value(&self) -> Value {
+    pub(crate) fn to_value(self) -> Value {
         match self {
             Cell::Null => Value::Null,
-            Cell::Integer(i) => Value::from(*i),
-            Cell::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-            Cell::Boolean(b) => Value::Bool(*b),
-            Cell::Text(s) => Value::String(s.clone()),
+            Cell::Integer(i) => Value::from(i),
+            Cell::Double(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Cell::Boolean(b) => Value::Bool(b),
+            Cell::Text(s) => Value::String(s.to_owned()),
             Cell::Json(text) => {
-                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
             }
         }
     }
 }
 
-/// One stored item: its id and its field cells, named.
-#[derive(Debug, Clone, PartialEq)]
+/// How a row holds a cell: text as a range of the row's one text buffer.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Null,
+    Integer(i64),
+    Double(f64),
+    Boolean(bool),
+    Text(u32, u32),
+    Json(u32, u32),
+}
+
+/// One stored item: its id and its field cells, named. The id and every text cell live in
+/// one buffer, so a row read back is three allocations whatever its text columns: the
+/// buffer, the cell list and (shared by the rows of a result) the column names.
+#[derive(Debug, Clone)]
 pub(crate) struct StoredRow {
-    /// The item UUID (`rnId`).
-    pub(crate) id: String,
+    /// The id, then the text of the text and JSON cells.
+    text: String,
+    /// Where the item UUID (`rnId`) is in `text`.
+    id: (u32, u32),
     /// The field columns' names, shared by the rows of one result: `names[i]` names
-    /// `cells[i]`. (A row is a few small allocations, not one per cell name.)
+    /// `slots[i]`.
     names: Arc<[Arc<str>]>,
-    cells: Vec<Cell>,
+    slots: Vec<Slot>,
+}
+
+impl PartialEq for StoredRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id() && self.cells().eq(other.cells())
+    }
+}
+
+/// Builds a [`StoredRow`] from the cells of a result row, in column order.
+#[derive(Debug)]
+pub(crate) struct RowBuilder {
+    text: String,
+    id: Option<(u32, u32)>,
+    slots: Vec<Slot>,
+}
+
+impl RowBuilder {
+    /// A builder for a row of `fields` field cells holding about `text` bytes of text.
+    pub(crate) fn new(fields: usize, text: usize) -> Self {
+        RowBuilder {
+            text: String::with_capacity(text),
+            id: None,
+            slots: Vec::with_capacity(fields),
+        }
+    }
+
+    fn put(&mut self, text: &str) -> Option<(u32, u32)> {
+        let start = u32::try_from(self.text.len()).ok()?;
+        let end = u32::try_from(self.text.len() + text.len()).ok()?;
+        self.text.push_str(text);
+        Some((start, end))
+    }
+
+    /// Sets the row's id (`rnId`).
+    pub(crate) fn id(&mut self, id: &str) {
+        self.id = self.put(id);
+    }
+
+    /// Adds the next field cell.
+    pub(crate) fn push(&mut self, cell: Cell<'_>) {
+        let slot = match cell {
+            Cell::Null => Slot::Null,
+            Cell::Integer(i) => Slot::Integer(i),
+            Cell::Double(f) => Slot::Double(f),
+            Cell::Boolean(b) => Slot::Boolean(b),
+            // A row of 4 GiB of text is not one korm reads: such a cell reads as NULL.
+            Cell::Text(t) => self.put(t).map_or(Slot::Null, |(a, b)| Slot::Text(a, b)),
+            Cell::Json(t) => self.put(t).map_or(Slot::Null, |(a, b)| Slot::Json(a, b)),
+        };
+        self.slots.push(slot);
+    }
+
+    /// How much text the row holds so far.
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The row, its cells named by `names` in order; `None` when no id was set.
+    pub(crate) fn finish(self, names: &Arc<[Arc<str>]>) -> Option<StoredRow> {
+        debug_assert_eq!(names.len(), self.slots.len(), "a row has a name per cell");
+        Some(StoredRow {
+            text: self.text,
+            id: self.id?,
+            names: Arc::clone(names),
+            slots: self.slots,
+        })
+    }
 }
 
 impl StoredRow {
-    /// A row of `cells`, named by `names` in order (as many names as cells).
-    pub(crate) fn new(id: String, names: Arc<[Arc<str>]>, cells: Vec<Cell>) -> Self {
-        debug_assert_eq!(names.len(), cells.len(), "a row has a name per cell");
-        StoredRow { id, names, cells }
-    }
-
     /// A row from named cells (the names are not shared with other rows).
     #[cfg(test)]
-    pub(crate) fn from_pairs(id: &str, cells: Vec<(&str, Cell)>) -> Self {
-        let (names, cells): (Vec<Arc<str>>, Vec<Cell>) =
-            cells.into_iter().map(|(n, c)| (Arc::from(n), c)).unzip();
-        StoredRow::new(id.to_owned(), names.into(), cells)
+    pub(crate) fn from_pairs(id: &str, cells: Vec<(&str, Cell<'_>)>) -> Self {
+        let mut row = RowBuilder::new(cells.len(), 64);
+        row.id(id);
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(cells.len());
+        for (name, cell) in cells {
+            names.push(Arc::from(name));
+            row.push(cell);
+        }
+        row.finish(&names.into())
+            .unwrap_or_else(|| unreachable!("the id was set"))
+    }
+
+    /// The item UUID (`rnId`).
+    pub(crate) fn id(&self) -> &str {
+        self.text
+            .get(self.id.0 as usize..self.id.1 as usize)
+            .unwrap_or_default()
+    }
+
+    fn cell_of(&self, slot: Slot) -> Cell<'_> {
+        let text = |a: u32, b: u32| self.text.get(a as usize..b as usize).unwrap_or_default();
+        match slot {
+            Slot::Null => Cell::Null,
+            Slot::Integer(i) => Cell::Integer(i),
+            Slot::Double(f) => Cell::Double(f),
+            Slot::Boolean(b) => Cell::Boolean(b),
+            Slot::Text(a, b) => Cell::Text(text(a, b)),
+            Slot::Json(a, b) => Cell::Json(text(a, b)),
+        }
     }
 
     /// The field cells with their column names, in column order.
-    pub(crate) fn cells(&self) -> impl ExactSizeIterator<Item = (&str, &Cell)> {
-        self.names.iter().map(|n| &**n).zip(&self.cells)
+    pub(crate) fn cells(&self) -> impl ExactSizeIterator<Item = (&str, Cell<'_>)> {
+        self.names
+            .iter()
+            .map(|n| &**n)
+            .zip(self.slots.iter().map(|slot| self.cell_of(*slot)))
     }
 
     /// The row in storage form (what before-images and WAL records hold).
@@ -81,7 +185,7 @@ impl StoredRow {
     }
 
     /// The cell of a column.
-    pub(crate) fn cell(&self, column: &str) -> Option<&Cell> {
+    pub(crate) fn cell(&self, column: &str) -> Option<Cell<'_>> {
         self.cells()
             .find(|(name, _)| *name == column)
             .map(|(_, cell)| cell)
@@ -115,8 +219,9 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_map(RowMap {
+            row: self.0,
             names: self.0.names.iter(),
-            cells: self.0.cells.iter(),
+            slots: self.0.slots.iter(),
             value: None,
         })
     }
@@ -129,9 +234,10 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 }
 
 struct RowMap<'de> {
+    row: &'de StoredRow,
     names: std::slice::Iter<'de, Arc<str>>,
-    cells: std::slice::Iter<'de, Cell>,
-    value: Option<(&'de str, &'de Cell)>,
+    slots: std::slice::Iter<'de, Slot>,
+    value: Option<(&'de str, Cell<'de>)>,
 }
 
 impl<'de> MapAccess<'de> for RowMap<'de> {
@@ -141,9 +247,9 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        match self.names.next().zip(self.cells.next()) {
-            Some((name, cell)) => {
-                self.value = Some((name, cell));
+        match self.names.next().zip(self.slots.next()) {
+            Some((name, slot)) => {
+                self.value = Some((name, self.row.cell_of(*slot)));
                 seed.deserialize(de::value::BorrowedStrDeserializer::new(name))
                     .map(Some)
             }
@@ -162,13 +268,13 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.cells.len())
+        Some(self.slots.len())
     }
 }
 
 /// Deserializes one cell. JSON cells hand every request to serde_json, so the field's own
 /// type drives the parse.
-struct CellDeserializer<'de>(&'de Cell);
+struct CellDeserializer<'de>(Cell<'de>);
 
 /// Runs `f` on a serde_json deserializer over `text`, and checks nothing follows the value.
 fn json<'de, R>(
@@ -198,9 +304,9 @@ impl<'de> de::Deserializer<'de> for CellDeserializer<'de> {
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.0 {
             Cell::Null => visitor.visit_unit(),
-            Cell::Integer(i) => visitor.visit_i64(*i),
-            Cell::Double(f) => visitor.visit_f64(*f),
-            Cell::Boolean(b) => visitor.visit_bool(*b),
+            Cell::Integer(i) => visitor.visit_i64(i),
+            Cell::Double(f) => visitor.visit_f64(f),
+            Cell::Boolean(b) => visitor.visit_bool(b),
             Cell::Text(s) => visitor.visit_borrowed_str(s),
             Cell::Json(text) => json(text, |de| de::Deserializer::deserialize_any(de, visitor)),
         }
@@ -231,9 +337,7 @@ impl<'de> de::Deserializer<'de> for CellDeserializer<'de> {
             Cell::Json(text) => json(text, |de| {
                 de::Deserializer::deserialize_enum(de, name, variants, visitor)
             }),
-            Cell::Text(s) => {
-                visitor.visit_enum(IntoDeserializer::<Error>::into_deserializer(s.as_str()))
-            }
+            Cell::Text(s) => visitor.visit_enum(IntoDeserializer::<Error>::into_deserializer(s)),
             _ => self.deserialize_any(visitor),
         }
     }
@@ -260,7 +364,7 @@ impl<'de> de::Deserializer<'de> for CellDeserializer<'de> {
 
 impl fmt::Debug for CellDeserializer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CellDeserializer").field(self.0).finish()
+        f.debug_tuple("CellDeserializer").field(&self.0).finish()
     }
 }
 
@@ -298,15 +402,15 @@ mod tests {
     #[test]
     fn a_model_reads_straight_from_cells() {
         let r = row(vec![
-            ("name", Cell::Text("fred".into())),
+            ("name", Cell::Text("fred")),
             ("age", Cell::Integer(41)),
             ("score", Cell::Integer(97)),
             ("active", Cell::Boolean(true)),
             ("nick", Cell::Null),
-            ("meta", Cell::Json(r#"{"tier":"gold"}"#.into())),
-            ("tags", Cell::Json(r#"["a"]"#.into())),
-            ("kind", Cell::Text("Suv".into())),
-            ("unknown", Cell::Json("not json, never parsed".into())),
+            ("meta", Cell::Json(r#"{"tier":"gold"}"#)),
+            ("tags", Cell::Json(r#"["a"]"#)),
+            ("kind", Cell::Text("Suv")),
+            ("unknown", Cell::Json("not json, never parsed")),
         ]);
         let m = Model::deserialize(r.deserializer()).unwrap();
         assert_eq!(m.meta.tier, "gold");
@@ -323,18 +427,43 @@ mod tests {
     }
 
     #[test]
+    fn a_row_keeps_its_id_and_texts_in_one_buffer() {
+        let names: Arc<[Arc<str>]> = vec![Arc::from("a"), Arc::from("b"), Arc::from("c")].into();
+        let mut built = RowBuilder::new(3, 0);
+        built.push(Cell::Text("x"));
+        built.id("id-1");
+        built.push(Cell::Integer(4));
+        built.push(Cell::Json("[1]"));
+        let row = built.finish(&names).expect("the id was set");
+        assert_eq!(row.id(), "id-1");
+        assert_eq!(
+            row.cells().collect::<Vec<_>>(),
+            [
+                ("a", Cell::Text("x")),
+                ("b", Cell::Integer(4)),
+                ("c", Cell::Json("[1]"))
+            ]
+        );
+        assert_eq!(row.cell("c"), Some(Cell::Json("[1]")));
+        assert_eq!(row, row.clone());
+        // A row without an id is refused.
+        assert!(
+            RowBuilder::new(0, 0)
+                .finish(&Arc::from(Vec::new()))
+                .is_none()
+        );
+    }
+
+    #[test]
     fn malformed_json_is_an_error_not_a_panic() {
-        let r = row(vec![("meta", Cell::Json("{\"tier\":".into()))]);
+        let r = row(vec![("meta", Cell::Json("{\"tier\":"))]);
         #[derive(Debug, Deserialize)]
         #[allow(dead_code)]
         struct M {
             meta: Meta,
         }
         assert!(M::deserialize(r.deserializer()).is_err());
-        let r = row(vec![(
-            "meta",
-            Cell::Json("{\"tier\":\"x\"} trailing".into()),
-        )]);
+        let r = row(vec![("meta", Cell::Json("{\"tier\":\"x\"} trailing"))]);
         assert!(M::deserialize(r.deserializer()).is_err());
     }
 }

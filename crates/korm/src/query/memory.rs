@@ -185,7 +185,7 @@ impl Residual {
             };
             values.insert(name.to_string(), value);
         }
-        values.insert(ID_COLUMN.to_owned(), Value::String(row.id.clone()));
+        values.insert(ID_COLUMN.to_owned(), Value::String(row.id().to_owned()));
         Ok(eval(&self.filter, &values))
     }
 }

@@ -49,7 +49,7 @@ use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_in
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use super::{scrub, secrets_of};
 use crate::error::{DbErrorKind, Error, Result};
-use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
+use crate::model::{Cell, ColumnKind, RowBuilder, SqlValue, StoredRow, fingerprint};
 use crate::query::dialect::validate_table;
 use crate::query::{self, MySqlDialect};
 
@@ -754,22 +754,24 @@ impl MySqlLayer {
         let names = crate::model::field_names(&plan);
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut id = None;
-            let mut cells = Vec::with_capacity(names.len());
+            let mut built = RowBuilder::new(names.len(), 128);
             for (i, column) in plan.iter().enumerate() {
                 match column {
                     ReadColumn::Skip => {}
-                    ReadColumn::Id => id = text_at(row, i).ok().flatten(),
+                    ReadColumn::Id => {
+                        if let Some(id) = text_at(row, i).ok().flatten() {
+                            built.id(&id);
+                        }
+                    }
                     ReadColumn::Field(name, kind) => {
-                        cells.push(decode_cell(table, name, *kind, row, i)?);
+                        decode_cell(table, name, *kind, (row, i), &mut built)?;
                     }
                 }
             }
-            let id = id.ok_or_else(|| Error::Decode {
+            out.push(built.finish(&names).ok_or_else(|| Error::Decode {
                 rn: table.to_owned(),
                 reason: "a row has no rnId".to_owned(),
-            })?;
-            out.push(StoredRow::new(id, Arc::clone(&names), cells));
+            })?);
         }
         Ok(out)
     }
@@ -962,9 +964,9 @@ fn decode_cell(
     table: &str,
     column: &str,
     kind: Option<ColumnKind>,
-    row: &MySqlRow,
-    i: usize,
-) -> Result<Cell> {
+    (row, i): (&MySqlRow, usize),
+    built: &mut RowBuilder,
+) -> Result<()> {
     let bad = |what: &str| Error::Decode {
         rn: table.to_owned(),
         reason: format!("column {column:?} holds {what}"),
@@ -974,7 +976,8 @@ fn decode_cell(
         .map(|v| v.is_null())
         .map_err(|_| bad("a value the driver can not read"))?;
     if is_null {
-        return Ok(Cell::Null);
+        built.push(Cell::Null);
+        return Ok(());
     }
     let text = || -> Result<String> {
         text_at(row, i)
@@ -982,7 +985,8 @@ fn decode_cell(
             .flatten()
             .ok_or_else(|| bad("a value that is not UTF-8 text"))
     };
-    Ok(match kind {
+    let owned;
+    let cell = match kind {
         Some(ColumnKind::Integer) => match row.try_get::<i64, _>(i) {
             Ok(v) => Cell::Integer(v),
             Err(_) => Cell::Double(
@@ -1004,18 +1008,27 @@ fn decode_cell(
                     .map_err(|_| bad("a value that is not a boolean"))?,
             ),
         },
-        Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text()?),
-        Some(ColumnKind::Text | ColumnKind::RnRef) => Cell::Text(text()?),
+        Some(ColumnKind::Json | ColumnKind::Encrypted) => {
+            owned = text()?;
+            Cell::Json(&owned)
+        }
+        Some(ColumnKind::Text | ColumnKind::RnRef) => {
+            owned = text()?;
+            Cell::Text(&owned)
+        }
         None => {
             if let Ok(v) = row.try_get::<i64, _>(i) {
                 Cell::Integer(v)
             } else if let Ok(v) = row.try_get::<f64, _>(i) {
                 Cell::Double(v)
             } else {
-                Cell::Text(text()?)
+                owned = text()?;
+                Cell::Text(&owned)
             }
         }
-    })
+    };
+    built.push(cell);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_in
 use super::{Layer, LayerOp, LockClaim, OpKind, Select, redact_url};
 use super::{scrub, secrets_of};
 use crate::error::{DbErrorKind, Error, Result, clip};
-use crate::model::{Cell, ColumnKind, SqlValue, StoredRow, fingerprint};
+use crate::model::{Cell, ColumnKind, RowBuilder, SqlValue, StoredRow, fingerprint};
 use crate::query::{self, PgDialect};
 
 /// How many ids one `= ANY($1)` lookup carries.
@@ -994,8 +994,7 @@ fn decode_row(
     (plan, names): (&[ReadColumn], &Arc<[Arc<str>]>),
     row: &PgRow,
 ) -> Result<StoredRow> {
-    let mut id = None;
-    let mut cells = Vec::with_capacity(names.len());
+    let mut built = RowBuilder::new(names.len(), 128);
     for (i, column) in plan.iter().enumerate() {
         let value = row.try_get_raw(i).map_err(|_| Error::Decode {
             rn: table.to_owned(),
@@ -1004,7 +1003,7 @@ fn decode_row(
         match column {
             ReadColumn::Skip => {}
             ReadColumn::Id => match decode_cell(table, ID_COLUMN, Some(ColumnKind::Text), value)? {
-                Cell::Text(text) => id = Some(text),
+                Cell::Text(text) => built.id(text),
                 _ => {
                     return Err(Error::Decode {
                         rn: table.to_owned(),
@@ -1013,15 +1012,14 @@ fn decode_row(
                 }
             },
             ReadColumn::Field(name, kind) => {
-                cells.push(decode_cell(table, name, *kind, value)?);
+                built.push(decode_cell(table, name, *kind, value)?);
             }
         }
     }
-    let id = id.ok_or_else(|| Error::Decode {
+    built.finish(names).ok_or_else(|| Error::Decode {
         rn: table.to_owned(),
         reason: "a row has no rnId".to_owned(),
-    })?;
-    Ok(StoredRow::new(id, Arc::clone(names), cells))
+    })
 }
 
 /// Type OIDs of the built-in types korm reads (stable across PostgreSQL versions).
@@ -1051,12 +1049,12 @@ enum Wire {
 /// Reads one stored value back as a cell. The wire type comes from the value's type OID;
 /// a domain (korm's, or another) falls back on the column's kind, since its bytes are its
 /// base type's. JSON stays text: it is parsed only when a model reads the field.
-fn decode_cell(
+fn decode_cell<'a>(
     table: &str,
     column: &str,
     kind: Option<ColumnKind>,
-    value: PgValueRef<'_>,
-) -> Result<Cell> {
+    value: PgValueRef<'a>,
+) -> Result<Cell<'a>> {
     let bad = |what: &str| Error::Decode {
         rn: table.to_owned(),
         reason: format!("column {column:?} holds {what}"),
@@ -1121,11 +1119,11 @@ fn decode_cell(
                 _ => bytes,
             };
             let json = std::str::from_utf8(json).map_err(|_| bad("JSON that is not UTF-8"))?;
-            Cell::Json(json.to_owned())
+            Cell::Json(json)
         }
         (Wire::Text, _) => match kind {
-            Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text()?.to_owned()),
-            _ => Cell::Text(text()?.to_owned()),
+            Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text()?),
+            _ => Cell::Text(text()?),
         },
     })
 }

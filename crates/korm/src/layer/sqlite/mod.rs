@@ -25,7 +25,7 @@ use worker::{State, Worker};
 use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_index_name};
 use super::{Layer, LayerOp, LockClaim, OpKind, Select};
 use crate::error::{DbErrorKind, Error, Result};
-use crate::model::{Cell, ColumnKind, StoredRow, fingerprint};
+use crate::model::{Cell, ColumnKind, RowBuilder, StoredRow, fingerprint};
 use crate::query::{self, SqliteDialect};
 
 /// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
@@ -932,6 +932,8 @@ fn query_rows(
     // The column list is read from the first row, not before: SQLite re-prepares a cached
     // `SELECT *` after the table changed, and only then does it list the new columns.
     let mut plan: Option<Arc<ReadPlan>> = None;
+    // Room for a row's text: the longest row so far.
+    let mut text_hint = 128;
     while max_rows.is_none_or(|max| found < max)
         && let Some(row) = rows.next().map_err(|e| db_error(layer, e))?
     {
@@ -948,19 +950,13 @@ fn query_rows(
                 row.as_ref(),
             )?),
         };
-        let mut id = None;
-        let mut cells = Vec::with_capacity(plan.fields.len());
+        let mut built = RowBuilder::new(plan.fields.len(), text_hint);
         for (i, column) in plan.columns.iter().enumerate() {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
             match column {
                 ReadColumn::Skip => {}
                 ReadColumn::Id => match value {
-                    ValueRef::Text(t) => {
-                        id = Some(match std::str::from_utf8(t) {
-                            Ok(text) => text.to_owned(),
-                            Err(_) => String::from_utf8_lossy(t).into_owned(),
-                        });
-                    }
+                    ValueRef::Text(t) => built.id(&String::from_utf8_lossy(t)),
                     _ => {
                         return Err(Error::Decode {
                             rn: table.to_owned(),
@@ -969,15 +965,16 @@ fn query_rows(
                     }
                 },
                 ReadColumn::Field(name, kind) => {
-                    cells.push(decode_cell(table, name, *kind, value)?);
+                    built.push(decode_cell(table, name, *kind, value)?);
                 }
             }
         }
-        let id = id.ok_or_else(|| Error::Decode {
+        text_hint = built.text_len().max(text_hint);
+        let row = built.finish(&plan.fields).ok_or_else(|| Error::Decode {
             rn: table.to_owned(),
             reason: "a row has no rnId".to_owned(),
         })?;
-        out(StoredRow::new(id, Arc::clone(&plan.fields), cells));
+        out(row);
     }
     Ok(())
 }
@@ -1133,12 +1130,12 @@ fn column_plan(
 
 /// Reads one stored value back as a cell, by its column's kind. JSON stays text: it is
 /// parsed only when a model reads the field.
-fn decode_cell(
+fn decode_cell<'a>(
     table: &str,
     column: &str,
     kind: Option<ColumnKind>,
-    value: ValueRef<'_>,
-) -> Result<Cell> {
+    value: ValueRef<'a>,
+) -> Result<Cell<'a>> {
     let bad = |what: &str| Error::Decode {
         rn: table.to_owned(),
         reason: format!("column {column:?} holds {what}"),
@@ -1154,8 +1151,8 @@ fn decode_cell(
         ValueRef::Text(bytes) => {
             let text = std::str::from_utf8(bytes).map_err(|_| bad("text that is not UTF-8"))?;
             match kind {
-                Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text.to_owned()),
-                _ => Cell::Text(text.to_owned()),
+                Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text),
+                _ => Cell::Text(text),
             }
         }
         ValueRef::Blob(_) => return Err(bad("a blob, which korm does not store")),
