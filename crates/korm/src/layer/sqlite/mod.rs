@@ -956,7 +956,11 @@ fn query_rows(
             match column {
                 ReadColumn::Skip => {}
                 ReadColumn::Id => match value {
-                    ValueRef::Text(t) => built.id(&String::from_utf8_lossy(t)),
+                    ValueRef::Text(t) => match std::str::from_utf8(t) {
+                        Ok(id) => built.id(id),
+                        // Not an RN id: refused when the item's RN is made.
+                        Err(_) => built.id(&String::from_utf8_lossy(t)),
+                    },
                     _ => {
                         return Err(Error::Decode {
                             rn: table.to_owned(),
