@@ -78,8 +78,10 @@ impl SqliteLayer {
         let wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wal_seen = Arc::clone(&wal);
         let checkpoints = match &options.target {
+            // Made absolute now: the process may change its working folder before the
+            // first checkpoint opens the file again.
             Target::File(path) => Some(worker::CheckpointFile {
-                path: path.clone(),
+                path: std::path::absolute(path).unwrap_or_else(|_| path.clone()),
                 synchronous: options.synchronous.pragma(),
             }),
             Target::Memory => None,
