@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The workload (`korm_get`, `raw_get`, `korm_query`, `raw_query`, `korm_update`,
-//! `raw_update`) runs between the two marker
+//! `raw_update`, and `korm_resolve`, `raw_resolve` for references across databases) runs
+//! between the two marker
 //! functions, after the 2,000 users were created, so the dump counts only its instructions.
 //! Divide by the ops (2,000 loads; 50 queries) for a cost per op.
 
@@ -29,9 +30,34 @@ fn profile_end() {
     black_box(2);
 }
 
+/// The reference workload `query_resolve` with the users in another database: `korm_resolve`
+/// or `raw_resolve`, 50 queries.
+async fn resolve(mode: &str) {
+    use workloads::refs::{self, Placement, RawConns};
+    let setup = refs::setup(Placement::Other, 200, 2_000).await;
+    let raw = RawConns::open(&setup);
+    black_box(refs::korm_query_resolve(&setup.pool).await);
+    black_box(refs::raw_query_resolve(&raw));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    profile_start();
+    for _ in 0..50 {
+        if mode == "korm_resolve" {
+            black_box(refs::korm_query_resolve(&setup.pool).await);
+        } else {
+            black_box(refs::raw_query_resolve(&raw));
+        }
+    }
+    profile_end();
+    setup.pool.close().await;
+}
+
 #[tokio::main]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode.ends_with("_resolve") {
+        resolve(&mode).await;
+        return;
+    }
     let n = 2_000;
     let queries = 50;
     let dir = tempfile::tempdir().expect("temp dir");

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::{Error, Result, clip};
 use crate::layer::Layer;
 use crate::layer::schema::TableSchema;
-use crate::model::{Cell, ColumnKind, Resolved, StoredRow};
+use crate::model::{Cell, ColumnKind, Resolved, RnMap, StoredRow};
 use crate::pool::Pool;
 use crate::query::filter::{CompareOp, FilterNode};
 use crate::query::{FieldPath, Filter, PathStep};
@@ -148,7 +148,7 @@ fn safe_key(key: &str) -> bool {
 /// What a walk found, by RN text: the distinct step lists to go on with from each.
 #[derive(Default)]
 struct Found<'s> {
-    wanted: HashMap<String, Vec<&'s [Step]>>,
+    wanted: RnMap<Vec<&'s [Step]>>,
 }
 
 impl<'s> Found<'s> {
@@ -304,10 +304,10 @@ async fn fetch_level(
     pool: &Pool,
     rns: impl Iterator<Item = &String>,
     strict: bool,
-) -> Result<HashMap<String, (Rn, Arc<StoredRow>)>> {
+) -> Result<RnMap<(Rn, Arc<StoredRow>)>> {
     // One group per layer and table: the layer, the table, and the RNs by id.
     // Several spellings of one RN (with or without mods) share the id: all are kept.
-    type Group = (Arc<dyn Layer>, String, HashMap<String, Vec<Rn>>);
+    type Group = (Arc<dyn Layer>, String, RnMap<Vec<Rn>>);
     let mut groups: Vec<Group> = Vec::new();
     for text in rns {
         let Some(rn) = as_item_rn(text) else { continue };
@@ -331,13 +331,13 @@ async fn fetch_level(
         {
             Some(i) => &mut groups[i],
             None => {
-                groups.push((layer, table, HashMap::new()));
+                groups.push((layer, table, RnMap::default()));
                 groups.last_mut().ok_or(Error::PoolClosed)?
             }
         };
         group.2.entry(id.to_owned()).or_default().push(rn.clone());
     }
-    let mut level = HashMap::new();
+    let mut level = RnMap::default();
     for (layer, table, by_id) in groups {
         let ids: Vec<String> = by_id.keys().cloned().collect();
         let rows = layer.fetch(&table, ids).await?;

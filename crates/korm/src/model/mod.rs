@@ -21,7 +21,7 @@ pub(crate) use encode::{
 };
 pub use kind::{ColumnKind, SqlValue};
 pub use reference::Ref;
-pub(crate) use reference::{Cascade, Resolved, collect_cascades, with_resolved};
+pub(crate) use reference::{Cascade, Resolved, RnMap, collect_cascades, with_resolved};
 pub(crate) use row::{Cell, RowBuilder, StoredRow, field_names};
 pub use secret::{Encrypted, Password};
 pub use unique::Unique;

@@ -259,17 +259,21 @@ impl<T: Serialize> Serialize for Ref<T> {
 
 // ---- decoding: resolution ------------------------------------------------------------------
 
+/// A map keyed by RN text, hashed with foldhash (seeded per process): resolving references
+/// looks RNs up a few times per reference.
+pub(crate) type RnMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// The rows a resolution fetched: `levels[d]` holds the items referenced `d + 1` hops away
 /// from the items being decoded, by RN text.
 #[derive(Debug, Default)]
 pub(crate) struct Resolved {
-    pub(crate) levels: Vec<HashMap<String, (Rn, Arc<StoredRow>)>>,
+    pub(crate) levels: Vec<RnMap<(Rn, Arc<StoredRow>)>>,
 }
 
 impl Resolved {
     /// Whether nothing was resolved.
     pub(crate) fn is_empty(&self) -> bool {
-        self.levels.iter().all(HashMap::is_empty)
+        self.levels.iter().all(RnMap::is_empty)
     }
 }
 
