@@ -172,11 +172,6 @@ async fn server_round(
     Ok((korm, [create, get, query, update]))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let quick = std::env::var_os("KORM_BENCH_QUICK").is_some();
@@ -254,47 +249,70 @@ async fn references(quick: bool) {
     let (users, cars, queries, rounds) = if quick {
         (20, 200, 2, 1)
     } else {
-        (200, 2_000, 50, 5)
+        (200, 2_000, 50, 9)
     };
     for (placement, suffix) in [(Placement::Same, ""), (Placement::Other, ".other_layer")] {
         let setup = refs::setup(placement, users, cars).await;
-        let raw = RawConns::open(&setup);
+        let raw_conns = RawConns::open(&setup);
         let name = format!("user{}", users / 2);
         // Both sides must give the same answer before they are timed.
         assert_eq!(
             refs::korm_query_resolve(&setup.pool).await,
-            refs::raw_query_resolve(&raw)
+            refs::raw_query_resolve(&raw_conns)
         );
         assert_eq!(
             refs::korm_query_ref_filter(&setup.pool, &name).await,
-            refs::raw_query_ref_filter(&raw, &name)
+            refs::raw_query_ref_filter(&raw_conns, &name)
         );
-        let mut results: [Vec<f64>; 4] = Default::default();
+        // Per round: [resolve, ref_filter] ops per second of each side, korm and raw blocks
+        // alternating as in the SQLite rounds.
+        let mut korm_rounds: Vec<[f64; 2]> = Vec::new();
+        let mut raw_rounds: Vec<[f64; 2]> = Vec::new();
         for _ in 0..rounds {
-            let t = Instant::now();
-            for _ in 0..queries {
-                std::hint::black_box(refs::korm_query_resolve(&setup.pool).await);
+            let (mut korm, mut raw) = ([Duration::ZERO; 2], [Duration::ZERO; 2]);
+            for b in 0..BLOCKS {
+                let count = (queries * (b + 1) / BLOCKS) - (queries * b / BLOCKS);
+                for korm_side in sides(b) {
+                    let t = Instant::now();
+                    for _ in 0..count {
+                        if korm_side {
+                            std::hint::black_box(refs::korm_query_resolve(&setup.pool).await);
+                        } else {
+                            std::hint::black_box(refs::raw_query_resolve(&raw_conns));
+                        }
+                    }
+                    let spent = t.elapsed();
+                    if korm_side {
+                        korm[0] += spent;
+                    } else {
+                        raw[0] += spent;
+                    }
+                    let t = Instant::now();
+                    for _ in 0..count {
+                        if korm_side {
+                            std::hint::black_box(
+                                refs::korm_query_ref_filter(&setup.pool, &name).await,
+                            );
+                        } else {
+                            std::hint::black_box(refs::raw_query_ref_filter(&raw_conns, &name));
+                        }
+                    }
+                    let spent = t.elapsed();
+                    if korm_side {
+                        korm[1] += spent;
+                    } else {
+                        raw[1] += spent;
+                    }
+                }
             }
-            results[0].push(per_second(queries, t));
-            let t = Instant::now();
-            for _ in 0..queries {
-                std::hint::black_box(refs::raw_query_resolve(&raw));
-            }
-            results[1].push(per_second(queries, t));
-            let t = Instant::now();
-            for _ in 0..queries {
-                std::hint::black_box(refs::korm_query_ref_filter(&setup.pool, &name).await);
-            }
-            results[2].push(per_second(queries, t));
-            let t = Instant::now();
-            for _ in 0..queries {
-                std::hint::black_box(refs::raw_query_ref_filter(&raw, &name));
-            }
-            results[3].push(per_second(queries, t));
+            let rate = |times: [Duration; 2]| times.map(|t| queries as f64 / t.as_secs_f64());
+            korm_rounds.push(rate(korm));
+            raw_rounds.push(rate(raw));
         }
-        let [a, b, c, d] = results.map(median);
-        println!("query_resolve{suffix}\t{a:.0}\t{b:.0}");
-        println!("query_ref_filter{suffix}\t{c:.0}\t{d:.0}");
+        for (i, name) in ["query_resolve", "query_ref_filter"].iter().enumerate() {
+            let (k, r) = median_round(&korm_rounds, &raw_rounds, i);
+            println!("{name}{suffix}\t{k:.0}\t{r:.0}");
+        }
         setup.pool.close().await;
     }
 }
@@ -306,9 +324,15 @@ fn print_rows(prefix: &str, korm: &[[f64; 4]], raw: &[[f64; 4]]) {
         .iter()
         .enumerate()
     {
-        let mut rounds: Vec<usize> = (0..korm.len()).collect();
-        rounds.sort_by(|&a, &b| (raw[a][i] / korm[a][i]).total_cmp(&(raw[b][i] / korm[b][i])));
-        let m = rounds[rounds.len() / 2];
-        println!("{prefix}{name}\t{:.0}\t{:.0}", korm[m][i], raw[m][i]);
+        let (k, r) = median_round(korm, raw, i);
+        println!("{prefix}{name}\t{k:.0}\t{r:.0}");
     }
+}
+
+/// Workload `i`'s korm and raw ops per second in the round with the median korm/raw ratio.
+fn median_round<const N: usize>(korm: &[[f64; N]], raw: &[[f64; N]], i: usize) -> (f64, f64) {
+    let mut rounds: Vec<usize> = (0..korm.len()).collect();
+    rounds.sort_by(|&a, &b| (raw[a][i] / korm[a][i]).total_cmp(&(raw[b][i] / korm[b][i])));
+    let m = rounds[rounds.len() / 2];
+    (korm[m][i], raw[m][i])
 }
