@@ -726,11 +726,25 @@ fn fetch_one(state: &mut State, table: &str, id: &str) -> Result<Option<StoredRo
         Some(1),
         &mut |row| found = Some(row),
     );
+    table_read(read, conn, schemas, ident, table)?;
+    Ok(found)
+}
+
+/// The outcome of a read of `table`: `Ok(true)` when it ran, `Ok(false)` when it failed
+/// because the table does not exist yet (it holds no rows), else its error. The table is
+/// looked up only when the read failed, so a read of an existing table costs no schema
+/// lookup.
+fn table_read(
+    read: Result<()>,
+    conn: &Connection,
+    schemas: &mut worker::TableMap<TableSchema>,
+    ident: &str,
+    table: &str,
+) -> Result<bool> {
     match read {
-        Ok(()) => Ok(found),
-        // A table that does not exist yet holds no rows (looked up only when the read failed).
+        Ok(()) => Ok(true),
         Err(e) => match schema_of(conn, schemas, ident, table)? {
-            None => Ok(None),
+            None => Ok(false),
             Some(_) => Err(e),
         },
     }
@@ -787,13 +801,8 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             Some(chunk.len()),
             &mut |row| out.push(row),
         );
-        // A table that does not exist yet holds no rows. That is looked up only when the read
-        // failed, so a read of an existing table costs no schema lookup.
-        if let Err(e) = read {
-            return match schema_of(conn, schemas, ident, table)? {
-                None => Ok(Vec::new()),
-                Some(_) => Err(e),
-            };
+        if !table_read(read, conn, schemas, ident, table)? {
+            return Ok(Vec::new());
         }
     }
     Ok(out)
