@@ -65,7 +65,7 @@ pub use danger::{Danger, danger};
 pub use depot::DepotFile;
 pub use error::{DbErrorKind, Error, Result};
 pub use item::{
-    DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Query, ShowOptions,
+    DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Query, ShowOptions,
     UncommittedItem, WriteOptions, item,
 };
 pub use item::{Tx, TxHandle, TxOutcome, tx};

@@ -111,14 +111,24 @@ async fn seed(pool: &Pool) -> Vec<korm::Item<User>> {
 }
 
 async fn names(pool: &Pool, filter: korm::Filter) -> Vec<String> {
-    let mut found: Vec<String> = korm::item::<User>(pool)
-        .query(rn(USERS))
+    sorted_by(pool, USERS, filter, |u: User| u.username).await
+}
+
+/// What `name` gives for each item of `collection` that matches `filter`, sorted.
+async fn sorted_by<T: korm::Model>(
+    pool: &Pool,
+    collection: &str,
+    filter: korm::Filter,
+    name: impl Fn(T) -> String,
+) -> Vec<String> {
+    let mut found: Vec<String> = korm::item::<T>(pool)
+        .query(rn(collection))
         .filter(filter)
         .get()
         .await
         .expect("query")
         .into_iter()
-        .map(|i| i.into_data().username)
+        .map(|i| name(i.into_data()))
         .collect();
     found.sort();
     found
@@ -717,19 +727,7 @@ pub async fn json_equality_matches_the_type_too(pool: &Pool) {
         )
         .await;
     }
-    let found = |filter: korm::Filter| async move {
-        let mut names: Vec<String> = korm::item::<Doc>(pool)
-            .query(rn(docs))
-            .filter(filter)
-            .get()
-            .await
-            .expect("query")
-            .into_iter()
-            .map(|d| d.into_data().name)
-            .collect();
-        names.sort();
-        names
-    };
+    let found = |filter| sorted_by(pool, docs, filter, |d: Doc| d.name);
     for path in ["meta.v", "meta.list[0]", "meta.list[*]"] {
         assert_eq!(found(eq(path, "gold")).await, ["text"], "{path}");
         assert_eq!(found(eq(path, "[1]")).await, ["text_array"], "{path}");
