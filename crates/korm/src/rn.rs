@@ -1435,6 +1435,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shared_table_names_match_table_name_past_the_cache() {
+        let id = "3df3face-f377-4f86-9bb9-a9b4671a9441";
+        // More collections than the cache holds, twice over, with and without mods, items and
+        // collections: each name is the one `table_name` makes.
+        for round in 0..2 {
+            for i in 0..RECENT_TABLES_MAX + 3 {
+                for text in [
+                    format!("[rn]:ns{i}:kind{round}:*"),
+                    format!("[rn][from::db]:ns{i}:kind{round}:{id}"),
+                ] {
+                    let rn: Rn = text.parse().unwrap();
+                    assert_eq!(
+                        rn.table_name_shared().as_deref(),
+                        rn.table_name().as_deref(),
+                        "{text}"
+                    );
+                }
+            }
+        }
+        RECENT_TABLES.with(|r| assert_eq!(r.borrow().len(), RECENT_TABLES_MAX));
+        let depot: Rn = "[rn][depot::files]:invoices:a.txt".parse().unwrap();
+        assert_eq!(depot.table_name_shared(), None);
+    }
+
+    #[test]
     fn rns_of_a_known_collection_parse_as_the_full_parser_does() {
         let id = "3df3face-f377-4f86-9bb9-a9b4671a9441";
         for collection in ["[rn][from::cardb][tag::v2]:cars:suv", "[rn]:users:free"] {

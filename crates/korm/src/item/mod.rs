@@ -401,13 +401,7 @@ impl<T> ItemRn<T> {
     pub(crate) fn into_rn(self) -> Rn<T> {
         match self {
             ItemRn::Made(rn) => rn,
-            ItemRn::Lazy {
-                made,
-                collection,
-                id,
-            } => made
-                .into_inner()
-                .unwrap_or_else(|| collection.with_valid_id(id_text(&id))),
+            lazy => lazy.get().clone(),
         }
     }
 }

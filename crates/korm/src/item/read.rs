@@ -502,10 +502,14 @@ impl<T: Model> Load<T> {
         };
         let layer = self.pool.route(&self.rn)?;
         let found = match layer.fetch_one_now(&table, id) {
-            Some(found) => found,
-            None => layer.fetch_one(&table, id).await,
+            Some(found) => found?,
+            None => layer
+                .fetch(&table, vec![id.to_owned()])
+                .await?
+                .into_iter()
+                .next(),
         };
-        let Some(row) = found? else {
+        let Some(row) = found else {
             return Ok(None);
         };
         let rows = [row];

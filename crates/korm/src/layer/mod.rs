@@ -244,19 +244,9 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// Fetches the rows with these ids from one table (missing ids are simply absent).
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>>;
 
-    /// Fetches the row with this id from one table, if there is one: [`fetch`](Layer::fetch)
-    /// of one id, which a layer may answer without the lists.
-    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
-        Ok(self
-            .fetch(table, vec![id.to_owned()])
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    /// [`fetch_one`](Layer::fetch_one) when the layer can answer at once, without waiting
-    /// (SQLite, with its connection free); `None` when the caller must await `fetch_one`.
-    /// Loading one item then costs no boxed future.
+    /// The row with this id in one table, if the layer can answer at once, without waiting
+    /// (SQLite, with its connection free): [`fetch`](Layer::fetch) of one id without its
+    /// lists or a boxed future. `None` when the caller must await `fetch`.
     fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
         let _ = (table, id);
         None

@@ -198,7 +198,7 @@ impl StoredRow {
 }
 
 /// The names of the field columns among a result's columns, shared by its rows (see
-/// [`StoredRow::new`]).
+/// [`RowBuilder::finish`]).
 pub(crate) fn field_names(columns: &[crate::layer::schema::ReadColumn]) -> Arc<[Arc<str>]> {
     columns
         .iter()

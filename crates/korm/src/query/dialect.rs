@@ -342,26 +342,38 @@ pub(crate) trait Dialect: Send + Sync {
         true
     }
 
-    /// Whether a JSON value found equal to each of `texts` by [`Dialect::json_extract_as`]
-    /// must still have its type checked. The default says yes. SQLite says no unless a text
-    /// looks like a JSON object or array: its `json_extract` gives a number or a boolean as a
-    /// number (never equal to text) and only an object or an array as text, always starting
-    /// with `{` or `[`; so equality with any other text already means the value is that text.
-    fn text_equality_needs_guard(&self, texts: &[&str]) -> bool {
-        let _ = texts;
+    /// Whether a JSON value found equal to `text` by [`Dialect::json_extract_as`] must still
+    /// have its type checked. The default says yes. SQLite says no unless the text looks like
+    /// a JSON object or array: its `json_extract` gives a number or a boolean as a number
+    /// (never equal to text) and only an object or an array as text, always starting with `{`
+    /// or `[`; so equality with any other text already means the value is that text.
+    fn text_equality_needs_guard(&self, text: &str) -> bool {
+        let _ = text;
         true
     }
 
     /// `(guard AND test)` or `(test AND guard)`, as [`Dialect::guard_first`] says, with the
-    /// parameters bound in the order they appear.
+    /// parameters bound in the order they appear. `equals` is what an equality (`=` or `IN`)
+    /// compares with, `None` for other tests: an equality with texts that
+    /// [`Dialect::text_equality_needs_guard`] clears is the test alone.
     fn guarded(
         &self,
         st: &mut RenderState,
         loc: &JsonLocation<'_>,
         ty: JsonType,
+        equals: Option<&[&Scalar]>,
         test: &mut dyn FnMut(&mut RenderState) -> String,
     ) -> String {
-        if self.guard_first() {
+        let cleared = ty == JsonType::Text
+            && equals.is_some_and(|values| {
+                values.iter().all(|v| match v {
+                    Scalar::Text(text) => !self.text_equality_needs_guard(text),
+                    _ => false,
+                })
+            });
+        if cleared {
+            test(st)
+        } else if self.guard_first() {
             let guard = self.json_type_is(st, loc, ty);
             let test = test(st);
             format!("({guard} AND {test})")
@@ -698,19 +710,21 @@ pub(crate) trait Dialect: Send + Sync {
             }
             Operand::Json(loc) => match test {
                 Test::IsNull => self.json_is_null(st, loc),
-                Test::Compare(CompareOp::Eq, Scalar::Text(text))
-                    if !self.text_equality_needs_guard(&[text]) =>
-                {
-                    let extracted = self.json_extract_as(st, loc, JsonType::Text);
-                    let p = self.bind(st, SqlValue::Text(text.clone()));
-                    format!("{extracted} = {p}")
+                Test::Compare(op, value) => {
+                    let compared = [value];
+                    self.guarded(
+                        st,
+                        loc,
+                        value.json_type(),
+                        (*op == CompareOp::Eq).then_some(&compared[..]),
+                        &mut |st| {
+                            let extracted = self.json_extract_as(st, loc, value.json_type());
+                            let p = self.bind_scalar(st, value);
+                            format!("{extracted} {} {p}", op.sql())
+                        },
+                    )
                 }
-                Test::Compare(op, value) => self.guarded(st, loc, value.json_type(), &mut |st| {
-                    let extracted = self.json_extract_as(st, loc, value.json_type());
-                    let p = self.bind_scalar(st, value);
-                    format!("{extracted} {} {p}", op.sql())
-                }),
-                Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, &mut |st| {
+                Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, None, &mut |st| {
                     let extracted = self.json_extract_as(st, loc, JsonType::Text);
                     let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
                     self.like(&extracted, &p)
@@ -724,23 +738,11 @@ pub(crate) trait Dialect: Send + Sync {
                         if same.is_empty() {
                             continue;
                         }
-                        let texts: Vec<&str> = same
-                            .iter()
-                            .filter_map(|v| match v {
-                                Scalar::Text(t) => Some(t.as_str()),
-                                _ => None,
-                            })
-                            .collect();
-                        let mut test = |st: &mut RenderState| {
+                        parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
                             let extracted = self.json_extract_as(st, loc, ty);
                             let list = self.bind_list(st, &same);
                             format!("{extracted} IN ({list})")
-                        };
-                        if ty == JsonType::Text && !self.text_equality_needs_guard(&texts) {
-                            parts.push(test(st));
-                        } else {
-                            parts.push(self.guarded(st, loc, ty, &mut test));
-                        }
+                        }));
                     }
                     match parts.len() {
                         0 => SQL_FALSE.to_owned(),

@@ -56,8 +56,8 @@ impl Dialect for SqliteDialect {
         false
     }
 
-    fn text_equality_needs_guard(&self, texts: &[&str]) -> bool {
-        texts.iter().any(|t| t.starts_with(['{', '[']))
+    fn text_equality_needs_guard(&self, text: &str) -> bool {
+        text.starts_with(['{', '['])
     }
 
     fn json_type(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {

@@ -195,22 +195,12 @@ impl Layer for SqliteLayer {
     }
 
     fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
-        let done = self
-            .worker
-            .try_in_place(None, |state| fetch_one(state, table, id))?;
+        let done = self.worker.try_in_place(None, |state| {
+            let mut found = None;
+            fetch_into(state, table, &[id], &mut |row| found = Some(row)).map(|()| found)
+        })?;
         self.reads.add(1);
         Some(done)
-    }
-
-    async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
-        if let Some(done) = self.fetch_one_now(table, id) {
-            return done;
-        }
-        self.reads.add(1);
-        let (table, id) = (table.to_owned(), id.to_owned());
-        self.worker
-            .call(move |state| fetch_one(state, &table, &id))
-            .await
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
@@ -701,56 +691,21 @@ fn to_param(value: &Value, kind: ColumnKind) -> SqlParam {
 // ---------------------------------------------------------------------------------------------
 // Reads
 
-/// The row of one id, if any: [`fetch`] of one id, without its lists.
-fn fetch_one(state: &mut State, table: &str, id: &str) -> Result<Option<StoredRow>> {
-    let State {
-        conn,
-        schemas,
-        plans,
-        ident,
-        sql,
-        ..
-    } = state;
-    sql.clear();
-    sql.push_str("SELECT * FROM ");
-    push_quoted(sql, table);
-    sql.push_str(" WHERE \"rnId\" = ?");
-    let mut found = None;
-    let read = query_rows(
-        conn,
-        (schemas, plans),
-        ident,
-        table,
-        sql,
-        [id],
-        Some(1),
-        &mut |row| found = Some(row),
-    );
-    table_read(read, conn, schemas, ident, table)?;
-    Ok(found)
-}
-
-/// The outcome of a read of `table`: `Ok(true)` when it ran, `Ok(false)` when it failed
-/// because the table does not exist yet (it holds no rows), else its error. The table is
-/// looked up only when the read failed, so a read of an existing table costs no schema
-/// lookup.
-fn table_read(
-    read: Result<()>,
-    conn: &Connection,
-    schemas: &mut worker::TableMap<TableSchema>,
-    ident: &str,
-    table: &str,
-) -> Result<bool> {
-    match read {
-        Ok(()) => Ok(true),
-        Err(e) => match schema_of(conn, schemas, ident, table)? {
-            None => Ok(false),
-            Some(_) => Err(e),
-        },
-    }
-}
-
 fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow>> {
+    let mut out = Vec::with_capacity(ids.len());
+    fetch_into(state, table, ids, &mut |row| out.push(row))?;
+    Ok(out)
+}
+
+/// Reads the rows with these ids into `out`, [`FETCH_CHUNK`] ids per statement. A table that
+/// does not exist yet holds no rows: that is looked up only when a read failed, so a read of
+/// an existing table costs no schema lookup.
+fn fetch_into<S: rusqlite::ToSql + serde::Serialize>(
+    state: &mut State,
+    table: &str,
+    ids: &[S],
+    out: &mut dyn FnMut(StoredRow),
+) -> Result<()> {
     let State {
         conn,
         schemas,
@@ -759,10 +714,6 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         sql,
         ..
     } = state;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(FETCH_CHUNK) {
         sql.clear();
         sql.push_str("SELECT * FROM ");
@@ -770,7 +721,6 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         // Many ids are one JSON array parameter: one statement text (prepared once) whatever
         // the count, and no bind per id.
         let many = chunk.len() > FETCH_INLINE_IDS;
-        let list;
         if chunk.len() == 1 {
             sql.push_str(" WHERE \"rnId\" = ?");
         } else if many {
@@ -780,32 +730,44 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
             sql.push_str(&", ?".repeat(chunk.len() - 1));
             sql.push(')');
         }
-        let params: &[String] = if many {
-            list = [serde_json::to_string(chunk).map_err(|e| Error::Database {
+        // Ids are the primary key: once every id was found there is no other row.
+        let max_rows = Some(chunk.len());
+        let read = if many {
+            let list = serde_json::to_string(chunk).map_err(|e| Error::Database {
                 layer: ident.clone(),
                 kind: DbErrorKind::Other,
                 message: e.to_string(),
-            })?];
-            &list
+            })?;
+            query_rows(
+                conn,
+                (schemas, plans),
+                ident,
+                table,
+                sql,
+                [list],
+                max_rows,
+                out,
+            )
         } else {
-            chunk
+            query_rows(
+                conn,
+                (schemas, plans),
+                ident,
+                table,
+                sql,
+                chunk,
+                max_rows,
+                out,
+            )
         };
-        let read = query_rows(
-            conn,
-            (schemas, plans),
-            ident,
-            table,
-            sql,
-            params.iter(),
-            // Ids are the primary key: once every id was found there is no other row.
-            Some(chunk.len()),
-            &mut |row| out.push(row),
-        );
-        if !table_read(read, conn, schemas, ident, table)? {
-            return Ok(Vec::new());
+        if let Err(e) = read {
+            return match schema_of(conn, schemas, ident, table)? {
+                None => Ok(()),
+                Some(_) => Err(e),
+            };
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// See [`Layer::ref_prefixes`]. The scan is cached until this connection changes a row or
@@ -893,14 +855,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
         crate::model::SqlValue::Text(s) => SqlParam::Text(s),
     });
-    // As many rows as this statement gave last time (up to a bound): a result read into a
-    // vector grown by doubling would copy itself several times.
-    let mut out = Vec::with_capacity(
-        plans
-            .get(table)
-            .and_then(|entry| entry.rows_hint(&statement.sql))
-            .unwrap_or(16),
-    );
+    let mut out = Vec::with_capacity(16);
     query_rows(
         conn,
         (schemas, plans),
@@ -911,9 +866,6 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         None,
         &mut |row| out.push(row),
     )?;
-    if let Some(entry) = plans.get_mut(table) {
-        entry.seen_rows(&statement.sql, out.len());
-    }
     Ok(out)
 }
 
@@ -1034,32 +986,10 @@ struct Fitting {
     sql: Box<str>,
     runs: i32,
     reprepares: i32,
-    /// How many rows its last select gave (0 until one did).
-    rows: usize,
 }
 
 /// How many statements per table [`PlanEntry`] remembers.
 const FITTING_MAX: usize = 16;
-
-/// The largest result a select reserves room for ahead, from its statement's last run.
-const ROWS_HINT_MAX: usize = 4096;
-
-impl PlanEntry {
-    /// How many rows the select `sql` gave last time, if it ran before.
-    fn rows_hint(&self, sql: &str) -> Option<usize> {
-        self.fitting
-            .iter()
-            .find(|f| &*f.sql == sql)
-            .map(|f| f.rows.clamp(16, ROWS_HINT_MAX))
-    }
-
-    /// Remembers how many rows the select `sql` gave.
-    fn seen_rows(&mut self, sql: &str, rows: usize) {
-        if let Some(f) = self.fitting.iter_mut().find(|f| &*f.sql == sql) {
-            f.rows = rows;
-        }
-    }
-}
 
 /// The read plan of a table: the cached one while the statement's columns still match it,
 /// else a new one. Columns the schema cache does not know (another process added them) make
@@ -1105,7 +1035,6 @@ fn column_plan(
                         sql: sql.into(),
                         runs,
                         reprepares,
-                        rows: 0,
                     });
                 }
             }
@@ -1136,7 +1065,6 @@ fn column_plan(
                 sql: sql.into(),
                 runs,
                 reprepares,
-                rows: 0,
             }],
         },
     );
