@@ -226,10 +226,34 @@ pub enum Error {
     Database {
         /// The layer.
         layer: String,
-        /// What kind of failure it is.
+        /// What kind of failure it is, the same on every backend.
         kind: DbErrorKind,
-        /// The driver's message (never contains bound values).
+        /// The database's own code, when it gave one: PostgreSQL's SQLSTATE (`23505`),
+        /// MySQL's error number (`1062`), SQLite's extended result code (`2067`).
+        code: Option<String>,
+        /// The driver's message, with bound values and passwords removed.
         message: String,
+        /// The driver's error itself (see [`DriverError`]), when there was one.
+        #[source]
+        source: Option<DriverError>,
+    },
+
+    /// The connection was lost while a write was being committed (a commit, or a single
+    /// statement committing on its own), so whether it was stored is unknown: the database
+    /// may have applied it just before the connection dropped. Load the item to find out;
+    /// do not retry blindly.
+    #[error(
+        "layer {layer:?}: the connection was lost while writing {rn}: whether the write was stored is unknown"
+    )]
+    OutcomeUnknown {
+        /// The layer.
+        layer: String,
+        /// The RN of the write (the first of its batch on that layer: the others share its
+        /// outcome).
+        rn: String,
+        /// The connection failure.
+        #[source]
+        source: Box<Error>,
     },
 
     /// Part of a write failed and what had already been applied was undone.
@@ -332,6 +356,85 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A [`Error::Database`] korm itself reports, without a driver error behind it.
+    pub(crate) fn database(
+        layer: impl Into<String>,
+        kind: DbErrorKind,
+        message: impl Into<String>,
+    ) -> Error {
+        Error::Database {
+            layer: layer.into(),
+            kind,
+            code: None,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Whether the same call, made again later, may succeed and can not apply anything
+    /// twice: the database was busy (a lock wait timed out, a deadlock or serialization
+    /// failure), the connection was lost before anything was committed, or a korm lock was
+    /// not acquired in time. [`Error::OutcomeUnknown`] is not retryable: the write may be
+    /// stored already.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Database { kind, .. } => {
+                matches!(kind, DbErrorKind::Busy | DbErrorKind::ConnectionLost)
+            }
+            Error::LockTimeout { .. } => true,
+            Error::WriteFailed { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// A database driver's own error, kept as the [`source`](std::error::Error::source) of
+/// [`Error::Database`] so a program can inspect it ([`DriverError::get_ref`], then
+/// `downcast_ref::<sqlx::Error>()` or `::<rusqlite::Error>()`).
+///
+/// Its `Display` is korm's message (without bound values or passwords), and it reports no
+/// source of its own: printing an error chain never shows the driver's text, which may
+/// quote a value (MySQL's `Duplicate entry 'fred@example.com'`). The driver error reached
+/// through [`get_ref`](DriverError::get_ref) is not scrubbed: treat it as sensitive.
+#[derive(Clone)]
+pub struct DriverError {
+    message: String,
+    inner: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl DriverError {
+    /// Keeps `inner`, shown as `message`.
+    pub(crate) fn new(
+        message: impl Into<String>,
+        inner: impl std::error::Error + Send + Sync + 'static,
+    ) -> DriverError {
+        DriverError {
+            message: message.into(),
+            inner: std::sync::Arc::new(inner),
+        }
+    }
+
+    /// The driver's error, unscrubbed (it may quote values).
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.inner
+    }
+}
+
+impl fmt::Debug for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DriverError").field(&self.message).finish()
+    }
+}
+
+impl fmt::Display for DriverError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DriverError {}
+
 /// The kind of a database failure, the same for every backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -372,6 +475,39 @@ fn key_part(key: &str) -> String {
         String::new()
     } else {
         format!(" at key {key:?}")
+    }
+}
+
+/// Texts that must never appear in an error or a log line (a URL's passwords, an S3
+/// secret): drivers and servers may echo their configuration.
+#[derive(Clone, Default)]
+pub(crate) struct Scrubber(std::sync::Arc<[String]>);
+
+impl Scrubber {
+    /// A scrubber of these secrets (empty ones are left out).
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "s3"))]
+    pub(crate) fn new(mut secrets: Vec<String>) -> Scrubber {
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort();
+        secrets.dedup();
+        Scrubber(secrets.into())
+    }
+
+    /// `message` with every secret replaced by `***`.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        for secret in self.0.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} secrets)", self.0.len())
     }
 }
 

@@ -7,41 +7,9 @@ use std::time::Duration;
 
 use crate::depot::{Depot, DepotSpec};
 use crate::error::{Error, Result};
-use crate::layer::Layer;
-use crate::layer::mysql::{MySqlLayer, MySqlOptions};
-use crate::layer::postgres::{PgLayer, PgOptions};
-use crate::layer::sqlite::{SqliteLayer, SqliteOptions};
+use crate::layer::{LayerHandle, LayerSpec};
 use crate::lock::{self, LockOptions, Locker, Locks};
 use crate::rn::{Rn, validate_layer_ident};
-
-/// A layer ready to be opened, made by the constructors in [`layers`](crate::layers).
-#[derive(Debug, Clone)]
-pub struct LayerSpec(LayerConfig);
-
-#[derive(Debug, Clone)]
-enum LayerConfig {
-    Sqlite(SqliteOptions),
-    Postgres(PgOptions),
-    MySql(MySqlOptions),
-}
-
-impl From<PgOptions> for LayerSpec {
-    fn from(options: PgOptions) -> Self {
-        LayerSpec(LayerConfig::Postgres(options))
-    }
-}
-
-impl From<SqliteOptions> for LayerSpec {
-    fn from(options: SqliteOptions) -> Self {
-        LayerSpec(LayerConfig::Sqlite(options))
-    }
-}
-
-impl From<MySqlOptions> for LayerSpec {
-    fn from(options: MySqlOptions) -> Self {
-        LayerSpec(LayerConfig::MySql(options))
-    }
-}
 
 /// Builds a [`Pool`]: name its layers and depots, then [`open`](PoolBuilder::open) it.
 ///
@@ -147,21 +115,11 @@ impl PoolBuilder {
                 });
             }
         }
-        let mut opened: Vec<(String, Arc<dyn Layer>)> = Vec::with_capacity(self.layers.len());
-        for (ident, LayerSpec(config)) in self.layers {
-            let layer: Result<Arc<dyn Layer>> = match config {
-                LayerConfig::Sqlite(options) => SqliteLayer::open(&ident, options)
-                    .await
-                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
-                LayerConfig::Postgres(options) => PgLayer::open(&ident, options)
-                    .await
-                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
-                LayerConfig::MySql(options) => MySqlLayer::open(&ident, options)
-                    .await
-                    .map(|l| Arc::new(l) as Arc<dyn Layer>),
-            };
+        let mut opened: Vec<(String, LayerHandle)> = Vec::with_capacity(self.layers.len());
+        for (ident, spec) in self.layers {
+            let layer = spec.open(&ident).await;
             match layer {
-                Ok(layer) => opened.push((ident, layer)),
+                Ok(layer) => opened.push((ident, LayerHandle::new(layer))),
                 Err(e) => {
                     for (_, layer) in &opened {
                         layer.close().await;
@@ -187,7 +145,7 @@ impl PoolBuilder {
         }
         let shared = self.locks.and_then(|(ident, options)| {
             let layer = opened.iter().find(|(name, _)| *name == ident)?;
-            Some((Arc::clone(&layer.1), options))
+            Some((layer.1.clone(), options))
         });
         let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
         Ok(Pool {
@@ -211,7 +169,7 @@ pub struct Pool {
 }
 
 struct PoolInner {
-    layers: Vec<(String, Arc<dyn Layer>)>,
+    layers: Vec<(String, LayerHandle)>,
     depots: Vec<(String, Arc<dyn Depot>)>,
     closed: AtomicBool,
     locks: Locks,
@@ -295,7 +253,7 @@ impl Pool {
 
     /// The layer an item or collection RN lives in: the one its `from` mod names, or the only
     /// layer of a single-layer pool.
-    pub(crate) fn route<T>(&self, rn: &Rn<T>) -> Result<&Arc<dyn Layer>> {
+    pub(crate) fn route<T>(&self, rn: &Rn<T>) -> Result<&LayerHandle> {
         if self.is_closed() {
             return Err(Error::PoolClosed);
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 
 use crate::error::{Error, Result, clip};
-use crate::layer::Layer;
+use crate::layer::LayerHandle;
 use crate::layer::schema::TableSchema;
 use crate::model::{Cell, ColumnKind, Resolved, RnMap, StoredRow};
 use crate::pool::Pool;
@@ -307,12 +307,12 @@ async fn fetch_level(
 ) -> Result<RnMap<(Rn, Arc<StoredRow>)>> {
     // One group per layer and table: the layer, the table, and the RNs by id.
     // Several spellings of one RN (with or without mods) share the id: all are kept.
-    type Group = (Arc<dyn Layer>, String, RnMap<Vec<Rn>>);
+    type Group = (LayerHandle, String, RnMap<Vec<Rn>>);
     let mut groups: Vec<Group> = Vec::new();
     for text in rns {
         let Some(rn) = as_item_rn(text) else { continue };
         let layer = match pool.route(&rn) {
-            Ok(layer) => Arc::clone(layer),
+            Ok(layer) => layer.clone(),
             Err(e @ Error::PoolClosed) => return Err(e),
             Err(_) if !strict => continue,
             Err(e) => {
@@ -327,7 +327,7 @@ async fn fetch_level(
         };
         let group = match groups
             .iter_mut()
-            .position(|(l, t, _)| Arc::ptr_eq(l, &layer) && *t == table)
+            .position(|(l, t, _)| l.same_as(&layer) && *t == table)
         {
             Some(i) => &mut groups[i],
             None => {
@@ -414,12 +414,12 @@ struct TargetGroup {
     /// A collection RN of the group, to route the group's own query.
     collection: Rn,
     table: String,
-    layer: Arc<dyn Layer>,
+    layer: LayerHandle,
 }
 
 async fn target_groups(
     pool: &Pool,
-    layer: &Arc<dyn Layer>,
+    layer: &LayerHandle,
     table: &str,
     column: &str,
 ) -> Result<Vec<TargetGroup>> {
@@ -449,14 +449,14 @@ async fn target_groups(
         };
         match groups
             .iter_mut()
-            .find(|g| Arc::ptr_eq(&g.layer, target) && g.table == target_table)
+            .find(|g| g.layer.same_as(target) && g.table == target_table)
         {
             Some(group) => group.prefixes.push(prefix),
             None => groups.push(TargetGroup {
                 prefixes: vec![prefix],
                 collection,
                 table: target_table,
-                layer: Arc::clone(target),
+                layer: target.clone(),
             }),
         }
     }
@@ -469,7 +469,7 @@ async fn target_groups(
 /// matching items>)" after querying the referenced collection with the rest of the path.
 pub(crate) fn plan_filter<'a>(
     pool: &'a Pool,
-    layer: &'a Arc<dyn Layer>,
+    layer: &'a LayerHandle,
     schema: &'a TableSchema,
     filter: Filter,
     semi_join: bool,
@@ -487,7 +487,7 @@ pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Se
 
 fn plan_with<'a>(
     pool: &'a Pool,
-    layer: &'a Arc<dyn Layer>,
+    layer: &'a LayerHandle,
     schema: &'a TableSchema,
     filter: Filter,
     semi_join: bool,
@@ -541,7 +541,7 @@ fn with_path(node: &FilterNode, path: String) -> Filter {
 
 fn rewrite<'a>(
     pool: &'a Pool,
-    layer: &'a Arc<dyn Layer>,
+    layer: &'a LayerHandle,
     schema: &'a TableSchema,
     filter: Filter,
     semi_join: bool,
@@ -555,7 +555,7 @@ fn rewrite<'a>(
 
 async fn rewrite_inner(
     pool: &Pool,
-    layer: &Arc<dyn Layer>,
+    layer: &LayerHandle,
     schema: &TableSchema,
     filter: Filter,
     semi_join: bool,
@@ -669,7 +669,7 @@ async fn rewrite_inner(
 /// alternative per referenced table.
 async fn through_groups(
     pool: &Pool,
-    layer: &Arc<dyn Layer>,
+    layer: &LayerHandle,
     column: &str,
     groups: &[TargetGroup],
     sub_filter: Filter,
@@ -689,7 +689,7 @@ async fn through_groups(
                 ),
             });
         }
-        if semi_join && Arc::ptr_eq(&group.layer, layer) {
+        if semi_join && group.layer.same_as(layer) {
             let Some(target_schema) = group.layer.table_schema(&group.table).await? else {
                 continue;
             };

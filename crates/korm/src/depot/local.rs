@@ -7,7 +7,7 @@ use object_store::local::LocalFileSystem;
 
 use super::store::Store;
 use super::{Depot, DepotKey, FileContent, FileStream};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Scrubber};
 
 /// Options of a [`LocalDepot`], made by [`local`].
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl LocalDepot {
             .map_err(|e| fail(e.to_string()))?
             .with_automatic_cleanup(true);
         Ok(LocalDepot {
-            store: Store::new(ident, Arc::new(fs), Vec::new()),
+            store: Store::new(ident, Arc::new(fs), Scrubber::default()),
             root,
         })
     }

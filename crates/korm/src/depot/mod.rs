@@ -12,6 +12,7 @@
 
 mod file;
 mod local;
+#[cfg(feature = "s3")]
 mod s3;
 mod store;
 pub(crate) mod write;
@@ -26,6 +27,7 @@ use futures_util::Stream;
 
 pub use file::{DepotFile, FloatingFile, UncommittedFile, file};
 pub use local::{LocalDepot, LocalOptions, local};
+#[cfg(feature = "s3")]
 pub use s3::{S3Depot, S3Options, s3};
 
 pub(crate) use file::collect_uploads;
@@ -328,6 +330,7 @@ pub struct DepotSpec(DepotConfig);
 #[derive(Debug, Clone)]
 enum DepotConfig {
     Local(LocalOptions),
+    #[cfg(feature = "s3")]
     S3(S3Options),
     Open(Arc<dyn Depot>),
 }
@@ -338,6 +341,7 @@ impl From<LocalOptions> for DepotSpec {
     }
 }
 
+#[cfg(feature = "s3")]
 impl From<S3Options> for DepotSpec {
     fn from(options: S3Options) -> Self {
         DepotSpec(DepotConfig::S3(options))
@@ -357,6 +361,7 @@ impl DepotSpec {
     pub(crate) async fn open(self, ident: &str) -> Result<Arc<dyn Depot>> {
         Ok(match self.0 {
             DepotConfig::Local(options) => Arc::new(LocalDepot::open(ident, options).await?),
+            #[cfg(feature = "s3")]
             DepotConfig::S3(options) => Arc::new(S3Depot::open(ident, options).await?),
             DepotConfig::Open(depot) => depot,
         })

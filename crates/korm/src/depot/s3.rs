@@ -5,48 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
+use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroize;
 
 use super::store::Store;
 use super::{Depot, DepotKey, FileContent, FileStream};
-use crate::error::{Error, Result};
-
-/// A credential held so that it never prints: Debug and Display show `***`, and the
-/// memory is zeroed on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Secret(String);
-
-impl Secret {
-    fn new(value: String) -> Self {
-        Secret(value)
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Replaces every occurrence of the secret in `text` by `***`.
-    pub(crate) fn scrub(&self, text: &mut String) {
-        if self.0.len() >= 4 && text.contains(&self.0) {
-            *text = text.replace(&self.0, "***");
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
+use crate::error::{Error, Result, Scrubber};
 
 /// Options of an [`S3Depot`], made by [`s3`] and set with `with_*` methods (D1).
 ///
@@ -69,8 +37,8 @@ pub struct S3Options {
     endpoint: Option<String>,
     region: String,
     access_key_id: Option<String>,
-    secret_access_key: Option<Secret>,
-    session_token: Option<Secret>,
+    secret_access_key: Option<SecretString>,
+    session_token: Option<SecretString>,
     virtual_hosted_style: bool,
     prefix: Option<String>,
     auto_create_bucket: bool,
@@ -120,13 +88,13 @@ impl S3Options {
 
     /// The secret access key (never printed, never in an error).
     pub fn with_secret_access_key(mut self, secret: impl Into<String>) -> Self {
-        self.secret_access_key = Some(Secret::new(secret.into()));
+        self.secret_access_key = Some(SecretString::from(secret.into()));
         self
     }
 
     /// A session token for temporary credentials (never printed, never in an error).
     pub fn with_session_token(mut self, token: impl Into<String>) -> Self {
-        self.session_token = Some(Secret::new(token.into()));
+        self.session_token = Some(SecretString::from(token.into()));
         self
     }
 
@@ -215,8 +183,11 @@ impl fmt::Debug for S3Options {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key)
-            .field("session_token", &self.session_token)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
             .field("virtual_hosted_style", &self.virtual_hosted_style)
             .field("prefix", &self.prefix)
             .field("auto_create_bucket", &self.auto_create_bucket)
@@ -243,11 +214,54 @@ impl fmt::Debug for S3Depot {
     }
 }
 
-/// Makes sure rustls has a crypto provider (ring, which sqlx links already) for HTTPS.
-fn install_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may have installed one meanwhile: then that one is used.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+/// The HTTP client of a depot: rustls with ring as its crypto provider, given to this client
+/// only (a library must not install a process-wide provider behind its user's back), the
+/// system's trusted roots, HTTP/1.1, and the depot's timeouts.
+fn http_client(
+    timeout: Duration,
+    https_only: bool,
+) -> std::result::Result<reqwest::Client, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_platform_verifier()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(concat!("korm/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http1_only()
+        .https_only(https_only)
+        .build()
+        .map_err(|e| format!("can not build an http client: {e}"))
+}
+
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Gives object_store the depot's [`http_client`] (its own would need a process-wide
+/// rustls provider).
+#[derive(Debug)]
+struct Connector {
+    timeout: Duration,
+}
+
+impl HttpConnector for Connector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let allow_http = options
+            .get_config_value(&ClientConfigKey::AllowHttp)
+            .is_some_and(|v| v == "true");
+        http_client(self.timeout, !allow_http)
+            .map(HttpClient::new)
+            .map_err(|reason| object_store::Error::Generic {
+                store: "S3",
+                source: reason.into(),
+            })
     }
 }
 
@@ -261,23 +275,21 @@ impl S3Depot {
     /// (the server is down, the credentials are refused). The message names the depot and
     /// never holds the secret.
     pub async fn open(ident: &str, options: S3Options) -> Result<Self> {
-        install_tls_provider();
-        let redact: Vec<Secret> = options
-            .secret_access_key
-            .iter()
-            .chain(options.session_token.iter())
-            .cloned()
-            .collect();
-        let fail = |reason: String| {
-            let mut reason = reason;
-            for secret in &redact {
-                secret.scrub(&mut reason);
-            }
-            Error::Depot {
-                depot: ident.to_owned(),
-                key: String::new(),
-                reason,
-            }
+        // Secrets are scrubbed from every message (defence in depth: object_store's do not
+        // carry credentials, but a server's error body might echo a header).
+        let redact = Scrubber::new(
+            options
+                .secret_access_key
+                .iter()
+                .chain(options.session_token.iter())
+                .map(|s| s.expose_secret().to_owned())
+                .filter(|s| s.len() >= 4)
+                .collect(),
+        );
+        let fail = |reason: String| Error::Depot {
+            depot: ident.to_owned(),
+            key: String::new(),
+            reason: redact.scrub(&reason),
         };
         let bucket_ok = (1..=255).contains(&options.bucket.len())
             && options
@@ -297,11 +309,11 @@ impl S3Depot {
             || !options
                 .secret_access_key
                 .as_ref()
-                .is_none_or(|s| header_safe(s.expose()))
+                .is_none_or(|s| header_safe(s.expose_secret()))
             || !options
                 .session_token
                 .as_ref()
-                .is_none_or(|s| header_safe(s.expose()))
+                .is_none_or(|s| header_safe(s.expose_secret()))
         {
             return Err(fail(
                 "the access key id, secret or session token holds a character outside \
@@ -316,8 +328,11 @@ impl S3Depot {
             .with_client_options(
                 ClientOptions::new()
                     .with_timeout(options.request_timeout)
-                    .with_connect_timeout(Duration::from_secs(5)),
+                    .with_connect_timeout(CONNECT_TIMEOUT),
             )
+            .with_http_connector(Connector {
+                timeout: options.request_timeout,
+            })
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(50),
@@ -336,10 +351,10 @@ impl S3Depot {
             builder = builder.with_access_key_id(id);
         }
         if let Some(secret) = &options.secret_access_key {
-            builder = builder.with_secret_access_key(secret.expose());
+            builder = builder.with_secret_access_key(secret.expose_secret());
         }
         if let Some(token) = &options.session_token {
-            builder = builder.with_token(token.expose());
+            builder = builder.with_token(token.expose_secret());
         }
         let s3 = builder.build().map_err(|e| fail(e.to_string()))?;
         if options.auto_create_bucket {
@@ -357,7 +372,7 @@ impl S3Depot {
                 _ => Arc::new(s3),
             };
         Ok(S3Depot {
-            store: Store::new(ident, inner, redact.clone()),
+            store: Store::new(ident, inner, redact),
             identifier: options.identifier(),
         })
     }
@@ -388,11 +403,11 @@ async fn create_bucket(options: &S3Options) -> std::result::Result<(), String> {
     if let (Some(id), Some(secret)) = (&options.access_key_id, &options.secret_access_key) {
         let credential = AwsCredential {
             key_id: id.clone(),
-            secret_key: secret.expose().to_owned(),
+            secret_key: secret.expose_secret().to_owned(),
             token: options
                 .session_token
                 .as_ref()
-                .map(|t| t.expose().to_owned()),
+                .map(|t| t.expose_secret().to_owned()),
         };
         AwsAuthorizer::new(&credential, "s3", &options.region)
             .try_authorize(&mut request, None)
@@ -401,11 +416,7 @@ async fn create_bucket(options: &S3Options) -> std::result::Result<(), String> {
         let AwsCredential { mut secret_key, .. } = credential;
         secret_key.zeroize();
     }
-    let client = reqwest::Client::builder()
-        .timeout(options.request_timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| format!("can not build an http client: {e}"))?;
+    let client = http_client(options.request_timeout, !url.starts_with("http://"))?;
     let response = client
         .put(&url)
         .headers(request.headers().clone())
@@ -473,7 +484,9 @@ impl Depot for S3Depot {
 
 #[cfg(test)]
 mod tests {
-    use super::s3;
+    use super::{http_client, s3};
+    use crate::error::Scrubber;
+    use std::time::Duration;
 
     #[test]
     fn bucket_urls_follow_the_addressing_style() {
@@ -506,10 +519,18 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed_from_messages() {
-        let secret = super::Secret::new("wJalrXUtnFEMI".to_owned());
-        let mut message = "signature for wJalrXUtnFEMI failed".to_owned();
-        secret.scrub(&mut message);
-        assert_eq!(message, "signature for *** failed");
-        assert_eq!(format!("{secret:?}"), "***");
+        let redact = Scrubber::new(vec!["wJalrXUtnFEMI".to_owned()]);
+        assert_eq!(
+            redact.scrub("signature for wJalrXUtnFEMI failed"),
+            "signature for *** failed"
+        );
+        assert!(!format!("{redact:?}").contains("wJal"));
+    }
+
+    #[test]
+    fn the_library_installs_no_process_wide_tls_provider() {
+        let client = http_client(Duration::from_secs(1), true);
+        assert!(client.is_ok(), "{:?}", client.err());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     }
 }

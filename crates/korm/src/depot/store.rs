@@ -9,7 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::{Content, DepotKey, FileContent, FileStream};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Scrubber};
 
 /// The size of one uploaded part (S3's minimum is 5 MiB, except for the last part): a stream
 /// shorter than this is uploaded with one put.
@@ -28,15 +28,11 @@ pub(crate) struct Store {
     pub(crate) inner: Arc<dyn ObjectStore>,
     /// Secrets to scrub from error messages (defence in depth: object_store's messages do
     /// not carry credentials, but a server's error body might echo a header).
-    redact: Vec<crate::depot::s3::Secret>,
+    redact: Scrubber,
 }
 
 impl Store {
-    pub(crate) fn new(
-        ident: &str,
-        inner: Arc<dyn ObjectStore>,
-        redact: Vec<crate::depot::s3::Secret>,
-    ) -> Self {
+    pub(crate) fn new(ident: &str, inner: Arc<dyn ObjectStore>, redact: Scrubber) -> Self {
         Store {
             ident: ident.to_owned(),
             inner,
@@ -64,14 +60,10 @@ impl Store {
     }
 
     pub(crate) fn failure(&self, key: &str, reason: String) -> Error {
-        let mut reason = reason;
-        for secret in &self.redact {
-            secret.scrub(&mut reason);
-        }
         Error::Depot {
             depot: self.ident.clone(),
             key: key.to_owned(),
-            reason,
+            reason: self.redact.scrub(&reason),
         }
     }
 
@@ -168,16 +160,10 @@ impl Store {
             .map_err(|e| self.error(&key, e))?;
         let ident = self.ident.clone();
         let redact = self.redact.clone();
-        let stream = result.into_stream().map_err(move |e| {
-            let mut reason = with_sources(&e);
-            for secret in &redact {
-                secret.scrub(&mut reason);
-            }
-            Error::Depot {
-                depot: ident.clone(),
-                key: key.clone(),
-                reason,
-            }
+        let stream = result.into_stream().map_err(move |e| Error::Depot {
+            depot: ident.clone(),
+            key: key.clone(),
+            reason: redact.scrub(&with_sources(&e)),
         });
         Ok(Box::pin(stream))
     }

@@ -257,7 +257,7 @@ async fn select_rows_inner(
         filter.validate()?;
     }
     let table = collection_table(&collection)?;
-    let layer = Arc::clone(pool.route(&collection)?);
+    let layer = pool.route(&collection)?.clone();
     let sort_paths = sort
         .iter()
         .map(|(path, _)| FieldPath::parse(path))
@@ -501,14 +501,7 @@ impl<T: Model> Load<T> {
             }
         };
         let layer = self.pool.route(&self.rn)?;
-        let found = match layer.fetch_one_now(&table, id) {
-            Some(found) => found?,
-            None => layer
-                .fetch(&table, vec![id.to_owned()])
-                .await?
-                .into_iter()
-                .next(),
-        };
+        let found = layer.fetch_one(&table, id).await?;
         let Some(row) = found else {
             return Ok(None);
         };

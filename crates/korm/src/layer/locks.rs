@@ -7,6 +7,27 @@
 //!   layer, where it counts the tokens issued per lock, and on every layer a fenced write
 //!   reaches, where it holds the newest token a write has carried. See `docs/design.md`.
 
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// The table of shared locks a layer keeps (`__korm_locks__`, with `__korm_fence__`).
+#[async_trait]
+pub(crate) trait SharedLockTable: Send + Sync {
+    /// Takes the shared lock `claim.lock_id` if no row holds it or its row expired at or
+    /// before `claim.now` (atomically: of two claims racing, one wins), and issues the lock's
+    /// next fencing token in `__korm_fence__`, in the same transaction. Creates both tables
+    /// when missing. `None` when another owner holds the lock.
+    async fn acquire(&self, claim: &LockClaim) -> Result<Option<i64>>;
+
+    /// Extends a lock this owner holds to `claim.expires_at`; `false` if the row is gone or
+    /// has another owner (the lock was lost).
+    async fn refresh(&self, claim: &LockClaim) -> Result<bool>;
+
+    /// Deletes the lock's row if `owner` holds it (never another owner's row).
+    async fn release(&self, lock_id: &str, owner: &str) -> Result<()>;
+}
+
 /// A claim on a shared lock: who wants it, and until when.
 #[derive(Debug, Clone)]
 pub(crate) struct LockClaim {

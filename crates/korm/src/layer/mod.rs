@@ -6,168 +6,75 @@
 //! ([`crate::item`]) are the only callers, so every backend sees the same requests.
 
 pub(crate) mod locks;
+#[cfg(feature = "mysql")]
 pub(crate) mod mysql;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 pub(crate) mod schema;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod server;
+#[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod url;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 
-use crate::error::Result;
-pub(crate) use crate::layer::locks::{Fence, LockClaim};
+use crate::error::{Error, Result};
+pub(crate) use crate::layer::locks::{Fence, LockClaim, SharedLockTable};
+use crate::layer::schema::TableSchema;
 use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};
 
-/// A database URL with its password replaced by `***`, for Debug output, logs and errors.
-///
-/// ```text
-/// postgres://korm:s3cret@db:5432/app  ->  postgres://korm:***@db:5432/app
-/// ```
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return "<url>".to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let redacted = match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{user}:***@{}", &authority[at + 1..])
-            } else {
-                authority.to_owned()
-            }
-        }
-        None => authority.to_owned(),
-    };
-    // Query parameters may carry a password too (`?password=...`).
-    let tail = &rest[authority_end..];
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _))
-                        if key.eq_ignore_ascii_case("password")
-                            || key.eq_ignore_ascii_case("pass") =>
-                    {
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{}{redacted}{tail}", &url[..scheme_end])
+/// A layer ready to be opened: a backend's options, made by the constructors in
+/// [`layers`](crate::layers) (`sqlite`, `postgres`, `mysql`, [`from_url`](crate::layers::from_url)),
+/// and given to [`PoolBuilder::layer`](crate::PoolBuilder::layer). Nothing connects until the
+/// pool opens. `Debug` shows the options with any password replaced by `***`.
+#[derive(Clone)]
+pub struct LayerSpec {
+    /// The options, as `Debug` shows them (secrets redacted by the options' own `Debug`).
+    shown: String,
+    open: Arc<Opener>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
+/// Opens a layer given its name in the pool.
+type Opener = dyn Fn(String) -> BoxFuture<'static, Result<Arc<dyn Layer>>> + Send + Sync;
 
-    #[test]
-    fn secrets_are_found_as_written_and_decoded_and_scrubbed() {
-        use super::{scrub, secrets_of};
-        let secrets = secrets_of("mysql://korm:p%40ss@db/x?password=other");
-        assert!(secrets.contains(&"p%40ss".to_owned()));
-        assert!(secrets.contains(&"p@ss".to_owned()));
-        assert!(secrets.contains(&"other".to_owned()));
-        assert_eq!(
-            scrub(&secrets, "denied for p@ss and other"),
-            "denied for *** and ***"
-        );
-        assert_eq!(secrets_of("postgres://u:s3cret@h/d"), ["s3cret"]);
-        assert!(secrets_of("postgres://u@h/d").is_empty());
-        assert!(secrets_of("postgres://h/d").is_empty());
+impl LayerSpec {
+    /// A spec from a backend's options and the function that opens a layer from them (given
+    /// the layer's name in the pool). Each backend provides its `From<Options>` with this.
+    pub(crate) fn new<O, L, F>(options: O, open: fn(String, O) -> F) -> LayerSpec
+    where
+        O: fmt::Debug + Clone + Send + Sync + 'static,
+        L: Layer + 'static,
+        F: std::future::Future<Output = Result<L>> + Send + 'static,
+    {
+        LayerSpec {
+            shown: format!("{options:?}"),
+            open: Arc::new(move |ident| {
+                let opening = open(ident, options.clone());
+                Box::pin(async move { Ok(Arc::new(opening.await?) as Arc<dyn Layer>) })
+            }),
+        }
     }
 
-    #[test]
-    fn passwords_never_survive() {
-        assert_eq!(
-            redact_url("postgres://korm:s3cret@db:5432/app"),
-            "postgres://korm:***@db:5432/app"
-        );
-        assert_eq!(
-            redact_url("mysql://root@127.0.0.1:3306/test"),
-            "mysql://root@127.0.0.1:3306/test"
-        );
-        assert_eq!(
-            redact_url("postgres://u:p%40ss@h/d?sslmode=require&password=x"),
-            "postgres://u:***@h/d?sslmode=require&password=***"
-        );
-        assert_eq!(redact_url("not a url s3cret"), "<url>");
-        assert!(!redact_url("postgres://a:b:c@h/d").contains("b:c"));
+    /// Opens the layer under its name in the pool.
+    pub(crate) async fn open(&self, ident: &str) -> Result<Arc<dyn Layer>> {
+        (self.open)(ident.to_owned()).await
     }
 }
 
-/// The passwords in a URL, as written and percent-decoded.
-pub(crate) fn secrets_of(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
-        let rest = &url[scheme_end..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        if let Some(at) = authority.rfind('@')
-            && let Some((_, password)) = authority[..at].split_once(':')
-        {
-            out.push(password.to_owned());
-            if let Some(decoded) = percent_decode(password) {
-                out.push(decoded);
-            }
-        }
+impl fmt::Debug for LayerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
     }
-    if let Some((_, query)) = url.split_once('?') {
-        for pair in query.split('&') {
-            if let Some((key, value)) = pair.split_once('=')
-                && (key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass"))
-            {
-                out.push(value.to_owned());
-                if let Some(decoded) = percent_decode(value) {
-                    out.push(decoded);
-                }
-            }
-        }
-    }
-    out.retain(|s| !s.is_empty());
-    out.sort();
-    out.dedup();
-    out
 }
 
-/// Decodes `%XX` escapes; `None` when they do not make UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 3 <= bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Replaces every secret (see [`secrets_of`]) in a driver message with `***`: drivers may
-/// echo parts of their configuration.
-pub(crate) fn scrub(secrets: &[String], message: &str) -> String {
-    let mut out = message.to_owned();
-    for secret in secrets {
-        out = out.replace(secret.as_str(), "***");
-    }
-    out
-}
-
-/// How many read statements a layer has sent (see [`Layer::read_statements`]).
+/// How many read statements a layer was sent (see [`LayerHandle`]).
 #[derive(Debug, Default)]
 pub(crate) struct ReadCounter(std::sync::atomic::AtomicU64);
 
@@ -220,6 +127,70 @@ pub(crate) struct LayerOp {
     pub(crate) fence: Option<Fence>,
 }
 
+impl LayerOp {
+    /// The outcome of the op's statement, which changed (or, for an update with nothing to
+    /// write, found) `changed` rows: an update or a delete of a row that is not there is
+    /// [`Error::NotFound`].
+    pub(crate) fn outcome(&self, changed: u64) -> Result<()> {
+        if changed == 0 && matches!(self.kind, OpKind::Update | OpKind::Delete) {
+            return Err(Error::NotFound {
+                rn: self.rn.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// What a unique violation on `key` means for this write, `key` being what the database
+    /// names: the key column or a unique shadow column (SQLite), or an index (`PRIMARY`,
+    /// `<table>_pkey`, or korm 1.5's `__korm_u_…` name of a unique field).
+    /// [`Error::AlreadyExists`] for the key, [`Error::UniqueViolation`] naming the field for
+    /// a unique field (of the table, or made unique by this write); `None` for a key korm
+    /// does not know.
+    pub(crate) fn unique_violation(
+        &self,
+        schema: Option<&TableSchema>,
+        key: &str,
+    ) -> Option<Error> {
+        if key == schema::ID_COLUMN || key == "PRIMARY" || key.ends_with("_pkey") {
+            return Some(Error::AlreadyExists {
+                rn: self.rn.clone(),
+            });
+        }
+        let field = match key.strip_prefix(schema::UNIQUE_PREFIX) {
+            Some(field) => field.to_owned(),
+            None => schema
+                .map(|s| s.unique.iter())
+                .into_iter()
+                .flatten()
+                .chain(self.fields.iter().filter(|f| f.unique).map(|f| &f.name))
+                .find(|f| schema::unique_index_name(&self.table, f) == key)?
+                .clone(),
+        };
+        Some(Error::UniqueViolation {
+            table: self.table.clone(),
+            field,
+            rn: self.rn.clone(),
+        })
+    }
+}
+
+/// The error of a write that was committing (a `COMMIT`, or a statement committing on its
+/// own): a connection lost there leaves the outcome unknown ([`Error::OutcomeUnknown`]).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn committing(layer: &str, rn: &str, e: Error) -> Error {
+    match e {
+        Error::Database {
+            kind: crate::DbErrorKind::ConnectionLost,
+            ..
+        } => Error::OutcomeUnknown {
+            layer: layer.to_owned(),
+            rn: rn.to_owned(),
+            source: Box::new(e),
+        },
+        e => e,
+    }
+}
+
 /// A planned read of one table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Select {
@@ -231,7 +202,9 @@ pub(crate) struct Select {
     pub(crate) limit: Option<u64>,
 }
 
-/// A SQL database that stores items.
+/// A SQL database that stores items: storage only. Chunking of long id lists and the count
+/// of read statements are the pool's ([`LayerHandle`]); shared locks are a table the layer
+/// keeps ([`SharedLockTable`]).
 #[async_trait]
 pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// The layer's name in the pool.
@@ -241,18 +214,20 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// as needed: either all of them are applied or none is.
     async fn apply(&self, ops: Vec<LayerOp>) -> Result<()>;
 
-    /// Fetches the rows with these ids from one table (missing ids are simply absent).
+    /// Fetches the rows with these ids (at most [`FETCH_CHUNK`], one statement) from one
+    /// table; missing ids are simply absent.
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>>;
 
-    /// The row with this id in one table, if the layer can answer at once, without waiting
-    /// (SQLite, with its connection free): [`fetch`](Layer::fetch) of one id without its
-    /// lists or a boxed future. `None` when the caller must await `fetch`.
+    /// An optional capability, for the hottest read: the row with this id, if the layer can
+    /// answer at once without waiting (SQLite, with its connection free), without a boxed
+    /// future. `None` when the caller must await [`fetch`](Layer::fetch).
     fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
         let _ = (table, id);
         None
     }
 
-    /// Runs a select on one table. A table that does not exist yet gives no rows.
+    /// Runs a select on one table (one statement). A table that does not exist yet gives no
+    /// rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
 
     /// The distinct prefixes (the RN text before the 36-character item id) of the RN strings
@@ -260,27 +235,112 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// column gives none. One statement.
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>>;
 
-    /// How many read statements (selects, fetch chunks, prefix scans) the layer has sent
-    /// since it opened.
-    fn read_statements(&self) -> u64;
-
     /// The table's columns and kinds (`None` when it does not exist), for the read planner:
     /// filters on encrypted columns are evaluated in memory, not in SQL.
-    async fn table_schema(&self, table: &str) -> Result<Option<schema::TableSchema>>;
+    async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>>;
 
-    /// Takes the shared lock `claim.lock_id` in `__korm_locks__` if no row holds it or its row
-    /// expired at or before `claim.now` (atomically: of two claims racing, one wins), and
-    /// issues the lock's next fencing token in `__korm_fence__`, in the same transaction.
-    /// Creates both tables when missing. `None` when another owner holds the lock.
-    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>>;
-
-    /// Extends a lock this owner holds to `claim.expires_at`; `false` if the row is gone or
-    /// has another owner (the lock was lost).
-    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool>;
-
-    /// Deletes the lock's row if `owner` holds it (never another owner's row).
-    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()>;
+    /// The layer's table of shared locks (`__korm_locks__`).
+    fn locks(&self) -> &dyn SharedLockTable;
 
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
+}
+
+/// How many ids one fetch statement carries at most (they are one JSON array parameter past
+/// a few, so the limit is the size of a statement, not a count of parameters).
+pub(crate) const FETCH_CHUNK: usize = 500;
+
+/// A layer as the pool holds it: the backend, and the count of read statements sent to it
+/// (what [`Pool::read_statements`](crate::Pool::read_statements) shows). Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerHandle {
+    layer: Arc<dyn Layer>,
+    reads: Arc<ReadCounter>,
+}
+
+impl LayerHandle {
+    pub(crate) fn new(layer: Arc<dyn Layer>) -> LayerHandle {
+        LayerHandle {
+            layer,
+            reads: Arc::default(),
+        }
+    }
+
+    /// The layer's name in the pool.
+    pub(crate) fn ident(&self) -> &str {
+        self.layer.ident()
+    }
+
+    /// Whether `other` is a handle on the same layer.
+    pub(crate) fn same_as(&self, other: &LayerHandle) -> bool {
+        Arc::ptr_eq(&self.layer, &other.layer)
+    }
+
+    /// See [`Layer::apply`].
+    pub(crate) async fn apply(&self, ops: Vec<LayerOp>) -> Result<()> {
+        self.layer.apply(ops).await
+    }
+
+    /// The rows with these ids in one table, one statement per [`FETCH_CHUNK`] ids.
+    pub(crate) async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
+        if ids.len() <= FETCH_CHUNK {
+            return self.layer.fetch(table, ids).await;
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(FETCH_CHUNK) {
+            out.extend(self.layer.fetch(table, chunk.to_vec()).await?);
+        }
+        Ok(out)
+    }
+
+    /// The row with this id: at once when the layer can ([`Layer::fetch_one_now`]), else
+    /// fetched.
+    pub(crate) async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
+        self.reads.add(1);
+        match self.layer.fetch_one_now(table, id) {
+            Some(found) => found,
+            None => Ok(self
+                .layer
+                .fetch(table, vec![id.to_owned()])
+                .await?
+                .into_iter()
+                .next()),
+        }
+    }
+
+    /// See [`Layer::select`].
+    pub(crate) async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
+        self.reads.add(1);
+        self.layer.select(table, select).await
+    }
+
+    /// See [`Layer::ref_prefixes`].
+    pub(crate) async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
+        self.reads.add(1);
+        self.layer.ref_prefixes(table, column).await
+    }
+
+    /// See [`Layer::table_schema`].
+    pub(crate) async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        self.layer.table_schema(table).await
+    }
+
+    /// See [`Layer::locks`].
+    pub(crate) fn locks(&self) -> &dyn SharedLockTable {
+        self.layer.locks()
+    }
+
+    /// How many read statements the layer was sent since the pool opened.
+    pub(crate) fn read_statements(&self) -> u64 {
+        self.reads.get()
+    }
+
+    /// See [`Layer::close`].
+    pub(crate) async fn close(&self) {
+        self.layer.close().await;
+    }
 }

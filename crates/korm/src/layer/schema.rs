@@ -1,6 +1,14 @@
-//! What korm knows of a table's shape.
+//! What korm knows of a table's shape, and the one schema planner: [`diff`] says which
+//! [`SchemaChange`]s make a table fit a write, each dialect renders them to DDL
+//! ([`Dialect::render_change`](crate::query::dialect::Dialect::render_change)), and
+//! [`TableSchema::apply`] says what the table looks like afterwards. Every backend runs the same
+//! plan; only where the DDL runs (inside the write's transaction, or before it on MySQL) and
+//! how concurrent writers are kept apart differ.
 
-use crate::model::ColumnKind;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::{Cell, ColumnKind, Field, RowBuilder, StoredRow};
 
 /// The primary-key column of every item table: the item's UUID (not the whole RN).
 pub(crate) const ID_COLUMN: &str = "rnId";
@@ -29,6 +37,14 @@ pub(crate) enum ReadColumn {
 }
 
 impl ReadColumn {
+    /// The kind of a field column, when the schema knows it.
+    pub(crate) fn kind(&self) -> Option<ColumnKind> {
+        match self {
+            ReadColumn::Field(_, kind) => *kind,
+            ReadColumn::Id | ReadColumn::Skip => None,
+        }
+    }
+
     /// Classifies a result column by its name; `schema` gives field kinds.
     pub(crate) fn of(name: &str, schema: Option<&TableSchema>) -> ReadColumn {
         if name == ID_COLUMN {
@@ -38,6 +54,74 @@ impl ReadColumn {
         } else {
             ReadColumn::Field(name.into(), schema.and_then(|s| s.kind_of(name)))
         }
+    }
+}
+
+/// How to read the rows of an item table's `SELECT *`: what each result column is (by its
+/// name, with the kind the schema knows), and the names of the field columns, shared by
+/// every row read with the plan.
+#[derive(Debug)]
+pub(crate) struct ReadPlan {
+    /// The result's column names, in order.
+    pub(crate) names: Vec<Box<str>>,
+    /// What each result column is.
+    pub(crate) columns: Vec<ReadColumn>,
+    /// The field columns' names.
+    pub(crate) fields: Arc<[Arc<str>]>,
+}
+
+impl ReadPlan {
+    /// The plan of a result with these column names; `schema` gives the field kinds.
+    pub(crate) fn new<'n>(
+        names: impl IntoIterator<Item = &'n str>,
+        schema: Option<&TableSchema>,
+    ) -> ReadPlan {
+        let names: Vec<Box<str>> = names.into_iter().map(Box::from).collect();
+        let columns: Vec<ReadColumn> = names.iter().map(|n| ReadColumn::of(n, schema)).collect();
+        let fields = columns
+            .iter()
+            .filter_map(|c| match c {
+                ReadColumn::Field(name, _) => Some(Arc::clone(name)),
+                _ => None,
+            })
+            .collect();
+        ReadPlan {
+            names,
+            columns,
+            fields,
+        }
+    }
+
+    /// Builds one row: `cell(i)` reads result column `i` as the driver typed it, and the
+    /// column's kind then says what it holds ([`Cell::for_kind`]). `text_hint` is about how
+    /// much text a row holds.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] naming the table for a row whose `rnId` is missing or not text, and
+    /// whatever `cell` fails with.
+    pub(crate) fn decode<'r>(
+        &self,
+        table: &str,
+        text_hint: usize,
+        mut cell: impl FnMut(usize) -> Result<Cell<'r>>,
+    ) -> Result<StoredRow> {
+        let bad = |reason: &str| Error::Decode {
+            rn: table.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut row = RowBuilder::new(self.fields.len(), text_hint);
+        for (i, column) in self.columns.iter().enumerate() {
+            match column {
+                ReadColumn::Skip => {}
+                ReadColumn::Id => match cell(i)? {
+                    Cell::Text(id) => row.id(id),
+                    _ => return Err(bad("a row's rnId is not text")),
+                },
+                ReadColumn::Field(_, kind) => row.push(cell(i)?.for_kind(*kind)),
+            }
+        }
+        row.finish(&self.fields)
+            .ok_or_else(|| bad("a row has no rnId"))
     }
 }
 
@@ -62,6 +146,18 @@ impl TableSchema {
             .map(|(_, kind)| *kind)
     }
 
+    /// Adds a column read from the database's catalog: the key is not a field, and a unique
+    /// shadow column marks its field unique.
+    pub(crate) fn add_read_column(&mut self, name: String, kind: ColumnKind) {
+        if name == ID_COLUMN {
+            return;
+        }
+        match name.strip_prefix(UNIQUE_PREFIX) {
+            Some(field) => self.unique.push(field.to_owned()),
+            None => self.columns.push((name, kind)),
+        }
+    }
+
     /// Whether writing these fields needs a schema change first: a missing column, a missing
     /// unique shadow, or a value kind the column does not accept.
     pub(crate) fn needs_ddl(&self, fields: &[crate::model::Field]) -> bool {
@@ -78,5 +174,279 @@ impl TableSchema {
     /// Whether the field has a unique shadow column.
     pub(crate) fn is_unique(&self, column: &str) -> bool {
         self.unique.iter().any(|u| u == column)
+    }
+
+    /// Whether a result with these column names has a field column this schema does not
+    /// know (another process added it): the schema must be read again.
+    pub(crate) fn lacks_any<'n>(&self, names: impl IntoIterator<Item = &'n str>) -> bool {
+        names.into_iter().any(|name| {
+            name != ID_COLUMN && !name.starts_with(UNIQUE_PREFIX) && self.kind_of(name).is_none()
+        })
+    }
+
+    /// The schema after `change` was made.
+    pub(crate) fn apply(&mut self, change: &SchemaChange) {
+        match change {
+            SchemaChange::CreateTable { columns, unique } => {
+                self.columns.clone_from(columns);
+                self.unique.clone_from(unique);
+            }
+            SchemaChange::AddColumn { column, kind } => {
+                self.columns.push((column.clone(), *kind));
+            }
+            SchemaChange::RecreateColumn { column, kind } => {
+                self.columns.retain(|(name, _)| name != column);
+                self.columns.push((column.clone(), *kind));
+            }
+            SchemaChange::AddUnique { field } => self.unique.push(field.clone()),
+            SchemaChange::DropUnique { field } => self.unique.retain(|u| u != field),
+        }
+    }
+}
+
+/// One change to an item table's shape, planned by [`diff`] and rendered to DDL by a dialect.
+/// The table is the one [`diff`] was given.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SchemaChange {
+    /// Create the table: the `rnId` key, these field columns, and a shadow column with a
+    /// unique index for each unique field.
+    CreateTable {
+        columns: Vec<(String, ColumnKind)>,
+        unique: Vec<String>,
+    },
+    /// Add a field column.
+    AddColumn { column: String, kind: ColumnKind },
+    /// Drop a field column and add it again with another kind (`destructive` only: the values
+    /// other items held in it are lost).
+    RecreateColumn { column: String, kind: ColumnKind },
+    /// Add a unique field's shadow column and its unique index.
+    AddUnique { field: String },
+    /// Drop a unique field's shadow column and its index (before its column is recreated).
+    DropUnique { field: String },
+}
+
+/// The changes that make `table` (as `existing` describes it, `None` when it does not exist)
+/// fit a write of `fields`: create the table; add missing columns and unique shadows; and for
+/// a column whose kind does not accept the value, recreate it when `destructive`, else fail.
+/// A field whose value is null asks for no kind: a new column for it is `TEXT`, as korm 1.5
+/// makes it.
+///
+/// # Errors
+/// [`Error::SchemaMismatch`] for a kind the column does not accept, without `destructive`.
+pub(crate) fn diff(
+    table: &str,
+    existing: Option<&TableSchema>,
+    fields: &[Field],
+    destructive: bool,
+) -> Result<Vec<SchemaChange>> {
+    let Some(schema) = existing else {
+        return Ok(vec![SchemaChange::CreateTable {
+            columns: fields
+                .iter()
+                .map(|f| (f.name.clone(), f.kind.unwrap_or(ColumnKind::Text)))
+                .collect(),
+            unique: fields
+                .iter()
+                .filter(|f| f.unique)
+                .map(|f| f.name.clone())
+                .collect(),
+        }]);
+    };
+    let mut changes = Vec::new();
+    for field in fields {
+        let mut unique = schema.is_unique(&field.name);
+        match (schema.kind_of(&field.name), field.kind) {
+            (None, kind) => changes.push(SchemaChange::AddColumn {
+                column: field.name.clone(),
+                kind: kind.unwrap_or(ColumnKind::Text),
+            }),
+            (Some(stored), Some(found)) if !stored.accepts(found) => {
+                if !destructive {
+                    return Err(Error::SchemaMismatch {
+                        table: table.to_owned(),
+                        column: field.name.clone(),
+                        stored,
+                        found,
+                    });
+                }
+                if unique {
+                    changes.push(SchemaChange::DropUnique {
+                        field: field.name.clone(),
+                    });
+                    unique = false;
+                }
+                changes.push(SchemaChange::RecreateColumn {
+                    column: field.name.clone(),
+                    kind: found,
+                });
+            }
+            _ => {}
+        }
+        if field.unique && !unique {
+            changes.push(SchemaChange::AddUnique {
+                field: field.name.clone(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// The schema of `table` after `changes` (planned by [`diff`] from `existing`) were made.
+pub(crate) fn after(
+    table: &str,
+    existing: Option<TableSchema>,
+    changes: &[SchemaChange],
+) -> TableSchema {
+    let mut schema = existing.unwrap_or_else(|| TableSchema {
+        table: table.to_owned(),
+        ..TableSchema::default()
+    });
+    for change in changes {
+        schema.apply(change);
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const TABLE: &str = "__items__users__freetier";
+
+    fn field(name: &str, kind: Option<ColumnKind>, unique: bool) -> Field {
+        Field {
+            name: name.to_owned(),
+            value: Value::Null,
+            kind,
+            unique,
+        }
+    }
+
+    fn users() -> TableSchema {
+        TableSchema {
+            table: TABLE.to_owned(),
+            columns: vec![
+                ("username".to_owned(), ColumnKind::Text),
+                ("age".to_owned(), ColumnKind::Integer),
+                ("email".to_owned(), ColumnKind::Text),
+            ],
+            unique: vec!["email".to_owned()],
+        }
+    }
+
+    #[test]
+    fn a_missing_table_is_created_with_every_field() {
+        let fields = [
+            field("username", Some(ColumnKind::Text), false),
+            field("nickname", None, false),
+            field("email", Some(ColumnKind::Text), true),
+        ];
+        let changes = diff(TABLE, None, &fields, false).unwrap();
+        assert_eq!(
+            changes,
+            [SchemaChange::CreateTable {
+                columns: vec![
+                    ("username".to_owned(), ColumnKind::Text),
+                    ("nickname".to_owned(), ColumnKind::Text),
+                    ("email".to_owned(), ColumnKind::Text),
+                ],
+                unique: vec!["email".to_owned()],
+            }]
+        );
+        let made = after(TABLE, None, &changes);
+        assert_eq!(made.table, TABLE);
+        assert!(made.is_unique("email") && !made.needs_ddl(&fields));
+    }
+
+    #[test]
+    fn a_fitting_write_changes_nothing() {
+        let fields = [
+            field("username", Some(ColumnKind::Text), false),
+            // Null fits any column; an RN fits a text column; a unique field keeps its shadow.
+            field("age", None, false),
+            field("email", Some(ColumnKind::RnRef), true),
+        ];
+        assert_eq!(diff(TABLE, Some(&users()), &fields, false).unwrap(), []);
+        assert!(!users().needs_ddl(&fields));
+    }
+
+    #[test]
+    fn missing_columns_and_shadows_are_added() {
+        let fields = [
+            field("score", Some(ColumnKind::Double), false),
+            field("nickname", None, true),
+            field("username", Some(ColumnKind::Text), true),
+        ];
+        let changes = diff(TABLE, Some(&users()), &fields, false).unwrap();
+        assert_eq!(
+            changes,
+            [
+                SchemaChange::AddColumn {
+                    column: "score".into(),
+                    kind: ColumnKind::Double
+                },
+                SchemaChange::AddColumn {
+                    column: "nickname".into(),
+                    kind: ColumnKind::Text
+                },
+                SchemaChange::AddUnique {
+                    field: "nickname".into()
+                },
+                SchemaChange::AddUnique {
+                    field: "username".into()
+                },
+            ]
+        );
+        let made = after(TABLE, Some(users()), &changes);
+        assert!(!made.needs_ddl(&fields));
+        assert_eq!(made.kind_of("score"), Some(ColumnKind::Double));
+    }
+
+    #[test]
+    fn a_changed_kind_needs_destructive() {
+        let fields = [field("email", Some(ColumnKind::Integer), true)];
+        match diff(TABLE, Some(&users()), &fields, false) {
+            Err(Error::SchemaMismatch {
+                table,
+                column,
+                stored: ColumnKind::Text,
+                found: ColumnKind::Integer,
+            }) => assert_eq!((table.as_str(), column.as_str()), (TABLE, "email")),
+            other => panic!("expected a schema mismatch, got {other:?}"),
+        }
+        let changes = diff(TABLE, Some(&users()), &fields, true).unwrap();
+        assert_eq!(
+            changes,
+            [
+                SchemaChange::DropUnique {
+                    field: "email".into()
+                },
+                SchemaChange::RecreateColumn {
+                    column: "email".into(),
+                    kind: ColumnKind::Integer
+                },
+                SchemaChange::AddUnique {
+                    field: "email".into()
+                },
+            ]
+        );
+        let made = after(TABLE, Some(users()), &changes);
+        assert_eq!(made.kind_of("email"), Some(ColumnKind::Integer));
+        assert!(made.is_unique("email") && !made.needs_ddl(&fields));
+        // A whole number still fits a double column, without destructive.
+        let score = TableSchema {
+            columns: vec![("score".into(), ColumnKind::Double)],
+            ..users()
+        };
+        let whole = [field("score", Some(ColumnKind::Integer), false)];
+        assert_eq!(diff(TABLE, Some(&score), &whole, false).unwrap(), []);
+    }
+
+    #[test]
+    fn unknown_columns_of_a_result_mean_a_stale_schema() {
+        let schema = users();
+        assert!(!schema.lacks_any(["rnId", "username", "__korm_unique__email"]));
+        assert!(schema.lacks_any(["rnId", "added_elsewhere"]));
     }
 }

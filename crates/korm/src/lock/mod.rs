@@ -60,7 +60,7 @@ pub(crate) struct Locks {
 
 impl Locks {
     pub(crate) fn new(
-        shared: Option<(Arc<dyn crate::layer::Layer>, LockOptions)>,
+        shared: Option<(crate::layer::LayerHandle, LockOptions)>,
         wait: Duration,
     ) -> Self {
         Locks {

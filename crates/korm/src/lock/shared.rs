@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::AbortHandle;
 
 use crate::error::{Error, Result};
-use crate::layer::{Layer, LockClaim};
+use crate::layer::{LayerHandle, LockClaim};
 
 /// Settings of shared locks (see [`PoolBuilder::with_locks`](crate::PoolBuilder::with_locks)).
 ///
@@ -122,7 +122,7 @@ pub(crate) struct SharedLocks {
 }
 
 struct SharedInner {
-    layer: Arc<dyn Layer>,
+    layer: LayerHandle,
     ttl: Duration,
     retry: Duration,
     refresh: Duration,
@@ -143,7 +143,7 @@ impl fmt::Debug for SharedLocks {
 }
 
 impl SharedLocks {
-    pub(crate) fn new(layer: Arc<dyn Layer>, options: LockOptions) -> Self {
+    pub(crate) fn new(layer: LayerHandle, options: LockOptions) -> Self {
         let owner = options
             .owner_id
             .unwrap_or_else(|| format!("korm-rs-{}", uuid::Uuid::new_v4().simple()));
@@ -185,7 +185,7 @@ impl SharedLocks {
                 now,
                 expires_at: now.saturating_add(millis(inner.ttl)),
             };
-            if let Some(token) = inner.layer.lock_acquire(&claim).await? {
+            if let Some(token) = inner.layer.locks().acquire(&claim).await? {
                 return Ok(Some(self.start_lease(lock_id, token)));
             }
             if once
@@ -204,7 +204,7 @@ impl SharedLocks {
         let lost = Arc::new(AtomicBool::new(false));
         let id = inner.next.fetch_add(1, Ordering::Relaxed);
         let refresher = tokio::spawn(refresh_loop(
-            Arc::clone(&inner.layer),
+            inner.layer.clone(),
             inner.owner.clone(),
             Arc::clone(lock_id),
             inner.ttl,
@@ -243,7 +243,8 @@ impl SharedLocks {
             if let Err(e) = self
                 .inner
                 .layer
-                .lock_release(&lock_id, &self.inner.owner)
+                .locks()
+                .release(&lock_id, &self.inner.owner)
                 .await
             {
                 tracing::warn!(lock = %lock_id, error = %e, "could not release a shared lock at close; it expires after its ttl");
@@ -263,7 +264,7 @@ impl SharedInner {
 
 /// Extends the lock every `refresh` until it is released (the task is aborted) or lost.
 async fn refresh_loop(
-    layer: Arc<dyn Layer>,
+    layer: LayerHandle,
     owner: String,
     lock_id: Arc<str>,
     ttl: Duration,
@@ -279,7 +280,7 @@ async fn refresh_loop(
             now,
             expires_at: now.saturating_add(millis(ttl)),
         };
-        match layer.lock_refresh(&claim).await {
+        match layer.locks().refresh(&claim).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(lock = %lock_id, "a shared lock was lost (it expired and was taken over)");
@@ -332,7 +333,8 @@ impl Lease {
         let result = self
             .inner
             .layer
-            .lock_release(&self.lock_id, &self.inner.owner)
+            .locks()
+            .release(&self.lock_id, &self.inner.owner)
             .await;
         self.inner.forget(self.id);
         result
@@ -353,7 +355,7 @@ impl Drop for Lease {
             let lock_id = Arc::clone(&self.lock_id);
             let id = self.id;
             runtime.spawn(async move {
-                if let Err(e) = inner.layer.lock_release(&lock_id, &inner.owner).await {
+                if let Err(e) = inner.layer.locks().release(&lock_id, &inner.owner).await {
                     tracing::debug!(lock = %lock_id, error = %e, "shared lock not released; it expires after its ttl");
                 }
                 inner.forget(id);

@@ -69,7 +69,7 @@ impl fmt::Display for ColumnKind {
 /// A value bound to a SQL statement. Values are always bound as parameters, never spliced
 /// into SQL text.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SqlValue {
+pub(crate) enum SqlValue {
     /// SQL `NULL`.
     Null,
     /// A 64-bit integer.
@@ -78,6 +78,8 @@ pub enum SqlValue {
     Double(f64),
     /// A boolean (stored as 0/1 on SQLite).
     Boolean(bool),
-    /// Text (also JSON text and RN strings).
+    /// Text (also RN strings).
     Text(String),
+    /// JSON text of an object or an array, for a JSON column.
+    Json(String),
 }

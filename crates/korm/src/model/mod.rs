@@ -19,10 +19,11 @@ mod unique;
 pub(crate) use encode::{
     Field, encode, fields_to_map, fingerprint, infer_kind, is_envelope, validate_field_name,
 };
-pub use kind::{ColumnKind, SqlValue};
+pub use kind::ColumnKind;
+pub(crate) use kind::SqlValue;
 pub use reference::Ref;
 pub(crate) use reference::{Cascade, Resolved, RnMap, collect_cascades, with_resolved};
-pub(crate) use row::{Cell, RowBuilder, StoredRow, field_names};
+pub(crate) use row::{Cell, RowBuilder, StoredRow};
 pub use secret::{Encrypted, Password};
 pub use unique::Unique;
 

@@ -42,6 +42,21 @@ impl Cell<'_> {
     }
 }
 
+impl<'a> Cell<'a> {
+    /// The cell as a column of `kind` holds it (`None`: a column the schema does not know):
+    /// drivers hand booleans (SQLite, MySQL) and whole doubles over as integers, and JSON as
+    /// text; the column's kind says what they are.
+    pub(crate) fn for_kind(self, kind: Option<crate::model::ColumnKind>) -> Cell<'a> {
+        use crate::model::ColumnKind;
+        match (self, kind) {
+            (Cell::Integer(i), Some(ColumnKind::Boolean)) => Cell::Boolean(i != 0),
+            (Cell::Integer(i), Some(ColumnKind::Double)) => Cell::Double(i as f64),
+            (Cell::Text(text), Some(ColumnKind::Json | ColumnKind::Encrypted)) => Cell::Json(text),
+            (cell, _) => cell,
+        }
+    }
+}
+
 /// How a row holds a cell: text as a range of the row's one text buffer.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
@@ -118,11 +133,6 @@ impl RowBuilder {
         self.slots.push(slot);
     }
 
-    /// How much text the row holds so far.
-    pub(crate) fn text_len(&self) -> usize {
-        self.text.len()
-    }
-
     /// The row, its cells named by `names` in order; `None` when no id was set.
     pub(crate) fn finish(self, names: &Arc<[Arc<str>]>) -> Option<StoredRow> {
         debug_assert_eq!(names.len(), self.slots.len(), "a row has a name per cell");
@@ -148,6 +158,11 @@ impl StoredRow {
         }
         row.finish(&names.into())
             .unwrap_or_else(|| unreachable!("the id was set"))
+    }
+
+    /// How much text the row holds (its id and text cells).
+    pub(crate) fn text_len(&self) -> usize {
+        self.text.len()
     }
 
     /// The item UUID (`rnId`).
@@ -195,18 +210,6 @@ impl StoredRow {
     pub(crate) fn deserializer(&self) -> RowDeserializer<'_> {
         RowDeserializer(self)
     }
-}
-
-/// The names of the field columns among a result's columns, shared by its rows (see
-/// [`RowBuilder::finish`]).
-pub(crate) fn field_names(columns: &[crate::layer::schema::ReadColumn]) -> Arc<[Arc<str>]> {
-    columns
-        .iter()
-        .filter_map(|c| match c {
-            crate::layer::schema::ReadColumn::Field(name, _) => Some(Arc::clone(name)),
-            _ => None,
-        })
-        .collect()
 }
 
 type Error = serde_json::Error;

@@ -15,8 +15,11 @@ use serde_json::Value;
 use super::filter::{CompareOp, Filter, FilterNode, SortOrder};
 use super::path::{FieldPath, PathStep};
 use crate::error::clip;
-use crate::layer::schema::{ID_COLUMN, TableSchema};
-use crate::model::{ColumnKind, SqlValue};
+use crate::layer::schema::{
+    ID_COLUMN, SchemaChange, TableSchema, UNIQUE_PREFIX, unique_index_name,
+};
+use crate::layer::{LayerOp, OpKind};
+use crate::model::{ColumnKind, SqlValue, fingerprint};
 use crate::{Error, Result};
 
 /// SQL text plus its parameters, in placeholder order.
@@ -28,26 +31,29 @@ pub(crate) struct Statement {
     pub(crate) params: Vec<SqlValue>,
 }
 
-/// Renders `SELECT * FROM "table" [WHERE ...] ORDER BY ... [LIMIT n]` for one item table.
-///
-/// `sort` is a list of (path, order); when there is at least one, `"rnId" ASC` closes the
-/// `ORDER BY` so the order is stable. With no sort keys the order is unspecified.
-///
-/// # Errors
-/// [`Error::InvalidIdentifier`] for a table name that is not `__items__{ns}__{kind}`,
-/// [`Error::InvalidPath`] for a malformed path or a sort path with `[*]`,
-/// [`Error::InvalidFilter`] for a value a filter can not compare or a path that SQL can not
-/// evaluate (an encrypted field, a path through a reference), [`Error::InvalidOption`] for a
-/// limit above `i64::MAX`.
-pub(crate) fn render_select(
-    d: &dyn Dialect,
-    schema: &TableSchema,
-    filter: Option<&Filter>,
-    sort: &[(String, SortOrder)],
-    limit: Option<u64>,
-) -> Result<Statement> {
-    d.render_select(schema, filter, sort, limit)
+impl Statement {
+    /// A statement without parameters.
+    pub(crate) fn ddl(sql: String) -> Statement {
+        Statement {
+            sql,
+            params: Vec::new(),
+        }
+    }
 }
+
+/// The SQL of a row write (see [`Dialect::render_op`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RowSql {
+    /// A statement whose count of changed rows is the write's outcome (see
+    /// [`LayerOp::outcome`]).
+    Execute(Statement),
+    /// A query for the row, for an update with nothing to write: the row must exist.
+    Exists(Statement),
+}
+
+/// Up to this many ids, a fetch binds one placeholder per id; more go as one JSON array
+/// parameter (see [`Dialect::render_fetch`]).
+pub(crate) const FETCH_INLINE_IDS: usize = 16;
 
 /// Always true, in every dialect (no `TRUE` literal: MariaDB's is an integer, older SQLite has
 /// none).
@@ -302,6 +308,24 @@ pub(crate) trait Dialect: Send + Sync {
         format!("substr({column}, 1, length({column}) - 36)")
     }
 
+    /// The length of a text in characters (MySQL's `LENGTH` counts bytes).
+    fn char_length(&self, expr: &str) -> String {
+        format!("length({expr})")
+    }
+
+    /// The distinct prefixes of the RN strings in `column` (see
+    /// [`Layer::ref_prefixes`](crate::layer::Layer::ref_prefixes)): only texts that can be
+    /// RNs, and at most one more than the planner accepts.
+    fn render_ref_prefixes(&self, table: &str, column: &str) -> Statement {
+        let c = self.quote_identifier(column);
+        Statement::ddl(format!(
+            "SELECT DISTINCT {} FROM {} WHERE {} > 36 AND {c} LIKE '[rn]%' LIMIT 1001",
+            self.rn_prefix(&c),
+            self.quote_identifier(&self.physical_table(table)),
+            self.char_length(&c),
+        ))
+    }
+
     /// The last 36 characters of the RN in `column`: its id (SQLite: `substr(c, -36)`).
     fn rn_id(&self, column: &str) -> String {
         format!("substr({column}, -36)")
@@ -450,7 +474,17 @@ pub(crate) trait Dialect: Send + Sync {
         vec![rank, self.order_term(&value, order)]
     }
 
-    /// The whole `SELECT`; see [`render_select`].
+    /// Renders `SELECT * FROM "table" [WHERE ...] ORDER BY ... [LIMIT n]` for one item table.
+    ///
+    /// `sort` is a list of (path, order); when there is at least one, `"rnId" ASC` closes the
+    /// `ORDER BY` so the order is stable. With no sort keys the order is unspecified.
+    ///
+    /// # Errors
+    /// [`Error::InvalidIdentifier`] for a table name that is not `__items__{ns}__{kind}`,
+    /// [`Error::InvalidPath`] for a malformed path or a sort path with `[*]`,
+    /// [`Error::InvalidFilter`] for a value a filter can not compare or a path that SQL can not
+    /// evaluate (an encrypted field, a path through a reference), [`Error::InvalidOption`] for a
+    /// limit above `i64::MAX`.
     fn render_select(
         &self,
         schema: &TableSchema,
@@ -789,6 +823,284 @@ pub(crate) trait Dialect: Send + Sync {
         terms.push(format!("{} ASC", self.quote_identifier(ID_COLUMN)));
         Ok(terms.join(", "))
     }
+
+    // ---- Rows: reads by id and writes (DML). Every value is bound.
+
+    /// Appends `ident`, quoted, to `sql` (statements are built on every read and write, so
+    /// this avoids the allocation [`Dialect::quote_identifier`] makes).
+    fn push_identifier(&self, sql: &mut String, ident: &str) {
+        sql.push_str(&self.quote_identifier(ident));
+    }
+
+    /// Appends `SELECT * FROM <table> WHERE "rnId" = <placeholder 1>`: the load of one item,
+    /// built in the caller's buffer (a load is the hottest statement korm sends).
+    fn push_fetch_one(&self, sql: &mut String, table: &str) {
+        sql.push_str("SELECT * FROM ");
+        self.push_identifier(sql, &self.physical_table(table));
+        sql.push_str(" WHERE ");
+        self.push_identifier(sql, ID_COLUMN);
+        sql.push_str(" = ");
+        sql.push_str(&self.placeholder(1));
+    }
+
+    /// `SELECT *` of the rows with these ids: one placeholder per id up to
+    /// [`FETCH_INLINE_IDS`], more as one JSON array parameter (one statement text, prepared
+    /// once, whatever the count).
+    fn render_fetch(&self, table: &str, ids: &[String]) -> Result<Statement> {
+        validate_table(table)?;
+        let mut st = RenderState::default();
+        let mut sql = String::with_capacity(64 + table.len());
+        if let [id] = ids {
+            self.push_fetch_one(&mut sql, table);
+            st.params.push(SqlValue::Text(id.clone()));
+        } else {
+            sql.push_str("SELECT * FROM ");
+            self.push_identifier(&mut sql, &self.physical_table(table));
+            sql.push_str(" WHERE ");
+            self.push_identifier(&mut sql, ID_COLUMN);
+            sql.push_str(" IN (");
+            if ids.len() <= FETCH_INLINE_IDS {
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&self.bind(&mut st, SqlValue::Text(id.clone())));
+                }
+            } else {
+                let list = self.bind_text_list(&mut st, ids)?;
+                sql.push_str(&self.json_text_array(&list));
+            }
+            sql.push(')');
+        }
+        Ok(Statement {
+            sql,
+            params: st.params,
+        })
+    }
+
+    /// A field's storage-form value as bound for a column of `kind`: booleans as
+    /// [`Dialect::boolean`] binds them, whole numbers as integers (doubles in a double
+    /// column), objects and arrays as JSON text.
+    fn write_value(&self, value: &Value, kind: ColumnKind) -> SqlValue {
+        match (value, kind) {
+            (Value::Null, _) => SqlValue::Null,
+            (Value::Bool(b), _) => self.boolean(*b),
+            (Value::Number(n), ColumnKind::Double) => {
+                SqlValue::Double(n.as_f64().unwrap_or(f64::NAN))
+            }
+            (Value::Number(n), _) => match n.as_i64() {
+                Some(i) => SqlValue::Integer(i),
+                None => SqlValue::Double(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            (Value::String(s), _) => SqlValue::Text(s.clone()),
+            (other, _) => SqlValue::Json(other.to_string()),
+        }
+    }
+
+    /// Binds a value written to a column. The default is [`Dialect::bind`]; PostgreSQL
+    /// writes a cast naming the value's type after the placeholder.
+    fn bind_write(&self, st: &mut RenderState, value: SqlValue) -> String {
+        self.bind(st, value)
+    }
+
+    /// The columns an insert or update writes and their values: each field, then, when the
+    /// table keeps a unique shadow for it, the shadow with the value's fingerprint.
+    fn row_values(&self, op: &LayerOp, schema: &TableSchema) -> Vec<(String, SqlValue)> {
+        let mut out = Vec::with_capacity(op.fields.len() + schema.unique.len());
+        for field in op.fields.iter() {
+            let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
+            out.push((field.name.clone(), self.write_value(&field.value, kind)));
+            if schema.is_unique(&field.name) {
+                let fingerprint = if field.value.is_null() {
+                    SqlValue::Null
+                } else {
+                    SqlValue::Text(fingerprint(&field.value))
+                };
+                out.push((format!("{UNIQUE_PREFIX}{}", field.name), fingerprint));
+            }
+        }
+        out
+    }
+
+    /// The SQL of a row write: `INSERT INTO <table> ("rnId", <columns>) VALUES (...)`,
+    /// `UPDATE <table> SET <column> = ..., ... WHERE "rnId" = ...` (with nothing to write,
+    /// a query finding the row, which must exist), or `DELETE FROM <table> WHERE "rnId" = ...`.
+    /// `schema` is the table's, made to fit the op.
+    fn render_op(&self, op: &LayerOp, schema: &TableSchema) -> RowSql {
+        let values = match op.kind {
+            OpKind::Insert | OpKind::Update => self.row_values(op, schema),
+            OpKind::Delete | OpKind::DeleteIfExists => Vec::new(),
+        };
+        let mut st = RenderState::default();
+        let mut sql = String::with_capacity(64 + op.table.len() + 24 * values.len());
+        let table = self.physical_table(&op.table);
+        let exists = op.kind == OpKind::Update && values.is_empty();
+        match op.kind {
+            OpKind::Insert => {
+                sql.push_str("INSERT INTO ");
+                self.push_identifier(&mut sql, &table);
+                sql.push_str(" (");
+                self.push_identifier(&mut sql, ID_COLUMN);
+                for (column, _) in &values {
+                    sql.push_str(", ");
+                    self.push_identifier(&mut sql, column);
+                }
+                sql.push_str(") VALUES (");
+                sql.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
+                for (_, value) in values {
+                    sql.push_str(", ");
+                    sql.push_str(&self.bind_write(&mut st, value));
+                }
+                sql.push(')');
+                return RowSql::Execute(Statement {
+                    sql,
+                    params: st.params,
+                });
+            }
+            OpKind::Update if exists => {
+                sql.push_str("SELECT 1 FROM ");
+                self.push_identifier(&mut sql, &table);
+            }
+            OpKind::Update => {
+                sql.push_str("UPDATE ");
+                self.push_identifier(&mut sql, &table);
+                sql.push_str(" SET ");
+                for (i, (column, value)) in values.into_iter().enumerate() {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    self.push_identifier(&mut sql, &column);
+                    sql.push_str(" = ");
+                    sql.push_str(&self.bind_write(&mut st, value));
+                }
+            }
+            OpKind::Delete | OpKind::DeleteIfExists => {
+                sql.push_str("DELETE FROM ");
+                self.push_identifier(&mut sql, &table);
+            }
+        }
+        sql.push_str(" WHERE ");
+        self.push_identifier(&mut sql, ID_COLUMN);
+        sql.push_str(" = ");
+        sql.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
+        let statement = Statement {
+            sql,
+            params: st.params,
+        };
+        if exists {
+            RowSql::Exists(statement)
+        } else {
+            RowSql::Execute(statement)
+        }
+    }
+
+    // ---- Schema (DDL), from the planner's changes (see `layer::schema`).
+
+    /// The declared type of a field column of `kind` named `column`: korm 1.5's type on each
+    /// backend (SQLite's `BOOLEAN` carries a check naming its column).
+    fn column_type(&self, kind: ColumnKind, column: &str) -> String;
+
+    /// The definition of the `rnId` key column.
+    fn id_column(&self) -> String;
+
+    /// The declared type of a unique shadow column (a SHA-512 hex fingerprint).
+    fn shadow_type(&self) -> &'static str {
+        "TEXT"
+    }
+
+    /// What follows `CREATE TABLE <name> (...)`: nothing, or MySQL's character set.
+    fn table_options(&self) -> &'static str {
+        ""
+    }
+
+    /// `ADD COLUMN` and its guard: PostgreSQL adds `IF NOT EXISTS`, so a column another
+    /// program added meanwhile is no error. SQLite has no such guard (its write lock keeps
+    /// others out), MySQL 8 neither (its DDL tolerates the duplicate error instead).
+    fn add_column(&self) -> &'static str {
+        "ADD COLUMN"
+    }
+
+    /// The statement creating a unique field's index (named as korm 1.5 names it).
+    fn create_unique_index(&self, table: &str, field: &str) -> String {
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+            self.quote_identifier(&unique_index_name(table, field)),
+            self.quote_identifier(&self.physical_table(table)),
+            self.quote_identifier(&format!("{UNIQUE_PREFIX}{field}"))
+        )
+    }
+
+    /// The statement dropping a unique field's index before its shadow column is dropped;
+    /// `None` where dropping the column drops the index with it.
+    fn drop_unique_index(&self, table: &str, field: &str) -> Option<String> {
+        let _ = table;
+        Some(format!(
+            "DROP INDEX IF EXISTS {}",
+            self.quote_identifier(&unique_index_name(table, field))
+        ))
+    }
+
+    /// The statements that make `change` to `table`, in order (see
+    /// [`default_render_change`]; MySQL adds its `__korm_meta__` rows around them).
+    fn render_change(&self, table: &str, change: &SchemaChange) -> Vec<Statement> {
+        default_render_change(self, table, change)
+    }
+}
+
+/// The statements that make `change` to `table`, in order, from the dialect's types and
+/// index statements: what [`Dialect::render_change`] renders unless a dialect adds to it.
+pub(crate) fn default_render_change<D: Dialect + ?Sized>(
+    d: &D,
+    table: &str,
+    change: &SchemaChange,
+) -> Vec<Statement> {
+    let t = d.quote_identifier(&d.physical_table(table));
+    let shadow = |field: &str| d.quote_identifier(&format!("{UNIQUE_PREFIX}{field}"));
+    let add = |column: &str, ty: &str| {
+        format!(
+            "ALTER TABLE {t} {} {} {ty}",
+            d.add_column(),
+            d.quote_identifier(column)
+        )
+    };
+    let mut out = Vec::new();
+    match change {
+        SchemaChange::CreateTable { columns, unique } => {
+            // A unique field's shadow column right after its field, as korm 1.5 lays the
+            // table out.
+            let mut defs = vec![d.id_column()];
+            for (column, kind) in columns {
+                let ty = d.column_type(*kind, column);
+                defs.push(format!("{} {ty}", d.quote_identifier(column)));
+                if unique.contains(column) {
+                    defs.push(format!("{} {}", shadow(column), d.shadow_type()));
+                }
+            }
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {t} ( {} ){}",
+                defs.join(", "),
+                d.table_options()
+            ));
+            out.extend(unique.iter().map(|f| d.create_unique_index(table, f)));
+        }
+        SchemaChange::AddColumn { column, kind } => {
+            out.push(add(column, &d.column_type(*kind, column)));
+        }
+        SchemaChange::RecreateColumn { column, kind } => {
+            let c = d.quote_identifier(column);
+            out.push(format!("ALTER TABLE {t} DROP COLUMN {c}"));
+            out.push(add(column, &d.column_type(*kind, column)));
+        }
+        SchemaChange::AddUnique { field } => {
+            out.push(add(&format!("{UNIQUE_PREFIX}{field}"), d.shadow_type()));
+            out.push(d.create_unique_index(table, field));
+        }
+        SchemaChange::DropUnique { field } => {
+            out.extend(d.drop_unique_index(table, field));
+            out.push(format!("ALTER TABLE {t} DROP COLUMN {}", shadow(field)));
+        }
+    }
+    out.into_iter().map(Statement::ddl).collect()
 }
 
 /// Joins `parts` with `joiner`, parenthesised. Past a few dozen parts the join is nested as

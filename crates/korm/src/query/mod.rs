@@ -63,14 +63,7 @@
 pub(crate) mod dialect;
 pub(crate) mod filter;
 pub(crate) mod memory;
-mod mysql;
 pub(crate) mod path;
-mod postgres;
-pub(crate) mod sqlite;
 
-pub(crate) use dialect::render_select;
 pub use filter::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
-pub(crate) use mysql::MySqlDialect;
 pub(crate) use path::{FieldPath, PathStep};
-pub(crate) use postgres::PgDialect;
-pub(crate) use sqlite::SqliteDialect;

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 
 use crate::depot::write::DepotOp;
 use crate::error::{Error, Result};
-use crate::layer::{Fence, Layer, LayerOp, OpKind};
+use crate::layer::{Fence, LayerHandle, LayerOp, OpKind};
 use crate::lock::{LockGuard, item_lock_key, release_all};
 use crate::model::{Field, StoredRow, infer_kind};
 use crate::pool::Pool;
@@ -115,14 +115,14 @@ pub(crate) fn op_failed(op: usize, rn: &str, error: Error) -> Error {
 /// dropped; dropping it between layers leaves the earlier layers applied.
 pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     // 1. Route every op before writing anything.
-    let mut groups: Vec<(Arc<dyn Layer>, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(LayerHandle, Vec<usize>)> = Vec::new();
     let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());
     for (i, op) in plan.ops.iter().enumerate() {
         let layer = pool.route(&op.rn)?;
         keys.push(item_lock_key(layer.ident(), &op.rn));
-        match groups.iter_mut().find(|(l, _)| Arc::ptr_eq(l, layer)) {
+        match groups.iter_mut().find(|(l, _)| l.same_as(layer)) {
             Some((_, ops)) => ops.push(i),
-            None => groups.push((Arc::clone(layer), vec![i])),
+            None => groups.push((layer.clone(), vec![i])),
         }
     }
     // Depot files: routed now too, and locked by their RN.
@@ -185,7 +185,7 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
 
 async fn apply(
     plan: &WritePlan,
-    groups: &[(Arc<dyn Layer>, Vec<usize>)],
+    groups: &[(LayerHandle, Vec<usize>)],
     mut fences: Vec<Option<Fence>>,
 ) -> Result<()> {
     // 3. Apply per layer, each inside its own transaction.

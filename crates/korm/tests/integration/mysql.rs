@@ -200,7 +200,7 @@ async fn bad_urls_and_unreachable_servers_are_typed_and_never_show_the_password(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_killed_mid_query_is_connection_lost() {
+async fn a_connection_killed_mid_write_leaves_the_outcome_unknown() {
     let Some(db) = support::create(Server::MySql).await else {
         return;
     };
@@ -257,23 +257,31 @@ async fn a_connection_killed_mid_query_is_connection_lost() {
     }
     assert!(killed, "korm's update never reached the server");
     let result = update.await.expect("no panic");
+    // The update is one statement committing on its own, and its connection died while it
+    // ran: korm can not know whether the server applied it first, and says so.
     match result {
-        Err(Error::Database {
-            layer,
-            kind: DbErrorKind::ConnectionLost,
-            ..
-        }) => {
-            assert_eq!(layer, "docsdb")
+        Err(e @ Error::OutcomeUnknown { .. }) => {
+            assert!(
+                !e.is_retryable(),
+                "the write may be stored: not blindly retryable"
+            );
+            let Error::OutcomeUnknown { layer, rn, source } = e else {
+                unreachable!()
+            };
+            assert_eq!(layer, "docsdb");
+            assert!(rn.starts_with("[rn]:notes:plain:"), "{rn}");
+            assert!(
+                matches!(
+                    *source,
+                    Error::Database {
+                        kind: DbErrorKind::ConnectionLost,
+                        ..
+                    }
+                ),
+                "{source:?}"
+            );
         }
-        Err(Error::WriteFailed { source, .. })
-            if matches!(
-                *source,
-                Error::Database {
-                    kind: DbErrorKind::ConnectionLost,
-                    ..
-                }
-            ) => {}
-        other => panic!("expected ConnectionLost, got {other:?}"),
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
     }
     locker.execute("ROLLBACK").await.unwrap();
     // The pool recovers: the next write gets a fresh connection.

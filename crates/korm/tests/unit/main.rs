@@ -401,9 +401,19 @@ fn error_messages_are_lowercase_and_name_what_is_involved() {
             Error::Database {
                 layer: "db".into(),
                 kind: DbErrorKind::Busy,
+                code: Some("5".into()),
                 message: "database is locked".into(),
+                source: None,
             },
             vec!["\"db\"", "database busy"],
+        ),
+        (
+            Error::OutcomeUnknown {
+                layer: "db".into(),
+                rn: rn.clone(),
+                source: Box::new(Error::PoolClosed),
+            },
+            vec!["\"db\"", &rn, "unknown"],
         ),
     ];
     for (error, names) in cases {

@@ -8,9 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::Row as _;
 
-use super::{MySqlLayer, Param, arguments, safe};
+use async_trait::async_trait;
+
+use super::MySqlLayer;
 use crate::error::{Error, Result};
-use crate::layer::{Fence, LayerOp, LockClaim};
+use crate::layer::server::query;
+use crate::layer::{Fence, LayerOp, LockClaim, SharedLockTable};
+use crate::model::SqlValue;
+use crate::query::dialect::Statement;
 
 const CREATE_LOCKS: &str = "CREATE TABLE IF NOT EXISTS `__korm_locks__` (\
     `lock_id` VARCHAR(512) NOT NULL PRIMARY KEY, `owner` VARCHAR(255) NOT NULL, \
@@ -39,43 +44,93 @@ pub(super) struct LockTables {
 impl MySqlLayer {
     pub(super) async fn ensure_fence_table(&self) -> Result<()> {
         if !self.lock_tables.fence.load(Ordering::Acquire) {
-            self.ddl(CREATE_FENCE.to_owned(), &[]).await?;
+            self.ddl(Statement::ddl(CREATE_FENCE.to_owned())).await?;
             self.lock_tables.fence.store(true, Ordering::Release);
         }
         Ok(())
     }
 
-    pub(super) async fn acquire_lock(&self, claim: &LockClaim) -> Result<Option<i64>> {
+    /// Inside the write's transaction: records the op's token as the newest seen for its
+    /// lock, or refuses the write if a newer one was issued or written already. The update
+    /// takes the row lock, which orders concurrent fenced writes of one lock.
+    pub(super) async fn check_fence(
+        &self,
+        conn: &mut sqlx::MySqlConnection,
+        op: &LayerOp,
+        fence: &Fence,
+    ) -> Result<()> {
+        self.execute(
+            &mut *conn,
+            Statement {
+                sql: "INSERT IGNORE INTO `__korm_fence__` (`lock_id`, `token`) VALUES (?, 0)"
+                    .to_owned(),
+                params: vec![SqlValue::Text(fence.lock_id.clone())],
+            },
+        )
+        .await?;
+        let recorded = self
+            .execute(
+                &mut *conn,
+                Statement {
+                    sql: "UPDATE `__korm_fence__` SET `token` = ? WHERE `lock_id` = ? AND `token` <= ?"
+                        .to_owned(),
+                    params: vec![
+                        SqlValue::Integer(fence.token),
+                        SqlValue::Text(fence.lock_id.clone()),
+                        SqlValue::Integer(fence.token),
+                    ],
+                },
+            )
+            .await?;
+        if recorded == 0 {
+            return Err(Error::StaleLock {
+                rn: op.rn.clone(),
+                token: u64::try_from(fence.token).unwrap_or(0),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SharedLockTable for MySqlLayer {
+    async fn acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
         self.check_open()?;
         if !self.lock_tables.locks.load(Ordering::Acquire) {
-            self.ddl(CREATE_LOCKS.to_owned(), &[]).await?;
+            self.ddl(Statement::ddl(CREATE_LOCKS.to_owned())).await?;
             self.lock_tables.locks.store(true, Ordering::Release);
         }
         self.ensure_fence_table().await?;
-        let map = |e| self.db_error(e);
+        let map = |e| self.error(e);
         let mut tx = self.pool.begin().await.map_err(map)?;
         let now = claim.now;
         let params = vec![
-            Param::Text(claim.lock_id.clone()),
-            Param::Text(claim.owner.clone()),
-            Param::Integer(claim.expires_at),
-            Param::Integer(now),
-            Param::Integer(now),
-            Param::Integer(now),
-            Param::Integer(now),
-            Param::Integer(now),
-            Param::Integer(now),
+            SqlValue::Text(claim.lock_id.clone()),
+            SqlValue::Text(claim.owner.clone()),
+            SqlValue::Integer(claim.expires_at),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
         ];
-        self.execute(&mut *tx, CLAIM.to_owned(), params).await?;
+        self.execute(
+            &mut *tx,
+            Statement {
+                sql: CLAIM.to_owned(),
+                params,
+            },
+        )
+        .await?;
         // Affected-row counts can not tell "took it" from "left it" here (found rows): read
         // the row back, under the lock the upsert holds.
-        let row = sqlx::query_with(
-            safe(
+        let row = query(Statement {
+            sql:
                 "SELECT `owner`, `expires_at` FROM `__korm_locks__` WHERE `lock_id` = ? FOR UPDATE"
                     .to_owned(),
-            ),
-            arguments(vec![Param::Text(claim.lock_id.clone())]).map_err(map)?,
-        )
+            params: vec![SqlValue::Text(claim.lock_id.clone())],
+        })
         .fetch_optional(&mut *tx)
         .await
         .map_err(map)?;
@@ -91,16 +146,18 @@ impl MySqlLayer {
         }
         self.execute(
             &mut *tx,
-            "INSERT INTO `__korm_fence__` (`lock_id`, `token`) VALUES (?, 1) \
-             ON DUPLICATE KEY UPDATE `token` = `token` + 1"
-                .to_owned(),
-            vec![Param::Text(claim.lock_id.clone())],
+            Statement {
+                sql: "INSERT INTO `__korm_fence__` (`lock_id`, `token`) VALUES (?, 1) \
+                      ON DUPLICATE KEY UPDATE `token` = `token` + 1"
+                    .to_owned(),
+                params: vec![SqlValue::Text(claim.lock_id.clone())],
+            },
         )
         .await?;
-        let token: i64 = sqlx::query_with(
-            safe("SELECT `token` FROM `__korm_fence__` WHERE `lock_id` = ?".to_owned()),
-            arguments(vec![Param::Text(claim.lock_id.clone())]).map_err(map)?,
-        )
+        let token: i64 = query(Statement {
+            sql: "SELECT `token` FROM `__korm_fence__` WHERE `lock_id` = ?".to_owned(),
+            params: vec![SqlValue::Text(claim.lock_id.clone())],
+        })
         .fetch_one(&mut *tx)
         .await
         .and_then(|row| row.try_get(0))
@@ -109,73 +166,41 @@ impl MySqlLayer {
         Ok(Some(token))
     }
 
-    pub(super) async fn refresh_lock(&self, claim: &LockClaim) -> Result<bool> {
+    async fn refresh(&self, claim: &LockClaim) -> Result<bool> {
         self.check_open()?;
         // Found rows: the row counts even when no value changed.
         let changed = self
             .execute(
                 &self.pool,
-                "UPDATE `__korm_locks__` SET `expires_at` = ?, `updated_at` = ? \
-                 WHERE `lock_id` = ? AND `owner` = ?"
-                    .to_owned(),
-                vec![
-                    Param::Integer(claim.expires_at),
-                    Param::Integer(claim.now),
-                    Param::Text(claim.lock_id.clone()),
-                    Param::Text(claim.owner.clone()),
-                ],
+                Statement {
+                    sql: "UPDATE `__korm_locks__` SET `expires_at` = ?, `updated_at` = ? \
+                          WHERE `lock_id` = ? AND `owner` = ?"
+                        .to_owned(),
+                    params: vec![
+                        SqlValue::Integer(claim.expires_at),
+                        SqlValue::Integer(claim.now),
+                        SqlValue::Text(claim.lock_id.clone()),
+                        SqlValue::Text(claim.owner.clone()),
+                    ],
+                },
             )
             .await?;
         Ok(changed == 1)
     }
 
-    pub(super) async fn release_lock(&self, lock_id: &str, owner: &str) -> Result<()> {
+    async fn release(&self, lock_id: &str, owner: &str) -> Result<()> {
         self.check_open()?;
         self.execute(
             &self.pool,
-            "DELETE FROM `__korm_locks__` WHERE `lock_id` = ? AND `owner` = ?".to_owned(),
-            vec![
-                Param::Text(lock_id.to_owned()),
-                Param::Text(owner.to_owned()),
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Inside the write's transaction: records the op's token as the newest seen for its
-    /// lock, or refuses the write if a newer one was issued or written already. The update
-    /// takes the row lock, which orders concurrent fenced writes of one lock.
-    pub(super) async fn check_fence(
-        &self,
-        conn: &mut sqlx::MySqlConnection,
-        op: &LayerOp,
-        fence: &Fence,
-    ) -> Result<()> {
-        self.execute(
-            &mut *conn,
-            "INSERT IGNORE INTO `__korm_fence__` (`lock_id`, `token`) VALUES (?, 0)".to_owned(),
-            vec![Param::Text(fence.lock_id.clone())],
-        )
-        .await?;
-        let recorded = self
-            .execute(
-                &mut *conn,
-                "UPDATE `__korm_fence__` SET `token` = ? WHERE `lock_id` = ? AND `token` <= ?"
-                    .to_owned(),
-                vec![
-                    Param::Integer(fence.token),
-                    Param::Text(fence.lock_id.clone()),
-                    Param::Integer(fence.token),
+            Statement {
+                sql: "DELETE FROM `__korm_locks__` WHERE `lock_id` = ? AND `owner` = ?".to_owned(),
+                params: vec![
+                    SqlValue::Text(lock_id.to_owned()),
+                    SqlValue::Text(owner.to_owned()),
                 ],
-            )
-            .await?;
-        if recorded == 0 {
-            return Err(Error::StaleLock {
-                rn: op.rn.clone(),
-                token: u64::try_from(fence.token).unwrap_or(0),
-            });
-        }
+            },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::layer::redact_url;
+use crate::layer::url::DbUrl;
 
 /// Options of a MySQL/MariaDB layer: build with [`mysql`], adjust with the `with_*` methods,
 /// and give it to [`PoolBuilder::layer`](crate::PoolBuilder::layer).
@@ -23,7 +23,7 @@ use crate::layer::redact_url;
 /// ```
 #[derive(Clone)]
 pub struct MySqlOptions {
-    pub(crate) url: String,
+    pub(crate) source: Source,
     pub(crate) max_connections: u32,
     pub(crate) connect_timeout: Duration,
 }
@@ -34,9 +34,45 @@ pub struct MySqlOptions {
 /// pool opens.
 pub fn mysql(url: impl Into<String>) -> MySqlOptions {
     MySqlOptions {
-        url: url.into(),
+        source: Source::Url(DbUrl::new(url)),
         max_connections: 10,
         connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A MySQL or MariaDB layer on a sqlx pool the program already has (its connection
+/// settings, TLS and size are the pool's; [`MySqlOptions::with_max_connections`] and
+/// [`MySqlOptions::with_connect_timeout`] do not apply). korm closes the pool when the korm
+/// pool closes.
+///
+/// ```no_run
+/// # async fn f() -> korm::Result<()> {
+/// let my = sqlx::MySqlPool::connect_lazy("mysql://korm@db.example/docs").expect("url");
+/// let pool = korm::pool().layer("docsdb", korm::layers::mysql_pool(my)).open().await?;
+/// # Ok(()) }
+/// ```
+pub fn mysql_pool(pool: sqlx::MySqlPool) -> MySqlOptions {
+    MySqlOptions {
+        source: Source::Pool(pool),
+        ..mysql(String::new())
+    }
+}
+
+/// Where a layer's connections come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A URL korm connects to.
+    Url(DbUrl),
+    /// A pool handed over.
+    Pool(sqlx::MySqlPool),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Url(url) => url.fmt(f),
+            Source::Pool(_) => f.write_str("<a sqlx pool>"),
+        }
     }
 }
 
@@ -58,9 +94,15 @@ impl MySqlOptions {
 impl fmt::Debug for MySqlOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MySqlOptions")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.source)
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
+    }
+}
+
+impl From<MySqlOptions> for crate::layer::LayerSpec {
+    fn from(options: MySqlOptions) -> Self {
+        crate::layer::LayerSpec::new(options, super::MySqlLayer::open)
     }
 }

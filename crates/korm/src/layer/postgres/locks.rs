@@ -4,9 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::PgConnection;
 
-use super::{LOCK_CLASS, PgLayer, Phase};
+use super::{LOCK_CLASS, PgLayer};
 use crate::error::{Error, Result};
-use crate::layer::{Fence, LayerOp, LockClaim};
+use async_trait::async_trait;
+
+use crate::layer::{Fence, LayerOp, LockClaim, SharedLockTable};
 
 /// korm 1.5's columns for `__korm_locks__` (epoch milliseconds need `bigint`).
 const CREATE_LOCKS: &str = "CREATE TABLE IF NOT EXISTS \"__korm_locks__\" (\
@@ -44,7 +46,7 @@ impl PgLayer {
         {
             return Ok(());
         }
-        let map = |e| self.error(e, Phase::Run);
+        let map = |e| self.error(e);
         let mut tx = self.pool.begin().await.map_err(map)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext('__korm_locks__'))")
             .bind(LOCK_CLASS)
@@ -72,8 +74,11 @@ impl PgLayer {
     pub(super) async fn ensure_fence_table(&self) -> Result<()> {
         self.create_lock_tables(false).await
     }
+}
 
-    pub(super) async fn acquire_lock(&self, claim: &LockClaim) -> Result<Option<i64>> {
+#[async_trait]
+impl SharedLockTable for PgLayer {
+    async fn acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
         self.create_lock_tables(true).await?;
         sqlx::query_scalar::<_, i64>(ACQUIRE)
             .bind(&claim.lock_id)
@@ -82,10 +87,10 @@ impl PgLayer {
             .bind(claim.now)
             .fetch_optional(&self.pool)
             .await
-            .map_err(|e| self.error(e, Phase::Run))
+            .map_err(|e| self.error(e))
     }
 
-    pub(super) async fn refresh_lock(&self, claim: &LockClaim) -> Result<bool> {
+    async fn refresh(&self, claim: &LockClaim) -> Result<bool> {
         let result = sqlx::query(
             "UPDATE \"__korm_locks__\" SET \"expires_at\" = $1, \"updated_at\" = $2 \
              WHERE \"lock_id\" = $3 AND \"owner\" = $4",
@@ -99,11 +104,11 @@ impl PgLayer {
         match result {
             Ok(done) => Ok(done.rows_affected() == 1),
             Err(e) if undefined_table(&e) => Ok(false),
-            Err(e) => Err(self.error(e, Phase::Run)),
+            Err(e) => Err(self.error(e)),
         }
     }
 
-    pub(super) async fn release_lock(&self, lock_id: &str, owner: &str) -> Result<()> {
+    async fn release(&self, lock_id: &str, owner: &str) -> Result<()> {
         let result =
             sqlx::query("DELETE FROM \"__korm_locks__\" WHERE \"lock_id\" = $1 AND \"owner\" = $2")
                 .bind(lock_id)
@@ -113,7 +118,7 @@ impl PgLayer {
         match result {
             Ok(_) => Ok(()),
             Err(e) if undefined_table(&e) => Ok(()),
-            Err(e) => Err(self.error(e, Phase::Run)),
+            Err(e) => Err(self.error(e)),
         }
     }
 }
@@ -136,7 +141,7 @@ pub(super) async fn check_fence(
     .bind(fence.token)
     .execute(&mut *conn)
     .await
-    .map_err(|e| layer.error(e, Phase::Run))?
+    .map_err(|e| layer.error(e))?
     .rows_affected();
     if recorded == 0 {
         return Err(Error::StaleLock {

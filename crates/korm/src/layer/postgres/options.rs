@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::layer::redact_url;
+use crate::layer::url::DbUrl;
 
 /// Options of a PostgreSQL layer: build with [`postgres`], adjust with the `with_*` methods,
 /// and give it to [`PoolBuilder::layer`](crate::PoolBuilder::layer).
@@ -21,7 +21,7 @@ use crate::layer::redact_url;
 /// ```
 #[derive(Clone)]
 pub struct PgOptions {
-    pub(crate) url: String,
+    pub(crate) source: Source,
     pub(crate) max_connections: u32,
     pub(crate) connect_timeout: Duration,
 }
@@ -34,9 +34,45 @@ pub struct PgOptions {
 /// is opened.
 pub fn postgres(url: impl Into<String>) -> PgOptions {
     PgOptions {
-        url: url.into(),
+        source: Source::Url(DbUrl::new(url)),
         max_connections: 10,
         connect_timeout: Duration::from_secs(10),
+    }
+}
+
+/// A PostgreSQL layer on a sqlx pool the program already has (its connection settings,
+/// TLS and size are the pool's; [`PgOptions::with_max_connections`] and
+/// [`PgOptions::with_connect_timeout`] do not apply). korm closes the pool when the korm pool
+/// closes.
+///
+/// ```no_run
+/// # async fn f() -> korm::Result<()> {
+/// let pg = sqlx::PgPool::connect_lazy("postgres://korm@db.example/app").expect("url");
+/// let pool = korm::pool().layer("userdb", korm::layers::postgres_pool(pg)).open().await?;
+/// # Ok(()) }
+/// ```
+pub fn postgres_pool(pool: sqlx::PgPool) -> PgOptions {
+    PgOptions {
+        source: Source::Pool(pool),
+        ..postgres(String::new())
+    }
+}
+
+/// Where a layer's connections come from.
+#[derive(Clone)]
+pub(crate) enum Source {
+    /// A URL korm connects to.
+    Url(DbUrl),
+    /// A pool handed over.
+    Pool(sqlx::PgPool),
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Url(url) => url.fmt(f),
+            Source::Pool(_) => f.write_str("<a sqlx pool>"),
+        }
     }
 }
 
@@ -58,9 +94,15 @@ impl PgOptions {
 impl fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgOptions")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.source)
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
             .finish()
+    }
+}
+
+impl From<PgOptions> for crate::layer::LayerSpec {
+    fn from(options: PgOptions) -> Self {
+        crate::layer::LayerSpec::new(options, super::PgLayer::open)
     }
 }

@@ -6,6 +6,8 @@
 //! remembers a missing table or column: a miss is always read again from the database, so a
 //! table another process creates later is seen (K8).
 
+mod dialect;
+mod error;
 mod locks;
 mod options;
 mod worker;
@@ -15,24 +17,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{Value as SqlParam, ValueRef};
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
-use serde_json::Value;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
-use super::schema::{ID_COLUMN, ReadColumn, TableSchema, UNIQUE_PREFIX, unique_index_name};
-use super::{Layer, LayerOp, LockClaim, OpKind, Select};
+use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
+use super::{Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
-use crate::model::{Cell, ColumnKind, RowBuilder, StoredRow, fingerprint};
-use crate::query::{self, SqliteDialect};
-
-/// How many ids one `IN (...)` lookup carries (SQLite allows 32,766 parameters).
-const FETCH_CHUNK: usize = 500;
-
-/// Up to this many ids a fetch binds each one; more go as one JSON array.
-const FETCH_INLINE_IDS: usize = 16;
+use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
+use crate::query::dialect::{Dialect, RowSql};
+use dialect::SqliteDialect;
+use error::{db_error, write_error};
 
 /// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
 const INLINE_FETCH: usize = 16;
@@ -48,7 +45,6 @@ pub(crate) struct SqliteLayer {
     ident: String,
     worker: Worker,
     writes_in_place: bool,
-    reads: super::ReadCounter,
     /// Reference prefixes by (table, column), valid while the connection's change count and
     /// the file's `data_version` (commits of other connections) are what they were.
     prefixes: Arc<std::sync::Mutex<PrefixCache>>,
@@ -70,7 +66,8 @@ impl fmt::Debug for SqliteLayer {
 
 impl SqliteLayer {
     /// Opens (or creates) the database.
-    pub(crate) async fn open(ident: &str, options: SqliteOptions) -> Result<SqliteLayer> {
+    pub(crate) async fn open(ident: String, options: SqliteOptions) -> Result<SqliteLayer> {
+        let ident = ident.as_str();
         let layer = ident.to_owned();
         let busy_timeout = options.busy_timeout;
         let fast_commits = options.synchronous != Synchronous::Full;
@@ -113,7 +110,6 @@ impl SqliteLayer {
             ident: ident.to_owned(),
             worker,
             writes_in_place,
-            reads: super::ReadCounter::default(),
             prefixes: Arc::default(),
         })
     }
@@ -133,11 +129,7 @@ fn open_connection(
         ),
         Target::Memory => Connection::open_in_memory(),
     }
-    .map_err(|e| Error::Database {
-        layer: layer.to_owned(),
-        kind: DbErrorKind::Connect,
-        message: e.to_string(),
-    })?;
+    .map_err(|e| Error::database(layer.to_owned(), DbErrorKind::Connect, e.to_string()))?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| db_error(layer, e))?;
     conn.set_prepared_statement_cache_capacity(256);
@@ -178,7 +170,6 @@ impl Layer for SqliteLayer {
     }
 
     async fn fetch(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
-        self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
         // A few ids run in place; more run in place within the read budget, as a select does
         // (a batched reference lookup of a few hundred ids stays well inside it).
         let budget = (ids.len() > INLINE_FETCH).then_some(SELECT_IN_PLACE);
@@ -200,12 +191,10 @@ impl Layer for SqliteLayer {
         let done = self
             .worker
             .try_in_place(None, |state| fetch_one(state, table, id))?;
-        self.reads.add(1);
         Some(done)
     }
 
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
-        self.reads.add(1);
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
             run_select(state, table, &select)
         }) {
@@ -218,7 +207,6 @@ impl Layer for SqliteLayer {
     }
 
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
-        self.reads.add(1);
         // With the prefixes cached, one cheap statement: in place, within the read budget.
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
             ref_prefixes(state, &self.prefixes, table, column)
@@ -230,10 +218,6 @@ impl Layer for SqliteLayer {
         self.worker
             .call(move |state| ref_prefixes(state, &cache, &table, &column))
             .await
-    }
-
-    fn read_statements(&self) -> u64 {
-        self.reads.get()
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
@@ -252,25 +236,8 @@ impl Layer for SqliteLayer {
             .await
     }
 
-    async fn lock_acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
-        let claim = claim.clone();
-        self.worker
-            .call(move |state| locks::acquire(&mut state.conn, &state.ident, &claim))
-            .await
-    }
-
-    async fn lock_refresh(&self, claim: &LockClaim) -> Result<bool> {
-        let claim = claim.clone();
-        self.worker
-            .call(move |state| locks::refresh(&state.conn, &state.ident, &claim))
-            .await
-    }
-
-    async fn lock_release(&self, lock_id: &str, owner: &str) -> Result<()> {
-        let (lock_id, owner) = (lock_id.to_owned(), owner.to_owned());
-        self.worker
-            .call(move |state| locks::release(&state.conn, &state.ident, &lock_id, &owner))
-            .await
+    fn locks(&self) -> &dyn SharedLockTable {
+        self
     }
 
     async fn close(&self) {
@@ -278,21 +245,32 @@ impl Layer for SqliteLayer {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Schema
+#[async_trait]
+impl SharedLockTable for SqliteLayer {
+    async fn acquire(&self, claim: &LockClaim) -> Result<Option<i64>> {
+        let claim = claim.clone();
+        self.worker
+            .call(move |state| locks::acquire(&mut state.conn, &state.ident, &claim))
+            .await
+    }
 
-/// The declared SQLite type of a column kind (korm 1.5's names).
-fn declared_type(kind: ColumnKind, column: &str) -> String {
-    match kind {
-        ColumnKind::Text => "TEXT".to_owned(),
-        ColumnKind::Integer => "INTEGER".to_owned(),
-        ColumnKind::Double => "REAL".to_owned(),
-        ColumnKind::Boolean => format!("BOOLEAN CHECK( {} IN (0, 1) )", quote(column)),
-        ColumnKind::Json => "JSON_TEXT".to_owned(),
-        ColumnKind::RnRef => "RN_REF_TEXT".to_owned(),
-        ColumnKind::Encrypted => "ENCRYPTED_JSON".to_owned(),
+    async fn refresh(&self, claim: &LockClaim) -> Result<bool> {
+        let claim = claim.clone();
+        self.worker
+            .call(move |state| locks::refresh(&state.conn, &state.ident, &claim))
+            .await
+    }
+
+    async fn release(&self, lock_id: &str, owner: &str) -> Result<()> {
+        let (lock_id, owner) = (lock_id.to_owned(), owner.to_owned());
+        self.worker
+            .call(move |state| locks::release(&state.conn, &state.ident, &lock_id, &owner))
+            .await
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Schema
 
 /// The column kind of a declared type; types korm did not write are mapped by SQLite's
 /// affinity rules.
@@ -316,28 +294,6 @@ fn kind_of_declared(declared: &str) -> ColumnKind {
         }
         _ => ColumnKind::Text,
     }
-}
-
-/// Quotes an identifier. Every identifier reaching here was validated (field names by the
-/// encoder and the path parser, table names by the RN grammar); doubling quotes is a second
-/// line of defence.
-fn quote(ident: &str) -> String {
-    let mut out = String::with_capacity(ident.len() + 2);
-    push_quoted(&mut out, ident);
-    out
-}
-
-/// Appends `ident`, quoted, to `sql` (statements are built on every write and read, so this
-/// avoids the allocations `format!` would make).
-fn push_quoted(sql: &mut String, ident: &str) {
-    sql.reserve(ident.len() + 2);
-    sql.push('"');
-    if ident.contains('"') {
-        sql.push_str(&ident.replace('"', "\"\""));
-    } else {
-        sql.push_str(ident);
-    }
-    sql.push('"');
 }
 
 /// Reads a table's schema from the database; `None` if the table does not exist.
@@ -385,132 +341,35 @@ fn schema_of<'a>(
     Ok(schemas.get_mut(table))
 }
 
-/// Makes the table fit the op's fields: creates it, adds missing columns and unique shadows,
-/// and checks (or, destructively, recreates) columns whose kind changed.
+/// Makes the table fit the op's fields (the planner's [`schema::diff`]), inside the write's
+/// transaction: its `BEGIN IMMEDIATE` holds the write lock, so no other connection changes
+/// the table meanwhile.
 fn ensure_schema(
     conn: &Connection,
     schemas: &mut worker::TableMap<TableSchema>,
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
-    let table = &op.table;
-    if schema_of(conn, schemas, layer, table)?.is_none() {
-        let mut columns = vec![format!("{} ID_TEXT PRIMARY KEY", quote(ID_COLUMN))];
-        let mut schema = TableSchema {
-            table: table.clone(),
-            ..TableSchema::default()
-        };
-        for field in op.fields.iter() {
-            let kind = field.kind.unwrap_or(ColumnKind::Text);
-            columns.push(format!(
-                "{} {}",
-                quote(&field.name),
-                declared_type(kind, &field.name)
-            ));
-            schema.columns.push((field.name.clone(), kind));
-            if field.unique {
-                columns.push(format!(
-                    "{} TEXT",
-                    quote(&format!("{UNIQUE_PREFIX}{}", field.name))
-                ));
-                schema.unique.push(field.name.clone());
-            }
-        }
-        let mut ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {} ( {} );",
-            quote(table),
-            columns.join(", ")
-        );
-        for field in op.fields.iter().filter(|f| f.unique) {
-            ddl.push_str(&unique_index_ddl(table, &field.name));
-        }
-        conn.execute_batch(&ddl).map_err(|e| db_error(layer, e))?;
-        schemas.insert(table.clone(), schema);
-        return Ok(());
-    }
-
-    // A column the cache does not know may have been added by another process: read again
-    // before adding it (the cache never remembers a miss).
-    let cached = schemas.get(table).map(|s| {
-        op.fields
-            .iter()
-            .any(|f| s.kind_of(&f.name).is_none() || (f.unique && !s.is_unique(&f.name)))
-    });
-    if cached == Some(true)
-        && let Some(fresh) = read_schema(conn, layer, table)?
+    if schemas
+        .get(&op.table)
+        .is_some_and(|schema| !schema.needs_ddl(&op.fields))
     {
-        schemas.insert(table.clone(), fresh);
-    }
-    let Some(schema) = schemas.get_mut(table) else {
         return Ok(());
-    };
-    for field in op.fields.iter() {
-        match (schema.kind_of(&field.name), field.kind) {
-            (None, kind) => {
-                let kind = kind.unwrap_or(ColumnKind::Text);
-                conn.execute_batch(&format!(
-                    "ALTER TABLE {} ADD COLUMN {} {};",
-                    quote(table),
-                    quote(&field.name),
-                    declared_type(kind, &field.name)
-                ))
+    }
+    // The cache may be behind another process (it never remembers a miss): read again.
+    let existing = read_schema(conn, layer, &op.table)?;
+    let changes = schema::diff(&op.table, existing.as_ref(), &op.fields, op.destructive)?;
+    for change in &changes {
+        for statement in SqliteDialect.render_change(&op.table, change) {
+            conn.execute_batch(&statement.sql)
                 .map_err(|e| db_error(layer, e))?;
-                schema.columns.push((field.name.clone(), kind));
-            }
-            (Some(stored), Some(found)) if !stored.accepts(found) => {
-                if !op.destructive {
-                    return Err(Error::SchemaMismatch {
-                        table: table.clone(),
-                        column: field.name.clone(),
-                        stored,
-                        found,
-                    });
-                }
-                // Destructive: the column (and its unique shadow) is dropped and recreated
-                // with the new kind; the values other items held in it are lost.
-                let mut ddl = String::new();
-                if schema.is_unique(&field.name) {
-                    ddl.push_str(&format!(
-                        "DROP INDEX IF EXISTS {}; ALTER TABLE {} DROP COLUMN {};",
-                        quote(&unique_index_name(table, &field.name)),
-                        quote(table),
-                        quote(&format!("{UNIQUE_PREFIX}{}", field.name))
-                    ));
-                    schema.unique.retain(|u| u != &field.name);
-                }
-                ddl.push_str(&format!(
-                    "ALTER TABLE {t} DROP COLUMN {c}; ALTER TABLE {t} ADD COLUMN {c} {d};",
-                    t = quote(table),
-                    c = quote(&field.name),
-                    d = declared_type(found, &field.name)
-                ));
-                conn.execute_batch(&ddl).map_err(|e| db_error(layer, e))?;
-                schema.columns.retain(|(name, _)| name != &field.name);
-                schema.columns.push((field.name.clone(), found));
-            }
-            _ => {}
-        }
-        if field.unique && !schema.is_unique(&field.name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE {} ADD COLUMN {} TEXT;{}",
-                quote(table),
-                quote(&format!("{UNIQUE_PREFIX}{}", field.name)),
-                unique_index_ddl(table, &field.name)
-            ))
-            .map_err(|e| db_error(layer, e))?;
-            schema.unique.push(field.name.clone());
         }
     }
+    schemas.insert(
+        op.table.clone(),
+        schema::after(&op.table, existing, &changes),
+    );
     Ok(())
-}
-
-fn unique_index_ddl(table: &str, field: &str) -> String {
-    format!(
-        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({});",
-        quote(&unique_index_name(table, field)),
-        quote(table),
-        quote(&format!("{UNIQUE_PREFIX}{field}"))
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,119 +433,55 @@ fn apply_op(
     layer: &str,
     op: &LayerOp,
 ) -> Result<()> {
-    let map_err = |e: rusqlite::Error| write_error(layer, op, e);
-    match op.kind {
+    let sql = match op.kind {
         OpKind::Insert | OpKind::Update => {
             ensure_schema(conn, schemas, layer, op)?;
-            let schema = schemas.get(&op.table).ok_or_else(|| Error::Database {
-                layer: layer.to_owned(),
-                kind: DbErrorKind::Schema,
-                message: format!("table {} vanished while writing", op.table),
+            let schema = schemas.get(&op.table).ok_or_else(|| {
+                Error::database(
+                    layer,
+                    DbErrorKind::Schema,
+                    format!("table {} vanished while writing", op.table),
+                )
             })?;
-            // The statement text is built in one buffer (it is looked up in the statement
-            // cache by text, so it must be rebuilt, but cheaply): column names quoted in
-            // place, values bound.
-            let mut names = String::with_capacity(16 * op.fields.len());
-            let mut count = 0usize;
-            let mut params = Vec::with_capacity(op.fields.len() * 2 + 1);
-            let is_insert = op.kind == OpKind::Insert;
-            let mut column = |names: &mut String, name: &str, unique: bool| {
-                names.push_str(if count == 0 && !is_insert { "" } else { ", " });
-                if unique {
-                    push_quoted(names, &format!("{UNIQUE_PREFIX}{name}"));
-                } else {
-                    push_quoted(names, name);
-                }
-                if !is_insert {
-                    names.push_str(" = ?");
-                }
-                count += 1;
-            };
-            for field in op.fields.iter() {
-                let kind = schema.kind_of(&field.name).unwrap_or(ColumnKind::Text);
-                column(&mut names, &field.name, false);
-                params.push(to_param(&field.value, kind));
-                if schema.is_unique(&field.name) {
-                    column(&mut names, &field.name, true);
-                    params.push(if field.value.is_null() {
-                        SqlParam::Null
-                    } else {
-                        SqlParam::Text(fingerprint(&field.value))
-                    });
-                }
-            }
-            let mut sql = String::with_capacity(64 + op.table.len() + names.len() + 3 * count);
-            if is_insert {
-                sql.push_str("INSERT INTO ");
-                push_quoted(&mut sql, &op.table);
-                sql.push_str(" (\"rnId\"");
-                sql.push_str(&names);
-                sql.push_str(") VALUES (?");
-                for _ in 0..count {
-                    sql.push_str(", ?");
-                }
-                sql.push(')');
-                params.insert(0, SqlParam::Text(op.id.clone()));
-                let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-                stmt.execute(rusqlite::params_from_iter(params))
-                    .map_err(map_err)?;
-            } else {
-                let changed = if count == 0 {
-                    sql.push_str("SELECT 1 FROM ");
-                    push_quoted(&mut sql, &op.table);
-                    sql.push_str(" WHERE \"rnId\" = ?");
-                    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-                    usize::from(stmt.exists([&op.id]).map_err(map_err)?)
-                } else {
-                    sql.push_str("UPDATE ");
-                    push_quoted(&mut sql, &op.table);
-                    sql.push_str(" SET ");
-                    sql.push_str(&names);
-                    sql.push_str(" WHERE \"rnId\" = ?");
-                    params.push(SqlParam::Text(op.id.clone()));
-                    let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-                    stmt.execute(rusqlite::params_from_iter(params))
-                        .map_err(map_err)?
-                };
-                if changed == 0 {
-                    return Err(Error::NotFound { rn: op.rn.clone() });
-                }
-            }
+            SqliteDialect.render_op(op, schema)
         }
         OpKind::Delete | OpKind::DeleteIfExists => {
-            if schema_of(conn, schemas, layer, &op.table)?.is_none() {
-                return match op.kind {
-                    OpKind::Delete => Err(Error::NotFound { rn: op.rn.clone() }),
-                    _ => Ok(()),
-                };
-            }
-            let mut sql = String::with_capacity(40 + op.table.len());
-            sql.push_str("DELETE FROM ");
-            push_quoted(&mut sql, &op.table);
-            sql.push_str(" WHERE \"rnId\" = ?");
-            let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-            let changed = stmt.execute([&op.id]).map_err(map_err)?;
-            if changed == 0 && op.kind == OpKind::Delete {
-                return Err(Error::NotFound { rn: op.rn.clone() });
-            }
+            let Some(schema) = schema_of(conn, schemas, layer, &op.table)? else {
+                return op.outcome(0);
+            };
+            SqliteDialect.render_op(op, schema)
         }
-    }
-    Ok(())
+    };
+    let failed = |e| write_error(layer, op, schemas.get(&op.table), e);
+    let changed = match sql {
+        RowSql::Execute(statement) => conn
+            .prepare_cached(&statement.sql)
+            .and_then(|mut stmt| stmt.execute(params(statement.params)))
+            .map_err(failed)?,
+        RowSql::Exists(statement) => conn
+            .prepare_cached(&statement.sql)
+            .and_then(|mut stmt| stmt.exists(params(statement.params)))
+            .map(usize::from)
+            .map_err(failed)?,
+    };
+    op.outcome(changed as u64)
 }
 
-/// Converts a storage-form value to the parameter for a column of `kind`.
-fn to_param(value: &Value, kind: ColumnKind) -> SqlParam {
-    match (value, kind) {
-        (Value::Null, _) => SqlParam::Null,
-        (Value::Bool(b), _) => SqlParam::Integer(i64::from(*b)),
-        (Value::Number(n), ColumnKind::Double) => SqlParam::Real(n.as_f64().unwrap_or(f64::NAN)),
-        (Value::Number(n), _) => match n.as_i64() {
-            Some(i) => SqlParam::Integer(i),
-            None => SqlParam::Real(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        (Value::String(s), _) => SqlParam::Text(s.clone()),
-        (other, _) => SqlParam::Text(other.to_string()),
+/// A value as SQLite binds it: booleans as 0/1 (the dialect binds them so already), JSON
+/// as text.
+fn param(value: SqlValue) -> SqlParam {
+    match value {
+        SqlValue::Null => SqlParam::Null,
+        SqlValue::Integer(i) => SqlParam::Integer(i),
+        SqlValue::Double(f) => SqlParam::Real(f),
+        SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
+        SqlValue::Text(s) | SqlValue::Json(s) => SqlParam::Text(s),
     }
+}
+
+/// Binds a statement's values.
+fn params(values: Vec<SqlValue>) -> rusqlite::ParamsFromIter<impl Iterator<Item = SqlParam>> {
+    rusqlite::params_from_iter(values.into_iter().map(param))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -703,9 +498,7 @@ fn fetch_one(state: &mut State, table: &str, id: &str) -> Result<Option<StoredRo
         ..
     } = state;
     sql.clear();
-    sql.push_str("SELECT * FROM ");
-    push_quoted(sql, table);
-    sql.push_str(" WHERE \"rnId\" = ?");
+    SqliteDialect.push_fetch_one(sql, table);
     let mut found = None;
     let read = query_rows(
         conn,
@@ -747,54 +540,23 @@ fn fetch(state: &mut State, table: &str, ids: &[String]) -> Result<Vec<StoredRow
         schemas,
         plans,
         ident,
-        sql,
         ..
     } = state;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
+    let statement = SqliteDialect.render_fetch(table, ids)?;
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(FETCH_CHUNK) {
-        sql.clear();
-        sql.push_str("SELECT * FROM ");
-        push_quoted(sql, table);
-        // Many ids are one JSON array parameter: one statement text (prepared once) whatever
-        // the count, and no bind per id.
-        let many = chunk.len() > FETCH_INLINE_IDS;
-        let list;
-        if chunk.len() == 1 {
-            sql.push_str(" WHERE \"rnId\" = ?");
-        } else if many {
-            sql.push_str(" WHERE \"rnId\" IN (SELECT value FROM json_each(?))");
-        } else {
-            sql.push_str(" WHERE \"rnId\" IN (?");
-            sql.push_str(&", ?".repeat(chunk.len() - 1));
-            sql.push(')');
-        }
-        let params: &[String] = if many {
-            list = [serde_json::to_string(chunk).map_err(|e| Error::Database {
-                layer: ident.clone(),
-                kind: DbErrorKind::Other,
-                message: e.to_string(),
-            })?];
-            &list
-        } else {
-            chunk
-        };
-        let read = query_rows(
-            conn,
-            (schemas, plans),
-            ident,
-            table,
-            sql,
-            params.iter(),
-            // Ids are the primary key: once every id was found there is no other row.
-            Some(chunk.len()),
-            &mut |row| out.push(row),
-        );
-        if !table_read(read, conn, schemas, ident, table)? {
-            return Ok(Vec::new());
-        }
+    let read = query_rows(
+        conn,
+        (schemas, plans),
+        ident,
+        table,
+        &statement.sql,
+        statement.params.into_iter().map(param),
+        // Ids are the primary key: once every id was found there is no other row.
+        Some(ids.len()),
+        &mut |row| out.push(row),
+    );
+    if !table_read(read, conn, schemas, ident, table)? {
+        return Ok(Vec::new());
     }
     Ok(out)
 }
@@ -831,19 +593,7 @@ fn ref_prefixes(
     {
         return Ok(prefixes.clone());
     }
-    let (table, column) = (&key.0, &key.1);
-    let mut sql = String::from("SELECT DISTINCT substr(");
-    push_quoted(&mut sql, column);
-    sql.push_str(", 1, length(");
-    push_quoted(&mut sql, column);
-    sql.push_str(") - 36) FROM ");
-    push_quoted(&mut sql, table);
-    sql.push_str(" WHERE length(");
-    push_quoted(&mut sql, column);
-    sql.push_str(") > 36 AND ");
-    push_quoted(&mut sql, column);
-    // Only RN strings, and a bound on how many: the planner refuses more than it allows.
-    sql.push_str(" LIKE '[rn]%' LIMIT 1001");
+    let sql = SqliteDialect.render_ref_prefixes(&key.0, &key.1).sql;
     let mut statement = conn.prepare_cached(&sql).map_err(|e| db_error(ident, e))?;
     let rows = statement
         .query_map([], |row| row.get::<_, Option<String>>(0))
@@ -870,20 +620,9 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(Vec::new());
     };
-    let statement = query::render_select(
-        &SqliteDialect,
-        schema,
-        select.filter.as_ref(),
-        &select.sort,
-        select.limit,
-    )?;
-    let params = statement.params.into_iter().map(|v| match v {
-        crate::model::SqlValue::Null => SqlParam::Null,
-        crate::model::SqlValue::Integer(i) => SqlParam::Integer(i),
-        crate::model::SqlValue::Double(f) => SqlParam::Real(f),
-        crate::model::SqlValue::Boolean(b) => SqlParam::Integer(i64::from(b)),
-        crate::model::SqlValue::Text(s) => SqlParam::Text(s),
-    });
+    let statement =
+        SqliteDialect.render_select(schema, select.filter.as_ref(), &select.sort, select.limit)?;
+    let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
     query_rows(
         conn,
@@ -942,59 +681,24 @@ fn query_rows(
                 row.as_ref(),
             )?),
         };
-        let mut built = RowBuilder::new(plan.fields.len(), text_hint);
-        for (i, column) in plan.columns.iter().enumerate() {
+        let row = plan.decode(table, text_hint, |i| {
             let value = row.get_ref(i).map_err(|e| db_error(layer, e))?;
-            match column {
-                ReadColumn::Skip => {}
-                ReadColumn::Id => match value {
-                    ValueRef::Text(t) => match std::str::from_utf8(t) {
-                        Ok(id) => built.id(id),
-                        // Not an RN id: refused when the item's RN is made.
-                        Err(_) => built.id(&String::from_utf8_lossy(t)),
-                    },
-                    _ => {
-                        return Err(Error::Decode {
-                            rn: table.to_owned(),
-                            reason: "a row's rnId is not text".to_owned(),
-                        });
-                    }
-                },
-                ReadColumn::Field(name, kind) => {
-                    built.push(decode_cell(table, name, *kind, value)?);
-                }
-            }
-        }
-        text_hint = built.text_len().max(text_hint);
-        let row = built.finish(&plan.fields).ok_or_else(|| Error::Decode {
-            rn: table.to_owned(),
-            reason: "a row has no rnId".to_owned(),
+            cell(table, &plan.names[i], value)
         })?;
+        text_hint = row.text_len().max(text_hint);
         out(row);
     }
     Ok(())
 }
 
-/// How to read the columns of a table's `SELECT *` rows: what each column is, with the names
-/// it was built for.
-#[derive(Debug)]
-pub(crate) struct ReadPlan {
-    names: Vec<Box<str>>,
-    columns: Vec<ReadColumn>,
-    /// The names of the field columns, shared by the rows read.
-    fields: Arc<[Arc<str>]>,
-}
-
-impl ReadPlan {
-    /// Whether the statement still returns the columns this plan was built for.
-    fn fits(&self, stmt: &rusqlite::Statement<'_>) -> bool {
-        stmt.column_count() == self.names.len()
-            && self
-                .names
-                .iter()
-                .enumerate()
-                .all(|(i, name)| stmt.column_name(i).is_ok_and(|n| n == &**name))
-    }
+/// Whether the statement still returns the columns `plan` was built for.
+fn fits(plan: &ReadPlan, stmt: &rusqlite::Statement<'_>) -> bool {
+    stmt.column_count() == plan.names.len()
+        && plan
+            .names
+            .iter()
+            .enumerate()
+            .all(|(i, name)| stmt.column_name(i).is_ok_and(|n| n == &**name))
 }
 
 /// A table's read plan, with the statements known to fit it.
@@ -1050,7 +754,7 @@ fn column_plan(
                 return Ok(Arc::clone(&entry.plan));
             }
         }
-        if entry.plan.fits(stmt) {
+        if fits(&entry.plan, stmt) {
             match seen {
                 Some(i) => {
                     let fitting = &mut entry.fitting[i];
@@ -1071,21 +775,13 @@ fn column_plan(
         }
     }
     let names: Vec<&str> = stmt.column_names();
-    let stale = schemas.get(table).is_none_or(|s| {
-        names
-            .iter()
-            .any(|n| *n != ID_COLUMN && !n.starts_with(UNIQUE_PREFIX) && s.kind_of(n).is_none())
-    });
+    let stale = schemas
+        .get(table)
+        .is_none_or(|s| s.lacks_any(names.iter().copied()));
     if stale && let Some(fresh) = read_schema(conn, layer, table)? {
         schemas.insert(table.to_owned(), fresh);
     }
-    let schema = schemas.get(table);
-    let columns: Vec<ReadColumn> = names.iter().map(|&n| ReadColumn::of(n, schema)).collect();
-    let plan = Arc::new(ReadPlan {
-        names: names.into_iter().map(Box::from).collect(),
-        fields: crate::model::field_names(&columns),
-        columns,
-    });
+    let plan = Arc::new(ReadPlan::new(names, schemas.get(table)));
     plans.insert(
         table.to_owned(),
         PlanEntry {
@@ -1100,88 +796,20 @@ fn column_plan(
     Ok(plan)
 }
 
-/// Reads one stored value back as a cell, by its column's kind. JSON stays text: it is
-/// parsed only when a model reads the field.
-fn decode_cell<'a>(
-    table: &str,
-    column: &str,
-    kind: Option<ColumnKind>,
-    value: ValueRef<'a>,
-) -> Result<Cell<'a>> {
+/// A stored value as SQLite holds it (its kind then comes from the column). JSON stays text:
+/// it is parsed only when a model reads the field.
+fn cell<'a>(table: &str, column: &str, value: ValueRef<'a>) -> Result<Cell<'a>> {
     let bad = |what: &str| Error::Decode {
         rn: table.to_owned(),
         reason: format!("column {column:?} holds {what}"),
     };
     Ok(match value {
         ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => match kind {
-            Some(ColumnKind::Boolean) => Cell::Boolean(i != 0),
-            Some(ColumnKind::Double) => Cell::Double(i as f64),
-            _ => Cell::Integer(i),
-        },
+        ValueRef::Integer(i) => Cell::Integer(i),
         ValueRef::Real(f) => Cell::Double(f),
         ValueRef::Text(bytes) => {
-            let text = std::str::from_utf8(bytes).map_err(|_| bad("text that is not UTF-8"))?;
-            match kind {
-                Some(ColumnKind::Json | ColumnKind::Encrypted) => Cell::Json(text),
-                _ => Cell::Text(text),
-            }
+            Cell::Text(std::str::from_utf8(bytes).map_err(|_| bad("text that is not UTF-8"))?)
         }
         ValueRef::Blob(_) => return Err(bad("a blob, which korm does not store")),
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/// Maps a rusqlite error to korm's. SQLite's messages name tables and columns, never bound
-/// values, so they are safe to keep.
-pub(crate) fn db_error(layer: &str, e: rusqlite::Error) -> Error {
-    let kind = match &e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DbErrorKind::Busy,
-            ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied => {
-                DbErrorKind::Connect
-            }
-            ErrorCode::ConstraintViolation => match f.extended_code {
-                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => DbErrorKind::UniqueViolation,
-                _ => DbErrorKind::ConstraintViolation,
-            },
-            _ => DbErrorKind::Other,
-        },
-        _ => DbErrorKind::Other,
-    };
-    Error::Database {
-        layer: layer.to_owned(),
-        kind,
-        // Some messages quote the statement: keep errors short.
-        message: crate::error::clip(&e.to_string()),
-    }
-}
-
-/// Maps an error of a row write: unique violations become [`Error::UniqueViolation`] (naming
-/// the field) or [`Error::AlreadyExists`] (the key).
-fn write_error(layer: &str, op: &LayerOp, e: rusqlite::Error) -> Error {
-    let mapped = db_error(layer, e);
-    if let Error::Database {
-        kind: DbErrorKind::UniqueViolation,
-        message,
-        ..
-    } = &mapped
-    {
-        // "UNIQUE constraint failed: <table>.<column>"
-        let column = message.rsplit('.').next().unwrap_or_default();
-        if let Some(field) = column.strip_prefix(UNIQUE_PREFIX) {
-            return Error::UniqueViolation {
-                table: op.table.clone(),
-                field: field.to_owned(),
-                rn: op.rn.clone(),
-            };
-        }
-        if column == ID_COLUMN {
-            return Error::AlreadyExists { rn: op.rn.clone() };
-        }
-    }
-    mapped
 }

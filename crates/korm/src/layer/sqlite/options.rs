@@ -97,3 +97,9 @@ impl SqliteOptions {
         self
     }
 }
+
+impl From<SqliteOptions> for crate::layer::LayerSpec {
+    fn from(options: SqliteOptions) -> Self {
+        crate::layer::LayerSpec::new(options, super::SqliteLayer::open)
+    }
+}

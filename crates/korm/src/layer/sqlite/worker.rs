@@ -282,11 +282,11 @@ impl Worker {
                 let installed = conn
                     .progress_handler(PROGRESS_OPS as i32, Some(move || handler_budget.spent()));
                 if let Err(e) = installed {
-                    let _ = opened_tx.send(Err(Error::Database {
-                        layer: thread_ident,
-                        kind: DbErrorKind::Connect,
-                        message: format!("can not install the progress handler: {e}"),
-                    }));
+                    let _ = opened_tx.send(Err(Error::database(
+                        thread_ident,
+                        DbErrorKind::Connect,
+                        format!("can not install the progress handler: {e}"),
+                    )));
                     return;
                 }
                 let state = Arc::new(Mutex::new(State {
@@ -329,10 +329,12 @@ impl Worker {
                 drop(state);
                 let _ = finished_tx.send(());
             })
-            .map_err(|e| Error::Database {
-                layer: ident.to_owned(),
-                kind: DbErrorKind::Connect,
-                message: format!("can not start the connection thread: {e}"),
+            .map_err(|e| {
+                Error::database(
+                    ident.to_owned(),
+                    DbErrorKind::Connect,
+                    format!("can not start the connection thread: {e}"),
+                )
             })?;
         match opened_rx.await {
             Ok(Ok(state)) => Ok(Worker {
@@ -342,11 +344,11 @@ impl Worker {
                 finished: tokio::sync::Mutex::new(Some(finished_rx)),
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Database {
-                layer: ident.to_owned(),
-                kind: DbErrorKind::Connect,
-                message: "the connection thread stopped while opening".to_owned(),
-            }),
+            Err(_) => Err(Error::database(
+                ident.to_owned(),
+                DbErrorKind::Connect,
+                "the connection thread stopped while opening".to_owned(),
+            )),
         }
     }
 
@@ -372,10 +374,12 @@ impl Worker {
                 })))
                 .map_err(|_| Error::PoolClosed)?;
         }
-        rx.await.map_err(|_| Error::Database {
-            layer: String::new(),
-            kind: DbErrorKind::Other,
-            message: "the connection thread dropped the request (internal error)".to_owned(),
+        rx.await.map_err(|_| {
+            Error::database(
+                String::new(),
+                DbErrorKind::Other,
+                "the connection thread dropped the request (internal error)".to_owned(),
+            )
         })?
     }
 

@@ -1,8 +1,8 @@
 //! The SQLite dialect: `?` placeholders, double-quoted identifiers, `json_extract`,
 //! `json_type` and `json_each` over JSON text columns, booleans as 0/1.
 
-use super::dialect::{Dialect, JsonLocation, JsonType, RenderState};
-use crate::model::SqlValue;
+use crate::model::{ColumnKind, SqlValue};
+use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState};
 
 /// SQLite (3.30+ for `NULLS LAST`; korm bundles 3.5x through rusqlite).
 #[derive(Debug, Clone, Copy, Default)]
@@ -101,6 +101,40 @@ impl Dialect for SqliteDialect {
         (from, format!("typeof({alias}.key) = 'integer'"))
     }
 
+    fn push_identifier(&self, sql: &mut String, ident: &str) {
+        sql.reserve(ident.len() + 2);
+        sql.push('"');
+        if ident.contains('"') {
+            sql.push_str(&ident.replace('"', "\"\""));
+        } else {
+            sql.push_str(ident);
+        }
+        sql.push('"');
+    }
+
+    /// korm 1.5's declared types (they are also how SQLite tells the kinds apart again).
+    fn column_type(&self, kind: ColumnKind, column: &str) -> String {
+        match kind {
+            ColumnKind::Text => "TEXT".to_owned(),
+            ColumnKind::Integer => "INTEGER".to_owned(),
+            ColumnKind::Double => "REAL".to_owned(),
+            ColumnKind::Boolean => format!(
+                "BOOLEAN CHECK( {} IN (0, 1) )",
+                self.quote_identifier(column)
+            ),
+            ColumnKind::Json => "JSON_TEXT".to_owned(),
+            ColumnKind::RnRef => "RN_REF_TEXT".to_owned(),
+            ColumnKind::Encrypted => "ENCRYPTED_JSON".to_owned(),
+        }
+    }
+
+    fn id_column(&self) -> String {
+        "\"rnId\" ID_TEXT PRIMARY KEY".to_owned()
+    }
+
+    // shadow_type, table_options, add_column, the unique index statements: the defaults
+    // are SQLite's (its DDL runs inside the write's `BEGIN IMMEDIATE` transaction).
+
     // like: the default `LIKE ?` is SQLite's (no escape character, ASCII case folding).
     // order_term: the default `NULLS LAST`/`NULLS FIRST` works since SQLite 3.30.
     // limit: the default literal `LIMIT n`.
@@ -110,7 +144,7 @@ impl Dialect for SqliteDialect {
 mod tests {
     use super::*;
     use crate::model::ColumnKind;
-    use crate::query::dialect::{Statement, render_select};
+    use crate::query::dialect::Statement;
     use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
     use crate::{Error, layer::schema::TableSchema};
     use serde_json::{Value, json};
@@ -142,7 +176,7 @@ mod tests {
     ) -> Result<Statement, Error> {
         let sort: Vec<(String, SortOrder)> =
             sort.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect();
-        render_select(&SqliteDialect, &schema(), filter, &sort, limit)
+        SqliteDialect.render_select(&schema(), filter, &sort, limit)
     }
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
@@ -690,7 +724,9 @@ mod tests {
     fn scenario_hostile_table() {
         let mut s = schema();
         s.table = "__items__users__x\" WHERE 1=1 --".into();
-        let err = render_select(&SqliteDialect, &s, None, &[], None).unwrap_err();
+        let err = SqliteDialect
+            .render_select(&s, None, &[], None)
+            .unwrap_err();
         assert!(
             matches!(err, Error::InvalidIdentifier { what: "table", .. }),
             "{err:?}"
@@ -845,7 +881,7 @@ mod tests {
                 SqlValue::Integer(i) => Sql::Integer(*i),
                 SqlValue::Double(f) => Sql::Real(*f),
                 SqlValue::Boolean(b) => Sql::Integer(i64::from(*b)),
-                SqlValue::Text(s) => Sql::Text(s.clone()),
+                SqlValue::Text(s) | SqlValue::Json(s) => Sql::Text(s.clone()),
             }
         }
 

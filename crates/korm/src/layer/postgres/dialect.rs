@@ -15,10 +15,10 @@
 //!   `translate(.., 'AB..Z', 'ab..z')`, which folds exactly A-Z, and `ESCAPE ''` turns off
 //!   PostgreSQL's default `\` escape.
 
-use super::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
-use super::filter::{CompareOp, SortOrder};
-use super::path::PathStep;
-use crate::model::SqlValue;
+use crate::model::{ColumnKind, SqlValue};
+use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
+use crate::query::filter::{CompareOp, SortOrder};
+use crate::query::path::PathStep;
 
 /// ASCII upper-case letters, folded by `translate` for `like`.
 const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -28,6 +28,28 @@ const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 /// PostgreSQL (11+ for the jsonb casts; korm is tested on 15).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PgDialect;
+
+/// The domain marking RN columns.
+const RN_DOMAIN: &str = "korm_rn_ref_text";
+/// The domain marking encrypted columns.
+const ENCRYPTED_DOMAIN: &str = "korm_encrypted_json";
+
+/// The column kind of a PostgreSQL type (`typname`, and for a domain its base type):
+/// korm's domains by name, other types by what they hold.
+pub(super) fn kind_of_type(name: &str, base: &str) -> ColumnKind {
+    match name {
+        RN_DOMAIN => return ColumnKind::RnRef,
+        ENCRYPTED_DOMAIN => return ColumnKind::Encrypted,
+        _ => {}
+    }
+    match base {
+        "int2" | "int4" | "int8" => ColumnKind::Integer,
+        "float4" | "float8" | "numeric" => ColumnKind::Double,
+        "bool" => ColumnKind::Boolean,
+        "json" | "jsonb" => ColumnKind::Json,
+        _ => ColumnKind::Text,
+    }
+}
 
 impl PgDialect {
     /// The jsonb value at `loc`: the column (or the array element `alias.value`), then one
@@ -180,6 +202,52 @@ impl Dialect for PgDialect {
         )
     }
 
+    /// A write's placeholder names its value's type (`$3::int8`), so a cached prepared
+    /// statement is never reused with a value of another type (after a destructive column
+    /// recreation the same `INSERT` would otherwise send text where the server expects a
+    /// bigint). NULL is written as a literal: it fits any column and binds nothing.
+    fn bind_write(&self, st: &mut RenderState, value: SqlValue) -> String {
+        let cast = match &value {
+            SqlValue::Null => return "NULL".to_owned(),
+            SqlValue::Integer(_) => "int8",
+            SqlValue::Double(_) => "float8",
+            SqlValue::Boolean(_) => "bool",
+            SqlValue::Text(_) => "text",
+            SqlValue::Json(_) => "jsonb",
+        };
+        let p = self.bind(st, value);
+        format!("{p}::{cast}")
+    }
+
+    /// korm 1.5's types, with `bigint` for integers (an `i64` does not fit `integer`); RN
+    /// and encrypted columns are marked by korm 1.5's domains.
+    fn column_type(&self, kind: ColumnKind, _column: &str) -> String {
+        match kind {
+            ColumnKind::Text => "text",
+            ColumnKind::Integer => "bigint",
+            ColumnKind::Double => "double precision",
+            ColumnKind::Boolean => "boolean",
+            ColumnKind::Json => "jsonb",
+            ColumnKind::RnRef => "public.korm_rn_ref_text",
+            ColumnKind::Encrypted => "public.korm_encrypted_json",
+        }
+        .to_owned()
+    }
+
+    fn id_column(&self) -> String {
+        "\"rnId\" text PRIMARY KEY".to_owned()
+    }
+
+    fn shadow_type(&self) -> &'static str {
+        "text"
+    }
+
+    fn add_column(&self) -> &'static str {
+        "ADD COLUMN IF NOT EXISTS"
+    }
+
+    // table_options and the unique index statements: the defaults are PostgreSQL's.
+
     // order_term: the default `NULLS LAST`/`NULLS FIRST` is PostgreSQL's own.
     // limit: the default literal `LIMIT n`.
 
@@ -226,8 +294,36 @@ impl Dialect for PgDialect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_map_both_ways() {
+        for kind in [
+            ColumnKind::Text,
+            ColumnKind::Integer,
+            ColumnKind::Double,
+            ColumnKind::Boolean,
+            ColumnKind::Json,
+            ColumnKind::RnRef,
+            ColumnKind::Encrypted,
+        ] {
+            let declared = PgDialect.column_type(kind, "c");
+            let (name, base) = match declared.as_str() {
+                "text" => ("text", "text"),
+                "bigint" => ("int8", "int8"),
+                "double precision" => ("float8", "float8"),
+                "boolean" => ("bool", "bool"),
+                "jsonb" => ("jsonb", "jsonb"),
+                "public.korm_rn_ref_text" => (RN_DOMAIN, "text"),
+                "public.korm_encrypted_json" => (ENCRYPTED_DOMAIN, "jsonb"),
+                other => panic!("unexpected {other}"),
+            };
+            assert_eq!(kind_of_type(name, base), kind, "{declared}");
+        }
+        // korm 1.5 wrote `integer`.
+        assert_eq!(kind_of_type("int4", "int4"), ColumnKind::Integer);
+    }
     use crate::model::ColumnKind;
-    use crate::query::dialect::{Statement, render_select};
+    use crate::query::dialect::Statement;
     use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
     use crate::{Error, layer::schema::TableSchema};
     use serde_json::{Value, json};
@@ -259,7 +355,7 @@ mod tests {
     ) -> Result<Statement, Error> {
         let sort: Vec<(String, SortOrder)> =
             sort.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect();
-        render_select(&PgDialect, &schema(), filter, &sort, limit)
+        PgDialect.render_select(&schema(), filter, &sort, limit)
     }
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
@@ -832,7 +928,7 @@ mod tests {
     fn scenario_hostile_table() {
         let mut s = schema();
         s.table = "__items__users__x\" WHERE 1=1 --".into();
-        let err = render_select(&PgDialect, &s, None, &[], None).unwrap_err();
+        let err = PgDialect.render_select(&s, None, &[], None).unwrap_err();
         assert!(
             matches!(err, Error::InvalidIdentifier { what: "table", .. }),
             "{err:?}"

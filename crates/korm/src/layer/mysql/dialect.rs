@@ -33,10 +33,12 @@
 //!   (`CAST(... AS DOUBLE)`, NULL for non-numbers), then by the text (`COLLATE utf8mb4_bin`,
 //!   NULL for numbers): a bound path is never repeated to emulate `NULLS LAST`.
 
-use super::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
-use super::filter::SortOrder;
-use super::path::PathStep;
-use crate::model::SqlValue;
+use crate::layer::schema::{SchemaChange, UNIQUE_PREFIX, unique_index_name};
+use crate::model::{ColumnKind, SqlValue};
+use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
+use crate::query::dialect::{Statement, default_render_change};
+use crate::query::filter::SortOrder;
+use crate::query::path::PathStep;
 
 /// The collation that compares and sorts text byte by byte (code point order for UTF-8).
 const BINARY: &str = "utf8mb4_bin";
@@ -97,6 +99,20 @@ impl MySqlDialect {
     }
 }
 
+/// MySQL's longest identifier.
+const MAX_IDENTIFIER: usize = 64;
+
+/// The table that stores a collection: its full name, or, over MySQL's 64 characters,
+/// `__items__` + the first 32 hex characters of SHA-256 of the full name (korm 1.5's rule).
+pub(super) fn physical_table(table: &str) -> String {
+    if table.len() <= MAX_IDENTIFIER {
+        return table.to_owned();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(table.as_bytes());
+    format!("__items__{}", &hex::encode(digest)[..32])
+}
+
 /// `$` and the steps as JSONPath text.
 fn path_text(steps: &[PathStep]) -> String {
     let mut text = String::from("$");
@@ -125,6 +141,10 @@ impl Dialect for MySqlDialect {
         format!("RIGHT({column}, 36)")
     }
 
+    fn char_length(&self, expr: &str) -> String {
+        format!("CHAR_LENGTH({expr})")
+    }
+
     /// Backticks work whatever the session's `sql_mode` (double quotes only under
     /// `ANSI_QUOTES`).
     fn quote_identifier(&self, name: &str) -> String {
@@ -132,7 +152,7 @@ impl Dialect for MySqlDialect {
     }
 
     fn physical_table(&self, table: &str) -> String {
-        crate::layer::mysql::physical_table(table)
+        physical_table(table)
     }
 
     fn boolean(&self, value: bool) -> SqlValue {
@@ -284,13 +304,199 @@ impl Dialect for MySqlDialect {
     }
 
     // limit: the default literal `LIMIT n`.
+
+    /// `RN_REF` columns are `TEXT` and encrypted ones `JSON` (MariaDB: `LONGTEXT` with a
+    /// `json_valid` check); `__korm_meta__` tells them apart (see [`MySqlDialect::meta`]).
+    fn column_type(&self, kind: ColumnKind, _column: &str) -> String {
+        let ty = match kind {
+            ColumnKind::Text | ColumnKind::RnRef => "TEXT",
+            ColumnKind::Integer => "BIGINT",
+            ColumnKind::Double => "DOUBLE",
+            ColumnKind::Boolean => "BOOLEAN",
+            ColumnKind::Json | ColumnKind::Encrypted => "JSON",
+        };
+        format!("{ty} NULL")
+    }
+
+    /// `TEXT` can not be a key: korm 1.5's `VARCHAR(255)`.
+    fn id_column(&self) -> String {
+        "`rnId` VARCHAR(255) NOT NULL PRIMARY KEY".to_owned()
+    }
+
+    fn shadow_type(&self) -> &'static str {
+        "VARCHAR(128) NULL"
+    }
+
+    fn table_options(&self) -> &'static str {
+        " DEFAULT CHARSET=utf8mb4"
+    }
+
+    // add_column: MySQL 8 has no `ADD COLUMN IF NOT EXISTS`; the layer tolerates "duplicate
+    // column" instead.
+
+    /// `CREATE UNIQUE INDEX IF NOT EXISTS` is MariaDB's only: `ADD UNIQUE KEY` works on both
+    /// (the layer tolerates "duplicate key name").
+    fn create_unique_index(&self, table: &str, field: &str) -> String {
+        let shadow = self.quote_identifier(&format!("{UNIQUE_PREFIX}{field}"));
+        format!(
+            "ALTER TABLE {} ADD UNIQUE KEY {} ({shadow})",
+            self.quote_identifier(&self.physical_table(table)),
+            self.quote_identifier(&unique_index_name(table, field)),
+        )
+    }
+
+    /// Dropping the shadow column drops its one-column index.
+    fn drop_unique_index(&self, _table: &str, _field: &str) -> Option<String> {
+        None
+    }
+
+    /// The default statements, with `__korm_meta__` kept truthful around them: a column's
+    /// meta row is written before the DDL that creates the column, and replaced only after
+    /// the DDL that drops it (MySQL commits each DDL statement on its own, so a crash between
+    /// two leaves at worst a meta row for a missing column, which readers ignore).
+    fn render_change(&self, table: &str, change: &SchemaChange) -> Vec<Statement> {
+        let mut ddl = default_render_change(self, table, change);
+        let meta = |column: &str, kind: ColumnKind| self.meta(table, column, kind);
+        match change {
+            SchemaChange::CreateTable { columns, .. } => {
+                let mut out = vec![Statement::ddl(CREATE_META.to_owned())];
+                out.extend(columns.iter().map(|(c, k)| meta(c, *k)));
+                out.append(&mut ddl);
+                out
+            }
+            SchemaChange::AddColumn { column, kind } => {
+                let mut out = vec![Statement::ddl(CREATE_META.to_owned()), meta(column, *kind)];
+                out.append(&mut ddl);
+                out
+            }
+            // [drop the column, add it back]: the new kind is said in between.
+            SchemaChange::RecreateColumn { column, kind } => {
+                let add = ddl.split_off(1);
+                ddl.push(Statement::ddl(CREATE_META.to_owned()));
+                ddl.push(meta(column, *kind));
+                ddl.extend(add);
+                ddl
+            }
+            SchemaChange::AddUnique { .. } | SchemaChange::DropUnique { .. } => ddl,
+        }
+    }
+}
+
+/// korm 1.5's table of the column kinds a MySQL type can not tell.
+pub(super) const META_TABLE: &str = "__korm_meta__";
+
+/// korm 1.5's DDL for `__korm_meta__`.
+const CREATE_META: &str = "CREATE TABLE IF NOT EXISTS `__korm_meta__` (`table_name` VARCHAR(255) NOT NULL, \
+    `column_name` VARCHAR(255) NOT NULL, `kind` VARCHAR(32) NOT NULL, \
+    PRIMARY KEY (`table_name`, `column_name`)) DEFAULT CHARSET=utf8mb4";
+
+impl MySqlDialect {
+    /// The statement making `__korm_meta__` say `kind` for a column: a row for the kinds its
+    /// type can not tell (korm 1.5's names `rn` and `encrypted`), no row otherwise.
+    fn meta(&self, table: &str, column: &str, kind: ColumnKind) -> Statement {
+        let (table, column) = (
+            SqlValue::Text(table.to_owned()),
+            SqlValue::Text(column.to_owned()),
+        );
+        match meta_kind(kind) {
+            Some(name) => Statement {
+                sql: "INSERT INTO `__korm_meta__` (`table_name`, `column_name`, `kind`) VALUES (?, ?, ?) \
+                      ON DUPLICATE KEY UPDATE `kind` = VALUES(`kind`)"
+                    .to_owned(),
+                params: vec![table, column, SqlValue::Text(name.to_owned())],
+            },
+            None => Statement {
+                sql: "DELETE FROM `__korm_meta__` WHERE `table_name` = ? AND `column_name` = ?"
+                    .to_owned(),
+                params: vec![table, column],
+            },
+        }
+    }
+}
+
+/// The kind a `__korm_meta__` row names.
+pub(super) fn kind_of_meta(name: &str) -> Option<ColumnKind> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "rn" | "rn_ref" => ColumnKind::RnRef,
+        "encrypted" => ColumnKind::Encrypted,
+        "json" => ColumnKind::Json,
+        "text" => ColumnKind::Text,
+        "integer" => ColumnKind::Integer,
+        "double" => ColumnKind::Double,
+        "boolean" => ColumnKind::Boolean,
+        _ => return None,
+    })
+}
+
+/// The kind of a column by its type (`DATA_TYPE`, `COLUMN_TYPE` of information_schema).
+/// MariaDB's JSON is LONGTEXT; korm's text columns are TEXT.
+pub(super) fn kind_of_type(data_type: &str, column_type: &str) -> ColumnKind {
+    let data_type = data_type.to_ascii_lowercase();
+    let column_type = column_type.to_ascii_lowercase();
+    match data_type.as_str() {
+        "tinyint" if column_type.starts_with("tinyint(1)") => ColumnKind::Boolean,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => ColumnKind::Integer,
+        "double" | "float" | "real" | "decimal" => ColumnKind::Double,
+        "bool" | "boolean" => ColumnKind::Boolean,
+        "json" | "longtext" => ColumnKind::Json,
+        _ => ColumnKind::Text,
+    }
+}
+
+/// The kind of a column, by its type and its `__korm_meta__` row: a meta kind counts only
+/// where the column's type can hold it.
+pub(super) fn kind_with_meta(by_type: ColumnKind, meta: Option<ColumnKind>) -> ColumnKind {
+    match meta {
+        Some(ColumnKind::RnRef) if by_type == ColumnKind::Text => ColumnKind::RnRef,
+        Some(ColumnKind::Encrypted) if by_type == ColumnKind::Json => ColumnKind::Encrypted,
+        _ => by_type,
+    }
+}
+
+/// The `__korm_meta__` name of a kind its column type can not tell (korm 1.5's names).
+pub(super) fn meta_kind(kind: ColumnKind) -> Option<&'static str> {
+    match kind {
+        ColumnKind::RnRef => Some("rn"),
+        ColumnKind::Encrypted => Some("encrypted"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_table_names_hash_as_korm_1_5_does() {
+        // The fixture's table (shared/fixtures/korm-ts-1.5/mysql.sql).
+        let full = "__items__documents__contractsforlongtermrentalofheavyquarryequipment";
+        assert!(full.len() > 64);
+        assert_eq!(
+            physical_table(full),
+            "__items__ac35fe619eb2c9da1c17d9bb08e63d8d"
+        );
+        assert_eq!(
+            physical_table("__items__users__freetier"),
+            "__items__users__freetier"
+        );
+        let exactly = format!("__items__a__{}", "b".repeat(64 - 12));
+        assert_eq!(exactly.len(), 64);
+        assert_eq!(physical_table(&exactly), exactly);
+    }
+
+    #[test]
+    fn types_map_to_kinds() {
+        assert_eq!(kind_of_type("tinyint", "tinyint(1)"), ColumnKind::Boolean);
+        assert_eq!(kind_of_type("int", "int(11)"), ColumnKind::Integer);
+        assert_eq!(kind_of_type("bigint", "bigint(20)"), ColumnKind::Integer);
+        assert_eq!(kind_of_type("double", "double"), ColumnKind::Double);
+        assert_eq!(kind_of_type("longtext", "longtext"), ColumnKind::Json);
+        assert_eq!(kind_of_type("text", "text"), ColumnKind::Text);
+        assert_eq!(kind_of_type("varchar", "varchar(255)"), ColumnKind::Text);
+    }
+
     use crate::model::ColumnKind;
-    use crate::query::dialect::{Statement, render_select};
+    use crate::query::dialect::Statement;
     use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
     use crate::{Error, layer::schema::TableSchema};
     use serde_json::{Value, json};
@@ -322,7 +528,7 @@ mod tests {
     ) -> Result<Statement, Error> {
         let sort: Vec<(String, SortOrder)> =
             sort.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect();
-        render_select(&MySqlDialect, &schema(), filter, &sort, limit)
+        MySqlDialect.render_select(&schema(), filter, &sort, limit)
     }
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
@@ -912,15 +1118,18 @@ mod tests {
             table: long.into(),
             ..schema()
         };
-        let st = render_select(&MySqlDialect, &long_schema, None, &[], None).unwrap();
-        let hashed = crate::layer::mysql::physical_table(long);
+        let st = MySqlDialect
+            .render_select(&long_schema, None, &[], None)
+            .unwrap();
+        let hashed = physical_table(long);
         assert!(
             hashed.starts_with("__items__") && hashed.len() == 9 + 32,
             "{hashed}"
         );
         assert_eq!(st.sql, format!("SELECT * FROM `{hashed}`"));
         assert_eq!(
-            render_select(&MySqlDialect, &schema(), None, &[], None)
+            MySqlDialect
+                .render_select(&schema(), None, &[], None)
                 .unwrap()
                 .sql,
             format!("SELECT * FROM `{TABLE}`"),
@@ -932,7 +1141,7 @@ mod tests {
     fn scenario_hostile_table() {
         let mut s = schema();
         s.table = "__items__users__x` WHERE 1=1 --".into();
-        let err = render_select(&MySqlDialect, &s, None, &[], None).unwrap_err();
+        let err = MySqlDialect.render_select(&s, None, &[], None).unwrap_err();
         assert!(
             matches!(err, Error::InvalidIdentifier { what: "table", .. }),
             "{err:?}"

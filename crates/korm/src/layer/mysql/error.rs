@@ -1,0 +1,134 @@
+//! MySQL's and MariaDB's error numbers as korm's kinds, table-tested below. Their messages
+//! quote values (`Duplicate entry 'x' for key ...`), so every quoted part is removed.
+
+use sqlx::error::DatabaseError;
+
+use crate::error::DbErrorKind;
+use crate::layer::server::ServerCodes;
+
+/// `ER_DUP_ENTRY`.
+const ER_DUP_ENTRY: &str = "1062";
+
+/// MySQL's codes.
+#[derive(Debug)]
+pub(crate) struct MySqlCodes;
+
+impl ServerCodes for MySqlCodes {
+    fn code(db: &dyn DatabaseError) -> Option<String> {
+        db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|db| db.number().to_string())
+    }
+
+    fn kind(code: &str) -> DbErrorKind {
+        match code {
+            "1062" | "1586" => DbErrorKind::UniqueViolation,
+            // not null, check constraints (MySQL 3819, MariaDB 4025), foreign keys, out of
+            // range, wrong value for the column type.
+            "1048" | "3819" | "4025" | "1451" | "1452" | "1264" | "1366" | "1406" => {
+                DbErrorKind::ConstraintViolation
+            }
+            // server gone, connection killed or aborted, server shutting down.
+            "1053" | "1152" | "1153" | "1927" | "2006" | "2013" => DbErrorKind::ConnectionLost,
+            // access denied, unknown database, too many connections.
+            "1040" | "1044" | "1045" | "1049" | "1129" | "1130" => DbErrorKind::Connect,
+            // lock wait timeout, deadlock.
+            "1205" | "1213" => DbErrorKind::Busy,
+            // missing table or column, identifier too long, DDL refused.
+            "1054" | "1059" | "1060" | "1061" | "1091" | "1146" | "1118" | "1071" => {
+                DbErrorKind::Schema
+            }
+            _ => DbErrorKind::Other,
+        }
+    }
+
+    fn message(db: &dyn DatabaseError, code: &str) -> String {
+        if code == ER_DUP_ENTRY {
+            return match duplicate_key(db.message()) {
+                Some(key) => format!("error 1062: duplicate entry for key {key}"),
+                None => "error 1062: duplicate entry".to_owned(),
+            };
+        }
+        format!("error {code}: {}", without_quoted(db.message()))
+    }
+
+    fn unique_key(db: &dyn DatabaseError) -> Option<String> {
+        duplicate_key(db.message())
+    }
+}
+
+/// Replaces every single-quoted part of a server message: MySQL quotes values there
+/// (`Duplicate entry 'x' for key ...`, `Incorrect integer value: 'x'`), and a message must
+/// never carry a value.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '\'' {
+            if inside {
+                out.push_str("...'");
+            } else {
+                out.push('\'');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The key name of an `ER_DUP_ENTRY` message (`... for key 'name'`, MySQL 8:
+/// `'table.name'`).
+fn duplicate_key(message: &str) -> Option<String> {
+    let start = message.rfind("for key '")? + "for key '".len();
+    let key = &message[start..];
+    let key = &key[..key.find('\'')?];
+    let key = key.rsplit('.').next().unwrap_or(key);
+    key.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_map_to_kinds() {
+        for (code, kind) in [
+            ("1062", DbErrorKind::UniqueViolation),
+            ("1586", DbErrorKind::UniqueViolation),
+            ("1048", DbErrorKind::ConstraintViolation),
+            ("4025", DbErrorKind::ConstraintViolation),
+            ("1264", DbErrorKind::ConstraintViolation),
+            ("2006", DbErrorKind::ConnectionLost),
+            ("2013", DbErrorKind::ConnectionLost),
+            ("1927", DbErrorKind::ConnectionLost),
+            ("1045", DbErrorKind::Connect),
+            ("1049", DbErrorKind::Connect),
+            ("1205", DbErrorKind::Busy),
+            ("1213", DbErrorKind::Busy),
+            ("1146", DbErrorKind::Schema),
+            ("1054", DbErrorKind::Schema),
+            ("1064", DbErrorKind::Other),
+        ] {
+            assert_eq!(MySqlCodes::kind(code), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn duplicate_messages_give_the_key_and_never_the_value() {
+        let msg = "Duplicate entry 'fred@x.example' for key '__korm_u_0123456789abcdef01234567'";
+        assert_eq!(
+            duplicate_key(msg).as_deref(),
+            Some("__korm_u_0123456789abcdef01234567")
+        );
+        assert_eq!(
+            duplicate_key("Duplicate entry 'x' for key 'items.PRIMARY'").as_deref(),
+            Some("PRIMARY")
+        );
+        assert_eq!(duplicate_key("Duplicate entry 'a' for key 'x OR 1'"), None);
+        let shown = without_quoted("Incorrect integer value: 'TOPSECRET' for column `age`");
+        assert!(!shown.contains("TOPSECRET"), "{shown}");
+    }
+}

@@ -1,0 +1,125 @@
+//! What the two server layers (PostgreSQL, MySQL/MariaDB) share: both run on sqlx, so a
+//! statement is bound and a driver error is mapped the same way; each backend gives only its
+//! error codes ([`ServerCodes`]).
+
+use sqlx::error::DatabaseError;
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, Database, Encode, Type};
+
+use crate::error::{DbErrorKind, DriverError, Error, Scrubber};
+use crate::layer::LayerOp;
+use crate::layer::schema::TableSchema;
+use crate::model::SqlValue;
+use crate::query::dialect::Statement;
+
+/// A statement ready to run, its values bound in order. The one place generated SQL becomes
+/// sqlx's `AssertSqlSafe`: every identifier in it was validated and quoted by the dialect,
+/// and every value is a parameter.
+pub(crate) fn query<DB>(statement: Statement) -> Query<'static, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    let mut q = sqlx::query(AssertSqlSafe(statement.sql));
+    for value in statement.params {
+        q = match value {
+            SqlValue::Null => q.bind(None::<String>),
+            SqlValue::Integer(i) => q.bind(i),
+            SqlValue::Double(f) => q.bind(f),
+            SqlValue::Boolean(b) => q.bind(b),
+            SqlValue::Text(s) | SqlValue::Json(s) => q.bind(s),
+        };
+    }
+    q
+}
+
+/// A server's error codes: what each means, and how to quote its messages safely.
+pub(crate) trait ServerCodes {
+    /// The database's code of an error (PostgreSQL's SQLSTATE, MySQL's error number).
+    fn code(db: &dyn DatabaseError) -> Option<String>;
+
+    /// The kind of failure a code means.
+    fn kind(code: &str) -> DbErrorKind;
+
+    /// The server's message, without any value it quotes.
+    fn message(db: &dyn DatabaseError, code: &str) -> String;
+
+    /// The key or index a unique violation names (`PRIMARY`, `__korm_u_…`).
+    fn unique_key(db: &dyn DatabaseError) -> Option<String>;
+}
+
+/// Maps a sqlx error: a database error by the backend's codes, the driver's own failures
+/// (i/o, TLS, pool, configuration) the same for both servers, the message scrubbed of the
+/// URL's passwords. While `connecting`, every failure is [`DbErrorKind::Connect`].
+pub(crate) fn db_error<C: ServerCodes>(
+    layer: &str,
+    scrubber: &Scrubber,
+    e: sqlx::Error,
+    connecting: bool,
+) -> Error {
+    let (kind, code, message) = match &e {
+        sqlx::Error::PoolClosed => return Error::PoolClosed,
+        sqlx::Error::Database(db) => {
+            let code = C::code(db.as_ref());
+            let kind = code.as_deref().map_or(DbErrorKind::Other, C::kind);
+            let message = C::message(db.as_ref(), code.as_deref().unwrap_or_default());
+            (kind, code, message)
+        }
+        sqlx::Error::Io(io) => (
+            DbErrorKind::ConnectionLost,
+            None,
+            format!("i/o error: {io}"),
+        ),
+        sqlx::Error::Protocol(p) => (DbErrorKind::ConnectionLost, None, format!("protocol: {p}")),
+        sqlx::Error::WorkerCrashed => (DbErrorKind::ConnectionLost, None, e.to_string()),
+        sqlx::Error::Tls(tls) => (DbErrorKind::Connect, None, format!("tls error: {tls}")),
+        sqlx::Error::Configuration(c) => {
+            (DbErrorKind::Connect, None, format!("configuration: {c}"))
+        }
+        sqlx::Error::PoolTimedOut => (
+            DbErrorKind::Connect,
+            None,
+            "no connection within the connect timeout: the server is unreachable or every \
+             connection is busy"
+                .to_owned(),
+        ),
+        other => (DbErrorKind::Other, None, other.to_string()),
+    };
+    let kind = if connecting {
+        DbErrorKind::Connect
+    } else {
+        kind
+    };
+    let message = scrubber.scrub(&message);
+    Error::Database {
+        layer: layer.to_owned(),
+        kind,
+        code,
+        source: Some(DriverError::new(message.clone(), e)),
+        message,
+    }
+}
+
+/// Maps an error of a row write: a unique violation on the key is
+/// [`Error::AlreadyExists`], on a unique field's index [`Error::UniqueViolation`] naming the
+/// field (see [`LayerOp::unique_violation`]).
+pub(crate) fn write_error<C: ServerCodes>(
+    layer: &str,
+    scrubber: &Scrubber,
+    op: &LayerOp,
+    schema: Option<&TableSchema>,
+    e: sqlx::Error,
+) -> Error {
+    if let sqlx::Error::Database(db) = &e
+        && C::code(db.as_ref()).is_some_and(|code| C::kind(&code) == DbErrorKind::UniqueViolation)
+        && let Some(key) = C::unique_key(db.as_ref())
+        && let Some(violation) = op.unique_violation(schema, &key)
+    {
+        return violation;
+    }
+    db_error::<C>(layer, scrubber, e, false)
+}

@@ -1,0 +1,130 @@
+//! Database URLs: held as secrets, shown with their passwords replaced by `***`, and those
+//! passwords scrubbed from every driver message before it leaves a layer.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::Scrubber;
+
+/// Query parameters that carry a password (`?password=...`).
+fn is_password_key(key: &str) -> bool {
+    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass")
+}
+
+/// A server URL (`postgres://user:password@host/db`). It is zeroed on drop, and `Debug`
+/// shows it [redacted](DbUrl::redacted).
+#[derive(Clone)]
+pub(crate) struct DbUrl(SecretString);
+
+impl DbUrl {
+    pub(crate) fn new(url: impl Into<String>) -> DbUrl {
+        DbUrl(SecretString::from(url.into()))
+    }
+
+    /// The URL itself, for the driver only.
+    pub(crate) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with every password (in the user info and in `password`/`pass` query
+    /// parameters) replaced by `***`; `<url>` when it does not parse, since the password can
+    /// then not be found.
+    ///
+    /// ```text
+    /// postgres://korm:s3cret@db:5432/app  ->  postgres://korm:***@db:5432/app
+    /// ```
+    pub(crate) fn redacted(&self) -> String {
+        let Ok(mut url) = url::Url::parse(self.expose()) else {
+            return "<url>".to_owned();
+        };
+        if url.password().is_some() && url.set_password(Some("***")).is_err() {
+            return "<url>".to_owned();
+        }
+        if url.query_pairs().any(|(key, _)| is_password_key(&key)) {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if is_password_key(&key) {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.into()
+    }
+
+    /// The passwords the URL holds, as written and percent-decoded, to scrub from messages.
+    pub(crate) fn scrubber(&self) -> Scrubber {
+        let mut found = Vec::new();
+        if let Ok(url) = url::Url::parse(self.expose()) {
+            if let Some(password) = url.password() {
+                found.push(password.to_owned());
+                if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+                    found.push(decoded.into_owned());
+                }
+            }
+            for (key, value) in url.query_pairs() {
+                if is_password_key(&key) {
+                    found.push(value.into_owned());
+                }
+            }
+            // As written in the query too (query_pairs decodes).
+            for pair in url.query().unwrap_or_default().split('&') {
+                if let Some((key, value)) = pair.split_once('=')
+                    && is_password_key(key)
+                {
+                    found.push(value.to_owned());
+                }
+            }
+        }
+        Scrubber::new(found)
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbUrl;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        let shown = |url: &str| DbUrl::new(url).redacted();
+        assert_eq!(
+            shown("postgres://korm:s3cret@db:5432/app"),
+            "postgres://korm:***@db:5432/app"
+        );
+        assert_eq!(
+            shown("mysql://root@127.0.0.1:3306/test"),
+            "mysql://root@127.0.0.1:3306/test"
+        );
+        assert_eq!(
+            shown("postgres://u:p%40ss@h/d?sslmode=require&password=x"),
+            "postgres://u:***@h/d?sslmode=require&password=***"
+        );
+        assert_eq!(shown("not a url s3cret"), "<url>");
+        assert!(!shown("postgres://a:b:c@h/d").contains("b:c"));
+        assert!(!format!("{:?}", DbUrl::new("postgres://u:s3cret@h/d")).contains("s3cret"));
+    }
+
+    #[test]
+    fn secrets_are_found_as_written_and_decoded_and_scrubbed() {
+        let scrubber = DbUrl::new("mysql://korm:p%40ss@db/x?password=other%21").scrubber();
+        assert_eq!(
+            scrubber.scrub("denied for p@ss, p%40ss, other! and other%21"),
+            "denied for ***, ***, *** and ***"
+        );
+        let none = DbUrl::new("postgres://u@h/d").scrubber();
+        assert_eq!(none.scrub("u@h"), "u@h");
+        assert!(!format!("{scrubber:?}").contains("p@ss"));
+    }
+}
