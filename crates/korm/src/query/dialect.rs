@@ -1212,9 +1212,296 @@ pub(crate) fn validate_table(table: &str) -> Result<()> {
     Ok(())
 }
 
+/// What the dialects' exact-SQL tests share: one table schema, the rendering helpers, and
+/// [`where_scenarios!`](crate::where_scenarios), which makes one test per scenario.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
+
+    /// The table every scenario renders against.
+    pub(crate) const TABLE: &str = "__items__users__freetier";
+
+    /// A table with a column of every kind.
+    pub(crate) fn schema() -> TableSchema {
+        TableSchema {
+            table: TABLE.into(),
+            columns: vec![
+                ("username".into(), ColumnKind::Text),
+                ("age".into(), ColumnKind::Integer),
+                ("score".into(), ColumnKind::Double),
+                ("active".into(), ColumnKind::Boolean),
+                ("tags".into(), ColumnKind::Json),
+                ("meta".into(), ColumnKind::Json),
+                ("addresses".into(), ColumnKind::Json),
+                ("owner".into(), ColumnKind::RnRef),
+                ("ssn".into(), ColumnKind::Encrypted),
+            ],
+            unique: vec![],
+        }
+    }
+
+    /// The `SELECT` of [`schema`] with a filter, sort keys and a limit.
+    pub(crate) fn select(
+        d: &dyn Dialect,
+        filter: Option<&Filter>,
+        sort: &[(&str, SortOrder)],
+        limit: Option<u64>,
+    ) -> Result<Statement> {
+        let sort: Vec<(String, SortOrder)> =
+            sort.iter().map(|(p, o)| ((*p).to_owned(), *o)).collect();
+        d.render_select(&schema(), filter, &sort, limit)
+    }
+
+    /// The `WHERE` condition and the parameters of a filter.
+    pub(crate) fn where_sql(d: &dyn Dialect, filter: Filter) -> (String, Vec<SqlValue>) {
+        let st = select(d, Some(&filter), &[], None).unwrap();
+        let prefix = format!("SELECT * FROM {} WHERE ", d.quote_identifier(TABLE));
+        let condition = st
+            .sql
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("unexpected statement {}", st.sql));
+        (condition.to_owned(), st.params)
+    }
+
+    /// A text parameter.
+    pub(crate) fn text(s: &str) -> SqlValue {
+        SqlValue::Text(s.to_owned())
+    }
+}
+
+/// One test per exact-SQL scenario of a dialect: `name { filter => "condition", params...; }`
+/// renders each filter against [`testing::schema`] and compares its `WHERE` condition and
+/// parameters.
+#[cfg(test)]
+#[macro_export]
+macro_rules! where_scenarios {
+    ($dialect:expr; $($name:ident { $($filter:expr => $sql:expr $(, $param:expr)* ;)+ })*) => {
+        $(
+            #[test]
+            fn $name() {
+                $(
+                    assert_eq!(
+                        $crate::query::dialect::testing::where_sql(&$dialect, $filter),
+                        (String::from($sql), vec![$($param),*]),
+                        "{}", stringify!($filter)
+                    );
+                )+
+            }
+        )*
+    };
+}
+
+#[cfg(test)]
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::query::{eq, gt, in_list, lte, not, or};
+    use serde_json::json;
+
+    /// The dialects every scenario below runs against.
+    fn dialects() -> Vec<Box<dyn Dialect>> {
+        vec![
+            Box::new(crate::layer::sqlite::SqliteDialect),
+            Box::new(crate::layer::postgres::PgDialect),
+            Box::new(crate::layer::mysql::MySqlDialect),
+        ]
+    }
+
+    // ---- scenarios that render the same way in every dialect
+
+    #[test]
+    fn scenario_type_mismatch_column() {
+        for d in dialects() {
+            for f in [
+                eq("age", "80"),
+                eq("active", 1),
+                eq("username", 1),
+                crate::query::like("age", "1%"),
+                // A whole JSON column holds an object or an array, never a scalar.
+                eq("tags", "a"),
+            ] {
+                assert_eq!(where_sql(&*d, f), ("1 = 0".into(), vec![]));
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_and_or_empty() {
+        for d in dialects() {
+            assert_eq!(
+                where_sql(&*d, crate::query::and([])),
+                ("1 = 1".into(), vec![])
+            );
+            assert_eq!(where_sql(&*d, or([])), ("1 = 0".into(), vec![]));
+            assert_eq!(
+                where_sql(&*d, not(or([]))),
+                ("((1 = 0) IS NOT TRUE)".into(), vec![])
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_wildcard_missing() {
+        for d in dialects() {
+            assert_eq!(
+                where_sql(&*d, eq("nothing[*].x", 1)),
+                ("1 = 0".into(), vec![])
+            );
+            assert_eq!(
+                where_sql(&*d, eq("username[*]", "x")),
+                ("1 = 0".into(), vec![])
+            );
+            assert_eq!(
+                where_sql(&*d, not(eq("nothing[*]", ()))),
+                ("((1 = 0) IS NOT TRUE)".into(), vec![])
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_wildcard_aliases_are_unique() {
+        for d in dialects() {
+            let (sql, _) = where_sql(&*d, or([eq("tags[*]", "a"), eq("addresses[*].city", "b")]));
+            assert!(sql.contains("AS w1 ") && sql.contains("AS w2 "), "{sql}");
+        }
+    }
+
+    #[test]
+    fn scenario_sort_missing() {
+        for d in dialects() {
+            let sort = [
+                ("nickname", SortOrder::Asc),
+                ("username.x", SortOrder::Desc),
+            ];
+            let st = select(&*d, None, &sort, None).unwrap();
+            let id = d.quote_identifier(ID_COLUMN);
+            assert_eq!(
+                st.sql,
+                format!(
+                    "SELECT * FROM {} ORDER BY {id} ASC",
+                    d.quote_identifier(TABLE)
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_sort_wildcard_rejected() {
+        for d in dialects() {
+            let err =
+                select(&*d, None, &[("addresses[*].city", SortOrder::Asc)], None).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidPath { reason, .. } if reason.contains("[*]")),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_limit() {
+        for d in dialects() {
+            let st = select(&*d, None, &[], Some(0)).unwrap();
+            assert_eq!(
+                st.sql,
+                format!("SELECT * FROM {} LIMIT 0", d.quote_identifier(TABLE))
+            );
+            let err = select(&*d, None, &[], Some(u64::MAX)).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "limit",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_hostile_path() {
+        for d in dialects() {
+            for path in [
+                "username\" OR 1=1 --",
+                "meta.tier') OR 1=1 --",
+                "meta[0] OR 1",
+                "meta.$x",
+                "tags[*]]",
+                "a;DROP TABLE x",
+                "username` OR 1=1 --",
+            ] {
+                let err = select(&*d, Some(&eq(path, "x")), &[], None).unwrap_err();
+                assert!(matches!(err, Error::InvalidPath { .. }), "{path}: {err:?}");
+                let err = select(&*d, None, &[(path, SortOrder::Asc)], None).unwrap_err();
+                assert!(matches!(err, Error::InvalidPath { .. }), "{path}: {err:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_hostile_table() {
+        for d in dialects() {
+            for table in [
+                "__items__users__x\" WHERE 1=1 --",
+                "__items__users__x` WHERE 1=1 --",
+            ] {
+                let s = TableSchema {
+                    table: table.into(),
+                    ..schema()
+                };
+                let err = d.render_select(&s, None, &[], None).unwrap_err();
+                assert!(
+                    matches!(err, Error::InvalidIdentifier { what: "table", .. }),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_encrypted_rejected() {
+        for d in dialects() {
+            for f in [eq("ssn", "x"), eq("ssn.v", "x"), not(in_list("ssn", ["x"]))] {
+                let err = select(&*d, Some(&f), &[], None).unwrap_err();
+                assert!(
+                    matches!(&err, Error::InvalidFilter { reason, .. } if reason.contains("encrypted")),
+                    "{err:?}"
+                );
+            }
+            let err = select(&*d, None, &[("ssn", SortOrder::Asc)], None).unwrap_err();
+            assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn scenario_reference_path_rejected() {
+        for d in dialects() {
+            let err = select(&*d, Some(&eq("owner.username", "fred")), &[], None).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidFilter { reason, .. } if reason.contains("reference")),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_bad_values_rejected() {
+        for d in dialects() {
+            for f in [
+                eq("meta.tier", json!({"a": 1})),
+                eq("age", json!([1])),
+                in_list("age", [json!(1), json!([2])]),
+                gt("age", ()),
+                lte("meta.x", Value::Null),
+                eq("age", json!(u64::MAX)),
+            ] {
+                let err = select(&*d, Some(&f), &[], None).unwrap_err();
+                assert!(matches!(err, Error::InvalidFilter { .. }), "{f:?}: {err:?}");
+            }
+        }
+    }
 
     #[test]
     fn table_names_are_validated() {

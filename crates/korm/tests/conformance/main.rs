@@ -3,6 +3,7 @@
 //! difference as an argument, never a skip.
 
 mod refs;
+mod semantics;
 mod suite;
 #[path = "../support/mod.rs"]
 mod support;
@@ -154,4 +155,19 @@ conformance!(
     hostile_reference_paths,
     reference_filters_beside_encrypted_fields,
     null_and_missing_through_references,
+    comparisons_on_columns,
+    different_types_never_match,
+    nulls_and_missing_values,
+    not_keeps_missing_values,
+    json_paths,
+    like_is_ascii_case_insensitive,
+    in_lists,
+    wildcards_match_any_element,
+    nested_wildcards,
+    combined_filters,
+    hostile_values_are_literal,
+    sort_puts_nulls_last_ascending_and_first_descending,
+    sort_json_path_orders_types_then_values,
+    sort_ties_and_missing_fall_back_to_rn_id,
+    limit_applies_after_sort_and_filter,
 );

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use crate::refs::*;
+pub use crate::semantics::*;
 
 const USERS: &str = "[rn]:users:freetier:*";
 

@@ -49,7 +49,8 @@ use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
-use dialect::{META_TABLE, MySqlDialect, physical_table};
+pub(crate) use dialect::MySqlDialect;
+use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
 use options::Source;
 

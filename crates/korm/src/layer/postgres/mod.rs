@@ -36,7 +36,7 @@ use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
-use dialect::PgDialect;
+pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 use options::Source;
 

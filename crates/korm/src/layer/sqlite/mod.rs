@@ -28,7 +28,7 @@ use super::{Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql};
-use dialect::SqliteDialect;
+pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
 /// Lookups of at most this many ids are short enough to run in place (see [`worker`]).
