@@ -94,11 +94,11 @@ pub mod depots {
 
 /// Layer constructors: where items are stored.
 pub mod layers {
-    pub use crate::layer::LayerSpec;
     #[cfg(feature = "mysql")]
     pub use crate::layer::mysql::{MySqlOptions, mysql, mysql_pool};
     #[cfg(feature = "postgres")]
     pub use crate::layer::postgres::{PgOptions, postgres, postgres_pool};
     #[cfg(feature = "sqlite")]
     pub use crate::layer::sqlite::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
+    pub use crate::layer::{LayerSpec, from_url};
 }

@@ -41,6 +41,80 @@ pub struct LayerSpec {
     open: Arc<Opener>,
 }
 
+/// A layer from a URL, its backend chosen by the scheme:
+/// - `sqlite:path/to/cars.sqlite`, `sqlite:///abs/path.sqlite` or `sqlite://path` (a file),
+///   `sqlite::memory:` (a private in-memory database);
+/// - `postgres://…` or `postgresql://…` (see [`postgres`](crate::layers::postgres));
+/// - `mysql://…` or `mariadb://…` (see [`mysql`](crate::layers::mysql)).
+///
+/// The options are each backend's defaults; build with the backend's constructor to change
+/// them. Nothing connects until the pool opens.
+///
+/// ```
+/// let cars = korm::layers::from_url("sqlite::memory:")?;
+/// let users = korm::layers::from_url("postgres://korm:s3cret@db.example/app")?;
+/// assert!(!format!("{users:?}").contains("s3cret"));
+/// assert!(korm::layers::from_url("redis://cache").is_err());
+/// # let _ = (cars, users);
+/// # Ok::<(), korm::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::PoolConfig`] for a scheme korm does not know, or one whose backend this build of
+/// korm leaves out (its cargo feature, `sqlite`, `postgres` or `mysql`, is off). The error
+/// shows the scheme, never the rest of the URL.
+pub fn from_url(url: &str) -> Result<LayerSpec> {
+    let (scheme, rest) = url.split_once(':').unwrap_or((url, ""));
+    let missing = |feature: &str| Error::PoolConfig {
+        reason: format!(
+            "a {scheme}: url needs korm's `{feature}` cargo feature, which this build leaves out"
+        ),
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => {
+            #[cfg(feature = "sqlite")]
+            return Ok(match rest {
+                ":memory:" | "//:memory:" => sqlite::sqlite_memory().into(),
+                path => sqlite::sqlite(path.strip_prefix("//").unwrap_or(path)).into(),
+            });
+            #[cfg(not(feature = "sqlite"))]
+            return Err(missing("sqlite"));
+        }
+        "postgres" | "postgresql" => {
+            #[cfg(feature = "postgres")]
+            return Ok(postgres::postgres(url).into());
+            #[cfg(not(feature = "postgres"))]
+            return Err(missing("postgres"));
+        }
+        "mysql" | "mariadb" => {
+            #[cfg(feature = "mysql")]
+            return Ok(mysql::mysql(url).into());
+            #[cfg(not(feature = "mysql"))]
+            return Err(missing("mysql"));
+        }
+        _ => {
+            let _ = (rest, missing);
+            // Text that is not a scheme may be anything (a password pasted by mistake).
+            let shown = if !rest.is_empty()
+                && scheme.len() <= 16
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+            {
+                format!("{scheme:?}")
+            } else {
+                "(none)".to_owned()
+            };
+            Err(Error::PoolConfig {
+                reason: format!(
+                    "no layer for the url scheme {shown}: korm knows sqlite:, postgres://, \
+                     postgresql://, mysql:// and mariadb://"
+                ),
+            })
+        }
+    }
+}
+
 /// Opens a layer given its name in the pool.
 type Opener = dyn Fn(String) -> BoxFuture<'static, Result<Arc<dyn Layer>>> + Send + Sync;
 

@@ -247,3 +247,75 @@ async fn one_pool_spans_sqlite_postgres_and_mariadb() {
     );
     pool.close().await;
 }
+
+/// Layers from URLs (`korm::layers::from_url`), and from sqlx pools a program already has: each
+/// stores and reads back, and a URL's password never shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_open_from_urls_and_from_existing_pools() {
+    use crate::support::{Server, create};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("cars.sqlite");
+    let (Some(pg), Some(my)) = (create(Server::Postgres).await, create(Server::MySql).await) else {
+        return;
+    };
+    let specs = [
+        (
+            "file",
+            korm::layers::from_url(&format!("sqlite:{}", file.display())).expect("sqlite"),
+        ),
+        (
+            "memory",
+            korm::layers::from_url("sqlite::memory:").expect("memory"),
+        ),
+        ("pg", korm::layers::from_url(&pg.url).expect("postgres")),
+        ("my", korm::layers::from_url(&my.url).expect("mysql")),
+        (
+            "pgpool",
+            korm::layers::postgres_pool(sqlx::PgPool::connect_lazy(&pg.url).expect("pool")).into(),
+        ),
+        (
+            "mypool",
+            korm::layers::mysql_pool(sqlx::MySqlPool::connect_lazy(&my.url).expect("pool")).into(),
+        ),
+    ];
+    let mut builder = korm::pool();
+    for (name, spec) in specs {
+        builder = builder.layer(name, spec);
+    }
+    let pool = builder.open().await.expect("open");
+    for layer in ["file", "memory", "pg", "my", "pgpool", "mypool"] {
+        let rn: Rn<Car> = format!("[rn][from::{layer}]:cars:suv:*")
+            .parse()
+            .expect("rn");
+        let car = korm::item::<Car>(&pool)
+            .from_data(rn.clone(), Car { make: layer.into() })
+            .expect("floating")
+            .create()
+            .await
+            .expect("create");
+        let loaded = korm::item::<Car>(&pool).load(car.rn().clone()).get().await;
+        assert_eq!(loaded.expect("load").into_data().make, layer);
+    }
+    pool.close().await;
+    assert!(file.exists(), "the sqlite: url names the file");
+
+    let shown = format!(
+        "{:?}",
+        korm::layers::from_url("mysql://u:s3cret@h/d").expect("spec")
+    );
+    assert!(
+        !shown.contains("s3cret") && shown.contains("***"),
+        "{shown}"
+    );
+    for bad in ["redis://cache", "s3cret-no-scheme", ""] {
+        match korm::layers::from_url(bad) {
+            Err(Error::PoolConfig { reason }) => {
+                assert!(
+                    !reason.contains("cache") && !reason.contains("s3cret"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{bad}: expected a pool config error, got {other:?}"),
+        }
+    }
+}
