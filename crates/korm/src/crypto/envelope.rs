@@ -13,8 +13,8 @@
 //! it (written by korm 1.5) is opened by trying each key of the ring: GCM's tag tells the
 //! right key from a wrong one.
 
-use aes_gcm::aead::{AeadCore, AeadInPlace, OsRng};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::aead::{AeadInOut, Generate, Nonce};
+use aes_gcm::{Aes256Gcm, Tag};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
@@ -68,12 +68,12 @@ pub(crate) fn seal(ring: &KeyRing, json: &[u8]) -> Value {
 }
 
 fn seal_with(key: &EncryptionKey, json: &[u8]) -> Value {
-    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let nonce = Nonce::<Aes256Gcm>::generate();
     let mut buffer = json.to_vec();
     // Encrypting into a Vec never fails (aes-gcm only refuses messages above 64 GiB).
     let tag = key
         .cipher()
-        .encrypt_in_place_detached(&nonce, b"", &mut buffer)
+        .encrypt_inout_detached(&nonce, b"", buffer.as_mut_slice().into())
         .unwrap_or_default();
     let mut map = Map::with_capacity(7);
     map.insert(ENVELOPE_MARKER.into(), Value::Bool(true));
@@ -122,12 +122,12 @@ pub(crate) fn open(
     let Ok(ciphertext) = hex::decode(&envelope.value) else {
         return fail("the envelope's value is not hex");
     };
-    let nonce = Nonce::from_slice(&iv_bytes);
-    let tag = Tag::from_slice(&tag_bytes);
+    let nonce: &Nonce<Aes256Gcm> = (&iv_bytes).into();
+    let tag: &Tag = (&tag_bytes).into();
     let try_key = |key: &EncryptionKey| {
         let mut buffer = Zeroizing::new(ciphertext.clone());
         key.cipher()
-            .decrypt_in_place_detached(nonce, b"", &mut buffer, tag)
+            .decrypt_inout_detached(nonce, b"", buffer.as_mut_slice().into(), tag)
             .ok()
             .map(|()| buffer)
     };

@@ -33,7 +33,7 @@ mod envelope;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use aes_gcm::aead::{KeyInit, OsRng, rand_core::RngCore};
+use aes_gcm::aead::{Generate, KeyInit};
 use aes_gcm::{Aes256Gcm, Key};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -90,15 +90,13 @@ impl EncryptionKey {
 
     /// A new random key from the operating system's generator.
     pub fn generate() -> Self {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(bytes.as_mut_slice());
-        Self::from_bytes(bytes)
+        Self::from_bytes(Zeroizing::new(<[u8; 32]>::generate()))
     }
 
     fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
         EncryptionKey {
             id: key_id(&bytes),
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(bytes.as_slice())),
+            cipher: Aes256Gcm::new(<&Key<Aes256Gcm>>::from(&*bytes)),
             bytes,
         }
     }

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -154,9 +153,9 @@ impl Password {
     /// # Errors
     /// [`Error::Encode`] if argon2 refuses the input (longer than 4 GiB).
     pub fn new(password: &str) -> Result<Self> {
-        let salt = SaltString::generate(&mut aes_gcm::aead::OsRng);
+        // A fresh random 16-byte salt, drawn by argon2.
         let phc = hasher()
-            .hash_password(json_text(password).as_bytes(), &salt)
+            .hash_password(json_text(password).as_bytes())
             .map_err(|e| Error::Encode {
                 what: "password".to_owned(),
                 reason: e.to_string(),
