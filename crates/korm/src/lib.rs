@@ -1,8 +1,8 @@
 //! korm: a unified data runtime.
 //!
 //! korm treats SQL databases and the references between their items as one data model: typed
-//! items addressed by Resource Names ([`Rn`]), stored in layers (SQLite now; PostgreSQL and
-//! MySQL/MariaDB next), with one write path and one read path. It reads and writes the storage
+//! items addressed by Resource Names ([`Rn`]), stored in layers (SQLite, PostgreSQL,
+//! MySQL/MariaDB), with one write path and one read path. It reads and writes the storage
 //! format of korm 1.5 (TypeScript), so a Rust and a Bun service can share one database.
 //!
 //! ```
