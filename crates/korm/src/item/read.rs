@@ -501,7 +501,14 @@ impl<T: Model> Load<T> {
             }
         };
         let layer = self.pool.route(&self.rn)?;
-        let found = layer.fetch_one(&table, id).await?;
+        let found = match layer.fetch_one_now(&table, id) {
+            Some(found) => found?,
+            None => layer
+                .fetch(&table, vec![id.to_owned()])
+                .await?
+                .into_iter()
+                .next(),
+        };
         let Some(row) = found else {
             return Ok(None);
         };

@@ -371,19 +371,13 @@ impl LayerHandle {
         Ok(out)
     }
 
-    /// The row with this id: at once when the layer can ([`Layer::fetch_one_now`]), else
-    /// fetched.
-    pub(crate) async fn fetch_one(&self, table: &str, id: &str) -> Result<Option<StoredRow>> {
+    /// The row with this id, when the layer can answer at once (see
+    /// [`Layer::fetch_one_now`]); `None` when the caller must await [`LayerHandle::fetch`].
+    /// Synchronous, so the hottest read (a load) costs no future when answered in place.
+    pub(crate) fn fetch_one_now(&self, table: &str, id: &str) -> Option<Result<Option<StoredRow>>> {
+        let found = self.layer.fetch_one_now(table, id)?;
         self.reads.add(1);
-        match self.layer.fetch_one_now(table, id) {
-            Some(found) => found,
-            None => Ok(self
-                .layer
-                .fetch(table, vec![id.to_owned()])
-                .await?
-                .into_iter()
-                .next()),
-        }
+        Some(found)
     }
 
     /// See [`Layer::select`].

@@ -10,6 +10,8 @@
 //! spliced into SQL is: identifiers (validated, then quoted), generated aliases (`w1`, ...),
 //! operators, a `LIMIT` integer, and constant type names chosen by the dialect.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::filter::{CompareOp, Filter, FilterNode, SortOrder};
@@ -195,7 +197,7 @@ pub(crate) enum Test<'a> {
 pub(crate) trait Dialect: Send + Sync {
     /// The placeholder of the `n`th parameter (1-based). SQLite and MariaDB: `?`;
     /// PostgreSQL: `$n`.
-    fn placeholder(&self, n: usize) -> String;
+    fn placeholder(&self, n: usize) -> Cow<'static, str>;
 
     /// Quotes a validated identifier. ANSI double quotes (doubling any `"`, which validated
     /// names never contain) suit SQLite and PostgreSQL; MariaDB must use backticks unless the
@@ -206,8 +208,8 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// The name a collection's table has in this database. The default is the full name;
     /// MySQL shortens names over its 64-character limit (korm 1.5's hashing rule).
-    fn physical_table(&self, table: &str) -> String {
-        table.to_owned()
+    fn physical_table<'t>(&self, table: &'t str) -> Cow<'t, str> {
+        Cow::Borrowed(table)
     }
 
     /// How a boolean is bound. The default keeps it a boolean (PostgreSQL); SQLite and
@@ -343,7 +345,7 @@ pub(crate) trait Dialect: Send + Sync {
     /// Binds a value and returns its placeholder.
     fn bind(&self, st: &mut RenderState, value: SqlValue) -> String {
         st.params.push(value);
-        self.placeholder(st.params.len())
+        self.placeholder(st.params.len()).into_owned()
     }
 
     /// Binds a scalar filter value.

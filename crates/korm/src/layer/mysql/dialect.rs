@@ -34,6 +34,8 @@
 //!   NULL for numbers): a bound path is never repeated to emulate `NULLS LAST`.
 
 use crate::layer::schema::{SchemaChange, UNIQUE_PREFIX, unique_index_name};
+use std::borrow::Cow;
+
 use crate::model::{ColumnKind, SqlValue};
 use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
 use crate::query::dialect::{Statement, default_render_change};
@@ -123,8 +125,8 @@ fn path_text(steps: &[PathStep]) -> String {
 }
 
 impl Dialect for MySqlDialect {
-    fn placeholder(&self, _n: usize) -> String {
-        "?".to_owned()
+    fn placeholder(&self, _n: usize) -> Cow<'static, str> {
+        Cow::Borrowed("?")
     }
 
     fn json_text_array(&self, param: &str) -> String {
@@ -151,8 +153,12 @@ impl Dialect for MySqlDialect {
         format!("`{}`", name.replace('`', "``"))
     }
 
-    fn physical_table(&self, table: &str) -> String {
-        physical_table(table)
+    fn physical_table<'t>(&self, table: &'t str) -> Cow<'t, str> {
+        if table.len() <= MAX_IDENTIFIER {
+            Cow::Borrowed(table)
+        } else {
+            Cow::Owned(physical_table(table))
+        }
     }
 
     fn boolean(&self, value: bool) -> SqlValue {

@@ -15,6 +15,8 @@
 //!   `translate(.., 'AB..Z', 'ab..z')`, which folds exactly A-Z, and `ESCAPE ''` turns off
 //!   PostgreSQL's default `\` escape.
 
+use std::borrow::Cow;
+
 use crate::model::{ColumnKind, SqlValue};
 use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
 use crate::query::filter::{CompareOp, SortOrder};
@@ -119,8 +121,8 @@ impl PgDialect {
 }
 
 impl Dialect for PgDialect {
-    fn placeholder(&self, n: usize) -> String {
-        format!("${n}")
+    fn placeholder(&self, n: usize) -> Cow<'static, str> {
+        Cow::Owned(format!("${n}"))
     }
 
     fn json_text_array(&self, param: &str) -> String {

@@ -1,6 +1,8 @@
 //! The SQLite dialect: `?` placeholders, double-quoted identifiers, `json_extract`,
 //! `json_type` and `json_each` over JSON text columns, booleans as 0/1.
 
+use std::borrow::Cow;
+
 use crate::model::{ColumnKind, SqlValue};
 use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState};
 
@@ -26,8 +28,8 @@ impl SqliteDialect {
 }
 
 impl Dialect for SqliteDialect {
-    fn placeholder(&self, _n: usize) -> String {
-        "?".to_owned()
+    fn placeholder(&self, _n: usize) -> Cow<'static, str> {
+        Cow::Borrowed("?")
     }
 
     // quote_identifier: the default ANSI double quotes are SQLite's own.
