@@ -372,6 +372,24 @@ impl Error {
         }
     }
 
+    /// A [`Error::Database`] from a driver's error, shown as `message` (already free of
+    /// values and secrets).
+    pub(crate) fn driver(
+        layer: impl Into<String>,
+        kind: DbErrorKind,
+        code: Option<String>,
+        message: String,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Database {
+            layer: layer.into(),
+            kind,
+            code,
+            source: Some(DriverError::new(message.clone(), error)),
+            message,
+        }
+    }
+
     /// Whether the same call, made again later, may succeed and can not apply anything
     /// twice: the database was busy (a lock wait timed out, a deadlock or serialization
     /// failure), the connection was lost before anything was committed, or a korm lock was

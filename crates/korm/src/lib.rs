@@ -98,6 +98,8 @@ pub mod layers {
     pub use crate::layer::mysql::{MySqlOptions, mysql, mysql_pool};
     #[cfg(feature = "postgres")]
     pub use crate::layer::postgres::{PgOptions, postgres, postgres_pool};
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    pub use crate::layer::server::ServerOptions;
     #[cfg(feature = "sqlite")]
     pub use crate::layer::sqlite::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
     pub use crate::layer::{LayerSpec, from_url};

@@ -2,13 +2,17 @@
 //! statement is bound and a driver error is mapped the same way; each backend gives only its
 //! error codes ([`ServerCodes`]).
 
+use std::fmt;
+use std::time::Duration;
+
 use sqlx::error::DatabaseError;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
-use crate::error::{DbErrorKind, DriverError, Error, Scrubber};
+use crate::error::{DbErrorKind, Error, Scrubber};
 use crate::layer::LayerOp;
 use crate::layer::schema::TableSchema;
+use crate::layer::url::DbUrl;
 use crate::model::SqlValue;
 use crate::query::dialect::Statement;
 
@@ -94,14 +98,7 @@ pub(crate) fn db_error<C: ServerCodes>(
     } else {
         kind
     };
-    let message = scrubber.scrub(&message);
-    Error::Database {
-        layer: layer.to_owned(),
-        kind,
-        code,
-        source: Some(DriverError::new(message.clone(), e)),
-        message,
-    }
+    Error::driver(layer, kind, code, scrubber.scrub(&message), e)
 }
 
 /// Maps an error of a row write: a unique violation on the key is
@@ -122,4 +119,84 @@ pub(crate) fn write_error<C: ServerCodes>(
         return violation;
     }
     db_error::<C>(layer, scrubber, e, false)
+}
+
+/// Options of a server layer: [`PgOptions`](crate::layers::PgOptions) for PostgreSQL,
+/// [`MySqlOptions`](crate::layers::MySqlOptions) for MySQL/MariaDB. Build them with the
+/// backend's constructor (`postgres(url)`, `mysql(url)`, or `…_pool` for a sqlx pool the
+/// program already has), adjust with the `with_*` methods, and give them to
+/// [`PoolBuilder::layer`](crate::PoolBuilder::layer). `Debug` shows the URL with its
+/// password replaced by `***`.
+pub struct ServerOptions<DB: Database> {
+    pub(crate) source: Source<DB>,
+    pub(crate) max_connections: u32,
+    pub(crate) connect_timeout: Duration,
+}
+
+/// Where a server layer's connections come from.
+pub(crate) enum Source<DB: Database> {
+    /// A URL korm connects to.
+    Url(DbUrl),
+    /// A pool handed over (korm closes it when the korm pool closes).
+    Pool(sqlx::Pool<DB>),
+}
+
+// By hand: derived Clone would ask `DB: Clone`, which sqlx's database markers are not.
+impl<DB: Database> Clone for ServerOptions<DB> {
+    fn clone(&self) -> Self {
+        ServerOptions {
+            source: match &self.source {
+                Source::Url(url) => Source::Url(url.clone()),
+                Source::Pool(pool) => Source::Pool(pool.clone()),
+            },
+            ..*self
+        }
+    }
+}
+
+impl<DB: Database> ServerOptions<DB> {
+    /// Options for a URL, with the defaults: at most 10 connections, and 10 s to open a
+    /// connection (or to wait for a free one).
+    pub(crate) fn url(url: impl Into<String>) -> Self {
+        ServerOptions {
+            source: Source::Url(DbUrl::new(url)),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Options for a pool handed over: its own settings apply.
+    pub(crate) fn pool(pool: sqlx::Pool<DB>) -> Self {
+        ServerOptions {
+            source: Source::Pool(pool),
+            ..Self::url(String::new())
+        }
+    }
+
+    /// The most connections the layer keeps open at once (at least 1). Not for a pool handed
+    /// over, whose own size applies.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long opening a connection, or waiting for a free one, may take before the
+    /// operation fails with [`DbErrorKind::Connect`]. Not for a pool handed over.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+impl<DB: Database> fmt::Debug for ServerOptions<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut f = f.debug_struct("ServerOptions");
+        match &self.source {
+            Source::Url(url) => f.field("url", url),
+            Source::Pool(_) => f.field("pool", &"<a sqlx pool>"),
+        };
+        f.field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }

@@ -426,6 +426,17 @@ pub(crate) trait Dialect: Send + Sync {
     /// objects/arrays 4, null or missing NULL): the first sort key of a JSON path, so values
     /// of different types sort the same way in every database.
     fn json_type_rank(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
+        self.json_type_rank_else(st, loc, "")
+    }
+
+    /// [`Dialect::json_type_rank`] with `otherwise` before `END` (MariaDB ranks null and
+    /// missing values `ELSE 5` rather than NULL).
+    fn json_type_rank_else(
+        &self,
+        st: &mut RenderState,
+        loc: &JsonLocation<'_>,
+        otherwise: &str,
+    ) -> String {
         let expr = self.json_type(st, loc);
         let mut sql = format!("CASE {expr}");
         for (rank, ty) in [
@@ -441,6 +452,7 @@ pub(crate) trait Dialect: Send + Sync {
                 sql.push_str(&format!(" WHEN '{name}' THEN {}", rank + 1));
             }
         }
+        sql.push_str(otherwise);
         sql.push_str(" END");
         sql
     }
@@ -1311,6 +1323,53 @@ mod tests {
     }
 
     // ---- scenarios that render the same way in every dialect
+
+    #[test]
+    fn scenario_no_filter() {
+        for d in dialects() {
+            let st = select(&*d, None, &[], None).unwrap();
+            assert_eq!(
+                st.sql,
+                format!("SELECT * FROM {}", d.quote_identifier(TABLE))
+            );
+            assert!(st.params.is_empty());
+        }
+    }
+
+    #[test]
+    fn scenario_in_list_empty() {
+        let none: [i64; 0] = [];
+        for d in dialects() {
+            for f in [
+                in_list("age", none),
+                in_list("age", [Value::Null]),
+                in_list("meta.tier", none),
+                in_list("nickname", none),
+            ] {
+                assert_eq!(where_sql(&*d, f), ("1 = 0".into(), vec![]));
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_hostile_value() {
+        for d in dialects() {
+            for hostile in [
+                "x' OR 1=1 --",
+                "\"; DROP TABLE x; --",
+                "`; DROP TABLE x; --",
+            ] {
+                for f in [
+                    eq("username", hostile),
+                    crate::query::like("meta.tier", hostile),
+                ] {
+                    let (sql, params) = where_sql(&*d, f);
+                    assert!(!sql.contains("DROP") && !sql.contains("OR 1=1"), "{sql}");
+                    assert!(params.contains(&text(hostile)), "{params:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn scenario_type_mismatch_column() {

@@ -44,6 +44,7 @@ use sqlx::{Column as _, Executor, MySql, Row as _};
 pub use options::{MySqlOptions, mysql, mysql_pool};
 
 use super::schema::{self, ReadPlan, TableSchema};
+use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
@@ -52,7 +53,6 @@ use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
-use options::Source;
 
 /// Errors a DDL statement may meet when another program made the same change first: a
 /// duplicate column or key name, or a column already gone. The schema is read again after.

@@ -31,6 +31,7 @@ use sqlx::{Column as _, Connection as _, Row as _};
 pub use options::{PgOptions, postgres, postgres_pool};
 
 use super::schema::{self, ReadPlan, TableSchema};
+use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
@@ -38,7 +39,6 @@ use crate::model::StoredRow;
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
-use options::Source;
 
 /// PostgreSQL truncates longer identifiers silently; korm refuses them instead.
 const MAX_IDENTIFIER: usize = 63;

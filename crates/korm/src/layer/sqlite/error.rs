@@ -4,7 +4,7 @@
 
 use rusqlite::ErrorCode;
 
-use crate::error::{DbErrorKind, DriverError, Error};
+use crate::error::{DbErrorKind, Error};
 use crate::layer::LayerOp;
 use crate::layer::schema::TableSchema;
 
@@ -36,13 +36,7 @@ pub(crate) fn db_error(layer: &str, e: rusqlite::Error) -> Error {
     };
     // Some messages quote the statement: keep errors short.
     let message = crate::error::clip(&e.to_string());
-    Error::Database {
-        layer: layer.to_owned(),
-        kind,
-        code,
-        source: Some(DriverError::new(message.clone(), e)),
-        message,
-    }
+    Error::driver(layer, kind, code, message, e)
 }
 
 /// Maps an error of a row write: a unique violation names the column that collided
