@@ -68,10 +68,7 @@ impl<T: Model> Query<T> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        if !self.resolve.paths.is_empty() {
-            self.reject("resolve", "given twice; pass every path in one call");
-        }
-        self.resolve.paths = paths.into_iter().map(Into::into).collect();
+        set_paths(&mut self.resolve, &mut self.problem, paths);
         self
     }
 
@@ -79,10 +76,7 @@ impl<T: Model> Query<T> {
     /// [`Error::MissingReference`] naming its RN, instead of a reference left unresolved
     /// (K3).
     pub fn strict(mut self) -> Self {
-        if self.resolve.strict {
-            self.reject("strict", "given twice");
-        }
-        self.resolve.strict = true;
+        set_strict(&mut self.resolve, &mut self.problem);
         self
     }
 
@@ -212,6 +206,30 @@ fn reject(problem: &mut Option<Error>, option: &'static str, reason: &str) {
             reason: reason.to_owned(),
         });
     }
+}
+
+/// Sets the resolve paths of a query or a load (once).
+fn set_paths<S: Into<String>>(
+    options: &mut ResolveOptions,
+    problem: &mut Option<Error>,
+    paths: impl IntoIterator<Item = S>,
+) {
+    if !options.paths.is_empty() {
+        reject(
+            problem,
+            "resolve",
+            "given twice; pass every path in one call",
+        );
+    }
+    options.paths = paths.into_iter().map(Into::into).collect();
+}
+
+/// Makes a query or a load strict (once).
+fn set_strict(options: &mut ResolveOptions, problem: &mut Option<Error>) {
+    if options.strict {
+        reject(problem, "strict", "given twice");
+    }
+    options.strict = true;
 }
 
 /// Resolves `paths` from `rows`; `None` when there is nothing to resolve.
@@ -450,23 +468,13 @@ impl<T: Model> Load<T> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        if !self.resolve.paths.is_empty() {
-            reject(
-                &mut self.problem,
-                "resolve",
-                "given twice; pass every path in one call",
-            );
-        }
-        self.resolve.paths = paths.into_iter().map(Into::into).collect();
+        set_paths(&mut self.resolve, &mut self.problem, paths);
         self
     }
 
     /// Makes a missing referenced item an error; see [`Query::strict`](crate::Query::strict).
     pub fn strict(mut self) -> Self {
-        if self.resolve.strict {
-            reject(&mut self.problem, "strict", "given twice");
-        }
-        self.resolve.strict = true;
+        set_strict(&mut self.resolve, &mut self.problem);
         self
     }
 

@@ -471,6 +471,21 @@ mod tests {
 
     crate::where_scenarios! {
         MySqlDialect;
+        scenario_compare_operators {
+            gt("age", 1) => "`age` > ?", SqlValue::Integer(1);
+            gte("age", 1) => "`age` >= ?", SqlValue::Integer(1);
+            lt("age", 1) => "`age` < ?", SqlValue::Integer(1);
+            lte("age", 1) => "`age` <= ?", SqlValue::Integer(1);
+            gt("score", 1.5) => "`score` > ?", SqlValue::Double(1.5);
+            gt("username", "w") => "`username` > ? COLLATE utf8mb4_bin", text("w");
+        }
+        scenario_and_or_not {
+            and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
+                => "(`username` = ? COLLATE utf8mb4_bin AND (`age` > ? OR `age` < ?) \
+                    AND ((`active` = ?) IS NOT TRUE))",
+                text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Integer(1);
+            and([eq("age", 1)]) => "`age` = ?", SqlValue::Integer(1);
+        }
         scenario_eq_column {
             eq("username", "fred") => format!("`username` = ? {BIN}"), text("fred");
         }
@@ -618,29 +633,6 @@ mod tests {
     const BIN: &str = "COLLATE utf8mb4_bin";
 
     #[test]
-    fn scenario_compare_operators() {
-        for (f, op) in [
-            (gt("age", 1), ">"),
-            (gte("age", 1), ">="),
-            (lt("age", 1), "<"),
-            (lte("age", 1), "<="),
-        ] {
-            assert_eq!(
-                where_sql(f),
-                (format!("`age` {op} ?"), vec![SqlValue::Integer(1)])
-            );
-        }
-        assert_eq!(
-            where_sql(gt("score", 1.5)),
-            ("`score` > ?".into(), vec![SqlValue::Double(1.5)])
-        );
-        assert_eq!(
-            where_sql(gt("username", "w")),
-            (format!("`username` > ? {BIN}"), vec![text("w")])
-        );
-    }
-
-    #[test]
     fn scenario_eq_json_index() {
         // `[0]` of a non-array is missing (MariaDB's lax paths would give the value itself).
         let tag0 = "CASE WHEN JSON_TYPE(`tags`) = 'ARRAY' THEN JSON_EXTRACT(`tags`, ?) END";
@@ -662,34 +654,6 @@ mod tests {
         assert_eq!(
             params[..3],
             [text("$.a"), text("$.a[0].b"), text("$.a[0].b[0]")]
-        );
-    }
-
-    #[test]
-    fn scenario_and_or_not() {
-        let f = and([
-            eq("username", "fred"),
-            or([gt("age", 1), lt("age", 0)]),
-            not(eq("active", true)),
-        ]);
-        assert_eq!(
-            where_sql(f),
-            (
-                format!(
-                    "(`username` = ? {BIN} AND (`age` > ? OR `age` < ?) \
-                     AND ((`active` = ?) IS NOT TRUE))"
-                ),
-                vec![
-                    text("fred"),
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(0),
-                    SqlValue::Integer(1)
-                ]
-            )
-        );
-        assert_eq!(
-            where_sql(and([eq("age", 1)])),
-            ("`age` = ?".into(), vec![SqlValue::Integer(1)])
         );
     }
 

@@ -312,6 +312,22 @@ mod tests {
 
     crate::where_scenarios! {
         PgDialect;
+        scenario_compare_operators {
+            gt("age", 1) => "\"age\" > $1", SqlValue::Integer(1);
+            gte("age", 1) => "\"age\" >= $1", SqlValue::Integer(1);
+            lt("age", 1) => "\"age\" < $1", SqlValue::Integer(1);
+            lte("age", 1) => "\"age\" <= $1", SqlValue::Integer(1);
+            gt("score", 1.5) => "\"score\" > $1", SqlValue::Double(1.5);
+            gt("score", 1) => "\"score\" > $1", SqlValue::Integer(1);
+            // Text orders byte by byte whatever the database collation.
+            gt("username", "w") => "\"username\" COLLATE \"C\" > $1", text("w");
+        }
+        scenario_and_or_not {
+            and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
+                => "(\"username\" = $1 AND (\"age\" > $2 OR \"age\" < $3) AND ((\"active\" = $4) IS NOT TRUE))",
+                text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Boolean(true);
+            and([eq("age", 1)]) => "\"age\" = $1", SqlValue::Integer(1);
+        }
         scenario_eq_column {
             eq("username", "fred") => "\"username\" = $1", text("fred");
         }
@@ -441,34 +457,6 @@ mod tests {
     // ---- exact SQL, under the same scenario names as SQLite's and MariaDB's
 
     #[test]
-    fn scenario_compare_operators() {
-        for (f, op) in [
-            (gt("age", 1), ">"),
-            (gte("age", 1), ">="),
-            (lt("age", 1), "<"),
-            (lte("age", 1), "<="),
-        ] {
-            assert_eq!(
-                where_sql(f),
-                (format!("\"age\" {op} $1"), vec![SqlValue::Integer(1)])
-            );
-        }
-        assert_eq!(
-            where_sql(gt("score", 1.5)),
-            ("\"score\" > $1".into(), vec![SqlValue::Double(1.5)])
-        );
-        assert_eq!(
-            where_sql(gt("score", 1)),
-            ("\"score\" > $1".into(), vec![SqlValue::Integer(1)])
-        );
-        // Text orders byte by byte whatever the database collation.
-        assert_eq!(
-            where_sql(gt("username", "w")),
-            ("\"username\" COLLATE \"C\" > $1".into(), vec![text("w")])
-        );
-    }
-
-    #[test]
     fn scenario_json_types() {
         assert_eq!(
             where_sql(gt("meta.a.b[2]", 5)),
@@ -501,32 +489,6 @@ mod tests {
                     .chain([SqlValue::Boolean(true)])
                     .collect()
             )
-        );
-    }
-
-    #[test]
-    fn scenario_and_or_not() {
-        let f = and([
-            eq("username", "fred"),
-            or([gt("age", 1), lt("age", 0)]),
-            not(eq("active", true)),
-        ]);
-        assert_eq!(
-            where_sql(f),
-            (
-                "(\"username\" = $1 AND (\"age\" > $2 OR \"age\" < $3) AND ((\"active\" = $4) IS NOT TRUE))"
-                    .into(),
-                vec![
-                    text("fred"),
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(0),
-                    SqlValue::Boolean(true)
-                ]
-            )
-        );
-        assert_eq!(
-            where_sql(and([eq("age", 1)])),
-            ("\"age\" = $1".into(), vec![SqlValue::Integer(1)])
         );
     }
 

@@ -165,6 +165,22 @@ mod tests {
 
     crate::where_scenarios! {
         SqliteDialect;
+        scenario_compare_operators {
+            gt("age", 1) => "\"age\" > ?", SqlValue::Integer(1);
+            gte("age", 1) => "\"age\" >= ?", SqlValue::Integer(1);
+            lt("age", 1) => "\"age\" < ?", SqlValue::Integer(1);
+            lte("age", 1) => "\"age\" <= ?", SqlValue::Integer(1);
+            gt("score", 1.5) => "\"score\" > ?", SqlValue::Double(1.5);
+            // A whole number against a double column compares as a number.
+            gt("score", 1) => "\"score\" > ?", SqlValue::Integer(1);
+        }
+        scenario_and_or_not {
+            and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
+                => "(\"username\" = ? AND (\"age\" > ? OR \"age\" < ?) AND ((\"active\" = ?) IS NOT TRUE))",
+                text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Integer(1);
+            // A single child needs no parentheses of its own.
+            and([eq("age", 1)]) => "\"age\" = ?", SqlValue::Integer(1);
+        }
         scenario_eq_column {
             eq("username", "fred") => "\"username\" = ?", text("fred");
         }
@@ -228,30 +244,6 @@ mod tests {
     // ---- exact SQL, one scenario each (the same names will exist for PostgreSQL and MariaDB)
 
     #[test]
-    fn scenario_compare_operators() {
-        for (f, op) in [
-            (gt("age", 1), ">"),
-            (gte("age", 1), ">="),
-            (lt("age", 1), "<"),
-            (lte("age", 1), "<="),
-        ] {
-            assert_eq!(
-                where_sql(f),
-                (format!("\"age\" {op} ?"), vec![SqlValue::Integer(1)])
-            );
-        }
-        assert_eq!(
-            where_sql(gt("score", 1.5)),
-            ("\"score\" > ?".into(), vec![SqlValue::Double(1.5)])
-        );
-        // A whole number against a double column compares as a number.
-        assert_eq!(
-            where_sql(gt("score", 1)),
-            ("\"score\" > ?".into(), vec![SqlValue::Integer(1)])
-        );
-    }
-
-    #[test]
     fn scenario_eq_json_path() {
         assert_eq!(
             where_sql(eq("meta.tier", "gold")),
@@ -300,33 +292,6 @@ mod tests {
         assert_eq!(
             where_sql(in_list("nickname", ["x"])),
             ("NULL IN (?)".into(), vec![text("x")])
-        );
-    }
-
-    #[test]
-    fn scenario_and_or_not() {
-        let f = and([
-            eq("username", "fred"),
-            or([gt("age", 1), lt("age", 0)]),
-            not(eq("active", true)),
-        ]);
-        assert_eq!(
-            where_sql(f),
-            (
-                "(\"username\" = ? AND (\"age\" > ? OR \"age\" < ?) AND ((\"active\" = ?) IS NOT TRUE))"
-                    .into(),
-                vec![
-                    text("fred"),
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(0),
-                    SqlValue::Integer(1)
-                ]
-            )
-        );
-        // A single child needs no parentheses of its own.
-        assert_eq!(
-            where_sql(and([eq("age", 1)])),
-            ("\"age\" = ?".into(), vec![SqlValue::Integer(1)])
         );
     }
 
