@@ -135,6 +135,9 @@ pub(crate) struct TableSchema {
     pub(crate) columns: Vec<(String, ColumnKind)>,
     /// Fields that have a unique shadow column.
     pub(crate) unique: Vec<String>,
+    /// Integer columns narrower than 64 bits, with their width (korm 1.5 creates 32-bit
+    /// `integer` columns on PostgreSQL and `INT` on MySQL).
+    pub(crate) narrow_integers: Vec<(String, u32)>,
 }
 
 impl TableSchema {
@@ -158,6 +161,39 @@ impl TableSchema {
         }
     }
 
+    /// Checks that every integer the fields hold fits its column: a value outside a narrow
+    /// column's range is refused before anything is sent, naming the field (never the value).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for an integer outside its column's range.
+    pub(crate) fn check_integers(&self, rn: &str, fields: &[Field]) -> Result<()> {
+        for (column, bits) in &self.narrow_integers {
+            let Some(field) = fields.iter().find(|f| &f.name == column) else {
+                continue;
+            };
+            let Some(i) = field
+                .value
+                .as_i64()
+                .or_else(|| field.value.as_u64().map(|_| i64::MAX))
+            else {
+                continue;
+            };
+            let max = (1i64 << (bits - 1)) - 1;
+            if i > max || i < -max - 1 {
+                return Err(Error::Encode {
+                    what: format!("field `{column}` of {rn}"),
+                    reason: format!(
+                        "the value does not fit the column's {bits}-bit integer type (korm 1.5 \
+                         creates 32-bit integer columns); a layer opened with \
+                         with_wide_integers(true) creates 64-bit columns for new fields, and an \
+                         existing column must be widened by hand (or recreated with destructive)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Whether writing these fields needs a schema change first: a missing column, a missing
     /// unique shadow, or a value kind the column does not accept.
     pub(crate) fn needs_ddl(&self, fields: &[crate::model::Field]) -> bool {
@@ -169,6 +205,15 @@ impl TableSchema {
                     _ => false,
                 }
         })
+    }
+
+    /// A column whose name equals `name` but for case (and is not `name`).
+    fn case_twin(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .chain([ID_COLUMN])
+            .find(|c| *c != name && c.eq_ignore_ascii_case(name))
     }
 
     /// Whether the field has a unique shadow column.
@@ -238,7 +283,14 @@ pub(crate) fn diff(
     existing: Option<&TableSchema>,
     fields: &[Field],
     destructive: bool,
+    limit: IdentifierLimit,
 ) -> Result<Vec<SchemaChange>> {
+    for field in fields {
+        limit.check(&field.name)?;
+        if field.unique {
+            limit.check(&format!("{UNIQUE_PREFIX}{}", field.name))?;
+        }
+    }
     let Some(schema) = existing else {
         return Ok(vec![SchemaChange::CreateTable {
             columns: fields
@@ -256,6 +308,15 @@ pub(crate) fn diff(
     for field in fields {
         let mut unique = schema.is_unique(&field.name);
         match (schema.kind_of(&field.name), field.kind) {
+            (None, _) if let Some(other) = schema.case_twin(&field.name) => {
+                return Err(Error::Encode {
+                    what: format!("field `{}` of {table}", field.name),
+                    reason: format!(
+                        "the table has a column `{other}` already, whose name differs only in \
+                         case: MySQL, MariaDB and SQLite do not tell such names apart"
+                    ),
+                });
+            }
             (None, kind) => changes.push(SchemaChange::AddColumn {
                 column: field.name.clone(),
                 kind: kind.unwrap_or(ColumnKind::Text),
@@ -289,6 +350,42 @@ pub(crate) fn diff(
         }
     }
     Ok(changes)
+}
+
+/// The longest column name a database keeps, and its name for messages: PostgreSQL cuts
+/// longer names silently (63 bytes), MySQL refuses them (64 characters).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdentifierLimit {
+    /// The limit, in bytes (korm's names are ASCII).
+    pub(crate) max: usize,
+    /// The database, for the message.
+    pub(crate) database: &'static str,
+}
+
+impl IdentifierLimit {
+    /// No limit (SQLite).
+    pub(crate) const NONE: IdentifierLimit = IdentifierLimit {
+        max: usize::MAX,
+        database: "",
+    };
+
+    /// [`Error::InvalidIdentifier`] for a column name over the limit.
+    fn check(self, column: &str) -> Result<()> {
+        if column.len() <= self.max {
+            return Ok(());
+        }
+        Err(Error::InvalidIdentifier {
+            what: "field",
+            name: crate::error::clip(column),
+            reason: format!(
+                "is {} bytes long, and {} keeps column names of at most {} (unique fields \
+                 have a shadow column named __korm_unique__ + the field)",
+                column.len(),
+                self.database,
+                self.max
+            ),
+        })
+    }
 }
 
 /// The schema of `table` after `changes` (planned by [`diff`] from `existing`) were made.
@@ -332,6 +429,7 @@ mod tests {
                 ("email".to_owned(), ColumnKind::Text),
             ],
             unique: vec!["email".to_owned()],
+            ..TableSchema::default()
         }
     }
 
@@ -342,7 +440,7 @@ mod tests {
             field("nickname", None, false),
             field("email", Some(ColumnKind::Text), true),
         ];
-        let changes = diff(TABLE, None, &fields, false).unwrap();
+        let changes = diff(TABLE, None, &fields, false, IdentifierLimit::NONE).unwrap();
         assert_eq!(
             changes,
             [SchemaChange::CreateTable {
@@ -367,7 +465,10 @@ mod tests {
             field("age", None, false),
             field("email", Some(ColumnKind::RnRef), true),
         ];
-        assert_eq!(diff(TABLE, Some(&users()), &fields, false).unwrap(), []);
+        assert_eq!(
+            diff(TABLE, Some(&users()), &fields, false, IdentifierLimit::NONE).unwrap(),
+            []
+        );
         assert!(!users().needs_ddl(&fields));
     }
 
@@ -378,7 +479,7 @@ mod tests {
             field("nickname", None, true),
             field("username", Some(ColumnKind::Text), true),
         ];
-        let changes = diff(TABLE, Some(&users()), &fields, false).unwrap();
+        let changes = diff(TABLE, Some(&users()), &fields, false, IdentifierLimit::NONE).unwrap();
         assert_eq!(
             changes,
             [
@@ -406,7 +507,7 @@ mod tests {
     #[test]
     fn a_changed_kind_needs_destructive() {
         let fields = [field("email", Some(ColumnKind::Integer), true)];
-        match diff(TABLE, Some(&users()), &fields, false) {
+        match diff(TABLE, Some(&users()), &fields, false, IdentifierLimit::NONE) {
             Err(Error::SchemaMismatch {
                 table,
                 column,
@@ -415,7 +516,7 @@ mod tests {
             }) => assert_eq!((table.as_str(), column.as_str()), (TABLE, "email")),
             other => panic!("expected a schema mismatch, got {other:?}"),
         }
-        let changes = diff(TABLE, Some(&users()), &fields, true).unwrap();
+        let changes = diff(TABLE, Some(&users()), &fields, true, IdentifierLimit::NONE).unwrap();
         assert_eq!(
             changes,
             [
@@ -440,7 +541,71 @@ mod tests {
             ..users()
         };
         let whole = [field("score", Some(ColumnKind::Integer), false)];
-        assert_eq!(diff(TABLE, Some(&score), &whole, false).unwrap(), []);
+        assert_eq!(
+            diff(TABLE, Some(&score), &whole, false, IdentifierLimit::NONE).unwrap(),
+            []
+        );
+    }
+
+    #[test]
+    fn names_differing_only_in_case_and_names_too_long_are_refused() {
+        let twin = [field("UserName", Some(ColumnKind::Text), false)];
+        match diff(TABLE, Some(&users()), &twin, false, IdentifierLimit::NONE) {
+            Err(Error::Encode { what, reason }) => {
+                assert!(
+                    what.contains("UserName") && reason.contains("`username`"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected an encode error, got {other:?}"),
+        }
+        let pg = IdentifierLimit {
+            max: 63,
+            database: "PostgreSQL",
+        };
+        let long = [field(&"a".repeat(64), Some(ColumnKind::Text), false)];
+        assert!(matches!(
+            diff(TABLE, None, &long, false, pg),
+            Err(Error::InvalidIdentifier { what: "field", .. })
+        ));
+        // A unique field's shadow name counts too.
+        let unique = [field(&"a".repeat(50), Some(ColumnKind::Text), true)];
+        assert!(diff(TABLE, None, &unique, false, pg).is_err());
+        assert!(diff(TABLE, None, &long[..0], false, pg).is_ok());
+    }
+
+    #[test]
+    fn integers_outside_a_narrow_column_are_refused_without_the_value() {
+        let schema = TableSchema {
+            narrow_integers: vec![("age".into(), 32)],
+            ..users()
+        };
+        let with = |v: serde_json::Value| {
+            [Field {
+                name: "age".into(),
+                value: v,
+                kind: Some(ColumnKind::Integer),
+                unique: false,
+            }]
+        };
+        schema
+            .check_integers("rn", &with(2_147_483_647i64.into()))
+            .unwrap();
+        schema
+            .check_integers("rn", &with((-2_147_483_648i64).into()))
+            .unwrap();
+        for bad in [2_147_483_648i64, -2_147_483_649, i64::MAX] {
+            match schema.check_integers("rn", &with(bad.into())) {
+                Err(Error::Encode { what, reason }) => {
+                    assert!(what.contains("age") && !reason.contains(&bad.to_string()));
+                    assert!(reason.contains("with_wide_integers"), "{reason}");
+                }
+                other => panic!("{bad}: expected an encode error, got {other:?}"),
+            }
+        }
+        schema
+            .check_integers("rn", &with(u64::MAX.into()))
+            .unwrap_err();
     }
 
     #[test]

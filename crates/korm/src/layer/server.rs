@@ -131,6 +131,7 @@ pub struct ServerOptions<DB: Database> {
     pub(crate) source: Source<DB>,
     pub(crate) max_connections: u32,
     pub(crate) connect_timeout: Duration,
+    pub(crate) wide_integers: bool,
 }
 
 /// Where a server layer's connections come from.
@@ -162,6 +163,7 @@ impl<DB: Database> ServerOptions<DB> {
             source: Source::Url(DbUrl::new(url)),
             max_connections: 10,
             connect_timeout: Duration::from_secs(10),
+            wide_integers: false,
         }
     }
 
@@ -177,6 +179,16 @@ impl<DB: Database> ServerOptions<DB> {
     /// over, whose own size applies.
     pub fn with_max_connections(mut self, max: u32) -> Self {
         self.max_connections = max.max(1);
+        self
+    }
+
+    /// Whether the layer creates 64-bit integer columns (`bigint`, `BIGINT`) for new fields.
+    /// Off by default: korm 1.5 creates and expects 32-bit columns (`integer`, `INT`), and
+    /// refuses to write into a PostgreSQL `bigint` column it did not make. An integer outside
+    /// a 32-bit column's range is then [`Error::Encode`](crate::Error::Encode) naming the
+    /// field. Columns that exist keep their type.
+    pub fn with_wide_integers(mut self, wide: bool) -> Self {
+        self.wide_integers = wide;
         self
     }
 
@@ -197,6 +209,7 @@ impl<DB: Database> fmt::Debug for ServerOptions<DB> {
         };
         f.field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
+            .field("wide_integers", &self.wide_integers)
             .finish()
     }
 }

@@ -940,9 +940,15 @@ pub(crate) trait Dialect: Send + Sync {
     /// `UPDATE <table> SET <column> = ..., ... WHERE "rnId" = ...` (with nothing to write,
     /// a query finding the row, which must exist), or `DELETE FROM <table> WHERE "rnId" = ...`.
     /// `schema` is the table's, made to fit the op.
-    fn render_op(&self, op: &LayerOp, schema: &TableSchema) -> RowSql {
+    ///
+    /// # Errors
+    /// What [`Dialect::check_row`] refuses.
+    fn render_op(&self, op: &LayerOp, schema: &TableSchema) -> Result<RowSql> {
         let values = match op.kind {
-            OpKind::Insert | OpKind::Update => self.row_values(op, schema),
+            OpKind::Insert | OpKind::Update => {
+                self.check_row(op, schema)?;
+                self.row_values(op, schema)
+            }
             OpKind::Delete | OpKind::DeleteIfExists => Vec::new(),
         };
         let mut st = RenderState::default();
@@ -966,10 +972,10 @@ pub(crate) trait Dialect: Send + Sync {
                     sql.push_str(&self.bind_write(&mut st, value));
                 }
                 sql.push(')');
-                return RowSql::Execute(Statement {
+                return Ok(RowSql::Execute(Statement {
                     sql,
                     params: st.params,
-                });
+                }));
             }
             OpKind::Update if exists => {
                 sql.push_str("SELECT 1 FROM ");
@@ -1001,11 +1007,26 @@ pub(crate) trait Dialect: Send + Sync {
             sql,
             params: st.params,
         };
-        if exists {
+        Ok(if exists {
             RowSql::Exists(statement)
         } else {
             RowSql::Execute(statement)
-        }
+        })
+    }
+
+    /// Refuses, before anything is sent, a row the database can not store as given: an
+    /// integer outside its column's range (see [`TableSchema::check_integers`]). PostgreSQL
+    /// also refuses the NUL character in text and JSON.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] naming the field, never the value.
+    fn check_row(&self, op: &LayerOp, schema: &TableSchema) -> Result<()> {
+        schema.check_integers(&op.rn, &op.fields)
+    }
+
+    /// The longest column name the database keeps.
+    fn identifier_limit(&self) -> crate::layer::schema::IdentifierLimit {
+        crate::layer::schema::IdentifierLimit::NONE
     }
 
     // ---- Schema (DDL), from the planner's changes (see `layer::schema`).
@@ -1250,7 +1271,7 @@ pub(crate) mod testing {
                 ("owner".into(), ColumnKind::RnRef),
                 ("ssn".into(), ColumnKind::Encrypted),
             ],
-            unique: vec![],
+            ..TableSchema::default()
         }
     }
 
@@ -1317,8 +1338,8 @@ mod tests {
     fn dialects() -> Vec<Box<dyn Dialect>> {
         vec![
             Box::new(crate::layer::sqlite::SqliteDialect),
-            Box::new(crate::layer::postgres::PgDialect),
-            Box::new(crate::layer::mysql::MySqlDialect),
+            Box::new(crate::layer::postgres::PgDialect::default()),
+            Box::new(crate::layer::mysql::MySqlDialect::default()),
         ]
     }
 

@@ -325,7 +325,7 @@ mod tests {
                 ("age".into(), ColumnKind::Integer),
                 ("ssn".into(), ColumnKind::Encrypted),
             ],
-            unique: vec![],
+            ..TableSchema::default()
         }
     }
 

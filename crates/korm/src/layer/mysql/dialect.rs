@@ -50,7 +50,10 @@ const ELEMENT: &str = "`korm$v`";
 
 /// MariaDB 10.6+ (for `JSON_TABLE`) and MySQL 8.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct MySqlDialect;
+pub(crate) struct MySqlDialect {
+    /// Whether new integer columns are `BIGINT` (korm 1.5's are `INT`).
+    pub(crate) wide_integers: bool,
+}
 
 impl MySqlDialect {
     /// The JSON document `loc` starts from: the column, or an array element.
@@ -295,12 +298,17 @@ impl Dialect for MySqlDialect {
 
     // limit: the default literal `LIMIT n`.
 
-    /// `RN_REF` columns are `TEXT` and encrypted ones `JSON` (MariaDB: `LONGTEXT` with a
-    /// `json_valid` check); `__korm_meta__` tells them apart (see [`MySqlDialect::meta`]).
+    /// korm 1.5's types but for text: `INT` for whole numbers (`BIGINT` only when the layer
+    /// asks for wide integers), `DOUBLE`, `BOOLEAN`, `JSON` for objects, arrays and encryption
+    /// envelopes (MariaDB: `LONGTEXT` with a `json_valid` check), and `MEDIUMTEXT` for text
+    /// and RNs where korm 1.5 writes `TEXT`, which holds 64 KiB only; korm 1.5 reads any text
+    /// type as text. `__korm_meta__` tells RN and encrypted columns apart (see
+    /// [`MySqlDialect::meta`]).
     fn column_type(&self, kind: ColumnKind, _column: &str) -> String {
         let ty = match kind {
-            ColumnKind::Text | ColumnKind::RnRef => "TEXT",
-            ColumnKind::Integer => "BIGINT",
+            ColumnKind::Text | ColumnKind::RnRef => "MEDIUMTEXT",
+            ColumnKind::Integer if self.wide_integers => "BIGINT",
+            ColumnKind::Integer => "INT",
             ColumnKind::Double => "DOUBLE",
             ColumnKind::Boolean => "BOOLEAN",
             ColumnKind::Json | ColumnKind::Encrypted => "JSON",
@@ -315,6 +323,13 @@ impl Dialect for MySqlDialect {
 
     fn shadow_type(&self) -> &'static str {
         "VARCHAR(128) NULL"
+    }
+
+    fn identifier_limit(&self) -> crate::layer::schema::IdentifierLimit {
+        crate::layer::schema::IdentifierLimit {
+            max: MAX_IDENTIFIER,
+            database: "MySQL",
+        }
     }
 
     fn table_options(&self) -> &'static str {
@@ -404,6 +419,18 @@ impl MySqlDialect {
     }
 }
 
+/// The width of a narrow integer column (`INT` 32, `MEDIUMINT` 24, `SMALLINT` 16, `TINYINT`
+/// 8 unless it is a boolean); `None` for `BIGINT` and every other type.
+pub(super) fn narrow_integer_bits(data_type: &str, column_type: &str) -> Option<u32> {
+    match data_type.to_ascii_lowercase().as_str() {
+        "int" | "integer" => Some(32),
+        "mediumint" => Some(24),
+        "smallint" => Some(16),
+        "tinyint" if !column_type.to_ascii_lowercase().starts_with("tinyint(1)") => Some(8),
+        _ => None,
+    }
+}
+
 /// The kind a `__korm_meta__` row names.
 pub(super) fn kind_of_meta(name: &str) -> Option<ColumnKind> {
     Some(match name.to_ascii_lowercase().as_str() {
@@ -462,15 +489,15 @@ mod tests {
         sort: &[(&str, SortOrder)],
         limit: Option<u64>,
     ) -> Result<Statement, Error> {
-        testing::select(&MySqlDialect, filter, sort, limit)
+        testing::select(&MySqlDialect::default(), filter, sort, limit)
     }
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
-        testing::where_sql(&MySqlDialect, filter)
+        testing::where_sql(&MySqlDialect::default(), filter)
     }
 
     crate::where_scenarios! {
-        MySqlDialect;
+        MySqlDialect::default();
         scenario_compare_operators {
             gt("age", 1) => "`age` > ?", SqlValue::Integer(1);
             gte("age", 1) => "`age` >= ?", SqlValue::Integer(1);
@@ -754,7 +781,7 @@ mod tests {
             table: long.into(),
             ..schema()
         };
-        let st = MySqlDialect
+        let st = MySqlDialect::default()
             .render_select(&long_schema, None, &[], None)
             .unwrap();
         let hashed = physical_table(long);
@@ -764,7 +791,7 @@ mod tests {
         );
         assert_eq!(st.sql, format!("SELECT * FROM `{hashed}`"));
         assert_eq!(
-            MySqlDialect
+            MySqlDialect::default()
                 .render_select(&schema(), None, &[], None)
                 .unwrap()
                 .sql,

@@ -69,6 +69,7 @@ pub(crate) struct MySqlLayer {
     scrubber: Scrubber,
     closed: AtomicBool,
     lock_tables: locks::LockTables,
+    dialect: MySqlDialect,
 }
 
 impl fmt::Debug for MySqlLayer {
@@ -114,6 +115,9 @@ impl MySqlLayer {
             scrubber,
             closed: AtomicBool::new(false),
             lock_tables: locks::LockTables::default(),
+            dialect: MySqlDialect {
+                wide_integers: options.wide_integers,
+            },
         };
         // One connection now: a wrong URL or a server that is down fails here.
         if let Err(e) = layer.pool.acquire().await {
@@ -212,6 +216,9 @@ impl MySqlLayer {
             let data_type = value::text_at(row, 1)?.unwrap_or_default();
             let column_type = value::text_at(row, 2)?.unwrap_or_default();
             let by_type = dialect::kind_of_type(&data_type, &column_type);
+            if let Some(bits) = dialect::narrow_integer_bits(&data_type, &column_type) {
+                schema.narrow_integers.push((name.clone(), bits));
+            }
             let kind = dialect::kind_with_meta(by_type, meta.get(&name).copied());
             schema.add_read_column(name, kind);
         }
@@ -223,7 +230,7 @@ impl MySqlLayer {
         let statement = Statement {
             sql: format!(
                 "SELECT `column_name`, `kind` FROM {} WHERE `table_name` = ?",
-                MySqlDialect.quote_identifier(META_TABLE)
+                self.dialect.quote_identifier(META_TABLE)
             ),
             params: vec![SqlValue::Text(table.to_owned())],
         };
@@ -284,12 +291,14 @@ impl MySqlLayer {
         }
         let mut existing = self.read_schema(table).await?;
         for _ in 0..3 {
-            let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive)?;
+            let limit = self.dialect.identifier_limit();
+            let changes =
+                schema::diff(table, existing.as_ref(), &op.fields, op.destructive, limit)?;
             if changes.is_empty() {
                 break;
             }
             for change in &changes {
-                for statement in MySqlDialect.render_change(table, change) {
+                for statement in self.dialect.render_change(table, change) {
                     self.ddl(statement).await?;
                 }
             }
@@ -387,7 +396,7 @@ impl MySqlLayer {
         };
         let failed =
             |e| server::write_error::<MySqlCodes>(&self.ident, &self.scrubber, op, Some(schema), e);
-        let changed = match MySqlDialect.render_op(op, schema) {
+        let changed = match self.dialect.render_op(op, schema)? {
             RowSql::Execute(statement) => query(statement)
                 .execute(&mut *conn)
                 .await
@@ -468,7 +477,7 @@ impl Layer for MySqlLayer {
             _ => return Ok(Vec::new()),
         }
         let rows = self
-            .fetch_rows(MySqlDialect.render_ref_prefixes(table, column))
+            .fetch_rows(self.dialect.render_ref_prefixes(table, column))
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -483,7 +492,7 @@ impl Layer for MySqlLayer {
         let Some(schema) = self.cached_schema(table).await? else {
             return Ok(Vec::new());
         };
-        let statement = MySqlDialect.render_fetch(table, &ids)?;
+        let statement = self.dialect.render_fetch(table, &ids)?;
         self.query_rows(table, schema, statement).await
     }
 
@@ -494,7 +503,7 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         // The dialect names the physical (hashed, when too long) table itself.
-        let statement = MySqlDialect.render_select(
+        let statement = self.dialect.render_select(
             &schema,
             select.filter.as_ref(),
             &select.sort,

@@ -17,6 +17,11 @@
 
 use std::borrow::Cow;
 
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::layer::LayerOp;
+use crate::layer::schema::{IdentifierLimit, TableSchema};
 use crate::model::{ColumnKind, SqlValue};
 use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
 use crate::query::filter::{CompareOp, SortOrder};
@@ -29,7 +34,10 @@ const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 
 /// PostgreSQL (11+ for the jsonb casts; korm is tested on 15).
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct PgDialect;
+pub(crate) struct PgDialect {
+    /// Whether new integer columns are `bigint` (korm 1.5's are `integer`).
+    pub(crate) wide_integers: bool,
+}
 
 /// The domain marking RN columns.
 const RN_DOMAIN: &str = "korm_rn_ref_text";
@@ -50,6 +58,19 @@ pub(super) fn kind_of_type(name: &str, base: &str) -> ColumnKind {
         "bool" => ColumnKind::Boolean,
         "json" | "jsonb" => ColumnKind::Json,
         _ => ColumnKind::Text,
+    }
+}
+
+/// PostgreSQL cuts longer names to this many bytes.
+pub(super) const MAX_IDENTIFIER: usize = 63;
+
+/// Whether a value (or a string inside it) holds the NUL character.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -221,12 +242,14 @@ impl Dialect for PgDialect {
         format!("{p}::{cast}")
     }
 
-    /// korm 1.5's types, with `bigint` for integers (an `i64` does not fit `integer`); RN
-    /// and encrypted columns are marked by korm 1.5's domains.
+    /// korm 1.5's types: `integer` for whole numbers (korm 1.5 refuses a `bigint` column it
+    /// did not make), `bigint` only when the layer asks for wide integers; RN and encrypted
+    /// columns are marked by korm 1.5's domains.
     fn column_type(&self, kind: ColumnKind, _column: &str) -> String {
         match kind {
             ColumnKind::Text => "text",
-            ColumnKind::Integer => "bigint",
+            ColumnKind::Integer if self.wide_integers => "bigint",
+            ColumnKind::Integer => "integer",
             ColumnKind::Double => "double precision",
             ColumnKind::Boolean => "boolean",
             ColumnKind::Json => "jsonb",
@@ -238,6 +261,27 @@ impl Dialect for PgDialect {
 
     fn id_column(&self) -> String {
         "\"rnId\" text PRIMARY KEY".to_owned()
+    }
+
+    /// Text and JSON can not hold the NUL character on PostgreSQL (`text` ends at it, `jsonb`
+    /// refuses `\u0000`): a clear error naming the field, not the server's.
+    fn check_row(&self, op: &LayerOp, schema: &TableSchema) -> Result<()> {
+        schema.check_integers(&op.rn, &op.fields)?;
+        match op.fields.iter().find(|f| holds_nul(&f.value)) {
+            Some(field) => Err(Error::Encode {
+                what: format!("field `{}` of {}", field.name, op.rn),
+                reason: "PostgreSQL can not store the NUL character (\\0) in text or JSON"
+                    .to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn identifier_limit(&self) -> IdentifierLimit {
+        IdentifierLimit {
+            max: MAX_IDENTIFIER,
+            database: "PostgreSQL",
+        }
     }
 
     fn shadow_type(&self) -> &'static str {
@@ -303,15 +347,15 @@ mod tests {
         sort: &[(&str, SortOrder)],
         limit: Option<u64>,
     ) -> Result<Statement, Error> {
-        testing::select(&PgDialect, filter, sort, limit)
+        testing::select(&PgDialect::default(), filter, sort, limit)
     }
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
-        testing::where_sql(&PgDialect, filter)
+        testing::where_sql(&PgDialect::default(), filter)
     }
 
     crate::where_scenarios! {
-        PgDialect;
+        PgDialect::default();
         scenario_compare_operators {
             gt("age", 1) => "\"age\" > $1", SqlValue::Integer(1);
             gte("age", 1) => "\"age\" >= $1", SqlValue::Integer(1);
@@ -430,7 +474,10 @@ mod tests {
             ColumnKind::RnRef,
             ColumnKind::Encrypted,
         ] {
-            let declared = PgDialect.column_type(kind, "c");
+            let declared = PgDialect {
+                wide_integers: true,
+            }
+            .column_type(kind, "c");
             let (name, base) = match declared.as_str() {
                 "text" => ("text", "text"),
                 "bigint" => ("int8", "int8"),

@@ -78,6 +78,7 @@ pub(crate) struct PgLayer {
     scrubber: Scrubber,
     schemas: Mutex<HashMap<String, TableSchema>>,
     lock_tables: locks::LockTables,
+    dialect: PgDialect,
 }
 
 impl fmt::Debug for PgLayer {
@@ -93,9 +94,12 @@ impl PgLayer {
     /// reason; a pool handed over is asked for a connection), creates korm's domains when
     /// missing, and sets up the pool.
     pub(crate) async fn open(ident: String, options: PgOptions) -> Result<PgLayer> {
+        let dialect = PgDialect {
+            wide_integers: options.wide_integers,
+        };
         let (pool, scrubber, conn) = match options.source {
             Source::Pool(pool) => {
-                let layer = PgLayer::new(ident, pool, Scrubber::default());
+                let layer = PgLayer::new(ident, pool, Scrubber::default(), dialect);
                 let mut conn = layer
                     .pool
                     .acquire()
@@ -136,7 +140,7 @@ impl PgLayer {
                 (pool, scrubber, conn)
             }
         };
-        let layer = PgLayer::new(ident, pool, scrubber);
+        let layer = PgLayer::new(ident, pool, scrubber, dialect);
         let mut conn = conn.map_err(|e| layer.connect_error(e))?;
         let domains = sqlx::raw_sql(CREATE_DOMAINS).execute(&mut conn).await;
         let _ = conn.close().await;
@@ -144,13 +148,14 @@ impl PgLayer {
         Ok(layer)
     }
 
-    fn new(ident: String, pool: PgPool, scrubber: Scrubber) -> PgLayer {
+    fn new(ident: String, pool: PgPool, scrubber: Scrubber, dialect: PgDialect) -> PgLayer {
         PgLayer {
             ident,
             pool,
             scrubber,
             schemas: Mutex::new(HashMap::new()),
             lock_tables: locks::LockTables::default(),
+            dialect,
         }
     }
 
@@ -236,6 +241,11 @@ async fn read_schema(
         ..TableSchema::default()
     };
     for (name, type_name, base) in rows {
+        match base.as_str() {
+            "int2" => schema.narrow_integers.push((name.clone(), 16)),
+            "int4" => schema.narrow_integers.push((name.clone(), 32)),
+            _ => {}
+        }
         schema.add_read_column(name, dialect::kind_of_type(&type_name, &base));
     }
     Ok(Some(schema))
@@ -290,13 +300,20 @@ impl Working<'_> {
             .await
             .map_err(map)?;
         let existing = read_schema(conn, table).await.map_err(map)?;
-        let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive)?;
+        let dialect = self.layer.dialect;
+        let limit = dialect.identifier_limit();
+        let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive, limit)?;
         for change in &changes {
-            for statement in PgDialect.render_change(table, change) {
+            for statement in dialect.render_change(table, change) {
                 query(statement).execute(&mut *conn).await.map_err(map)?;
             }
         }
-        let schema = schema::after(table, existing, &changes);
+        // Read back (under the lock): the catalog says what the planner can not, such as
+        // the width of an integer column.
+        let schema = read_schema(conn, table)
+            .await
+            .map_err(map)?
+            .unwrap_or_else(|| schema::after(table, existing, &changes));
         self.tables.insert(table.clone(), schema.clone());
         Ok(schema)
     }
@@ -305,13 +322,13 @@ impl Working<'_> {
         let (sql, schema) = match op.kind {
             OpKind::Insert | OpKind::Update => {
                 let schema = self.ensure_schema(conn, op).await?;
-                (PgDialect.render_op(op, &schema), schema)
+                (self.layer.dialect.render_op(op, &schema)?, schema)
             }
             OpKind::Delete | OpKind::DeleteIfExists => {
                 let Some(schema) = self.schema(conn, &op.table).await? else {
                     return op.outcome(0);
                 };
-                (PgDialect.render_op(op, &schema), schema)
+                (self.layer.dialect.render_op(op, &schema)?, schema)
             }
         };
         let layer = self.layer;
@@ -407,7 +424,7 @@ impl Layer for PgLayer {
         if self.schema(table).await?.is_none() {
             return Ok(Vec::new());
         }
-        let statement = PgDialect.render_fetch(table, &ids)?;
+        let statement = self.dialect.render_fetch(table, &ids)?;
         self.query_rows(table, statement).await
     }
 
@@ -416,8 +433,12 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(Vec::new());
         };
-        let statement =
-            PgDialect.render_select(&schema, select.filter.as_ref(), &select.sort, select.limit)?;
+        let statement = self.dialect.render_select(
+            &schema,
+            select.filter.as_ref(),
+            &select.sort,
+            select.limit,
+        )?;
         self.query_rows(table, statement).await
     }
 
@@ -433,7 +454,7 @@ impl Layer for PgLayer {
             _ => return Ok(Vec::new()),
         }
         let rows: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-            PgDialect.render_ref_prefixes(table, column).sql,
+            self.dialect.render_ref_prefixes(table, column).sql,
         ))
         .fetch_all(&self.pool)
         .await

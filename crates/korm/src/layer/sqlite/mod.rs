@@ -358,7 +358,13 @@ fn ensure_schema(
     }
     // The cache may be behind another process (it never remembers a miss): read again.
     let existing = read_schema(conn, layer, &op.table)?;
-    let changes = schema::diff(&op.table, existing.as_ref(), &op.fields, op.destructive)?;
+    let changes = schema::diff(
+        &op.table,
+        existing.as_ref(),
+        &op.fields,
+        op.destructive,
+        SqliteDialect.identifier_limit(),
+    )?;
     for change in &changes {
         for statement in SqliteDialect.render_change(&op.table, change) {
             conn.execute_batch(&statement.sql)
@@ -443,13 +449,13 @@ fn apply_op(
                     format!("table {} vanished while writing", op.table),
                 )
             })?;
-            SqliteDialect.render_op(op, schema)
+            SqliteDialect.render_op(op, schema)?
         }
         OpKind::Delete | OpKind::DeleteIfExists => {
             let Some(schema) = schema_of(conn, schemas, layer, &op.table)? else {
                 return op.outcome(0);
             };
-            SqliteDialect.render_op(op, schema)
+            SqliteDialect.render_op(op, schema)?
         }
     };
     let failed = |e| write_error(layer, op, schemas.get(&op.table), e);
