@@ -289,7 +289,8 @@ pub enum Error {
     LockTimeout {
         /// The RN whose lock was awaited.
         rn: String,
-        /// How long korm waited.
+        /// The wait that ran out: the pool's lock timeout, or the one given to the call (as
+        /// korm 1.5 reports it; not the time measured, which can only be longer).
         waited: std::time::Duration,
     },
 

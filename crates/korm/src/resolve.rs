@@ -78,6 +78,12 @@ impl ResolvePath {
                              [A-Za-z_][A-Za-z0-9_]* or *"
                         )));
                     }
+                    if crate::model::PROTOTYPE_KEYS.contains(&key) {
+                        return Err(fail(format!(
+                            "key {key:?} reaches a JavaScript object's prototype, which korm \
+                             1.5 refuses"
+                        )));
+                    }
                     steps.push(Step::Key(key.to_owned()));
                 }
                 expect_key = false;
@@ -881,6 +887,10 @@ mod tests {
             "own er",
             "owner.\"x\"",
             "owner[9999999999]",
+            "__proto__",
+            "owner.constructor",
+            "owner.prototype.x",
+            "owner.*.__proto__",
         ] {
             assert!(
                 matches!(ResolvePath::parse(bad), Err(Error::InvalidPath { .. })),
@@ -895,9 +905,14 @@ mod tests {
     fn walking_stops_at_references_and_skips_unsafe_keys() {
         let a = "[rn]:users:free:3df3face-f377-4f86-9bb9-a9b4671a9441";
         let b = "[rn]:users:free:34a0a9ed-dd81-4b38-802d-6e9c840f2c34";
+        // Only under keys a JavaScript reader must not follow.
+        let c = "[rn]:users:free:0550ec20-c747-4ef9-87d4-613fe9d0c149";
         let value = serde_json::json!({
             "ok": a,
             "bad key; --": b,
+            "__proto__": c,
+            "constructor": c,
+            "prototype": c,
             "list": [a, b, "[rn]:not an rn"],
             "deep": {"x": b},
         });

@@ -134,7 +134,7 @@ impl Locks {
                     release_all(guards).await;
                     return Err(Error::LockTimeout {
                         rn: key.to_string(),
-                        waited: started.elapsed(),
+                        waited: wait,
                     });
                 }
                 Err(e) => {

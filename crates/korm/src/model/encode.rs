@@ -54,8 +54,14 @@ pub(crate) fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Field>> {
     Ok(fields)
 }
 
+/// Names a JavaScript reader of the same data (korm 1.5) must never meet as a key: they reach
+/// an object's prototype. korm 1.5 refuses them; so does korm-rs, as field names, as keys of
+/// resolve and filter paths, and (skipped) under a wildcard.
+pub(crate) const PROTOTYPE_KEYS: [&str; 3] = ["__proto__", "constructor", "prototype"];
+
 /// Checks that a field name is a safe column name: `[A-Za-z_][A-Za-z0-9_]*`, at most 64
-/// characters, not `rnId` and not starting with `__korm_` (both are korm's own columns).
+/// characters, not `rnId`, not starting with `__korm_` (both are korm's own columns), and
+/// none of [`PROTOTYPE_KEYS`].
 pub(crate) fn validate_field_name(name: &str) -> Result<()> {
     let reject = |reason: &str| {
         Err(Error::InvalidIdentifier {
@@ -80,6 +86,9 @@ pub(crate) fn validate_field_name(name: &str) -> Result<()> {
     }
     if name.eq_ignore_ascii_case(ID_COLUMN) {
         return reject("is korm's key column (column names ignore case)");
+    }
+    if PROTOTYPE_KEYS.contains(&name) {
+        return reject("reaches a JavaScript object's prototype, which korm 1.5 refuses");
     }
     if name.to_ascii_lowercase().starts_with("__korm_") || name.starts_with(UNIQUE_PREFIX) {
         return reject("starts with __korm_, which korm reserves");

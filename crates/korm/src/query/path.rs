@@ -136,7 +136,14 @@ fn identifier(bytes: &[u8], pos: &mut usize, what: &str) -> Result<String, Strin
     }
     *pos = end;
     // Only ASCII was accepted above, so this slice is valid UTF-8.
-    Ok(String::from_utf8_lossy(&bytes[start..end]).into_owned())
+    let name = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+    if crate::model::PROTOTYPE_KEYS.contains(&name.as_str()) {
+        return Err(format!(
+            "{what} {name:?} at byte {start} reaches a JavaScript object's prototype, which \
+             korm 1.5 refuses"
+        ));
+    }
+    Ok(name)
 }
 
 /// Reads the inside of `[...]` after the `[`, including the closing `]`.

@@ -158,6 +158,14 @@ impl Dialect for PgDialect {
         format!("right({column}, 36)")
     }
 
+    /// A name over 63 bytes is cut to 63, as the server cuts every identifier (and so the
+    /// table korm 1.5 made for the collection has that name). The layer records the full
+    /// name in the table's comment to refuse a second collection of the same cut name.
+    fn physical_table<'t>(&self, table: &'t str) -> Cow<'t, str> {
+        // Table names are ASCII (validated), so any byte is a character boundary.
+        Cow::Borrowed(table.get(..MAX_IDENTIFIER).unwrap_or(table))
+    }
+
     // quote_identifier: the default ANSI double quotes are PostgreSQL's own.
     // boolean: the default binds a real boolean, which BOOLEAN columns and casts compare with.
 

@@ -40,9 +40,6 @@ use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
-/// PostgreSQL truncates longer identifiers silently; korm refuses them instead.
-const MAX_IDENTIFIER: usize = 63;
-
 /// The first key of korm's advisory locks (`'korm'` in ASCII); the second is the table's hash.
 const LOCK_CLASS: i32 = 0x6b6f_726d;
 
@@ -200,25 +197,73 @@ impl PgLayer {
             .await
             .map_err(|e| self.error(e))?;
         if let Some(schema) = &schema {
+            claim_cut_name(self, &mut conn, table, false).await?;
             self.remember(schema.clone());
         }
         Ok(schema)
     }
 }
 
-/// Checks an item table name: korm's pattern, and short enough for PostgreSQL.
+/// Checks an item table name: korm's pattern. A name over PostgreSQL's 63 bytes is cut as
+/// the server (and so korm 1.5) cuts it (see [`claim_cut_name`]).
 fn check_table(table: &str) -> Result<()> {
-    validate_table(table)?;
-    if table.len() > MAX_IDENTIFIER {
-        return Err(Error::InvalidIdentifier {
+    validate_table(table)
+}
+
+/// The comment that records which collection a table with a cut name holds.
+fn name_comment(table: &str) -> String {
+    format!("korm collection {table}")
+}
+
+/// For a collection whose table name PostgreSQL cuts to 63 bytes: the collection the table
+/// was made for, as its comment records it, must be this one (two collections whose names
+/// share the first 63 bytes would otherwise share one table). A table without the comment
+/// (korm 1.5 made it) is taken as this collection's, and with `claim` the comment is written
+/// then, so a later collection of the same cut name is refused.
+async fn claim_cut_name(
+    layer: &PgLayer,
+    conn: &mut PgConnection,
+    table: &str,
+    claim: bool,
+) -> Result<()> {
+    let physical = PgDialect::default().physical_table(table).into_owned();
+    if physical.len() == table.len() {
+        return Ok(());
+    }
+    let comment: Option<String> =
+        sqlx::query_scalar("SELECT obj_description(to_regclass(quote_ident($1)), 'pg_class')")
+            .bind(&physical)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| layer.error(e))?;
+    match comment {
+        Some(comment) if comment == name_comment(table) => Ok(()),
+        Some(comment) => Err(Error::InvalidIdentifier {
             what: "table",
             name: crate::error::clip(table),
             reason: format!(
-                "is longer than {MAX_IDENTIFIER} bytes, PostgreSQL's limit for a name (it would be cut short)"
+                "PostgreSQL cuts names to 63 bytes, and table {physical} holds another \
+                 collection ({}): the two collections' names must differ in their first 63 \
+                 bytes",
+                crate::error::clip(comment.trim_start_matches("korm collection "))
             ),
-        });
+        }),
+        None if claim => {
+            // The name is korm's (validated), so it can be a literal: COMMENT takes no
+            // parameters.
+            let sql = format!(
+                "COMMENT ON TABLE {} IS '{}'",
+                PgDialect::default().quote_identifier(&physical),
+                name_comment(table)
+            );
+            query(Statement::ddl(sql))
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| layer.error(e))
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +275,7 @@ async fn read_schema(
     table: &str,
 ) -> std::result::Result<Option<TableSchema>, sqlx::Error> {
     let rows: Vec<(String, String, String)> = sqlx::query_as(READ_SCHEMA)
-        .bind(table)
+        .bind(PgDialect::default().physical_table(table).as_ref())
         .fetch_all(&mut *conn)
         .await?;
     if rows.is_empty() {
@@ -300,6 +345,9 @@ impl Working<'_> {
             .await
             .map_err(map)?;
         let existing = read_schema(conn, table).await.map_err(map)?;
+        if existing.is_some() {
+            claim_cut_name(self.layer, conn, table, true).await?;
+        }
         let dialect = self.layer.dialect;
         let limit = dialect.identifier_limit();
         let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive, limit)?;
@@ -307,6 +355,9 @@ impl Working<'_> {
             for statement in dialect.render_change(table, change) {
                 query(statement).execute(&mut *conn).await.map_err(map)?;
             }
+        }
+        if existing.is_none() {
+            claim_cut_name(self.layer, conn, table, true).await?;
         }
         // Read back (under the lock): the catalog says what the planner can not, such as
         // the width of an integer column.
@@ -534,12 +585,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_tables_are_refused() {
+    fn long_tables_are_cut_as_the_server_cuts_them() {
         let long = format!("__items__{}__k", "a".repeat(60));
-        assert!(matches!(
-            check_table(&long),
-            Err(Error::InvalidIdentifier { what: "table", .. })
-        ));
+        check_table(&long).unwrap();
+        let cut = PgDialect::default().physical_table(&long).into_owned();
+        assert_eq!((cut.len(), cut.as_str()), (63, &long[..63]));
         check_table("__items__users__freetier").unwrap();
     }
 }
