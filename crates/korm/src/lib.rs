@@ -85,8 +85,8 @@ pub use rn::{Rn, RnForm};
 /// Depot constructors and file types: where files are stored.
 pub mod depots {
     pub use crate::depot::{
-        Depot, DepotFile, DepotKey, DepotSpec, FileContent, FileStream, FloatingFile, LocalDepot,
-        LocalOptions, UncommittedFile, file, local,
+        Depot, DepotFile, DepotFolder, DepotKey, DepotSpec, FileContent, FileStream, FloatingFile,
+        LocalDepot, LocalOptions, UncommittedFile, file, local,
     };
     #[cfg(feature = "s3")]
     pub use crate::depot::{S3Depot, S3Options, s3};

@@ -728,7 +728,7 @@ async fn through_groups(
             pool.clone(),
             group.collection.clone(),
             Some(sub_filter.clone()),
-            (Vec::new(), false),
+            (Vec::new(), crate::item::SortRules::default()),
             None,
         )
         .await?;
@@ -752,7 +752,7 @@ pub(crate) fn sort_keys_through_reference<'a>(
     pool: &'a Pool,
     rows: Vec<&'a StoredRow>,
     path: &'a FieldPath,
-    stringify: bool,
+    rules: crate::item::SortRules,
 ) -> BoxFuture<'a, Result<Vec<Option<Value>>>> {
     Box::pin(async move {
         if path.has_wildcard() {
@@ -778,7 +778,7 @@ pub(crate) fn sort_keys_through_reference<'a>(
         };
         unique.sort_unstable();
         unique.dedup();
-        let level = fetch_level(pool, unique.iter(), false).await?;
+        let level = fetch_level(pool, unique.iter(), rules.strict).await?;
         // The referenced rows, once each, and their keys along the rest of the path.
         let targets: Vec<(&String, &StoredRow)> = unique
             .iter()
@@ -787,9 +787,9 @@ pub(crate) fn sort_keys_through_reference<'a>(
         let target_keys = match &rest {
             Some(rest) if !targets.is_empty() => {
                 let target_rows: Vec<&StoredRow> = targets.iter().map(|(_, row)| *row).collect();
-                let keys = sort_keys_through_reference(pool, target_rows, rest, stringify).await?;
+                let keys = sort_keys_through_reference(pool, target_rows, rest, rules).await?;
                 for ((rn, _), key) in targets.iter().zip(&keys) {
-                    check_sort_key(path, rn, key.as_ref(), stringify)?;
+                    check_sort_key(path, rn, key.as_ref(), rules.stringify)?;
                 }
                 keys
             }

@@ -413,3 +413,102 @@ impl Visitor<'_> for FileVisitor {
         DepotFile::at(rn).map_err(|_| E::custom("the rn is not a depot file rn"))
     }
 }
+
+/// A field holding a depot prefix RN (`[rn][depot::files]:invoices:fred:*`): the folder of
+/// files under it, as korm 1.5 resolves such a field, to the list of those files.
+///
+/// It is stored as its RN string (an `RN_REF_TEXT` column, like [`DepotFile`]); nothing is
+/// listed until [`files`](DepotFolder::files) asks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> korm::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use korm::depots::{DepotFolder, file};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Customer { name: String, invoices: DepotFolder }
+///
+/// let pool = korm::pool()
+///     .layer("db", korm::layers::sqlite_memory())
+///     .depot("files", korm::depots::local(dir.path()))
+///     .open()
+///     .await?;
+/// file("[rn][depot::files]:invoices:fred:001.txt".parse()?, "Invoice 001")?.create(&pool).await?;
+/// let fred = korm::item::<Customer>(&pool)
+///     .from_data(
+///         "[rn]:customers:main:*".parse()?,
+///         Customer {
+///             name: "fred".into(),
+///             invoices: DepotFolder::at("[rn][depot::files]:invoices:fred:*".parse()?)?,
+///         },
+///     )?
+///     .create()
+///     .await?;
+/// let files = fred.data().invoices.files(&pool).await?;
+/// assert_eq!(files[0].rn().to_string(), "[rn][depot::files]:invoices:fred:001.txt");
+/// # pool.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepotFolder {
+    rn: Rn,
+}
+
+impl DepotFolder {
+    /// The folder at depot prefix RN `rn` (`...:*`).
+    ///
+    /// # Errors
+    /// [`Error::WrongRnForm`] when `rn` is not a depot prefix RN.
+    pub fn at(rn: Rn) -> Result<Self> {
+        if rn.form() != RnForm::DepotPrefix {
+            return Err(Error::WrongRnForm {
+                rn: rn.to_string(),
+                reason: "a depot folder is a depot prefix rn ([rn][depot::name]:path:*)".to_owned(),
+            });
+        }
+        Ok(DepotFolder { rn })
+    }
+
+    /// The folder's prefix RN.
+    pub fn rn(&self) -> &Rn {
+        &self.rn
+    }
+
+    /// The files under the folder, at any depth, sorted by key (see
+    /// [`Pool::files`](crate::Pool::files)).
+    ///
+    /// # Errors
+    /// [`Error::UnknownDepot`], [`Error::Depot`].
+    pub async fn files(&self, pool: &Pool) -> Result<Vec<DepotFile>> {
+        pool.files(&self.rn).await
+    }
+}
+
+impl Serialize for DepotFolder {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct(crate::model::RN_MARKER, self.rn.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DepotFolder {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct FolderVisitor;
+        impl Visitor<'_> for FolderVisitor {
+            type Value = DepotFolder;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a depot prefix rn string")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> std::result::Result<DepotFolder, E> {
+                let rn: Rn = text
+                    .parse()
+                    .map_err(|_| E::custom("the value is not a valid rn"))?;
+                DepotFolder::at(rn).map_err(|_| E::custom("the rn is not a depot prefix rn"))
+            }
+        }
+        deserializer.deserialize_str(FolderVisitor)
+    }
+}

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub use file::{DepotFile, FloatingFile, UncommittedFile, file};
+pub use file::{DepotFile, DepotFolder, FloatingFile, UncommittedFile, file};
 pub use local::{LocalDepot, LocalOptions, local};
 #[cfg(feature = "s3")]
 pub use s3::{S3Depot, S3Options, s3};

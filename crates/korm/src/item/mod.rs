@@ -12,7 +12,7 @@
 //! one) does not compile.
 
 mod read;
-pub(crate) use read::select_rows;
+pub(crate) use read::{SortRules, select_rows};
 mod show;
 mod tx;
 

@@ -123,6 +123,18 @@ impl<T: Model> Query<T> {
     /// paths or filters, [`Error::NonScalarSort`], [`Error::Decode`] when a stored row does not
     /// fit the model, and database errors.
     pub async fn get(self) -> Result<Vec<Item<T>>> {
+        self.run(None).await?.into_iter().collect()
+    }
+
+    /// The matching items, each read on its own: an item whose stored data can not be read
+    /// (written by another program, tampered with) is an `Err` naming its RN in its place,
+    /// and every other item is `Ok`. What [`get`](Query::get) reports as one error, this
+    /// reports per item, so one bad row does not hide a collection.
+    ///
+    /// # Errors
+    /// The query's own errors (invalid options, routing, database errors); per item,
+    /// [`Error::Decode`] and [`Error::NonScalarSort`].
+    pub async fn get_each(self) -> Result<Vec<Result<Item<T>>>> {
         self.run(None).await
     }
 
@@ -136,7 +148,7 @@ impl<T: Model> Query<T> {
             .await?
             .into_iter()
             .next()
-            .ok_or(Error::NoMatch { rn })
+            .ok_or(Error::NoMatch { rn })?
     }
 
     /// Up to `n` matching items.
@@ -144,10 +156,11 @@ impl<T: Model> Query<T> {
     /// # Errors
     /// As [`get`](Query::get).
     pub async fn first_n(self, n: u64) -> Result<Vec<Item<T>>> {
-        self.run(Some(n)).await
+        self.run(Some(n)).await?.into_iter().collect()
     }
 
-    async fn run(self, limit: Option<u64>) -> Result<Vec<Item<T>>> {
+    /// The query's items, each read on its own.
+    async fn run(self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
         if let Some(problem) = self.problem {
             return Err(problem);
         }
@@ -167,13 +180,18 @@ impl<T: Model> Query<T> {
             self.pool.clone(),
             self.rn.untyped(),
             self.filter,
-            (self.sort, self.stringify_sort),
+            (
+                self.sort,
+                SortRules {
+                    stringify: self.stringify_sort,
+                    strict: self.resolve.strict,
+                },
+            ),
             limit,
         )
         .await?;
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
+        let item = |row: StoredRow| {
             check_item_id(&self.rn, row.id())?;
             if !self.stringify_sort {
                 for path in &sort_paths {
@@ -187,14 +205,9 @@ impl<T: Model> Query<T> {
                 }
             }
             let rn = ItemRn::lazy(self.rn.clone(), row.id());
-            items.push(Item::from_stored_resolved(
-                self.pool.clone(),
-                rn,
-                row,
-                resolved.as_ref(),
-            )?);
-        }
-        Ok(items)
+            Item::from_stored_resolved(self.pool.clone(), rn, row, resolved.as_ref())
+        };
+        Ok(rows.into_iter().map(item).collect())
     }
 }
 
@@ -253,22 +266,32 @@ async fn resolve_rows(
 /// in memory, and sorts through references are done in memory after one batched fetch of
 /// the referenced items.
 ///
-/// `sort` is the sort keys and whether objects and arrays may sort as JSON text.
+/// `sort` is the sort keys, and how they read values: see [`SortRules`].
 pub(crate) fn select_rows(
     pool: Pool,
     collection: Rn,
     filter: Option<Filter>,
-    sort: (Vec<(String, SortOrder)>, bool),
+    sort: (Vec<(String, SortOrder)>, SortRules),
     limit: Option<u64>,
 ) -> resolve::BoxFuture<'static, Result<Vec<StoredRow>>> {
     Box::pin(select_rows_inner(pool, collection, filter, sort, limit))
+}
+
+/// How sort keys read values.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SortRules {
+    /// Objects and arrays sort as their JSON text (else they are an error).
+    pub(crate) stringify: bool,
+    /// A sort key through a reference that is missing is [`Error::MissingReference`] (else
+    /// it sorts as null).
+    pub(crate) strict: bool,
 }
 
 async fn select_rows_inner(
     pool: Pool,
     collection: Rn,
     filter: Option<Filter>,
-    (sort, stringify): (Vec<(String, SortOrder)>, bool),
+    (sort, rules): (Vec<(String, SortOrder)>, SortRules),
     limit: Option<u64>,
 ) -> Result<Vec<StoredRow>> {
     if let Some(filter) = &filter {
@@ -334,7 +357,7 @@ async fn select_rows_inner(
         None => rows,
     };
     if sort_in_memory {
-        rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref(), stringify).await?;
+        rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref(), rules).await?;
     }
     if let Some(n) = limit
         && in_memory_limit
@@ -359,13 +382,13 @@ async fn sort_rows(
     sort: &[(String, SortOrder)],
     paths: &[FieldPath],
     schema: Option<&crate::layer::schema::TableSchema>,
-    stringify: bool,
+    rules: SortRules,
 ) -> Result<Vec<StoredRow>> {
     let mut keys: Vec<Vec<Option<Value>>> = Vec::with_capacity(paths.len());
     for path in paths {
         if schema.is_some_and(|s| resolve::through_reference(s, path)) {
             let all: Vec<&StoredRow> = rows.iter().collect();
-            keys.push(resolve::sort_keys_through_reference(pool, all, path, stringify).await?);
+            keys.push(resolve::sort_keys_through_reference(pool, all, path, rules).await?);
         } else {
             keys.push(
                 rows.iter()

@@ -37,6 +37,15 @@ pub(crate) fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Field>> {
     })?;
     for (i, field) in fields.iter().enumerate() {
         validate_field_name(&field.name)?;
+        if nesting(&field.value) > MAX_JSON_NESTING {
+            return Err(Error::Encode {
+                what: format!("field `{}` of {}", field.name, std::any::type_name::<T>()),
+                reason: format!(
+                    "its JSON nests objects and arrays more than {MAX_JSON_NESTING} levels deep, \
+                     korm's limit on every backend (MariaDB stores no more)"
+                ),
+            });
+        }
         // SQL column names ignore case, so `name` and `Name` would be one column.
         if let Some(other) = fields[..i]
             .iter()
@@ -52,6 +61,59 @@ pub(crate) fn encode<T: Serialize + ?Sized>(data: &T) -> Result<Vec<Field>> {
         }
     }
     Ok(fields)
+}
+
+/// How deep objects and arrays may nest in one stored JSON value: MariaDB's `JSON` columns
+/// refuse more (their `json_valid` check), so it is korm's limit on every backend, and a value
+/// read back deeper is a decode error naming its item.
+pub(crate) const MAX_JSON_NESTING: usize = 31;
+
+/// How deep objects and arrays nest in `value` (a scalar: 0). Iterative: the value may be
+/// as deep as a hostile model makes it.
+pub(crate) fn nesting(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0usize)];
+    while let Some((value, depth)) = pending.pop() {
+        match value {
+            Value::Array(items) => pending.extend(items.iter().map(|c| (c, depth + 1))),
+            Value::Object(map) => pending.extend(map.values().map(|c| (c, depth + 1))),
+            _ => continue,
+        }
+        deepest = deepest.max(depth + 1);
+    }
+    deepest
+}
+
+/// How deep objects and arrays nest in JSON text, counted while scanning it (no parse, no
+/// recursion); stops counting past `limit`.
+pub(crate) fn text_nesting(text: &str, limit: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > deepest {
+                    deepest = depth;
+                    if deepest > limit {
+                        return deepest;
+                    }
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Names a JavaScript reader of the same data (korm 1.5) must never meet as a key: they reach

@@ -284,6 +284,14 @@ fn json<'de, R>(
     text: &'de str,
     f: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::StrRead<'de>>) -> Result<R, Error>,
 ) -> Result<R, Error> {
+    let nesting = super::encode::text_nesting(text, super::MAX_JSON_NESTING);
+    if nesting > super::MAX_JSON_NESTING {
+        return Err(de::Error::custom(format_args!(
+            "its JSON nests objects and arrays more than {} levels deep, korm's limit (a \
+             program other than korm wrote it)",
+            super::MAX_JSON_NESTING
+        )));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let value = f(&mut de)?;
     de.end()?;

@@ -62,6 +62,10 @@ pub(crate) enum FilterNode {
 /// The deepest nesting of `and`, `or` and `not` a filter may have.
 pub(crate) const MAX_DEPTH: usize = 64;
 
+/// The longest `like` pattern, in bytes: SQLite refuses longer ones ("pattern too complex"),
+/// so it is the limit on every backend.
+pub(crate) const MAX_LIKE_PATTERN: usize = 50_000;
+
 impl Filter {
     /// Checks the whole filter before any database work: its nesting depth, every path and
     /// every value. It walks the tree without recursion, so a hostile depth can not overflow
@@ -91,8 +95,18 @@ impl Filter {
                         });
                     }
                 }
-                FilterNode::Like { path, .. } => {
+                FilterNode::Like { path, pattern } => {
                     FieldPath::parse(path)?;
+                    if pattern.len() > MAX_LIKE_PATTERN {
+                        return Err(crate::Error::InvalidFilter {
+                            path: crate::error::clip(path),
+                            reason: format!(
+                                "the like pattern is {} bytes long; the limit is \
+                                 {MAX_LIKE_PATTERN} on every backend (SQLite's)",
+                                pattern.len()
+                            ),
+                        });
+                    }
                 }
                 FilterNode::InList { path, values } => {
                     FieldPath::parse(path)?;

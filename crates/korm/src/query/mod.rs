@@ -37,7 +37,8 @@
 //!   and so is an object or array as the value (filters compare scalars).
 //! - **`like`** matches text against a SQL pattern: `%` any run of characters, `_` one
 //!   character, no escape character; ASCII letters match either case (SQLite's `LIKE`), other
-//!   characters only exactly. A value that is not text does not match.
+//!   characters only exactly. A value that is not text does not match. A pattern is at most
+//!   50,000 bytes (SQLite's limit, kept on every backend).
 //! - **`in_list`** is `eq` with any of the values; an empty list matches nothing, a null in the
 //!   list matches nothing (`eq` with null finds nulls).
 //! - **`not`** holds whenever its filter does not hold, including when the value is missing:
