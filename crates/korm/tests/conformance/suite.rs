@@ -151,14 +151,14 @@ pub async fn create_and_load_every_kind(pool: &Pool) {
     let owner = create(pool, USERS, fred()).await;
     let data = Everything {
         text: "héllo \"world\" ' ; --".into(),
-        integer: i64::MIN,
+        integer: i64::from(i32::MIN),
         double: -0.125,
         boolean: false,
         nothing: None,
         list: vec![json!(1), json!("two"), json!({"three": [3]}), Value::Null],
         object: json!({"a": {"b": [true, false]}, "z": 1.5}),
         owner: owner.rn().clone(),
-        big: i64::MAX as u64,
+        big: i32::MAX as u64,
     };
     let created = create(pool, "[rn]:things:all:*", data).await;
     assert!(created.rn().is_item());
@@ -177,6 +177,53 @@ pub async fn create_and_load_every_kind(pool: &Pool) {
         .expect("load the referenced user");
     assert_eq!(user.data(), &fred());
     assert!(!loaded.is_empty() && korm::item::<User>(pool).empty().is_empty());
+}
+
+/// A whole number outside 32 bits is stored exactly where the column holds 64 bits (SQLite,
+/// or a server layer opened with wide integers), and otherwise refused before anything is
+/// written, naming the field and the option, never the value (korm 1.5 makes 32-bit
+/// integer columns on PostgreSQL and MySQL).
+pub async fn integers_beyond_32_bits_are_exact_or_refused(pool: &Pool) {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Big {
+        small: i64,
+        big: i64,
+    }
+    let first = create(pool, "[rn]:numbers:big:*", Big { small: 1, big: 1 }).await;
+    for value in [i64::MIN, i64::MAX, i64::from(i32::MAX) + 1] {
+        let attempt = korm::item::<Big>(pool)
+            .from_data(
+                rn("[rn]:numbers:big:*"),
+                Big {
+                    small: 2,
+                    big: value,
+                },
+            )
+            .expect("floating")
+            .create()
+            .await;
+        match attempt {
+            Ok(created) => {
+                let loaded = korm::item::<Big>(pool)
+                    .load(created.rn().clone())
+                    .get()
+                    .await;
+                assert_eq!(loaded.expect("load").data().big, value);
+            }
+            Err(Error::Encode { what, reason }) => {
+                assert!(what.contains("`big`"), "{what}");
+                assert!(reason.contains("with_wide_integers"), "{reason}");
+                assert!(!reason.contains(&value.to_string()), "{reason}");
+            }
+            Err(other) => panic!("{value}: expected the value or an encode error, got {other:?}"),
+        }
+    }
+    // A refused create wrote nothing: the collection holds the first item and what stored.
+    let all = korm::item::<Big>(pool)
+        .query(rn("[rn]:numbers:big:*"))
+        .get()
+        .await;
+    assert!(all.expect("query").iter().any(|i| i.rn() == first.rn()));
 }
 
 pub async fn update_commit_persists_and_adds_columns(pool: &Pool) {

@@ -421,3 +421,64 @@ async fn creates_the_tables_korm_1_5_creates() {
     }
     assert_eq!(ours, theirs);
 }
+
+/// Whole numbers: `INT` columns by default (korm 1.5's), refusing a value beyond 32 bits
+/// before it is sent; `BIGINT` for a layer opened with wide integers, exact to the limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integer_columns_are_int_unless_wide() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    for (collection, wide) in [
+        ("[rn]:counts:narrow:*", false),
+        ("[rn]:counts:wide:*", true),
+    ] {
+        let pool = korm::pool()
+            .layer(
+                "docsdb",
+                korm::layers::mysql(&db.url).with_wide_integers(wide),
+            )
+            .open()
+            .await
+            .expect("open");
+        let counts = korm::item::<Count>(&pool);
+        let small = counts
+            .from_data(collection.parse().unwrap(), Count { n: 7 })
+            .unwrap()
+            .create()
+            .await
+            .expect("create");
+        let big = small.update(|c| c.n = i64::MIN).commit().await;
+        match (wide, big) {
+            (true, Ok(item)) => {
+                let loaded = counts.load(item.rn().clone()).get().await.expect("load");
+                assert_eq!(loaded.data().n, i64::MIN);
+            }
+            (false, Err(Error::Encode { what, .. })) => assert!(what.contains("`n`"), "{what}"),
+            (wide, other) => panic!("wide {wide}: unexpected {other:?}"),
+        }
+        pool.close().await;
+    }
+    let mut conn = sqlx::mysql::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let types: Vec<(String, String)> = sqlx::query_as(
+        "SELECT TABLE_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME = 'n' ORDER BY TABLE_NAME",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("types");
+    assert_eq!(
+        types,
+        [
+            ("__items__counts__narrow".to_owned(), "int(11)".to_owned()),
+            ("__items__counts__wide".to_owned(), "bigint(20)".to_owned())
+        ]
+    );
+    conn.close().await.ok();
+}
