@@ -16,7 +16,7 @@
 //!   PostgreSQL's default `\` escape.
 
 use crate::model::{ColumnKind, SqlValue};
-use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
+use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
 use crate::query::filter::{CompareOp, SortOrder};
 use crate::query::path::PathStep;
 
@@ -58,10 +58,23 @@ impl PgDialect {
     fn jsonb(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         let mut sql = self.base(loc);
         for step in loc.steps {
-            sql.push_str(" -> ");
-            sql.push_str(&self.step(st, step));
+            sql = self.arrow(st, sql, "->", step);
         }
         sql
+    }
+
+    /// `sql -> step` (or `->>`). `jsonb -> 0` reads a scalar as a one-element array and gives
+    /// the scalar itself, so a `[0]` step applies only to an array: `CASE WHEN
+    /// jsonb_typeof(sql) = 'array' THEN sql END -> 0`. Repeating `sql` repeats its `$n`
+    /// placeholders, which PostgreSQL allows (no value is bound twice). Other indexes of a
+    /// scalar, and keys of a non-object, already give NULL.
+    fn arrow(&self, st: &mut RenderState, sql: String, arrow: &str, step: &PathStep) -> String {
+        let target = if matches!(step, PathStep::Index(0)) {
+            format!("(CASE WHEN jsonb_typeof({sql}) = 'array' THEN {sql} END)")
+        } else {
+            sql
+        };
+        format!("{target} {arrow} {}", self.step(st, step))
     }
 
     /// The JSON value at `loc` as text (strings unquoted, JSON null as SQL NULL): like
@@ -72,11 +85,9 @@ impl PgDialect {
             None => sql.push_str(" #>> '{}'"),
             Some((last, init)) => {
                 for step in init {
-                    sql.push_str(" -> ");
-                    sql.push_str(&self.step(st, step));
+                    sql = self.arrow(st, sql, "->", step);
                 }
-                sql.push_str(" ->> ");
-                sql.push_str(&self.step(st, last));
+                sql = self.arrow(st, sql, "->>", last);
             }
         }
         format!("({sql})")
@@ -137,6 +148,23 @@ impl Dialect for PgDialect {
 
     // quote_identifier: the default ANSI double quotes are PostgreSQL's own.
     // boolean: the default binds a real boolean, which BOOLEAN columns and casts compare with.
+
+    /// A filter value's placeholder names its type (`$2::float8`), as a write's does
+    /// ([`Dialect::bind_write`]): sqlx caches a prepared statement by its SQL text, with the
+    /// parameter types of its first use, so without the cast `"x" > $1` prepared for an
+    /// integer would read a later double's bits as an integer, and a boolean's or a text's
+    /// bytes as a broken message (the connection is dropped). With it, each type of value
+    /// makes its own SQL text, hence its own statement.
+    fn bind_scalar(&self, st: &mut RenderState, value: &Scalar) -> String {
+        let (value, cast) = match value {
+            Scalar::Text(s) => (SqlValue::Text(s.clone()), "text"),
+            Scalar::Integer(i) => (SqlValue::Integer(*i), "int8"),
+            Scalar::Double(f) => (SqlValue::Double(*f), "float8"),
+            Scalar::Boolean(b) => (self.boolean(*b), "bool"),
+        };
+        let p = self.bind(st, value);
+        format!("{p}::{cast}")
+    }
 
     /// The value as text (`->>`): what `IS NULL` tests and what text comparisons use.
     fn json_extract(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
@@ -387,7 +415,7 @@ mod tests {
     fn scenario_eq_column() {
         assert_eq!(
             where_sql(eq("username", "fred")),
-            ("\"username\" = $1".into(), vec![text("fred")])
+            ("\"username\" = $1::text".into(), vec![text("fred")])
         );
     }
 
@@ -401,21 +429,21 @@ mod tests {
         ] {
             assert_eq!(
                 where_sql(f),
-                (format!("\"age\" {op} $1"), vec![SqlValue::Integer(1)])
+                (format!("\"age\" {op} $1::int8"), vec![SqlValue::Integer(1)])
             );
         }
         assert_eq!(
             where_sql(gt("score", 1.5)),
-            ("\"score\" > $1".into(), vec![SqlValue::Double(1.5)])
+            ("\"score\" > $1::float8".into(), vec![SqlValue::Double(1.5)])
         );
         assert_eq!(
             where_sql(gt("score", 1)),
-            ("\"score\" > $1".into(), vec![SqlValue::Integer(1)])
+            ("\"score\" > $1::int8".into(), vec![SqlValue::Integer(1)])
         );
         // Text orders byte by byte whatever the database collation.
         assert_eq!(
             where_sql(gt("username", "w")),
-            ("\"username\" COLLATE \"C\" > $1".into(), vec![text("w")])
+            ("\"username\" COLLATE \"C\" > $1::text".into(), vec![text("w")])
         );
     }
 
@@ -423,7 +451,7 @@ mod tests {
     fn scenario_eq_bool_column() {
         assert_eq!(
             where_sql(eq("active", true)),
-            ("\"active\" = $1".into(), vec![SqlValue::Boolean(true)])
+            ("\"active\" = $1::bool".into(), vec![SqlValue::Boolean(true)])
         );
     }
 
@@ -452,7 +480,7 @@ mod tests {
     fn scenario_eq_rn_id() {
         assert_eq!(
             where_sql(eq("rnId", "u1")),
-            ("\"rnId\" = $1".into(), vec![text("u1")])
+            ("\"rnId\" = $1::text".into(), vec![text("u1")])
         );
     }
 
@@ -460,7 +488,7 @@ mod tests {
     fn scenario_eq_reference_column() {
         assert_eq!(
             where_sql(eq("owner", "[rn]:users:freetier:x")),
-            ("\"owner\" = $1".into(), vec![text("[rn]:users:freetier:x")])
+            ("\"owner\" = $1::text".into(), vec![text("[rn]:users:freetier:x")])
         );
     }
 
@@ -469,7 +497,7 @@ mod tests {
         assert_eq!(
             where_sql(eq("meta.tier", "gold")),
             (
-                "(jsonb_typeof(\"meta\" -> $1) = 'string' AND (\"meta\" ->> $2) COLLATE \"C\" = $3)"
+                "(jsonb_typeof(\"meta\" -> $1) = 'string' AND (\"meta\" ->> $2) COLLATE \"C\" = $3::text)"
                     .into(),
                 vec![text("tier"), text("tier"), text("gold")]
             )
@@ -483,7 +511,7 @@ mod tests {
             (
                 "(jsonb_typeof(\"meta\" -> $1 -> $2 -> $3::int) = 'number' AND \
                  CASE WHEN jsonb_typeof(\"meta\" -> $4 -> $5 -> $6::int) = 'number' \
-                 THEN (\"meta\" -> $7 -> $8 -> $9::int)::numeric END > $10)"
+                 THEN (\"meta\" -> $7 -> $8 -> $9::int)::numeric END > $10::int8)"
                     .into(),
                 [text("a"), text("b"), SqlValue::Integer(2)]
                     .iter()
@@ -499,7 +527,7 @@ mod tests {
             (
                 "(jsonb_typeof(\"meta\" -> $1 -> $2) = 'boolean' AND \
                  CASE WHEN jsonb_typeof(\"meta\" -> $3 -> $4) = 'boolean' \
-                 THEN (\"meta\" -> $5 -> $6)::boolean END = $7)"
+                 THEN (\"meta\" -> $5 -> $6)::boolean END = $7::bool)"
                     .into(),
                 [text("flags"), text("hot")]
                     .iter()
@@ -517,7 +545,8 @@ mod tests {
         assert_eq!(
             where_sql(eq("tags[0]", "a")),
             (
-                "(jsonb_typeof(\"tags\" -> $1::int) = 'string' AND (\"tags\" ->> $2::int) COLLATE \"C\" = $3)"
+                "(jsonb_typeof((CASE WHEN jsonb_typeof(\"tags\") = 'array' THEN \"tags\" END) -> $1::int) = 'string' \
+                 AND ((CASE WHEN jsonb_typeof(\"tags\") = 'array' THEN \"tags\" END) ->> $2::int) COLLATE \"C\" = $3::text)"
                     .into(),
                 vec![SqlValue::Integer(0), SqlValue::Integer(0), text("a")]
             )
@@ -536,7 +565,7 @@ mod tests {
     fn scenario_eq_missing() {
         assert_eq!(
             where_sql(eq("nickname", "x")),
-            ("NULL = $1".into(), vec![text("x")])
+            ("NULL = $1::text".into(), vec![text("x")])
         );
         assert_eq!(
             where_sql(eq("nickname", ())),
@@ -544,7 +573,7 @@ mod tests {
         );
         assert_eq!(
             where_sql(eq("username.first", "x")),
-            ("NULL = $1".into(), vec![text("x")])
+            ("NULL = $1::text".into(), vec![text("x")])
         );
         assert_eq!(
             where_sql(like("nickname", "x%")),
@@ -555,7 +584,7 @@ mod tests {
         );
         assert_eq!(
             where_sql(in_list("nickname", ["x"])),
-            ("NULL IN ($1)".into(), vec![text("x")])
+            ("NULL IN ($1::text)".into(), vec![text("x")])
         );
     }
 
@@ -563,7 +592,7 @@ mod tests {
     fn scenario_not_missing() {
         assert_eq!(
             where_sql(not(eq("nickname", "x"))),
-            ("((NULL = $1) IS NOT TRUE)".into(), vec![text("x")])
+            ("((NULL = $1::text) IS NOT TRUE)".into(), vec![text("x")])
         );
     }
 
@@ -577,7 +606,8 @@ mod tests {
         assert_eq!(
             where_sql(f),
             (
-                "(\"username\" = $1 AND (\"age\" > $2 OR \"age\" < $3) AND ((\"active\" = $4) IS NOT TRUE))"
+                "(\"username\" = $1::text AND (\"age\" > $2::int8 OR \"age\" < $3::int8) \
+                 AND ((\"active\" = $4::bool) IS NOT TRUE))"
                     .into(),
                 vec![
                     text("fred"),
@@ -589,7 +619,7 @@ mod tests {
         );
         assert_eq!(
             where_sql(and([eq("age", 1)])),
-            ("\"age\" = $1".into(), vec![SqlValue::Integer(1)])
+            ("\"age\" = $1::int8".into(), vec![SqlValue::Integer(1)])
         );
     }
 
@@ -632,8 +662,24 @@ mod tests {
                 [json!(1), json!(2), Value::Null, json!("3")]
             )),
             (
-                "\"age\" IN ($1, $2)".into(),
+                "\"age\" IN ($1::int8, $2::int8)".into(),
                 vec![SqlValue::Integer(1), SqlValue::Integer(2)]
+            )
+        );
+    }
+
+    #[test]
+    fn scenario_in_list_mixed_numbers() {
+        // Integers and doubles in separate lists: one list compares by one type.
+        assert_eq!(
+            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
+            (
+                "(\"age\" IN ($1::int8, $2::int8) OR \"age\" IN ($3::float8))".into(),
+                vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Integer(2),
+                    SqlValue::Double(2.5)
+                ]
             )
         );
     }
@@ -671,10 +717,10 @@ mod tests {
         assert_eq!(
             sql,
             "((jsonb_typeof(\"meta\" -> $1) = 'boolean' AND CASE WHEN jsonb_typeof(\"meta\" -> $2) = 'boolean' \
-             THEN (\"meta\" -> $3)::boolean END IN ($4)) \
+             THEN (\"meta\" -> $3)::boolean END IN ($4::bool)) \
              OR (jsonb_typeof(\"meta\" -> $5) = 'number' AND CASE WHEN jsonb_typeof(\"meta\" -> $6) = 'number' \
-             THEN (\"meta\" -> $7)::numeric END IN ($8)) \
-             OR (jsonb_typeof(\"meta\" -> $9) = 'string' AND (\"meta\" ->> $10) COLLATE \"C\" IN ($11, $12)))"
+             THEN (\"meta\" -> $7)::numeric END IN ($8::int8)) \
+             OR (jsonb_typeof(\"meta\" -> $9) = 'string' AND (\"meta\" ->> $10) COLLATE \"C\" IN ($11::text, $12::text)))"
         );
         let p = text("tier");
         assert_eq!(
@@ -707,7 +753,7 @@ mod tests {
             (
                 format!(
                     "EXISTS (SELECT 1 FROM {ADDRESSES} WHERE 1 = 1 AND (jsonb_typeof(w1.value -> $1) = 'string' \
-                     AND (w1.value ->> $2) COLLATE \"C\" = $3))"
+                     AND (w1.value ->> $2) COLLATE \"C\" = $3::text))"
                 ),
                 vec![text("city"), text("city"), text("Paris")]
             )
@@ -721,7 +767,7 @@ mod tests {
             (
                 "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(\"meta\" -> $1) = 'array' \
                  THEN \"meta\" -> $2 END) AS w1 WHERE 1 = 1 AND (jsonb_typeof(w1.value -> $3) = 'string' \
-                 AND (w1.value ->> $4) COLLATE \"C\" = $5))"
+                 AND (w1.value ->> $4) COLLATE \"C\" = $5::text))"
                     .into(),
                 vec![text("addresses"), text("addresses"), text("city"), text("city"), text("Paris")]
             )
@@ -735,7 +781,7 @@ mod tests {
             (
                 format!(
                     "EXISTS (SELECT 1 FROM {TAGS} WHERE 1 = 1 AND (jsonb_typeof(w1.value) = 'string' \
-                     AND (w1.value #>> '{{}}') COLLATE \"C\" = $1))"
+                     AND (w1.value #>> '{{}}') COLLATE \"C\" = $1::text))"
                 ),
                 vec![text("a")]
             )
@@ -760,7 +806,7 @@ mod tests {
                  THEN \"meta\" -> $2 END) AS w1 WHERE 1 = 1 AND EXISTS (SELECT 1 FROM \
                  jsonb_array_elements(CASE WHEN jsonb_typeof(w1.value -> $3) = 'array' THEN w1.value -> $4 END) \
                  AS w2 WHERE 1 = 1 AND (jsonb_typeof(w2.value -> $5) = 'string' \
-                 AND (w2.value ->> $6) COLLATE \"C\" = $7)))"
+                 AND (w2.value ->> $6) COLLATE \"C\" = $7::text)))"
                     .into(),
                 vec![
                     text("groups"),
@@ -780,7 +826,7 @@ mod tests {
                     "EXISTS (SELECT 1 FROM {TAGS} WHERE 1 = 1 AND EXISTS (SELECT 1 FROM \
                      jsonb_array_elements(CASE WHEN jsonb_typeof(w1.value) = 'array' THEN w1.value END) AS w2 \
                      WHERE 1 = 1 AND (jsonb_typeof(w2.value) = 'number' AND CASE WHEN jsonb_typeof(w2.value) = 'number' \
-                     THEN (w2.value)::numeric END = $1)))"
+                     THEN (w2.value)::numeric END = $1::int8)))"
                 ),
                 vec![SqlValue::Integer(1)]
             )
@@ -900,7 +946,7 @@ mod tests {
         let hostile = "x' OR 1=1 --";
         assert_eq!(
             where_sql(eq("username", hostile)),
-            ("\"username\" = $1".into(), vec![text(hostile)])
+            ("\"username\" = $1::text".into(), vec![text(hostile)])
         );
         let (sql, params) = where_sql(like("meta.tier", "\"; DROP TABLE x; --"));
         assert!(!sql.contains("DROP"), "{sql}");
