@@ -298,7 +298,9 @@ impl Dialect for PgDialect {
 
     /// Type rank, then text byte by byte (NULL for other types), then the jsonb value itself,
     /// which orders numbers by value and `false` before `true` (strings are already ordered
-    /// by the term before, and containers come last by rank).
+    /// by the term before, and containers come last by rank). A JSON null is a jsonb value,
+    /// not SQL NULL: `NULLIF` makes it one, so it ties with a missing value (both sort as
+    /// null, then by id) instead of sorting before every missing one.
     fn json_sort_terms(
         &self,
         st: &mut RenderState,
@@ -310,7 +312,7 @@ impl Dialect for PgDialect {
         let text = self.text(st, loc);
         let text =
             format!("(CASE WHEN jsonb_typeof({guard}) = 'string' THEN {text} END) COLLATE \"C\"");
-        let value = format!("({})", self.jsonb(st, loc));
+        let value = format!("NULLIF({}, 'null'::jsonb)", self.jsonb(st, loc));
         vec![
             self.order_term(&rank, order),
             self.order_term(&text, order),
@@ -868,7 +870,7 @@ mod tests {
                  CASE jsonb_typeof(\"meta\" -> $1) WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 \
                  WHEN 'string' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 4 END ASC NULLS LAST, \
                  (CASE WHEN jsonb_typeof(\"meta\" -> $2) = 'string' THEN (\"meta\" ->> $3) END) COLLATE \"C\" ASC NULLS LAST, \
-                 (\"meta\" -> $4) ASC NULLS LAST, \"username\" COLLATE \"C\" ASC NULLS LAST, \"rnId\" ASC"
+                 NULLIF(\"meta\" -> $4, 'null'::jsonb) ASC NULLS LAST, \"username\" COLLATE \"C\" ASC NULLS LAST, \"rnId\" ASC"
             )
         );
         assert_eq!(st.params, vec![text("rank"); 4]);
