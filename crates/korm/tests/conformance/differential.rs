@@ -856,6 +856,177 @@ fn differential_filters_agree_everywhere() {
     }
 }
 
+/// Sort keys checked by [`differential_sorts_agree_everywhere`]: scalar columns, JSON paths
+/// with one type and with mixed types (booleans, numbers, text, nulls), paths that miss, two
+/// keys, and a path holding objects and arrays (every side refuses it).
+const SORTS: &[&[(&str, SortOrder)]] = &[
+    &[("name", SortOrder::Asc)],
+    &[("name", SortOrder::Desc)],
+    &[("n", SortOrder::Asc)],
+    &[("n", SortOrder::Desc)],
+    &[("x", SortOrder::Asc)],
+    &[("x", SortOrder::Desc)],
+    &[("flag", SortOrder::Asc)],
+    &[("opt", SortOrder::Desc)],
+    &[("rnId", SortOrder::Desc)],
+    &[("missing", SortOrder::Asc)],
+    &[("name.a", SortOrder::Desc)],
+    &[("meta.tier", SortOrder::Asc)],
+    &[("meta.tier", SortOrder::Desc)],
+    &[("meta.s", SortOrder::Asc)],
+    &[("meta.s", SortOrder::Desc)],
+    &[("meta.score", SortOrder::Asc)],
+    &[("meta.score", SortOrder::Desc)],
+    &[("j.a", SortOrder::Asc)],
+    &[("meta.flags.hot", SortOrder::Desc), ("name", SortOrder::Asc)],
+    &[("flag", SortOrder::Asc), ("n", SortOrder::Desc)],
+    &[("addrs[0].city", SortOrder::Asc)],
+    &[("tags[0]", SortOrder::Asc)],
+    &[("tags[1]", SortOrder::Desc)],
+    &[("meta.v", SortOrder::Asc)],
+];
+
+/// The order the query module doc promises for `keys` over `items`: per key, values by type
+/// (booleans, numbers, text) then by value (numbers by their exact value), nulls and missing
+/// values last ascending and first descending; ties by id. `Err` when a key holds an object or an array (a query refuses to
+/// sort by those unless told to stringify them).
+fn expected_order(items: &[(String, Data)], keys: &[(&str, SortOrder)]) -> Result<Vec<String>, String> {
+    use std::cmp::Ordering;
+    let mut rows: Vec<(&String, Vec<Option<Value>>)> = Vec::new();
+    for (id, data) in items {
+        let mut values = Vec::new();
+        for (path, _) in keys {
+            let value = if *path == "rnId" {
+                Some(json!(id))
+            } else {
+                walk(data, path).filter(|v| !v.is_null()).cloned()
+            };
+            if matches!(value, Some(Value::Object(_) | Value::Array(_))) {
+                return Err("NonScalarSort".to_owned());
+            }
+            values.push(value);
+        }
+        rows.push((id, values));
+    }
+    let rank = |v: &Value| match v {
+        Value::Bool(_) => 0,
+        Value::Number(_) => 1,
+        _ => 2,
+    };
+    let by_value = |a: &Value, b: &Value| match (a, b) {
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::String(a), Value::String(b)) => a.as_bytes().cmp(b.as_bytes()),
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(a), None) => exact(a, b.as_f64().unwrap_or_default()),
+            (None, Some(b)) => exact(b, a.as_f64().unwrap_or_default()).reverse(),
+            (None, None) => a
+                .as_f64()
+                .partial_cmp(&b.as_f64())
+                .unwrap_or(Ordering::Equal),
+        },
+        _ => rank(a).cmp(&rank(b)),
+    };
+    rows.sort_by(|(id_a, a), (id_b, b)| {
+        for (i, (_, order)) in keys.iter().enumerate() {
+            let ordering = match (&a[i], &b[i]) {
+                (None, None) => Ordering::Equal,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (Some(x), Some(y)) => rank(x).cmp(&rank(y)).then_with(|| by_value(x, y)),
+            };
+            let ordering = match order {
+                SortOrder::Asc => ordering,
+                SortOrder::Desc => ordering.reverse(),
+            };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        id_a.cmp(id_b)
+    });
+    Ok(rows.into_iter().map(|(id, _)| id.clone()).collect())
+}
+
+/// An integer against a double by their exact values (how every database sorts JSON numbers:
+/// 9007199254740993 after 9007199254740992.0, though they are the same double).
+fn exact(i: i64, f: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    if f >= TWO_63 {
+        return Ordering::Less;
+    }
+    if f < -TWO_63 {
+        return Ordering::Greater;
+    }
+    let whole = f.trunc();
+    // `whole` is within i64 here, so the cast is exact.
+    i.cmp(&(whole as i64))
+        .then_with(|| 0.0.partial_cmp(&(f - whole)).unwrap_or(Ordering::Equal))
+}
+
+/// The value at a path without wildcards (`a.b[0].c`); `None` where it reaches nothing.
+fn walk<'a>(data: &'a Data, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let first = parts.next()?;
+    let (field, indexes) = first.split_once('[').map_or((first, ""), |(f, rest)| (f, rest));
+    let mut value = data.get(field)?;
+    let mut steps: Vec<String> = Vec::new();
+    if !indexes.is_empty() {
+        steps.push(format!("[{indexes}"));
+    }
+    steps.extend(parts.map(str::to_owned));
+    for step in steps {
+        let (key, indexes) = step.split_once('[').map_or((step.as_str(), ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            value = value.as_object()?.get(key)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            value = value.as_array()?.get(index)?;
+        }
+    }
+    Some(value)
+}
+
+/// Every backend sorts the dataset the same way, and as the query module doc says.
+#[test]
+fn differential_sorts_agree_everywhere() {
+    let rt = runtime();
+    let Some(backends) = rt.block_on(Backends::load(dataset(seed()))) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for keys in SORTS {
+        let expected = expected_order(&backends.items, keys);
+        let answers = rt.block_on(backends.query(None, keys));
+        let agree = answers.iter().all(|answer| match (answer, &expected) {
+            (Ok(ids), Ok(expected)) => ids == expected,
+            (Err((kind, _)), Err(expected)) => kind == expected,
+            _ => false,
+        });
+        if !agree {
+            let mut report = format!("sort {keys:?}:\n");
+            let show = |ids: &Vec<String>| ids.iter().map(|id| short_id(id)).collect::<Vec<_>>().join(" ");
+            match &expected {
+                Ok(ids) => report.push_str(&format!("  {:>8}: {}\n", "expected", show(ids))),
+                Err(kind) => report.push_str(&format!("  {:>8}: error {kind}\n", "expected")),
+            }
+            for ((name, _), answer) in backends.pools().iter().zip(&answers) {
+                match answer {
+                    Ok(ids) => report.push_str(&format!("  {name:>8}: {}\n", show(ids))),
+                    Err((kind, message)) => {
+                        report.push_str(&format!("  {name:>8}: error {kind}: {message}\n"))
+                    }
+                }
+            }
+            failures.push(report);
+        }
+    }
+    rt.block_on(backends.close());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// The exclusions of the module doc hold: no text of the pools ends with a space, none
 /// continues another with a character below `' '` (MariaDB's PAD SPACE would order or equate
 /// them differently), and none starts with `[rn]`.
@@ -1027,5 +1198,69 @@ async fn differential_integers_beyond_2_pow_53_against_doubles() {
     expect(&b, eq("meta.s", 9_007_199_254_740_992.0), &[0]).await;
     expect(&b, lt("n", 9_007_199_254_740_992.0), &[2]).await;
     expect(&b, gte("meta.s", 9.223_372_036_854_776e18), &[1]).await;
+    b.close().await;
+}
+
+/// Every backend returns the items in the order `expected` (by index) for these sort keys.
+async fn expect_order(backends: &Backends, keys: &[(&str, SortOrder)], expected: &[usize]) {
+    let expected: Vec<String> = expected.iter().map(|i| id(*i)).collect();
+    let answers = backends.query(None, keys).await;
+    let show = |ids: &[String]| ids.iter().map(|id| short_id(id)).collect::<Vec<_>>().join(" ");
+    for ((name, _), answer) in backends.pools().iter().zip(&answers) {
+        match answer {
+            Ok(ids) => assert_eq!(
+                ids,
+                &expected,
+                "sort {keys:?} on {name}: {} instead of {}",
+                show(ids),
+                show(&expected)
+            ),
+            Err((_, message)) => panic!("sort {keys:?} on {name}: {message}"),
+        }
+    }
+}
+
+/// A JSON null sorts as null, tied with missing values (then by id). PostgreSQL sorted the
+/// jsonb `null` as a value (before every missing one ascending, after them descending);
+/// MariaDB sorted it by its text `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_sort_json_null_ties_with_missing() {
+    let Some(b) = small(vec![
+        json!({"meta": {"s": null}, "tags": ["a", null]}),
+        json!({"meta": {}, "tags": ["a"]}),
+        json!({"meta": {"s": "x"}, "tags": ["a", "b"]}),
+        json!({"meta": {"s": null}, "tags": [null, null]}),
+        json!({}),
+        json!({"meta": {"s": 1}, "tags": [1, 2]}),
+    ])
+    .await
+    else {
+        return;
+    };
+    expect_order(&b, &[("meta.s", SortOrder::Asc)], &[5, 2, 0, 1, 3, 4]).await;
+    expect_order(&b, &[("meta.s", SortOrder::Desc)], &[0, 1, 3, 4, 2, 5]).await;
+    expect_order(&b, &[("tags[1]", SortOrder::Asc)], &[5, 2, 0, 1, 3, 4]).await;
+    expect_order(&b, &[("tags[1]", SortOrder::Desc)], &[0, 1, 3, 4, 2, 5]).await;
+    b.close().await;
+}
+
+/// JSON numbers sort by their exact value. MariaDB sorted them as doubles only, so two
+/// integers beyond 2^53 one apart tied (and fell back to id order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_sort_integers_beyond_2_pow_53() {
+    let Some(b) = small(vec![
+        json!({"meta": {"s": 9_007_199_254_740_993_i64}}),
+        json!({"meta": {"s": 9_007_199_254_740_992_i64}}),
+        json!({"meta": {"s": 9_007_199_254_740_992.0}}),
+        json!({"meta": {"s": i64::MAX}}),
+        json!({"meta": {"s": i64::MAX - 1}}),
+        json!({"meta": {"s": 1e300}}),
+    ])
+    .await
+    else {
+        return;
+    };
+    expect_order(&b, &[("meta.s", SortOrder::Asc)], &[1, 2, 0, 4, 3, 5]).await;
+    expect_order(&b, &[("meta.s", SortOrder::Desc)], &[5, 3, 4, 0, 1, 2]).await;
     b.close().await;
 }
