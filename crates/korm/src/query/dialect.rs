@@ -1117,7 +1117,10 @@ fn in_groups(values: &[Scalar], ty: JsonType) -> Vec<Vec<&Scalar>> {
             _ => other.push(value),
         }
     }
-    [whole, other].into_iter().filter(|g| !g.is_empty()).collect()
+    [whole, other]
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// Joins `parts` with `joiner`, parenthesised. Past a few dozen parts the join is nested as

@@ -111,9 +111,9 @@ const SMALL_INTS: &[i64] = &[-1, 0, 2, 3, 41];
 
 /// `like` patterns beyond the ones made from [`TEXTS`].
 const PATTERNS: &[&str] = &[
-    "gold", "GOLD", "gol%", "%OLD", "g_ld", "%", "", "_", "__", "%\\%", "%!%", "!", "a_b",
-    "a\\_b", "50%", "%\\", "\\", "%é%", "É", "ü%", "%SS%", "%ß%", "日%", "%🎉%", "[%", "{%", "%1%",
-    "tru_", "%e", "%'%", "%\"%", "%\n%", "_%_",
+    "gold", "GOLD", "gol%", "%OLD", "g_ld", "%", "", "_", "__", "%\\%", "%!%", "!", "a_b", "a\\_b",
+    "50%", "%\\", "\\", "%é%", "É", "ü%", "%SS%", "%ß%", "日%", "%🎉%", "[%", "{%", "%1%", "tru_",
+    "%e", "%'%", "%\"%", "%\n%", "_%_",
 ];
 
 /// Paths: top-level fields, keys, indexes (in range and past the end), single and nested
@@ -455,6 +455,16 @@ struct Backends {
     items: Vec<(String, Data)>,
 }
 
+/// What the four sides agreed on, for the statistics a run prints (a generator whose filters
+/// all match nothing, or all fail, would check little).
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Error,
+    None,
+    All,
+    Some,
+}
+
 /// What one side answered: the matching ids, or the error's variant and message.
 type Answer = Result<BTreeSet<String>, (String, String)>;
 
@@ -591,13 +601,29 @@ impl Backends {
         out
     }
 
-    /// `Ok` when the four sides agree on the case's filter (MariaDB left out where the case
-    /// excuses it); else a report to act on.
-    async fn check(&self, case: &Case) -> Result<(), String> {
-        let answers = self.answers(&case.filter).await;
+    /// `Ok` when the four sides agree on the case's filter, then on its twin (MariaDB left out
+    /// where the case excuses it); else a report to act on.
+    async fn check(&self, case: &Case) -> Result<Outcome, String> {
+        let outcome = self
+            .check_one(&case.filter, case.mariadb_folds_case)
+            .await?;
+        self.check_one(&case.twin, case.mariadb_folds_case)
+            .await
+            .map_err(|report| {
+                format!(
+                    "{report}  (this filter ran right after {:?}, its twin: the same SQL \
+                     with other values)\n",
+                    case.filter
+                )
+            })?;
+        Ok(outcome)
+    }
+
+    async fn check_one(&self, filter: &Filter, mariadb_excused: bool) -> Result<Outcome, String> {
+        let answers = self.answers(filter).await;
         let compared: Vec<&Answer> = answers
             .iter()
-            .filter(|(name, _)| !(case.mariadb_folds_case && *name == "mariadb"))
+            .filter(|(name, _)| !(mariadb_excused && *name == "mariadb"))
             .map(|(_, answer)| answer)
             .collect();
         let agree = compared.windows(2).all(|w| match (w[0], w[1]) {
@@ -605,16 +631,24 @@ impl Backends {
             (Err((a, _)), Err((b, _))) => a == b,
             _ => false,
         });
-        if agree {
-            return Ok(());
+        if !agree {
+            return Err(self.report(filter, &answers));
         }
-        Err(self.report(&case.filter, &answers))
+        Ok(match compared[0] {
+            Err(_) => Outcome::Error,
+            Ok(ids) if ids.is_empty() => Outcome::None,
+            Ok(ids) if ids.len() == self.items.len() => Outcome::All,
+            Ok(_) => Outcome::Some,
+        })
     }
 
     /// The filter, each side's ids (or error), and the data of the items the sides disagree on.
     fn report(&self, filter: &Filter, answers: &[(&'static str, Answer)]) -> String {
         let mut out = format!("the backends disagree on\n  filter: {filter:?}\n");
-        let sets: Vec<&BTreeSet<String>> = answers.iter().filter_map(|(_, a)| a.as_ref().ok()).collect();
+        let sets: Vec<&BTreeSet<String>> = answers
+            .iter()
+            .filter_map(|(_, a)| a.as_ref().ok())
+            .collect();
         let all: BTreeSet<&String> = sets.iter().flat_map(|s| s.iter()).collect();
         let disputed: BTreeSet<&String> = all
             .into_iter()
@@ -675,21 +709,22 @@ fn value(null_weight: u32) -> impl Strategy<Value = Value> {
     ]
 }
 
-/// An id of the dataset (or one past it), for paths on `rnId`.
-fn id_value() -> impl Strategy<Value = Value> {
-    (0..DATASET_SIZE + 1).prop_map(|i| json!(id(i)))
-}
-
-/// A `like` pattern: from [`PATTERNS`], or a text of the pools with a character turned into
-/// `_`, a `%` at either end, or its ASCII case changed.
-fn pattern() -> impl Strategy<Value = String> {
+/// A `like` pattern: from [`PATTERNS`], or a text (of `texts`, the texts the dataset holds at
+/// the path, or of the pools) as it is, with a character turned into `_`, a `%` at either end,
+/// or its ASCII case changed.
+fn pattern(texts: Vec<String>) -> impl Strategy<Value = String> {
+    let texts = if texts.is_empty() {
+        TEXTS.iter().map(|t| (*t).to_owned()).collect()
+    } else {
+        texts
+    };
     prop_oneof![
-        select(PATTERNS).prop_map(str::to_owned),
-        (select(TEXTS), 0..6usize, any::<usize>()).prop_map(|(text, how, at)| {
+        1 => select(PATTERNS).prop_map(str::to_owned),
+        3 => (select(texts), 0..6usize, any::<usize>()).prop_map(|(text, how, at)| {
             let chars: Vec<char> = text.chars().collect();
             let at = if chars.is_empty() { 0 } else { at % chars.len() };
             match how {
-                0 => text.to_owned(),
+                0 => text,
                 1 => text.to_ascii_uppercase(),
                 2 => format!("%{}", text.to_ascii_lowercase()),
                 3 => format!("{text}%"),
@@ -704,6 +739,58 @@ fn pattern() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The scalars the dataset holds at each path of [`PATHS`], so generated values often match
+/// something (a value drawn from the pools alone rarely meets the one path it is compared at).
+#[derive(Debug, Default)]
+struct Observed(std::collections::HashMap<&'static str, Vec<Value>>);
+
+impl Observed {
+    fn of(items: &[(String, Data)]) -> Observed {
+        let mut seen = std::collections::HashMap::new();
+        for path in PATHS {
+            let mut values: Vec<Value> = items
+                .iter()
+                .flat_map(|(id, data)| {
+                    if *path == "rnId" {
+                        vec![json!(id)]
+                    } else {
+                        reach(data, path).into_iter().cloned().collect()
+                    }
+                })
+                .filter(|v| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+                .collect();
+            values.sort_by_key(Value::to_string);
+            values.dedup();
+            seen.insert(*path, values);
+        }
+        Observed(seen)
+    }
+
+    /// A value for a filter on `path`: one the dataset holds there, or any of the pools.
+    fn value(&self, path: &str, null_weight: u32) -> BoxedStrategy<Value> {
+        match self.0.get(path) {
+            Some(seen) if !seen.is_empty() => {
+                prop_oneof![3 => select(seen.clone()), 2 => value(null_weight)].boxed()
+            }
+            _ => value(null_weight).boxed(),
+        }
+    }
+
+    /// A `like` pattern for `path`, mostly made from the texts the dataset holds there.
+    fn pattern(&self, path: &str) -> BoxedStrategy<String> {
+        let texts = self
+            .0
+            .get(path)
+            .map(|seen| {
+                seen.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pattern(texts).boxed()
+    }
+}
+
 /// `eq`, `gt`, `gte`, `lt` or `lte` by number.
 fn compare(op: usize, path: &str, value: Value) -> Filter {
     match op {
@@ -715,36 +802,53 @@ fn compare(op: usize, path: &str, value: Value) -> Filter {
     }
 }
 
-/// A filter on one path: every operator, values of every type, and rarely something every
-/// query refuses (a bad path, an array or object value, null with an ordering operator).
-fn leaf() -> impl Strategy<Value = Case> {
-    let path = || select(PATHS);
-    let compared =
-        (0..5usize, path(), value(1)).prop_map(|(op, path, value)| compare(op, path, value));
-    let null_eq = path().prop_map(|path| eq(path, Value::Null));
-    let by_id = (0..5usize, id_value()).prop_map(|(op, value)| compare(op, "rnId", value));
-    let in_f = (path(), prop::collection::vec(value(1), 0..4))
-        .prop_map(|(path, values)| in_list(path, values));
+/// A filter on one path: every operator, values of every type (mostly ones the dataset holds
+/// at that path), and rarely something every query refuses (a bad path, an array or object
+/// value, null with an ordering operator). Its twin has the same shape with other values.
+fn leaf(observed: std::sync::Arc<Observed>) -> impl Strategy<Value = Case> {
+    // Mostly paths that reach several values, so filters split the items; all of them too.
+    let rich: Vec<&'static str> = PATHS
+        .iter()
+        .copied()
+        .filter(|p| observed.0.get(p).is_some_and(|seen| seen.len() > 2))
+        .collect();
+    let path = move || prop_oneof![2 => select(rich.clone()), 1 => select(PATHS)];
+    let seen = observed.clone();
+    let compared = (0..5usize, path()).prop_flat_map(move |(op, path)| {
+        (seen.value(path, 1), seen.value(path, 1))
+            .prop_map(move |(a, b)| Case::twins(compare(op, path, a), compare(op, path, b)))
+    });
+    let null_eq = path().prop_map(|path| Case::plain(eq(path, Value::Null)));
+    let seen = observed.clone();
+    let in_f = (path(), 0..4usize).prop_flat_map(move |(path, n)| {
+        (
+            prop::collection::vec(seen.value(path, 1), n),
+            prop::collection::vec(seen.value(path, 1), n),
+        )
+            .prop_map(move |(a, b)| Case::twins(in_list(path, a), in_list(path, b)))
+    });
     let bad = prop_oneof![
         (select(BAD_PATHS), value(0)).prop_map(|(path, value)| eq(path, value)),
-        (select(BAD_PATHS), pattern()).prop_map(|(path, pattern)| like(path, &pattern)),
+        (select(BAD_PATHS), pattern(Vec::new())).prop_map(|(path, pattern)| like(path, &pattern)),
         path().prop_map(|path| eq(path, json!([1]))),
         path().prop_map(|path| in_list(path, [json!(1), json!({"a": 1})])),
         path().prop_map(|path| gte(path, Value::Null)),
-    ];
-    let plain = prop_oneof![
-        30 => compared,
-        4 => null_eq,
-        3 => by_id,
-        10 => in_f,
-        1 => bad,
     ]
     .prop_map(Case::plain);
-    let like_f = (path(), pattern()).prop_map(|(path, pattern)| Case {
-        filter: like(path, &pattern),
-        mariadb_folds_case: pattern.chars().any(has_non_ascii_case),
+    let like_f = path().prop_flat_map(move |path| {
+        (observed.pattern(path), observed.pattern(path)).prop_map(move |(a, b)| Case {
+            mariadb_folds_case: a.chars().chain(b.chars()).any(has_non_ascii_case),
+            filter: like(path, &a),
+            twin: like(path, &b),
+        })
     });
-    prop_oneof![49 => plain, 12 => like_f]
+    prop_oneof![
+        32 => compared,
+        4 => null_eq,
+        10 => in_f,
+        1 => bad,
+        12 => like_f,
+    ]
 }
 
 /// A letter outside ASCII that has another case (`é`/`É`): MariaDB's `like` folds it.
@@ -752,41 +856,59 @@ fn has_non_ascii_case(c: char) -> bool {
     !c.is_ascii() && (c.to_lowercase().ne([c]) || c.to_uppercase().ne([c]))
 }
 
-/// A generated filter, and whether MariaDB is excused from agreeing on it: its `like` folds
-/// the case of non-ASCII letters (see [`differential_like_folds_ascii_letters_only`]). The
-/// other three sides must still agree.
+/// A generated filter; its twin, the same filter with other values (often of other types:
+/// the same SQL text with differently typed parameters, which a statement cache must not mix
+/// up); and whether MariaDB is excused from agreeing on them: its `like` folds the case of
+/// non-ASCII letters (see [`differential_like_folds_ascii_letters_only`]). The other three
+/// sides must still agree.
 #[derive(Debug, Clone)]
 struct Case {
     filter: Filter,
+    twin: Filter,
     mariadb_folds_case: bool,
 }
 
 impl Case {
     fn plain(filter: Filter) -> Case {
+        Case::twins(filter.clone(), filter)
+    }
+
+    fn twins(filter: Filter, twin: Filter) -> Case {
         Case {
             filter,
+            twin,
             mariadb_folds_case: false,
+        }
+    }
+
+    fn not(self) -> Case {
+        Case {
+            filter: not(self.filter),
+            twin: not(self.twin),
+            ..self
         }
     }
 
     fn junction(cases: Vec<Case>, combine: fn(Vec<Filter>) -> Filter) -> Case {
         let mariadb_folds_case = cases.iter().any(|c| c.mariadb_folds_case);
+        let (filters, twins) = cases.into_iter().map(|c| (c.filter, c.twin)).unzip();
         Case {
-            filter: combine(cases.into_iter().map(|c| c.filter).collect()),
+            filter: combine(filters),
+            twin: combine(twins),
             mariadb_folds_case,
         }
     }
 }
 
 /// Filters nested up to three levels: `not`, and `and`/`or` of zero to three filters.
-fn filter() -> impl Strategy<Value = Case> {
-    leaf().prop_recursive(3, 24, 3, |inner| {
+fn filter(observed: std::sync::Arc<Observed>) -> impl Strategy<Value = Case> {
+    leaf(observed).prop_recursive(3, 24, 3, |inner| {
         prop_oneof![
-            2 => inner.clone().prop_map(|c| Case { filter: not(c.filter), ..c }),
+            2 => inner.clone().prop_map(Case::not),
             3 => prop::collection::vec(inner.clone(), 0..4)
-                .prop_map(|cases| Case::junction(cases, |f| and(f))),
+                .prop_map(|cases| Case::junction(cases, and)),
             3 => prop::collection::vec(inner, 0..4)
-                .prop_map(|cases| Case::junction(cases, |f| or(f))),
+                .prop_map(|cases| Case::junction(cases, or)),
         ]
     })
 }
@@ -828,21 +950,26 @@ fn differential_filters_agree_everywhere() {
     };
     let mut rng_seed = [0u8; 32];
     rng_seed[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &rng_seed));
     let started = std::time::Instant::now();
+    // KORM_DIFF_SURVEY: print every disagreement and go on, instead of shrinking the first.
     let survey = std::env::var_os("KORM_DIFF_SURVEY").is_some();
-    let result = runner.run(&filter(), |case| {
-        let r = rt.block_on(backends.check(&case));
-        if survey {
-            if let Err(report) = r {
-                eprintln!("SURVEY {report}");
-            }
-            return Ok(());
+    let counts = std::cell::RefCell::new([0usize; 4]);
+    let observed = std::sync::Arc::new(Observed::of(&backends.items));
+    let result = runner.run(&filter(observed), |case| {
+        match rt.block_on(backends.check(&case)) {
+            Ok(outcome) => counts.borrow_mut()[outcome as usize] += 1,
+            Err(report) if survey => eprintln!("SURVEY {report}"),
+            Err(report) => return Err(TestCaseError::fail(report)),
         }
-        r.map_err(TestCaseError::fail)
+        Ok(())
     });
+    let [errors, none, all, some] = counts.into_inner();
     eprintln!(
-        "differential: {cases} filters over {} items in {:.1?} (seed {seed})",
+        "differential: {} filters (and their twins) over {} items in {:.1?} (seed {seed}): \
+         {some} match some items, {none} none, {all} all, {errors} are errors everywhere",
+        errors + none + all + some,
         backends.items.len(),
         started.elapsed()
     );
@@ -878,7 +1005,10 @@ const SORTS: &[&[(&str, SortOrder)]] = &[
     &[("meta.score", SortOrder::Asc)],
     &[("meta.score", SortOrder::Desc)],
     &[("j.a", SortOrder::Asc)],
-    &[("meta.flags.hot", SortOrder::Desc), ("name", SortOrder::Asc)],
+    &[
+        ("meta.flags.hot", SortOrder::Desc),
+        ("name", SortOrder::Asc),
+    ],
     &[("flag", SortOrder::Asc), ("n", SortOrder::Desc)],
     &[("addrs[0].city", SortOrder::Asc)],
     &[("tags[0]", SortOrder::Asc)],
@@ -890,7 +1020,10 @@ const SORTS: &[&[(&str, SortOrder)]] = &[
 /// (booleans, numbers, text) then by value (numbers by their exact value), nulls and missing
 /// values last ascending and first descending; ties by id. `Err` when a key holds an object or an array (a query refuses to
 /// sort by those unless told to stringify them).
-fn expected_order(items: &[(String, Data)], keys: &[(&str, SortOrder)]) -> Result<Vec<String>, String> {
+fn expected_order(
+    items: &[(String, Data)],
+    keys: &[(&str, SortOrder)],
+) -> Result<Vec<String>, String> {
     use std::cmp::Ordering;
     let mut rows: Vec<(&String, Vec<Option<Value>>)> = Vec::new();
     for (id, data) in items {
@@ -899,7 +1032,10 @@ fn expected_order(items: &[(String, Data)], keys: &[(&str, SortOrder)]) -> Resul
             let value = if *path == "rnId" {
                 Some(json!(id))
             } else {
-                walk(data, path).filter(|v| !v.is_null()).cloned()
+                reach(data, path)
+                    .first()
+                    .filter(|v| !v.is_null())
+                    .map(|v| (*v).clone())
             };
             if matches!(value, Some(Value::Object(_) | Value::Array(_))) {
                 return Err("NonScalarSort".to_owned());
@@ -965,28 +1101,59 @@ fn exact(i: i64, f: f64) -> std::cmp::Ordering {
         .then_with(|| 0.0.partial_cmp(&(f - whole)).unwrap_or(Ordering::Equal))
 }
 
-/// The value at a path without wildcards (`a.b[0].c`); `None` where it reaches nothing.
-fn walk<'a>(data: &'a Data, path: &str) -> Option<&'a Value> {
-    let mut parts = path.split('.');
-    let first = parts.next()?;
-    let (field, indexes) = first.split_once('[').map_or((first, ""), |(f, rest)| (f, rest));
-    let mut value = data.get(field)?;
-    let mut steps: Vec<String> = Vec::new();
-    if !indexes.is_empty() {
-        steps.push(format!("[{indexes}"));
+/// The values a path reaches in an item: at most one without `[*]`, one per element
+/// combination with it (as the query module doc says; missing values are left out).
+fn reach<'a>(data: &'a Data, path: &str) -> Vec<&'a Value> {
+    let mut segments = path.split('.');
+    let first = segments.next().unwrap_or_default();
+    let (field, rest) = first
+        .split_once('[')
+        .map_or((first, None), |(f, r)| (f, Some(r)));
+    let Some(root) = data.get(field) else {
+        return Vec::new();
+    };
+    let mut current = vec![root];
+    let mut steps: Vec<String> = rest
+        .into_iter()
+        .flat_map(|r| r.split('['))
+        .map(|i| format!("[{i}"))
+        .collect();
+    for segment in segments {
+        let (key, rest) = segment
+            .split_once('[')
+            .map_or((segment, None), |(k, r)| (k, Some(r)));
+        steps.push(key.to_owned());
+        steps.extend(
+            rest.into_iter()
+                .flat_map(|r| r.split('['))
+                .map(|i| format!("[{i}")),
+        );
     }
-    steps.extend(parts.map(str::to_owned));
     for step in steps {
-        let (key, indexes) = step.split_once('[').map_or((step.as_str(), ""), |(k, rest)| (k, rest));
-        if !key.is_empty() {
-            value = value.as_object()?.get(key)?;
-        }
-        for index in indexes.split('[').filter(|i| !i.is_empty()) {
-            let index: usize = index.trim_end_matches(']').parse().ok()?;
-            value = value.as_array()?.get(index)?;
-        }
+        current = current
+            .into_iter()
+            .flat_map(|value| -> Vec<&Value> {
+                match step.strip_prefix('[').map(|i| i.trim_end_matches(']')) {
+                    Some("*") => value
+                        .as_array()
+                        .map(|a| a.iter().collect())
+                        .unwrap_or_default(),
+                    Some(index) => index
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| value.as_array()?.get(i))
+                        .into_iter()
+                        .collect(),
+                    None => value
+                        .as_object()
+                        .and_then(|o| o.get(&step))
+                        .into_iter()
+                        .collect(),
+                }
+            })
+            .collect();
     }
-    Some(value)
+    current
 }
 
 /// Every backend sorts the dataset the same way, and as the query module doc says.
@@ -1007,7 +1174,12 @@ fn differential_sorts_agree_everywhere() {
         });
         if !agree {
             let mut report = format!("sort {keys:?}:\n");
-            let show = |ids: &Vec<String>| ids.iter().map(|id| short_id(id)).collect::<Vec<_>>().join(" ");
+            let show = |ids: &Vec<String>| {
+                ids.iter()
+                    .map(|id| short_id(id))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             match &expected {
                 Ok(ids) => report.push_str(&format!("  {:>8}: {}\n", "expected", show(ids))),
                 Err(kind) => report.push_str(&format!("  {:>8}: error {kind}\n", "expected")),
@@ -1175,7 +1347,12 @@ async fn differential_in_list_mixing_integers_and_doubles() {
     expect(&b, in_list("n", mixed.clone()), &[1]).await;
     expect(&b, in_list("meta.s", mixed.clone()), &[1, 2]).await;
     expect(&b, not(in_list("n", mixed)), &[0, 2]).await;
-    expect(&b, in_list("n", [json!(1.0), json!(9_007_199_254_740_993_i64)]), &[0, 2]).await;
+    expect(
+        &b,
+        in_list("n", [json!(1.0), json!(9_007_199_254_740_993_i64)]),
+        &[0, 2],
+    )
+    .await;
     b.close().await;
 }
 
@@ -1205,7 +1382,12 @@ async fn differential_integers_beyond_2_pow_53_against_doubles() {
 async fn expect_order(backends: &Backends, keys: &[(&str, SortOrder)], expected: &[usize]) {
     let expected: Vec<String> = expected.iter().map(|i| id(*i)).collect();
     let answers = backends.query(None, keys).await;
-    let show = |ids: &[String]| ids.iter().map(|id| short_id(id)).collect::<Vec<_>>().join(" ");
+    let show = |ids: &[String]| {
+        ids.iter()
+            .map(|id| short_id(id))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     for ((name, _), answer) in backends.pools().iter().zip(&answers) {
         match answer {
             Ok(ids) => assert_eq!(

@@ -445,7 +445,10 @@ mod tests {
         // Text orders byte by byte whatever the database collation.
         assert_eq!(
             where_sql(gt("username", "w")),
-            ("\"username\" COLLATE \"C\" > $1::text".into(), vec![text("w")])
+            (
+                "\"username\" COLLATE \"C\" > $1::text".into(),
+                vec![text("w")]
+            )
         );
     }
 
@@ -453,7 +456,10 @@ mod tests {
     fn scenario_eq_bool_column() {
         assert_eq!(
             where_sql(eq("active", true)),
-            ("\"active\" = $1::bool".into(), vec![SqlValue::Boolean(true)])
+            (
+                "\"active\" = $1::bool".into(),
+                vec![SqlValue::Boolean(true)]
+            )
         );
     }
 
@@ -490,7 +496,10 @@ mod tests {
     fn scenario_eq_reference_column() {
         assert_eq!(
             where_sql(eq("owner", "[rn]:users:freetier:x")),
-            ("\"owner\" = $1::text".into(), vec![text("[rn]:users:freetier:x")])
+            (
+                "\"owner\" = $1::text".into(),
+                vec![text("[rn]:users:freetier:x")]
+            )
         );
     }
 
