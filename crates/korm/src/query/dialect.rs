@@ -744,13 +744,14 @@ pub(crate) trait Dialect: Send + Sync {
                         self.like(&column, &p)
                     }
                     Test::In(values) => {
-                        let same: Vec<&Scalar> =
-                            values.iter().filter(|v| v.json_type() == *ty).collect();
-                        if same.is_empty() {
-                            SQL_FALSE.to_owned()
-                        } else {
-                            let list = self.bind_list(st, &same);
-                            format!("{column} IN ({list})")
+                        let mut parts: Vec<String> = in_groups(values, *ty)
+                            .iter()
+                            .map(|same| format!("{column} IN ({})", self.bind_list(st, same)))
+                            .collect();
+                        match parts.len() {
+                            0 => SQL_FALSE.to_owned(),
+                            1 => parts.remove(0),
+                            _ => format!("({})", parts.join(" OR ")),
                         }
                     }
                     Test::Compare(..) | Test::Like(_) => SQL_FALSE.to_owned(),
@@ -778,19 +779,17 @@ pub(crate) trait Dialect: Send + Sync {
                     self.like(&extracted, &p)
                 }),
                 Test::In(values) => {
-                    // One guarded IN per type present, in a fixed type order.
+                    // One guarded IN per group of values (see `in_groups`), in a fixed type
+                    // order.
                     let mut parts = Vec::new();
                     for ty in [JsonType::Boolean, JsonType::Number, JsonType::Text] {
-                        let same: Vec<&Scalar> =
-                            values.iter().filter(|v| v.json_type() == ty).collect();
-                        if same.is_empty() {
-                            continue;
+                        for same in in_groups(values, ty) {
+                            parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
+                                let extracted = self.json_extract_as(st, loc, ty);
+                                let list = self.bind_list(st, &same);
+                                format!("{extracted} IN ({list})")
+                            }));
                         }
-                        parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
-                            let extracted = self.json_extract_as(st, loc, ty);
-                            let list = self.bind_list(st, &same);
-                            format!("{extracted} IN ({list})")
-                        }));
                     }
                     match parts.len() {
                         0 => SQL_FALSE.to_owned(),
@@ -1136,6 +1135,27 @@ pub(crate) fn default_render_change<D: Dialect + ?Sized>(
         }
     }
     out.into_iter().map(Statement::ddl).collect()
+}
+
+/// The values of an `IN` test of type `ty`, as the lists to test separately: none, or one
+/// list, except numbers, whose integers and doubles go in two lists. `in_list` is `eq` with any
+/// of the values, and an `IN` list has one type on PostgreSQL (and compares by one rule on
+/// MariaDB): beside a double, the integers would compare as doubles too, so
+/// 9007199254740993 would be in `[9007199254740992, 0.5]`, while `eq` with 9007199254740992
+/// compares integers exactly.
+fn in_groups(values: &[Scalar], ty: JsonType) -> Vec<Vec<&Scalar>> {
+    let mut whole = Vec::new();
+    let mut other = Vec::new();
+    for value in values.iter().filter(|v| v.json_type() == ty) {
+        match value {
+            Scalar::Integer(_) => whole.push(value),
+            _ => other.push(value),
+        }
+    }
+    [whole, other]
+        .into_iter()
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// Joins `parts` with `joiner`, parenthesised. Past a few dozen parts the join is nested as

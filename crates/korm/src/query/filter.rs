@@ -343,6 +343,61 @@ impl Filter {
         }
     }
 
+    /// Whether an item with this data matches the filter, decided in memory with the same
+    /// semantics a query has on every database (see the [`query`](crate::query) module doc).
+    ///
+    /// `data` is the item's data as a JSON object of its top-level fields, as
+    /// `serde_json::to_value(&model)` gives it: a field the object lacks, or holds null, is
+    /// null. The item's id is not part of its data: a path on `rnId` reads an `rnId` key of the
+    /// object if the caller put one there, and is missing otherwise. Values are compared as
+    /// given: an [`Encrypted`](crate::Encrypted) field is whatever JSON the caller passes, and a
+    /// path through a [`Ref`](crate::Ref) sees the RN string (a query would follow the
+    /// reference).
+    ///
+    /// ```
+    /// use korm::{and, eq, gt, like, not};
+    /// use serde_json::json;
+    ///
+    /// let data = json!({"username": "Freddie", "age": 41, "tags": ["quarry", "bowling"]});
+    /// assert!(and([like("username", "fred%"), gt("age", 40)]).matches(&data)?);
+    /// assert!(eq("tags[*]", "bowling").matches(&data)?);
+    /// assert!(not(eq("nickname", "x")).matches(&data)?); // a missing field is null
+    /// assert!(!eq("age", "41").matches(&data)?); // types never match across
+    ///
+    /// // The same errors as a query with this filter.
+    /// assert!(matches!(gt("age", ()).matches(&data), Err(korm::Error::InvalidFilter { .. })));
+    /// assert!(matches!(eq("a..b", 1).matches(&data), Err(korm::Error::InvalidPath { .. })));
+    /// # Ok::<(), korm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// First the errors a query with this filter gives before it reads anything:
+    /// [`Error::InvalidPath`](crate::Error::InvalidPath) for a malformed path,
+    /// [`Error::InvalidFilter`](crate::Error::InvalidFilter) for an object or array as a
+    /// value, an integer outside `i64`, null with `gt`/`gte`/`lt`/`lte`, or nesting deeper
+    /// than a query allows. Then [`Error::Encode`](crate::Error::Encode) when `data` is not a
+    /// JSON object (item data always is: a model is a struct or a map).
+    pub fn matches(&self, data: &Value) -> crate::Result<bool> {
+        self.validate()?;
+        let Value::Object(fields) = data else {
+            let found = match data {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            };
+            return Err(crate::Error::Encode {
+                what: "item data".to_owned(),
+                reason: format!(
+                    "a filter matches a JSON object of the item's fields, and the data is {found}"
+                ),
+            });
+        };
+        Ok(super::memory::eval(self, fields))
+    }
+
     /// The tree, for the planner.
     pub(crate) fn node(&self) -> &FilterNode {
         &self.0
@@ -435,6 +490,56 @@ mod tests {
     fn not_operator_matches_not_helper() {
         assert_eq!(!eq("a", 1), not(eq("a", 1)));
         assert_eq!((!!eq("a", 1)).0, FilterNode::Not(Box::new(not(eq("a", 1)))));
+    }
+
+    #[test]
+    fn matches_reads_the_fields_of_an_object() {
+        let data = json!({"age": 41, "meta": {"tier": "gold"}, "rnId": "x"});
+        assert!(eq("meta.tier", "gold").matches(&data).unwrap());
+        assert!(eq("rnId", "x").matches(&data).unwrap());
+        assert!(eq("nickname", Value::Null).matches(&data).unwrap());
+        assert!(!gt("age", 41).matches(&data).unwrap());
+        assert!(and([]).matches(&json!({})).unwrap());
+        assert!(!or([]).matches(&json!({})).unwrap());
+    }
+
+    #[test]
+    fn matches_validates_like_a_query() {
+        let data = json!({"age": 41});
+        let cases = [
+            (eq("a[x]", 1), "path"),
+            (gt("age", Value::Null), "filter"),
+            (lte("age", json!([1])), "filter"),
+            (in_list("age", [json!({"a": 1})]), "filter"),
+            (eq("age", json!(u64::MAX)), "filter"),
+            // The error is found even where evaluation would not look (after a false `and`).
+            (and([eq("age", 0), like("a..b", "x")]), "path"),
+        ];
+        for (filter, kind) in cases {
+            match (filter.matches(&data), kind) {
+                (Err(crate::Error::InvalidPath { .. }), "path")
+                | (Err(crate::Error::InvalidFilter { .. }), "filter") => {}
+                (other, _) => panic!("{filter:?}: {other:?}"),
+            }
+        }
+        let deep = (0..=MAX_DEPTH).fold(eq("age", 41), |f, _| not(f));
+        assert!(matches!(
+            deep.matches(&data),
+            Err(crate::Error::InvalidFilter { .. })
+        ));
+    }
+
+    #[test]
+    fn matches_refuses_data_that_is_not_an_object() {
+        for data in [json!(null), json!(1), json!("x"), json!([{"age": 41}])] {
+            let err = eq("age", 41).matches(&data).unwrap_err();
+            assert!(matches!(err, crate::Error::Encode { .. }), "{err:?}");
+        }
+        // The filter is checked first.
+        assert!(matches!(
+            gt("age", Value::Null).matches(&json!(1)),
+            Err(crate::Error::InvalidFilter { .. })
+        ));
     }
 
     #[test]

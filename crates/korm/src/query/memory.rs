@@ -190,9 +190,30 @@ impl Residual {
     }
 }
 
+/// An item's top-level fields, by name: what [`eval`] reads a path's first step from.
+pub(crate) trait Fields {
+    /// The value of the field `name`; `None` when the item lacks it.
+    fn field(&self, name: &str) -> Option<&Value>;
+}
+
+/// A row's values, decrypted where needed (the residual filter's input).
+impl Fields for HashMap<String, Value> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// An item's data as a JSON object ([`Filter::matches`]).
+impl Fields for serde_json::Map<String, Value> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
 /// Evaluates a filter on a row's values with the semantics of the [`query`](crate::query)
-/// module doc (the same SQL has on every database).
-pub(crate) fn eval(filter: &Filter, row: &HashMap<String, Value>) -> bool {
+/// module doc (the same SQL has on every database). The filter must have passed
+/// [`Filter::validate`]: a path that does not parse reaches nothing here.
+pub(crate) fn eval<R: Fields + ?Sized>(filter: &Filter, row: &R) -> bool {
     match &filter.0 {
         FilterNode::And(children) => children.iter().all(|c| eval(c, row)),
         FilterNode::Or(children) => children.iter().any(|c| eval(c, row)),
@@ -212,7 +233,7 @@ pub(crate) fn eval(filter: &Filter, row: &HashMap<String, Value>) -> bool {
             column,
             prefixes,
             ids,
-        } => match row.get(column) {
+        } => match row.field(column) {
             Some(Value::String(rn)) => split_rn(rn).is_some_and(|(prefix, id)| {
                 prefixes.iter().any(|p| p == prefix) && ids.iter().any(|i| i == id)
             }),
@@ -231,11 +252,11 @@ fn split_rn(rn: &str) -> Option<(&str, &str)> {
 
 /// The values a path reaches: one (possibly missing) without wildcards, one per element
 /// combination with them (none when a wildcard meets no array).
-fn reached<'a>(path: &str, row: &'a HashMap<String, Value>) -> Vec<Option<&'a Value>> {
+fn reached<'a, R: Fields + ?Sized>(path: &str, row: &'a R) -> Vec<Option<&'a Value>> {
     let Ok(path) = FieldPath::parse(path) else {
         return vec![None];
     };
-    let mut current = vec![row.get(path.column())];
+    let mut current = vec![row.field(path.column())];
     for step in path.steps() {
         let mut next = Vec::with_capacity(current.len());
         for value in current {

@@ -24,7 +24,8 @@
 //! `rnId` names the item's id.
 //!
 //! # What a filter means
-//! These rules are the same on every database korm supports.
+//! These rules are the same on every database korm supports, and in memory:
+//! [`Filter::matches`] applies them to an item's data without a database.
 //! - **Missing is null.** A field the collection has never stored, a key an object lacks, an
 //!   index past the end, or a path into a scalar: the value is null. No error.
 //! - **Comparisons** (`eq`, `gt`, `gte`, `lt`, `lte`) compare scalars of the same type: text

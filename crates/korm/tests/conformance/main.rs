@@ -2,6 +2,7 @@
 //! layer (`suite.rs`), instantiated here for every backend. Backends that differ get the
 //! difference as an argument, never a skip.
 
+mod differential;
 mod refs;
 mod semantics;
 mod suite;

@@ -30,8 +30,11 @@
 //! - **Sorting**: no `NULLS LAST`; a column sorts `x IS NULL, x ASC` (`x IS NULL DESC, x DESC`
 //!   descending). A JSON path sorts by a type rank that is never NULL (5 for null and
 //!   missing, after objects ascending and first descending), then by the number
-//!   (`CAST(... AS DOUBLE)`, NULL for non-numbers), then by the text (`COLLATE utf8mb4_bin`,
-//!   NULL for numbers): a bound path is never repeated to emulate `NULLS LAST`.
+//!   (`CAST(... AS DOUBLE)`, NULL for non-numbers; then `CAST(... AS DECIMAL(65, 30))`, which
+//!   orders integers beyond 2^53 that one double can not tell apart), then by the text
+//!   (`COLLATE utf8mb4_bin`, NULL for numbers and for a JSON null, whose text `null` would
+//!   otherwise order it apart from missing values): a bound path is never repeated to
+//!   emulate `NULLS LAST`.
 
 use crate::layer::schema::{SchemaChange, UNIQUE_PREFIX, unique_index_name};
 use std::borrow::Cow;
@@ -285,13 +288,20 @@ impl Dialect for MySqlDialect {
         let number = format!(
             "CASE WHEN JSON_TYPE({t1}) IN ({numbers}) THEN CAST(JSON_UNQUOTE({v1}) AS DOUBLE) END"
         );
+        // Integers beyond 2^53 that are one double apart: their exact value, as decimals
+        // (every i64 fits; beyond DECIMAL's range the double above already orders them).
+        let (t3, v3) = (self.fragment(st, loc), self.fragment(st, loc));
+        let exact = format!(
+            "CASE WHEN JSON_TYPE({t3}) IN ({numbers}) THEN CAST(JSON_UNQUOTE({v3}) AS DECIMAL(65, 30)) END"
+        );
         let (t2, v2) = (self.fragment(st, loc), self.fragment(st, loc));
         let text = format!(
-            "CASE WHEN JSON_TYPE({t2}) IN ({numbers}) THEN NULL ELSE JSON_UNQUOTE({v2}) END COLLATE {BINARY}"
+            "CASE WHEN JSON_TYPE({t2}) IN ({numbers}, 'NULL') THEN NULL ELSE JSON_UNQUOTE({v2}) END COLLATE {BINARY}"
         );
         vec![
             format!("{rank} {direction}"),
             format!("{number} {direction}"),
+            format!("{exact} {direction}"),
             format!("{text} {direction}"),
         ]
     }
@@ -685,6 +695,22 @@ mod tests {
     }
 
     #[test]
+    fn scenario_in_list_mixed_numbers() {
+        // Integers and doubles in separate lists: one list compares by one type.
+        assert_eq!(
+            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
+            (
+                "(`age` IN (?, ?) OR `age` IN (?))".into(),
+                vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Integer(2),
+                    SqlValue::Double(2.5)
+                ]
+            )
+        );
+    }
+
+    #[test]
     fn scenario_in_list_json_mixed() {
         let (sql, params) = where_sql(in_list(
             "meta.tier",
@@ -743,11 +769,13 @@ mod tests {
                  WHEN 'OBJECT' THEN 4 ELSE 5 END ASC, \
                  CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') \
                  THEN CAST(JSON_UNQUOTE({x}) AS DOUBLE) END ASC, \
-                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') THEN NULL \
+                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') \
+                 THEN CAST(JSON_UNQUOTE({x}) AS DECIMAL(65, 30)) END ASC, \
+                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
                  ELSE JSON_UNQUOTE({x}) END {BIN} ASC, `rnId` ASC"
             )
         );
-        assert_eq!(st.params, vec![text("$.rank"); 5]);
+        assert_eq!(st.params, vec![text("$.rank"); 7]);
         let st = select(None, &[("username", SortOrder::Asc)], None).unwrap();
         assert_eq!(
             st.sql,
@@ -769,7 +797,7 @@ mod tests {
         assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
         assert!(st.sql.contains(" WHERE (JSON_TYPE("), "{}", st.sql);
         let mut expected = vec![text("$.tier"), text("$.tier"), text("gold")];
-        expected.extend(vec![text("$.rank"); 5]);
+        expected.extend(vec![text("$.rank"); 7]);
         assert_eq!(st.params, expected);
     }
 

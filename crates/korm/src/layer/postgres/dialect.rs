@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::layer::LayerOp;
 use crate::layer::schema::{IdentifierLimit, TableSchema};
 use crate::model::{ColumnKind, SqlValue};
-use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE};
+use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
 use crate::query::filter::{CompareOp, SortOrder};
 use crate::query::path::PathStep;
 
@@ -81,10 +81,23 @@ impl PgDialect {
     fn jsonb(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         let mut sql = self.base(loc);
         for step in loc.steps {
-            sql.push_str(" -> ");
-            sql.push_str(&self.step(st, step));
+            sql = self.arrow(st, sql, "->", step);
         }
         sql
+    }
+
+    /// `sql -> step` (or `->>`). `jsonb -> 0` reads a scalar as a one-element array and gives
+    /// the scalar itself, so a `[0]` step applies only to an array: `CASE WHEN
+    /// jsonb_typeof(sql) = 'array' THEN sql END -> 0`. Repeating `sql` repeats its `$n`
+    /// placeholders, which PostgreSQL allows (no value is bound twice). Other indexes of a
+    /// scalar, and keys of a non-object, already give NULL.
+    fn arrow(&self, st: &mut RenderState, sql: String, arrow: &str, step: &PathStep) -> String {
+        let target = if matches!(step, PathStep::Index(0)) {
+            format!("(CASE WHEN jsonb_typeof({sql}) = 'array' THEN {sql} END)")
+        } else {
+            sql
+        };
+        format!("{target} {arrow} {}", self.step(st, step))
     }
 
     /// The JSON value at `loc` as text (strings unquoted, JSON null as SQL NULL): like
@@ -95,11 +108,9 @@ impl PgDialect {
             None => sql.push_str(" #>> '{}'"),
             Some((last, init)) => {
                 for step in init {
-                    sql.push_str(" -> ");
-                    sql.push_str(&self.step(st, step));
+                    sql = self.arrow(st, sql, "->", step);
                 }
-                sql.push_str(" ->> ");
-                sql.push_str(&self.step(st, last));
+                sql = self.arrow(st, sql, "->>", last);
             }
         }
         format!("({sql})")
@@ -168,6 +179,23 @@ impl Dialect for PgDialect {
 
     // quote_identifier: the default ANSI double quotes are PostgreSQL's own.
     // boolean: the default binds a real boolean, which BOOLEAN columns and casts compare with.
+
+    /// A filter value's placeholder names its type (`$2::float8`), as a write's does
+    /// ([`Dialect::bind_write`]): sqlx caches a prepared statement by its SQL text, with the
+    /// parameter types of its first use, so without the cast `"x" > $1` prepared for an
+    /// integer would read a later double's bits as an integer, and a boolean's or a text's
+    /// bytes as a broken message (the connection is dropped). With it, each type of value
+    /// makes its own SQL text, hence its own statement.
+    fn bind_scalar(&self, st: &mut RenderState, value: &Scalar) -> String {
+        let (value, cast) = match value {
+            Scalar::Text(s) => (SqlValue::Text(s.clone()), "text"),
+            Scalar::Integer(i) => (SqlValue::Integer(*i), "int8"),
+            Scalar::Double(f) => (SqlValue::Double(*f), "float8"),
+            Scalar::Boolean(b) => (self.boolean(*b), "bool"),
+        };
+        let p = self.bind(st, value);
+        format!("{p}::{cast}")
+    }
 
     /// The value as text (`->>`): what `IS NULL` tests and what text comparisons use.
     fn json_extract(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
@@ -324,7 +352,9 @@ impl Dialect for PgDialect {
 
     /// Type rank, then text byte by byte (NULL for other types), then the jsonb value itself,
     /// which orders numbers by value and `false` before `true` (strings are already ordered
-    /// by the term before, and containers come last by rank).
+    /// by the term before, and containers come last by rank). A JSON null is a jsonb value,
+    /// not SQL NULL: `NULLIF` makes it one, so it ties with a missing value (both sort as
+    /// null, then by id) instead of sorting before every missing one.
     fn json_sort_terms(
         &self,
         st: &mut RenderState,
@@ -336,7 +366,7 @@ impl Dialect for PgDialect {
         let text = self.text(st, loc);
         let text =
             format!("(CASE WHEN jsonb_typeof({guard}) = 'string' THEN {text} END) COLLATE \"C\"");
-        let value = format!("({})", self.jsonb(st, loc));
+        let value = format!("NULLIF({}, 'null'::jsonb)", self.jsonb(st, loc));
         vec![
             self.order_term(&rank, order),
             self.order_term(&text, order),
@@ -365,58 +395,61 @@ mod tests {
     crate::where_scenarios! {
         PgDialect::default();
         scenario_compare_operators {
-            gt("age", 1) => "\"age\" > $1", SqlValue::Integer(1);
-            gte("age", 1) => "\"age\" >= $1", SqlValue::Integer(1);
-            lt("age", 1) => "\"age\" < $1", SqlValue::Integer(1);
-            lte("age", 1) => "\"age\" <= $1", SqlValue::Integer(1);
-            gt("score", 1.5) => "\"score\" > $1", SqlValue::Double(1.5);
-            gt("score", 1) => "\"score\" > $1", SqlValue::Integer(1);
+            gt("age", 1) => "\"age\" > $1::int8", SqlValue::Integer(1);
+            gte("age", 1) => "\"age\" >= $1::int8", SqlValue::Integer(1);
+            lt("age", 1) => "\"age\" < $1::int8", SqlValue::Integer(1);
+            lte("age", 1) => "\"age\" <= $1::int8", SqlValue::Integer(1);
+            gt("score", 1.5) => "\"score\" > $1::float8", SqlValue::Double(1.5);
+            gt("score", 1) => "\"score\" > $1::int8", SqlValue::Integer(1);
             // Text orders byte by byte whatever the database collation.
-            gt("username", "w") => "\"username\" COLLATE \"C\" > $1", text("w");
+            gt("username", "w") => "\"username\" COLLATE \"C\" > $1::text", text("w");
         }
         scenario_and_or_not {
             and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
-                => "(\"username\" = $1 AND (\"age\" > $2 OR \"age\" < $3) AND ((\"active\" = $4) IS NOT TRUE))",
+                => "(\"username\" = $1::text AND (\"age\" > $2::int8 OR \"age\" < $3::int8) \
+                    AND ((\"active\" = $4::bool) IS NOT TRUE))",
                 text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Boolean(true);
-            and([eq("age", 1)]) => "\"age\" = $1", SqlValue::Integer(1);
+            and([eq("age", 1)]) => "\"age\" = $1::int8", SqlValue::Integer(1);
         }
         scenario_eq_column {
-            eq("username", "fred") => "\"username\" = $1", text("fred");
+            eq("username", "fred") => "\"username\" = $1::text", text("fred");
         }
         scenario_eq_bool_column {
-            eq("active", true) => "\"active\" = $1", SqlValue::Boolean(true);
+            eq("active", true) => "\"active\" = $1::bool", SqlValue::Boolean(true);
         }
         scenario_eq_null_column {
             eq("username", Value::Null) => "\"username\" IS NULL";
             eq("tags", ()) => "\"tags\" IS NULL";
         }
         scenario_eq_rn_id {
-            eq("rnId", "u1") => "\"rnId\" = $1", text("u1");
+            eq("rnId", "u1") => "\"rnId\" = $1::text", text("u1");
         }
         scenario_eq_reference_column {
-            eq("owner", "[rn]:users:freetier:x") => "\"owner\" = $1", text("[rn]:users:freetier:x");
+            eq("owner", "[rn]:users:freetier:x") => "\"owner\" = $1::text",
+                text("[rn]:users:freetier:x");
         }
         scenario_eq_json_path {
-            eq("meta.tier", "gold") => "(jsonb_typeof(\"meta\" -> $1) = 'string' AND (\"meta\" ->> $2) COLLATE \"C\" = $3)",
+            eq("meta.tier", "gold") => "(jsonb_typeof(\"meta\" -> $1) = 'string' AND (\"meta\" ->> $2) COLLATE \"C\" = $3::text)",
                 text("tier"), text("tier"), text("gold");
         }
         scenario_eq_json_index {
-            eq("tags[0]", "a") => "(jsonb_typeof(\"tags\" -> $1::int) = 'string' AND (\"tags\" ->> $2::int) COLLATE \"C\" = $3)",
+            eq("tags[0]", "a") => "(jsonb_typeof((CASE WHEN jsonb_typeof(\"tags\") = 'array' THEN \"tags\" END) -> $1::int) = 'string' \
+                 AND ((CASE WHEN jsonb_typeof(\"tags\") = 'array' THEN \"tags\" END) ->> $2::int) COLLATE \"C\" = $3::text)",
                 SqlValue::Integer(0), SqlValue::Integer(0), text("a");
         }
         scenario_eq_json_null {
             eq("meta.tier", ()) => "(\"meta\" ->> $1) IS NULL", text("tier");
         }
         scenario_eq_missing {
-            eq("nickname", "x") => "NULL = $1", text("x");
+            eq("nickname", "x") => "NULL = $1::text", text("x");
             eq("nickname", ()) => "NULL IS NULL";
-            eq("username.first", "x") => "NULL = $1", text("x");
+            eq("username.first", "x") => "NULL = $1::text", text("x");
             like("nickname", "x%") => format!("translate(NULL, {FOLD}) LIKE translate($1, {FOLD}) ESCAPE ''"),
                 text("x%");
-            in_list("nickname", ["x"]) => "NULL IN ($1)", text("x");
+            in_list("nickname", ["x"]) => "NULL IN ($1::text)", text("x");
         }
         scenario_not_missing {
-            not(eq("nickname", "x")) => "((NULL = $1) IS NOT TRUE)", text("x");
+            not(eq("nickname", "x")) => "((NULL = $1::text) IS NOT TRUE)", text("x");
         }
         scenario_like {
             like("username", "fr_d%") => format!("translate(\"username\", {FOLD}) LIKE translate($1, {FOLD}) ESCAPE ''"),
@@ -428,26 +461,26 @@ mod tests {
                 text("tier"), text("tier"), text("g%");
         }
         scenario_in_list_column {
-            in_list("age", [json!(1), json!(2), Value::Null, json!("3")]) => "\"age\" IN ($1, $2)",
+            in_list("age", [json!(1), json!(2), Value::Null, json!("3")]) => "\"age\" IN ($1::int8, $2::int8)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
         scenario_wildcard {
             eq("addresses[*].city", "Paris") => format!(
                     "EXISTS (SELECT 1 FROM {ADDRESSES} WHERE 1 = 1 AND (jsonb_typeof(w1.value -> $1) = 'string' \
-                     AND (w1.value ->> $2) COLLATE \"C\" = $3))"
+                     AND (w1.value ->> $2) COLLATE \"C\" = $3::text))"
                 ),
                 text("city"), text("city"), text("Paris");
         }
         scenario_wildcard_under_key {
             eq("meta.addresses[*].city", "Paris") => "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(\"meta\" -> $1) = 'array' \
                  THEN \"meta\" -> $2 END) AS w1 WHERE 1 = 1 AND (jsonb_typeof(w1.value -> $3) = 'string' \
-                 AND (w1.value ->> $4) COLLATE \"C\" = $5))",
+                 AND (w1.value ->> $4) COLLATE \"C\" = $5::text))",
                 text("addresses"), text("addresses"), text("city"), text("city"), text("Paris");
         }
         scenario_wildcard_scalar_element {
             eq("tags[*]", "a") => format!(
                     "EXISTS (SELECT 1 FROM {TAGS} WHERE 1 = 1 AND (jsonb_typeof(w1.value) = 'string' \
-                     AND (w1.value #>> '{{}}') COLLATE \"C\" = $1))"
+                     AND (w1.value #>> '{{}}') COLLATE \"C\" = $1::text))"
                 ),
                 text("a");
             eq("tags[*]", ()) => format!(
@@ -459,13 +492,13 @@ mod tests {
                  THEN \"meta\" -> $2 END) AS w1 WHERE 1 = 1 AND EXISTS (SELECT 1 FROM \
                  jsonb_array_elements(CASE WHEN jsonb_typeof(w1.value -> $3) = 'array' THEN w1.value -> $4 END) \
                  AS w2 WHERE 1 = 1 AND (jsonb_typeof(w2.value -> $5) = 'string' \
-                 AND (w2.value ->> $6) COLLATE \"C\" = $7)))",
+                 AND (w2.value ->> $6) COLLATE \"C\" = $7::text)))",
                 text("groups"), text("groups"), text("members"), text("members"), text("name"), text("name"), text("x");
             eq("tags[*][*]", 1) => format!(
                     "EXISTS (SELECT 1 FROM {TAGS} WHERE 1 = 1 AND EXISTS (SELECT 1 FROM \
                      jsonb_array_elements(CASE WHEN jsonb_typeof(w1.value) = 'array' THEN w1.value END) AS w2 \
                      WHERE 1 = 1 AND (jsonb_typeof(w2.value) = 'number' AND CASE WHEN jsonb_typeof(w2.value) = 'number' \
-                     THEN (w2.value)::numeric END = $1)))"
+                     THEN (w2.value)::numeric END = $1::int8)))"
                 ),
                 SqlValue::Integer(1);
         }
@@ -518,7 +551,7 @@ mod tests {
             (
                 "(jsonb_typeof(\"meta\" -> $1 -> $2 -> $3::int) = 'number' AND \
                  CASE WHEN jsonb_typeof(\"meta\" -> $4 -> $5 -> $6::int) = 'number' \
-                 THEN (\"meta\" -> $7 -> $8 -> $9::int)::numeric END > $10)"
+                 THEN (\"meta\" -> $7 -> $8 -> $9::int)::numeric END > $10::int8)"
                     .into(),
                 [text("a"), text("b"), SqlValue::Integer(2)]
                     .iter()
@@ -534,7 +567,7 @@ mod tests {
             (
                 "(jsonb_typeof(\"meta\" -> $1 -> $2) = 'boolean' AND \
                  CASE WHEN jsonb_typeof(\"meta\" -> $3 -> $4) = 'boolean' \
-                 THEN (\"meta\" -> $5 -> $6)::boolean END = $7)"
+                 THEN (\"meta\" -> $5 -> $6)::boolean END = $7::bool)"
                     .into(),
                 [text("flags"), text("hot")]
                     .iter()
@@ -543,6 +576,22 @@ mod tests {
                     .cloned()
                     .chain([SqlValue::Boolean(true)])
                     .collect()
+            )
+        );
+    }
+
+    #[test]
+    fn scenario_in_list_mixed_numbers() {
+        // Integers and doubles in separate lists: one list compares by one type.
+        assert_eq!(
+            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
+            (
+                "(\"age\" IN ($1::int8, $2::int8) OR \"age\" IN ($3::float8))".into(),
+                vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Integer(2),
+                    SqlValue::Double(2.5)
+                ]
             )
         );
     }
@@ -562,10 +611,10 @@ mod tests {
         assert_eq!(
             sql,
             "((jsonb_typeof(\"meta\" -> $1) = 'boolean' AND CASE WHEN jsonb_typeof(\"meta\" -> $2) = 'boolean' \
-             THEN (\"meta\" -> $3)::boolean END IN ($4)) \
+             THEN (\"meta\" -> $3)::boolean END IN ($4::bool)) \
              OR (jsonb_typeof(\"meta\" -> $5) = 'number' AND CASE WHEN jsonb_typeof(\"meta\" -> $6) = 'number' \
-             THEN (\"meta\" -> $7)::numeric END IN ($8)) \
-             OR (jsonb_typeof(\"meta\" -> $9) = 'string' AND (\"meta\" ->> $10) COLLATE \"C\" IN ($11, $12)))"
+             THEN (\"meta\" -> $7)::numeric END IN ($8::int8)) \
+             OR (jsonb_typeof(\"meta\" -> $9) = 'string' AND (\"meta\" ->> $10) COLLATE \"C\" IN ($11::text, $12::text)))"
         );
         let p = text("tier");
         assert_eq!(
@@ -610,7 +659,7 @@ mod tests {
                  CASE jsonb_typeof(\"meta\" -> $1) WHEN 'boolean' THEN 1 WHEN 'number' THEN 2 \
                  WHEN 'string' THEN 3 WHEN 'array' THEN 4 WHEN 'object' THEN 4 END ASC NULLS LAST, \
                  (CASE WHEN jsonb_typeof(\"meta\" -> $2) = 'string' THEN (\"meta\" ->> $3) END) COLLATE \"C\" ASC NULLS LAST, \
-                 (\"meta\" -> $4) ASC NULLS LAST, \"username\" COLLATE \"C\" ASC NULLS LAST, \"rnId\" ASC"
+                 NULLIF(\"meta\" -> $4, 'null'::jsonb) ASC NULLS LAST, \"username\" COLLATE \"C\" ASC NULLS LAST, \"rnId\" ASC"
             )
         );
         assert_eq!(st.params, vec![text("rank"); 4]);

@@ -296,6 +296,22 @@ mod tests {
     }
 
     #[test]
+    fn scenario_in_list_mixed_numbers() {
+        // Integers and doubles in separate lists: one list compares by one type.
+        assert_eq!(
+            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
+            (
+                "(\"age\" IN (?, ?) OR \"age\" IN (?))".into(),
+                vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Integer(2),
+                    SqlValue::Double(2.5)
+                ]
+            )
+        );
+    }
+
+    #[test]
     fn scenario_in_list_json_mixed() {
         let (sql, params) = where_sql(in_list(
             "meta.tier",
