@@ -489,9 +489,11 @@ async fn one_connection(server: crate::support::Server) -> Option<Backend> {
     let db = crate::support::create(server).await?;
     let layer: korm::layers::LayerSpec = match server {
         crate::support::Server::Postgres => korm::layers::postgres(db.url.clone())
+            .with_wide_integers(true)
             .with_max_connections(1)
             .into(),
         crate::support::Server::MySql => korm::layers::mysql(db.url.clone())
+            .with_wide_integers(true)
             .with_max_connections(1)
             .into(),
     };
@@ -517,7 +519,8 @@ fn variant(e: &Error) -> String {
 }
 
 impl Backends {
-    /// Opens the three backends and writes `items` to each; `None` when a server is
+    /// Opens the three backends (the server layers with 64-bit integer columns: the data
+    /// holds integers at both ends of i64) and writes `items` to each; `None` when a server is
     /// unreachable outside `scripts/test` (a loud skip line was printed). The server layers get
     /// one connection each, so every query meets the statements the ones before it prepared
     /// (a statement cache that mixes up two queries shows every time, not by luck).
