@@ -634,16 +634,18 @@ async fn rewrite_inner(
                 budget,
             )
             .await?;
-            // `eq(path, null)` also holds where the path reaches nothing: no reference, or
-            // one to an item that does not exist (missing is null, as everywhere).
-            let eq_null = matches!(
-                &node,
+            // `eq(path, null)` (and `in_list` with a null) also holds where the path reaches
+            // nothing: no reference, or one to an item that does not exist (missing is null,
+            // as everywhere).
+            let eq_null = match &node {
                 FilterNode::Compare {
                     op: CompareOp::Eq,
                     value: Value::Null,
                     ..
-                }
-            );
+                } => true,
+                FilterNode::InList { values, .. } => values.iter().any(Value::is_null),
+                _ => false,
+            };
             if !eq_null {
                 return Ok(matching);
             }

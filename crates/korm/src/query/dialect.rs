@@ -568,13 +568,24 @@ pub(crate) trait Dialect: Send + Sync {
             FilterNode::InList { path, values } => {
                 let parsed = FieldPath::parse(path)?;
                 let mut scalars = Vec::with_capacity(values.len());
+                let mut null = false;
                 for value in values {
-                    // A null in the list never matches, as in SQL's `IN`.
-                    if let Some(scalar) = Scalar::from_json(path, "in_list", value)? {
-                        scalars.push(scalar);
+                    match Scalar::from_json(path, "in_list", value)? {
+                        Some(scalar) => scalars.push(scalar),
+                        None => null = true,
                     }
                 }
-                self.render_path_test(st, schema, path, &parsed, &Test::In(scalars))
+                // A null in the list finds null and missing values, as `eq` with null does
+                // (korm 1.5's in_list; SQL's own `IN` would match nothing). Rendered first:
+                // `?` placeholders bind in the order they appear.
+                if !null {
+                    return self.render_path_test(st, schema, path, &parsed, &Test::In(scalars));
+                }
+                let nulls = self.render_path_test(st, schema, path, &parsed, &Test::IsNull)?;
+                match self.render_path_test(st, schema, path, &parsed, &Test::In(scalars))? {
+                    listed if listed == SQL_FALSE => Ok(nulls),
+                    listed => Ok(format!("({nulls} OR {listed})")),
+                }
             }
             FilterNode::And(filters) => self.render_junction(st, schema, filters, "AND", SQL_TRUE),
             FilterNode::Or(filters) => self.render_junction(st, schema, filters, "OR", SQL_FALSE),
@@ -1383,12 +1394,16 @@ mod tests {
         for d in dialects() {
             for f in [
                 in_list("age", none),
-                in_list("age", [Value::Null]),
                 in_list("meta.tier", none),
                 in_list("nickname", none),
             ] {
                 assert_eq!(where_sql(&*d, f), ("1 = 0".into(), vec![]));
             }
+            // A list of only nulls finds nulls, as eq(path, null) does.
+            assert_eq!(
+                where_sql(&*d, in_list("age", [Value::Null])),
+                where_sql(&*d, eq("age", Value::Null))
+            );
         }
     }
 

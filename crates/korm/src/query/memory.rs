@@ -222,9 +222,8 @@ pub(crate) fn eval<R: Fields + ?Sized>(filter: &Filter, row: &R) -> bool {
             .iter()
             .any(|found| compare(found, *op, value)),
         FilterNode::InList { path, values } => reached(path, row).iter().any(|found| {
-            values
-                .iter()
-                .any(|v| !v.is_null() && compare(found, CompareOp::Eq, v))
+            // A null in the list finds null and missing values, as `eq` with null does.
+            values.iter().any(|v| compare(found, CompareOp::Eq, v))
         }),
         FilterNode::Like { path, pattern } => reached(path, row)
             .iter()

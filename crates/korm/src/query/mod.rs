@@ -40,8 +40,9 @@
 //!   character, no escape character; ASCII letters match either case (SQLite's `LIKE`), other
 //!   characters only exactly. A value that is not text does not match. A pattern is at most
 //!   50,000 bytes (SQLite's limit, kept on every backend).
-//! - **`in_list`** is `eq` with any of the values; an empty list matches nothing, a null in the
-//!   list matches nothing (`eq` with null finds nulls).
+//! - **`in_list`** is `eq` with any of the values: an empty list matches nothing, and a null
+//!   in the list matches null and missing values, as `eq` with null does (korm 1.5's
+//!   semantics; SQL's own `IN` would match nothing for it).
 //! - **`not`** holds whenever its filter does not hold, including when the value is missing:
 //!   `not(eq("nickname", "x"))` matches items without a nickname. `and([])` matches every
 //!   item, `or([])` none.

@@ -172,4 +172,5 @@ conformance!(
     sort_json_path_orders_types_then_values,
     sort_ties_and_missing_fall_back_to_rn_id,
     limit_applies_after_sort_and_filter,
+    text_comparisons_do_not_pad,
 );

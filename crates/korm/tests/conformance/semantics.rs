@@ -185,16 +185,26 @@ pub async fn like_is_ascii_case_insensitive(pool: &Pool) {
 pub async fn in_lists(pool: &Pool) {
     seed(pool).await;
     check(pool, in_list("age", [41, 90]), &["u1", "u5"]).await;
-    check(
-        pool,
-        in_list("age", [json!(41), json!("80"), Value::Null]),
-        &["u1"],
-    )
-    .await;
+    // A null in the list finds null and missing values (korm 1.5's in_list).
+    let with_null = [json!(41), json!("80"), Value::Null];
+    check(pool, in_list("age", with_null), &["u1", "u3"]).await;
+    check(pool, in_list("age", [json!(41), json!("80")]), &["u1"]).await;
     let none: [&str; 0] = [];
     check(pool, in_list("username", none), &[]).await;
     let tiers = [json!("gold"), json!("silver"), Value::Null];
-    check(pool, in_list("meta.tier", tiers), &["u1", "u2", "u5"]).await;
+    check(
+        pool,
+        in_list("meta.tier", tiers),
+        &["u1", "u2", "u3", "u4", "u5"],
+    )
+    .await;
+    check(
+        pool,
+        in_list("meta.tier", ["gold", "silver"]),
+        &["u1", "u2", "u5"],
+    )
+    .await;
+    check(pool, in_list("tags[*]", [Value::Null]), &["u2"]).await;
     check(
         pool,
         in_list("meta.score", [json!(9), json!(true)]),
@@ -302,4 +312,42 @@ pub async fn limit_applies_after_sort_and_filter(pool: &Pool) {
         .map(|i| i.rn().id().unwrap().to_string())
         .collect();
     assert_eq!(ids, [IDS[1], IDS[3]]);
+}
+
+/// Text compares byte by byte, trailing spaces included, on columns, JSON paths, in lists and
+/// in sorts (MariaDB's `utf8mb4_bin` pads: `"freddie" = "freddie "` held there).
+pub async fn text_comparisons_do_not_pad(pool: &Pool) {
+    let handle = korm::item::<Row>(pool);
+    for name in ["freddie", "freddie ", "freddie  "] {
+        let mut data = Map::new();
+        data.insert("name".into(), json!(name));
+        data.insert("meta".into(), json!({"name": name}));
+        handle
+            .from_data(ROWS.parse().unwrap(), data)
+            .expect("floating")
+            .create()
+            .await
+            .expect("create");
+    }
+    let names = |filter: Filter| async move {
+        let mut found: Vec<String> = korm::item::<Row>(pool)
+            .query(ROWS.parse().unwrap())
+            .filter(filter)
+            .get()
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|i| i.data()["name"].as_str().unwrap().to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(names(eq("name", "freddie")).await, ["freddie"]);
+    assert_eq!(names(eq("meta.name", "freddie ")).await, ["freddie "]);
+    assert_eq!(names(in_list("name", ["freddie", "x"])).await, ["freddie"]);
+    assert_eq!(
+        names(gt("name", "freddie")).await,
+        ["freddie ", "freddie  "]
+    );
+    assert_eq!(names(lte("meta.name", "freddie")).await, ["freddie"]);
 }

@@ -14,10 +14,12 @@
 //!   `COALESCE(JSON_TYPE(...), 'NULL') = 'NULL'` (a JSON null or a missing value).
 //! - **Type guards come first**: a comparison of a JSON value of another type would convert
 //!   (`'abc' = 0` is true in MariaDB), so the guard must hold before it.
-//! - **Text compares byte by byte**: a bound text is `? COLLATE utf8mb4_bin`, which wins
+//! - **Text compares byte by byte, without padding**: a bound text is
+//!   `? COLLATE utf8mb4_nopad_bin` (MySQL 8: `utf8mb4_0900_bin`), which wins
 //!   over the column's collation (korm 1.5's tables use the case-insensitive
-//!   `utf8mb4_general_ci`), and text sort keys are sorted `COLLATE utf8mb4_bin`.
-//! - **`like`**: `LOWER(x) LIKE REPLACE(LOWER(?), '!', '!!') COLLATE utf8mb4_bin ESCAPE '!'`.
+//!   `utf8mb4_general_ci`), and text sort keys are sorted by it too. (`utf8mb4_bin` pads: with it,
+//!   `eq("name", "freddie")` also found `"freddie "`.)
+//! - **`like`**: `LOWER(x) LIKE REPLACE(LOWER(?), '!', '!!') COLLATE <binary> ESCAPE '!'`.
 //!   MariaDB's LIKE escapes with `\` by default and `ESCAPE ''` does not turn that off, so
 //!   `!` is made the escape character and every `!` of the pattern is doubled: no character
 //!   of korm's pattern escapes anything, as on SQLite. Case: both sides are lowered and
@@ -32,7 +34,7 @@
 //!   missing, after objects ascending and first descending), then by the number
 //!   (`CAST(... AS DOUBLE)`, NULL for non-numbers; then `CAST(... AS DECIMAL(65, 30))`, which
 //!   orders integers beyond 2^53 that one double can not tell apart), then by the text
-//!   (`COLLATE utf8mb4_bin`, NULL for numbers and for a JSON null, whose text `null` would
+//!   (in the binary collation, NULL for numbers and for a JSON null, whose text `null` would
 //!   otherwise order it apart from missing values): a bound path is never repeated to
 //!   emulate `NULLS LAST`.
 
@@ -45,17 +47,33 @@ use crate::query::dialect::{Statement, default_render_change};
 use crate::query::filter::SortOrder;
 use crate::query::path::PathStep;
 
-/// The collation that compares and sorts text byte by byte (code point order for UTF-8).
-const BINARY: &str = "utf8mb4_bin";
+/// MariaDB's collation that compares and sorts text byte by byte (code point order for
+/// UTF-8) without padding: `utf8mb4_bin` pads, so `'freddie' = 'freddie '` would hold.
+pub(super) const MARIADB_BINARY: &str = "utf8mb4_nopad_bin";
+
+/// MySQL 8's (MariaDB has no `utf8mb4_0900_bin`, MySQL no `utf8mb4_nopad_bin`).
+pub(super) const MYSQL_BINARY: &str = "utf8mb4_0900_bin";
 
 /// The column of an array-element `JSON_TABLE`: the element as JSON text.
 const ELEMENT: &str = "`korm$v`";
 
 /// MariaDB 10.6+ (for `JSON_TABLE`) and MySQL 8.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct MySqlDialect {
     /// Whether new integer columns are `BIGINT` (korm 1.5's are `INT`).
     pub(crate) wide_integers: bool,
+    /// The server's binary collation without padding ([`MARIADB_BINARY`] or
+    /// [`MYSQL_BINARY`]), chosen when the layer opens.
+    pub(crate) binary: &'static str,
+}
+
+impl Default for MySqlDialect {
+    fn default() -> Self {
+        MySqlDialect {
+            wide_integers: false,
+            binary: MARIADB_BINARY,
+        }
+    }
 }
 
 impl MySqlDialect {
@@ -172,13 +190,13 @@ impl Dialect for MySqlDialect {
         SqlValue::Integer(i64::from(value))
     }
 
-    /// Text is bound `COLLATE utf8mb4_bin`, so it compares byte by byte whatever the
+    /// Text is bound in the binary collation, so it compares byte by byte whatever the
     /// column's collation.
     fn bind_scalar(&self, st: &mut RenderState, value: &Scalar) -> String {
         let value = match value {
             Scalar::Text(s) => {
                 let p = self.bind(st, SqlValue::Text(s.clone()));
-                return format!("{p} COLLATE {BINARY}");
+                return format!("{p} COLLATE {}", self.binary);
             }
             Scalar::Integer(i) => SqlValue::Integer(*i),
             Scalar::Double(f) => SqlValue::Double(*f),
@@ -242,7 +260,8 @@ impl Dialect for MySqlDialect {
 
     fn like(&self, operand: &str, pattern: &str) -> String {
         format!(
-            "LOWER({operand}) LIKE REPLACE(LOWER({pattern}), '!', '!!') COLLATE {BINARY} ESCAPE '!'"
+            "LOWER({operand}) LIKE REPLACE(LOWER({pattern}), '!', '!!') COLLATE {} ESCAPE '!'",
+            self.binary
         )
     }
 
@@ -261,8 +280,13 @@ impl Dialect for MySqlDialect {
             return self.order_term(&column, order);
         }
         match order {
-            SortOrder::Asc => format!("{column} IS NULL, {column} COLLATE {BINARY} ASC"),
-            SortOrder::Desc => format!("{column} IS NULL DESC, {column} COLLATE {BINARY} DESC"),
+            SortOrder::Asc => format!("{column} IS NULL, {column} COLLATE {} ASC", self.binary),
+            SortOrder::Desc => {
+                format!(
+                    "{column} IS NULL DESC, {column} COLLATE {} DESC",
+                    self.binary
+                )
+            }
         }
     }
 
@@ -296,7 +320,8 @@ impl Dialect for MySqlDialect {
         );
         let (t2, v2) = (self.fragment(st, loc), self.fragment(st, loc));
         let text = format!(
-            "CASE WHEN JSON_TYPE({t2}) IN ({numbers}, 'NULL') THEN NULL ELSE JSON_UNQUOTE({v2}) END COLLATE {BINARY}"
+            "CASE WHEN JSON_TYPE({t2}) IN ({numbers}, 'NULL') THEN NULL ELSE JSON_UNQUOTE({v2}) END COLLATE {}",
+            self.binary
         );
         vec![
             format!("{rank} {direction}"),
@@ -514,11 +539,11 @@ mod tests {
             lt("age", 1) => "`age` < ?", SqlValue::Integer(1);
             lte("age", 1) => "`age` <= ?", SqlValue::Integer(1);
             gt("score", 1.5) => "`score` > ?", SqlValue::Double(1.5);
-            gt("username", "w") => "`username` > ? COLLATE utf8mb4_bin", text("w");
+            gt("username", "w") => "`username` > ? COLLATE utf8mb4_nopad_bin", text("w");
         }
         scenario_and_or_not {
             and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
-                => "(`username` = ? COLLATE utf8mb4_bin AND (`age` > ? OR `age` < ?) \
+                => "(`username` = ? COLLATE utf8mb4_nopad_bin AND (`age` > ? OR `age` < ?) \
                     AND ((`active` = ?) IS NOT TRUE))",
                 text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Integer(1);
             and([eq("age", 1)]) => "`age` = ?", SqlValue::Integer(1);
@@ -582,7 +607,10 @@ mod tests {
                 text("$.tier"), text("$.tier"), text("g%");
         }
         scenario_in_list_column {
-            in_list("age", [json!(1), json!(2), Value::Null, json!("3")]) => "`age` IN (?, ?)",
+            // A null in the list finds nulls (korm 1.5's in_list).
+            in_list("age", [json!(1), json!(2), Value::Null, json!("3")])
+                => "(`age` IS NULL OR `age` IN (?, ?))", SqlValue::Integer(1), SqlValue::Integer(2);
+            in_list("age", [json!(1), json!(2), json!("3")]) => "`age` IN (?, ?)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
         scenario_wildcard {
@@ -667,7 +695,7 @@ mod tests {
 
     // ---- exact SQL, one scenario each (the same names as query/sqlite.rs)
 
-    const BIN: &str = "COLLATE utf8mb4_bin";
+    const BIN: &str = "COLLATE utf8mb4_nopad_bin";
 
     #[test]
     fn scenario_eq_json_index() {
@@ -726,15 +754,17 @@ mod tests {
         assert_eq!(
             sql,
             format!(
-                "((JSON_TYPE({x}) = 'BOOLEAN' AND ({x} = 'true') IN (?)) \
+                "(COALESCE(JSON_TYPE({x}), 'NULL') = 'NULL' \
+                 OR ((JSON_TYPE({x}) = 'BOOLEAN' AND ({x} = 'true') IN (?)) \
                  OR (JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') AND {x} IN (?)) \
-                 OR (JSON_TYPE({x}) = 'STRING' AND JSON_UNQUOTE({x}) IN (? {BIN}, ? {BIN})))"
+                 OR (JSON_TYPE({x}) = 'STRING' AND JSON_UNQUOTE({x}) IN (? {BIN}, ? {BIN}))))"
             )
         );
         let p = text("$.tier");
         assert_eq!(
             params,
             vec![
+                p.clone(),
                 p.clone(),
                 p.clone(),
                 SqlValue::Integer(1),

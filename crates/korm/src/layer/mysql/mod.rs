@@ -117,28 +117,42 @@ impl MySqlLayer {
             lock_tables: locks::LockTables::default(),
             dialect: MySqlDialect {
                 wide_integers: options.wide_integers,
+                binary: dialect::MARIADB_BINARY,
             },
         };
-        // One connection now: a wrong URL or a server that is down fails here.
-        if let Err(e) = layer.pool.acquire().await {
-            return Err(
-                match server::db_error::<MySqlCodes>(&layer.ident, &layer.scrubber, e, true) {
-                    Error::Database {
-                        layer,
-                        kind,
-                        code,
-                        message,
-                        source,
-                    } => Error::Database {
-                        layer,
-                        kind,
-                        code,
-                        message: format!("{shown}: {message}"),
-                        source,
+        // One connection now: a wrong URL or a server that is down fails here. It also says
+        // which server this is: MariaDB and MySQL 8 name their unpadded binary collations
+        // differently.
+        let mut layer = layer;
+        let version: std::result::Result<String, sqlx::Error> =
+            sqlx::query_scalar("SELECT VERSION()")
+                .fetch_one(&layer.pool)
+                .await;
+        match version {
+            Ok(version) if !version.to_ascii_lowercase().contains("mariadb") => {
+                layer.dialect.binary = dialect::MYSQL_BINARY;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(
+                    match server::db_error::<MySqlCodes>(&layer.ident, &layer.scrubber, e, true) {
+                        Error::Database {
+                            layer,
+                            kind,
+                            code,
+                            message,
+                            source,
+                        } => Error::Database {
+                            layer,
+                            kind,
+                            code,
+                            message: format!("{shown}: {message}"),
+                            source,
+                        },
+                        other => other,
                     },
-                    other => other,
-                },
-            );
+                );
+            }
         }
         Ok(layer)
     }

@@ -461,7 +461,11 @@ mod tests {
                 text("tier"), text("tier"), text("g%");
         }
         scenario_in_list_column {
-            in_list("age", [json!(1), json!(2), Value::Null, json!("3")]) => "\"age\" IN ($1::int8, $2::int8)",
+            // A null in the list finds nulls (korm 1.5's in_list).
+            in_list("age", [json!(1), json!(2), Value::Null, json!("3")])
+                => "(\"age\" IS NULL OR \"age\" IN ($1::int8, $2::int8))",
+                SqlValue::Integer(1), SqlValue::Integer(2);
+            in_list("age", [json!(1), json!(2), json!("3")]) => "\"age\" IN ($1::int8, $2::int8)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
         scenario_wildcard {
@@ -610,16 +614,17 @@ mod tests {
         ));
         assert_eq!(
             sql,
-            "((jsonb_typeof(\"meta\" -> $1) = 'boolean' AND CASE WHEN jsonb_typeof(\"meta\" -> $2) = 'boolean' \
-             THEN (\"meta\" -> $3)::boolean END IN ($4::bool)) \
-             OR (jsonb_typeof(\"meta\" -> $5) = 'number' AND CASE WHEN jsonb_typeof(\"meta\" -> $6) = 'number' \
-             THEN (\"meta\" -> $7)::numeric END IN ($8::int8)) \
-             OR (jsonb_typeof(\"meta\" -> $9) = 'string' AND (\"meta\" ->> $10) COLLATE \"C\" IN ($11::text, $12::text)))"
+            "((\"meta\" ->> $1) IS NULL OR ((jsonb_typeof(\"meta\" -> $2) = 'boolean' AND CASE WHEN jsonb_typeof(\"meta\" -> $3) = 'boolean' \
+             THEN (\"meta\" -> $4)::boolean END IN ($5::bool)) \
+             OR (jsonb_typeof(\"meta\" -> $6) = 'number' AND CASE WHEN jsonb_typeof(\"meta\" -> $7) = 'number' \
+             THEN (\"meta\" -> $8)::numeric END IN ($9::int8)) \
+             OR (jsonb_typeof(\"meta\" -> $10) = 'string' AND (\"meta\" ->> $11) COLLATE \"C\" IN ($12::text, $13::text))))"
         );
         let p = text("tier");
         assert_eq!(
             params,
             vec![
+                p.clone(),
                 p.clone(),
                 p.clone(),
                 p.clone(),

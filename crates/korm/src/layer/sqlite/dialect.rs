@@ -219,7 +219,10 @@ mod tests {
                 text("$.tier"), text("g%"), text("$.tier");
         }
         scenario_in_list_column {
-            in_list("age", [json!(1), json!(2), Value::Null, json!("3")]) => "\"age\" IN (?, ?)",
+            // A null in the list finds nulls (korm 1.5's in_list).
+            in_list("age", [json!(1), json!(2), Value::Null, json!("3")])
+                => "(\"age\" IS NULL OR \"age\" IN (?, ?))", SqlValue::Integer(1), SqlValue::Integer(2);
+            in_list("age", [json!(1), json!(2), json!("3")]) => "\"age\" IN (?, ?)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
         scenario_wildcard {
@@ -325,14 +328,15 @@ mod tests {
         ));
         assert_eq!(
             sql,
-            "((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
+            "(json_extract(\"meta\", ?) IS NULL OR ((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
              OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
-             OR json_extract(\"meta\", ?) IN (?, ?))"
+             OR json_extract(\"meta\", ?) IN (?, ?)))"
         );
         let p = text("$.tier");
         assert_eq!(
             params,
             vec![
+                p.clone(),
                 p.clone(),
                 SqlValue::Integer(1),
                 p.clone(),
