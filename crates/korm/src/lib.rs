@@ -65,6 +65,7 @@ mod pool;
 pub mod query;
 mod resolve;
 pub mod rn;
+mod wal;
 mod write;
 
 pub use danger::{Danger, danger};
@@ -81,6 +82,7 @@ pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use rn::{Rn, RnForm};
+pub use wal::{WalDepotOps, WalOptions, WalRetention};
 
 /// Depot constructors and file types: where files are stored.
 pub mod depots {

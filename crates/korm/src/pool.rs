@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::layer::{LayerHandle, LayerSpec};
 use crate::lock::{self, LockOptions, Locker, Locks};
 use crate::rn::{Rn, validate_layer_ident};
+use crate::wal::WalOptions;
 
 /// Builds a [`Pool`]: name its layers and depots, then [`open`](PoolBuilder::open) it.
 ///
@@ -21,6 +22,7 @@ pub struct PoolBuilder {
     depots: Vec<(String, DepotSpec)>,
     locks: Option<(String, LockOptions)>,
     lock_timeout: Option<Duration>,
+    wal: Option<(String, WalOptions)>,
 }
 
 /// Starts building a pool.
@@ -62,6 +64,14 @@ impl PoolBuilder {
     /// [`LockOptions`] for the TTL, retry, refresh and owner id.
     pub fn with_locks(mut self, layer: impl Into<String>, options: LockOptions) -> Self {
         self.locks = Some((layer.into(), options));
+        self
+    }
+
+    /// Keeps a write-ahead log in the depot named `depot` (W1): every write's record is
+    /// durable there before the write is applied, and a write a crash left half-applied is
+    /// undone and redone when the pool next opens. See [`WalOptions`].
+    pub fn with_wal(mut self, depot: impl Into<String>, options: WalOptions) -> Self {
+        self.wal = Some((depot.into(), options));
         self
     }
 
