@@ -355,6 +355,56 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+
+    /// A write's record could not be written to the WAL depot: nothing of the write was
+    /// applied.
+    #[error(
+        "the write-ahead log record could not be written to depot {depot:?}, so nothing was written: {source}"
+    )]
+    WalWrite {
+        /// The WAL depot.
+        depot: String,
+        /// The depot's failure.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A WAL record is refused: it fails its MAC check (it was changed after it was
+    /// written), has no MAC where one is required, is malformed, or belongs to another pool.
+    /// It is never replayed.
+    #[error("WAL record {record}: {reason}")]
+    WalRecord {
+        /// The record id.
+        record: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// A pending WAL record could not be recovered (a layer or depot it touches failed): it
+    /// stays pending, and is tried again at the next open or
+    /// [`Wal::recover`](crate::wal::Wal::recover).
+    #[error("WAL record {record} could not be recovered: {source}")]
+    WalRecovery {
+        /// The record id.
+        record: String,
+        /// The failure.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A write to an RN whose last write failed and could not be rolled back: its WAL record
+    /// is pending, and the RN refuses writes until a recovery
+    /// ([`Wal::recover`](crate::wal::Wal::recover)) finishes it, so no new write is undone
+    /// by that later recovery.
+    #[error(
+        "{rn} waits for the recovery of WAL record {record} (a failed write could not be rolled back)"
+    )]
+    WalPending {
+        /// The RN written to.
+        rn: String,
+        /// The pending record.
+        record: String,
+    },
 }
 
 impl Error {

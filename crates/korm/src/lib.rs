@@ -65,7 +65,7 @@ mod pool;
 pub mod query;
 mod resolve;
 pub mod rn;
-mod wal;
+pub mod wal;
 mod write;
 
 pub use danger::{Danger, danger};

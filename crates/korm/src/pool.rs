@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::layer::{LayerHandle, LayerSpec};
 use crate::lock::{self, LockOptions, Locker, Locks};
 use crate::rn::{Rn, validate_layer_ident};
-use crate::wal::WalOptions;
+use crate::wal::{WalLog, WalOptions};
 
 /// Builds a [`Pool`]: name its layers and depots, then [`open`](PoolBuilder::open) it.
 ///
@@ -138,10 +138,26 @@ impl PoolBuilder {
                 }
             }
         }
+        if let Some((ident, _)) = &self.wal
+            && !self.depots.iter().any(|(name, _)| name == ident)
+        {
+            for (_, layer) in &opened {
+                layer.close().await;
+            }
+            return Err(Error::PoolConfig {
+                reason: format!("with_wal names depot {ident:?}, which the pool does not have"),
+            });
+        }
         let mut depots: Vec<(String, Arc<dyn Depot>)> = Vec::with_capacity(self.depots.len());
+        let mut wal_root = None;
         for (ident, spec) in self.depots {
             match spec.open(&ident).await {
-                Ok(depot) => depots.push((ident, depot)),
+                Ok((depot, root)) => {
+                    if self.wal.as_ref().is_some_and(|(name, _)| *name == ident) {
+                        wal_root = root;
+                    }
+                    depots.push((ident, depot));
+                }
                 Err(e) => {
                     for (_, depot) in &depots {
                         depot.close().await;
@@ -158,14 +174,72 @@ impl PoolBuilder {
             Some((layer.1.clone(), options))
         });
         let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
-        Ok(Pool {
+        let wal = match self.wal {
+            Some((ident, options)) => {
+                let log = open_wal(&opened, &depots, &ident, wal_root, options);
+                match log {
+                    Ok(log) => Some(log),
+                    Err(e) => {
+                        close_all(&opened, &depots).await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let pool = Pool {
             inner: Arc::new(PoolInner {
                 layers: opened,
                 depots,
                 closed: AtomicBool::new(false),
                 locks,
+                wal,
             }),
-        })
+        };
+        // Recovery runs before anyone else has the pool (W3).
+        if let Some(log) = pool.wal_log() {
+            match crate::wal::Wal::new(&pool, log).recover().await {
+                Ok(report) => log.set_opened(report),
+                Err(e) => {
+                    pool.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+}
+
+fn open_wal(
+    layers: &[(String, LayerHandle)],
+    depots: &[(String, Arc<dyn Depot>)],
+    ident: &str,
+    root: Option<std::path::PathBuf>,
+    options: WalOptions,
+) -> Result<WalLog> {
+    let depot = depots
+        .iter()
+        .find(|(name, _)| name == ident)
+        .map(|(_, depot)| Arc::clone(depot))
+        .ok_or_else(|| Error::PoolConfig {
+            reason: format!("with_wal names depot {ident:?}, which the pool does not have"),
+        })?;
+    let pool_id = options.pool_id.clone().unwrap_or_else(|| {
+        crate::wal::derived_pool_id(
+            layers.iter().map(|(name, _)| name.as_str()),
+            depots.iter().map(|(name, _)| name.as_str()),
+        )
+    });
+    let ring = crate::crypto::key_ring()?;
+    WalLog::new(depot, root, options, pool_id, &ring)
+}
+
+async fn close_all(layers: &[(String, LayerHandle)], depots: &[(String, Arc<dyn Depot>)]) {
+    for (_, depot) in depots {
+        depot.close().await;
+    }
+    for (_, layer) in layers {
+        layer.close().await;
     }
 }
 
@@ -183,6 +257,7 @@ struct PoolInner {
     depots: Vec<(String, Arc<dyn Depot>)>,
     closed: AtomicBool,
     locks: Locks,
+    wal: Option<WalLog>,
 }
 
 impl fmt::Debug for Pool {
@@ -249,6 +324,16 @@ impl Pool {
 
     pub(crate) fn locks(&self) -> &Locks {
         &self.inner.locks
+    }
+
+    /// The write-ahead log, with [`with_wal`](PoolBuilder::with_wal): its records, and
+    /// recovery on demand.
+    pub fn wal(&self) -> Option<crate::wal::Wal<'_>> {
+        self.wal_log().map(|log| crate::wal::Wal::new(self, log))
+    }
+
+    pub(crate) fn wal_log(&self) -> Option<&WalLog> {
+        self.inner.wal.as_ref()
     }
 
     /// Whether `other` is a clone of this pool.

@@ -116,6 +116,16 @@ impl EncryptionKey {
     pub(crate) fn cipher(&self) -> &Aes256Gcm {
         &self.cipher
     }
+
+    /// A 32-byte key for another purpose, derived from this one with HKDF-SHA256 and `label`
+    /// as its info (the WAL's MAC key): knowing it reveals nothing of this key.
+    pub(crate) fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut out = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, self.bytes.as_slice())
+            .expand(label.as_bytes(), out.as_mut_slice())
+            .unwrap_or_else(|_| unreachable!("32 bytes is within HKDF-SHA256's output limit"));
+        out
+    }
 }
 
 fn key_id(bytes: &[u8; 32]) -> String {

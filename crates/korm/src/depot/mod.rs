@@ -94,6 +94,12 @@ impl FileContent {
         FileContent::stream(stream)
     }
 
+    /// Content read from a stream of a depot (a copy between depots).
+    pub(crate) fn from_file_stream(stream: FileStream) -> Self {
+        use futures_util::TryStreamExt;
+        FileContent::stream(stream.map_err(|e| io::Error::other(e.to_string())))
+    }
+
     pub(crate) fn into_inner(self) -> Content {
         self.0
     }
@@ -312,8 +318,9 @@ pub trait Depot: fmt::Debug + Send + Sync + 'static {
     /// [`Error::FileNotFound`] when `from` is missing, [`Error::Depot`] otherwise.
     async fn copy(&self, from: &DepotKey, to: &DepotKey) -> Result<()>;
 
-    /// Every file under `prefix` (all files for the root key), sorted. korm's own bookkeeping
-    /// files (`__korm_*`) and names a depot RN can not hold are left out.
+    /// Every file under `prefix` (all files for the root key), sorted. Names a depot RN can
+    /// not hold are left out, and so are korm's own bookkeeping files (`__korm_*`) unless
+    /// `prefix` is under them.
     ///
     /// # Errors
     /// [`Error::Depot`] when the store fails.
@@ -358,12 +365,20 @@ impl From<Arc<dyn Depot>> for DepotSpec {
 
 impl DepotSpec {
     /// Opens the depot under the name `ident`.
-    pub(crate) async fn open(self, ident: &str) -> Result<Arc<dyn Depot>> {
+    /// With the folder of a local depot (the WAL writes its records there directly).
+    pub(crate) async fn open(
+        self,
+        ident: &str,
+    ) -> Result<(Arc<dyn Depot>, Option<std::path::PathBuf>)> {
         Ok(match self.0 {
-            DepotConfig::Local(options) => Arc::new(LocalDepot::open(ident, options).await?),
+            DepotConfig::Local(options) => {
+                let depot = LocalDepot::open(ident, options).await?;
+                let root = depot.root().to_owned();
+                (Arc::new(depot), Some(root))
+            }
             #[cfg(feature = "s3")]
-            DepotConfig::S3(options) => Arc::new(S3Depot::open(ident, options).await?),
-            DepotConfig::Open(depot) => depot,
+            DepotConfig::S3(options) => (Arc::new(S3Depot::open(ident, options).await?), None),
+            DepotConfig::Open(depot) => (depot, None),
         })
     }
 }

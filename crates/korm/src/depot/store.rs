@@ -206,7 +206,8 @@ impl Store {
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| self.error(prefix.as_str(), e))?;
             let text = meta.location.as_ref();
-            if text.starts_with(RESERVED_PREFIX) {
+            // korm's own files are listed only when asked for by their prefix.
+            if text.starts_with(RESERVED_PREFIX) && !prefix.as_str().starts_with(RESERVED_PREFIX) {
                 continue;
             }
             // A name a depot RN can not hold (put there by someone else) is left out.

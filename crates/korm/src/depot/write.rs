@@ -223,28 +223,8 @@ async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
                 }
                 _ => {}
             }
-            let content = {
-                let mut guard = state.lock().map_err(|_| poisoned(rn))?;
-                match &mut *guard {
-                    FileState::Stored => return Ok(None),
-                    FileState::Spent => {
-                        return Err(Error::Depot {
-                            depot: depot.ident().to_owned(),
-                            key: key.to_string(),
-                            reason: "its content stream was consumed by a write that failed; \
-                                     give the file new content"
-                                .to_owned(),
-                        });
-                    }
-                    FileState::Pending(PendingContent::Bytes(bytes)) => {
-                        FileContent::bytes(bytes.clone())
-                    }
-                    FileState::Pending(PendingContent::Stream(stream)) => {
-                        let content = stream.take();
-                        *guard = FileState::Spent;
-                        content.ok_or_else(|| poisoned(rn))?
-                    }
-                }
+            let Some((content, _)) = take_content(state, rn, depot.ident(), &key)? else {
+                return Ok(None);
             };
             let backup = match existing {
                 Some(_) => {
@@ -291,6 +271,43 @@ async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
             }))
         }
     }
+}
+
+/// The content a put writes, taken from its state: bytes are shared (a failed write can use
+/// them again), a stream is taken (the state is spent until [`refill`] gives it content
+/// again). `None` when the file is stored already. The flag says whether it was a stream.
+pub(crate) fn take_content(
+    state: &SharedState,
+    rn: &Rn,
+    depot: &str,
+    key: &DepotKey,
+) -> Result<Option<(FileContent, bool)>> {
+    let mut guard = state.lock().map_err(|_| poisoned(rn))?;
+    match &mut *guard {
+        FileState::Stored => Ok(None),
+        FileState::Spent => Err(Error::Depot {
+            depot: depot.to_owned(),
+            key: key.to_string(),
+            reason: "its content stream was consumed by a write that failed; give the file new \
+                     content"
+                .to_owned(),
+        }),
+        FileState::Pending(PendingContent::Bytes(bytes)) => {
+            Ok(Some((FileContent::bytes(bytes.clone()), false)))
+        }
+        FileState::Pending(PendingContent::Stream(stream)) => {
+            let content = stream.take();
+            *guard = FileState::Spent;
+            content.map(|c| Some((c, true))).ok_or_else(|| poisoned(rn))
+        }
+    }
+}
+
+/// Gives a put whose stream [`take_content`] took new content to write.
+pub(crate) fn refill(state: &SharedState, rn: &Rn, content: FileContent) -> Result<()> {
+    *state.lock().map_err(|_| poisoned(rn))? =
+        FileState::Pending(PendingContent::Stream(Some(content)));
+    Ok(())
 }
 
 fn poisoned(rn: &Rn) -> Error {

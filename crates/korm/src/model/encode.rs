@@ -187,7 +187,9 @@ pub(crate) fn fingerprint(value: &Value) -> String {
     hex::encode(Sha512::digest(text.as_bytes()))
 }
 
-fn canonical_json(value: &Value, out: &mut String) {
+/// `value` as JSON with object keys sorted at every level (what fingerprints and WAL MACs are
+/// computed over).
+pub(crate) fn canonical_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

@@ -1,5 +1,45 @@
 //! The write-ahead log (W1-W6): a record of every write, durable in a depot before the write
-//! is applied, so a crash between layers is undone and redone at the next open.
+//! is applied, so a crash between layers is finished at the next open.
+//!
+//! Each write plan (create, commit, delete, tx, file writes) writes a [`Record`] to
+//! `__korm_wal__/{namespace}/{poolId}/pending/{id}.json` in the WAL depot after its locks are
+//! taken and before anything is applied, with the before-images of its items and, with depot
+//! ops recorded, the old and new content of its files (`payloads/{id}/{n}/before.bin`,
+//! `after.bin`). When the write is done the record moves to `done/` (retention keep) or goes
+//! (retention delete).
+//!
+//! At open, before the pool is handed out, every pending record is recovered, under its
+//! RNs' locks (and, with shared locks, a pool-wide recovery lock, so one process recovers at
+//! a time): each item and file is read and compared with the record. What is as the record
+//! left it stays; what is as it was before is brought forward; what is neither was written
+//! since by someone else and is left alone (reported as superseded). korm 1.5 undoes from
+//! the before-images and then applies again, blindly: the outcome is the same, except that a
+//! later write is never overwritten. A record whose write failed and whose undo could not be
+//! finished (`aborting`, a korm-rs state) is rolled back the same way instead.
+//!
+//! Records are authenticated (see [`record`]): a record that fails its MAC check is refused,
+//! reported, and never replayed.
+
+mod files;
+pub mod record;
+mod recover;
+
+use std::sync::{Arc, Mutex};
+
+pub use record::{
+    DepotOpType, FORMAT_VERSION, Record, RecordDepotOp, RecordOp, RecordOpType, RecordState,
+};
+pub use recover::{RecoveredRecord, RecoveryReport, RefusedRecord};
+
+use crate::crypto::KeyRing;
+use crate::depot::Depot;
+use crate::depot::write::{DepotOp, refill, take_content};
+use crate::error::{Error, Result};
+use crate::layer::OpKind;
+use crate::pool::Pool;
+use crate::write::{BeforeImage, WritePlan};
+use files::{Folder, WalFiles};
+use record::{MacKeys, Refusal, now_iso};
 
 /// How the write-ahead log runs: see [`PoolBuilder::with_wal`](crate::PoolBuilder::with_wal).
 ///
@@ -11,6 +51,7 @@
 /// # let _ = wal;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WalOptions {
     /// The namespace of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}/`),
     /// korm 1.5's `walNamespace`.
@@ -22,6 +63,16 @@ pub struct WalOptions {
     /// Whether records without a MAC (korm 1.5's) are recovered: only to migrate a pool from
     /// korm 1.5; off by default, such a record is refused and reported.
     pub accept_unsigned: bool,
+    /// Whether each record on a local depot is synced to disk (`fsync` of the file and its
+    /// folder) before the write goes on: on by default, so a record survives the machine
+    /// losing power. Off, a record survives a crash of the process but not of the machine,
+    /// like SQLite's `synchronous = NORMAL`; pick what the layers do. (A put to S3 is durable
+    /// when it returns either way.)
+    pub fsync: bool,
+    /// The pool id the records are filed under (`__korm_wal__/{namespace}/{poolId}/`):
+    /// korm 1.5's pool id, to recover its records. By default an id derived from the names
+    /// of the pool's layers and depots.
+    pub pool_id: Option<String>,
 }
 
 /// What happens to a WAL record once its write is done (korm 1.5's `retention`).
@@ -56,7 +107,21 @@ impl WalOptions {
             retention: WalRetention::default(),
             depot_ops: WalDepotOps::default(),
             accept_unsigned: false,
+            fsync: true,
+            pool_id: None,
         }
+    }
+
+    /// Sets whether records on a local depot are synced to disk (see [`WalOptions::fsync`]).
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Files the records under this pool id (see [`WalOptions::pool_id`]).
+    pub fn with_pool_id(mut self, pool_id: impl Into<String>) -> Self {
+        self.pool_id = Some(pool_id.into());
+        self
     }
 
     /// Sets the retention.
@@ -75,5 +140,500 @@ impl WalOptions {
     pub fn with_accept_unsigned(mut self, accept: bool) -> Self {
         self.accept_unsigned = accept;
         self
+    }
+}
+
+/// The pool id of a pool without one of its own: the first 16 hex characters of SHA-256 over
+/// the names of its layers and depots, so the same configuration finds its records again.
+pub(crate) fn derived_pool_id<'a>(
+    layers: impl Iterator<Item = &'a str>,
+    depots: impl Iterator<Item = &'a str>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut layers: Vec<&str> = layers.collect();
+    let mut depots: Vec<&str> = depots.collect();
+    layers.sort_unstable();
+    depots.sort_unstable();
+    let mut hash = Sha256::new();
+    hash.update(b"korm pool id v1\n");
+    hash.update(layers.join("\n").as_bytes());
+    hash.update(b"\n--\n");
+    hash.update(depots.join("\n").as_bytes());
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// A pool's write-ahead log.
+#[derive(Debug)]
+pub(crate) struct WalLog {
+    files: WalFiles,
+    options: WalOptions,
+    pool_id: String,
+    keys: MacKeys,
+    /// Records whose undo could not be finished: their RNs refuse writes until a recovery
+    /// finishes them (so no write lands on an item a later recovery would roll back).
+    blocked: Mutex<Vec<Blocked>>,
+    /// The report of the recovery run when the pool opened.
+    opened: Mutex<Option<RecoveryReport>>,
+}
+
+#[derive(Debug)]
+struct Blocked {
+    record: String,
+    keys: Vec<Arc<str>>,
+}
+
+/// A write's record, written and not yet finished.
+#[derive(Debug)]
+pub(crate) struct Logged {
+    record: Record,
+}
+
+impl WalLog {
+    /// The log in `depot` (its folder, when it is a local one) under `options`, signing with
+    /// the keys of `ring`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidIdentifier`] for a namespace or pool id that can not be a folder name,
+    /// [`Error::Key`] for a temporary key (records signed with it could not be checked after
+    /// a restart), and the depot's error when the WAL folder can not be made.
+    pub(crate) fn new(
+        depot: Arc<dyn Depot>,
+        local_root: Option<std::path::PathBuf>,
+        options: WalOptions,
+        pool_id: String,
+        ring: &KeyRing,
+    ) -> Result<Self> {
+        for (what, name) in [("WAL namespace", &options.namespace), ("pool id", &pool_id)] {
+            crate::rn::validate_layer_ident(name).map_err(|_| Error::InvalidIdentifier {
+                what,
+                name: crate::error::clip(name),
+                reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
+            })?;
+        }
+        if ring.is_temporary() {
+            return Err(Error::Key {
+                reason: format!(
+                    "the write-ahead log signs its records with a key derived from the \
+                     encryption key, and {} is not set: records signed with a temporary key \
+                     could not be checked after a restart (set it; `korm \
+                     generate-encryption-key` prints one)",
+                    crate::crypto::KEY_VAR
+                ),
+            });
+        }
+        let base = format!("__korm_wal__/{}/{pool_id}", options.namespace);
+        Ok(WalLog {
+            files: WalFiles::new(depot, base, local_root, options.fsync)?,
+            keys: MacKeys::of(ring),
+            options,
+            pool_id,
+            blocked: Mutex::new(Vec::new()),
+            opened: Mutex::new(None),
+        })
+    }
+
+    fn write_error(&self, source: Error) -> Error {
+        Error::WalWrite {
+            depot: self.files.depot.ident().to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Refuses a write to an RN whose record could not be finished (see [`Error::WalPending`]).
+    pub(crate) fn check_blocked(&self, keys: &[Arc<str>]) -> Result<()> {
+        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in blocked.iter() {
+            if let Some(key) = keys.iter().find(|k| entry.keys.contains(k)) {
+                return Err(Error::WalPending {
+                    rn: key.to_string(),
+                    record: entry.record.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the record of `plan` (step 2b of the write path): durable before it returns.
+    ///
+    /// # Errors
+    /// [`Error::WalWrite`] when the record or a payload can not be written: nothing of the
+    /// write was applied.
+    pub(crate) async fn begin(
+        &self,
+        pool: &Pool,
+        plan: &WritePlan,
+        depot_ops: &[&DepotOp],
+    ) -> Result<Option<Logged>> {
+        let record_files = self.options.depot_ops == WalDepotOps::Record && !depot_ops.is_empty();
+        if plan.ops.is_empty() && !record_files {
+            return Ok(None);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let ops = plan
+            .ops
+            .iter()
+            .map(|op| {
+                let kind = match op.kind {
+                    OpKind::Insert => RecordOpType::Insert,
+                    OpKind::Update => RecordOpType::Update,
+                    OpKind::Delete | OpKind::DeleteIfExists => RecordOpType::Delete,
+                };
+                RecordOp {
+                    kind,
+                    rn: op.rn.to_string(),
+                    data: (kind != RecordOpType::Delete)
+                        .then(|| crate::model::fields_to_map(&op.fields)),
+                    before: op.before.as_ref().map(BeforeImage::to_map),
+                    destructive: op.destructive,
+                }
+            })
+            .collect();
+        let mut record = Record {
+            version: FORMAT_VERSION,
+            id,
+            pool_id: self.pool_id.clone(),
+            namespace: self.options.namespace.clone(),
+            created_at: now_iso(),
+            state: RecordState::Pending,
+            ops,
+            depot_ops: Vec::new(),
+            completed_at: None,
+        };
+        if record_files {
+            match self.log_files(pool, &record.id, depot_ops).await {
+                Ok(logged) => record.depot_ops = logged,
+                Err(e) => {
+                    let _ = self.files.remove_payloads(&record.id).await;
+                    return Err(self.write_error(e));
+                }
+            }
+        }
+        let json = record.to_signed_json(&self.keys);
+        if let Err(e) = self.files.write(Folder::Pending, &record.id, json).await {
+            let _ = self.files.remove_payloads(&record.id).await;
+            return Err(self.write_error(e));
+        }
+        Ok(Some(Logged { record }))
+    }
+
+    /// Stores the content each depot op writes and the content it replaces or deletes.
+    async fn log_files(
+        &self,
+        pool: &Pool,
+        id: &str,
+        depot_ops: &[&DepotOp],
+    ) -> Result<Vec<RecordDepotOp>> {
+        let wal_depot = self.files.depot.ident().to_owned();
+        let mut logged = Vec::with_capacity(depot_ops.len());
+        for op in depot_ops {
+            let rn = op.rn();
+            let depot = pool.depot_of(rn)?;
+            let key = crate::depot::file_key(rn)?;
+            let n = logged.len();
+            let (kind, payload_rn) = match op {
+                DepotOp::Put { state, .. } => {
+                    let Some((content, stream)) = take_content(state, rn, depot.ident(), &key)?
+                    else {
+                        continue;
+                    };
+                    let after = self.files.payload_key(id, n, "after.bin")?;
+                    self.files.put_payload(&after, content).await?;
+                    if stream {
+                        // The stream is spent: the put reads the payload instead.
+                        let again = self.files.get_payload(&after).await?;
+                        refill(
+                            state,
+                            rn,
+                            crate::depot::FileContent::from_file_stream(again),
+                        )?;
+                    }
+                    (DepotOpType::Put, Some(after.to_rn(&wal_depot)?.to_string()))
+                }
+                DepotOp::Delete { .. } => (DepotOpType::Delete, None),
+            };
+            let before_payload_rn = match depot.size(&key).await? {
+                Some(_) => {
+                    let before = self.files.payload_key(id, n, "before.bin")?;
+                    let content = depot.get(&key).await?;
+                    self.files
+                        .put_payload(
+                            &before,
+                            crate::depot::FileContent::from_file_stream(content),
+                        )
+                        .await?;
+                    Some(before.to_rn(&wal_depot)?.to_string())
+                }
+                None => None,
+            };
+            logged.push(RecordDepotOp {
+                kind,
+                rn: rn.to_string(),
+                payload_rn,
+                before_payload_rn,
+            });
+        }
+        Ok(logged)
+    }
+
+    /// Finishes a write's record once the write returned: done, or failed and undone. A
+    /// write whose undo failed, or whose outcome is unknown, is rolled back from its record
+    /// at once (its locks are still held); if that fails too the record stays pending for
+    /// the next recovery and its RNs refuse writes until then.
+    pub(crate) async fn settle(
+        &self,
+        pool: &Pool,
+        logged: Logged,
+        keys: &[Arc<str>],
+        result: Result<()>,
+    ) -> Result<()> {
+        let mut record = logged.record;
+        match result {
+            Ok(()) => {
+                self.close(&mut record, RecordState::Done).await;
+                Ok(())
+            }
+            Err(error) if !unsettled(&error) => {
+                self.close(&mut record, RecordState::Failed).await;
+                Err(error)
+            }
+            Err(error) => {
+                record.state = RecordState::Aborting;
+                let json = record.to_signed_json(&self.keys);
+                if let Err(e) = self.files.write(Folder::Pending, &record.id, json).await {
+                    tracing::warn!(record = %record.id, error = %e,
+                        "korm: the WAL record of a failed write could not be marked aborting");
+                }
+                match recover::resolve(pool, self, &record, recover::Direction::Back).await {
+                    Ok(_) => {
+                        self.close(&mut record, RecordState::Failed).await;
+                        Err(match error {
+                            // The WAL finished the undo: what remains is the first failure.
+                            Error::UndoFailed { source, .. } => *source,
+                            other => other,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(record = %record.id, error = %e,
+                            "korm: a failed write could not be rolled back; its RNs refuse \
+                             writes until the WAL is recovered (Pool::wal().recover())");
+                        self.blocked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Blocked {
+                                record: record.id.clone(),
+                                keys: keys.to_vec(),
+                            });
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends a record: to `done/` with `state` (retention keep), or removed with its payloads.
+    /// A failure is logged: the write's outcome stands, and a leftover pending record is
+    /// found as it left things by the next recovery.
+    async fn close(&self, record: &mut Record, state: RecordState) {
+        let id = record.id.clone();
+        let result = match self.options.retention {
+            WalRetention::Keep => {
+                record.state = state;
+                record.completed_at = Some(now_iso());
+                let json = record.to_signed_json(&self.keys);
+                match self.files.write(Folder::Done, &id, json).await {
+                    Ok(()) => self.files.remove(Folder::Pending, &id).await,
+                    Err(e) => Err(e),
+                }
+            }
+            WalRetention::Delete => match self.files.remove(Folder::Pending, &id).await {
+                Ok(()) if !record.depot_ops.is_empty() => self.files.remove_payloads(&id).await,
+                other => other,
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(record = %id, error = %e, "korm: a WAL record could not be finished");
+        }
+    }
+
+    /// Reads and checks a stored record; `Err` says why it is refused.
+    pub(crate) fn check(&self, id: &str, bytes: &[u8]) -> std::result::Result<Record, Refusal> {
+        let (record, _) = Record::parse(bytes, &self.keys, self.options.accept_unsigned)?;
+        if record.id != id {
+            return Err(Refusal(format!(
+                "names itself {:?} but is stored as {id:?}",
+                record.id
+            )));
+        }
+        if record.pool_id != self.pool_id || record.namespace != self.options.namespace {
+            return Err(Refusal(format!(
+                "belongs to pool {:?} namespace {:?}, not this one",
+                record.pool_id, record.namespace
+            )));
+        }
+        // Payloads must be this record's own, in the WAL depot: a record can not make
+        // recovery copy a file from anywhere else.
+        let own = format!("{}/payloads/{id}/", self.files.base);
+        for op in &record.depot_ops {
+            for payload in [&op.payload_rn, &op.before_payload_rn]
+                .into_iter()
+                .flatten()
+            {
+                let inside = payload
+                    .parse::<crate::Rn>()
+                    .ok()
+                    .filter(|rn| rn.depot() == Some(self.files.depot.ident()))
+                    .and_then(|rn| crate::depot::file_key(&rn).ok())
+                    .is_some_and(|key| key.as_str().starts_with(&own));
+                if !inside {
+                    return Err(Refusal(format!(
+                        "has a payload outside its own folder: {payload}"
+                    )));
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    /// The records in a folder: each checked, or refused with the reason.
+    pub(crate) async fn records(
+        &self,
+        folder: Folder,
+    ) -> Result<Vec<(String, std::result::Result<Record, Refusal>)>> {
+        let mut out = Vec::new();
+        for id in self.files.list(folder).await? {
+            if let Some(bytes) = self.files.read(folder, &id).await? {
+                let checked = self.check(&id, &bytes);
+                out.push((id, checked));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a failed write may have left data behind: its undo failed, or the outcome of a
+/// layer's commit is unknown.
+fn unsettled(error: &Error) -> bool {
+    match error {
+        Error::UndoFailed { .. } | Error::OutcomeUnknown { .. } => true,
+        Error::WriteFailed { source, .. } => unsettled(source),
+        _ => false,
+    }
+}
+
+/// A pool's write-ahead log, from [`Pool::wal`](crate::Pool::wal): its pending records,
+/// and recovery on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Wal<'p> {
+    pool: &'p Pool,
+    log: &'p WalLog,
+}
+
+impl<'p> Wal<'p> {
+    pub(crate) fn new(pool: &'p Pool, log: &'p WalLog) -> Self {
+        Wal { pool, log }
+    }
+
+    /// The pool id the records are filed under.
+    pub fn pool_id(&self) -> &str {
+        &self.log.pool_id
+    }
+
+    /// The options the log runs with.
+    pub fn options(&self) -> &WalOptions {
+        &self.log.options
+    }
+
+    /// The folder of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}`).
+    pub fn folder(&self) -> &str {
+        &self.log.files.base
+    }
+
+    /// The pending records: writes in progress, or left by a crash (`Err`: a record that
+    /// would be refused, and why).
+    ///
+    /// # Errors
+    /// The WAL depot's error.
+    pub async fn pending(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        self.list(Folder::Pending).await
+    }
+
+    /// The finished records kept by retention keep.
+    ///
+    /// # Errors
+    /// The WAL depot's error.
+    pub async fn done(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        self.list(Folder::Done).await
+    }
+
+    async fn list(
+        &self,
+        folder: Folder,
+    ) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        Ok(self
+            .log
+            .records(folder)
+            .await?
+            .into_iter()
+            .map(|(id, r)| (id, r.map_err(|refusal| format!("the record {}", refusal.0))))
+            .collect())
+    }
+
+    /// The record with this id, pending or done.
+    ///
+    /// # Errors
+    /// [`Error::WalRecord`] when there is no such record or it is refused (it fails its MAC
+    /// check, ...), and the WAL depot's error.
+    pub async fn record(&self, id: &str) -> Result<Record> {
+        for folder in [Folder::Pending, Folder::Done] {
+            if id.is_empty() || id.contains(['/', '\\', '.']) {
+                break;
+            }
+            if let Some(bytes) = self.log.files.read(folder, id).await? {
+                return self.log.check(id, &bytes).map_err(|r| Error::WalRecord {
+                    record: id.to_owned(),
+                    reason: r.0,
+                });
+            }
+        }
+        Err(Error::WalRecord {
+            record: crate::error::clip(id),
+            reason: "no such record".to_owned(),
+        })
+    }
+
+    /// Recovers every pending record now, as opening the pool does (see the
+    /// [module docs](crate::wal)): records of writes still running wait for their locks and
+    /// are found finished. Clears the RNs a failed rollback had blocked.
+    ///
+    /// # Errors
+    /// [`Error::WalRecovery`] naming the first record that could not be recovered (a layer is
+    /// down, ...): it stays pending, and so do the records after it.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        recover::recover(self.pool, self.log).await
+    }
+
+    /// The report of the recovery that ran when the pool opened.
+    pub fn opened_with(&self) -> Option<RecoveryReport> {
+        self.log
+            .opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl WalLog {
+    pub(crate) fn set_opened(&self, report: RecoveryReport) {
+        *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+    }
+
+    /// Drops the blocks of records that are no longer pending.
+    pub(crate) async fn unblock_finished(&self) -> Result<()> {
+        let pending = self.files.list(Folder::Pending).await?;
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|b| pending.contains(&b.record));
+        Ok(())
     }
 }

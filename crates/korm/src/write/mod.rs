@@ -15,8 +15,9 @@
 //!    failed too);
 //! 5. release the locks.
 //!
-//! The write-ahead log plugs in between 2 and 3 (write the WAL record durably); `tx` and
-//! cascades build bigger plans for the same executor.
+//! With a write-ahead log, step 2b writes the plan's record durably between 2 and 3, and the
+//! record is finished after 4 (see [`crate::wal`]); `tx` and cascades build bigger plans for
+//! the same executor.
 
 use std::sync::Arc;
 
@@ -115,15 +116,10 @@ pub(crate) fn op_failed(op: usize, rn: &str, error: Error) -> Error {
 /// dropped; dropping it between layers leaves the earlier layers applied.
 pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     // 1. Route every op before writing anything.
-    let mut groups: Vec<(LayerHandle, Vec<usize>)> = Vec::new();
+    let groups = group_by_layer(pool, &plan)?;
     let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());
-    for (i, op) in plan.ops.iter().enumerate() {
-        let layer = pool.route(&op.rn)?;
-        keys.push(item_lock_key(layer.ident(), &op.rn));
-        match groups.iter_mut().find(|(l, _)| l.same_as(layer)) {
-            Some((_, ops)) => ops.push(i),
-            None => groups.push((layer.clone(), vec![i])),
-        }
+    for op in &plan.ops {
+        keys.push(item_lock_key(pool.route(&op.rn)?.ident(), &op.rn));
     }
     // Depot files: routed now too, and locked by their RN.
     let depot_ops: Vec<&DepotOp> = plan
@@ -140,6 +136,10 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
             .iter()
             .map(|op| crate::depot::file_lock_key(op.rn())),
     );
+    let wal = pool.wal_log();
+    if let Some(wal) = wal {
+        wal.check_blocked(&keys)?;
+    }
 
     // 2. Lock every touched RN the caller does not hold already, in sorted order.
     if let Some(lost) = plan.held.iter().find(|h| h.lost) {
@@ -172,10 +172,31 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
             })
         })
         .collect();
-    // Depot ops run before the layers; a layer failure undoes them (see depot::write).
+
+    // 2b. The WAL record, durable before anything is applied.
+    let logged = match wal {
+        Some(wal) => match wal.begin(pool, &plan, &depot_ops).await {
+            Ok(logged) => logged,
+            Err(error) => {
+                release_all(guards).await;
+                return Err(error);
+            }
+        },
+        None => None,
+    };
+
+    // 3. Depot ops run before the layers; a layer failure undoes them (see depot::write).
     let result = match crate::depot::write::apply(pool, depot_ops.into_iter()).await {
-        Ok(uploaded) => uploaded.settle(apply(&plan, &groups, fences).await).await,
+        Ok(uploaded) => {
+            uploaded
+                .settle(apply_groups(&plan, &groups, fences).await)
+                .await
+        }
         Err(error) => Err(error),
+    };
+    let result = match (wal, logged) {
+        (Some(wal), Some(logged)) => wal.settle(pool, logged, &keys, result).await,
+        _ => result,
     };
 
     // 5. Release.
@@ -183,7 +204,25 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     result
 }
 
-async fn apply(
+/// The plan's ops grouped by layer, layers in the order they first appear.
+pub(crate) fn group_by_layer(
+    pool: &Pool,
+    plan: &WritePlan,
+) -> Result<Vec<(LayerHandle, Vec<usize>)>> {
+    let mut groups: Vec<(LayerHandle, Vec<usize>)> = Vec::new();
+    for (i, op) in plan.ops.iter().enumerate() {
+        let layer = pool.route(&op.rn)?;
+        match groups.iter_mut().find(|(l, _)| l.same_as(layer)) {
+            Some((_, ops)) => ops.push(i),
+            None => groups.push((layer.clone(), vec![i])),
+        }
+    }
+    Ok(groups)
+}
+
+/// Applies each layer's ops inside its own transaction; if one fails, undoes the layers
+/// applied before it.
+pub(crate) async fn apply_groups(
     plan: &WritePlan,
     groups: &[(LayerHandle, Vec<usize>)],
     mut fences: Vec<Option<Fence>>,

@@ -11,6 +11,7 @@ mod references;
 mod routing;
 #[path = "../support/mod.rs"]
 mod support;
+mod wal;
 
 pub use support::fixtures;
 

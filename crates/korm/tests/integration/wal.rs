@@ -1,0 +1,758 @@
+//! The write-ahead log (W1-W6): records written before each write and finished after it,
+//! recovery at open (forward for a write a crash interrupted, back for a failed write whose
+//! undo could not finish), authenticated records, recorded depot files, korm 1.5's records,
+//! and faults injected with a depot wrapper and SQLite triggers (no crash needed; the crash
+//! trials, `scripts/crash-trials`, kill real processes).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use korm::depots::{Depot, DepotFile, DepotKey, FileContent, FileStream};
+use korm::wal::{RecordOpType, RecordState};
+use korm::{Encrypted, Error, Pool, Rn, WalOptions, WalRetention};
+use serde::{Deserialize, Serialize};
+
+use super::fixtures;
+
+fn install_keys() {
+    let key = korm::crypto::EncryptionKey::from_hex(&"a1".repeat(32)).expect("key");
+    korm::crypto::install(korm::crypto::KeyRing::new(key));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Car {
+    make: String,
+    year: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Secretive {
+    name: String,
+    ssn: Encrypted<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WithInvoice {
+    make: String,
+    invoice: DepotFile,
+}
+
+fn rn<T>(text: &str) -> Rn<T> {
+    text.parse().expect("rn")
+}
+
+/// A depot that fails on demand: puts, deletes, or both.
+#[derive(Debug)]
+struct Faulty {
+    inner: Arc<dyn Depot>,
+    fail_puts: AtomicBool,
+    fail_deletes: AtomicBool,
+}
+
+impl Faulty {
+    async fn local(ident: &str, root: &Path) -> Arc<Faulty> {
+        let inner = korm::depots::LocalDepot::open(ident, korm::depots::local(root))
+            .await
+            .expect("local depot");
+        Arc::new(Faulty {
+            inner: Arc::new(inner),
+            fail_puts: AtomicBool::new(false),
+            fail_deletes: AtomicBool::new(false),
+        })
+    }
+
+    fn refuse(&self, key: &DepotKey) -> Error {
+        Error::Depot {
+            depot: self.inner.ident().to_owned(),
+            key: key.to_string(),
+            reason: "injected fault".to_owned(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Depot for Faulty {
+    fn ident(&self) -> &str {
+        self.inner.ident()
+    }
+    async fn put(&self, key: &DepotKey, content: FileContent) -> korm::Result<u64> {
+        if self.fail_puts.load(Ordering::SeqCst) {
+            return Err(self.refuse(key));
+        }
+        self.inner.put(key, content).await
+    }
+    async fn get(&self, key: &DepotKey) -> korm::Result<FileStream> {
+        self.inner.get(key).await
+    }
+    async fn size(&self, key: &DepotKey) -> korm::Result<Option<u64>> {
+        self.inner.size(key).await
+    }
+    async fn delete(&self, key: &DepotKey) -> korm::Result<()> {
+        if self.fail_deletes.load(Ordering::SeqCst) {
+            return Err(self.refuse(key));
+        }
+        self.inner.delete(key).await
+    }
+    async fn copy(&self, from: &DepotKey, to: &DepotKey) -> korm::Result<()> {
+        self.inner.copy(from, to).await
+    }
+    async fn list(&self, prefix: &DepotKey) -> korm::Result<Vec<DepotKey>> {
+        self.inner.list(prefix).await
+    }
+    async fn close(&self) {}
+}
+
+/// The JSON files in a folder, by name.
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+fn wal_folder(root: &Path, pool: &Pool) -> PathBuf {
+    root.join(pool.wal().expect("wal").folder())
+}
+
+async fn sqlite_pool(dir: &Path, options: WalOptions) -> korm::Result<Pool> {
+    korm::pool()
+        .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+        .layer("userdb", korm::layers::sqlite(dir.join("users.sqlite")))
+        .depot("wal", korm::depots::local(dir.join("wal")))
+        .depot("files", korm::depots::local(dir.join("files")))
+        .with_wal("wal", options)
+        .open()
+        .await
+}
+
+async fn create_car(pool: &Pool, layer: &str, make: &str) -> korm::Result<korm::Item<Car>> {
+    korm::item::<Car>(pool)
+        .from_data(
+            rn(&format!("[rn][from::{layer}]:cars:suv:*")),
+            Car {
+                make: make.into(),
+                year: 2015,
+            },
+        )?
+        .create()
+        .await
+}
+
+#[tokio::test]
+async fn each_write_leaves_a_signed_record_in_done_with_retention_keep() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(
+        dir.path(),
+        WalOptions::new("orders").with_retention(WalRetention::Keep),
+    )
+    .await
+    .expect("open");
+    let car = create_car(&pool, "cardb", "Citroen").await.expect("create");
+    let car = car
+        .update(|c| c.year = 2016)
+        .commit()
+        .await
+        .expect("commit");
+    car.delete().await.expect("delete");
+    let secret = korm::item::<Secretive>(&pool)
+        .from_data(
+            rn("[rn][from::userdb]:people:vip:*"),
+            Secretive {
+                name: "fred".into(),
+                ssn: Encrypted::new("078-05-1120-cleartext".into()),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create secret");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    assert!(json_files(&folder.join("pending")).is_empty());
+    let done = pool.wal().expect("wal").done().await.expect("done");
+    assert_eq!(done.len(), 4, "{done:?}");
+    let mut kinds = Vec::new();
+    for (id, record) in &done {
+        let record = record.as_ref().expect("a record korm wrote checks out");
+        assert_eq!(&record.id, id);
+        assert_eq!(record.state, RecordState::Done);
+        assert!(record.completed_at.is_some());
+        kinds.push((record.created_at.clone(), record.ops[0].kind));
+    }
+    kinds.sort_by(|a, b| a.0.cmp(&b.0));
+    let kinds: Vec<_> = kinds.into_iter().map(|(_, k)| k).collect();
+    assert_eq!(
+        kinds,
+        [
+            RecordOpType::Insert,
+            RecordOpType::Update,
+            RecordOpType::Delete,
+            RecordOpType::Insert
+        ]
+    );
+    // The update carries its before-image; the encrypted field is an envelope only.
+    let update = done
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .find(|r| r.ops[0].kind == RecordOpType::Update)
+        .expect("update record");
+    assert_eq!(update.ops[0].before.as_ref().expect("before")["year"], 2015);
+    assert_eq!(update.ops[0].data.as_ref().expect("data")["year"], 2016);
+    for file in json_files(&folder.join("done")) {
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            !text.contains("078-05-1120-cleartext"),
+            "cleartext in {text}"
+        );
+        assert!(text.contains("\"mac\":"), "unsigned record {text}");
+    }
+    assert_eq!(secret.data().name, "fred");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn with_retention_delete_nothing_is_left_behind() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("open");
+    let car = create_car(&pool, "cardb", "Citroen").await.expect("create");
+    car.update(|c| c.year = 2020)
+        .commit()
+        .await
+        .expect("commit");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    assert!(json_files(&folder.join("pending")).is_empty());
+    assert!(json_files(&folder.join("done")).is_empty());
+    pool.close().await;
+}
+
+/// The WAL depot refuses puts: the write fails before anything is applied.
+#[tokio::test]
+async fn a_wal_depot_that_can_not_write_stops_the_write_before_it_begins() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .depot("wal", Arc::clone(&wal) as Arc<dyn Depot>)
+        .with_wal("wal", WalOptions::new("orders"))
+        .open()
+        .await
+        .expect("open");
+    wal.fail_puts.store(true, Ordering::SeqCst);
+    let err = create_car(&pool, "cardb", "Citroen")
+        .await
+        .expect_err("no record, no write");
+    assert!(
+        matches!(&err, Error::WalWrite { depot, .. } if depot == "wal"),
+        "{err:?}"
+    );
+    wal.fail_puts.store(false, Ordering::SeqCst);
+    let cars = korm::item::<Car>(&pool)
+        .query(rn("[rn][from::cardb]:cars:suv:*"))
+        .get()
+        .await
+        .expect("query");
+    assert!(cars.is_empty(), "nothing was written");
+    pool.close().await;
+}
+
+/// A write whose record could not be removed (the WAL depot refuses deletes) is as if the
+/// process had died just after it: the next open finds the record, and everything as the
+/// record left it. Changing a layer back to its old state (a crash between layers) is
+/// brought forward; a record changed on disk is refused.
+#[tokio::test]
+async fn a_pending_record_is_brought_forward_at_open_and_a_tampered_one_is_refused() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |wal: Arc<Faulty>| {
+        let dir = dir.path().to_owned();
+        async move {
+            korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .layer("userdb", korm::layers::sqlite(dir.join("users.sqlite")))
+                .depot("wal", wal as Arc<dyn Depot>)
+                .with_wal("wal", WalOptions::new("orders"))
+                .open()
+                .await
+        }
+    };
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal)).await.expect("open");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let cars = korm::item::<Car>(&pool);
+    let mut tx = korm::tx(&pool);
+    let a = tx.create(
+        cars.from_data(
+            rn("[rn][from::cardb]:cars:suv:*"),
+            Car {
+                make: "Citroen".into(),
+                year: 2015,
+            },
+        )
+        .expect("floating"),
+    );
+    let b = tx.create(
+        cars.from_data(
+            rn("[rn][from::userdb]:cars:suv:*"),
+            Car {
+                make: "Fiat".into(),
+                year: 1999,
+            },
+        )
+        .expect("floating"),
+    );
+    let mut done = tx
+        .persist()
+        .await
+        .expect("persist: the record's removal is not the write's");
+    let (a, b) = (done.take(a).expect("a"), done.take(b).expect("b"));
+    pool.close().await;
+    let pending = json_files(&folder.join("pending"));
+    assert_eq!(pending.len(), 1, "the record stayed pending");
+
+    // A crash between the layers: userdb never got its row.
+    let users = rusqlite::Connection::open(dir.path().join("users.sqlite")).expect("sqlite");
+    users
+        .execute("DELETE FROM __items__cars__suv", [])
+        .expect("delete");
+    drop(users);
+
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal)).await.expect("reopen recovers");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    assert_eq!(report.recovered[0].outcome, RecordState::Done);
+    assert_eq!(report.recovered[0].applied, 1, "only the missing row");
+    assert!(report.refused.is_empty());
+    let cars = korm::item::<Car>(&pool);
+    let found = cars.load(b.rn().clone()).get().await.expect("b is back");
+    assert_eq!(found.data().make, "Fiat");
+    cars.load(a.rn().clone()).get().await.expect("a is there");
+    assert!(json_files(&folder.join("pending")).is_empty());
+
+    // Again, and this time the record is changed on disk before the next open.
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let a = cars
+        .load(a.rn().clone())
+        .get()
+        .await
+        .expect("load")
+        .update(|c| c.year = 2016)
+        .commit()
+        .await
+        .expect("commit");
+    pool.close().await;
+    let pending = json_files(&folder.join("pending"));
+    assert_eq!(pending.len(), 1);
+    let text = std::fs::read_to_string(&pending[0]).expect("read");
+    let tampered = text.replacen("\"year\":2016", "\"year\":1900", 1);
+    assert_ne!(text, tampered);
+    std::fs::write(&pending[0], tampered).expect("tamper");
+    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
+    cardb
+        .execute("UPDATE __items__cars__suv SET year = 2015", [])
+        .expect("roll back by hand");
+    drop(cardb);
+
+    let pool = open(Faulty::local("wal", &dir.path().join("wal")).await)
+        .await
+        .expect("a refused record does not stop the pool");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    let cars = korm::item::<Car>(&pool);
+    assert!(report.recovered.is_empty(), "{report:?}");
+    assert_eq!(report.refused.len(), 1);
+    assert!(report.refused[0].reason.contains("MAC"), "{report:?}");
+    let found = cars.load(a.rn().clone()).get().await.expect("load");
+    assert_eq!(
+        found.data().year,
+        2015,
+        "the tampered record was not replayed"
+    );
+    assert_eq!(
+        json_files(&folder.join("pending")).len(),
+        1,
+        "a refused record stays, for a person to look at"
+    );
+    let status = pool.wal().expect("wal").pending().await.expect("status");
+    assert!(
+        status[0]
+            .1
+            .as_ref()
+            .is_err_and(|reason| reason.contains("MAC"))
+    );
+    pool.close().await;
+}
+
+/// A failed write whose undo fails too (a trigger refuses the delete that undoes an
+/// insert): the WAL rolls it back at once if it can; it can not here, so the record stays
+/// pending as aborting and the RN refuses writes until a recovery finishes the rollback.
+#[tokio::test]
+async fn a_failed_undo_is_finished_by_recovery_and_blocks_its_rns_until_then() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("open");
+    let cars = korm::item::<Car>(&pool);
+    // userdb already holds the car whose id the tx reuses: its insert fails there.
+    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
+    let id = taken.rn().id().expect("id").to_owned();
+    create_car(&pool, "cardb", "Other")
+        .await
+        .expect("table exists");
+    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
+    cardb
+        .execute_batch(
+            "CREATE TRIGGER no_delete BEFORE DELETE ON __items__cars__suv \
+             BEGIN SELECT RAISE(ABORT, 'deletes refused'); END;",
+        )
+        .expect("trigger");
+
+    let mut tx = korm::tx(&pool);
+    tx.create(
+        cars.from_data(
+            rn(&format!("[rn][from::cardb]:cars:suv:{id}")),
+            Car {
+                make: "Citroen".into(),
+                year: 2015,
+            },
+        )
+        .expect("floating"),
+    );
+    tx.create(
+        cars.from_data(
+            rn(&format!("[rn][from::userdb]:cars:suv:{id}")),
+            Car {
+                make: "Citroen".into(),
+                year: 2015,
+            },
+        )
+        .expect("floating"),
+    );
+    let err = tx.persist().await.expect_err("userdb refuses");
+    assert!(matches!(err, Error::UndoFailed { .. }), "{err:?}");
+    let half: Rn<Car> = rn(&format!("[rn][from::cardb]:cars:suv:{id}"));
+    cars.load(half.clone())
+        .get()
+        .await
+        .expect("half-applied, for now");
+
+    // The RN refuses writes until the record is finished.
+    let blocked = cars
+        .load(half.clone())
+        .get()
+        .await
+        .expect("load")
+        .update(|c| c.year = 2030)
+        .commit()
+        .await
+        .expect_err("blocked");
+    assert!(matches!(&blocked, Error::WalPending { .. }), "{blocked:?}");
+
+    // Recovery can not finish while the trigger stands; it reports the record.
+    let err = pool
+        .wal()
+        .expect("wal")
+        .recover()
+        .await
+        .expect_err("still refused");
+    assert!(matches!(&err, Error::WalRecovery { .. }), "{err:?}");
+    cardb
+        .execute_batch("DROP TRIGGER no_delete;")
+        .expect("drop trigger");
+    let report = pool.wal().expect("wal").recover().await.expect("recover");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    assert_eq!(report.recovered[0].outcome, RecordState::Failed);
+    let gone = cars.load(half.clone()).get().await;
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    // Unblocked.
+    cars.from_data(
+        half,
+        Car {
+            make: "Again".into(),
+            year: 2001,
+        },
+    )
+    .expect("floating")
+    .create()
+    .await
+    .expect("writes go through again");
+    pool.close().await;
+}
+
+/// A failed write whose undo succeeds finishes its record as failed, applied nowhere.
+#[tokio::test]
+async fn a_failed_write_is_recorded_as_failed() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(
+        dir.path(),
+        WalOptions::new("orders").with_retention(WalRetention::Keep),
+    )
+    .await
+    .expect("open");
+    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
+    let id = taken.rn().id().expect("id").to_owned();
+    let cars = korm::item::<Car>(&pool);
+    let mut tx = korm::tx(&pool);
+    for layer in ["cardb", "userdb"] {
+        tx.create(
+            cars.from_data(
+                rn(&format!("[rn][from::{layer}]:cars:suv:{id}")),
+                Car {
+                    make: "Citroen".into(),
+                    year: 2015,
+                },
+            )
+            .expect("floating"),
+        );
+    }
+    tx.persist().await.expect_err("userdb refuses");
+    let done = pool.wal().expect("wal").done().await.expect("done");
+    let states: Vec<_> = done
+        .iter()
+        .map(|(_, r)| r.as_ref().expect("record").state)
+        .collect();
+    assert!(states.contains(&RecordState::Failed), "{states:?}");
+    let none = cars
+        .load(rn(&format!("[rn][from::cardb]:cars:suv:{id}")))
+        .get()
+        .await;
+    assert!(matches!(none, Err(Error::NotFound { .. })), "{none:?}");
+    pool.close().await;
+}
+
+/// Depot ops recorded: the file's new and old content are payloads of the record, and a
+/// file lost in a crash comes back from them.
+#[tokio::test]
+async fn recorded_files_come_back_from_their_payloads() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |wal: Arc<Faulty>, retention: WalRetention| {
+        let dir = dir.path().to_owned();
+        async move {
+            korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .depot("files", korm::depots::local(dir.join("files")))
+                .depot("wal", wal as Arc<dyn Depot>)
+                .with_wal("wal", WalOptions::new("orders").with_retention(retention))
+                .open()
+                .await
+        }
+    };
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal), WalRetention::Keep)
+        .await
+        .expect("open");
+    let invoice_rn: Rn = rn("[rn][depot::files]:invoices:fred:invoice-001.txt");
+    let items = korm::item::<WithInvoice>(&pool);
+    let car = items
+        .from_data(
+            rn("[rn][from::cardb]:cars:suv:*"),
+            WithInvoice {
+                make: "Citroen".into(),
+                invoice: korm::depots::file(invoice_rn.clone(), "first")
+                    .expect("file")
+                    .into(),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let done = pool.wal().expect("wal").done().await.expect("done");
+    let record = done[0].1.as_ref().expect("record");
+    assert_eq!(record.depot_ops.len(), 1);
+    assert!(record.depot_ops[0].before_payload_rn.is_none());
+    let after = record.depot_ops[0].payload_rn.clone().expect("after");
+    let after_path = dir.path().join("wal").join(
+        korm::depots::DepotKey::from_rn(&rn::<()>(&after))
+            .expect("key")
+            .as_str(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(after_path).expect("payload"),
+        "first"
+    );
+
+    // The record of a replacement stays pending (its removal fails), and the crash
+    // "happened" before the file was written.
+    pool.close().await;
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal), WalRetention::Delete)
+        .await
+        .expect("open");
+    let items = korm::item::<WithInvoice>(&pool);
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    items.load(car.rn().clone()).get().await.expect("load");
+    assert_eq!(pool_file(&pool, &invoice_rn).await, "first");
+    DepotFile::at(invoice_rn.clone())
+        .expect("at")
+        .update("second")
+        .commit(&pool)
+        .await
+        .expect("replace");
+    pool.close().await;
+    std::fs::write(
+        dir.path().join("files/invoices/fred/invoice-001.txt"),
+        "first",
+    )
+    .expect("put the old content back");
+    let pool = open(
+        Faulty::local("wal", &dir.path().join("wal")).await,
+        WalRetention::Delete,
+    )
+    .await
+    .expect("reopen");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    assert_eq!(pool_file(&pool, &invoice_rn).await, "second");
+    pool.close().await;
+}
+
+async fn pool_file(pool: &Pool, rn: &Rn) -> String {
+    DepotFile::at(rn.clone())
+        .expect("at")
+        .text(pool)
+        .await
+        .expect("file")
+}
+
+/// korm 1.5's own records (unsigned, filed under its pool id) replay into an empty layer
+/// when the pool accepts unsigned records, and give what korm 1.5 stored; refused otherwise.
+#[tokio::test]
+async fn korm_1_5_records_recover_only_when_unsigned_records_are_accepted() {
+    install_keys();
+    let fixture_wal = fixtures().join("wal");
+    for accept in [false, true] {
+        let dir = tempfile::tempdir().expect("dir");
+        let wal = dir.path().join("wal");
+        copy_tree(&fixture_wal, &wal);
+        let records = wal.join("__korm_wal__/fixtures/e5d9906025b1b75f");
+        std::fs::create_dir_all(records.join("pending")).expect("pending");
+        for file in json_files(&records.join("done")) {
+            std::fs::rename(
+                &file,
+                records
+                    .join("pending")
+                    .join(file.file_name().expect("name")),
+            )
+            .expect("move to pending");
+        }
+        let pool = korm::pool()
+            .layer(
+                "cardb",
+                korm::layers::sqlite(dir.path().join("cardb.sqlite")),
+            )
+            .depot("files", korm::depots::local(dir.path().join("files")))
+            .depot("wal", korm::depots::local(&wal))
+            .with_wal(
+                "wal",
+                WalOptions::new("fixtures")
+                    .with_pool_id("e5d9906025b1b75f")
+                    .with_accept_unsigned(accept),
+            )
+            .open()
+            .await
+            .expect("open");
+        let report = pool.wal().expect("wal").opened_with().expect("report");
+        let cars = korm::item::<serde_json::Value>(&pool)
+            .query(rn("[rn]:cars:suv:*"))
+            .get()
+            .await;
+        if !accept {
+            assert_eq!(report.refused.len(), 7, "{report:?}");
+            assert!(report.recovered.is_empty());
+            assert!(cars.map(|c| c.is_empty()).unwrap_or(true));
+            pool.close().await;
+            continue;
+        }
+        assert_eq!(report.recovered.len(), 7, "{report:?}");
+        assert!(report.refused.is_empty());
+        compare_with_fixture(&dir.path().join("cardb.sqlite"));
+        let invoice = pool_file(
+            &pool,
+            &rn("[rn][depot::files]:invoices:fred:invoice-001.txt"),
+        )
+        .await;
+        let expected =
+            std::fs::read_to_string(fixtures().join("files/invoices/fred/invoice-001.txt"))
+                .expect("fixture invoice");
+        assert_eq!(invoice, expected);
+        pool.close().await;
+    }
+}
+
+/// Every item row of the fixture's `cardb.sqlite` is in `ours` with the same data columns.
+fn compare_with_fixture(ours: &Path) {
+    let theirs = rusqlite::Connection::open_with_flags(
+        fixtures().join("cardb.sqlite"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("fixture");
+    let ours = rusqlite::Connection::open(ours).expect("ours");
+    let tables: Vec<String> = theirs
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '\\_\\_items\\_\\_%' ESCAPE '\\'")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("tables")
+        .map(|t| t.expect("name"))
+        .collect();
+    assert_eq!(tables.len(), 3, "{tables:?}");
+    for table in tables {
+        let rows = |conn: &rusqlite::Connection| -> Vec<Vec<(String, String)>> {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM \"{table}\" ORDER BY \"rnId\""))
+                .expect("select");
+            let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+            stmt.query_map([], |row| {
+                let mut out = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    if name.starts_with("__korm_") {
+                        continue;
+                    }
+                    let value: rusqlite::types::Value = row.get(i)?;
+                    if value != rusqlite::types::Value::Null {
+                        out.push((name.clone(), format!("{value:?}")));
+                    }
+                }
+                out.sort();
+                Ok(out)
+            })
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect()
+        };
+        assert_eq!(rows(&ours), rows(&theirs), "table {table}");
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+            let mut perms = std::fs::metadata(&target).expect("meta").permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&target, perms).expect("writable");
+        }
+    }
+}
