@@ -554,7 +554,7 @@ impl<'p> Wal<'p> {
     /// # Errors
     /// The WAL depot's error.
     pub async fn pending(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
-        self.list(Folder::Pending).await
+        self.log.listing(Folder::Pending).await
     }
 
     /// The finished records kept by retention keep.
@@ -562,20 +562,7 @@ impl<'p> Wal<'p> {
     /// # Errors
     /// The WAL depot's error.
     pub async fn done(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
-        self.list(Folder::Done).await
-    }
-
-    async fn list(
-        &self,
-        folder: Folder,
-    ) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
-        Ok(self
-            .log
-            .records(folder)
-            .await?
-            .into_iter()
-            .map(|(id, r)| (id, r.map_err(|refusal| format!("the record {}", refusal.0))))
-            .collect())
+        self.log.listing(Folder::Done).await
     }
 
     /// The record with this id, pending or done.
@@ -584,21 +571,7 @@ impl<'p> Wal<'p> {
     /// [`Error::WalRecord`] when there is no such record or it is refused (it fails its MAC
     /// check, ...), and the WAL depot's error.
     pub async fn record(&self, id: &str) -> Result<Record> {
-        for folder in [Folder::Pending, Folder::Done] {
-            if id.is_empty() || id.contains(['/', '\\', '.']) {
-                break;
-            }
-            if let Some(bytes) = self.log.files.read(folder, id).await? {
-                return self.log.check(id, &bytes).map_err(|r| Error::WalRecord {
-                    record: id.to_owned(),
-                    reason: r.0,
-                });
-            }
-        }
-        Err(Error::WalRecord {
-            record: crate::error::clip(id),
-            reason: "no such record".to_owned(),
-        })
+        self.log.find(id).await
     }
 
     /// Recovers every pending record now, as opening the pool does (see the
@@ -622,7 +595,99 @@ impl<'p> Wal<'p> {
     }
 }
 
+/// A WAL read without opening its pool (no recovery runs): what `korm wal status` and
+/// `korm wal show` use.
+#[derive(Debug)]
+pub struct WalReader {
+    log: WalLog,
+}
+
+impl WalReader {
+    /// Reads the WAL in `depot` (named `wal` in payload RNs unless `depot_ident` says
+    /// otherwise) under `options`, whose pool id must be set; records are checked with the
+    /// process's key ring.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] without a pool id, [`Error::Key`] without an encryption key,
+    /// and the depot's error when it can not be opened.
+    pub async fn open(
+        depot_ident: &str,
+        depot: impl Into<crate::depot::DepotSpec>,
+        options: WalOptions,
+    ) -> Result<WalReader> {
+        let pool_id = options.pool_id.clone().ok_or(Error::InvalidOption {
+            option: "pool_id",
+            reason: "reading a WAL without its pool needs the pool id its records are filed \
+                     under"
+                .to_owned(),
+        })?;
+        let (depot, root) = depot.into().open(depot_ident).await?;
+        let ring = crate::crypto::key_ring()?;
+        Ok(WalReader {
+            log: WalLog::new(depot, root, options, pool_id, &ring)?,
+        })
+    }
+
+    /// The folder of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}`).
+    pub fn folder(&self) -> &str {
+        &self.log.files.base
+    }
+
+    /// As [`Wal::pending`].
+    ///
+    /// # Errors
+    /// The WAL depot's error.
+    pub async fn pending(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        self.log.listing(Folder::Pending).await
+    }
+
+    /// As [`Wal::done`].
+    ///
+    /// # Errors
+    /// The WAL depot's error.
+    pub async fn done(&self) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        self.log.listing(Folder::Done).await
+    }
+
+    /// As [`Wal::record`].
+    ///
+    /// # Errors
+    /// As [`Wal::record`].
+    pub async fn record(&self, id: &str) -> Result<Record> {
+        self.log.find(id).await
+    }
+}
+
 impl WalLog {
+    async fn listing(
+        &self,
+        folder: Folder,
+    ) -> Result<Vec<(String, std::result::Result<Record, String>)>> {
+        Ok(self
+            .records(folder)
+            .await?
+            .into_iter()
+            .map(|(id, r)| (id, r.map_err(|refusal| format!("the record {}", refusal.0))))
+            .collect())
+    }
+
+    async fn find(&self, id: &str) -> Result<Record> {
+        if !id.is_empty() && !id.contains(['/', '\\', '.']) {
+            for folder in [Folder::Pending, Folder::Done] {
+                if let Some(bytes) = self.files.read(folder, id).await? {
+                    return self.check(id, &bytes).map_err(|r| Error::WalRecord {
+                        record: id.to_owned(),
+                        reason: r.0,
+                    });
+                }
+            }
+        }
+        Err(Error::WalRecord {
+            record: crate::error::clip(id),
+            reason: "no such record".to_owned(),
+        })
+    }
+
     pub(crate) fn set_opened(&self, report: RecoveryReport) {
         *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
     }
