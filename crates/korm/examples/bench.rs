@@ -13,6 +13,9 @@
 //! `KORM_BENCH_SQLITE_ONLY=1` stops after the SQLite lines; `KORM_BENCH_ROUNDS=n` runs n
 //! SQLite rounds instead of 15 (more rounds, a steadier median on a noisy machine);
 //! `KORM_BENCH_DETAIL=1` prints every SQLite round on stderr.
+//!
+//! `wal.create` and `wal.create.fsync` are the exception to `korm<TAB>raw`: korm with a
+//! write-ahead log, then korm without one (see [`wal_lines`]).
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -203,6 +206,9 @@ async fn main() {
         }
         print_rows("", &korm, &raw);
     }
+    if runs("wal") {
+        wal_lines(quick, rounds).await;
+    }
     if std::env::var_os("KORM_BENCH_SQLITE_ONLY").is_some() {
         return;
     }
@@ -239,6 +245,78 @@ async fn main() {
         if !korm.is_empty() {
             print_rows(&format!("{}.", server.prefix()), &korm, &raw);
         }
+    }
+}
+
+/// `wal.create`: creates by korm with a write-ahead log on a local depot beside creates
+/// without one, both on SQLite. Two lines, each with the WAL as durable as the layer:
+/// `wal.create` with SQLite `synchronous = NORMAL` and records not synced (both survive a
+/// crash of the process, not of the machine), `wal.create.fsync` with SQLite `FULL` and
+/// every record synced (both survive a power loss; fewer ops, each waits for the disk).
+async fn wal_lines(quick: bool, rounds: usize) {
+    use korm::layers::Synchronous;
+    // An encryption key for the WAL's MACs (the bench's own; never a real one).
+    korm::crypto::install(korm::crypto::KeyRing::new(
+        korm::crypto::EncryptionKey::from_hex(&"5e".repeat(32)).expect("key"),
+    ));
+    for (name, sync, n, rounds) in [
+        (
+            "wal.create",
+            Synchronous::Normal,
+            if quick { 50 } else { 2_000 },
+            rounds,
+        ),
+        (
+            "wal.create.fsync",
+            Synchronous::Full,
+            if quick { 10 } else { 200 },
+            rounds.min(5),
+        ),
+    ] {
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for _ in 0..rounds {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let open = |file: &str, wal: bool| {
+                let mut builder = korm::pool().layer(
+                    "bench",
+                    korm::layers::sqlite(dir.path().join(file)).with_synchronous(sync),
+                );
+                if wal {
+                    builder = builder
+                        .depot("wal", korm::depots::local(dir.path().join("wal")))
+                        .with_wal(
+                            "wal",
+                            korm::WalOptions::new("bench").with_fsync(sync == Synchronous::Full),
+                        );
+                }
+                builder.open()
+            };
+            let logged = open("with.sqlite", true).await.expect("open with WAL");
+            let plain = open("without.sqlite", false).await.expect("open");
+            korm_create(&logged, 0..10).await;
+            korm_create(&plain, 0..10).await;
+            let (mut t_with, mut t_without) = (Duration::ZERO, Duration::ZERO);
+            for b in 0..BLOCKS {
+                let range = (n * b / BLOCKS + 10)..(n * (b + 1) / BLOCKS + 10);
+                for wal_side in sides(b) {
+                    let t = Instant::now();
+                    if wal_side {
+                        std::hint::black_box(korm_create(&logged, range.clone()).await);
+                        t_with += t.elapsed();
+                    } else {
+                        std::hint::black_box(korm_create(&plain, range.clone()).await);
+                        t_without += t.elapsed();
+                    }
+                }
+            }
+            logged.close().await;
+            plain.close().await;
+            with.push([n as f64 / t_with.as_secs_f64()]);
+            without.push([n as f64 / t_without.as_secs_f64()]);
+        }
+        let (w, wo) = median_round(&with, &without, 0);
+        println!("{name}\t{w:.0}\t{wo:.0}");
     }
 }
 

@@ -11,7 +11,8 @@
 //! `raw_update`, and `korm_resolve`, `raw_resolve` for references across databases) runs
 //! between the two marker
 //! functions, after the 2,000 users were created, so the dump counts only its instructions.
-//! Divide by the ops (2,000 loads; 50 queries) for a cost per op.
+//! Divide by the ops (2,000 loads; 50 queries) for a cost per op. `wal_create` and
+//! `korm_create` time 2,000 creates with and without a write-ahead log.
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -51,11 +52,40 @@ async fn resolve(mode: &str) {
     setup.pool.close().await;
 }
 
+/// 2,000 creates, with a write-ahead log on a local depot (`wal_create`, records not synced)
+/// or without (`korm_create`).
+async fn create(wal: bool) {
+    korm::crypto::install(korm::crypto::KeyRing::new(
+        korm::crypto::EncryptionKey::from_hex(&"5e".repeat(32)).expect("key"),
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut builder = korm::pool().layer(
+        "bench",
+        korm::layers::sqlite(dir.path().join("korm.sqlite"))
+            .with_synchronous(korm::layers::Synchronous::Normal),
+    );
+    if wal {
+        builder = builder
+            .depot("wal", korm::depots::local(dir.path().join("wal")))
+            .with_wal("wal", korm::WalOptions::new("bench").with_fsync(false));
+    }
+    let pool = builder.open().await.expect("open");
+    black_box(korm_create(&pool, 0..10).await);
+    profile_start();
+    black_box(korm_create(&pool, 10..2_010).await);
+    profile_end();
+    pool.close().await;
+}
+
 #[tokio::main]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     if mode.ends_with("_resolve") {
         resolve(&mode).await;
+        return;
+    }
+    if mode == "wal_create" || mode == "korm_create" {
+        create(mode == "wal_create").await;
         return;
     }
     let n = 2_000;

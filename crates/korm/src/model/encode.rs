@@ -182,48 +182,76 @@ pub(crate) fn infer_kind(value: &Value) -> Option<ColumnKind> {
 /// with object keys sorted recursively and integral doubles printed as integers (as
 /// JavaScript's `JSON.stringify` prints them, so korm 1.5 computes the same fingerprint).
 pub(crate) fn fingerprint(value: &Value) -> String {
-    let mut text = String::new();
+    let mut text = Vec::new();
     canonical_json(value, &mut text);
-    hex::encode(Sha512::digest(text.as_bytes()))
+    hex::encode(Sha512::digest(&text))
 }
 
 /// `value` as JSON with object keys sorted at every level (what fingerprints and WAL MACs are
 /// computed over).
-pub(crate) fn canonical_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            // JavaScript sorts keys by UTF-16 code units; for the BMP that equals byte order
-            // of UTF-8 except across surrogate ranges, which field keys do not use.
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+pub(crate) fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, &Canonical(value))
+        .unwrap_or_else(|_| unreachable!("JSON data always serializes into a Vec"));
+}
+
+/// Serializes a JSON value canonically: object keys sorted at every level, and integral
+/// doubles printed as integers (as JavaScript's `JSON.stringify` prints them).
+pub(crate) struct Canonical<'a>(pub(crate) &'a Value);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                // JavaScript sorts keys by UTF-16 code units; for the BMP that equals byte
+                // order of UTF-8 except across surrogate ranges, which field keys do not use.
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    out.serialize_entry(key, &Canonical(value))?;
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical_json(&map[key], out);
+                out.end()
             }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Canonical(item))?;
                 }
-                canonical_json(item, out);
+                out.end()
             }
-            out.push(']');
+            Value::Number(n) => match n.as_f64() {
+                // Below 1e21 (< 2^70) an integral double is exactly a u128.
+                Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 1e21 => {
+                    if f < 0.0 {
+                        serializer.serialize_i128(f as i128)
+                    } else {
+                        serializer.serialize_u128(f as u128)
+                    }
+                }
+                _ => n.serialize(serializer),
+            },
+            other => other.serialize(serializer),
         }
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 1e21 => {
-                out.push_str(&format!("{f:.0}"));
+    }
+}
+
+/// An optional object serialized canonically (see [`Canonical`]).
+pub(crate) fn canonical_map<S: ser::Serializer>(
+    map: &Option<Map<String, Value>>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match map {
+        Some(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut out = serializer.serialize_map(Some(entries.len()))?;
+            for (key, value) in entries {
+                out.serialize_entry(key, &Canonical(value))?;
             }
-            _ => out.push_str(&n.to_string()),
-        },
-        other => out.push_str(&other.to_string()),
+            out.end()
+        }
+        None => serializer.serialize_none(),
     }
 }
 

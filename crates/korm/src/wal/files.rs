@@ -83,25 +83,36 @@ impl WalFiles {
         }
     }
 
-    /// Writes a record atomically (and durably, with fsync).
-    pub(crate) async fn write(&self, folder: Folder, id: &str, bytes: Vec<u8>) -> Result<()> {
+    /// Writes a new record (durably, with fsync). A record is complete before its write
+    /// begins, so one torn by a machine crash mid-write (it does not parse) describes a write
+    /// that never began. `replace` rewrites an existing record, through a temporary file
+    /// and a rename, so it is never torn.
+    pub(crate) async fn write(
+        &self,
+        folder: Folder,
+        id: &str,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<()> {
         let Some(dir) = &self.local else {
             let key = self.record_key(folder, id)?;
             self.depot.put(&key, FileContent::bytes(bytes)).await?;
             return Ok(());
         };
         let dir = dir.join(folder.name());
-        let name = format!("{id}.json");
-        let tmp_name = format!("{id}.tmp");
+        let path = dir.join(format!("{id}.json"));
+        let tmp = dir.join(format!("{id}.tmp"));
         let write = move |fsync: bool| -> std::io::Result<()> {
-            let tmp = dir.join(tmp_name);
-            let mut file = std::fs::File::create(&tmp)?;
+            let target = if replace { &tmp } else { &path };
+            let mut file = std::fs::File::create(target)?;
             file.write_all(&bytes)?;
             if fsync {
                 file.sync_all()?;
             }
             drop(file);
-            std::fs::rename(&tmp, dir.join(&name))?;
+            if replace {
+                std::fs::rename(&tmp, &path)?;
+            }
             if fsync {
                 std::fs::File::open(&dir)?.sync_all()?;
             }

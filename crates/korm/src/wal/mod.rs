@@ -309,7 +309,11 @@ impl WalLog {
             }
         }
         let json = record.to_signed_json(&self.keys);
-        if let Err(e) = self.files.write(Folder::Pending, &record.id, json).await {
+        if let Err(e) = self
+            .files
+            .write(Folder::Pending, &record.id, json, false)
+            .await
+        {
             let _ = self.files.remove_payloads(&record.id).await;
             return Err(self.write_error(e));
         }
@@ -399,7 +403,11 @@ impl WalLog {
             Err(error) => {
                 record.state = RecordState::Aborting;
                 let json = record.to_signed_json(&self.keys);
-                if let Err(e) = self.files.write(Folder::Pending, &record.id, json).await {
+                if let Err(e) = self
+                    .files
+                    .write(Folder::Pending, &record.id, json, true)
+                    .await
+                {
                     tracing::warn!(record = %record.id, error = %e,
                         "korm: the WAL record of a failed write could not be marked aborting");
                 }
@@ -440,7 +448,7 @@ impl WalLog {
                 record.state = state;
                 record.completed_at = Some(now_iso());
                 let json = record.to_signed_json(&self.keys);
-                match self.files.write(Folder::Done, &id, json).await {
+                match self.files.write(Folder::Done, &id, json, true).await {
                     Ok(()) => self.files.remove(Folder::Pending, &id).await,
                     Err(e) => Err(e),
                 }

@@ -22,30 +22,34 @@ pub const FORMAT_VERSION: u64 = 4;
 const MAC_LABEL: &str = "korm wal mac v1";
 
 /// A WAL record (format v4): the ops of one write with their before-images.
+///
+/// The fields of the record types are declared in the order of their JSON names, so that
+/// serializing one writes its canonical form directly (keys sorted at every level; the item
+/// data through [`Canonical`](crate::model::Canonical)): that is what the MAC covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Record {
-    /// Always [`FORMAT_VERSION`].
-    pub version: u64,
-    /// The record id (a UUID), also its file name.
-    pub id: String,
-    /// The pool the record belongs to (16 hex characters).
-    pub pool_id: String,
-    /// The WAL namespace.
-    pub namespace: String,
-    /// When the write began (ISO 8601, UTC, milliseconds).
-    pub created_at: String,
-    /// Where the write stands.
-    pub state: RecordState,
-    /// The item ops, in the order they are applied.
-    pub ops: Vec<RecordOp>,
-    /// The depot file ops (with depot ops recorded).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depot_ops: Vec<RecordDepotOp>,
     /// When the write finished (done and failed records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+    /// When the write began (ISO 8601, UTC, milliseconds).
+    pub created_at: String,
+    /// The depot file ops (with depot ops recorded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depot_ops: Vec<RecordDepotOp>,
+    /// The record id (a UUID), also its file name.
+    pub id: String,
+    /// The WAL namespace.
+    pub namespace: String,
+    /// The item ops, in the order they are applied.
+    pub ops: Vec<RecordOp>,
+    /// The pool the record belongs to (16 hex characters).
+    pub pool_id: String,
+    /// Where the write stands.
+    pub state: RecordState,
+    /// Always [`FORMAT_VERSION`].
+    pub version: u64,
 }
 
 /// Where a recorded write stands.
@@ -92,21 +96,21 @@ pub enum RecordOpType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RecordOp {
-    /// What the op does.
-    #[serde(rename = "type")]
-    pub kind: RecordOpType,
-    /// The item.
-    pub rn: String,
+    /// The item's data before the op (update, delete), in storage form.
+    #[serde(default, serialize_with = "crate::model::canonical_map")]
+    pub before: Option<Map<String, Value>>,
     /// The item's data after the op (insert, update), in storage form: encrypted fields are
     /// envelopes, never cleartext.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::model::canonical_map")]
     pub data: Option<Map<String, Value>>,
-    /// The item's data before the op (update, delete), in storage form.
-    #[serde(default)]
-    pub before: Option<Map<String, Value>>,
     /// Whether columns whose kind changed may be recreated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub destructive: bool,
+    /// The item.
+    pub rn: String,
+    /// What the op does.
+    #[serde(rename = "type")]
+    pub kind: RecordOpType,
 }
 
 /// What a depot op does.
@@ -125,18 +129,18 @@ pub enum DepotOpType {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct RecordDepotOp {
-    /// What the op does.
-    #[serde(rename = "type")]
-    pub kind: DepotOpType,
-    /// The file.
-    pub rn: String,
-    /// The new content (`payloads/{recordId}/{n}/after.bin`), for a put.
-    #[serde(default)]
-    pub payload_rn: Option<String>,
     /// The content the op replaced or deleted (`payloads/{recordId}/{n}/before.bin`), if
     /// there was a file.
     #[serde(default)]
     pub before_payload_rn: Option<String>,
+    /// The new content (`payloads/{recordId}/{n}/after.bin`), for a put.
+    #[serde(default)]
+    pub payload_rn: Option<String>,
+    /// The file.
+    pub rn: String,
+    /// What the op does.
+    #[serde(rename = "type")]
+    pub kind: DepotOpType,
 }
 
 /// The keys that sign and check records: one per key of the ring, current first.
@@ -168,10 +172,10 @@ impl MacKeys {
         }
     }
 
-    fn mac(key: &[u8; 32], canonical: &str) -> HmacSha256 {
+    fn mac(key: &[u8; 32], canonical: &[u8]) -> HmacSha256 {
         let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(canonical.as_bytes());
+        mac.update(canonical);
         mac
     }
 }
@@ -183,19 +187,18 @@ pub(crate) struct Refusal(pub(crate) String);
 impl Record {
     /// The record as stored: its canonical JSON, signed with the current key.
     pub(crate) fn to_signed_json(&self, keys: &MacKeys) -> Vec<u8> {
-        let value = serde_json::to_value(self)
+        let mut text = Vec::with_capacity(512);
+        serde_json::to_writer(&mut text, self)
             .unwrap_or_else(|_| unreachable!("a record is plain JSON data"));
-        let mut text = String::with_capacity(256);
-        crate::model::canonical_json(&value, &mut text);
         let (id, key) = &keys.keys[0];
         let mac = hex::encode(MacKeys::mac(key, &text).finalize().into_bytes());
         text.pop();
-        text.push_str(",\"mac\":\"");
-        text.push_str(&mac);
-        text.push_str("\",\"macKeyId\":\"");
-        text.push_str(id);
-        text.push_str("\"}");
-        text.into_bytes()
+        text.extend_from_slice(b",\"mac\":\"");
+        text.extend_from_slice(mac.as_bytes());
+        text.extend_from_slice(b"\",\"macKeyId\":\"");
+        text.extend_from_slice(id.as_bytes());
+        text.extend_from_slice(b"\"}");
+        text
     }
 
     /// Parses a stored record and checks its MAC; `accept_unsigned` admits a record without
@@ -229,7 +232,7 @@ impl Record {
                 };
                 let expected = hex::decode(&mac)
                     .map_err(|_| Refusal("has a MAC that is not hex".to_owned()))?;
-                let mut text = String::with_capacity(bytes.len());
+                let mut text = Vec::with_capacity(bytes.len());
                 crate::model::canonical_json(&value, &mut text);
                 MacKeys::mac(key, &text)
                     .verify_slice(&expected)
@@ -343,6 +346,26 @@ mod tests {
         let other = MacKeys::of(&KeyRing::new(EncryptionKey::generate()));
         let refusal = Record::parse(text.as_bytes(), &other, true).unwrap_err();
         assert!(refusal.0.contains("lacks"), "{refusal:?}");
+    }
+
+    #[test]
+    fn a_record_serializes_in_its_canonical_form() {
+        let mut record = record();
+        record.ops[0].before = Some(record.ops[0].data.clone().unwrap());
+        record.completed_at = Some("2026-11-26T16:13:58.039Z".into());
+        record.depot_ops.push(RecordDepotOp {
+            before_payload_rn: None,
+            payload_rn: Some("[rn][depot::wal]:a:b.bin".into()),
+            rn: "[rn][depot::files]:a:b.txt".into(),
+            kind: DepotOpType::Put,
+        });
+        let direct = serde_json::to_vec(&record).unwrap();
+        let mut canonical = Vec::new();
+        crate::model::canonical_json(&serde_json::to_value(&record).unwrap(), &mut canonical);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(canonical).unwrap()
+        );
     }
 
     #[test]

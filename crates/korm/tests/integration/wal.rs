@@ -756,3 +756,230 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// With shared locks, two processes opening the pool at once recover a pending record
+/// exactly once (W4): one recovers it, the other finds it finished.
+#[tokio::test]
+async fn with_shared_locks_one_opener_recovers() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |wal: Arc<Faulty>, owner: &str| {
+        let dir = dir.path().to_owned();
+        let owner = owner.to_owned();
+        async move {
+            korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .layer("userdb", korm::layers::sqlite(dir.join("users.sqlite")))
+                .depot("wal", wal as Arc<dyn Depot>)
+                .with_locks("cardb", korm::LockOptions::new().with_owner_id(owner))
+                .with_wal("wal", WalOptions::new("orders"))
+                .open()
+                .await
+        }
+    };
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal), "first").await.expect("open");
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let car = create_car(&pool, "userdb", "Citroen")
+        .await
+        .expect("create");
+    pool.close().await;
+    let users = rusqlite::Connection::open(dir.path().join("users.sqlite")).expect("sqlite");
+    users
+        .execute("DELETE FROM __items__cars__suv", [])
+        .expect("lose the row");
+    drop(users);
+
+    let (a, b) = tokio::join!(
+        open(Faulty::local("wal", &dir.path().join("wal")).await, "a"),
+        open(Faulty::local("wal", &dir.path().join("wal")).await, "b"),
+    );
+    let (a, b) = (a.expect("a opens"), b.expect("b opens"));
+    let recovered = |pool: &Pool| {
+        pool.wal()
+            .expect("wal")
+            .opened_with()
+            .expect("report")
+            .recovered
+            .len()
+    };
+    assert_eq!(recovered(&a) + recovered(&b), 1, "exactly one recovered it");
+    let found = korm::item::<Car>(&a)
+        .load(car.rn().clone())
+        .get()
+        .await
+        .expect("the row is back");
+    assert_eq!(found.data().make, "Citroen");
+    a.close().await;
+    b.close().await;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Rich {
+    name: String,
+    n: i64,
+    x: f64,
+    whole: f64,
+    flag: bool,
+    none: Option<String>,
+    tags: Vec<String>,
+    nested: serde_json::Value,
+    empty: Vec<i64>,
+    secret: Encrypted<String>,
+}
+
+fn rich(name: &str) -> Rich {
+    Rich {
+        name: name.into(),
+        n: -41,
+        x: 97.25,
+        whole: 3.0,
+        flag: true,
+        none: None,
+        tags: vec!["quarry".into(), "bowling".into()],
+        nested: serde_json::json!({"b": {"lat": 34.1, "list": [1, 2.5, "x", null, {"z": false}]}, "a": 1}),
+        empty: Vec::new(),
+        secret: Encrypted::new("078-05-1120".into()),
+    }
+}
+
+/// Recovery reads each item back and compares it with the record: on every server backend
+/// a finished write must look finished (nothing applied), a write superseded by a later one
+/// must be left alone, and a lost row must come back as written.
+async fn recovery_compares_rows_as_the_backend_returns_them(
+    layer: korm::LayerSpec,
+    delete_rows: impl AsyncFn(&str),
+) {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = korm::pool()
+        .layer("db", layer)
+        .depot("wal", Arc::clone(&wal) as Arc<dyn Depot>)
+        .with_wal("wal", WalOptions::new("orders"))
+        .open()
+        .await
+        .expect("open");
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let items = korm::item::<Rich>(&pool);
+    let a = items
+        .from_data(rn("[rn]:things:rich:*"), rich("a"))
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let a = a
+        .update(|r| {
+            r.x = -0.5;
+            r.nested = serde_json::json!({"k": [true, {"deep": 1.5}]});
+            r.none = Some("now".into());
+        })
+        .commit()
+        .await
+        .expect("commit");
+    wal.fail_deletes.store(false, Ordering::SeqCst);
+    let report = pool.wal().expect("wal").recover().await.expect("recover");
+    assert_eq!(report.recovered.len(), 2, "{report:?}");
+    let (create, update) = (&report.recovered[0], &report.recovered[1]);
+    assert_eq!(
+        create.superseded,
+        [a.rn().to_string()],
+        "the create was superseded by the update: {report:?}"
+    );
+    assert_eq!(
+        update.applied, 0,
+        "the update is as the record left it: {report:?}"
+    );
+    assert!(update.superseded.is_empty(), "{report:?}");
+
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let b = items
+        .from_data(rn("[rn]:things:rich:*"), rich("b"))
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    wal.fail_deletes.store(false, Ordering::SeqCst);
+    delete_rows(b.rn().id().expect("id")).await;
+    let report = pool.wal().expect("wal").recover().await.expect("recover");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    assert_eq!(report.recovered[0].applied, 1, "{report:?}");
+    let back = items.load(b.rn().clone()).get().await.expect("b is back");
+    let (back, want) = (back.data(), rich("b"));
+    assert_eq!(
+        (
+            &back.name, back.n, back.x, back.whole, back.flag, &back.none
+        ),
+        (
+            &want.name, want.n, want.x, want.whole, want.flag, &want.none
+        )
+    );
+    assert_eq!(
+        (&back.tags, &back.nested, &back.empty),
+        (&want.tags, &want.nested, &want.empty)
+    );
+    assert_eq!(back.secret.reveal(), want.secret.reveal());
+    let a_now = items.load(a.rn().clone()).get().await.expect("a");
+    assert_eq!(a_now.data().x, -0.5, "a was left as the update wrote it");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn recovery_compares_rows_on_sqlite() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("db.sqlite");
+    recovery_compares_rows_as_the_backend_returns_them(
+        korm::layers::sqlite(&file).into(),
+        async |id: &str| {
+            let conn = rusqlite::Connection::open(&file).expect("sqlite");
+            conn.execute(
+                "DELETE FROM __items__things__rich WHERE \"rnId\" = ?1",
+                [id],
+            )
+            .expect("delete");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn recovery_compares_rows_on_postgres() {
+    use sqlx::Connection;
+    let Some(db) = crate::support::create(crate::support::Server::Postgres).await else {
+        return;
+    };
+    let url = db.url.clone();
+    recovery_compares_rows_as_the_backend_returns_them(
+        korm::layers::postgres(url.clone()).into(),
+        async |id: &str| {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::query("DELETE FROM __items__things__rich WHERE \"rnId\" = $1")
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .expect("delete");
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn recovery_compares_rows_on_mariadb() {
+    use sqlx::Connection;
+    let Some(db) = crate::support::create(crate::support::Server::MySql).await else {
+        return;
+    };
+    let url = db.url.clone();
+    recovery_compares_rows_as_the_backend_returns_them(
+        korm::layers::mysql(url.clone()).into(),
+        async |id: &str| {
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+            sqlx::query("DELETE FROM __items__things__rich WHERE `rnId` = ?")
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .expect("delete");
+        },
+    )
+    .await;
+}
