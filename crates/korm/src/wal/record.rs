@@ -191,10 +191,12 @@ impl Record {
         serde_json::to_writer(&mut text, self)
             .unwrap_or_else(|_| unreachable!("a record is plain JSON data"));
         let (id, key) = &keys.keys[0];
-        let mac = hex::encode(MacKeys::mac(key, &text).finalize().into_bytes());
+        let mut mac = [0u8; 64];
+        hex::encode_to_slice(MacKeys::mac(key, &text).finalize().into_bytes(), &mut mac)
+            .unwrap_or_else(|_| unreachable!("32 bytes are 64 hex digits"));
         text.pop();
         text.extend_from_slice(b",\"mac\":\"");
-        text.extend_from_slice(mac.as_bytes());
+        text.extend_from_slice(&mac);
         text.extend_from_slice(b"\",\"macKeyId\":\"");
         text.extend_from_slice(id.as_bytes());
         text.extend_from_slice(b"\"}");
