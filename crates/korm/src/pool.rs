@@ -231,7 +231,7 @@ fn open_wal(
         )
     });
     let ring = crate::crypto::key_ring()?;
-    WalLog::new(depot, root, options, pool_id, &ring)
+    WalLog::new(depot, root, options, pool_id, &ring, true)
 }
 
 async fn close_all(layers: &[(String, LayerHandle)], depots: &[(String, Arc<dyn Depot>)]) {

@@ -43,14 +43,16 @@ pub(crate) struct WalFiles {
 impl WalFiles {
     /// The records under `base` in `depot`; `local_root` is the depot's folder when it is a
     /// local one.
+    /// `create` makes the record folders (a reader leaves a folder as it finds it).
     pub(crate) fn new(
         depot: Arc<dyn Depot>,
         base: String,
         local_root: Option<PathBuf>,
         fsync: bool,
+        create: bool,
     ) -> Result<Self> {
         let local = local_root.map(|root| root.join(&base));
-        if let Some(dir) = &local {
+        if let Some(dir) = local.as_ref().filter(|_| create) {
             for folder in [Folder::Pending, Folder::Done] {
                 std::fs::create_dir_all(dir.join(folder.name())).map_err(|e| Error::Depot {
                     depot: depot.ident().to_owned(),

@@ -193,6 +193,8 @@ impl WalLog {
     /// the keys of `ring`.
     ///
     /// # Errors
+    /// `create` makes the record folders (a pool does; a reader does not).
+    ///
     /// [`Error::InvalidIdentifier`] for a namespace or pool id that can not be a folder name,
     /// [`Error::Key`] for a temporary key (records signed with it could not be checked after
     /// a restart), and the depot's error when the WAL folder can not be made.
@@ -202,6 +204,7 @@ impl WalLog {
         options: WalOptions,
         pool_id: String,
         ring: &KeyRing,
+        create: bool,
     ) -> Result<Self> {
         for (what, name) in [("WAL namespace", &options.namespace), ("pool id", &pool_id)] {
             crate::rn::validate_layer_ident(name).map_err(|_| Error::InvalidIdentifier {
@@ -223,7 +226,7 @@ impl WalLog {
         }
         let base = format!("__korm_wal__/{}/{pool_id}", options.namespace);
         Ok(WalLog {
-            files: WalFiles::new(depot, base, local_root, options.fsync)?,
+            files: WalFiles::new(depot, base, local_root, options.fsync, create)?,
             keys: MacKeys::of(ring),
             options,
             pool_id,
@@ -632,7 +635,7 @@ impl WalReader {
         let (depot, root) = depot.into().open(depot_ident).await?;
         let ring = crate::crypto::key_ring()?;
         Ok(WalReader {
-            log: WalLog::new(depot, root, options, pool_id, &ring)?,
+            log: WalLog::new(depot, root, options, pool_id, &ring, false)?,
         })
     }
 

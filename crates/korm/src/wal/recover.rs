@@ -118,12 +118,10 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
         }
     }
     // Payloads of records that are gone (a crash between removing a record and its
-    // payloads).
+    // payloads). Done records keep theirs, whatever this pool's retention: another process
+    // (or an earlier configuration) may keep records.
     let pending = log.files.list(Folder::Pending).await?;
-    let done = match log.options.retention {
-        WalRetention::Keep => log.files.list(Folder::Done).await?,
-        WalRetention::Delete => Vec::new(),
-    };
+    let done = log.files.list(Folder::Done).await?;
     for id in log.files.payload_ids().await? {
         if !pending.contains(&id) && !done.contains(&id) {
             log.files.remove_payloads(&id).await?;

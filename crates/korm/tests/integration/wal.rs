@@ -584,7 +584,7 @@ async fn recorded_files_come_back_from_their_payloads() {
             .as_str(),
     );
     assert_eq!(
-        std::fs::read_to_string(after_path).expect("payload"),
+        std::fs::read_to_string(&after_path).expect("payload"),
         "first"
     );
 
@@ -595,6 +595,10 @@ async fn recorded_files_come_back_from_their_payloads() {
     let pool = open(Arc::clone(&wal), WalRetention::Delete)
         .await
         .expect("open");
+    assert!(
+        after_path.exists(),
+        "a pool with retention delete leaves the payloads of kept records alone"
+    );
     let items = korm::item::<WithInvoice>(&pool);
     wal.fail_deletes.store(true, Ordering::SeqCst);
     items.load(car.rn().clone()).get().await.expect("load");
