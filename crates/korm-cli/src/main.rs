@@ -1,5 +1,11 @@
 //! The `korm` command: inspect and query korm pools by hand.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod pool_args;
+mod wal;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -43,12 +49,21 @@ enum Command {
         #[arg(long)]
         color: bool,
     },
+    /// Inspect a pool's write-ahead log (status, show) or recover it.
+    ///
+    /// Records are MAC-checked, so each command needs the pool's KORM_ENCRYPTION_KEY (and
+    /// KORM_ENCRYPTION_KEYS_OLD for records signed with an older key). Exit codes: 0 done,
+    /// 2 a pending record is refused (a person must look at it), 1 an error.
+    Wal {
+        #[command(subcommand)]
+        command: wal::WalCommand,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("korm: {e}");
             ExitCode::FAILURE
@@ -56,7 +71,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> korm::Result<()> {
+async fn run(cli: Cli) -> korm::Result<ExitCode> {
     match cli.command {
         Command::GenerateEncryptionKey => {
             println!("{}", korm::crypto::generate_encryption_key().as_str());
@@ -89,8 +104,9 @@ async fn run(cli: Cli) -> korm::Result<()> {
             eprintln!("{} item(s)", items.len());
             pool.close().await;
         }
+        Command::Wal { command } => return wal::run(command).await,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens one SQLite file as a single-layer pool, without creating it if it is missing.
