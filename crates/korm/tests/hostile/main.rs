@@ -15,6 +15,7 @@ mod crypto;
 mod encoding;
 mod identifiers;
 mod injection;
+mod parity;
 mod references;
 mod rns;
 mod routing;
