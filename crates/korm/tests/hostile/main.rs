@@ -101,18 +101,8 @@ pub struct Db {
 }
 
 impl Db {
-    async fn open(backend: Backend, spec: LayerSpec, raw: Option<Raw>) -> Db {
-        Db::open_with(
-            backend,
-            spec,
-            raw,
-            None,
-            tempfile::tempdir().expect("temp dir"),
-        )
-        .await
-    }
-
-    async fn open_with(
+    /// Opens the pool over `spec`, keeping `raw`, the server database and the temp folder.
+    async fn open(
         backend: Backend,
         spec: LayerSpec,
         raw: Option<Raw>,
@@ -192,7 +182,7 @@ pub async fn sqlite_file() -> Option<Db> {
     let path = dir.path().join("db.sqlite");
     let spec = korm::layers::sqlite(&path).into();
     let raw = Some(Raw::Sqlite(path));
-    Some(Db::open_with(Backend::SqliteFile, spec, raw, None, dir).await)
+    Some(Db::open(Backend::SqliteFile, spec, raw, None, dir).await)
 }
 
 pub async fn sqlite_file_normal() -> Option<Db> {
@@ -202,18 +192,13 @@ pub async fn sqlite_file_normal() -> Option<Db> {
         .with_synchronous(korm::layers::Synchronous::Normal)
         .into();
     let raw = Some(Raw::Sqlite(path));
-    Some(Db::open_with(Backend::SqliteFileNormal, spec, raw, None, dir).await)
+    Some(Db::open(Backend::SqliteFileNormal, spec, raw, None, dir).await)
 }
 
 pub async fn sqlite_memory() -> Option<Db> {
-    Some(
-        Db::open(
-            Backend::SqliteMemory,
-            korm::layers::sqlite_memory().into(),
-            None,
-        )
-        .await,
-    )
+    let spec = korm::layers::sqlite_memory().into();
+    let dir = tempfile::tempdir().expect("temp dir");
+    Some(Db::open(Backend::SqliteMemory, spec, None, None, dir).await)
 }
 
 pub async fn postgres() -> Option<Db> {
@@ -226,7 +211,7 @@ pub async fn postgres() -> Option<Db> {
     let spec = korm::layers::postgres(db.url.clone()).into();
     let dir = tempfile::tempdir().expect("temp dir");
     Some(
-        Db::open_with(
+        Db::open(
             Backend::Postgres,
             spec,
             Some(Raw::Postgres(raw)),
@@ -246,7 +231,7 @@ pub async fn mysql() -> Option<Db> {
         .expect("connect to mysql");
     let spec = korm::layers::mysql(db.url.clone()).into();
     let dir = tempfile::tempdir().expect("temp dir");
-    Some(Db::open_with(Backend::MySql, spec, Some(Raw::MySql(raw)), Some(db), dir).await)
+    Some(Db::open(Backend::MySql, spec, Some(Raw::MySql(raw)), Some(db), dir).await)
 }
 
 /// Instantiates suite functions (`async fn name(db: &Db)`) on every backend: each becomes a
@@ -394,51 +379,27 @@ impl Raw {
 
     /// Runs one statement; the number of rows changed, or the database's refusal as text.
     pub async fn try_exec(&self, sql: &str, params: &[Param]) -> Result<u64, String> {
-        match self {
+        let changed = match self {
             Raw::Sqlite(path) => {
                 let conn = sqlite(path);
                 let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
-                for (i, p) in params.iter().enumerate() {
-                    let bound = match p {
-                        Param::Text(s) => stmt.raw_bind_parameter(i + 1, s),
-                        Param::Int(n) => stmt.raw_bind_parameter(i + 1, n),
-                        Param::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
-                    };
-                    bound.map_err(|e| e.to_string())?;
-                }
+                bind_sqlite(&mut stmt, params).map_err(|e| e.to_string())?;
                 stmt.raw_execute()
                     .map(|n| n as u64)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?
             }
-            Raw::Postgres(pool) => {
-                let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
-                for p in params {
-                    q = match p {
-                        Param::Text(s) => q.bind(s.clone()),
-                        Param::Int(n) => q.bind(*n),
-                        Param::Null => q.bind(None::<String>),
-                    };
-                }
-                q.execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(|e| e.to_string())
-            }
-            Raw::MySql(pool) => {
-                let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
-                for p in params {
-                    q = match p {
-                        Param::Text(s) => q.bind(s.clone()),
-                        Param::Int(n) => q.bind(*n),
-                        Param::Null => q.bind(None::<String>),
-                    };
-                }
-                q.execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-                    .map_err(|e| e.to_string())
-            }
-        }
+            Raw::Postgres(pool) => bound(sql, params)
+                .execute(pool)
+                .await
+                .map_err(|e| e.to_string())?
+                .rows_affected(),
+            Raw::MySql(pool) => bound(sql, params)
+                .execute(pool)
+                .await
+                .map_err(|e| e.to_string())?
+                .rows_affected(),
+        };
+        Ok(changed)
     }
 
     /// Runs one statement that must succeed (to tamper with rows).
@@ -450,60 +411,35 @@ impl Raw {
 
     /// Every row of a query, each cell as text (`None` for NULL).
     pub async fn rows(&self, sql: &str, params: &[Param]) -> Vec<Vec<Option<String>>> {
+        let fail = |e: &dyn std::fmt::Display| -> ! { panic!("{sql}: {e}") };
         match self {
             Raw::Sqlite(path) => {
                 let conn = sqlite(path);
-                let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                for (i, p) in params.iter().enumerate() {
-                    match p {
-                        Param::Text(s) => stmt.raw_bind_parameter(i + 1, s),
-                        Param::Int(n) => stmt.raw_bind_parameter(i + 1, n),
-                        Param::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
-                    }
-                    .expect("bind");
-                }
+                let mut stmt = conn.prepare(sql).unwrap_or_else(|e| fail(&e));
+                bind_sqlite(&mut stmt, params).unwrap_or_else(|e| fail(&e));
                 let n = stmt.column_count();
                 let mut rows = stmt.raw_query();
                 let mut out = Vec::new();
-                while let Some(row) = rows.next().unwrap_or_else(|e| panic!("{sql}: {e}")) {
-                    out.push(
-                        (0..n)
-                            .map(|i| sqlite_cell(row.get_ref(i).expect("cell")))
-                            .collect(),
-                    );
+                while let Some(row) = rows.next().unwrap_or_else(|e| fail(&e)) {
+                    let cells = (0..n).map(|i| sqlite_cell(row.get_ref(i).expect("cell")));
+                    out.push(cells.collect());
                 }
                 out
             }
             Raw::Postgres(pool) => {
-                let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
-                for p in params {
-                    q = match p {
-                        Param::Text(s) => q.bind(s.clone()),
-                        Param::Int(n) => q.bind(*n),
-                        Param::Null => q.bind(None::<String>),
-                    };
-                }
-                let rows = q
+                let rows = bound(sql, params)
                     .fetch_all(pool)
                     .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    .unwrap_or_else(|e| fail(&e));
                 rows.iter()
                     .map(|row| (0..row.len()).map(|i| pg_cell(row, i)).collect())
                     .collect()
             }
             Raw::MySql(pool) => {
-                let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
-                for p in params {
-                    q = match p {
-                        Param::Text(s) => q.bind(s.clone()),
-                        Param::Int(n) => q.bind(*n),
-                        Param::Null => q.bind(None::<String>),
-                    };
-                }
-                let rows = q
+                let rows = bound(sql, params)
                     .fetch_all(pool)
                     .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    .unwrap_or_else(|e| fail(&e));
                 rows.iter()
                     .map(|row| (0..row.len()).map(|i| mysql_cell(row, i)).collect())
                     .collect()
@@ -599,6 +535,36 @@ impl Raw {
             Raw::MySql(pool) => pool.close().await,
         }
     }
+}
+
+/// A sqlx query of `sql` with `params` bound in order.
+fn bound<'q, DB>(sql: &str, params: &[Param]) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> String: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::query(AssertSqlSafe(sql.to_owned()));
+    for p in params {
+        q = match p {
+            Param::Text(s) => q.bind(s.clone()),
+            Param::Int(n) => q.bind(*n),
+            Param::Null => q.bind(None::<String>),
+        };
+    }
+    q
+}
+
+fn bind_sqlite(stmt: &mut rusqlite::Statement<'_>, params: &[Param]) -> rusqlite::Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        match p {
+            Param::Text(s) => stmt.raw_bind_parameter(i + 1, s)?,
+            Param::Int(n) => stmt.raw_bind_parameter(i + 1, n)?,
+            Param::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null)?,
+        }
+    }
+    Ok(())
 }
 
 fn sqlite(path: &std::path::Path) -> rusqlite::Connection {
