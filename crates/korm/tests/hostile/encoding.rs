@@ -9,23 +9,31 @@ use serde::ser::{Error as _, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::json;
 
-use crate::{create, create_err, file_db, rn};
+use crate::{Db, create, create_err, rn, stored};
 
 const THINGS: &str = "[rn]:things:odd:*";
 const THINGS_TABLE: &str = "__items__things__odd";
 
-/// Creates `data`, which must fail with `Error::Encode`, and checks that nothing was written.
-async fn assert_not_encodable<T>(what: &str, data: T)
+/// Creates `data`, which must fail with `Error::Encode`, and checks that nothing was written
+/// (no table, through the second connection where the backend has one; no item, through korm).
+async fn assert_not_encodable<T>(db: &Db, what: &str, data: T)
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let db = file_db().await;
     let error = create_err(&db.pool, THINGS, data).await;
     assert!(matches!(error, Error::Encode { .. }), "{what}: {error:?}");
     let message = error.to_string();
     assert!(message.starts_with("can not encode"), "{what}: {message}");
-    assert!(db.tables().is_empty(), "{what}: {:?}", db.tables());
-    db.pool.close().await;
+    assert_nothing_written(db, what).await;
+}
+
+/// No table on the database (where a second connection reaches it), no item in korm's reads.
+async fn assert_nothing_written(db: &Db, what: &str) {
+    if let Some(raw) = db.raw() {
+        let tables = raw.tables().await;
+        assert!(tables.is_empty(), "{what}: {tables:?}");
+    }
+    assert_eq!(stored(&db.pool, THINGS).await, 0, "{what}");
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,26 +108,26 @@ struct WithHugeInt {
     n: i128,
 }
 
-#[tokio::test]
-async fn non_json_able_models_are_encode_errors() {
-    assert_not_encodable("a tuple", (1i64, "two".to_owned())).await;
-    assert_not_encodable("a vec", vec![1i64, 2, 3]).await;
-    assert_not_encodable("an empty vec", Vec::<i64>::new()).await;
-    assert_not_encodable("a number", 5i64).await;
-    assert_not_encodable("a float", 1.5f64).await;
-    assert_not_encodable("a bool", true).await;
-    assert_not_encodable("a string", "users".to_owned()).await;
-    assert_not_encodable("unit", ()).await;
-    assert_not_encodable("none", Option::<BTreeMap<String, i64>>::None).await;
-    assert_not_encodable("a unit struct", UnitStruct).await;
-    assert_not_encodable("a tuple struct", TupleStruct(1, "x".into())).await;
-    assert_not_encodable("a newtype of a number", Newtype(1)).await;
-    assert_not_encodable("a unit variant", Shape::Unit).await;
-    assert_not_encodable("a newtype variant", Shape::Newtype(1)).await;
-    assert_not_encodable("a tuple variant", Shape::Tuple(1, 2)).await;
-    assert_not_encodable("a struct variant", Shape::Struct { a: 1 }).await;
-    assert_not_encodable("a failing Serialize", Refuses { a: 1 }).await;
+async fn non_json_able_models_are_encode_errors(db: &Db) {
+    assert_not_encodable(db, "a tuple", (1i64, "two".to_owned())).await;
+    assert_not_encodable(db, "a vec", vec![1i64, 2, 3]).await;
+    assert_not_encodable(db, "an empty vec", Vec::<i64>::new()).await;
+    assert_not_encodable(db, "a number", 5i64).await;
+    assert_not_encodable(db, "a float", 1.5f64).await;
+    assert_not_encodable(db, "a bool", true).await;
+    assert_not_encodable(db, "a string", "users".to_owned()).await;
+    assert_not_encodable(db, "unit", ()).await;
+    assert_not_encodable(db, "none", Option::<BTreeMap<String, i64>>::None).await;
+    assert_not_encodable(db, "a unit struct", UnitStruct).await;
+    assert_not_encodable(db, "a tuple struct", TupleStruct(1, "x".into())).await;
+    assert_not_encodable(db, "a newtype of a number", Newtype(1)).await;
+    assert_not_encodable(db, "a unit variant", Shape::Unit).await;
+    assert_not_encodable(db, "a newtype variant", Shape::Newtype(1)).await;
+    assert_not_encodable(db, "a tuple variant", Shape::Tuple(1, 2)).await;
+    assert_not_encodable(db, "a struct variant", Shape::Struct { a: 1 }).await;
+    assert_not_encodable(db, "a failing Serialize", Refuses { a: 1 }).await;
     assert_not_encodable(
+        db,
         "a Serialize failing midway",
         FailsMidway {
             a: 1,
@@ -127,25 +135,25 @@ async fn non_json_able_models_are_encode_errors() {
         },
     )
     .await;
-    assert_not_encodable("a field written twice", Twice { a: 1 }).await;
-    assert_not_encodable("an i128 past u64", WithHugeInt { n: i128::MAX }).await;
-    assert_not_encodable("an i128 below i64", WithHugeInt { n: i128::MIN }).await;
+    assert_not_encodable(db, "a field written twice", Twice { a: 1 }).await;
+    assert_not_encodable(db, "an i128 past u64", WithHugeInt { n: i128::MAX }).await;
+    assert_not_encodable(db, "an i128 below i64", WithHugeInt { n: i128::MIN }).await;
 }
 
-#[tokio::test]
-async fn maps_with_non_string_keys_are_encode_errors() {
+async fn maps_with_non_string_keys_are_encode_errors(db: &Db) {
     let mut ints: BTreeMap<i64, i64> = BTreeMap::new();
     ints.insert(1, 2);
-    assert_not_encodable("a map with integer keys", ints).await;
+    assert_not_encodable(db, "a map with integer keys", ints).await;
     let mut tuples: HashMap<(i32, i32), i32> = HashMap::new();
     tuples.insert((1, 2), 3);
-    assert_not_encodable("a map with tuple keys", tuples).await;
+    assert_not_encodable(db, "a map with tuple keys", tuples).await;
     let mut bools: BTreeMap<bool, i64> = BTreeMap::new();
     bools.insert(true, 1);
-    assert_not_encodable("a map with bool keys", bools).await;
+    assert_not_encodable(db, "a map with bool keys", bools).await;
     let mut grid = HashMap::new();
     grid.insert((1, 2), 3);
     assert_not_encodable(
+        db,
         "a field holding a map with tuple keys",
         WithTupleKeys {
             name: "x".into(),
@@ -155,42 +163,38 @@ async fn maps_with_non_string_keys_are_encode_errors() {
     .await;
 }
 
-#[tokio::test]
-async fn integer_keys_inside_a_field_become_json_string_keys() {
+async fn integer_keys_inside_a_field_become_json_string_keys(db: &Db) {
     // serde_json turns integer map keys into strings; inside a field that is plain JSON data
     // and round-trips, while at the top level (column names) it is refused above.
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Scores {
         by_year: BTreeMap<i64, String>,
     }
-    let db = file_db().await;
     let mut by_year = BTreeMap::new();
     by_year.insert(2024, "gold".to_owned());
     by_year.insert(-1, "none".to_owned());
     let item = create(&db.pool, THINGS, Scores { by_year }).await;
-    let raw: String = db
-        .sql()
-        .query_row(
-            &format!("SELECT by_year FROM \"{THINGS_TABLE}\""),
-            [],
-            |r| r.get(0),
-        )
-        .expect("raw json");
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&raw).expect("json"),
-        json!({"-1": "none", "2024": "gold"})
-    );
+    if let Some(raw) = db.raw() {
+        let sql = format!(
+            "SELECT {} FROM {}",
+            raw.text_of("by_year"),
+            raw.t(THINGS_TABLE)
+        );
+        let stored = raw.value(&sql, &[]).await.expect("raw json");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&stored).expect("json"),
+            json!({"-1": "none", "2024": "gold"})
+        );
+    }
     let loaded = korm::item::<Scores>(&db.pool)
         .load(item.rn().clone())
         .get()
         .await
         .expect("load");
     assert_eq!(loaded.data(), item.data());
-    db.pool.close().await;
 }
 
-#[tokio::test]
-async fn a_commit_of_a_model_that_stops_serializing_writes_nothing() {
+async fn a_commit_of_a_model_that_stops_serializing_writes_nothing(db: &Db) {
     #[derive(Debug, Deserialize)]
     struct Flaky {
         a: i64,
@@ -207,8 +211,8 @@ async fn a_commit_of_a_model_that_stops_serializing_writes_nothing() {
             s.end()
         }
     }
-    let db = file_db().await;
     let item = create(&db.pool, THINGS, Flaky { a: 1, fail: false }).await;
+    let rn = item.rn().clone();
     let error = item
         .update(|f| {
             f.a = 2;
@@ -218,14 +222,17 @@ async fn a_commit_of_a_model_that_stops_serializing_writes_nothing() {
         .await
         .expect_err("a failing Serialize can not be committed");
     assert!(matches!(error, Error::Encode { .. }), "{error:?}");
-    let a: i64 = db
-        .sql()
-        .query_row(&format!("SELECT a FROM \"{THINGS_TABLE}\""), [], |r| {
-            r.get(0)
-        })
-        .expect("read a");
-    assert_eq!(a, 1, "the stored row is unchanged");
-    db.pool.close().await;
+    if let Some(raw) = db.raw() {
+        let sql = format!("SELECT {} FROM {}", raw.q("a"), raw.t(THINGS_TABLE));
+        let a = raw.value(&sql, &[]).await;
+        assert_eq!(a.as_deref(), Some("1"), "the stored row is unchanged");
+    }
+    let loaded = korm::item::<Flaky>(&db.pool)
+        .load(rn)
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(loaded.data().a, 1, "the stored row is unchanged");
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -233,10 +240,8 @@ struct Measure {
     x: f64,
 }
 
-#[tokio::test]
-async fn a_non_finite_float_is_an_encode_error() {
+async fn a_non_finite_float_is_an_encode_error(db: &Db) {
     for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let db = file_db().await;
         let result = korm::item::<Measure>(&db.pool)
             .from_data(rn(THINGS), Measure { x })
             .expect("floating item")
@@ -246,24 +251,29 @@ async fn a_non_finite_float_is_an_encode_error() {
             matches!(result, Err(Error::Encode { .. })),
             "{x}: {result:?}"
         );
-        assert!(db.tables().is_empty(), "{x}: nothing is written");
-        db.pool.close().await;
+        assert_nothing_written(db, &format!("{x}: nothing is written")).await;
     }
 }
 
-#[tokio::test]
-async fn a_u64_above_i64_max_is_an_encode_error() {
+async fn a_u64_above_i64_max_is_an_encode_error(db: &Db) {
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Big {
         n: u64,
     }
-    let db = file_db().await;
     let result = korm::item::<Big>(&db.pool)
         .from_data(rn(THINGS), Big { n: u64::MAX })
         .expect("floating item")
         .create()
         .await;
     assert!(matches!(result, Err(Error::Encode { .. })), "{result:?}");
-    assert!(db.tables().is_empty(), "nothing is written");
-    db.pool.close().await;
+    assert_nothing_written(db, "nothing is written").await;
 }
+
+crate::on_backends!(
+    non_json_able_models_are_encode_errors,
+    maps_with_non_string_keys_are_encode_errors,
+    integer_keys_inside_a_field_become_json_string_keys,
+    a_commit_of_a_model_that_stops_serializing_writes_nothing,
+    a_non_finite_float_is_an_encode_error,
+    a_u64_above_i64_max_is_an_encode_error,
+);

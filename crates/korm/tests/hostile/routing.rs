@@ -4,7 +4,7 @@
 use korm::{Error, Rn};
 use serde::{Deserialize, Serialize};
 
-use crate::{file_db, rn};
+use crate::{Db, rn};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Car {
@@ -19,9 +19,7 @@ fn car() -> Car {
 
 const ID: &str = "0550ec20-c747-4ef9-87d4-613fe9d0c149";
 
-#[tokio::test]
-async fn an_rn_naming_a_layer_the_pool_lacks_is_unknown_layer() {
-    let db = file_db().await;
+async fn an_rn_naming_a_layer_the_pool_lacks_is_unknown_layer(db: &Db) {
     let cars = korm::item::<Car>(&db.pool);
     for collection in [
         "[rn][from::nodb]:cars:suv:*",
@@ -52,13 +50,10 @@ async fn an_rn_naming_a_layer_the_pool_lacks_is_unknown_layer() {
         matches!(optional, Err(Error::UnknownLayer { .. })),
         "{optional:?}"
     );
-    assert!(db.tables().is_empty());
-    db.pool.close().await;
+    assert_no_table(db).await;
 }
 
-#[tokio::test]
-async fn a_depot_rn_given_to_the_item_api_is_wrong_rn_form() {
-    let db = file_db().await;
+async fn a_depot_rn_given_to_the_item_api_is_wrong_rn_form(db: &Db) {
     let cars = korm::item::<Car>(&db.pool);
     for depot in [
         "[rn][depot::files]:invoices:fred:invoice-001.txt",
@@ -87,13 +82,10 @@ async fn a_depot_rn_given_to_the_item_api_is_wrong_rn_form() {
             "{depot}: {loaded:?}"
         );
     }
-    assert!(db.tables().is_empty());
-    db.pool.close().await;
+    assert_no_table(db).await;
 }
 
-#[tokio::test]
-async fn a_collection_rn_to_load_and_an_item_rn_to_query_are_wrong_rn_form() {
-    let db = file_db().await;
+async fn a_collection_rn_to_load_and_an_item_rn_to_query_are_wrong_rn_form(db: &Db) {
     let cars = korm::item::<Car>(&db.pool);
     cars.from_data(rn("[rn]:cars:suv:*"), car())
         .expect("floating")
@@ -117,17 +109,24 @@ async fn a_collection_rn_to_load_and_an_item_rn_to_query_are_wrong_rn_form() {
     );
     let message = queried.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains(ID), "the error names the rn: {message}");
-    db.pool.close().await;
 }
 
-#[tokio::test]
-async fn an_rn_with_a_missing_layer_in_a_two_layer_pool_writes_nowhere() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let a = dir.path().join("a.sqlite");
-    let b = dir.path().join("b.sqlite");
+/// Two layers of the backend (the test's storage and a second one: another file, another
+/// server database, another in-memory database): an RN naming no layer is refused before
+/// anything is written to either.
+async fn an_rn_with_a_missing_layer_in_a_two_layer_pool_writes_nowhere(db: &Db) {
+    let Some(other) = (match db.backend {
+        crate::Backend::SqliteFile => crate::sqlite_file().await,
+        crate::Backend::SqliteFileNormal => crate::sqlite_file_normal().await,
+        crate::Backend::SqliteMemory => crate::sqlite_memory().await,
+        crate::Backend::Postgres => crate::postgres().await,
+        crate::Backend::MySql => crate::mysql().await,
+    }) else {
+        return;
+    };
     let pool = korm::pool()
-        .layer("a", korm::layers::sqlite(&a))
-        .layer("b", korm::layers::sqlite(&b))
+        .layer("a", db.layer())
+        .layer("b", other.layer())
         .open()
         .await
         .expect("open");
@@ -145,18 +144,15 @@ async fn an_rn_with_a_missing_layer_in_a_two_layer_pool_writes_nowhere() {
         Err(Error::LayerNotNamed { .. })
     ));
     pool.close().await;
-    for path in [a, b] {
-        let conn = rusqlite::Connection::open(&path).expect("open");
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(tables, 0, "{}", path.display());
+    for (layer, db) in [("a", db), ("b", &other)] {
+        if let Some(raw) = db.raw() {
+            assert!(raw.tables().await.is_empty(), "layer {layer}");
+        }
     }
+    other.close().await;
 }
 
-#[tokio::test]
-async fn a_closed_pool_refuses_every_operation() {
-    let db = file_db().await;
+async fn a_closed_pool_refuses_every_operation(db: &Db) {
     let cars = korm::item::<Car>(&db.pool);
     let floating = cars
         .from_data(rn("[rn]:cars:suv:*"), car())
@@ -171,5 +167,29 @@ async fn a_closed_pool_refuses_every_operation() {
         cars.load(rn(&format!("[rn]:cars:suv:{ID}"))).get().await,
         Err(Error::PoolClosed)
     ));
-    assert!(db.tables().is_empty());
+    if let Some(raw) = db.raw() {
+        assert!(raw.tables().await.is_empty());
+    }
 }
+
+/// No table exists (through the second connection where the backend has one; korm reads no
+/// item in the collection everywhere).
+async fn assert_no_table(db: &Db) {
+    if let Some(raw) = db.raw() {
+        assert!(raw.tables().await.is_empty());
+    }
+    let none = korm::item::<Car>(&db.pool)
+        .query(rn("[rn]:cars:suv:*"))
+        .get()
+        .await
+        .expect("query");
+    assert!(none.is_empty());
+}
+
+crate::on_backends!(
+    an_rn_naming_a_layer_the_pool_lacks_is_unknown_layer,
+    a_depot_rn_given_to_the_item_api_is_wrong_rn_form,
+    a_collection_rn_to_load_and_an_item_rn_to_query_are_wrong_rn_form,
+    an_rn_with_a_missing_layer_in_a_two_layer_pool_writes_nowhere,
+    a_closed_pool_refuses_every_operation,
+);

@@ -5,7 +5,7 @@ use korm::{Error, Rn, SortOrder, Unique, eq, gt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::{all_text, create, create_err, file_db, rn};
+use crate::{Db, all_text, create, create_err, rn};
 
 /// A distinctive value that must never appear in an error.
 const SECRET: &str = "zq-078-05-1120-SECRET-SSN";
@@ -39,9 +39,7 @@ fn person(ssn: &str) -> Person {
     }
 }
 
-#[tokio::test]
-async fn write_errors_never_contain_the_written_value() {
-    let db = file_db().await;
+async fn write_errors_never_contain_the_written_value(db: &Db) {
     let people = "[rn]:people:all:*";
     let fred = create(&db.pool, people, person(SECRET)).await;
 
@@ -84,12 +82,9 @@ async fn write_errors_never_contain_the_written_value() {
         .await
         .expect_err("duplicate on commit");
     assert_no_secret("unique violation on commit", &commit);
-    db.pool.close().await;
 }
 
-#[tokio::test]
-async fn query_errors_never_contain_a_value() {
-    let db = file_db().await;
+async fn query_errors_never_contain_a_value(db: &Db) {
     let people = "[rn]:people:all:*";
     create(&db.pool, people, person(SECRET)).await;
     let query = || korm::item::<Person>(&db.pool).query(rn(people));
@@ -117,7 +112,6 @@ async fn query_errors_never_contain_a_value() {
         let error = result.expect_err("the query must fail");
         assert_no_secret(&format!("query error {i}"), &error);
     }
-    db.pool.close().await;
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -125,25 +119,23 @@ struct Typed {
     age: i64,
 }
 
-/// Stores `value` in field `age` through a map model, then loads it as [`Typed`].
-async fn decode_error_for(value: Value) -> Error {
-    let db = file_db().await;
+/// Stores `value` in field `age` through a map model, in a collection of its own
+/// (`[rn]:people:{kind}:*`), then loads it as [`Typed`].
+async fn decode_error_for(db: &Db, kind: &str, value: Value) -> Error {
     let mut data = Map::new();
     data.insert("age".into(), value);
-    let item = create(&db.pool, "[rn]:people:raw:*", data).await;
+    let item = create(&db.pool, &format!("[rn]:people:{kind}:*"), data).await;
     let error = korm::item::<Typed>(&db.pool)
         .load(item.rn().clone().cast())
         .get()
         .await
         .expect_err("the stored value is not an i64");
     assert!(matches!(error, Error::Decode { .. }), "{error:?}");
-    db.pool.close().await;
     error
 }
 
-#[tokio::test]
-async fn decode_errors_never_contain_the_stored_value() {
-    for value in [
+async fn decode_errors_never_contain_the_stored_value(db: &Db) {
+    for (i, value) in [
         json!(SECRET),
         json!({ "ssn": SECRET }),
         json!([SECRET]),
@@ -151,26 +143,30 @@ async fn decode_errors_never_contain_the_stored_value() {
         json!(format!("`{SECRET}")),
         json!(format!("a'{SECRET}'")),
         json!(format!("{SECRET}\\")),
-    ] {
-        let error = decode_error_for(value.clone()).await;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let error = decode_error_for(db, &format!("raw{i}"), value.clone()).await;
         assert_no_secret(&format!("decode of {value}"), &error);
     }
 }
 
-#[tokio::test]
-async fn decode_errors_never_contain_a_stored_value_with_quotes() {
-    for value in [
+async fn decode_errors_never_contain_a_stored_value_with_quotes(db: &Db) {
+    for (i, value) in [
         json!(format!("x\"{SECRET}")),
         json!(format!("\"{SECRET}\"")),
         json!(format!("x\\\"{SECRET}")),
-    ] {
-        let error = decode_error_for(value.clone()).await;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let error = decode_error_for(db, &format!("quoted{i}"), value.clone()).await;
         assert_no_secret(&format!("decode of {value}"), &error);
     }
 }
 
-#[tokio::test]
-async fn decode_errors_never_contain_an_unknown_enum_variant() {
+async fn decode_errors_never_contain_an_unknown_enum_variant(db: &Db) {
     #[derive(Debug, Serialize, Deserialize)]
     enum Tier {
         Gold,
@@ -180,7 +176,6 @@ async fn decode_errors_never_contain_an_unknown_enum_variant() {
     struct Member {
         tier: Tier,
     }
-    let db = file_db().await;
     let mut data = Map::new();
     data.insert("tier".into(), json!(SECRET));
     let item = create(&db.pool, "[rn]:people:members:*", data).await;
@@ -191,11 +186,9 @@ async fn decode_errors_never_contain_an_unknown_enum_variant() {
         .expect_err("not a variant");
     assert!(matches!(error, Error::Decode { .. }), "{error:?}");
     assert_no_secret("unknown variant", &error);
-    db.pool.close().await;
 }
 
-#[tokio::test]
-async fn decode_errors_of_other_types_never_contain_the_stored_value() {
+async fn decode_errors_of_other_types_never_contain_the_stored_value(db: &Db) {
     #[derive(Debug, Serialize, Deserialize)]
     struct Reference {
         owner: Rn,
@@ -208,7 +201,6 @@ async fn decode_errors_of_other_types_never_contain_the_stored_value() {
     struct Letter {
         c: char,
     }
-    let db = file_db().await;
     for (field, value) in [
         ("owner", json!(format!("[rn]:{SECRET}:x:*"))),
         ("owner", json!(format!("not an rn {SECRET}"))),
@@ -239,17 +231,14 @@ async fn decode_errors_of_other_types_never_contain_the_stored_value() {
         assert!(matches!(error, Error::Decode { .. }), "{field}: {error:?}");
         assert_no_secret(field, &error);
     }
-    db.pool.close().await;
 }
 
-#[tokio::test]
-async fn encode_errors_never_contain_the_value() {
+async fn encode_errors_never_contain_the_value(db: &Db) {
     #[derive(Debug, Serialize, Deserialize)]
     struct Huge {
         secret: String,
         n: i128,
     }
-    let db = file_db().await;
     let error = create_err(
         &db.pool,
         "[rn]:people:huge:*",
@@ -261,5 +250,14 @@ async fn encode_errors_never_contain_the_value() {
     .await;
     assert!(matches!(error, Error::Encode { .. }), "{error:?}");
     assert_no_secret("encode", &error);
-    db.pool.close().await;
 }
+
+crate::on_backends!(
+    write_errors_never_contain_the_written_value,
+    query_errors_never_contain_a_value,
+    decode_errors_never_contain_the_stored_value,
+    decode_errors_never_contain_a_stored_value_with_quotes,
+    decode_errors_never_contain_an_unknown_enum_variant,
+    decode_errors_of_other_types_never_contain_the_stored_value,
+    encode_errors_never_contain_the_value,
+);
