@@ -187,7 +187,9 @@ pub(crate) fn fingerprint(value: &Value) -> String {
     hex::encode(Sha512::digest(text.as_bytes()))
 }
 
-fn canonical_json(value: &Value, out: &mut String) {
+/// The canonical JSON text of a value: object keys sorted (recursively), no spaces, integral
+/// doubles printed as integers, as korm 1.5's `stableStringify` prints it.
+pub(crate) fn canonical_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

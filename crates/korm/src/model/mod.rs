@@ -17,8 +17,8 @@ mod secret;
 mod unique;
 
 pub(crate) use encode::{
-    Field, MAX_JSON_NESTING, PROTOTYPE_KEYS, encode, fields_to_map, fingerprint, infer_kind,
-    is_envelope, validate_field_name,
+    Field, MAX_JSON_NESTING, PROTOTYPE_KEYS, canonical_json, encode, fields_to_map, fingerprint,
+    infer_kind, is_envelope, validate_field_name,
 };
 pub use kind::ColumnKind;
 pub(crate) use kind::SqlValue;

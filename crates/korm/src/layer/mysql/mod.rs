@@ -30,6 +30,7 @@
 mod dialect;
 mod error;
 mod locks;
+mod meta;
 mod options;
 mod value;
 
@@ -533,6 +534,10 @@ impl Layer for MySqlLayer {
     }
 
     fn locks(&self) -> &dyn SharedLockTable {
+        self
+    }
+
+    fn korm_tables(&self) -> &dyn super::KormTables {
         self
     }
 
