@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::snapshot::{Stored, StoredConfig, StoredEntry, fingerprint, layer_value};
+use super::snapshot::{Stored, StoredConfig, StoredEntry, altered, fingerprint, layer_value};
 use crate::crypto::KeyRing;
 use crate::depot::DepotSpec;
 use crate::error::{Error, Result};
@@ -175,11 +175,7 @@ fn open_entry(noun: &str, entry: &StoredEntry, holder: &str, ring: &KeyRing) -> 
     if fingerprint(&value) != entry.fingerprint {
         return Err(Error::MetaInvalid {
             layer: holder.to_owned(),
-            reason: format!(
-                "the config of {noun} {:?} does not match its fingerprint: the snapshot was \
-                 altered",
-                crate::error::clip(&entry.ident)
-            ),
+            reason: altered(noun, &entry.ident),
         });
     }
     Ok(value)

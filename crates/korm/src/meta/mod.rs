@@ -16,7 +16,8 @@
 //!    writes and the other checks what the first wrote. With a snapshot, it is compared with
 //!    this pool ([`check`]: pool id, meta layer, each layer and depot by fingerprint, WAL,
 //!    locks, backups); any difference, or snapshots on two layers, fails the open with
-//!    [`Error::MetaMismatch`] listing every difference and the three ways out.
+//!    [`Error::MetaMismatch`] listing every difference and the three ways out. A stored
+//!    config that does not match its own fingerprint (altered) is [`Error::MetaInvalid`].
 //! 4. **Reseal**: a matching snapshot whose secrets are not sealed with the current key
 //!    (korm 1.5 wrote it, or the key was rotated) is written again under the current key
 //!    (`created_at` kept).
@@ -146,10 +147,12 @@ pub(crate) async fn ensure(layers: &[(String, LayerHandle)], current: &Current) 
     let mut differences: Vec<String> = Vec::new();
     let mut parsed = Vec::with_capacity(found.len());
     for (ident, row) in &found {
-        let stored = Stored::parse(&row.config).map_err(|reason| Error::MetaInvalid {
-            layer: ident.clone(),
-            reason,
-        })?;
+        let stored = Stored::parse(&row.config)
+            .and_then(|stored| stored.verify(&ring).map(|()| stored))
+            .map_err(|reason| Error::MetaInvalid {
+                layer: ident.clone(),
+                reason,
+            })?;
         for difference in check::differences(current, &stored, &ring) {
             if !differences.contains(&difference) {
                 differences.push(difference);

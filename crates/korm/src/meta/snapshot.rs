@@ -382,6 +382,32 @@ impl Stored {
         })
     }
 
+    /// Checks that each layer's and depot's config matches its fingerprint (a path or root
+    /// always; a sealed config when it opens with `ring`: the key is not needed to open a
+    /// pool, so one that does not open is left to the comparison). A config that does not
+    /// match was altered after korm wrote it.
+    pub(crate) fn verify(&self, ring: &KeyRing) -> Result<(), Invalid> {
+        let entries = self
+            .layers
+            .iter()
+            .map(|e| ("layer", e))
+            .chain(self.depots.iter().map(|e| ("depot", e)));
+        for (noun, entry) in entries {
+            let value = match &entry.config {
+                StoredConfig::Path(path) | StoredConfig::Root(path) => {
+                    Some(Value::String(path.clone()))
+                }
+                StoredConfig::Sealed { envelope, .. } => {
+                    crate::crypto::open_value(ring, envelope).ok()
+                }
+            };
+            if value.is_some_and(|v| fingerprint(&v) != entry.fingerprint) {
+                return Err(altered(noun, &entry.ident));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a sealed config is not sealed with the ring's current key (korm 1.5 wrote it,
     /// or the key was rotated since): the snapshot is then written again.
     pub(crate) fn needs_reseal(&self, ring: &KeyRing) -> bool {
@@ -398,6 +424,14 @@ impl Stored {
                 _ => false,
             })
     }
+}
+
+/// The message for a config that does not match its fingerprint.
+pub(crate) fn altered(noun: &str, ident: &str) -> Invalid {
+    format!(
+        "the config of {noun} {:?} does not match its fingerprint: the snapshot was altered",
+        crate::error::clip(ident)
+    )
 }
 
 fn text_field(map: &Map<String, Value>, field: &str, at: &str) -> Result<Option<String>, Invalid> {

@@ -20,12 +20,12 @@ const CREATE_POOL: &str = "CREATE TABLE IF NOT EXISTS `__korm_pool__` (\
 
 /// ER_NO_SUCH_TABLE.
 fn no_such_table(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("1146"))
+    super::error::number(e).as_deref() == Some("1146")
 }
 
 /// ER_DUP_ENTRY.
 fn duplicate(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("1062"))
+    super::error::number(e).as_deref() == Some("1062")
 }
 
 impl MySqlLayer {
