@@ -361,7 +361,7 @@ pub enum Error {
     /// configuration than the pool being opened: another process uses these layers
     /// differently. Each difference names the layer, depot or setting, never a secret.
     #[error(
-        "pool metadata on layer {layer} does not match this pool: {}. To continue, configure \
+        "pool metadata on layer {layer:?} does not match this pool: {}. To continue, configure \
          this pool as the stored one, rebuild it from the metadata (korm::discover, which needs \
          the KORM_ENCRYPTION_KEY the pool was created with), or wipe the stored pool \
          (korm::danger(korm::reset(&pool, ResetMode::...)), which destroys data)",
@@ -378,7 +378,7 @@ pub enum Error {
     /// The pool metadata stored on a layer can not be used: it is not korm's JSON, has an
     /// unsupported version or a field of the wrong shape, was altered (a config that does not
     /// match its fingerprint), or describes something this build can not open.
-    #[error("pool metadata on layer {layer}: {reason}")]
+    #[error("pool metadata on layer {layer:?}: {reason}")]
     MetaInvalid {
         /// The layer holding the snapshot.
         layer: String,
@@ -391,7 +391,7 @@ pub enum Error {
     /// the `KORM_ENCRYPTION_KEY` the pool was created with (or that key in
     /// `KORM_ENCRYPTION_KEYS_OLD`).
     #[error(
-        "pool metadata on layer {layer}: the config of {entry} does not decrypt ({reason}); \
+        "pool metadata on layer {layer:?}: the config of {entry} does not decrypt ({reason}); \
          set KORM_ENCRYPTION_KEY (or KORM_ENCRYPTION_KEYS_OLD) to the key the pool was created with"
     )]
     MetaDecrypt {

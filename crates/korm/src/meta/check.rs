@@ -224,18 +224,18 @@ fn entries<'a>(
                             )
                         } else {
                             format!(
-                                "{noun} {:?}: the {} differs ({})",
+                                "{noun} {:?}: {} ({})",
                                 here.ident,
-                                config_name(value),
+                                differ(value),
                                 parts.join(", ")
                             )
                         }
                     }
                     Err(e) => format!(
-                        "{noun} {:?}: the {} differs (the stored one does not decrypt with this \
-                         key ring, so its differing parts can not be named: {e})",
+                        "{noun} {:?}: {} (the stored one does not decrypt with this key ring, \
+                         so the differing parts can not be named: {e})",
                         here.ident,
-                        config_name(value)
+                        differ(value)
                     ),
                 }
             }
@@ -255,8 +255,12 @@ fn entries<'a>(
     }
 }
 
-fn config_name(value: &Value) -> &'static str {
-    if value.is_string() { "url" } else { "options" }
+fn differ(value: &Value) -> &'static str {
+    if value.is_string() {
+        "the url differs"
+    } else {
+        "the options differ"
+    }
 }
 
 /// The names of the parts in which two configs differ: URL parts (`scheme`, `user`,

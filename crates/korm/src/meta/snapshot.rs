@@ -184,6 +184,20 @@ pub(crate) struct Current {
 }
 
 impl Current {
+    /// Whether the snapshot seals anything (a server URL, S3 options): only then is the
+    /// encryption key needed.
+    pub(crate) fn seals_anything(&self) -> bool {
+        let layers = self
+            .layers
+            .iter()
+            .any(|(_, s)| matches!(s, LayerSource::Url { .. }));
+        let depots = self
+            .depots
+            .iter()
+            .any(|(_, s)| !matches!(s, DepotSource::Local { .. }));
+        layers || depots
+    }
+
     /// The snapshot's JSON text, secrets sealed with the ring's current key.
     pub(crate) fn to_json(&self, ring: &KeyRing) -> String {
         let layers: Vec<Value> = self
