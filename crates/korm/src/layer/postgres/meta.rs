@@ -31,7 +31,8 @@ fn undefined_table(e: &sqlx::Error) -> bool {
 }
 
 impl PgLayer {
-    /// Drops the tables (each `IF EXISTS`, `CASCADE` as korm 1.5 does) in one transaction:
+    /// Drops the tables (each `IF EXISTS`; item tables `CASCADE`, as korm 1.5 drops them) in
+    /// one transaction:
     /// PostgreSQL's DDL is transactional, so either all go or none. Then forgets every cached
     /// schema and which lock tables exist.
     async fn drop_named(&self, names: Vec<String>) -> Result<Vec<String>> {
@@ -53,9 +54,12 @@ impl PgLayer {
                     .await
                     .map_err(map)?;
             if existed {
+                // CASCADE for item tables, as korm 1.5 drops them (views on them go too);
+                // korm's own tables never have dependents.
                 let sql = format!(
-                    "DROP TABLE IF EXISTS {} CASCADE",
-                    PgDialect::default().quote_identifier(&name)
+                    "DROP TABLE IF EXISTS {}{}",
+                    PgDialect::default().quote_identifier(&name),
+                    if is_item_table(&name) { " CASCADE" } else { "" }
                 );
                 query(Statement::ddl(sql))
                     .execute(&mut *tx)
