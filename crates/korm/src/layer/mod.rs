@@ -27,7 +27,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::{Error, Result};
 pub(crate) use crate::layer::locks::{Fence, LockClaim, SharedLockTable};
-pub(crate) use crate::layer::meta::{KormTables, PoolRow};
+pub(crate) use crate::layer::meta::KormTables;
 use crate::layer::schema::TableSchema;
 use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};

@@ -25,8 +25,9 @@ use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
+use super::meta::PoolRow;
 use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
-use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, PoolRow, Select, SharedLockTable};
+use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql};
