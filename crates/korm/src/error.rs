@@ -405,6 +405,60 @@ pub enum Error {
         /// The pending record.
         record: String,
     },
+
+    /// The pool metadata stored on a layer (`__korm_pool__`, see
+    /// [`PoolBuilder::with_meta`](crate::PoolBuilder::with_meta)) describes another
+    /// configuration than the pool being opened: another process uses these layers
+    /// differently. Each difference names the layer, depot or setting, never a secret.
+    #[error(
+        "pool metadata on layer {layer:?} does not match this pool: {}. To continue, configure \
+         this pool as the stored one, rebuild it from the metadata (korm::discover, which needs \
+         the KORM_ENCRYPTION_KEY the pool was created with), or wipe the stored pool \
+         (korm::danger(korm::reset(&pool, ResetMode::...)), which destroys data)",
+        .differences.join("; ")
+    )]
+    MetaMismatch {
+        /// The layer holding the snapshot (several, comma-separated, when more than one
+        /// does).
+        layer: String,
+        /// What differs, one entry each (`layer "userdb": the url differs (host)`).
+        differences: Vec<String>,
+    },
+
+    /// The pool metadata stored on a layer can not be used: it is not korm's JSON, has an
+    /// unsupported version or a field of the wrong shape, was altered (a config that does not
+    /// match its fingerprint), or describes something this build can not open.
+    #[error("pool metadata on layer {layer:?}: {reason}")]
+    MetaInvalid {
+        /// The layer holding the snapshot.
+        layer: String,
+        /// What is wrong (names the field, never a stored value).
+        reason: String,
+    },
+
+    /// A secret in the pool metadata (a server URL, S3 options) does not decrypt: the key
+    /// ring lacks the key it was sealed with, or the ciphertext was altered. Discovery needs
+    /// the `KORM_ENCRYPTION_KEY` the pool was created with (or that key in
+    /// `KORM_ENCRYPTION_KEYS_OLD`).
+    #[error(
+        "pool metadata on layer {layer:?}: the config of {entry} does not decrypt ({reason}); \
+         set KORM_ENCRYPTION_KEY (or KORM_ENCRYPTION_KEYS_OLD) to the key the pool was created with"
+    )]
+    MetaDecrypt {
+        /// The layer holding the snapshot.
+        layer: String,
+        /// The entry whose config is sealed (`layer "userdb"`, `depot "files"`).
+        entry: String,
+        /// Why (never plaintext or key material).
+        reason: String,
+    },
+
+    /// [`discover`](crate::discover) found no pool metadata on the layer it was given.
+    #[error(
+        "the layer holds no pool metadata (no `pool` row in __korm_pool__): open the pool once \
+         with PoolBuilder::with_meta, or discover from the layer the pool's metadata is on"
+    )]
+    MetaNotFound,
 }
 
 impl Error {

@@ -60,6 +60,7 @@ pub mod error;
 mod item;
 mod layer;
 mod lock;
+mod meta;
 pub mod model;
 mod pool;
 pub mod query;
@@ -78,6 +79,7 @@ pub use item::{
 pub use item::{Tx, TxHandle, TxOutcome, tx};
 pub use layer::LayerSpec;
 pub use lock::{LockGuard, LockOptions, Locker};
+pub use meta::{ResetMode, ResetReport, discover, reset};
 pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
 pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};

@@ -23,6 +23,9 @@ pub struct PoolBuilder {
     locks: Option<(String, LockOptions)>,
     lock_timeout: Option<Duration>,
     wal: Option<(String, WalOptions)>,
+    meta: Option<String>,
+    /// A `backups` section of a discovered snapshot, kept so the pool still matches it.
+    stored_backups: Option<serde_json::Value>,
 }
 
 /// Starts building a pool.
@@ -75,6 +78,49 @@ impl PoolBuilder {
         self
     }
 
+    /// Keeps the pool's metadata in `__korm_pool__` on the layer named `layer` (M1), as
+    /// korm 1.5 does: a snapshot of where every layer's and depot's data lives (credentials
+    /// sealed with the encryption key), and of the WAL and lock settings.
+    ///
+    /// When the pool opens, every layer is read for a snapshot: with none, this pool's is
+    /// written; with one, this pool must match it, or the open fails with
+    /// [`Error::MetaMismatch`] saying what differs and how to go on (configure the pool as
+    /// stored, [`discover`](crate::discover) it, or [`reset`](crate::reset) it). So every
+    /// process sharing the layers uses them alike. Each layer and depot must be built from
+    /// options that say where it is (a URL, a path; not a sqlx pool handed over, nor an
+    /// opened `Depot`). See `docs/design.md` for the format.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("cars.sqlite");
+    /// let pool = korm::pool()
+    ///     .layer("cardb", korm::layers::sqlite(&path))
+    ///     .with_meta("cardb")
+    ///     .open()
+    ///     .await?;
+    /// pool.close().await;
+    /// // The same layer under another name is another pool: refused.
+    /// let other = korm::pool()
+    ///     .layer("cars", korm::layers::sqlite(&path))
+    ///     .with_meta("cars")
+    ///     .open()
+    ///     .await;
+    /// assert!(matches!(other, Err(korm::Error::MetaMismatch { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_meta(mut self, layer: impl Into<String>) -> Self {
+        self.meta = Some(layer.into());
+        self
+    }
+
+    /// Keeps a discovered snapshot's `backups` section (korm-rs schedules no backups yet).
+    pub(crate) fn with_stored_backups(mut self, backups: Option<serde_json::Value>) -> Self {
+        self.stored_backups = backups;
+        self
+    }
+
     /// How long a write or [`Locker::acquire`] waits for a lock before
     /// [`Error::LockTimeout`] (30 s by default).
     pub fn with_lock_timeout(mut self, wait: Duration) -> Self {
@@ -82,13 +128,17 @@ impl PoolBuilder {
         self
     }
 
-    /// Opens every layer, then every depot.
+    /// Opens every layer, then every depot, then checks or writes the pool metadata (with
+    /// [`with_meta`](PoolBuilder::with_meta)). A pool that is returned has passed the check
+    /// (korm 1.5's `ensureMetaReady` has nothing left to wait for).
     ///
     /// # Errors
-    /// [`Error::PoolConfig`] for no layer or a name given twice, [`Error::InvalidIdentifier`]
-    /// for a layer or depot name outside `[A-Za-z0-9_-]{1,64}`, the layer's own error when one
-    /// can not be opened, and [`Error::Depot`] when a depot can not (an S3 bucket that can not
-    /// be created); what was already opened is closed again.
+    /// [`Error::PoolConfig`] for no layer, a name given twice, or (with metadata) a layer or
+    /// depot that can not say where its data lives; [`Error::InvalidIdentifier`] for a layer
+    /// or depot name outside `[A-Za-z0-9_-]{1,64}`; the layer's own error when one can not
+    /// be opened, and [`Error::Depot`] when a depot can not (an S3 bucket that can not be
+    /// created); [`Error::MetaMismatch`] or [`Error::MetaInvalid`] when the stored metadata
+    /// does not match or can not be read. What was already opened is closed again.
     pub async fn open(self) -> Result<Pool> {
         if self.layers.is_empty() {
             return Err(Error::PoolConfig {
@@ -125,6 +175,30 @@ impl PoolBuilder {
                 });
             }
         }
+        let meta = match &self.meta {
+            Some(ident) => {
+                if !self.layers.iter().any(|(name, _)| name == ident) {
+                    return Err(Error::PoolConfig {
+                        reason: format!(
+                            "with_meta names layer {ident:?}, which the pool does not have"
+                        ),
+                    });
+                }
+                Some(crate::meta::describe(&crate::meta::Parts {
+                    meta_layer: ident,
+                    layers: &self.layers,
+                    depots: &self.depots,
+                    wal: self.wal.as_ref(),
+                    locks: self.locks.as_ref(),
+                    backups: self.stored_backups.as_ref(),
+                })?)
+            }
+            None => None,
+        };
+        let pool_id = crate::meta::snapshot::pool_id(
+            self.layers.iter().map(|(i, _)| i.as_str()),
+            self.depots.iter().map(|(i, _)| i.as_str()),
+        );
         let mut opened: Vec<(String, LayerHandle)> = Vec::with_capacity(self.layers.len());
         for (ident, spec) in self.layers {
             let layer = spec.open(&ident).await;
@@ -169,6 +243,17 @@ impl PoolBuilder {
                 }
             }
         }
+        if let Some(current) = &meta
+            && let Err(e) = crate::meta::ensure(&opened, current).await
+        {
+            for (_, depot) in &depots {
+                depot.close().await;
+            }
+            for (_, layer) in &opened {
+                layer.close().await;
+            }
+            return Err(e);
+        }
         let shared = self.locks.and_then(|(ident, options)| {
             let layer = opened.iter().find(|(name, _)| *name == ident)?;
             Some((layer.1.clone(), options))
@@ -176,7 +261,7 @@ impl PoolBuilder {
         let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
         let wal = match self.wal {
             Some((ident, options)) => {
-                let log = open_wal(&opened, &depots, &ident, wal_root, options);
+                let log = open_wal(&depots, &ident, wal_root, options, &pool_id);
                 match log {
                     Ok(log) => Some(log),
                     Err(e) => {
@@ -194,6 +279,8 @@ impl PoolBuilder {
                 closed: AtomicBool::new(false),
                 locks,
                 wal,
+                pool_id,
+                meta_layer: self.meta,
             }),
         };
         // Recovery runs before anyone else has the pool (W3).
@@ -211,11 +298,11 @@ impl PoolBuilder {
 }
 
 fn open_wal(
-    layers: &[(String, LayerHandle)],
     depots: &[(String, Arc<dyn Depot>)],
     ident: &str,
     root: Option<std::path::PathBuf>,
     options: WalOptions,
+    pool_id: &str,
 ) -> Result<WalLog> {
     let depot = depots
         .iter()
@@ -224,12 +311,10 @@ fn open_wal(
         .ok_or_else(|| Error::PoolConfig {
             reason: format!("with_wal names depot {ident:?}, which the pool does not have"),
         })?;
-    let pool_id = options.pool_id.clone().unwrap_or_else(|| {
-        crate::wal::derived_pool_id(
-            layers.iter().map(|(name, _)| name.as_str()),
-            depots.iter().map(|(name, _)| name.as_str()),
-        )
-    });
+    let pool_id = options
+        .pool_id
+        .clone()
+        .unwrap_or_else(|| pool_id.to_owned());
     let ring = crate::crypto::key_ring()?;
     WalLog::new(depot, root, options, pool_id, &ring, true)
 }
@@ -258,6 +343,10 @@ struct PoolInner {
     closed: AtomicBool,
     locks: Locks,
     wal: Option<WalLog>,
+    /// korm 1.5's pool id (see [`Pool::pool_id`]).
+    pool_id: String,
+    /// The layer holding the pool metadata, when the pool keeps it.
+    meta_layer: Option<String>,
 }
 
 impl fmt::Debug for Pool {
@@ -265,6 +354,7 @@ impl fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("layers", &self.layer_names().collect::<Vec<_>>())
             .field("depots", &self.depot_names().collect::<Vec<_>>())
+            .field("meta_layer", &self.inner.meta_layer)
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish()
     }
@@ -279,6 +369,30 @@ impl Pool {
     /// The names of the pool's depots, in the order they were added.
     pub fn depot_names(&self) -> impl Iterator<Item = &str> {
         self.inner.depots.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The pool's id: korm 1.5's, the first 16 hex characters of SHA-256 of
+    /// `{"layers":[…],"depots":[…]}` (the names, sorted), so the same layer and depot names
+    /// give the same id in korm 1.5 and here. With metadata it is the snapshot's `poolId`
+    /// (the open checked they agree); the WAL keeps its records under it.
+    pub fn pool_id(&self) -> &str {
+        &self.inner.pool_id
+    }
+
+    /// The layer holding the pool metadata, when the pool keeps it
+    /// ([`PoolBuilder::with_meta`]).
+    pub fn meta_layer(&self) -> Option<&str> {
+        self.inner.meta_layer.as_deref()
+    }
+
+    /// The layers, in the order they were added.
+    pub(crate) fn layers(&self) -> &[(String, LayerHandle)] {
+        &self.inner.layers
+    }
+
+    /// The depots, in the order they were added.
+    pub(crate) fn depots(&self) -> &[(String, Arc<dyn Depot>)] {
+        &self.inner.depots
     }
 
     pub(crate) fn depot_named(&self, name: &str) -> Option<&Arc<dyn Depot>> {

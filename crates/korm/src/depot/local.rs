@@ -167,5 +167,12 @@ impl Depot for LocalDepot {
         Ok(keys)
     }
 
+    async fn list_all(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
+        self.check_no_links(prefix)?;
+        let mut keys = self.store.list_keys(prefix, true).await?;
+        keys.retain(|key| self.check_no_links(key).is_ok());
+        Ok(keys)
+    }
+
     async fn close(&self) {}
 }

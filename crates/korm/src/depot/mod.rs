@@ -318,13 +318,20 @@ pub trait Depot: fmt::Debug + Send + Sync + 'static {
     /// [`Error::FileNotFound`] when `from` is missing, [`Error::Depot`] otherwise.
     async fn copy(&self, from: &DepotKey, to: &DepotKey) -> Result<()>;
 
-    /// Every file under `prefix` (all files for the root key), sorted. Names a depot RN can
-    /// not hold are left out, and so are korm's own bookkeeping files (`__korm_*`) unless
-    /// `prefix` is under them.
+    /// Every file under `prefix` (all files for the root key), sorted. korm's own bookkeeping
+    /// files (`__korm_*`) and names a depot RN can not hold are left out.
     ///
     /// # Errors
     /// [`Error::Depot`] when the store fails.
     async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>>;
+
+    /// Every file under `prefix` like [`list`](Depot::list), korm's own files included (the
+    /// write-ahead log, undo copies and backups under `__korm_*`): what the WAL reads and a
+    /// reset empties. Required, so a wrapper can not hide korm's files by forgetting it.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails.
+    async fn list_all(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>>;
 
     /// Lets go of the store's connections. Later calls may fail.
     async fn close(&self);
@@ -363,7 +370,50 @@ impl From<Arc<dyn Depot>> for DepotSpec {
     }
 }
 
+/// Where a depot's files live, as pool metadata records it (korm 1.5's depot `type` and
+/// `config`). `Debug` never shows a secret.
+#[derive(Clone)]
+pub(crate) enum DepotSource {
+    /// A local folder by its root as given (`"type":"local"`, `{"mode":"local","root":…}`).
+    Local {
+        /// The root as given (korm 1.5 records it so too: not made absolute).
+        root: String,
+    },
+    /// An S3 bucket (`"type":"s3"`, `{"mode":"s3","encrypted":…}`).
+    #[cfg(feature = "s3")]
+    S3(S3Options),
+}
+
+impl fmt::Debug for DepotSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DepotSource::Local { root } => f.debug_struct("Local").field("root", root).finish(),
+            #[cfg(feature = "s3")]
+            DepotSource::S3(options) => f.debug_tuple("S3").field(options).finish(),
+        }
+    }
+}
+
 impl DepotSpec {
+    /// Where the depot's files live (for pool metadata), or why that can not be said.
+    pub(crate) fn source(&self) -> std::result::Result<DepotSource, &'static str> {
+        match &self.0 {
+            DepotConfig::Local(options) => options
+                .root()
+                .to_str()
+                .map(|root| DepotSource::Local {
+                    root: root.to_owned(),
+                })
+                .ok_or("its root is not UTF-8, which pool metadata (JSON) can not hold"),
+            #[cfg(feature = "s3")]
+            DepotConfig::S3(options) => Ok(DepotSource::S3(options.clone())),
+            DepotConfig::Open(_) => Err(
+                "it was given as an opened Depot, whose location korm can not see: give its \
+                 options (korm::depots::local, korm::depots::s3) instead",
+            ),
+        }
+    }
+
     /// Opens the depot under the name `ident`.
     /// With the folder of a local depot (the WAL writes its records there directly).
     pub(crate) async fn open(

@@ -36,6 +36,9 @@ pub struct S3Options {
     bucket: String,
     endpoint: Option<String>,
     region: String,
+    /// Whether the region was set (korm 1.5's default identifier hashes an unset one as
+    /// empty).
+    region_given: bool,
     access_key_id: Option<String>,
     secret_access_key: Option<SecretString>,
     session_token: Option<SecretString>,
@@ -54,6 +57,7 @@ pub fn s3(bucket: impl Into<String>) -> S3Options {
         bucket: bucket.into(),
         endpoint: None,
         region: "us-east-1".to_owned(),
+        region_given: false,
         access_key_id: None,
         secret_access_key: None,
         session_token: None,
@@ -77,6 +81,7 @@ impl S3Options {
     /// The region (`us-east-1` by default).
     pub fn with_region(mut self, region: impl Into<String>) -> Self {
         self.region = region.into();
+        self.region_given = true;
         self
     }
 
@@ -119,8 +124,10 @@ impl S3Options {
         self
     }
 
-    /// A stable name for the storage behind the depot, for pool metadata and messages; by
-    /// default `<endpoint>/<bucket>/<prefix>`.
+    /// A stable name for the storage behind the depot, recorded in pool metadata; by default
+    /// korm 1.5's: `korm_s3_` and the first 12 hex characters of SHA-256 of
+    /// `s3|{endpoint}|{bucket}|{region}|{prefix}` (each as given, empty when not set), so
+    /// korm 1.5 and korm-rs name the same bucket alike.
     pub fn with_identifier(mut self, identifier: impl Into<String>) -> Self {
         self.identifier = Some(identifier.into());
         self
@@ -147,20 +154,119 @@ impl S3Options {
     /// The identifier (see [`with_identifier`](S3Options::with_identifier)).
     pub fn identifier(&self) -> String {
         self.identifier.clone().unwrap_or_else(|| {
-            let mut id = format!(
-                "{}/{}",
-                self.endpoint
-                    .as_deref()
-                    .unwrap_or("s3")
-                    .trim_end_matches('/'),
-                self.bucket
-            );
-            if let Some(prefix) = &self.prefix {
-                id.push('/');
-                id.push_str(prefix.trim_matches('/'));
-            }
-            id
+            use sha2::Digest;
+            let region = if self.region_given { &self.region } else { "" };
+            let seed = [
+                "s3",
+                self.endpoint.as_deref().unwrap_or(""),
+                &self.bucket,
+                region,
+                self.prefix.as_deref().unwrap_or(""),
+            ]
+            .map(str::trim)
+            .join("|");
+            let hash = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
+            format!("korm_s3_{}", &hash[..12])
         })
+    }
+
+    /// The options as korm 1.5's S3 depot reports them for pool metadata (its
+    /// `getPoolConfig().options`, in its order): `identifier`, `bucket`, `endpoint`,
+    /// `region`, `accessKeyId`, `secretAccessKey`, `sessionToken`, `virtualHostedStyle`,
+    /// `prefix` (without surrounding slashes, empty when unset), `autoCreateBucket`; the
+    /// optional ones only when set. Holds the secrets in clear: for sealing only.
+    pub(crate) fn pool_config(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut map = serde_json::Map::new();
+        map.insert("identifier".into(), Value::from(self.identifier()));
+        map.insert("bucket".into(), Value::from(self.bucket.clone()));
+        if let Some(endpoint) = &self.endpoint {
+            map.insert("endpoint".into(), Value::from(endpoint.clone()));
+        }
+        map.insert("region".into(), Value::from(self.region.clone()));
+        if let Some(id) = &self.access_key_id {
+            map.insert("accessKeyId".into(), Value::from(id.clone()));
+        }
+        if let Some(secret) = &self.secret_access_key {
+            map.insert(
+                "secretAccessKey".into(),
+                Value::from(secret.expose_secret().to_owned()),
+            );
+        }
+        if let Some(token) = &self.session_token {
+            map.insert(
+                "sessionToken".into(),
+                Value::from(token.expose_secret().to_owned()),
+            );
+        }
+        map.insert(
+            "virtualHostedStyle".into(),
+            Value::from(self.virtual_hosted_style),
+        );
+        let prefix = self
+            .prefix
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('/');
+        map.insert("prefix".into(), Value::from(prefix));
+        map.insert(
+            "autoCreateBucket".into(),
+            Value::from(self.auto_create_bucket),
+        );
+        map
+    }
+
+    /// Options from what [`pool_config`](S3Options::pool_config) (or korm 1.5) recorded.
+    /// Fields korm does not know are ignored; a known field of the wrong type is an error
+    /// naming it (never its value).
+    pub(crate) fn from_pool_config(
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> std::result::Result<S3Options, String> {
+        let text = |field: &str| -> std::result::Result<Option<String>, String> {
+            match map.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("{field} is not a string")),
+            }
+        };
+        let flag = |field: &str| -> std::result::Result<Option<bool>, String> {
+            match map.get(field) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+                Some(_) => Err(format!("{field} is not a boolean")),
+            }
+        };
+        let bucket = text("bucket")?.ok_or("bucket is missing")?;
+        let mut options = s3(bucket);
+        if let Some(endpoint) = text("endpoint")? {
+            options = options.with_endpoint(endpoint);
+        }
+        if let Some(region) = text("region")? {
+            options = options.with_region(region);
+        }
+        if let Some(id) = text("accessKeyId")? {
+            options = options.with_access_key_id(id);
+        }
+        if let Some(secret) = text("secretAccessKey")? {
+            options = options.with_secret_access_key(secret);
+        }
+        if let Some(token) = text("sessionToken")? {
+            options = options.with_session_token(token);
+        }
+        if let Some(hosted) = flag("virtualHostedStyle")? {
+            options = options.with_virtual_hosted_style(hosted);
+        }
+        if let Some(prefix) = text("prefix")?.filter(|p| !p.trim().trim_matches('/').is_empty()) {
+            options = options.with_prefix(prefix);
+        }
+        if let Some(create) = flag("autoCreateBucket")? {
+            options = options.with_auto_create_bucket(create);
+        }
+        if let Some(identifier) = text("identifier")? {
+            options = options.with_identifier(identifier);
+        }
+        Ok(options)
     }
 
     /// The URL of the bucket root, for the bucket-creating `PUT`.
@@ -479,6 +585,10 @@ impl Depot for S3Depot {
         self.store.list(prefix).await
     }
 
+    async fn list_all(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
+        self.store.list_keys(prefix, true).await
+    }
+
     async fn close(&self) {}
 }
 
@@ -508,13 +618,59 @@ mod tests {
     }
 
     #[test]
-    fn identifier_defaults_to_endpoint_bucket_prefix() {
+    fn identifier_defaults_to_korm_1_5s() {
+        use sha2::Digest;
+        let korm_1_5 = |seed: &str| {
+            format!(
+                "korm_s3_{}",
+                &hex::encode(sha2::Sha256::digest(seed.as_bytes()))[..12]
+            )
+        };
+        // korm 1.5: createDepotIdentifier("s3", [endpoint ?? "", bucket, region ?? "",
+        // prefix ?? ""]), each part trimmed, joined with "|".
         let options = s3("b").with_endpoint("http://h:1/").with_prefix("/t/x/");
-        assert_eq!(options.identifier(), "http://h:1/b/t/x");
+        assert_eq!(options.identifier(), korm_1_5("s3|http://h:1/|b||/t/x/"));
+        assert_eq!(
+            s3("b").with_region("eu-west-1").identifier(),
+            korm_1_5("s3||b|eu-west-1|")
+        );
         assert_eq!(
             options.with_identifier("prod-files").identifier(),
             "prod-files"
         );
+    }
+
+    #[test]
+    fn pool_config_is_korm_1_5s_options_and_reads_back() {
+        let options = s3("b")
+            .with_endpoint("http://h:1")
+            .with_access_key_id("AKIA")
+            .with_secret_access_key("s3cret")
+            .with_prefix("/t/x/");
+        let map = options.pool_config();
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "identifier",
+                "bucket",
+                "endpoint",
+                "region",
+                "accessKeyId",
+                "secretAccessKey",
+                "virtualHostedStyle",
+                "prefix",
+                "autoCreateBucket"
+            ]
+        );
+        assert_eq!(map["prefix"], "t/x");
+        assert_eq!(map["region"], "us-east-1");
+        let back = super::S3Options::from_pool_config(&map).expect("reads back");
+        assert_eq!(back.pool_config(), map);
+        let mut bad = map.clone();
+        bad.insert("bucket".into(), serde_json::Value::from(3));
+        let err = super::S3Options::from_pool_config(&bad).expect_err("refused");
+        assert_eq!(err, "bucket is not a string");
     }
 
     #[test]

@@ -196,6 +196,15 @@ impl Store {
     }
 
     pub(crate) async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
+        self.list_keys(prefix, false).await
+    }
+
+    /// Every file under `prefix`, korm's own (`__korm_*`) included when `reserved`.
+    pub(crate) async fn list_keys(
+        &self,
+        prefix: &DepotKey,
+        reserved: bool,
+    ) -> Result<Vec<DepotKey>> {
         let path = if prefix.is_root() {
             None
         } else {
@@ -206,8 +215,7 @@ impl Store {
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(|e| self.error(prefix.as_str(), e))?;
             let text = meta.location.as_ref();
-            // korm's own files are listed only when asked for by their prefix.
-            if text.starts_with(RESERVED_PREFIX) && !prefix.as_str().starts_with(RESERVED_PREFIX) {
+            if !reserved && text.starts_with(RESERVED_PREFIX) {
                 continue;
             }
             // A name a depot RN can not hold (put there by someone else) is left out.

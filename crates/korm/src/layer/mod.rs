@@ -6,6 +6,7 @@
 //! ([`crate::item`]) are the only callers, so every backend sees the same requests.
 
 pub(crate) mod locks;
+pub(crate) mod meta;
 #[cfg(feature = "mysql")]
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
@@ -26,6 +27,7 @@ use futures_util::future::BoxFuture;
 
 use crate::error::{Error, Result};
 pub(crate) use crate::layer::locks::{Fence, LockClaim, SharedLockTable};
+pub(crate) use crate::layer::meta::KormTables;
 use crate::layer::schema::TableSchema;
 use crate::model::{Field, StoredRow};
 use crate::query::{Filter, SortOrder};
@@ -39,6 +41,49 @@ pub struct LayerSpec {
     /// The options, as `Debug` shows them (secrets redacted by the options' own `Debug`).
     shown: String,
     open: Arc<Opener>,
+    /// Where the layer's data lives, for pool metadata; why not, when it can not be said.
+    source: std::result::Result<LayerSource, &'static str>,
+}
+
+/// Where a layer's data lives, as pool metadata records it (korm 1.5's layer `type` and
+/// `config`). `Debug` never shows a URL.
+#[derive(Clone)]
+pub(crate) enum LayerSource {
+    /// A SQLite file by its path as given, or `:memory:` (`"type":"sqlite"`,
+    /// `{"mode":"path","path":…}`).
+    Sqlite {
+        /// The path as given (korm 1.5 records it so too: not made absolute).
+        path: String,
+    },
+    /// A server by its URL (`{"mode":"url","encrypted":…}`).
+    Url {
+        /// The backend: `pg` or `mysql` in the snapshot.
+        kind: ServerKind,
+        /// The URL, password included.
+        url: secrecy::SecretString,
+    },
+}
+
+/// A server layer's backend, as pool metadata names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerKind {
+    /// PostgreSQL, korm 1.5's `pg`.
+    Pg,
+    /// MySQL or MariaDB, korm 1.5's `mysql`.
+    MySql,
+}
+
+impl fmt::Debug for LayerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerSource::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            LayerSource::Url { kind, .. } => f
+                .debug_struct("Url")
+                .field("kind", kind)
+                .field("url", &"<secret>")
+                .finish(),
+        }
+    }
 }
 
 /// A layer from a URL, its backend chosen by the scheme:
@@ -133,7 +178,22 @@ impl LayerSpec {
                 let opening = open(ident, options.clone());
                 Box::pin(async move { Ok(Arc::new(opening.await?) as Arc<dyn Layer>) })
             }),
+            source: Err("its options do not say where its data lives"),
         }
+    }
+
+    /// Says where the layer's data lives (for pool metadata), or why that can not be said.
+    pub(crate) fn with_source(
+        mut self,
+        source: std::result::Result<LayerSource, &'static str>,
+    ) -> LayerSpec {
+        self.source = source;
+        self
+    }
+
+    /// Where the layer's data lives, or why that can not be said.
+    pub(crate) fn source(&self) -> std::result::Result<&LayerSource, &'static str> {
+        self.source.as_ref().map_err(|reason| *reason)
     }
 
     /// Opens the layer under its name in the pool.
@@ -316,6 +376,10 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// The layer's table of shared locks (`__korm_locks__`).
     fn locks(&self) -> &dyn SharedLockTable;
 
+    /// korm's own tables on the layer: the pool snapshot (`__korm_pool__`) and the drops of
+    /// a reset.
+    fn korm_tables(&self) -> &dyn KormTables;
+
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
 }
@@ -400,6 +464,11 @@ impl LayerHandle {
     /// See [`Layer::locks`].
     pub(crate) fn locks(&self) -> &dyn SharedLockTable {
         self.layer.locks()
+    }
+
+    /// See [`Layer::korm_tables`].
+    pub(crate) fn korm_tables(&self) -> &dyn KormTables {
+        self.layer.korm_tables()
     }
 
     /// How many read statements the layer was sent since the pool opened.

@@ -200,6 +200,26 @@ impl<DB: Database> ServerOptions<DB> {
     }
 }
 
+impl<DB: Database> ServerOptions<DB> {
+    /// Where the layer's data lives (for pool metadata): its URL; a pool handed over has
+    /// none korm could record.
+    pub(crate) fn source(
+        &self,
+        kind: crate::layer::ServerKind,
+    ) -> std::result::Result<crate::layer::LayerSource, &'static str> {
+        match &self.source {
+            Source::Url(url) => Ok(crate::layer::LayerSource::Url {
+                kind,
+                url: url.secret(),
+            }),
+            Source::Pool(_) => Err(
+                "it was given as a sqlx pool (postgres_pool / mysql_pool), whose url korm can \
+                 not see: give its url instead",
+            ),
+        }
+    }
+}
+
 impl<DB: Database> fmt::Debug for ServerOptions<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut f = f.debug_struct("ServerOptions");

@@ -27,6 +27,11 @@ impl DbUrl {
         self.0.expose_secret()
     }
 
+    /// The URL as a secret of its own (for pool metadata, which seals it).
+    pub(crate) fn secret(&self) -> SecretString {
+        self.0.clone()
+    }
+
     /// The URL with every password (in the user info and in `password`/`pass` query
     /// parameters) replaced by `***`; `<url>` when it does not parse, since the password can
     /// then not be found.

@@ -188,7 +188,7 @@ impl WalFiles {
             }
         } else {
             let prefix = self.key(folder.name())?;
-            for key in self.depot.list(&prefix).await? {
+            for key in self.depot.list_all(&prefix).await? {
                 let name = key.segments().last().unwrap_or_default();
                 if let Some(id) = name.strip_suffix(".json") {
                     ids.push(id.to_owned());
@@ -217,7 +217,7 @@ impl WalFiles {
     /// Removes every payload of a record.
     pub(crate) async fn remove_payloads(&self, id: &str) -> Result<()> {
         let prefix = self.key(&format!("payloads/{id}"))?;
-        for key in self.depot.list(&prefix).await? {
+        for key in self.depot.list_all(&prefix).await? {
             self.depot.delete(&key).await?;
         }
         if let Some(dir) = &self.local {

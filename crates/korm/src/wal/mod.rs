@@ -70,8 +70,9 @@ pub struct WalOptions {
     /// when it returns either way.)
     pub fsync: bool,
     /// The pool id the records are filed under (`__korm_wal__/{namespace}/{poolId}/`):
-    /// korm 1.5's pool id, to recover its records. By default an id derived from the names
-    /// of the pool's layers and depots.
+    /// by default the pool's id ([`Pool::pool_id`](crate::Pool::pool_id)), which korm 1.5
+    /// derives the same way from the names of the layers and depots, so both find each
+    /// other's records.
     pub pool_id: Option<String>,
 }
 
@@ -141,25 +142,6 @@ impl WalOptions {
         self.accept_unsigned = accept;
         self
     }
-}
-
-/// The pool id of a pool without one of its own: the first 16 hex characters of SHA-256 over
-/// the names of its layers and depots, so the same configuration finds its records again.
-pub(crate) fn derived_pool_id<'a>(
-    layers: impl Iterator<Item = &'a str>,
-    depots: impl Iterator<Item = &'a str>,
-) -> String {
-    use sha2::{Digest, Sha256};
-    let mut layers: Vec<&str> = layers.collect();
-    let mut depots: Vec<&str> = depots.collect();
-    layers.sort_unstable();
-    depots.sort_unstable();
-    let mut hash = Sha256::new();
-    hash.update(b"korm pool id v1\n");
-    hash.update(layers.join("\n").as_bytes());
-    hash.update(b"\n--\n");
-    hash.update(depots.join("\n").as_bytes());
-    hex::encode(&hash.finalize()[..8])
 }
 
 /// A pool's write-ahead log.

@@ -5,6 +5,7 @@ mod compat;
 mod concurrency;
 mod crypto;
 mod locks;
+mod meta;
 mod mysql;
 mod postgres;
 mod references;

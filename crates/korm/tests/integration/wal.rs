@@ -100,6 +100,9 @@ impl Depot for Faulty {
     async fn list(&self, prefix: &DepotKey) -> korm::Result<Vec<DepotKey>> {
         self.inner.list(prefix).await
     }
+    async fn list_all(&self, prefix: &DepotKey) -> korm::Result<Vec<DepotKey>> {
+        self.inner.list_all(prefix).await
+    }
     async fn close(&self) {}
 }
 

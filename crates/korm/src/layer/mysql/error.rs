@@ -13,6 +13,15 @@ const ER_DUP_ENTRY: &str = "1062";
 #[derive(Debug)]
 pub(crate) struct MySqlCodes;
 
+/// The server's error number of a database error (`1146`), as korm's codes name them.
+/// (sqlx's `DatabaseError::code` is the SQLSTATE, `42S02`, which several numbers share.)
+pub(crate) fn number(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => MySqlCodes::code(db.as_ref()),
+        _ => None,
+    }
+}
+
 impl ServerCodes for MySqlCodes {
     fn code(db: &dyn DatabaseError) -> Option<String> {
         db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()

@@ -41,6 +41,14 @@ pub(super) struct LockTables {
     fence: AtomicBool,
 }
 
+impl LockTables {
+    /// Forgets that the tables exist (a reset dropped them).
+    pub(super) fn forget(&self) {
+        self.locks.store(false, Ordering::Release);
+        self.fence.store(false, Ordering::Release);
+    }
+}
+
 impl MySqlLayer {
     pub(super) async fn ensure_fence_table(&self) -> Result<()> {
         if !self.lock_tables.fence.load(Ordering::Acquire) {

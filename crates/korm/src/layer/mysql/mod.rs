@@ -30,6 +30,7 @@
 mod dialect;
 mod error;
 mod locks;
+mod meta;
 mod options;
 mod value;
 
@@ -186,11 +187,7 @@ impl MySqlLayer {
     async fn ddl(&self, statement: Statement) -> Result<()> {
         match query(statement).execute(&self.pool).await {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db))
-                if db
-                    .code()
-                    .is_some_and(|c| TOLERATED_DDL.contains(&c.as_ref())) =>
-            {
+            Err(e) if error::number(&e).is_some_and(|c| TOLERATED_DDL.contains(&c.as_str())) => {
                 Ok(())
             }
             Err(e) => Err(self.error(e)),
@@ -251,7 +248,7 @@ impl MySqlLayer {
         let rows = match query(statement).fetch_all(&self.pool).await {
             Ok(rows) => rows,
             // ER_NO_SUCH_TABLE: no meta table, no meta rows.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("1146") => {
+            Err(e) if error::number(&e).as_deref() == Some("1146") => {
                 return Ok(HashMap::new());
             }
             Err(e) => return Err(self.error(e)),
@@ -533,6 +530,10 @@ impl Layer for MySqlLayer {
     }
 
     fn locks(&self) -> &dyn SharedLockTable {
+        self
+    }
+
+    fn korm_tables(&self) -> &dyn super::KormTables {
         self
     }
 

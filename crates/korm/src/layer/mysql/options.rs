@@ -43,6 +43,7 @@ pub fn mysql_pool(pool: sqlx::MySqlPool) -> MySqlOptions {
 
 impl From<MySqlOptions> for crate::layer::LayerSpec {
     fn from(options: MySqlOptions) -> Self {
-        crate::layer::LayerSpec::new(options, super::MySqlLayer::open)
+        let source = options.source(crate::layer::ServerKind::MySql);
+        crate::layer::LayerSpec::new(options, super::MySqlLayer::open).with_source(source)
     }
 }

@@ -36,6 +36,14 @@ pub(super) struct LockTables {
     fence: AtomicBool,
 }
 
+impl LockTables {
+    /// Forgets that the tables exist (a reset dropped them).
+    pub(super) fn forget(&self) {
+        self.locks.store(false, Ordering::Release);
+        self.fence.store(false, Ordering::Release);
+    }
+}
+
 impl PgLayer {
     /// Creates the tables under an advisory lock (two processes creating one table at once
     /// would otherwise collide in the catalog).

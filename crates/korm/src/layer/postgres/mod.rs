@@ -16,6 +16,7 @@
 mod dialect;
 mod error;
 mod locks;
+mod meta;
 mod options;
 mod value;
 
@@ -514,6 +515,10 @@ impl Layer for PgLayer {
     }
 
     fn locks(&self) -> &dyn SharedLockTable {
+        self
+    }
+
+    fn korm_tables(&self) -> &dyn super::KormTables {
         self
     }
 

@@ -42,6 +42,7 @@ pub fn postgres_pool(pool: sqlx::PgPool) -> PgOptions {
 
 impl From<PgOptions> for crate::layer::LayerSpec {
     fn from(options: PgOptions) -> Self {
-        crate::layer::LayerSpec::new(options, super::PgLayer::open)
+        let source = options.source(crate::layer::ServerKind::Pg);
+        crate::layer::LayerSpec::new(options, super::PgLayer::open).with_source(source)
     }
 }

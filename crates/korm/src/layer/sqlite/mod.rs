@@ -9,6 +9,7 @@
 mod dialect;
 mod error;
 mod locks;
+mod meta;
 mod options;
 mod worker;
 
@@ -19,12 +20,14 @@ use async_trait::async_trait;
 use rusqlite::types::{Value as SqlParam, ValueRef};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub(crate) use options::MEMORY_PATH;
 use options::Target;
 pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
+use super::meta::PoolRow;
 use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
-use super::{Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
+use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql};
@@ -240,8 +243,67 @@ impl Layer for SqliteLayer {
         self
     }
 
+    fn korm_tables(&self) -> &dyn KormTables {
+        self
+    }
+
     async fn close(&self) {
         self.worker.close().await;
+    }
+}
+
+#[async_trait]
+impl KormTables for SqliteLayer {
+    async fn read_pool_row(&self) -> Result<Option<PoolRow>> {
+        self.worker.call(|state| meta::read_pool_row(state)).await
+    }
+
+    async fn insert_pool_row(&self, config: &str, now: i64) -> Result<bool> {
+        let config = config.to_owned();
+        self.worker
+            .call(move |state| meta::insert_pool_row(state, &config, now))
+            .await
+    }
+
+    async fn update_pool_row(&self, config: &str, now: i64) -> Result<()> {
+        let config = config.to_owned();
+        self.worker
+            .call(move |state| meta::update_pool_row(state, &config, now))
+            .await
+    }
+
+    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
+        let names: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+        let dropped = self
+            .worker
+            .call(move |state| meta::drop_tables(state, &names))
+            .await;
+        self.forget_prefixes();
+        dropped
+    }
+
+    async fn drop_korm_tables(&self) -> Result<Vec<String>> {
+        let dropped = self
+            .worker
+            .call(|state| {
+                let mut names = meta::item_tables(state)?;
+                names.extend(super::meta::KORM_TABLES.iter().map(|t| (*t).to_owned()));
+                meta::drop_tables(state, &names)
+            })
+            .await;
+        self.forget_prefixes();
+        dropped
+    }
+}
+
+impl SqliteLayer {
+    /// Forgets the cached reference prefixes (after tables were dropped: DDL changes neither
+    /// counter the cache is keyed by).
+    fn forget_prefixes(&self) {
+        self.prefixes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 

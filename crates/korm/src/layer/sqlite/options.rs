@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The path pool metadata records for an in-memory layer (SQLite's own name for one).
+pub(crate) const MEMORY_PATH: &str = ":memory:";
+
 /// Where a SQLite layer keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -100,6 +103,17 @@ impl SqliteOptions {
 
 impl From<SqliteOptions> for crate::layer::LayerSpec {
     fn from(options: SqliteOptions) -> Self {
-        crate::layer::LayerSpec::new(options, super::SqliteLayer::open)
+        let source = match &options.target {
+            Target::File(path) => path
+                .to_str()
+                .map(|path| crate::layer::LayerSource::Sqlite {
+                    path: path.to_owned(),
+                })
+                .ok_or("its path is not UTF-8, which pool metadata (JSON) can not hold"),
+            Target::Memory => Ok(crate::layer::LayerSource::Sqlite {
+                path: MEMORY_PATH.to_owned(),
+            }),
+        };
+        crate::layer::LayerSpec::new(options, super::SqliteLayer::open).with_source(source)
     }
 }
