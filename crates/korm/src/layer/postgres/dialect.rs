@@ -24,7 +24,7 @@ use crate::layer::LayerOp;
 use crate::layer::schema::{IdentifierLimit, TableSchema};
 use crate::model::{ColumnKind, SqlValue};
 use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
-use crate::query::filter::{CompareOp, SortOrder};
+use crate::query::filter::{CompareOp, Filter, FilterNode, SortOrder};
 use crate::query::path::PathStep;
 
 /// ASCII upper-case letters, folded by `translate` for `like`.
@@ -71,6 +71,72 @@ fn holds_nul(value: &Value) -> bool {
         Value::Array(items) => items.iter().any(holds_nul),
         Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
         _ => false,
+    }
+}
+
+/// A filter without the values holding NUL, which no PostgreSQL text holds (korm refuses
+/// them in writes) and no parameter can carry: an `eq` or `like` on such a value matches
+/// nothing, an `in_list` drops it; an order comparison with one is
+/// [`Error::InvalidFilter`] (its answer would depend on the collation). `None`: nothing to
+/// change.
+pub(super) fn without_nul(filter: &Filter) -> Result<Option<Filter>> {
+    if !filter_holds_nul(filter) {
+        return Ok(None);
+    }
+    fn rewrite(filter: &Filter) -> Result<Filter> {
+        let nothing = || Filter(FilterNode::Or(Vec::new()));
+        Ok(match &filter.0 {
+            FilterNode::Compare { path, op, value } if holds_nul(value) => match op {
+                CompareOp::Eq => nothing(),
+                _ => {
+                    return Err(Error::InvalidFilter {
+                        path: path.clone(),
+                        reason: "PostgreSQL text can not hold the NUL character (\\0), so an \
+                                 order comparison with a value holding one is refused"
+                            .to_owned(),
+                    });
+                }
+            },
+            FilterNode::Like { pattern, .. } if pattern.contains('\0') => nothing(),
+            FilterNode::InList { path, values } => Filter(FilterNode::InList {
+                path: path.clone(),
+                values: values.iter().filter(|v| !holds_nul(v)).cloned().collect(),
+            }),
+            FilterNode::And(children) => Filter(FilterNode::And(
+                children.iter().map(rewrite).collect::<Result<_>>()?,
+            )),
+            FilterNode::Or(children) => Filter(FilterNode::Or(
+                children.iter().map(rewrite).collect::<Result<_>>()?,
+            )),
+            FilterNode::Not(inner) => Filter(FilterNode::Not(Box::new(rewrite(inner)?))),
+            FilterNode::RefSemi {
+                column,
+                prefixes,
+                target,
+                filter,
+            } => Filter(FilterNode::RefSemi {
+                column: column.clone(),
+                prefixes: prefixes.clone(),
+                target: target.clone(),
+                filter: Box::new(rewrite(filter)?),
+            }),
+            _ => filter.clone(),
+        })
+    }
+    rewrite(filter).map(Some)
+}
+
+fn filter_holds_nul(filter: &Filter) -> bool {
+    match &filter.0 {
+        FilterNode::Compare { value, .. } => holds_nul(value),
+        FilterNode::Like { pattern, .. } => pattern.contains('\0'),
+        FilterNode::InList { values, .. } => values.iter().any(holds_nul),
+        FilterNode::And(children) | FilterNode::Or(children) => {
+            children.iter().any(filter_holds_nul)
+        }
+        FilterNode::Not(inner) => filter_holds_nul(inner),
+        FilterNode::RefSemi { filter, .. } => filter_holds_nul(filter),
+        FilterNode::RefIn { .. } => false,
     }
 }
 

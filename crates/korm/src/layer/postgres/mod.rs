@@ -315,9 +315,16 @@ impl Working<'_> {
         }
         let schema = match self.layer.cached(table) {
             Some(schema) => Some(schema),
-            None => read_schema(conn, table)
-                .await
-                .map_err(|e| self.layer.error(e))?,
+            None => {
+                let read = read_schema(conn, table)
+                    .await
+                    .map_err(|e| self.layer.error(e))?;
+                if read.is_some() {
+                    // A table found by a cut name must hold this collection, DDL or not.
+                    claim_cut_name(self.layer, conn, table, false).await?;
+                }
+                read
+            }
         };
         if let Some(schema) = &schema {
             self.tables.insert(table.to_owned(), schema.clone());
@@ -485,9 +492,13 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(Vec::new());
         };
+        let rewritten = match &select.filter {
+            Some(filter) => dialect::without_nul(filter)?,
+            None => None,
+        };
         let statement = self.dialect.render_select(
             &schema,
-            select.filter.as_ref(),
+            rewritten.as_ref().or(select.filter.as_ref()),
             &select.sort,
             select.limit,
         )?;
