@@ -409,7 +409,11 @@ impl Pool {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Shared lock rows go first, while their layer is still open.
+        // WAL records still being finished, then shared lock rows, while the layers and
+        // depots are still open.
+        if let Some(log) = self.wal_log() {
+            log.drain().await;
+        }
         self.inner.locks.close().await;
         for (_, layer) in &self.inner.layers {
             layer.close().await;

@@ -194,13 +194,16 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
         }
         Err(error) => Err(error),
     };
-    let result = match (wal, logged) {
+    let (result, finish) = match (wal, logged) {
         (Some(wal), Some(logged)) => wal.settle(pool, logged, &keys, result).await,
-        _ => result,
+        _ => (result, None),
     };
 
-    // 5. Release.
-    release_all(guards).await;
+    // 5. Release (with a WAL, once the record is finished: see WalLog::finish_later).
+    match finish {
+        Some(finish) => crate::wal::WalLog::finish_later(pool, finish, guards).await,
+        None => release_all(guards).await,
+    }
     result
 }
 
