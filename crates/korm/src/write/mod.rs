@@ -17,7 +17,10 @@
 //!
 //! With a write-ahead log, step 2b writes the plan's record durably between 2 and 3, and the
 //! record is finished after 4 (see [`crate::wal`]); `tx` and cascades build bigger plans for
-//! the same executor.
+//! the same executor. The crash trials (`scripts/crash-trials`, feature `crash-trials`) abort
+//! the process at named points of this path ([`crash_point`]).
+
+mod crash_point;
 
 use std::sync::Arc;
 
@@ -184,16 +187,19 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
         },
         None => None,
     };
+    crash_point::reached("after-wal");
 
     // 3. Depot ops run before the layers; a layer failure undoes them (see depot::write).
     let result = match crate::depot::write::apply(pool, depot_ops.into_iter()).await {
         Ok(uploaded) => {
+            crash_point::reached("after-depot");
             uploaded
                 .settle(apply_groups(&plan, &groups, fences).await)
                 .await
         }
         Err(error) => Err(error),
     };
+    crash_point::reached("after-layers");
     let (result, finish) = match (wal, logged) {
         (Some(wal), Some(logged)) => wal.settle(pool, logged, &keys, result).await,
         _ => (result, None),
@@ -262,6 +268,9 @@ pub(crate) async fn apply_groups(
                 });
             }
             return Err(error);
+        }
+        if g + 1 < groups.len() {
+            crash_point::reached("between-layers");
         }
     }
     Ok(())
