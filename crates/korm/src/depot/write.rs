@@ -2,7 +2,8 @@
 //!
 //! The executor locks a depot file's RN like an item's, then runs the depot ops before the
 //! layer ops. Each op first copies the file it replaces or deletes to a backup key
-//! (`__korm_undo__/<uuid>`), so it can be undone. If a later depot op or a layer write fails,
+//! (`__korm_undo__/<uuid>`), so it can be undone; with a WAL recording depot ops, the
+//! record's `before.bin` payload is that backup instead. If a later depot op or a layer write fails,
 //! every depot op is undone, newest first: a new file is deleted, a replaced or deleted file
 //! is copied back from its backup. So no stored row points at a file that is missing, and no
 //! uploaded file is left behind by a failed write. On success the backups are deleted.
@@ -87,13 +88,26 @@ impl DepotOp {
     }
 }
 
+/// Where the file a depot op replaced or deleted is kept until the write is done.
+enum Backup {
+    /// A copy in the same depot (`__korm_undo__/<uuid>`), deleted when the write is done.
+    Copy(DepotKey),
+    /// The WAL record's `before.bin` payload (in the WAL depot), which the record owns.
+    Wal(Arc<dyn Depot>, DepotKey),
+}
+
+/// The WAL payload holding the file a depot op replaces or deletes, if the write's record
+/// stored one: the op's undo reads it, and makes no copy of its own (a crash would leave
+/// that copy behind; the record's payloads go with the record).
+pub(crate) type WalBackup = Option<(Arc<dyn Depot>, DepotKey)>;
+
 /// One applied depot op and how to undo it.
 struct Step {
     depot: Arc<dyn Depot>,
     rn: Rn,
     key: DepotKey,
-    /// Where the file it replaced or deleted was copied; `None` if there was none.
-    backup: Option<DepotKey>,
+    /// Where the file it replaced or deleted is kept; `None` if there was none.
+    backup: Option<Backup>,
     /// The state to mark stored once the whole write succeeded.
     state: Option<SharedState>,
 }
@@ -127,7 +141,7 @@ impl Applied {
 
     async fn finish(self) {
         for step in self.steps {
-            if let Some(backup) = &step.backup
+            if let Some(Backup::Copy(backup)) = &step.backup
                 && let Err(e) = step.depot.delete(backup).await
             {
                 tracing::warn!(depot = step.depot.ident(), key = %backup, error = %e,
@@ -148,8 +162,16 @@ impl Applied {
         let mut first: Option<Error> = None;
         for step in self.steps.into_iter().rev() {
             let result = match &step.backup {
-                Some(backup) => match step.depot.copy(backup, &step.key).await {
+                Some(Backup::Copy(backup)) => match step.depot.copy(backup, &step.key).await {
                     Ok(()) => step.depot.delete(backup).await,
+                    Err(e) => Err(e),
+                },
+                Some(Backup::Wal(wal, payload)) => match wal.get(payload).await {
+                    Ok(content) => step
+                        .depot
+                        .put(&step.key, FileContent::from_file_stream(content))
+                        .await
+                        .map(|_| ()),
                     Err(e) => Err(e),
                 },
                 None => step.depot.delete(&step.key).await,
@@ -166,15 +188,15 @@ impl Applied {
     }
 }
 
-/// Applies depot ops in order. On failure what was applied is undone before the error
-/// returns.
+/// Applies depot ops in order, each with the WAL payload that backs it up, if any. On
+/// failure what was applied is undone before the error returns.
 pub(crate) async fn apply<'a>(
     pool: &Pool,
-    ops: impl Iterator<Item = &'a DepotOp>,
+    ops: impl Iterator<Item = (&'a DepotOp, WalBackup)>,
 ) -> Result<Applied> {
     let mut applied = Applied { steps: Vec::new() };
-    for op in ops {
-        match apply_one(pool, op).await {
+    for (op, wal) in ops {
+        match apply_one(pool, op, wal).await {
             Ok(Some(step)) => applied.steps.push(step),
             Ok(None) => {}
             Err(error) => {
@@ -198,7 +220,26 @@ fn backup_key() -> DepotKey {
     }
 }
 
-async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
+/// The backup of the file at `key`: the WAL's payload, or a copy made now.
+async fn backup(depot: &Arc<dyn Depot>, key: &DepotKey, wal: WalBackup) -> Result<Backup> {
+    Ok(match wal {
+        Some((wal, payload)) => Backup::Wal(wal, payload),
+        None => {
+            let copy = backup_key();
+            depot.copy(key, &copy).await?;
+            Backup::Copy(copy)
+        }
+    })
+}
+
+/// Drops a backup of a write that did not happen.
+async fn drop_backup(depot: &Arc<dyn Depot>, backup: &Option<Backup>) {
+    if let Some(Backup::Copy(copy)) = backup {
+        let _ = depot.delete(copy).await;
+    }
+}
+
+async fn apply_one(pool: &Pool, op: &DepotOp, wal: WalBackup) -> Result<Option<Step>> {
     let rn = op.rn();
     let depot = pool.depot_of(rn)?;
     let key = file_key(rn)?;
@@ -227,18 +268,12 @@ async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
                 return Ok(None);
             };
             let backup = match existing {
-                Some(_) => {
-                    let backup = backup_key();
-                    depot.copy(&key, &backup).await?;
-                    Some(backup)
-                }
+                Some(_) => Some(backup(&depot, &key, wal).await?),
                 None => None,
             };
             if let Err(error) = depot.put(&key, content).await {
                 // Put is atomic: the old file (if any) is still in place; drop the backup.
-                if let Some(backup) = &backup {
-                    let _ = depot.delete(backup).await;
-                }
+                drop_backup(&depot, &backup).await;
                 return Err(error);
             }
             Ok(Some(Step {
@@ -256,17 +291,16 @@ async fn apply_one(pool: &Pool, op: &DepotOp) -> Result<Option<Step>> {
                     key: key.to_string(),
                 });
             }
-            let backup = backup_key();
-            depot.copy(&key, &backup).await?;
+            let backup = Some(backup(&depot, &key, wal).await?);
             if let Err(error) = depot.delete(&key).await {
-                let _ = depot.delete(&backup).await;
+                drop_backup(&depot, &backup).await;
                 return Err(error);
             }
             Ok(Some(Step {
                 depot,
                 rn: rn.clone(),
                 key,
-                backup: Some(backup),
+                backup,
                 state: None,
             }))
         }

@@ -171,6 +171,18 @@ struct Blocked {
 #[derive(Debug)]
 pub(crate) struct Logged {
     record: Record,
+    /// Per depot op of the plan, the payload holding the file it replaces or deletes.
+    backups: Vec<Option<crate::depot::DepotKey>>,
+    /// The WAL depot.
+    depot: Arc<dyn Depot>,
+}
+
+impl Logged {
+    /// The WAL payload backing up the file depot op `i` replaces or deletes, if any.
+    pub(crate) fn backup(&self, i: usize) -> crate::depot::write::WalBackup {
+        let key = self.backups.get(i)?.clone()?;
+        Some((Arc::clone(&self.depot), key))
+    }
 }
 
 /// A record to finish (done, or failed and undone) once its write has returned.
@@ -296,9 +308,13 @@ impl WalLog {
             depot_ops: Vec::new(),
             completed_at: None,
         };
+        let mut backups = Vec::new();
         if record_files {
             match self.log_files(pool, &record.id, depot_ops).await {
-                Ok(logged) => record.depot_ops = logged,
+                Ok((logged, before)) => {
+                    record.depot_ops = logged;
+                    backups = before;
+                }
                 Err(e) => {
                     let _ = self.files.remove_payloads(&record.id).await;
                     return Err(self.write_error(e));
@@ -314,19 +330,27 @@ impl WalLog {
             let _ = self.files.remove_payloads(&record.id).await;
             return Err(self.write_error(e));
         }
-        Ok(Some(Logged { record }))
+        Ok(Some(Logged {
+            record,
+            backups,
+            depot: Arc::clone(&self.files.depot),
+        }))
     }
 
-    /// Stores the content each depot op writes and the content it replaces or deletes.
+    /// Stores the content each depot op writes and the content it replaces or deletes;
+    /// returns the record's depot ops and, per op of the plan, the payload of the content it
+    /// replaces or deletes (the op's undo backup).
     async fn log_files(
         &self,
         pool: &Pool,
         id: &str,
         depot_ops: &[&DepotOp],
-    ) -> Result<Vec<RecordDepotOp>> {
+    ) -> Result<(Vec<RecordDepotOp>, Vec<Option<crate::depot::DepotKey>>)> {
         let wal_depot = self.files.depot.ident().to_owned();
         let mut logged = Vec::with_capacity(depot_ops.len());
+        let mut backups = Vec::with_capacity(depot_ops.len());
         for op in depot_ops {
+            backups.push(None);
             let rn = op.rn();
             let depot = pool.depot_of(rn)?;
             let key = crate::depot::file_key(rn)?;
@@ -362,7 +386,11 @@ impl WalLog {
                             crate::depot::FileContent::from_file_stream(content),
                         )
                         .await?;
-                    Some(before.to_rn(&wal_depot)?.to_string())
+                    let rn = before.to_rn(&wal_depot)?.to_string();
+                    if let Some(slot) = backups.last_mut() {
+                        *slot = Some(before);
+                    }
+                    Some(rn)
                 }
                 None => None,
             };
@@ -373,7 +401,7 @@ impl WalLog {
                 before_payload_rn,
             });
         }
-        Ok(logged)
+        Ok((logged, backups))
     }
 
     /// Settles a write's record once the write returned: done, or failed and undone, is

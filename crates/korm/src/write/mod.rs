@@ -190,7 +190,15 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     crash_point::reached("after-wal");
 
     // 3. Depot ops run before the layers; a layer failure undoes them (see depot::write).
-    let result = match crate::depot::write::apply(pool, depot_ops.into_iter()).await {
+    let result = match crate::depot::write::apply(
+        pool,
+        depot_ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| (op, logged.as_ref().and_then(|l| l.backup(i)))),
+    )
+    .await
+    {
         Ok(uploaded) => {
             crash_point::reached("after-depot");
             uploaded

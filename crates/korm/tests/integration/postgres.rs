@@ -451,14 +451,19 @@ async fn a_connection_killed_mid_query_is_connection_lost() {
                 .map(|found| found.len())
         }
     });
+    // Watched from another connection: inside the admin's transaction pg_stat_activity
+    // is a snapshot taken at its first read, which would never show korm's query waiting
+    // if korm had not reached the lock by then (a loaded machine).
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let killed: Vec<(bool,)> = sqlx::query_as(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() \
-             AND wait_event_type = 'Lock'",
+             AND wait_event_type = 'Lock' AND state = 'active' \
+             AND query NOT LIKE '%pg_stat_activity%'",
         )
-        .fetch_all(&mut admin)
+        .fetch_all(&mut watcher)
         .await
         .expect("terminate");
         if !killed.is_empty() {
@@ -477,6 +482,7 @@ async fn a_connection_killed_mid_query_is_connection_lost() {
     );
     admin.execute("COMMIT").await.expect("commit");
     admin.close().await.ok();
+    watcher.close().await.ok();
     // The pool replaces the dead connection.
     assert_eq!(
         notes
