@@ -233,7 +233,7 @@ impl WalFiles {
         let depth = prefix.segments().count();
         let mut ids: Vec<String> = self
             .depot
-            .list(&prefix)
+            .list_all(&prefix)
             .await?
             .iter()
             .filter_map(|key| key.segments().nth(depth).map(str::to_owned))
