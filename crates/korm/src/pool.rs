@@ -409,10 +409,9 @@ impl Pool {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // WAL records still being finished, then shared lock rows, while the layers and
-        // depots are still open.
+        // The WAL's record slots, then shared lock rows, while the layers are still open.
         if let Some(log) = self.wal_log() {
-            log.drain().await;
+            log.close_files();
         }
         self.inner.locks.close().await;
         for (_, layer) in &self.inner.layers {

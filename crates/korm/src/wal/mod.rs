@@ -156,9 +156,6 @@ pub(crate) struct WalLog {
     blocked: Mutex<Vec<Blocked>>,
     /// The report of the recovery run when the pool opened.
     opened: Mutex<Option<RecoveryReport>>,
-    /// Records being finished after their write returned (see [`WalLog::finish_later`]).
-    finishing: std::sync::atomic::AtomicUsize,
-    finished: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -236,8 +233,6 @@ impl WalLog {
             pool_id,
             blocked: Mutex::new(Vec::new()),
             opened: Mutex::new(None),
-            finishing: std::sync::atomic::AtomicUsize::new(0),
-            finished: tokio::sync::Notify::new(),
         })
     }
 
@@ -405,7 +400,7 @@ impl WalLog {
     }
 
     /// Settles a write's record once the write returned: done, or failed and undone, is
-    /// returned as a [`Finish`] for [`WalLog::finish_later`]. A write whose undo failed, or
+    /// returned as a [`Finish`] for [`WalLog::finish`]. A write whose undo failed, or
     /// whose outcome is unknown, is rolled back from its record at once (its locks are still
     /// held); if that fails too the record stays pending for the next recovery and its RNs
     /// refuse writes until then.
@@ -476,53 +471,15 @@ impl WalLog {
         }
     }
 
-    /// Finishes a record after its write has returned to the caller, then releases the
-    /// write's locks: removing a record is off the write's latency, and its RNs stay locked
-    /// until it is gone, so no later write to them can precede it (a recovery after a crash
-    /// in between finds the record's items as it left them). Runs in place when there is no
-    /// tokio runtime to spawn on. [`Pool::close`](crate::Pool::close) waits for these.
-    pub(crate) async fn finish_later(
-        pool: &Pool,
-        finish: Finish,
-        guards: Vec<crate::lock::LockGuard>,
-    ) {
-        let Some(log) = pool.wal_log() else {
-            return;
-        };
-        log.finishing
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let pool = pool.clone();
-        let task = async move {
-            let Finish { mut record, state } = finish;
-            if let Some(log) = pool.wal_log() {
-                log.close(&mut record, state).await;
-                crate::lock::release_all(guards).await;
-                if log
-                    .finishing
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-                    == 1
-                {
-                    log.finished.notify_waiters();
-                }
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(task);
-            }
-            Err(_) => task.await,
-        }
+    /// Finishes a record (done, or failed and undone) before the write's locks are released.
+    pub(crate) async fn finish(&self, finish: Finish) {
+        let Finish { mut record, state } = finish;
+        self.close(&mut record, state).await;
     }
 
-    /// Waits until every record being finished is.
-    pub(crate) async fn drain(&self) {
-        loop {
-            let notified = self.finished.notified();
-            if self.finishing.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            notified.await;
-        }
+    /// Lets go of this process's record slots (the pool is closing).
+    pub(crate) fn close_files(&self) {
+        self.files.drop_slots();
     }
 
     /// Ends a record: to `done/` with `state` (retention keep), or removed with its payloads.
@@ -667,14 +624,6 @@ impl<'p> Wal<'p> {
     /// check, ...), and the WAL depot's error.
     pub async fn record(&self, id: &str) -> Result<Record> {
         self.log.find(id).await
-    }
-
-    /// Waits until the records of the writes that have returned are finished (moved to
-    /// `done/` or removed): a write returns as soon as it is applied and finishes its record
-    /// right after, its RNs locked until then. For a program (or a test) that reads the WAL
-    /// depot itself.
-    pub async fn flush(&self) {
-        self.log.drain().await;
     }
 
     /// Recovers every pending record now, as opening the pool does (see the

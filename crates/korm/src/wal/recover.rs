@@ -87,6 +87,9 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
     for (id, checked) in log.records(Folder::Pending).await? {
         match checked {
             Ok(record) => records.push(record),
+            // A record read while its write finished (and its file was reused) is gone
+            // when read again.
+            Err(_) if log.files.read(Folder::Pending, &id).await?.is_none() => {}
             Err(refusal) => {
                 tracing::error!(record = %id, reason = %refusal.0,
                     "korm: a pending WAL record is refused and not replayed");

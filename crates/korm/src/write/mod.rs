@@ -213,11 +213,11 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
         _ => (result, None),
     };
 
-    // 5. Release (with a WAL, once the record is finished: see WalLog::finish_later).
-    match finish {
-        Some(finish) => crate::wal::WalLog::finish_later(pool, finish, guards).await,
-        None => release_all(guards).await,
+    // 5. Finish the record, then release.
+    if let (Some(wal), Some(finish)) = (wal, finish) {
+        wal.finish(finish).await;
     }
+    release_all(guards).await;
     result
 }
 

@@ -178,7 +178,6 @@ async fn each_write_leaves_a_signed_record_in_done_with_retention_keep() {
         .await
         .expect("create secret");
     let folder = wal_folder(&dir.path().join("wal"), &pool);
-    pool.wal().expect("wal").flush().await;
     assert!(json_files(&folder.join("pending")).is_empty());
     let done = pool.wal().expect("wal").done().await.expect("done");
     assert_eq!(done.len(), 4, "{done:?}");
@@ -236,7 +235,6 @@ async fn with_retention_delete_nothing_is_left_behind() {
         .await
         .expect("commit");
     let folder = wal_folder(&dir.path().join("wal"), &pool);
-    pool.wal().expect("wal").flush().await;
     assert!(json_files(&folder.join("pending")).is_empty());
     assert!(json_files(&folder.join("done")).is_empty());
     pool.close().await;
@@ -529,7 +527,6 @@ async fn a_failed_write_is_recorded_as_failed() {
         );
     }
     tx.persist().await.expect_err("userdb refuses");
-    pool.wal().expect("wal").flush().await;
     let done = pool.wal().expect("wal").done().await.expect("done");
     let states: Vec<_> = done
         .iter()
@@ -582,7 +579,6 @@ async fn recorded_files_come_back_from_their_payloads() {
         .create()
         .await
         .expect("create");
-    pool.wal().expect("wal").flush().await;
     let done = pool.wal().expect("wal").done().await.expect("done");
     let record = done[0].1.as_ref().expect("record");
     assert_eq!(record.depot_ops.len(), 1);
@@ -891,7 +887,6 @@ async fn recovery_compares_rows_as_the_backend_returns_them(
         .commit()
         .await
         .expect("commit");
-    pool.wal().expect("wal").flush().await;
     wal.fail_deletes.store(false, Ordering::SeqCst);
     let report = pool.wal().expect("wal").recover().await.expect("recover");
     assert_eq!(report.recovered.len(), 2, "{report:?}");
@@ -914,7 +909,6 @@ async fn recovery_compares_rows_as_the_backend_returns_them(
         .create()
         .await
         .expect("create");
-    pool.wal().expect("wal").flush().await;
     wal.fail_deletes.store(false, Ordering::SeqCst);
     delete_rows(b.rn().id().expect("id")).await;
     let report = pool.wal().expect("wal").recover().await.expect("recover");
