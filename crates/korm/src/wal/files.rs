@@ -170,11 +170,25 @@ impl WalFiles {
         let write = {
             let (source, path) = (source.clone(), path.clone());
             move |fsync: bool| -> std::io::Result<()> {
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(replace)
-                    .open(&source)?;
+                let open = || {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(replace)
+                        .open(&source)
+                };
+                // The folders may have been removed under the pool (a depot reset, an
+                // operator clearing the WAL): made again.
+                let mut file = match open() {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if let Some(parent) = source.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::create_dir_all(&dir)?;
+                        open()?
+                    }
+                    other => other?,
+                };
                 file.write_all(&bytes)?;
                 if old_len > bytes.len() {
                     // JSON ignores trailing whitespace: the slot keeps its length.
@@ -184,7 +198,13 @@ impl WalFiles {
                     file.sync_all()?;
                 }
                 drop(file);
-                std::fs::rename(&source, &path)?;
+                if let Err(e) = std::fs::rename(&source, &path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        return Err(e);
+                    }
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::rename(&source, &path)?;
+                }
                 if fsync {
                     std::fs::File::open(&dir)?.sync_all()?;
                 }

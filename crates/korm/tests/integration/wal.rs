@@ -1029,3 +1029,26 @@ async fn orphan_payloads_are_removed_at_open() {
     );
     pool.close().await;
 }
+
+/// The WAL's folders removed under an open pool (a depot reset, an operator clearing it)
+/// are made again by the next write.
+#[tokio::test]
+async fn writes_go_on_after_the_wal_folder_is_removed() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("open");
+    create_car(&pool, "cardb", "Citroen").await.expect("create");
+    std::fs::remove_dir_all(dir.path().join("wal").join("__korm_wal__")).expect("rm");
+    create_car(&pool, "cardb", "Fiat")
+        .await
+        .expect("create again");
+    let cars = korm::item::<Car>(&pool)
+        .query(rn("[rn][from::cardb]:cars:suv:*"))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(cars.len(), 2);
+    pool.close().await;
+}
