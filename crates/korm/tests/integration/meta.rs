@@ -718,7 +718,7 @@ fn support_s3_env() -> Option<(String, String, String)> {
     }
 }
 
-fn s3_options() -> Option<korm::depots::S3Options> {
+pub(crate) fn s3_options() -> Option<korm::depots::S3Options> {
     let (endpoint, key, secret) = support_s3_env()?;
     let bucket = format!(
         "korm-meta-{}",

@@ -1052,3 +1052,67 @@ async fn writes_go_on_after_the_wal_folder_is_removed() {
     assert_eq!(cars.len(), 2);
     pool.close().await;
 }
+
+/// The WAL on an S3 bucket (records through the depot API): a record left pending there is
+/// recovered at the next open.
+#[tokio::test]
+async fn the_wal_on_s3_recovers_a_pending_record() {
+    install_keys();
+    let Some(options) = super::meta::s3_options() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |depot: Arc<Faulty>| {
+        let dir = dir.path().to_owned();
+        async move {
+            korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .depot("wal", depot as Arc<dyn Depot>)
+                .with_wal("wal", WalOptions::new("orders"))
+                .open()
+                .await
+        }
+    };
+    let s3 = |options: korm::depots::S3Options| async move {
+        let depot = korm::depots::S3Depot::open("wal", options)
+            .await
+            .expect("bucket");
+        Arc::new(Faulty {
+            inner: Arc::new(depot),
+            fail_puts: AtomicBool::new(false),
+            fail_deletes: AtomicBool::new(false),
+        })
+    };
+    let wal = s3(options.clone()).await;
+    let pool = open(Arc::clone(&wal)).await.expect("open");
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let car = create_car(&pool, "cardb", "Citroen").await.expect("create");
+    let pending = pool.wal().expect("wal").pending().await.expect("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert!(pending[0].1.is_ok(), "{pending:?}");
+    pool.close().await;
+    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
+    cardb
+        .execute("DELETE FROM __items__cars__suv", [])
+        .expect("lose the row");
+    drop(cardb);
+
+    let pool = open(s3(options).await).await.expect("reopen");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    let found = korm::item::<Car>(&pool)
+        .load(car.rn().clone())
+        .get()
+        .await
+        .expect("the row is back");
+    assert_eq!(found.data().make, "Citroen");
+    assert!(
+        pool.wal()
+            .expect("wal")
+            .pending()
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    pool.close().await;
+}
