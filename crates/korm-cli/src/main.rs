@@ -1,16 +1,16 @@
-//! The `korm` command: inspect and query korm pools by hand.
+//! The `korm` command: read korm pools by hand (`get`, `query`, `count`) on every backend,
+//! look after their write-ahead log (`wal`), make keys.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod data;
 mod pool_args;
 mod wal;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::{Map, Value};
 
 /// Inspect and query korm data from the command line.
 #[derive(Debug, Parser)]
@@ -25,29 +25,38 @@ enum Command {
     /// Print a new random encryption key (64 hex characters) for KORM_ENCRYPTION_KEY.
     GenerateEncryptionKey,
     /// Print the item at an RN (secrets redacted).
-    Show {
-        /// The SQLite database file.
-        #[arg(long)]
-        sqlite: PathBuf,
-        /// The item RN, e.g. `[rn]:users:freetier:<uuid>`.
+    #[command(alias = "show")]
+    Get {
+        /// The item RN, e.g. `[rn][from::cardb]:cars:suv:<uuid>`.
         rn: String,
-        /// Colour the output.
-        #[arg(long)]
-        color: bool,
+        #[command(flatten)]
+        pool: data::PoolArgs,
+        #[command(flatten)]
+        print: Print,
     },
-    /// Print the items of a collection (secrets redacted).
+    /// Print the items of a collection that match a filter (secrets redacted).
     Query {
-        /// The SQLite database file.
-        #[arg(long)]
-        sqlite: PathBuf,
-        /// The collection RN, e.g. `[rn]:users:freetier:*`.
-        rn: String,
+        #[command(flatten)]
+        selection: data::Selection,
+        /// Sort keys: paths separated by commas, `-` in front for descending (`-age,name`).
+        #[arg(long, value_name = "KEYS", allow_hyphen_values = true)]
+        sort: Option<String>,
         /// At most this many items.
         #[arg(long)]
         limit: Option<u64>,
-        /// Colour the output.
-        #[arg(long)]
-        color: bool,
+        #[command(flatten)]
+        pool: data::PoolArgs,
+        #[command(flatten)]
+        print: Print,
+    },
+    /// Print how many items of a collection match a filter.
+    Count {
+        #[command(flatten)]
+        selection: data::Selection,
+        #[command(flatten)]
+        pool: data::PoolArgs,
+        #[command(flatten)]
+        print: Print,
     },
     /// Inspect a pool's write-ahead log (status, show) or recover it.
     ///
@@ -58,6 +67,45 @@ enum Command {
         #[command(subcommand)]
         command: wal::WalCommand,
     },
+}
+
+/// How a command prints.
+#[derive(Debug, clap::Args)]
+struct Print {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Colour the output.
+    #[arg(long)]
+    color: bool,
+    /// Show the library's log lines on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+impl Print {
+    fn output(&self) -> data::Output {
+        logs(self.verbose);
+        data::Output {
+            json: self.json,
+            color: self.color,
+        }
+    }
+}
+
+/// Sends the library's tracing events at `verbose`'s level to stderr (warnings by default).
+fn logs(verbose: u8) {
+    let level = match verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }
 
 #[tokio::main]
@@ -76,53 +124,38 @@ async fn run(cli: Cli) -> korm::Result<ExitCode> {
         Command::GenerateEncryptionKey => {
             println!("{}", korm::crypto::generate_encryption_key().as_str());
         }
-        Command::Show { sqlite, rn, color } => {
-            let pool = open(&sqlite).await?;
-            let rn = strip_layer(rn.parse()?);
-            let item = korm::item::<Map<String, Value>>(&pool)
-                .load(rn)
-                .get()
-                .await?;
-            print!("{}", item.show(korm::ShowOptions::new().with_color(color)));
+        Command::Get { rn, pool, print } => {
+            let out = print.output();
+            let pool = pool.open().await?;
+            let result = data::get(&pool, &rn, out).await;
             pool.close().await;
+            result?;
         }
         Command::Query {
-            sqlite,
-            rn,
+            selection,
+            sort,
             limit,
-            color,
+            pool,
+            print,
         } => {
-            let pool = open(&sqlite).await?;
-            let query = korm::item::<Map<String, Value>>(&pool).query(strip_layer(rn.parse()?));
-            let items = match limit {
-                Some(n) => query.first_n(n).await?,
-                None => query.get().await?,
-            };
-            for item in &items {
-                print!("{}", item.show(korm::ShowOptions::new().with_color(color)));
-            }
-            eprintln!("{} item(s)", items.len());
+            let out = print.output();
+            let pool = pool.open().await?;
+            let result = data::query(&pool, &selection, sort.as_deref(), limit, out).await;
             pool.close().await;
+            result?;
+        }
+        Command::Count {
+            selection,
+            pool,
+            print,
+        } => {
+            let out = print.output();
+            let pool = pool.open().await?;
+            let result = data::count(&pool, &selection, out).await;
+            pool.close().await;
+            result?;
         }
         Command::Wal { command } => return wal::run(command).await,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Opens one SQLite file as a single-layer pool, without creating it if it is missing.
-async fn open(path: &PathBuf) -> korm::Result<korm::Pool> {
-    if !path.exists() {
-        return Err(korm::Error::PoolConfig {
-            reason: format!("no SQLite file at {}", path.display()),
-        });
-    }
-    korm::pool()
-        .layer("cli", korm::layers::sqlite(path))
-        .open()
-        .await
-}
-
-/// The CLI opens one layer, so an RN's `from` mod names whatever layer the file was in.
-fn strip_layer(rn: korm::Rn<Map<String, Value>>) -> korm::Rn<Map<String, Value>> {
-    rn.without_layer()
 }

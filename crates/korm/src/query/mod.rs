@@ -15,6 +15,10 @@
 //! # let _ = f;
 //! ```
 //!
+//! The same filters can be written as text, as the `korm` command takes them:
+//! [`parse_filter`]`(r#"age > 30 and meta.tier = "gold""#)` (see [`parse_filter`] for the
+//! grammar), and sort keys as `-age,username` ([`parse_sort`]).
+//!
 //! # Paths
 //! A path names a field of the model, then optionally goes into it: `.key` into an object,
 //! `[n]` into an array, `[*]` over every element of an array: `year`, `meta.flags.hot`,
@@ -66,7 +70,9 @@
 pub(crate) mod dialect;
 pub(crate) mod filter;
 pub(crate) mod memory;
+mod parse;
 pub(crate) mod path;
 
 pub use filter::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+pub use parse::{parse_filter, parse_sort};
 pub(crate) use path::{FieldPath, PathStep};
