@@ -132,7 +132,9 @@ fn hasher() -> Argon2<'static> {
 /// (`{"__ENCRYPTED__":true,"type":"password","value":"$argon2id$...","dataType":"string"}`).
 ///
 /// `Debug` and `Display` are redacted. Hashes korm 1.5 wrote verify, whatever their
-/// parameters (they are read from the PHC string).
+/// parameters (they are read from the PHC string). In async code prefer
+/// [`new_async`](Password::new_async) and [`verify_async`](Password::verify_async), which
+/// run argon2 off the async threads.
 ///
 /// ```
 /// use korm::Password;
@@ -162,6 +164,44 @@ impl Password {
             })?
             .to_string();
         Ok(Password { phc })
+    }
+
+    /// [`new`](Password::new) on tokio's blocking threads: argon2id at korm 1.5's cost
+    /// (64 MiB, 3 passes) takes tens of milliseconds of CPU, which would stall the other
+    /// tasks of an async thread. Use this one in async code.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// let pw = korm::Password::new_async("yabba-dabba-doo").await?;
+    /// assert!(pw.verify_async("yabba-dabba-doo").await);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`new`](Password::new).
+    pub async fn new_async(password: &str) -> Result<Self> {
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        tokio::task::spawn_blocking(move || Password::new(&password))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::Encode {
+                    what: "password".to_owned(),
+                    reason: format!("the hashing task failed: {e}"),
+                })
+            })
+    }
+
+    /// [`verify`](Password::verify) on tokio's blocking threads (see
+    /// [`new_async`](Password::new_async)).
+    pub async fn verify_async(&self, candidate: &str) -> bool {
+        let (phc, candidate) = (
+            self.phc.clone(),
+            zeroize::Zeroizing::new(candidate.to_owned()),
+        );
+        tokio::task::spawn_blocking(move || Password { phc }.verify(&candidate))
+            .await
+            .unwrap_or(false)
     }
 
     /// A password from a stored PHC hash string (`$argon2id$v=19$...`).
@@ -247,6 +287,32 @@ mod tests {
         assert!(!pw.verify("yabba-dabba-do"));
         assert_eq!(serde_json::to_value(&pw).unwrap(), stored);
         assert_eq!(format!("{pw:?} {pw}"), "Password(<redacted>) <password>");
+    }
+
+    /// The async forms yield while argon2 runs elsewhere: a task joined with them runs
+    /// before they finish (with the blocking forms, on one thread, it could not).
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_forms_leave_the_async_thread_free() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let order = AtomicUsize::new(0);
+        let (hashed, other) = tokio::join!(
+            async {
+                let pw = Password::new_async("pebbles").await.unwrap();
+                (pw, order.fetch_add(1, Ordering::SeqCst))
+            },
+            async { order.fetch_add(1, Ordering::SeqCst) }
+        );
+        assert_eq!((other, hashed.1), (0, 1), "the other task ran first");
+        let (ok, other) = tokio::join!(
+            async {
+                let ok = hashed.0.verify_async("pebbles").await;
+                (ok, order.fetch_add(1, Ordering::SeqCst))
+            },
+            async { order.fetch_add(1, Ordering::SeqCst) }
+        );
+        assert_eq!((other, ok.1), (2, 3));
+        assert!(ok.0);
+        assert!(!hashed.0.verify_async("bambam").await);
     }
 
     #[test]
