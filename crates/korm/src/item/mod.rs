@@ -11,7 +11,9 @@
 //! again, and a transition that makes no sense (committing an unchanged item, restoring a live
 //! one) does not compile.
 
+mod collection;
 mod read;
+pub use collection::{Collected, Collection, collection, collection_at};
 pub(crate) use read::{SortRules, select_rows};
 mod show;
 mod tx;

@@ -319,3 +319,62 @@ async fn layers_open_from_urls_and_from_existing_pools() {
         }
     }
 }
+
+/// Typed collections (#18): a model bound to its layer and collection; a typo in the layer
+/// or the names fails when the handle is made, never by creating a new table.
+#[tokio::test]
+async fn typed_collections_route_and_refuse_typos() {
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    struct Suv {
+        make: String,
+    }
+    impl korm::Collected for Suv {
+        const LAYER: &'static str = "cardb";
+        const NAMESPACE: &'static str = "cars";
+        const KIND: &'static str = "suv";
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = two_layers(dir.path()).await;
+    let suvs = korm::collection::<Suv>(&pool).expect("collection");
+    assert_eq!(suvs.rn().as_str(), "[rn][from::cardb]:cars:suv:*");
+    let created = suvs
+        .create(Suv {
+            make: "Citroen".into(),
+        })
+        .await
+        .expect("create");
+    assert_eq!(created.rn().layer(), Some("cardb"));
+    let id = created.rn().uuid().expect("uuid");
+    let loaded = suvs.load(id).expect("rn").get().await.expect("load");
+    assert_eq!(loaded.data(), created.data());
+    let by_text = suvs
+        .load(id.to_string())
+        .expect("rn")
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(by_text.rn(), created.rn());
+    let all = suvs.query().get().await.expect("query");
+    assert_eq!(all.len(), 1);
+    // The same items through RN strings: one collection.
+    let same = korm::item::<Suv>(&pool)
+        .query("[rn][from::cardb]:cars:suv:*".parse().expect("rn"))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(same.len(), 1);
+
+    let unknown = korm::collection_at::<Suv>(&pool, "carbd", "cars", "suv").expect_err("typo");
+    assert!(
+        matches!(&unknown, Error::UnknownLayer { layer, .. } if layer == "carbd"),
+        "{unknown:?}"
+    );
+    let bad = korm::collection_at::<Suv>(&pool, "cardb", "Cars", "suv").expect_err("case");
+    assert!(matches!(bad, Error::InvalidRn { .. }), "{bad:?}");
+    let not_an_id = suvs.load("fred").expect_err("not a uuid");
+    assert!(
+        matches!(not_an_id, Error::InvalidRn { .. }),
+        "{not_an_id:?}"
+    );
+    pool.close().await;
+}
