@@ -227,6 +227,46 @@ impl DepotFile {
         }
     }
 
+    /// New content computed from the current content (korm 1.5's `update(editFn)`): reads
+    /// the whole file, hands it to `edit`, and returns what [`commit`](UncommittedFile::commit)
+    /// writes. The file is held in memory; for a large file read a
+    /// [`stream`](DepotFile::stream) and [`update`](DepotFile::update) with new content.
+    ///
+    /// Nothing is locked between the read and the commit: take the file's RN lock
+    /// ([`Pool::locker`]) around both when other writers may edit the same file.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let pool = korm::pool()
+    /// #     .layer("db", korm::layers::sqlite_memory())
+    /// #     .depot("files", korm::depots::local(dir.path()))
+    /// #     .open()
+    /// #     .await?;
+    /// let rn = "[rn][depot::files]:logs:fred:visits.txt".parse()?;
+    /// let log = korm::depots::file(rn, "monday\n")?.create(&pool).await?;
+    /// let log = log
+    ///     .edit(&pool, |old| [old.as_ref(), b"tuesday\n"].concat())
+    ///     .await?
+    ///     .commit(&pool)
+    ///     .await?;
+    /// assert_eq!(log.text(&pool).await?, "monday\ntuesday\n");
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`bytes`](DepotFile::bytes) ([`Error::FileNotFound`] when no file is at the RN).
+    pub async fn edit<C: Into<FileContent>>(
+        self,
+        pool: &Pool,
+        edit: impl FnOnce(Bytes) -> C,
+    ) -> Result<UncommittedFile> {
+        let old = self.bytes(pool).await?;
+        Ok(self.update(edit(old)))
+    }
+
     /// Deletes the file through the write path.
     ///
     /// # Errors

@@ -207,6 +207,49 @@ impl<'g> Tx<'g> {
         })
     }
 
+    /// Creates every floating item of `items` (korm 1.5's `tx(a, b, c)`); the handles come
+    /// back in the same order, for [`TxOutcome::take_all`].
+    pub fn create_all<T: Model>(
+        &mut self,
+        items: impl IntoIterator<Item = FloatingItem<T>>,
+    ) -> Vec<TxHandle<Item<T>>> {
+        items.into_iter().map(|item| self.create(item)).collect()
+    }
+
+    /// Commits every item of `items`; the handles come back in the same order.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Account { balance: i64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let pool = korm::pool().layer("bank", korm::layers::sqlite_memory()).open().await?;
+    /// # let rn = || "[rn][from::bank]:accounts:open:*".parse().unwrap();
+    /// # let accounts = korm::item::<Account>(&pool);
+    /// # let a = accounts.from_data(rn(), Account { balance: 10 })?.create().await?;
+    /// # let b = accounts.from_data(rn(), Account { balance: 10 })?.create().await?;
+    /// let mut tx = korm::tx(&pool);
+    /// let handles = tx.commit_all([a, b].map(|acc| acc.update(|a| a.balance += 5)));
+    /// let accounts = tx.persist().await?.take_all(handles)?;
+    /// assert!(accounts.iter().all(|a| a.data().balance == 15));
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn commit_all<T: Model>(
+        &mut self,
+        items: impl IntoIterator<Item = UncommittedItem<T>>,
+    ) -> Vec<TxHandle<Item<T>>> {
+        items.into_iter().map(|item| self.commit(item)).collect()
+    }
+
+    /// Deletes every item of `items`; the handles come back in the same order.
+    pub fn delete_all<T: Model>(
+        &mut self,
+        items: impl IntoIterator<Item = Item<T>>,
+    ) -> Vec<TxHandle<DeletedItem<T>>> {
+        items.into_iter().map(|item| self.delete(item)).collect()
+    }
+
     /// Runs the transaction under a lock the caller holds (from [`Pool::locker`]): its RN is
     /// not locked again, and with shared locks the writes to it carry the guard's fencing
     /// token, so they are refused with [`Error::StaleLock`] if the lock was lost meanwhile.
@@ -323,6 +366,18 @@ impl TxOutcome {
             .and_then(Option::take)
             .ok_or_else(wrong)?;
         state.downcast::<S>().map(|s| *s).map_err(|_| wrong())
+    }
+
+    /// Takes the stored states of several changes, in the order of `handles` (as returned by
+    /// [`Tx::commit_all`] and its siblings).
+    ///
+    /// # Errors
+    /// As [`take`](TxOutcome::take).
+    pub fn take_all<S: 'static>(
+        &mut self,
+        handles: impl IntoIterator<Item = TxHandle<S>>,
+    ) -> Result<Vec<S>> {
+        handles.into_iter().map(|h| self.take(h)).collect()
     }
 }
 

@@ -388,6 +388,34 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
 /// a few, so the limit is the size of a statement, not a count of parameters).
 pub(crate) const FETCH_CHUNK: usize = 500;
 
+/// Runs one layer call inside a `korm.layer` span (trace level): the layer, the call, the
+/// table, how many ops or ids went in, and at its end how many rows came back (or the error)
+/// and how long it took. Values never appear: statements bind them.
+async fn traced<R>(
+    layer: &str,
+    call: &'static str,
+    table: &str,
+    sent: usize,
+    work: impl std::future::Future<Output = Result<R>>,
+    rows: impl FnOnce(&R) -> usize,
+) -> Result<R> {
+    use tracing::Instrument as _;
+    let span = tracing::trace_span!("korm.layer", layer, call, table, sent);
+    if span.is_disabled() {
+        return work.await;
+    }
+    let started = std::time::Instant::now();
+    let result = work.instrument(span.clone()).await;
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match &result {
+        Ok(value) => {
+            tracing::trace!(parent: &span, rows = rows(value), duration_us, "layer call done")
+        }
+        Err(error) => tracing::trace!(parent: &span, %error, duration_us, "layer call failed"),
+    }
+    result
+}
+
 /// A layer as the pool holds it: the backend, and the count of read statements sent to it
 /// (what [`Pool::read_statements`](crate::Pool::read_statements) shows). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -416,7 +444,16 @@ impl LayerHandle {
 
     /// See [`Layer::apply`].
     pub(crate) async fn apply(&self, ops: Vec<LayerOp>) -> Result<()> {
-        self.layer.apply(ops).await
+        let count = ops.len();
+        traced(
+            self.ident(),
+            "apply",
+            "",
+            count,
+            self.layer.apply(ops),
+            |()| count,
+        )
+        .await
     }
 
     /// The rows with these ids in one table, one statement per [`FETCH_CHUNK`] ids.
@@ -425,6 +462,19 @@ impl LayerHandle {
             return Ok(Vec::new());
         }
         self.reads.add(ids.len().div_ceil(FETCH_CHUNK));
+        let count = ids.len();
+        traced(
+            self.ident(),
+            "fetch",
+            table,
+            count,
+            self.fetch_chunks(table, ids),
+            Vec::len,
+        )
+        .await
+    }
+
+    async fn fetch_chunks(&self, table: &str, ids: Vec<String>) -> Result<Vec<StoredRow>> {
         if ids.len() <= FETCH_CHUNK {
             return self.layer.fetch(table, ids).await;
         }
@@ -447,7 +497,15 @@ impl LayerHandle {
     /// See [`Layer::select`].
     pub(crate) async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
         self.reads.add(1);
-        self.layer.select(table, select).await
+        traced(
+            self.ident(),
+            "select",
+            table,
+            0,
+            self.layer.select(table, select),
+            Vec::len,
+        )
+        .await
     }
 
     /// See [`Layer::ref_prefixes`].

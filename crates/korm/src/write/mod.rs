@@ -118,6 +118,39 @@ pub(crate) fn op_failed(op: usize, rn: &str, error: Error) -> Error {
 /// A layer's batch, once sent, is applied entirely or not at all even if this future is
 /// dropped; dropping it between layers leaves the earlier layers applied.
 pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!(
+        "korm.write",
+        ops = plan.ops.len(),
+        files = plan.depot_ops.len() + plan.ops.iter().map(|op| op.uploads.len()).sum::<usize>(),
+        layers = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return execute_plan(pool, plan).await;
+    }
+    let mut layers: Vec<&str> = Vec::new();
+    for op in &plan.ops {
+        if let Ok(layer) = pool.route(&op.rn)
+            && !layers.contains(&layer.ident())
+        {
+            layers.push(layer.ident());
+        }
+    }
+    span.record("layers", layers.join(",").as_str());
+    let started = std::time::Instant::now();
+    let result = execute_plan(pool, plan).instrument(span.clone()).await;
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    match &result {
+        Ok(()) => tracing::debug!(parent: &span, duration_us, outcome = "ok", "write plan applied"),
+        Err(error) => {
+            tracing::debug!(parent: &span, duration_us, outcome = "failed", %error, "write plan failed");
+        }
+    }
+    result
+}
+
+/// [`execute`] without its span.
+async fn execute_plan(pool: &Pool, plan: WritePlan) -> Result<()> {
     // 1. Route every op before writing anything.
     let groups = group_by_layer(pool, &plan)?;
     let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());

@@ -1,0 +1,101 @@
+//! What korm tells `tracing`: a `korm.write` span per write plan (ops, files, layers, and at
+//! its end the outcome and duration), a `korm.layer` span per layer call at trace level
+//! (layer, call, table, how many ops or ids went in, rows back, duration). Values never
+//! appear: statements bind them, and errors are scrubbed of secrets.
+//!
+//! `cargo run -p korm --example tracing` prints the events of a create, a commit, a query and
+//! a failed create (a unique field already taken), and checks they are there.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct User {
+    name: korm::Unique<String>,
+    visits: i64,
+}
+
+/// Every line the subscriber writes, kept to be checked and printed.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let captured = Captured::default();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .without_time()
+        .init();
+
+    let pool = korm::pool()
+        .layer("users", korm::layers::sqlite_memory())
+        .open()
+        .await?;
+    let users = korm::item::<User>(&pool);
+    let rn = || "[rn][from::users]:people:free:*".parse();
+    let fred = users
+        .from_data(
+            rn()?,
+            User {
+                name: korm::Unique::new("fred".into()),
+                visits: 0,
+            },
+        )?
+        .create()
+        .await?;
+    fred.update(|u| u.visits += 1).commit().await?;
+    let found = users
+        .query(rn()?)
+        .filter(korm::eq("visits", 1))
+        .get()
+        .await?;
+    assert_eq!(found.len(), 1);
+    let taken = users
+        .from_data(
+            rn()?,
+            User {
+                name: korm::Unique::new("fred".into()),
+                visits: 0,
+            },
+        )?
+        .create()
+        .await;
+    assert!(taken.is_err(), "a second fred is refused");
+    pool.close().await;
+
+    let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone())?;
+    print!("{text}");
+    for expected in [
+        "korm.write{ops=1 files=0 layers=\"users\"}",
+        "outcome=\"ok\"",
+        "outcome=\"failed\"",
+        "korm.layer{layer=\"users\" call=\"apply\"",
+        "call=\"select\"",
+        "rows=1",
+    ] {
+        assert!(text.contains(expected), "the trace lacks {expected}");
+    }
+    assert!(!text.contains("\"fred\""), "a value reached the trace");
+    Ok(())
+}
