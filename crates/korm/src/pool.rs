@@ -26,6 +26,8 @@ pub struct PoolBuilder {
     meta: Option<String>,
     /// A `backups` section of a discovered snapshot, kept so the pool still matches it.
     stored_backups: Option<serde_json::Value>,
+    /// The pool's own key ring; the process ring when `None`.
+    key_ring: Option<crate::crypto::KeyRing>,
 }
 
 /// Starts building a pool.
@@ -128,6 +130,48 @@ impl PoolBuilder {
         self
     }
 
+    /// Seals and opens this pool's [`Encrypted`](crate::Encrypted) fields, its pool metadata
+    /// secrets and its WAL's MAC key with `ring`, instead of the process ring
+    /// ([`korm::crypto`](crate::crypto): installed, or from `KORM_ENCRYPTION_KEY`). Two pools in
+    /// one process can so hold two keys.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Patient { ssn: korm::Encrypted<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// use korm::crypto::{EncryptionKey, KeyRing};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = dir.path().join("clinic.sqlite");
+    /// let key = EncryptionKey::generate();
+    /// let clinic = korm::pool()
+    ///     .layer("clinic", korm::layers::sqlite(&file))
+    ///     .key_ring(KeyRing::new(EncryptionKey::from_hex(&key.to_hex())?))
+    ///     .open()
+    ///     .await?;
+    /// let rn: korm::Rn<Patient> = "[rn]:patients:open:*".parse()?;
+    /// let wilma = korm::item::<Patient>(&clinic)
+    ///     .from_data(rn.clone(), Patient { ssn: korm::Encrypted::new("078-05-1120".into()) })?
+    ///     .create()
+    ///     .await?;
+    /// clinic.close().await;
+    ///
+    /// // Another pool on the same file with another key can not open the field.
+    /// let stranger = korm::pool()
+    ///     .layer("clinic", korm::layers::sqlite(&file))
+    ///     .key_ring(KeyRing::new(EncryptionKey::generate()))
+    ///     .open()
+    ///     .await?;
+    /// let refused = korm::item::<Patient>(&stranger).load(wilma.rn().clone()).get().await;
+    /// assert!(matches!(refused, Err(korm::Error::Decode { .. })));
+    /// # stranger.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn key_ring(mut self, ring: crate::crypto::KeyRing) -> Self {
+        self.key_ring = Some(ring);
+        self
+    }
+
     /// Opens every layer, then every depot, then checks or writes the pool metadata (with
     /// [`with_meta`](PoolBuilder::with_meta)). A pool that is returned has passed the check
     /// (korm 1.5's `ensureMetaReady` has nothing left to wait for).
@@ -195,6 +239,10 @@ impl PoolBuilder {
             }
             None => None,
         };
+        let ring = self
+            .key_ring
+            .map(crate::crypto::RingChoice::own)
+            .unwrap_or_default();
         let pool_id = crate::meta::snapshot::pool_id(
             self.layers.iter().map(|(i, _)| i.as_str()),
             self.depots.iter().map(|(i, _)| i.as_str()),
@@ -244,7 +292,7 @@ impl PoolBuilder {
             }
         }
         if let Some(current) = &meta
-            && let Err(e) = crate::meta::ensure(&opened, current).await
+            && let Err(e) = crate::meta::ensure(&opened, current, &ring).await
         {
             for (_, depot) in &depots {
                 depot.close().await;
@@ -261,7 +309,7 @@ impl PoolBuilder {
         let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
         let wal = match self.wal {
             Some((ident, options)) => {
-                let log = open_wal(&depots, &ident, wal_root, options, &pool_id);
+                let log = open_wal(&depots, &ident, wal_root, options, &pool_id, &ring);
                 match log {
                     Ok(log) => Some(log),
                     Err(e) => {
@@ -281,6 +329,7 @@ impl PoolBuilder {
                 wal,
                 pool_id,
                 meta_layer: self.meta,
+                ring,
             }),
         };
         // Recovery runs before anyone else has the pool (W3).
@@ -303,6 +352,7 @@ fn open_wal(
     root: Option<std::path::PathBuf>,
     options: WalOptions,
     pool_id: &str,
+    ring: &crate::crypto::RingChoice,
 ) -> Result<WalLog> {
     let depot = depots
         .iter()
@@ -315,7 +365,7 @@ fn open_wal(
         .pool_id
         .clone()
         .unwrap_or_else(|| pool_id.to_owned());
-    let ring = crate::crypto::key_ring()?;
+    let ring = ring.get()?;
     WalLog::new(depot, root, options, pool_id, &ring, true)
 }
 
@@ -347,6 +397,8 @@ struct PoolInner {
     pool_id: String,
     /// The layer holding the pool metadata, when the pool keeps it.
     meta_layer: Option<String>,
+    /// The key ring encrypted fields are sealed and opened with.
+    ring: crate::crypto::RingChoice,
 }
 
 impl fmt::Debug for Pool {
@@ -456,6 +508,11 @@ impl Pool {
     /// Whether `other` is a clone of this pool.
     pub(crate) fn same_as(&self, other: &Pool) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The key ring the pool's encrypted fields are sealed and opened with.
+    pub(crate) fn ring(&self) -> &crate::crypto::RingChoice {
+        &self.inner.ring
     }
 
     /// Whether [`close`](Pool::close) was called.

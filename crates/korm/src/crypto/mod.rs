@@ -1,9 +1,10 @@
-//! Encryption keys: the process-wide key ring that [`Encrypted`](crate::Encrypted) fields are
-//! sealed and opened with.
+//! Encryption keys: the key rings that [`Encrypted`](crate::Encrypted) fields are sealed and
+//! opened with.
 //!
-//! Serde's `Serialize` and `Deserialize` can not reach a pool, so the keys live in one ring per
-//! process: [`install`] one explicitly, or let korm load it from the environment the first
-//! time an encrypted value is sealed or opened:
+//! A pool seals and opens with its own ring when it was given one
+//! ([`PoolBuilder::key_ring`](crate::PoolBuilder::key_ring)), so two pools in one process can
+//! hold two keys; otherwise with the process ring: [`install`] one explicitly, or let korm
+//! load it from the environment the first time an encrypted value is sealed or opened:
 //!
 //! - `KORM_ENCRYPTION_KEY`: the current key, 64 hex characters (32 bytes). New values are
 //!   encrypted with it. `korm generate-encryption-key` prints a fresh one.
@@ -279,6 +280,65 @@ fn production_reason(var: &impl Fn(&str) -> Option<String>) -> &'static str {
     } else {
         "NODE_ENV=production"
     }
+}
+
+/// The key ring a pool seals and opens with: its own ([`PoolBuilder::key_ring`]) or, by
+/// default, the process's ([`key_ring`], looked up at each use so [`install`] still applies).
+///
+/// [`PoolBuilder::key_ring`]: crate::PoolBuilder::key_ring
+#[derive(Clone, Default)]
+pub(crate) struct RingChoice(Option<Arc<KeyRing>>);
+
+impl RingChoice {
+    /// A pool's own ring.
+    pub(crate) fn own(ring: KeyRing) -> Self {
+        RingChoice(Some(Arc::new(ring)))
+    }
+
+    /// The ring to use now.
+    pub(crate) fn get(&self) -> Result<Arc<KeyRing>> {
+        match &self.0 {
+            Some(ring) => Ok(Arc::clone(ring)),
+            None => key_ring(),
+        }
+    }
+}
+
+impl fmt::Debug for RingChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(ring) => write!(f, "own(key {})", ring.current_key_id()),
+            None => f.write_str("process"),
+        }
+    }
+}
+
+thread_local! {
+    /// The ring of the item encoding or decoding running on this thread, if any.
+    static BOUNDARY: std::cell::RefCell<Option<RingChoice>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, korm's own encoding or decoding of item data (synchronous serde), at the
+/// encoding boundary: [`Encrypted`](crate::Encrypted) fields seal and open with `choice`
+/// there, and only there.
+pub(crate) fn at_boundary<R>(choice: &RingChoice, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<RingChoice>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            BOUNDARY.with(|b| *b.borrow_mut() = previous);
+        }
+    }
+    let previous = BOUNDARY.with(|b| b.replace(Some(choice.clone())));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// The ring of the encoding boundary this runs in; `None` outside korm's encoding (a model
+/// serialized by the application itself).
+pub(crate) fn boundary_ring() -> Option<Result<Arc<KeyRing>>> {
+    let choice = BOUNDARY.with(|b| b.borrow().clone())?;
+    Some(choice.get())
 }
 
 static RING: RwLock<Option<Arc<KeyRing>>> = RwLock::new(None);

@@ -222,8 +222,9 @@ impl<T: Model> FloatingItem<T> {
     fn create_op(&self, options: WriteOptions) -> Result<Prepared> {
         // Depot files in the data are uploaded by the same write (D3); changed resolved
         // references are updated by it (X3).
-        let ((fields, uploads), cascades) =
-            collect_cascades(|| collect_uploads(|| encode(&self.data)));
+        let ((fields, uploads), cascades) = crate::crypto::at_boundary(self.pool.ring(), || {
+            collect_cascades(|| collect_uploads(|| encode(&self.data)))
+        });
         let fields: Arc<[crate::model::Field]> = fields?.into();
         let stored = BeforeImage::Fields(Arc::clone(&fields));
         let op = WriteOp {
@@ -330,12 +331,15 @@ pub(crate) fn cascade_ops(
 /// The op that stores an item's changed `data` over `stored`, and the data as it will be
 /// stored.
 fn commit_op<T: Model>(
+    ring: &crate::crypto::RingChoice,
     rn: &Rn<T>,
     data: &T,
     stored: BeforeImage,
     options: WriteOptions,
 ) -> Result<Prepared> {
-    let ((fields, uploads), cascades) = collect_cascades(|| collect_uploads(|| encode(data)));
+    let ((fields, uploads), cascades) = crate::crypto::at_boundary(ring, || {
+        collect_cascades(|| collect_uploads(|| encode(data)))
+    });
     let fields: Arc<[crate::model::Field]> = fields?.into();
     let new_stored = BeforeImage::Fields(Arc::clone(&fields));
     let op = WriteOp {
@@ -431,10 +435,10 @@ impl<T: Model> Item<T> {
         row: StoredRow,
         resolved: Option<&std::sync::Arc<crate::model::Resolved>>,
     ) -> Result<Self> {
-        let data = match resolved {
-            Some(resolved) => crate::model::with_resolved(resolved, || decode::<T>(&rn, &row))?,
-            None => decode::<T>(&rn, &row)?,
-        };
+        let data = crate::crypto::at_boundary(pool.ring(), || match resolved {
+            Some(resolved) => crate::model::with_resolved(resolved, || decode::<T>(&rn, &row)),
+            None => decode::<T>(&rn, &row),
+        })?;
         Ok(Item {
             pool,
             rn,
@@ -560,7 +564,7 @@ impl<T: Model> UncommittedItem<T> {
             data,
             stored,
         } = self.item;
-        let new_stored = commit_op(rn.get(), &data, stored, options)?
+        let new_stored = commit_op(pool.ring(), rn.get(), &data, stored, options)?
             .run(&pool, options)
             .await?;
         Ok(Item {

@@ -348,7 +348,7 @@ async fn select_rows_inner(
             let mut kept = Vec::with_capacity(rows.len());
             for row in rows {
                 let rn = format!("{}{}", collection_prefix(&collection), row.id());
-                if residual.matches(&rn, &row)? {
+                if crate::crypto::at_boundary(pool.ring(), || residual.matches(&rn, &row))? {
                     kept.push(row);
                 }
             }

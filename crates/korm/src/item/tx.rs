@@ -177,7 +177,14 @@ impl<'g> Tx<'g> {
             data,
             stored,
         } = item.item;
-        let (op, new_stored) = match commit_op(rn.get(), &data, stored, WriteOptions::default()) {
+        let prepared = commit_op(
+            pool.ring(),
+            rn.get(),
+            &data,
+            stored,
+            WriteOptions::default(),
+        );
+        let (op, new_stored) = match prepared {
             Ok(p) => (Ok((p.op, p.cascades)), Some(p.stored)),
             Err(e) => (Err(e), None),
         };

@@ -105,13 +105,17 @@ pub(crate) fn describe(parts: &Parts<'_>) -> Result<Current> {
 /// [`Error::MetaMismatch`] when a stored snapshot differs from `current`,
 /// [`Error::MetaInvalid`] when one can not be read, [`Error::Key`] when no key ring can be
 /// loaded (sealing needs one), and the layers' own errors.
-pub(crate) async fn ensure(layers: &[(String, LayerHandle)], current: &Current) -> Result<()> {
+pub(crate) async fn ensure(
+    layers: &[(String, LayerHandle)],
+    current: &Current,
+    ring: &crate::crypto::RingChoice,
+) -> Result<()> {
     // A pool of SQLite files and folders seals nothing: it needs no key (and a process
     // without one gets no temporary-key warning for it). A throwaway ring then opens no
     // stored secret, and none can match this pool's configuration anyway (a stored url or
     // S3 entry differs in type from a path or a folder), so nothing is sealed with it.
     let ring = if current.seals_anything() {
-        crate::crypto::key_ring()?
+        ring.get()?
     } else {
         std::sync::Arc::new(KeyRing::new(crate::crypto::EncryptionKey::generate()))
     };

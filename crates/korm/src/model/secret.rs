@@ -9,34 +9,40 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::crypto::{ENVELOPE_MARKER, RawEnvelope, key_ring, open, seal};
+use crate::crypto::{ENVELOPE_MARKER, RawEnvelope, boundary_ring, open, seal};
 use crate::error::{Error, Result};
 
 /// A field stored encrypted: AES-256-GCM with a fresh random nonce per value, in korm 1.5's
-/// envelope (see `docs/design.md`), with the key of the process key ring
-/// ([`korm::crypto`](crate::crypto)).
+/// envelope (see `docs/design.md`), with the pool's key ring
+/// ([`PoolBuilder::key_ring`](crate::PoolBuilder::key_ring), by default the process ring of
+/// [`korm::crypto`](crate::crypto)).
 ///
 /// [`reveal`](Encrypted::reveal) gives the cleartext. `Debug` and `Display` print a redaction,
-/// never the value. Serializing (with any serializer) writes the envelope, never the
-/// cleartext; every serialization seals again, with the current key and a fresh nonce, so
-/// committing an item re-encrypts values written under an older key. Deserializing opens an
-/// envelope and refuses anything else: a plain value where an envelope belongs is tampering.
+/// never the value.
+///
+/// Encryption happens at korm's encoding boundary only: when korm stores an item, each
+/// `Encrypted` field is sealed with the pool's current key and a fresh nonce (so committing
+/// an item re-encrypts values written under an older key); when korm reads one, the envelope
+/// is opened and anything else is refused (a plain value where an envelope belongs is
+/// tampering). Anywhere else (the model serialized by the application, as an API response
+/// say) no key ring is touched: the field serializes as the string `"<encrypted>"`, and
+/// deserializes from a plain value (an API request's cleartext). Reading back
+/// `"<encrypted>"` or an envelope there is an error, never a silently wrong value.
 ///
 /// Filters can compare an encrypted field with [`eq`](crate::eq) and
 /// [`in_list`](crate::in_list) (evaluated in memory after decryption); other operators on it
 /// are [`Error::InvalidFilter`].
 ///
 /// ```
-/// # korm::crypto::install(korm::crypto::KeyRing::new(korm::crypto::EncryptionKey::generate()));
 /// use korm::Encrypted;
 /// let ssn = Encrypted::new("078-05-1120".to_owned());
 /// assert_eq!(ssn.reveal(), "078-05-1120");
 /// assert_eq!(format!("{ssn:?}"), "Encrypted(<redacted>)");
-/// let stored = serde_json::to_string(&ssn).unwrap();
-/// assert!(stored.starts_with(r#"{"__ENCRYPTED__":true,"type":"symmetric""#));
-/// assert!(!stored.contains("078-05-1120"));
-/// let back: Encrypted<String> = serde_json::from_str(&stored).unwrap();
-/// assert_eq!(back, ssn);
+/// // Outside korm's encoding: a redaction, and cleartext in.
+/// assert_eq!(serde_json::to_string(&ssn).unwrap(), r#""<encrypted>""#);
+/// let input: Encrypted<String> = serde_json::from_str(r#""078-05-1120""#).unwrap();
+/// assert_eq!(input, ssn);
+/// assert!(serde_json::from_str::<Encrypted<String>>(r#""<encrypted>""#).is_err());
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Encrypted<T>(T);
@@ -81,9 +87,15 @@ impl<T> fmt::Display for Encrypted<T> {
     }
 }
 
+/// What an encrypted field shows outside korm's encoding boundary.
+const REDACTED: &str = "<encrypted>";
+
 impl<T: Serialize> Serialize for Encrypted<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let ring = key_ring().map_err(S::Error::custom)?;
+        let Some(ring) = boundary_ring() else {
+            return serializer.serialize_str(REDACTED);
+        };
+        let ring = ring.map_err(S::Error::custom)?;
         let json = Zeroizing::new(serde_json::to_vec(&self.0).map_err(|e| {
             S::Error::custom(format!("can not encrypt: the value is not JSON ({e})"))
         })?);
@@ -93,6 +105,9 @@ impl<T: Serialize> Serialize for Encrypted<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Encrypted<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Some(ring) = boundary_ring() else {
+            return plain(deserializer);
+        };
         // The inner error may quote the stored value (a plain value in an encrypted column);
         // it is replaced, never passed on.
         let raw = RawEnvelope::deserialize(deserializer).map_err(|_| {
@@ -101,7 +116,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Encrypted<T> {
                  (tampered or foreign data)",
             )
         })?;
-        let ring = key_ring().map_err(D::Error::custom)?;
+        let ring = ring.map_err(D::Error::custom)?;
         let json =
             open(&ring, &raw).map_err(|e| D::Error::custom(format!("can not decrypt: {e}")))?;
         serde_json::from_slice(&json).map(Encrypted).map_err(|_| {
@@ -111,6 +126,32 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Encrypted<T> {
             ))
         })
     }
+}
+
+/// An encrypted field read outside korm's encoding boundary: a plain value (never quoted in
+/// an error), not a redaction or an envelope.
+fn plain<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Encrypted<T>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    if value.as_str() == Some(REDACTED) {
+        return Err(D::Error::custom(
+            "an encrypted field serialized outside korm shows only \"<encrypted>\", which can not \
+             be read back; load the item through its pool",
+        ));
+    }
+    if value.get(ENVELOPE_MARKER).is_some() {
+        return Err(D::Error::custom(
+            "an encryption envelope is opened only when korm reads an item (load it through its \
+             pool) or with KeyRing::decrypt",
+        ));
+    }
+    serde_json::from_value(value).map(Encrypted).map_err(|_| {
+        D::Error::custom(format!(
+            "the value does not fit {}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 /// What korm 1.5 hashes: the JSON text of the password (`"yabba-dabba-doo"`, quotes
@@ -321,9 +362,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
-        let err = serde_json::from_value::<Encrypted<String>>(json!("078-05-1120"))
+        // At korm's encoding boundary a plain value is tampering, refused without quoting it.
+        let boundary = crate::crypto::RingChoice::own(crate::crypto::KeyRing::new(
+            crate::crypto::EncryptionKey::generate(),
+        ));
+        let err = crate::crypto::at_boundary(&boundary, || {
+            serde_json::from_value::<Encrypted<String>>(json!("078-05-1120"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("plain value"), "{err}");
+        assert!(!err.contains("078"), "{err}");
+        // Outside it a value of the wrong type is refused, not quoted either.
+        let err = serde_json::from_value::<Encrypted<u32>>(json!("078-05-1120"))
             .unwrap_err()
             .to_string();
         assert!(!err.contains("078"), "{err}");
+    }
+
+    #[test]
+    fn outside_the_boundary_no_key_is_used_and_nothing_leaks() {
+        let ssn = Encrypted::new("078-05-1120".to_owned());
+        assert_eq!(serde_json::to_value(&ssn).unwrap(), json!("<encrypted>"));
+        let ring = crate::crypto::KeyRing::new(crate::crypto::EncryptionKey::generate());
+        let envelope = ring.encrypt("078-05-1120").unwrap();
+        let err = serde_json::from_value::<Encrypted<String>>(envelope.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KeyRing::decrypt"), "{err}");
+        // The same envelope opens at the boundary of a pool holding the ring.
+        let choice = crate::crypto::RingChoice::own(ring);
+        let back = crate::crypto::at_boundary(&choice, || {
+            serde_json::from_value::<Encrypted<String>>(envelope)
+        })
+        .unwrap();
+        assert_eq!(back, ssn);
+        // And the boundary ends with its closure, even nested.
+        assert_eq!(serde_json::to_value(&ssn).unwrap(), json!("<encrypted>"));
     }
 }

@@ -149,7 +149,7 @@ fn not_allowed(path: &str, op: &str) -> Error {
 
 impl Residual {
     /// Whether `row` satisfies the residual filter. Encrypted fields it reads are decrypted
-    /// with the process key ring.
+    /// with the ring of the encoding boundary it runs in (the pool's), else the process ring.
     ///
     /// # Errors
     /// [`Error::Decode`] (naming `rn`) when an encrypted field can not be decrypted;
@@ -174,7 +174,7 @@ impl Residual {
                 }
                 let ring = match &ring {
                     Some(ring) => ring,
-                    None => ring.insert(key_ring()?),
+                    None => ring.insert(crate::crypto::boundary_ring().unwrap_or_else(key_ring)?),
                 };
                 open_value(ring, &value).map_err(|e| Error::Decode {
                     rn: rn.to_owned(),

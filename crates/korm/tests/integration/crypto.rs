@@ -418,3 +418,93 @@ async fn no_cleartext_in_sqlite_postgres_or_mariadb() {
         );
     }
 }
+
+/// Two pools in one process, each with its own key ring (#18): each seals with its own key
+/// (the envelope names it), opens only its own data, and never touches the process ring; the
+/// same model serialized by the application shows `"<encrypted>"`, never the cleartext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pools_hold_two_keys_and_models_serialize_redacted() {
+    use korm::crypto::{EncryptionKey, KeyRing};
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Patient {
+        name: String,
+        ssn: Encrypted<String>,
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (file_a, file_b) = (dir.path().join("a.sqlite"), dir.path().join("b.sqlite"));
+    let (hex_a, hex_b) = ("c3".repeat(32), "d4".repeat(32));
+    let ring = |hex: &str| KeyRing::new(EncryptionKey::from_hex(hex).expect("key"));
+    let open = |file: std::path::PathBuf, hex: String| async move {
+        korm::pool()
+            .layer("clinic", korm::layers::sqlite(file))
+            .key_ring(ring(&hex))
+            .open()
+            .await
+            .expect("open")
+    };
+    let (a, b) = (
+        open(file_a.clone(), hex_a.clone()).await,
+        open(file_b.clone(), hex_b.clone()).await,
+    );
+    let collection = || rn::<Patient>("[rn]:patients:open:*");
+    let mut made = Vec::new();
+    for (pool, ssn) in [(&a, "111-11-1111"), (&b, "222-22-2222")] {
+        let item = korm::item::<Patient>(pool)
+            .from_data(
+                collection(),
+                Patient {
+                    name: "wilma".into(),
+                    ssn: Encrypted::new(ssn.into()),
+                },
+            )
+            .expect("item")
+            .create()
+            .await
+            .expect("create");
+        // The application's own serialization: redacted, no key ring involved.
+        let shown = serde_json::to_string(item.data()).expect("json");
+        assert_eq!(shown, r#"{"name":"wilma","ssn":"<encrypted>"}"#);
+        made.push(item.rn().clone());
+    }
+    for (pool, rn, ssn) in [(&a, &made[0], "111-11-1111"), (&b, &made[1], "222-22-2222")] {
+        let loaded = korm::item::<Patient>(pool)
+            .load(rn.clone())
+            .get()
+            .await
+            .expect("load");
+        assert_eq!(loaded.data().ssn.reveal(), ssn);
+        let found = korm::item::<Patient>(pool)
+            .query(collection())
+            .filter(eq("ssn", ssn))
+            .get()
+            .await
+            .expect("filter on an encrypted field");
+        assert_eq!(
+            found.len(),
+            1,
+            "the residual filter decrypts with the pool's ring"
+        );
+    }
+    a.close().await;
+    b.close().await;
+    // Each file's envelope names its pool's key.
+    for (file, hex) in [(&file_a, &hex_a), (&file_b, &hex_b)] {
+        let conn = rusqlite::Connection::open(file).expect("sqlite");
+        let stored: String = conn
+            .query_row("select ssn from __items__patients__open", [], |r| r.get(0))
+            .expect("row");
+        let envelope: Value = serde_json::from_str(&stored).expect("envelope");
+        assert_eq!(envelope["keyId"], Value::from(ring(hex).current_key_id()));
+    }
+    // A's data under B's key: refused with a typed error.
+    let stranger = open(file_a, hex_b).await;
+    let refused = korm::item::<Patient>(&stranger)
+        .load(made[0].clone())
+        .get()
+        .await;
+    assert!(
+        matches!(refused, Err(korm::Error::Decode { .. })),
+        "{refused:?}"
+    );
+    stranger.close().await;
+}
