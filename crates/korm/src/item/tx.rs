@@ -192,7 +192,7 @@ impl<'g> Tx<'g> {
 
     /// Deletes an item (it can be restored from the [`DeletedItem`] taken back).
     pub fn delete<T: Model>(&mut self, item: Item<T>) -> TxHandle<DeletedItem<T>> {
-        let op = item.delete_op();
+        let op = item.delete_op(WriteOptions::default());
         let owner = item.pool.clone();
         self.push(&owner, Ok((op, Vec::new())), move || DeletedItem { item })
     }
@@ -258,11 +258,14 @@ impl<'g> Tx<'g> {
             .into_iter()
             .map(|mut change| {
                 change.op.destructive |= options.destructive;
+                if options.last_writer_wins {
+                    change.op.check = false;
+                }
                 cascades.append(&mut change.cascades);
                 (change.op, change.finish)
             })
             .unzip();
-        let cascaded = super::cascade_ops(&ops, &cascades, options.destructive)?;
+        let cascaded = super::cascade_ops(&ops, &cascades, options)?;
         ops.extend(cascaded);
         let held = self
             .held

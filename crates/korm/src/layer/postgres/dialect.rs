@@ -331,6 +331,13 @@ impl Dialect for PgDialect {
     /// statement is never reused with a value of another type (after a destructive column
     /// recreation the same `INSERT` would otherwise send text where the server expects a
     /// bigint). NULL is written as a literal: it fits any column and binds nothing.
+    fn null_safe_eq(&self) -> &'static str {
+        " IS NOT DISTINCT FROM "
+    }
+
+    // bind_expected: the default (bind_write's cast) fits: jsonb compares by value, text
+    // byte by byte in a deterministic collation.
+
     fn bind_write(&self, st: &mut RenderState, value: SqlValue) -> String {
         let cast = match &value {
             SqlValue::Null => return "NULL".to_owned(),
