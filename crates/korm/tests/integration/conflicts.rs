@@ -152,6 +152,13 @@ async fn backend(which: &str) -> Option<(Backend, Box<dyn std::any::Any + Send>)
     }
 }
 
+/// The fixture key the other suites of this binary install too (one ring per process).
+fn install_keys() {
+    let current = korm::crypto::EncryptionKey::from_hex(&"a1".repeat(32)).expect("fixture key");
+    let old = korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key");
+    korm::crypto::install(korm::crypto::KeyRing::new(current).with_old_key(old));
+}
+
 fn counter() -> Counter {
     Counter {
         n: 0,
@@ -326,6 +333,82 @@ async fn tx_with_a_conflict_writes_nothing(which: &str) {
     pool.close().await;
 }
 
+/// Under a WAL, a tx over two layers whose second part conflicts: the first layer's part is
+/// undone, the record finished as failed, nothing left pending.
+async fn tx_conflict_under_a_wal(which: &str) {
+    install_keys();
+    let Some((backend, _guard)) = backend(which).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = korm::pool()
+        .layer(
+            "first",
+            korm::layers::sqlite(dir.path().join("first.sqlite")),
+        )
+        .layer("db", backend.spec())
+        .depot("wal", korm::depots::local(dir.path().join("wal")))
+        .with_wal(
+            "wal",
+            korm::WalOptions::new("conflicts").with_retention(korm::WalRetention::Keep),
+        )
+        .open()
+        .await
+        .expect("open");
+    let first = korm::item::<Counter>(&pool)
+        .from_data(
+            "[rn][from::first]:conflicts:counter:*".parse().expect("rn"),
+            counter(),
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let second = korm::item::<Counter>(&pool)
+        .from_data(
+            "[rn][from::db]:conflicts:counter:*".parse().expect("rn"),
+            counter(),
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let (first_rn, second_rn) = (first.rn().clone(), second.rn().clone());
+    load(&pool, &second_rn)
+        .await
+        .update(|c| c.meta = json!({"changed": true}))
+        .commit()
+        .await
+        .expect("other writer");
+    let mut tx = korm::tx(&pool);
+    tx.commit(first.update(|c| c.n = 1));
+    tx.commit(second.update(|c| c.meta = json!({"mine": 1})));
+    let e = tx.persist().await.expect_err("conflict");
+    assert!(
+        matches!(&e, Error::WriteFailed { op: 1, source, .. } if matches!(&**source, Error::Conflict { fields, .. } if fields == &["meta"])),
+        "{which}: {e:?}"
+    );
+    assert_eq!(load(&pool, &first_rn).await.data().n, 0, "{which}: undone");
+    assert_eq!(
+        load(&pool, &second_rn).await.data().meta,
+        json!({"changed": true})
+    );
+    let wal = pool.wal().expect("wal");
+    assert!(wal.pending().await.expect("pending").is_empty(), "{which}");
+    let states: Vec<_> = wal
+        .done()
+        .await
+        .expect("done")
+        .into_iter()
+        .map(|(_, r)| r.expect("record").state)
+        .collect();
+    assert!(
+        states.contains(&korm::wal::RecordState::Failed),
+        "{which}: {states:?}"
+    );
+    pool.close().await;
+}
+
 /// Last writer wins on request; deletes are conditional too; a conflict hands the item back.
 async fn last_writer_wins_and_deletes(which: &str) {
     let Some((backend, _guard)) = backend(which).await else {
@@ -442,6 +525,7 @@ async fn a_raw_update_is_detected(which: &str) {
 /// wrote, and over what it read back) never conflict with themselves, and an unchanged
 /// encrypted field is not written again.
 async fn json_and_encrypted_fields_compare_as_stored(which: &str) {
+    install_keys();
     let Some((backend, _guard)) = backend(which).await else {
         return;
     };
@@ -549,6 +633,7 @@ on_every_backend! {
     increment_race => increments_end_exact;
     two_field_race => two_fields_end_exact;
     tx_conflict => tx_with_a_conflict_writes_nothing;
+    tx_conflict_wal => tx_conflict_under_a_wal;
     last_writer_wins => last_writer_wins_and_deletes;
     raw_update => a_raw_update_is_detected;
     stored_forms => json_and_encrypted_fields_compare_as_stored;
