@@ -230,7 +230,8 @@ impl<'g> Tx<'g> {
     /// # Errors
     /// The first change that could not be prepared (an [`Error::Encode`], an item of another
     /// pool); [`Error::LockTimeout`]; [`Error::WriteFailed`] naming the failing op (index and
-    /// RN) with its cause ([`Error::SchemaMismatch`], [`Error::AlreadyExists`],
+    /// RN) with its cause ([`Error::Conflict`] when an item was changed by another writer
+    /// since it was loaded, [`Error::SchemaMismatch`], [`Error::AlreadyExists`],
     /// [`Error::NotFound`], [`Error::StaleLock`], ...) after what was applied was undone; and
     /// [`Error::UndoFailed`] if that undo failed too. A transaction of one change fails with
     /// that change's own error, as the single-item call would. On error the items are
@@ -244,7 +245,8 @@ impl<'g> Tx<'g> {
     }
 
     /// [`persist`](Tx::persist) with options: `destructive` lets every change recreate
-    /// columns whose kind changed (T2).
+    /// columns whose kind changed (T2), `last_writer_wins` writes every commit and delete
+    /// without conflict detection.
     ///
     /// # Errors
     /// As [`persist`](Tx::persist).
