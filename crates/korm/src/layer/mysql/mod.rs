@@ -489,7 +489,7 @@ impl Layer for MySqlLayer {
             validate_table(&op.table)?;
         }
         let result = self.apply_ops(&ops).await;
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !e.is_conflict()) {
             // What the cache learnt may not have happened: forget it.
             let mut schemas = self.schemas.lock().await;
             for op in &ops {

@@ -455,7 +455,7 @@ impl Layer for PgLayer {
         {
             let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
             let result = working.apply_op(&mut conn, op).await;
-            if result.is_err() {
+            if result.as_ref().is_err_and(|e| !e.is_conflict()) {
                 self.forget(&op.table);
             }
             return result.map_err(|e| committing(&self.ident, &op.rn, e));

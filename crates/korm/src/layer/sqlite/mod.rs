@@ -460,10 +460,15 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
             .is_some_and(|schema| !schema.needs_ddl(&op.fields))
     {
         let result = apply_op(conn, schemas, ident, op);
-        if result.is_err() {
-            schemas.remove(&op.table);
-        } else {
-            state.committed();
+        match &result {
+            Ok(()) => {
+                state.committed();
+            }
+            // A conflict says nothing about the table: its schema stays cached.
+            Err(e) if e.is_conflict() => {}
+            Err(_) => {
+                schemas.remove(&op.table);
+            }
         }
         return result;
     }
