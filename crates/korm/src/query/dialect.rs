@@ -1439,6 +1439,47 @@ pub(crate) mod testing {
     pub(crate) fn text(s: &str) -> SqlValue {
         SqlValue::Text(s.to_owned())
     }
+
+    /// An optimistic update of [`schema`]: `age` set to 43 on the condition that it is
+    /// still 42 and `meta` still the stored JSON text (and `gone`, a column the table lacks,
+    /// conditions nothing); its statement and its probe.
+    pub(crate) fn conditional_update(d: &dyn Dialect) -> (Statement, Statement, Vec<String>) {
+        use crate::layer::Expect;
+        let op = LayerOp {
+            kind: OpKind::Update,
+            rn: "[rn]:users:freetier:u1".into(),
+            table: TABLE.into(),
+            id: "u1".into(),
+            fields: vec![crate::model::Field {
+                name: "age".into(),
+                value: 43.into(),
+                kind: Some(ColumnKind::Integer),
+                unique: false,
+            }]
+            .into(),
+            destructive: false,
+            fence: None,
+            expect: vec![
+                Expect {
+                    name: "age".into(),
+                    value: Stored::Value(42.into()),
+                },
+                Expect {
+                    name: "meta".into(),
+                    value: Stored::JsonText("{\"a\": 1}".into()),
+                },
+                Expect {
+                    name: "gone".into(),
+                    value: Stored::Value(Value::Null),
+                },
+            ],
+        };
+        let RowSql::Execute(update) = d.render_op(&op, &schema()).unwrap() else {
+            panic!("an update with fields executes");
+        };
+        let (probe, names) = d.render_probe(&op, &schema()).unwrap();
+        (update, probe, names)
+    }
 }
 
 /// One test per exact-SQL scenario of a dialect: `name { filter => "condition", params...; }`

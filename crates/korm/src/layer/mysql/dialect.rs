@@ -879,4 +879,22 @@ mod tests {
             "a short name is kept"
         );
     }
+
+    #[test]
+    fn conditional_update_and_probe() {
+        let (update, probe, names) = testing::conditional_update(&MySqlDialect::default());
+        assert_eq!(
+            update.sql,
+            format!(
+                "UPDATE `{TABLE}` SET `age` = ? WHERE `rnId` = ? AND `age` <=> ? AND `meta` <=> ? COLLATE utf8mb4_nopad_bin"
+            )
+        );
+        assert_eq!(
+            probe.sql,
+            format!(
+                "SELECT CASE WHEN `age` <=> ? THEN 1 ELSE 0 END, CASE WHEN `meta` <=> ? COLLATE utf8mb4_nopad_bin THEN 1 ELSE 0 END FROM `{TABLE}` WHERE `rnId` = ?"
+            )
+        );
+        assert_eq!(names, ["age", "meta"]);
+    }
 }

@@ -766,4 +766,22 @@ mod tests {
         expected.extend(vec![text("rank"); 4]);
         assert_eq!(st.params, expected);
     }
+
+    #[test]
+    fn conditional_update_and_probe() {
+        let (update, probe, names) = testing::conditional_update(&PgDialect::default());
+        assert_eq!(
+            update.sql,
+            format!(
+                "UPDATE \"{TABLE}\" SET \"age\" = $1::int8 WHERE \"rnId\" = $2 AND \"age\" IS NOT DISTINCT FROM $3::int8 AND \"meta\" IS NOT DISTINCT FROM $4::jsonb"
+            )
+        );
+        assert_eq!(
+            probe.sql,
+            format!(
+                "SELECT CASE WHEN \"age\" IS NOT DISTINCT FROM $1::int8 THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS NOT DISTINCT FROM $2::jsonb THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = $3"
+            )
+        );
+        assert_eq!(names, ["age", "meta"]);
+    }
 }
