@@ -305,6 +305,28 @@ pub enum Error {
         token: u64,
     },
 
+    /// An optimistic write lost a race: the item was changed (or, for a delete, changed or
+    /// deleted and made again) by another writer since it was loaded, so the write was
+    /// refused and nothing was written (in a [`tx`](crate::tx), nothing of the whole plan).
+    ///
+    /// A commit writes only the fields it changes, each on the condition, checked in the
+    /// same statement, that the stored value is still the one the item was loaded with; a
+    /// delete is conditional on every stored field. Reload and apply the change again
+    /// ([`Item::retry_on_conflict`](crate::Item::retry_on_conflict) runs that loop), or
+    /// write with [`WriteOptions::last_writer_wins`](crate::WriteOptions::last_writer_wins).
+    /// [`Error::is_conflict`] tells it apart (through [`Error::WriteFailed`] too);
+    /// [`Error::is_retryable`] is `false`: the same call made again fails again.
+    #[error("conflict on {rn}: {} changed since the item was loaded; the write was refused", fields.join(", "))]
+    Conflict {
+        /// The item.
+        rn: String,
+        /// The fields whose stored value is no longer the one the write expected (the
+        /// fields it was conditional on, when the database could not tell which).
+        fields: Vec<String>,
+        /// The item the refused write handed back (see [`Error::take_conflicted`]).
+        item: ConflictedItem,
+    },
+
     /// A depot key (or a depot RN's segment) would leave the depot or holds a character a
     /// key can not hold (`..`, `/`, `\\`, NUL, a control character, `*` before the end).
     #[error("invalid depot key {key:?}: segment {segment} {reason}")]
@@ -501,6 +523,7 @@ impl Error {
     /// not acquired in time. [`Error::OutcomeUnknown`] is not retryable: the write may be
     /// stored already.
     pub fn is_retryable(&self) -> bool {
+        // (Error::Conflict is not: see is_conflict.)
         match self {
             Error::Database { kind, .. } => {
                 matches!(kind, DbErrorKind::Busy | DbErrorKind::ConnectionLost)
@@ -509,6 +532,75 @@ impl Error {
             Error::WriteFailed { source, .. } => source.is_retryable(),
             _ => false,
         }
+    }
+}
+
+impl Error {
+    /// Whether this is an [`Error::Conflict`], directly or as the cause of a failed
+    /// transaction op ([`Error::WriteFailed`]): the item was changed by another writer since
+    /// it was loaded. Reload it and apply the change again; the same call made again would
+    /// fail again.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            Error::Conflict { .. } => true,
+            Error::WriteFailed { source, .. } => source.is_conflict(),
+            _ => false,
+        }
+    }
+
+    /// Takes the item a refused write handed back in its [`Error::Conflict`]: an
+    /// [`UncommittedItem<T>`](crate::UncommittedItem) for a commit (its changed data, to
+    /// look at or to [`rebase`](crate::UncommittedItem::rebase) onto the stored item), an
+    /// [`Item<T>`](crate::Item) for a delete. `None` for another error, another type, a
+    /// write inside a [`tx`](crate::tx) (its items are dropped), or when taken already.
+    pub fn take_conflicted<S: 'static>(&mut self) -> Option<S> {
+        match self {
+            Error::Conflict { item, .. } => item.take(),
+            Error::WriteFailed { source, .. } => source.take_conflicted(),
+            _ => None,
+        }
+    }
+}
+
+/// The item a write refused by [`Error::Conflict`] handed back (taken with
+/// [`Error::take_conflicted`]). `Debug` shows only whether it holds one.
+#[derive(Default)]
+pub struct ConflictedItem(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl ConflictedItem {
+    /// Holds `item`.
+    pub(crate) fn new<S: Send + Sync + 'static>(item: S) -> Self {
+        ConflictedItem(Some(Box::new(item)))
+    }
+
+    /// No item.
+    pub(crate) fn none() -> Self {
+        ConflictedItem(None)
+    }
+
+    /// Whether an item is held.
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn take<S: 'static>(&mut self) -> Option<S> {
+        match self.0.take()?.downcast::<S>() {
+            Ok(item) => Some(*item),
+            Err(other) => {
+                self.0 = Some(other);
+                None
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ConflictedItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ConflictedItem(..)"
+        } else {
+            "ConflictedItem(none)"
+        })
     }
 }
 

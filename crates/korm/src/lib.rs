@@ -71,7 +71,7 @@ mod write;
 
 pub use danger::{Danger, danger};
 pub use depot::DepotFile;
-pub use error::{DbErrorKind, DriverError, Error, Result};
+pub use error::{ConflictedItem, DbErrorKind, DriverError, Error, Result};
 pub use item::{Collected, Collection, collection, collection_at};
 pub use item::{
     DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Query, ShowOptions,

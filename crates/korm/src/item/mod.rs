@@ -36,13 +36,19 @@ use crate::layer::OpKind;
 use crate::model::{Cascade, StoredRow, collect_cascades, encode};
 use crate::pool::Pool;
 use crate::rn::Rn;
-use crate::write::{BeforeImage, WriteOp, WritePlan, execute};
+use crate::write::{BeforeImage, FieldDiff, WriteOp, WritePlan, diff, execute};
 
 /// What a model needs to be stored by korm: serde both ways, and safe to move between tasks.
 pub trait Model: Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Model for T {}
 
 /// Options of a write.
+///
+/// By default a write is optimistic: a commit writes only the fields it changed, each on the
+/// condition (checked in the same statement) that the stored value is still the one the item
+/// was loaded with, and a delete only while the stored row is still the one loaded; when
+/// another writer got there first the write is refused with [`Error::Conflict`] and nothing
+/// is written. [`last_writer_wins`](WriteOptions::last_writer_wins) drops the conditions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WriteOptions {
@@ -50,6 +56,10 @@ pub struct WriteOptions {
     /// in that column are lost). Without it, a changed kind is
     /// [`Error::SchemaMismatch`].
     pub destructive: bool,
+    /// Write without conditions: the changed fields (or the delete) overwrite whatever another
+    /// writer stored since the item was loaded, as korm 1.5 always does. Never
+    /// [`Error::Conflict`].
+    pub last_writer_wins: bool,
 }
 
 impl WriteOptions {
@@ -61,6 +71,12 @@ impl WriteOptions {
     /// Allows recreating columns whose kind changed.
     pub fn destructive(mut self, destructive: bool) -> Self {
         self.destructive = destructive;
+        self
+    }
+
+    /// Writes without conflict detection (see [`WriteOptions::last_writer_wins`]).
+    pub fn last_writer_wins(mut self, last_writer_wins: bool) -> Self {
+        self.last_writer_wins = last_writer_wins;
         self
     }
 }
@@ -234,6 +250,7 @@ impl<T: Model> FloatingItem<T> {
             before: None,
             destructive: options.destructive,
             uploads,
+            check: false,
         };
         Ok(Prepared {
             op,
@@ -270,7 +287,7 @@ impl Prepared {
     /// Runs the op and its cascades as one write plan; returns the data as stored.
     async fn run(self, pool: &Pool, options: WriteOptions) -> Result<BeforeImage> {
         let mut ops = vec![self.op];
-        ops.extend(cascade_ops(&ops, &self.cascades, options.destructive)?);
+        ops.extend(cascade_ops(&ops, &self.cascades, options)?);
         execute(
             pool,
             WritePlan {
@@ -288,11 +305,13 @@ impl Prepared {
 
 /// The update ops of `cascades`, to run in one plan with `ops`. No item may be changed twice:
 /// an op's item through a changed resolved reference to it, or one referenced item through
-/// two changed copies, is [`Error::CascadeConflict`].
+/// two changed copies, is [`Error::CascadeConflict`]. A cascade writes the referenced item's
+/// whole data, each field (unless last writer wins) on the condition that it still holds
+/// what the resolution read.
 pub(crate) fn cascade_ops(
     ops: &[WriteOp],
     cascades: &[Cascade],
-    destructive: bool,
+    options: WriteOptions,
 ) -> Result<Vec<WriteOp>> {
     let conflict = |cascade: &Cascade, reason: &str| Error::CascadeConflict {
         rn: cascade.rn.to_string(),
@@ -322,14 +341,17 @@ pub(crate) fn cascade_ops(
             rn: cascade.rn.clone(),
             fields: Arc::clone(&cascade.fields),
             before: Some(cascade.before.clone()),
-            destructive,
+            destructive: options.destructive,
             uploads: Vec::new(),
+            check: !options.last_writer_wins,
         })
         .collect())
 }
 
 /// The op that stores an item's changed `data` over `stored`, and the data as it will be
-/// stored.
+/// stored. Only the top-level fields that differ from `stored` are written (see
+/// [`crate::write::diff`]), each on the condition that it still holds its `stored` value
+/// unless last writer wins.
 fn commit_op<T: Model>(
     ring: &crate::crypto::RingChoice,
     rn: &Rn<T>,
@@ -340,19 +362,19 @@ fn commit_op<T: Model>(
     let ((fields, uploads), cascades) = crate::crypto::at_boundary(ring, || {
         collect_cascades(|| collect_uploads(|| encode(data)))
     });
-    let fields: Arc<[crate::model::Field]> = fields?.into();
-    let new_stored = BeforeImage::Fields(Arc::clone(&fields));
+    let FieldDiff { changed, after } = diff(fields?, &stored);
     let op = WriteOp {
         kind: OpKind::Update,
         rn: rn.untyped(),
-        fields,
+        fields: changed.into(),
         before: Some(stored),
         destructive: options.destructive,
         uploads,
+        check: !options.last_writer_wins,
     };
     Ok(Prepared {
         op,
-        stored: new_stored,
+        stored: after,
         cascades,
     })
 }
@@ -479,18 +501,44 @@ impl<T: Model> Item<T> {
         UncommittedItem { item: self }
     }
 
-    /// Deletes the item. The returned [`DeletedItem`] keeps a snapshot, so it can be
-    /// [`restore`](DeletedItem::restore)d.
+    /// Deletes the item, if it is still stored as it was loaded. The returned
+    /// [`DeletedItem`] keeps a snapshot, so it can be [`restore`](DeletedItem::restore)d.
     ///
     /// # Errors
-    /// [`Error::NotFound`] if the item is no longer stored, and database errors.
+    /// [`Error::NotFound`] if the item is no longer stored, [`Error::Conflict`] (handing the
+    /// item back, see [`Error::take_conflicted`]) if another writer changed it since it was
+    /// loaded, and database errors.
     pub async fn delete(self) -> Result<DeletedItem<T>> {
-        execute(&self.pool, WritePlan::single(self.delete_op())).await?;
-        Ok(DeletedItem { item: self })
+        self.delete_with(WriteOptions::default()).await
+    }
+
+    /// [`delete`](Item::delete) with options: with
+    /// [`last_writer_wins`](WriteOptions::last_writer_wins) the item is deleted whatever
+    /// another writer stored meanwhile.
+    ///
+    /// # Errors
+    /// As [`delete`](Item::delete).
+    pub async fn delete_with(self, options: WriteOptions) -> Result<DeletedItem<T>> {
+        let Item {
+            pool,
+            rn,
+            data,
+            stored,
+        } = self;
+        let this = Item {
+            pool,
+            rn,
+            data,
+            stored: stored.shared(),
+        };
+        match execute(&this.pool, WritePlan::single(this.delete_op(options))).await {
+            Ok(()) => Ok(DeletedItem { item: this }),
+            Err(e) => Err(hand_back(e, this)),
+        }
     }
 
     /// The op that deletes the item, with its stored data as the before-image.
-    fn delete_op(&self) -> WriteOp {
+    fn delete_op(&self, options: WriteOptions) -> WriteOp {
         WriteOp {
             kind: OpKind::Delete,
             rn: self.rn.get().untyped(),
@@ -498,6 +546,7 @@ impl<T: Model> Item<T> {
             before: Some(self.stored.clone()),
             destructive: false,
             uploads: Vec::new(),
+            check: !options.last_writer_wins,
         }
     }
 
@@ -542,18 +591,25 @@ impl<T: Model> UncommittedItem<T> {
         false
     }
 
-    /// Stores the changes. A field that is new to the table adds a column.
+    /// Stores the changes: only the top-level fields whose value differs from the item as
+    /// loaded are written, each on the condition that the stored value is still the loaded
+    /// one (checked in the same statement). A field that is new to the table adds a column.
     ///
     /// # Errors
-    /// [`Error::NotFound`] if the item was deleted meanwhile, [`Error::UniqueViolation`],
-    /// [`Error::SchemaMismatch`] (see [`commit_with`](UncommittedItem::commit_with)), and
-    /// database errors. On error nothing is written and the changes are dropped with `self`.
+    /// [`Error::Conflict`] if another writer changed one of those fields since the item was
+    /// loaded (nothing is written; the error hands this item back, see
+    /// [`Error::take_conflicted`]; [`Item::retry_on_conflict`] reloads and applies a change
+    /// again), [`Error::NotFound`] if the item was deleted meanwhile,
+    /// [`Error::UniqueViolation`], [`Error::SchemaMismatch`] (see
+    /// [`commit_with`](UncommittedItem::commit_with)), and database errors. On error nothing
+    /// is written.
     pub async fn commit(self) -> Result<Item<T>> {
         self.commit_with(WriteOptions::default()).await
     }
 
     /// [`commit`](UncommittedItem::commit) with options; `destructive` recreates columns
-    /// whose kind changed.
+    /// whose kind changed, `last_writer_wins` writes the changed fields whatever another
+    /// writer stored meanwhile.
     ///
     /// # Errors
     /// As [`commit`](UncommittedItem::commit).
@@ -564,15 +620,154 @@ impl<T: Model> UncommittedItem<T> {
             data,
             stored,
         } = self.item;
-        let new_stored = commit_op(pool.ring(), rn.get(), &data, stored, options)?
-            .run(&pool, options)
-            .await?;
-        Ok(Item {
+        let stored = stored.shared();
+        let prepared = commit_op(pool.ring(), rn.get(), &data, stored.clone(), options);
+        let result = match prepared {
+            Ok(prepared) => prepared.run(&pool, options).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(new_stored) => Ok(Item {
+                pool,
+                rn,
+                data,
+                stored: new_stored,
+            }),
+            Err(e) => Err(hand_back(
+                e,
+                UncommittedItem {
+                    item: Item {
+                        pool,
+                        rn,
+                        data,
+                        stored,
+                    },
+                },
+            )),
+        }
+    }
+
+    /// Moves the change onto the item as stored now, after an [`Error::Conflict`]: the item
+    /// is loaded again and the top-level fields this item changed (against the data it was
+    /// loaded with) are set on it; the fields other writers changed meanwhile keep their new
+    /// values. Commit the result to store it.
+    ///
+    /// A change computed from the old value (an increment) would be computed again from the
+    /// new one: apply such changes again to the reloaded item instead
+    /// ([`Item::retry_on_conflict`] does).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the item was deleted, [`Error::Decode`] if the merged data does
+    /// not fit the model, and the errors of a load.
+    pub async fn rebase(self) -> Result<UncommittedItem<T>> {
+        let Item {
             pool,
             rn,
             data,
-            stored: new_stored,
+            stored,
+        } = self.item;
+        let ring = pool.ring().clone();
+        let changed = diff(
+            crate::crypto::at_boundary(&ring, || encode(&data))?,
+            &stored,
+        )
+        .changed;
+        let fresh = Load::new(pool, rn.into_rn()).get().await?;
+        let mut merged = fresh.stored.to_map();
+        for field in changed {
+            merged.insert(field.name, field.value);
+        }
+        let merged = serde_json::Value::Object(merged);
+        let data = crate::crypto::at_boundary(&ring, || serde_json::from_value::<T>(merged))
+            .map_err(|e| Error::Decode {
+                rn: fresh.rn.get().to_string(),
+                reason: redact_values(&e.to_string()),
+            })?;
+        Ok(UncommittedItem {
+            item: Item { data, ..fresh },
         })
+    }
+}
+
+/// The error of a refused write, holding `item` when it is a conflict (directly or as the
+/// cause of the failed op of a plan of one write).
+fn hand_back<S: Send + Sync + 'static>(error: Error, item: S) -> Error {
+    match error {
+        Error::Conflict { rn, fields, .. } => Error::Conflict {
+            rn,
+            fields,
+            item: crate::error::ConflictedItem::new(item),
+        },
+        other => other,
+    }
+}
+
+impl<T: Model> Item<T> {
+    /// Applies `change` to the item and commits it; when another writer changed the item
+    /// first ([`Error::Conflict`]), loads it again and applies `change` to the fresh data,
+    /// until a commit lands (at most 100 attempts, with a short random pause
+    /// growing between them). `change` may run several times: compute the new value from
+    /// the data it is given.
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Counter { hits: i64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let pool = korm::pool().layer("db", korm::layers::sqlite_memory()).open().await?;
+    /// let counter = korm::item::<Counter>(&pool)
+    ///     .from_data("[rn]:stats:hits:*".parse()?, Counter { hits: 0 })?
+    ///     .create()
+    ///     .await?;
+    /// let counter = counter.retry_on_conflict(|c| c.hits += 1).await?;
+    /// assert_eq!(counter.data().hits, 1);
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The last [`Error::Conflict`] when every attempt lost its race, and any other error of
+    /// a commit or a load at once.
+    pub async fn retry_on_conflict(self, mut change: impl FnMut(&mut T)) -> Result<Item<T>> {
+        let mut item = self;
+        let mut attempt: u32 = 0;
+        loop {
+            let pool = item.pool.clone();
+            let rn = item.rn.get().clone();
+            match item.update(&mut change).commit().await {
+                Ok(done) => return Ok(done),
+                Err(e) if e.is_conflict() && attempt + 1 < RETRY_ATTEMPTS => {
+                    attempt += 1;
+                    // A random pause, up to 1, 2, 4 ... 64 ms: racing writers spread out.
+                    let cap = 1u128 << attempt.min(6);
+                    let micros = uuid::Uuid::new_v4().as_u128() % (cap * 1000);
+                    tokio::time::sleep(std::time::Duration::from_micros(
+                        u64::try_from(micros).unwrap_or(0),
+                    ))
+                    .await;
+                    item = Load::new(pool, rn).get().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// How many times [`Item::retry_on_conflict`] commits at most.
+const RETRY_ATTEMPTS: u32 = 100;
+
+impl<T: Model> ItemHandle<T> {
+    /// Loads the item at `rn` and applies `change` to it with
+    /// [`Item::retry_on_conflict`]: the read-modify-write loop without a lock.
+    ///
+    /// # Errors
+    /// As [`Item::retry_on_conflict`], and the errors of a load.
+    pub async fn retry_on_conflict(
+        &self,
+        rn: Rn<T>,
+        change: impl FnMut(&mut T),
+    ) -> Result<Item<T>> {
+        self.load(rn).get().await?.retry_on_conflict(change).await
     }
 }
 
@@ -636,6 +831,7 @@ impl<T: Model> DeletedItem<T> {
                     before: None,
                     destructive: false,
                     uploads: Vec::new(),
+                    check: false,
                 }),
             )
             .await

@@ -199,7 +199,7 @@ impl<'g> Tx<'g> {
 
     /// Deletes an item (it can be restored from the [`DeletedItem`] taken back).
     pub fn delete<T: Model>(&mut self, item: Item<T>) -> TxHandle<DeletedItem<T>> {
-        let op = item.delete_op();
+        let op = item.delete_op(WriteOptions::default());
         let owner = item.pool.clone();
         self.push(&owner, Ok((op, Vec::new())), move || DeletedItem { item })
     }
@@ -280,7 +280,8 @@ impl<'g> Tx<'g> {
     /// # Errors
     /// The first change that could not be prepared (an [`Error::Encode`], an item of another
     /// pool); [`Error::LockTimeout`]; [`Error::WriteFailed`] naming the failing op (index and
-    /// RN) with its cause ([`Error::SchemaMismatch`], [`Error::AlreadyExists`],
+    /// RN) with its cause ([`Error::Conflict`] when an item was changed by another writer
+    /// since it was loaded, [`Error::SchemaMismatch`], [`Error::AlreadyExists`],
     /// [`Error::NotFound`], [`Error::StaleLock`], ...) after what was applied was undone; and
     /// [`Error::UndoFailed`] if that undo failed too. A transaction of one change fails with
     /// that change's own error, as the single-item call would. On error the items are
@@ -294,7 +295,8 @@ impl<'g> Tx<'g> {
     }
 
     /// [`persist`](Tx::persist) with options: `destructive` lets every change recreate
-    /// columns whose kind changed (T2).
+    /// columns whose kind changed (T2), `last_writer_wins` writes every commit and delete
+    /// without conflict detection.
     ///
     /// # Errors
     /// As [`persist`](Tx::persist).
@@ -308,11 +310,14 @@ impl<'g> Tx<'g> {
             .into_iter()
             .map(|mut change| {
                 change.op.destructive |= options.destructive;
+                if options.last_writer_wins {
+                    change.op.check = false;
+                }
                 cascades.append(&mut change.cascades);
                 (change.op, change.finish)
             })
             .unzip();
-        let cascaded = super::cascade_ops(&ops, &cascades, options.destructive)?;
+        let cascaded = super::cascade_ops(&ops, &cascades, options)?;
         ops.extend(cascaded);
         let held = self
             .held

@@ -259,9 +259,65 @@ pub(crate) struct LayerOp {
     /// in `__korm_fence__` inside the write's transaction, refused with
     /// [`Error::StaleLock`](crate::Error::StaleLock) if a newer token was seen.
     pub(crate) fence: Option<Fence>,
+    /// The values the row must still hold for the write to apply (an optimistic update or
+    /// delete): each a condition of the statement itself. Empty: unconditional.
+    pub(crate) expect: Vec<Expect>,
+}
+
+/// A value a column held when its item was loaded, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stored {
+    /// A value in storage form, bound as korm writes it.
+    Value(serde_json::Value),
+    /// A JSON column's text exactly as read back, bound as it is (re-serialized it could
+    /// differ from the stored text: key order, spacing, number forms).
+    JsonText(String),
+}
+
+impl Stored {
+    /// The value in storage form (JSON text parsed; text that does not parse stays text).
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        match self {
+            Stored::Value(v) => v.clone(),
+            Stored::JsonText(text) => crate::model::Cell::Json(text).to_value(),
+        }
+    }
+}
+
+/// One condition of an optimistic write: the column `name` still holds `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Expect {
+    /// The column.
+    pub(crate) name: String,
+    /// What it held when the item was loaded.
+    pub(crate) value: Stored,
 }
 
 impl LayerOp {
+    /// The error of a conditional write that changed no row: `matched` is what the probe
+    /// of the row found (`None`: no row, the item is gone, [`Error::NotFound`]; else one
+    /// flag per condition in `names`, whether it still holds).
+    pub(crate) fn conflict(&self, names: Vec<String>, matched: Option<Vec<bool>>) -> Error {
+        let Some(matched) = matched else {
+            return Error::NotFound {
+                rn: self.rn.clone(),
+            };
+        };
+        let changed: Vec<String> = names
+            .iter()
+            .zip(&matched)
+            .filter(|(_, ok)| !**ok)
+            .map(|(n, _)| n.clone())
+            .collect();
+        Error::Conflict {
+            rn: self.rn.clone(),
+            // All held by the time of the probe (another writer changed the row back, or a
+            // statement in autocommit raced): name every condition.
+            fields: if changed.is_empty() { names } else { changed },
+            item: crate::error::ConflictedItem::none(),
+        }
+    }
+
     /// The outcome of the op's statement, which changed (or, for an update with nothing to
     /// write, found) `changed` rows: an update or a delete of a row that is not there is
     /// [`Error::NotFound`].

@@ -20,7 +20,7 @@ use crate::error::clip;
 use crate::layer::schema::{
     ID_COLUMN, SchemaChange, TableSchema, UNIQUE_PREFIX, unique_index_name,
 };
-use crate::layer::{LayerOp, OpKind};
+use crate::layer::{LayerOp, OpKind, Stored};
 use crate::model::{ColumnKind, SqlValue, fingerprint};
 use crate::{Error, Result};
 
@@ -1013,6 +1013,12 @@ pub(crate) trait Dialect: Send + Sync {
         self.push_identifier(&mut sql, ID_COLUMN);
         sql.push_str(" = ");
         sql.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
+        if matches!(op.kind, OpKind::Update | OpKind::Delete) {
+            for (_, condition) in self.render_conditions(&mut st, op, schema) {
+                sql.push_str(" AND ");
+                sql.push_str(&condition);
+            }
+        }
         let statement = Statement {
             sql,
             params: st.params,
@@ -1022,6 +1028,90 @@ pub(crate) trait Dialect: Send + Sync {
         } else {
             RowSql::Execute(statement)
         })
+    }
+
+    /// The null-safe equality operator, with its spaces: SQLite's ` IS `, PostgreSQL's
+    /// ` IS NOT DISTINCT FROM `, MariaDB's ` <=> `.
+    fn null_safe_eq(&self) -> &'static str {
+        " IS "
+    }
+
+    /// Binds the value a condition expects a column of `kind` to hold, as it compares with
+    /// the stored value. The default is [`Dialect::bind_write`] (what was written compares
+    /// with what is stored); MariaDB adds its binary collation to text.
+    fn bind_expected(&self, st: &mut RenderState, value: SqlValue, kind: ColumnKind) -> String {
+        let _ = kind;
+        self.bind_write(st, value)
+    }
+
+    /// The conditions of an optimistic write ([`LayerOp::expect`]), each with its column:
+    /// `"column" <null-safe => <value as stored>`. A column the table lacks, or whose kind
+    /// the value can not have (the column was recreated for another kind), gives none: its
+    /// old value is gone already.
+    fn render_conditions(
+        &self,
+        st: &mut RenderState,
+        op: &LayerOp,
+        schema: &TableSchema,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(op.expect.len());
+        for expect in &op.expect {
+            let Some(kind) = schema.kind_of(&expect.name) else {
+                continue;
+            };
+            let value = match &expect.value {
+                Stored::Value(value) => self.write_value(value, kind),
+                Stored::JsonText(text) => match kind {
+                    ColumnKind::Json | ColumnKind::Encrypted => SqlValue::Json(text.clone()),
+                    _ => SqlValue::Text(text.clone()),
+                },
+            };
+            if !value_fits(&value, kind) {
+                continue;
+            }
+            let mut sql = self.quote_identifier(&expect.name);
+            sql.push_str(self.null_safe_eq());
+            sql.push_str(&self.bind_expected(st, value, kind));
+            out.push((expect.name.clone(), sql));
+        }
+        out
+    }
+
+    /// The query that tells why a conditional write changed no row: one row (or none, when
+    /// the item is gone) of one `1`/`0` column per condition, whether it still holds, and
+    /// the conditions' columns. `None` for an unconditional op.
+    fn render_probe(&self, op: &LayerOp, schema: &TableSchema) -> Option<(Statement, Vec<String>)> {
+        if op.expect.is_empty() || !matches!(op.kind, OpKind::Update | OpKind::Delete) {
+            return None;
+        }
+        let mut st = RenderState::default();
+        let conditions = self.render_conditions(&mut st, op, schema);
+        let mut sql = String::from("SELECT ");
+        if conditions.is_empty() {
+            sql.push('1');
+        }
+        for (i, (_, condition)) in conditions.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("CASE WHEN ");
+            sql.push_str(condition);
+            sql.push_str(" THEN 1 ELSE 0 END");
+        }
+        sql.push_str(" FROM ");
+        self.push_identifier(&mut sql, &self.physical_table(&op.table));
+        sql.push_str(" WHERE ");
+        self.push_identifier(&mut sql, ID_COLUMN);
+        sql.push_str(" = ");
+        sql.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
+        let names = conditions.into_iter().map(|(name, _)| name).collect();
+        Some((
+            Statement {
+                sql,
+                params: st.params,
+            },
+            names,
+        ))
     }
 
     /// Refuses, before anything is sent, a row the database can not store as given: an
@@ -1089,6 +1179,22 @@ pub(crate) trait Dialect: Send + Sync {
     /// [`default_render_change`]; MySQL adds its `__korm_meta__` rows around them).
     fn render_change(&self, table: &str, change: &SchemaChange) -> Vec<Statement> {
         default_render_change(self, table, change)
+    }
+}
+
+/// Whether a column of `kind` can hold `value` as bound (a null fits every column).
+fn value_fits(value: &SqlValue, kind: ColumnKind) -> bool {
+    match value {
+        SqlValue::Null => true,
+        // Booleans are 0/1 integers on SQLite and MariaDB.
+        SqlValue::Integer(_) => matches!(
+            kind,
+            ColumnKind::Integer | ColumnKind::Double | ColumnKind::Boolean
+        ),
+        SqlValue::Double(_) => kind == ColumnKind::Double,
+        SqlValue::Boolean(_) => kind == ColumnKind::Boolean,
+        SqlValue::Text(_) => matches!(kind, ColumnKind::Text | ColumnKind::RnRef),
+        SqlValue::Json(_) => matches!(kind, ColumnKind::Json | ColumnKind::Encrypted),
     }
 }
 
@@ -1332,6 +1438,47 @@ pub(crate) mod testing {
     /// A text parameter.
     pub(crate) fn text(s: &str) -> SqlValue {
         SqlValue::Text(s.to_owned())
+    }
+
+    /// An optimistic update of [`schema`]: `age` set to 43 on the condition that it is
+    /// still 42 and `meta` still the stored JSON text (and `gone`, a column the table lacks,
+    /// conditions nothing); its statement and its probe.
+    pub(crate) fn conditional_update(d: &dyn Dialect) -> (Statement, Statement, Vec<String>) {
+        use crate::layer::Expect;
+        let op = LayerOp {
+            kind: OpKind::Update,
+            rn: "[rn]:users:freetier:u1".into(),
+            table: TABLE.into(),
+            id: "u1".into(),
+            fields: vec![crate::model::Field {
+                name: "age".into(),
+                value: 43.into(),
+                kind: Some(ColumnKind::Integer),
+                unique: false,
+            }]
+            .into(),
+            destructive: false,
+            fence: None,
+            expect: vec![
+                Expect {
+                    name: "age".into(),
+                    value: Stored::Value(42.into()),
+                },
+                Expect {
+                    name: "meta".into(),
+                    value: Stored::JsonText("{\"a\": 1}".into()),
+                },
+                Expect {
+                    name: "gone".into(),
+                    value: Stored::Value(Value::Null),
+                },
+            ],
+        };
+        let RowSql::Execute(update) = d.render_op(&op, &schema()).unwrap() else {
+            panic!("an update with fields executes");
+        };
+        let (probe, names) = d.render_probe(&op, &schema()).unwrap();
+        (update, probe, names)
     }
 }
 

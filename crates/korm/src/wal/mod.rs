@@ -285,8 +285,7 @@ impl WalLog {
                 RecordOp {
                     kind,
                     rn: op.rn.to_string(),
-                    data: (kind != RecordOpType::Delete)
-                        .then(|| crate::model::fields_to_map(&op.fields)),
+                    data: (kind != RecordOpType::Delete).then(|| after_image(op)),
                     before: op.before.as_ref().map(BeforeImage::to_map),
                     destructive: op.destructive,
                 }
@@ -752,5 +751,21 @@ impl WalLog {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|b| pending.contains(&b.record));
         Ok(())
+    }
+}
+
+/// The whole item after `op`, as a record holds it (korm 1.5's records hold whole rows, and
+/// recovery writes the whole image): an update, which writes only the fields it changes,
+/// over its before-image.
+fn after_image(op: &crate::write::WriteOp) -> serde_json::Map<String, serde_json::Value> {
+    match (&op.kind, &op.before) {
+        (OpKind::Update, Some(before)) => {
+            let mut image = before.to_map();
+            for field in op.fields.iter() {
+                image.insert(field.name.clone(), field.value.clone());
+            }
+            image
+        }
+        _ => crate::model::fields_to_map(&op.fields),
     }
 }

@@ -21,6 +21,8 @@
 //! the process at named points of this path ([`crash_point`]).
 
 mod crash_point;
+mod diff;
+pub(crate) use diff::{FieldDiff, diff};
 
 use std::sync::Arc;
 
@@ -28,7 +30,7 @@ use serde_json::{Map, Value};
 
 use crate::depot::write::DepotOp;
 use crate::error::{Error, Result};
-use crate::layer::{Fence, LayerHandle, LayerOp, OpKind};
+use crate::layer::{Expect, Fence, LayerHandle, LayerOp, OpKind, Stored};
 use crate::lock::{LockGuard, item_lock_key, release_all};
 use crate::model::{Field, StoredRow, infer_kind};
 use crate::pool::Pool;
@@ -51,6 +53,11 @@ pub(crate) struct WriteOp {
     pub(crate) destructive: bool,
     /// Files inside the data to upload with it (see [`crate::depot`]).
     pub(crate) uploads: Vec<DepotOp>,
+    /// Whether the op is optimistic: an update applies only while the row still holds the
+    /// before-image values of the fields it writes, a delete only while it holds the whole
+    /// before-image; otherwise [`Error::Conflict`] and nothing is written. `false`:
+    /// last writer wins (and the undo and recovery ops, which restore known states).
+    pub(crate) check: bool,
 }
 
 /// A lock the caller holds already, that the plan's writes run under.
@@ -337,7 +344,26 @@ fn name_failed_op(plan: &WritePlan, indexes: &[usize], error: Error) -> Error {
 
 fn layer_op(op: &WriteOp, fence: Option<Fence>) -> Result<LayerOp> {
     let (table, id) = item_key(&op.rn)?;
+    let expect = match (op.check, op.kind, &op.before) {
+        (true, OpKind::Update, Some(before)) => op
+            .fields
+            .iter()
+            .map(|field| Expect {
+                name: field.name.clone(),
+                value: before
+                    .stored(&field.name)
+                    .unwrap_or(Stored::Value(Value::Null)),
+            })
+            .collect(),
+        (true, OpKind::Delete, Some(before)) => before
+            .entries()
+            .into_iter()
+            .map(|(name, value)| Expect { name, value })
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(LayerOp {
+        expect,
         kind: op.kind,
         rn: op.rn.to_string(),
         table,
@@ -371,6 +397,17 @@ pub(crate) enum BeforeImage {
     Written(Map<String, Value>),
     /// As last written, the very fields the write stored.
     Fields(Arc<[Field]>),
+    /// As stored after a field-level commit: the fields it kept as they were (JSON text as
+    /// read) and those it wrote.
+    Image(Arc<[(String, Stored)]>),
+}
+
+/// A read cell as a condition compares it: JSON text as it was read.
+fn cell_stored(cell: crate::model::Cell<'_>) -> Stored {
+    match cell {
+        crate::model::Cell::Json(text) => Stored::JsonText(text.to_owned()),
+        cell => Stored::Value(cell.to_value()),
+    }
 }
 
 impl BeforeImage {
@@ -381,6 +418,62 @@ impl BeforeImage {
             BeforeImage::Shared(row) => row.to_map(),
             BeforeImage::Written(map) => map.clone(),
             BeforeImage::Fields(fields) => crate::model::fields_to_map(fields),
+            BeforeImage::Image(entries) => entries
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_value()))
+                .collect(),
+        }
+    }
+
+    /// The image, cheap to clone: a row read back is moved behind an `Arc`.
+    pub(crate) fn shared(self) -> BeforeImage {
+        match self {
+            BeforeImage::Read(row) => BeforeImage::Shared(Arc::new(row)),
+            other => other,
+        }
+    }
+
+    /// Every field, as a condition compares it.
+    pub(crate) fn entries(&self) -> Vec<(String, Stored)> {
+        let row = |row: &StoredRow| {
+            row.cells()
+                .map(|(name, cell)| (name.to_owned(), cell_stored(cell)))
+                .collect()
+        };
+        match self {
+            BeforeImage::Read(r) => row(r),
+            BeforeImage::Shared(r) => row(r),
+            BeforeImage::Written(map) => map
+                .iter()
+                .map(|(name, value)| (name.clone(), Stored::Value(value.clone())))
+                .collect(),
+            BeforeImage::Fields(fields) => fields
+                .iter()
+                .map(|f| (f.name.clone(), Stored::Value(f.value.clone())))
+                .collect(),
+            BeforeImage::Image(entries) => entries.to_vec(),
+        }
+    }
+
+    /// One field, as a condition compares it; `None` when the image lacks it (it was null).
+    pub(crate) fn stored(&self, name: &str) -> Option<Stored> {
+        let row = |row: &StoredRow| {
+            row.cells()
+                .find(|(n, _)| *n == name)
+                .map(|(_, cell)| cell_stored(cell))
+        };
+        match self {
+            BeforeImage::Read(r) => row(r),
+            BeforeImage::Shared(r) => row(r),
+            BeforeImage::Written(map) => map.get(name).cloned().map(Stored::Value),
+            BeforeImage::Fields(fields) => fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| Stored::Value(f.value.clone())),
+            BeforeImage::Image(entries) => entries
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone()),
         }
     }
 }
@@ -403,18 +496,21 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (kind, fields) = match (op.kind, &before) {
         (OpKind::Insert, _) => (OpKind::DeleteIfExists, Vec::new()),
         (OpKind::Update, Some(before)) => {
-            // Columns the update wrote that the before-image lacks were null before.
-            let mut fields = before_fields(before);
-            for field in op.fields.iter() {
-                if !before.contains_key(&field.name) {
-                    fields.push(Field {
+            // Only the columns the update wrote (others may have been written by another
+            // writer meanwhile); those the before-image lacks were null before.
+            let fields = op
+                .fields
+                .iter()
+                .map(|field| {
+                    let value = before.get(&field.name).cloned().unwrap_or(Value::Null);
+                    Field {
                         name: field.name.clone(),
-                        value: Value::Null,
-                        kind: None,
+                        kind: infer_kind(&value),
+                        value,
                         unique: false,
-                    });
-                }
-            }
+                    }
+                })
+                .collect();
             (OpKind::Update, fields)
         }
         (OpKind::Delete | OpKind::DeleteIfExists, Some(before)) => {
@@ -430,5 +526,6 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
         fields: fields.into(),
         destructive: false,
         fence: None,
+        expect: Vec::new(),
     })
 }

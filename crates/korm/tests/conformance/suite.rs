@@ -1324,31 +1324,39 @@ pub async fn encrypted_fields_and_passwords(pool: &Pool) {
         .expect_err("no sort on ciphertext");
     assert!(err.to_string().contains("encrypted"), "{err}");
 
-    // Committing re-encrypts (fresh nonce), and the value reads back the same.
+    // A commit writes only the fields it changed (#16): an unchanged secret sealed under the
+    // current key keeps its envelope; a changed one is sealed again (fresh nonce).
     let raw = |item: &korm::Item<Value>| item.data()["ssn"].clone();
-    let before = korm::item::<Value>(pool)
-        .load(rn(fred.rn().as_str()))
-        .get()
-        .await
-        .expect("raw");
-    loaded
+    let load_raw = || async {
+        korm::item::<Value>(pool)
+            .load(rn(fred.rn().as_str()))
+            .get()
+            .await
+            .expect("raw")
+    };
+    let before = load_raw().await;
+    let loaded = loaded
         .update(|u| u.age = 42)
         .commit()
         .await
         .expect("commit");
-    let after = korm::item::<Value>(pool)
-        .load(rn(fred.rn().as_str()))
-        .get()
+    let after = load_raw().await;
+    assert_eq!(raw(&before), raw(&after));
+    loaded
+        .update(|u| *u.ssn.reveal_mut() = "078-05-1121".into())
+        .commit()
         .await
-        .expect("raw");
-    assert_ne!(raw(&before)["iv"], raw(&after)["iv"]);
-    assert_eq!(raw(&after)["keyId"], raw(&before)["keyId"]);
+        .expect("commit the secret");
+    let changed = load_raw().await;
+    assert_ne!(raw(&after)["iv"], raw(&changed)["iv"]);
+    assert_eq!(raw(&after)["keyId"], raw(&changed)["keyId"]);
     let again = korm::item::<SecretUser>(pool)
         .load(rn(fred.rn().as_str()))
         .get()
         .await
         .expect("load");
-    assert_eq!(again.data().ssn.reveal(), "078-05-1120");
+    assert_eq!(again.data().ssn.reveal(), "078-05-1121");
+    assert_eq!(again.data().age, 42);
 }
 
 /// A value sealed with an older key reads back, and a commit re-seals it with the current key.

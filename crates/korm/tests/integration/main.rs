@@ -3,6 +3,7 @@
 
 mod compat;
 mod concurrency;
+mod conflicts;
 mod crypto;
 mod locks;
 mod meta;

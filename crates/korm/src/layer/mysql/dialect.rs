@@ -205,6 +205,28 @@ impl Dialect for MySqlDialect {
         self.bind(st, value)
     }
 
+    fn null_safe_eq(&self) -> &'static str {
+        " <=> "
+    }
+
+    /// Text and JSON text compare in the binary collation without padding, so a change of
+    /// case or of trailing spaces is a change. MySQL 8's `JSON` columns are documents, not
+    /// text: the value is cast to one and compares by value.
+    fn bind_expected(&self, st: &mut RenderState, value: SqlValue, kind: ColumnKind) -> String {
+        let json = matches!(kind, ColumnKind::Json | ColumnKind::Encrypted);
+        match value {
+            SqlValue::Text(_) | SqlValue::Json(_) if json && self.binary == MYSQL_BINARY => {
+                let p = self.bind(st, value);
+                format!("CAST({p} AS JSON)")
+            }
+            SqlValue::Text(_) | SqlValue::Json(_) => {
+                let p = self.bind(st, value);
+                format!("{p} COLLATE {}", self.binary)
+            }
+            other => self.bind(st, other),
+        }
+    }
+
     fn json_extract(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         self.fragment(st, loc)
     }
@@ -856,5 +878,23 @@ mod tests {
             format!("SELECT * FROM `{TABLE}`"),
             "a short name is kept"
         );
+    }
+
+    #[test]
+    fn conditional_update_and_probe() {
+        let (update, probe, names) = testing::conditional_update(&MySqlDialect::default());
+        assert_eq!(
+            update.sql,
+            format!(
+                "UPDATE `{TABLE}` SET `age` = ? WHERE `rnId` = ? AND `age` <=> ? AND `meta` <=> ? COLLATE utf8mb4_nopad_bin"
+            )
+        );
+        assert_eq!(
+            probe.sql,
+            format!(
+                "SELECT CASE WHEN `age` <=> ? THEN 1 ELSE 0 END, CASE WHEN `meta` <=> ? COLLATE utf8mb4_nopad_bin THEN 1 ELSE 0 END FROM `{TABLE}` WHERE `rnId` = ?"
+            )
+        );
+        assert_eq!(names, ["age", "meta"]);
     }
 }

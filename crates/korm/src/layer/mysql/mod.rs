@@ -419,6 +419,25 @@ impl MySqlLayer {
                 .map_err(failed)?
                 .map_or(0, |_| 1),
         };
+        if changed == 0
+            && let Some((probe, names)) = self.dialect.render_probe(op, schema)
+        {
+            // A conditional write that changed nothing: the item is gone, or changed.
+            let row = query(probe)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.error(e))?;
+            let matched = match row {
+                None => None,
+                Some(row) => Some(
+                    (0..names.len())
+                        .map(|i| row.try_get::<i64, _>(i).map(|v| v != 0))
+                        .collect::<std::result::Result<Vec<bool>, _>>()
+                        .map_err(|e| self.error(e))?,
+                ),
+            };
+            return Err(op.conflict(names, matched));
+        }
         op.outcome(changed)
     }
 
@@ -470,7 +489,7 @@ impl Layer for MySqlLayer {
             validate_table(&op.table)?;
         }
         let result = self.apply_ops(&ops).await;
-        if result.is_err() {
+        if result.as_ref().is_err_and(|e| !e.is_conflict()) {
             // What the cache learnt may not have happened: forget it.
             let mut schemas = self.schemas.lock().await;
             for op in &ops {

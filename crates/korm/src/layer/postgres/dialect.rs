@@ -331,6 +331,13 @@ impl Dialect for PgDialect {
     /// statement is never reused with a value of another type (after a destructive column
     /// recreation the same `INSERT` would otherwise send text where the server expects a
     /// bigint). NULL is written as a literal: it fits any column and binds nothing.
+    fn null_safe_eq(&self) -> &'static str {
+        " IS NOT DISTINCT FROM "
+    }
+
+    // bind_expected: the default (bind_write's cast) fits: jsonb compares by value, text
+    // byte by byte in a deterministic collation.
+
     fn bind_write(&self, st: &mut RenderState, value: SqlValue) -> String {
         let cast = match &value {
             SqlValue::Null => return "NULL".to_owned(),
@@ -758,5 +765,23 @@ mod tests {
         let mut expected = vec![text("tier"), text("tier"), text("gold")];
         expected.extend(vec![text("rank"); 4]);
         assert_eq!(st.params, expected);
+    }
+
+    #[test]
+    fn conditional_update_and_probe() {
+        let (update, probe, names) = testing::conditional_update(&PgDialect::default());
+        assert_eq!(
+            update.sql,
+            format!(
+                "UPDATE \"{TABLE}\" SET \"age\" = $1::int8 WHERE \"rnId\" = $2 AND \"age\" IS NOT DISTINCT FROM $3::int8 AND \"meta\" IS NOT DISTINCT FROM $4::jsonb"
+            )
+        );
+        assert_eq!(
+            probe.sql,
+            format!(
+                "SELECT CASE WHEN \"age\" IS NOT DISTINCT FROM $1::int8 THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS NOT DISTINCT FROM $2::jsonb THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = $3"
+            )
+        );
+        assert_eq!(names, ["age", "meta"]);
     }
 }

@@ -405,6 +405,25 @@ impl Working<'_> {
                 .map_err(failed)?
                 .map_or(0, |_| 1),
         };
+        if changed == 0
+            && let Some((probe, names)) = self.layer.dialect.render_probe(op, &schema)
+        {
+            // A conditional write that changed nothing: the item is gone, or changed.
+            let row = query(probe)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| self.layer.error(e))?;
+            let matched = match row {
+                None => None,
+                Some(row) => Some(
+                    (0..names.len())
+                        .map(|i| row.try_get::<i32, _>(i).map(|v| v != 0))
+                        .collect::<std::result::Result<Vec<bool>, _>>()
+                        .map_err(|e| self.layer.error(e))?,
+                ),
+            };
+            return Err(op.conflict(names, matched));
+        }
         op.outcome(changed)
     }
 }
@@ -436,7 +455,7 @@ impl Layer for PgLayer {
         {
             let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
             let result = working.apply_op(&mut conn, op).await;
-            if result.is_err() {
+            if result.as_ref().is_err_and(|e| !e.is_conflict()) {
                 self.forget(&op.table);
             }
             return result.map_err(|e| committing(&self.ident, &op.rn, e));

@@ -457,4 +457,31 @@ mod tests {
             .unwrap();
         assert!(version.as_str() >= "3.30", "{version}");
     }
+
+    #[test]
+    fn conditional_update_and_probe() {
+        let (update, probe, names) = testing::conditional_update(&SqliteDialect);
+        assert_eq!(
+            update.sql,
+            format!(
+                "UPDATE \"{TABLE}\" SET \"age\" = ? WHERE \"rnId\" = ? AND \"age\" IS ? AND \"meta\" IS ?"
+            )
+        );
+        assert_eq!(
+            update.params,
+            vec![
+                SqlValue::Integer(43),
+                text("u1"),
+                SqlValue::Integer(42),
+                SqlValue::Json("{\"a\": 1}".into())
+            ]
+        );
+        assert_eq!(
+            probe.sql,
+            format!(
+                "SELECT CASE WHEN \"age\" IS ? THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS ? THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = ?"
+            )
+        );
+        assert_eq!(names, ["age", "meta"]);
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{Value as SqlParam, ValueRef};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 pub(crate) use options::MEMORY_PATH;
 use options::Target;
@@ -460,10 +460,15 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
             .is_some_and(|schema| !schema.needs_ddl(&op.fields))
     {
         let result = apply_op(conn, schemas, ident, op);
-        if result.is_err() {
-            schemas.remove(&op.table);
-        } else {
-            state.committed();
+        match &result {
+            Ok(()) => {
+                state.committed();
+            }
+            // A conflict says nothing about the table: its schema stays cached.
+            Err(e) if e.is_conflict() => {}
+            Err(_) => {
+                schemas.remove(&op.table);
+            }
         }
         return result;
     }
@@ -532,6 +537,25 @@ fn apply_op(
             .map(usize::from)
             .map_err(failed)?,
     };
+    if changed == 0
+        && let Some(schema) = schemas.get(&op.table)
+        && let Some((probe, names)) = SqliteDialect.render_probe(op, schema)
+    {
+        // A conditional write that changed nothing: the item is gone, or changed.
+        let width = names.len();
+        let matched = conn
+            .prepare_cached(&probe.sql)
+            .and_then(|mut stmt| {
+                stmt.query_row(params(probe.params), |row| {
+                    (0..width)
+                        .map(|i| row.get::<_, i64>(i).map(|v| v != 0))
+                        .collect::<rusqlite::Result<Vec<bool>>>()
+                })
+                .optional()
+            })
+            .map_err(|e| db_error(layer, e))?;
+        return Err(op.conflict(names, matched));
+    }
     op.outcome(changed as u64)
 }
 

@@ -1,0 +1,188 @@
+//! Field-level commits: which top-level fields a commit changes against the item's
+//! before-image (the row as it was loaded or last written), and the item as stored after.
+//!
+//! A commit writes only those fields, each on the condition that the row still holds its
+//! before-image value (see [`crate::write`]): two writers changing different fields of one
+//! item both land, and two changing the same field can not both win silently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::BeforeImage;
+use crate::layer::Stored;
+use crate::model::{Field, is_envelope};
+
+/// What a commit writes, and the item as stored once it is written.
+#[derive(Debug)]
+pub(crate) struct FieldDiff {
+    /// The fields whose value differs from the before-image, in the model's order.
+    pub(crate) changed: Vec<Field>,
+    /// The item as stored after the write: the before-image with the changed fields.
+    pub(crate) after: BeforeImage,
+}
+
+/// Compares the encoded `fields` of an item with its before-image.
+///
+/// A field is unchanged when its value equals the stored one: numbers by value (a double
+/// column holds a whole number as `3.0`), objects without regard to key order, and
+/// encryption envelopes by what they seal, unless the stored one was sealed under another
+/// key than the current one (a commit re-encrypts those, as a whole-row write did).
+/// A field absent from the before-image was null.
+pub(crate) fn diff(fields: Vec<Field>, before: &BeforeImage) -> FieldDiff {
+    let mut entries = before.entries();
+    let index: Option<HashMap<String, usize>> = (entries.len() > 16).then(|| {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.clone(), i))
+            .collect()
+    });
+    let find = |entries: &[(String, Stored)], name: &str| match &index {
+        Some(index) => index.get(name).copied(),
+        None => entries.iter().position(|(n, _)| n == name),
+    };
+    let mut changed = Vec::new();
+    for field in fields {
+        match find(&entries, &field.name) {
+            Some(i) => {
+                if !same_stored(&field.value, &entries[i].1) {
+                    entries[i].1 = Stored::Value(field.value.clone());
+                    changed.push(field);
+                }
+            }
+            None if field.value.is_null() => {}
+            None => {
+                entries.push((field.name.clone(), Stored::Value(field.value.clone())));
+                changed.push(field);
+            }
+        }
+    }
+    FieldDiff {
+        changed,
+        after: BeforeImage::Image(Arc::from(entries)),
+    }
+}
+
+/// Whether `new` (storage form) is the value `old` holds.
+fn same_stored(new: &Value, old: &Stored) -> bool {
+    match old {
+        Stored::Value(old) => same_value(new, old),
+        Stored::JsonText(text) => {
+            if matches!(new, Value::Object(_) | Value::Array(_))
+                && !is_envelope(new)
+                && serde_json::to_string(new).is_ok_and(|t| t == *text)
+            {
+                return true;
+            }
+            same_value(new, &crate::model::Cell::Json(text).to_value())
+        }
+    }
+}
+
+/// Whether two storage-form values are the same (see [`diff`]).
+pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(p), Some(q)) => p == q,
+            _ => x.as_f64().is_some() && x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            if is_envelope(a) || is_envelope(b) {
+                return same_secret(a, b);
+            }
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Whether two envelopes seal the same value, the stored one (`old`) under the current key.
+fn same_secret(new: &Value, old: &Value) -> bool {
+    if !(is_envelope(new) && is_envelope(old)) {
+        return false;
+    }
+    let Ok(ring) = crate::crypto::key_ring() else {
+        return false;
+    };
+    let key_of = |v: &Value| {
+        v.get(crate::crypto::KEY_ID_FIELD)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    if key_of(old).as_deref() != Some(ring.current_key_id()) {
+        return false;
+    }
+    match (
+        crate::crypto::open_value(&ring, new),
+        crate::crypto::open_value(&ring, old),
+    ) {
+        (Ok(x), Ok(y)) => same_value(&x, &y),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Cell, StoredRow, encode};
+    use serde_json::json;
+
+    fn fields(value: Value) -> Vec<Field> {
+        encode(&value).unwrap()
+    }
+
+    #[test]
+    fn only_changed_fields_are_written() {
+        let before = BeforeImage::Read(StoredRow::from_pairs(
+            "id",
+            vec![
+                ("a", Cell::Integer(1)),
+                ("b", Cell::Double(2.0)),
+                ("c", Cell::Json(r#"{"y": 2, "x": 1}"#)),
+                ("d", Cell::Text("same")),
+                ("extra", Cell::Text("kept")),
+            ],
+        ));
+        let d = diff(
+            fields(json!({"a": 1, "b": 2, "c": {"x": 1, "y": 2}, "d": "new", "e": null})),
+            &before,
+        );
+        let names: Vec<&str> = d.changed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["d"]);
+        let after = d.after.entries();
+        // Unchanged JSON keeps its stored text (the next write's condition binds it).
+        assert!(after.contains(&("c".into(), Stored::JsonText(r#"{"y": 2, "x": 1}"#.into()))));
+        assert!(after.contains(&("d".into(), Stored::Value(json!("new")))));
+        assert!(after.contains(&("extra".into(), Stored::Value(json!("kept")))));
+        let d = diff(fields(json!({"a": 2, "c": [1], "f": 1})), &before);
+        let names: Vec<&str> = d.changed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "f"]);
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(same_value(&json!(3), &json!(3.0)));
+        assert!(!same_value(&json!(3), &json!(3.5)));
+        assert!(!same_value(&json!("3"), &json!(3)));
+        assert!(same_value(&json!({"a": [1, 2.0]}), &json!({"a": [1.0, 2]})));
+    }
+
+    #[test]
+    fn envelopes_compare_by_what_they_seal() {
+        let ring = crate::crypto::key_ring().unwrap();
+        let a = ring.encrypt(&json!("secret")).unwrap();
+        let b = ring.encrypt(&json!("secret")).unwrap();
+        let c = ring.encrypt(&json!("other")).unwrap();
+        assert_ne!(a, b, "a fresh nonce each time");
+        assert!(same_value(&a, &b));
+        assert!(!same_value(&a, &c));
+        assert!(!same_value(&a, &json!({"plain": 1})));
+    }
+}
