@@ -258,3 +258,64 @@ async fn a_write_is_reported_only_after_its_group_commit() {
     }
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_group_commit_fails_every_write_in_it() {
+    // In the rollback journal a COMMIT needs every reader gone: a reader that stays makes the
+    // shared COMMIT fail (busy), and every write of the batch must get that error and be
+    // left out.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("journal.sqlite");
+    let pool = korm::pool()
+        .layer(
+            "db",
+            korm::layers::sqlite(&path)
+                .with_wal_journal(false)
+                .with_busy_timeout(Duration::from_millis(300)),
+        )
+        .open()
+        .await
+        .expect("open");
+    account(&pool, "first@x", 0).create().await.expect("table");
+
+    let reader = rusqlite::Connection::open(&path).expect("open reader");
+    reader
+        .execute_batch(&format!("BEGIN; SELECT count(*) FROM \"{TABLE}\";"))
+        .expect("a read transaction holds a shared lock");
+    // The first write waits for its own COMMIT in SQLite's busy handler while the others
+    // queue behind it: they form one batch, whose COMMIT fails as well.
+    let mut tasks = Vec::new();
+    for k in 0..8 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            account(&pool, &format!("{k}@x"), k)
+                .create()
+                .await
+                .map(|_| ())
+        }));
+    }
+    let mut busy = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Err(Error::Database {
+                kind: korm::DbErrorKind::Busy,
+                ..
+            }) => busy += 1,
+            other => panic!("a write whose COMMIT could not happen is busy, not {other:?}"),
+        }
+    }
+    assert_eq!(busy, 8);
+    reader.execute_batch("COMMIT").expect("end the read");
+    assert_eq!(stored_emails(&path), vec!["first@x".to_owned()]);
+
+    // With the reader gone the same writes go through.
+    account(&pool, "later@x", 9)
+        .create()
+        .await
+        .expect("a write after the reader left");
+    assert_eq!(
+        stored_emails(&path),
+        vec!["first@x".to_owned(), "later@x".to_owned()]
+    );
+    pool.close().await;
+}
