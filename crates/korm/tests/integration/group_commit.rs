@@ -319,3 +319,102 @@ async fn a_failed_group_commit_fails_every_write_in_it() {
     );
     pool.close().await;
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AccountWithNote {
+    email: Unique<String>,
+    n: i64,
+    note: String,
+}
+
+fn account_with_note(
+    pool: &korm::Pool,
+    email: &str,
+    n: i64,
+) -> korm::FloatingItem<AccountWithNote> {
+    korm::item::<AccountWithNote>(pool)
+        .from_data(
+            ACCOUNTS.parse().expect("rn"),
+            AccountWithNote {
+                email: Unique::new(email.to_owned()),
+                n,
+                note: format!("note {n}"),
+            },
+        )
+        .expect("floating")
+}
+
+/// The columns of the accounts table, read by a connection of its own.
+fn columns(path: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).expect("open raw");
+    let mut stmt = conn
+        .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY name")
+        .expect("prepare");
+    stmt.query_map([TABLE], |row| row.get(0))
+        .expect("query")
+        .map(|r| r.expect("row"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plan_s_new_column_rolls_back_with_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ddl.sqlite");
+    let pool = open(&path).await;
+    account(&pool, "taken@x", 0).create().await.expect("table");
+
+    let (lock, _) = WriteLock::take(&path);
+    // In one batch: a write that adds the column `note` and then collides on its email, and
+    // plain writes before and after it.
+    let mut tasks = Vec::new();
+    for k in 1..=6 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            if k == 3 {
+                account_with_note(&pool, "taken@x", k)
+                    .create()
+                    .await
+                    .map(|_| ())
+            } else {
+                account(&pool, &format!("{k}@x"), k)
+                    .create()
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.release();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let outcome = task.await.expect("task");
+        if i == 2 {
+            assert!(
+                matches!(outcome, Err(Error::UniqueViolation { .. })),
+                "{outcome:?}"
+            );
+        } else {
+            outcome.expect("the plain writes commit");
+        }
+    }
+    assert!(
+        !columns(&path).contains(&"note".to_owned()),
+        "the failed write's new column rolled back with it: {:?}",
+        columns(&path)
+    );
+    assert_eq!(stored_emails(&path).len(), 6);
+
+    // korm does not believe in the column that was rolled back: a write with it adds it again.
+    account_with_note(&pool, "noted@x", 7)
+        .create()
+        .await
+        .expect("a write adding the column");
+    assert!(columns(&path).contains(&"note".to_owned()));
+    let noted = korm::item::<AccountWithNote>(&pool)
+        .query(ACCOUNTS.parse().expect("rn"))
+        .filter(korm::eq("n", 7))
+        .first()
+        .await
+        .expect("query");
+    assert_eq!(noted.data().note, "note 7");
+    pool.close().await;
+}
