@@ -14,6 +14,11 @@
 //! SQLite rounds instead of 15 (more rounds, a steadier median on a noisy machine);
 //! `KORM_BENCH_DETAIL=1` prints every SQLite round on stderr.
 //!
+//! `durable.create` and `durable.create_x16` run SQLite with `synchronous = FULL` (korm's
+//! default) on both sides, where every commit waits for the disk: one task creating items one
+//! after another beside raw autocommit inserts, then 16 concurrent tasks beside 16 OS threads
+//! each inserting on a connection of its own (see [`durable_lines`]; korm group-commits).
+//!
 //! `wal.create` and `wal.create.fsync` are the exception to `korm<TAB>raw`: korm with a
 //! write-ahead log, then korm without one (see [`wal_lines`]).
 
@@ -206,6 +211,9 @@ async fn main() {
         }
         print_rows("", &korm, &raw);
     }
+    if runs("durable") {
+        durable_lines(quick, rounds).await;
+    }
     if runs("wal") {
         wal_lines(quick, rounds).await;
     }
@@ -245,6 +253,102 @@ async fn main() {
         if !korm.is_empty() {
             print_rows(&format!("{}.", server.prefix()), &korm, &raw);
         }
+    }
+}
+
+/// How many writers `durable.create_x16` runs at once.
+const WRITERS: usize = 16;
+
+/// `durable.create` and `durable.create_x16`: creates on SQLite files with
+/// `synchronous = FULL` on both sides, where each commit syncs. One task creating items one
+/// after another beside raw rusqlite autocommit inserts; then [`WRITERS`] tokio tasks on one
+/// pool beside [`WRITERS`] OS threads, each with its own rusqlite connection and committing
+/// its own inserts (they queue for SQLite's write lock). Each round uses fresh files; which
+/// side goes first alternates; each line is the round with the median korm/raw ratio.
+async fn durable_lines(quick: bool, rounds: usize) {
+    let (single, per_writer, rounds) = if quick {
+        (10, 2, 1)
+    } else {
+        (150, 25, rounds.min(5))
+    };
+    let mut korm_rounds: Vec<[f64; 2]> = Vec::new();
+    let mut raw_rounds: Vec<[f64; 2]> = Vec::new();
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pool = korm::pool()
+            .layer(
+                "bench",
+                korm::layers::sqlite(dir.path().join("korm.sqlite")),
+            )
+            .open()
+            .await
+            .expect("open korm pool");
+        let raw_path = dir.path().join("raw.sqlite");
+        let durable_conn = || {
+            let conn = raw_conn(&raw_path);
+            conn.execute_batch("PRAGMA synchronous = FULL;")
+                .expect("synchronous FULL");
+            conn
+        };
+        let conn = durable_conn();
+        // Table creation and statement caches.
+        korm_create(&pool, 0..10).await;
+        raw_create(&conn, 0..10);
+        let (mut korm, mut raw) = ([0.0; 2], [0.0; 2]);
+        for korm_side in sides(round) {
+            let t = Instant::now();
+            if korm_side {
+                std::hint::black_box(korm_create(&pool, 10..10 + single).await);
+                korm[0] = per_second(single, t);
+            } else {
+                std::hint::black_box(raw_create(&conn, 10..10 + single));
+                raw[0] = per_second(single, t);
+            }
+        }
+        let conns: Vec<_> = (0..WRITERS).map(|_| durable_conn()).collect();
+        let total = WRITERS * per_writer;
+        let range = move |w: usize| {
+            let start = 1_000 + w * per_writer;
+            start..start + per_writer
+        };
+        let mut conns = Some(conns);
+        for korm_side in sides(round) {
+            let t = Instant::now();
+            if korm_side {
+                let tasks: Vec<_> = (0..WRITERS)
+                    .map(|w| {
+                        let pool = pool.clone();
+                        tokio::spawn(async move { korm_create(&pool, range(w)).await.len() })
+                    })
+                    .collect();
+                for task in tasks {
+                    std::hint::black_box(task.await.expect("writer task"));
+                }
+                korm[1] = per_second(total, t);
+            } else {
+                let threads: Vec<_> = conns
+                    .take()
+                    .expect("raw connections")
+                    .into_iter()
+                    .enumerate()
+                    .map(|(w, conn)| {
+                        let range = range(w);
+                        std::thread::spawn(move || raw_create(&conn, range).len())
+                    })
+                    .collect();
+                for thread in threads {
+                    std::hint::black_box(thread.join().expect("writer thread"));
+                }
+                raw[1] = per_second(total, t);
+            }
+        }
+        pool.close().await;
+        korm_rounds.push(korm);
+        raw_rounds.push(raw);
+    }
+    for (i, name) in ["durable.create", "durable.create_x16"].iter().enumerate() {
+        let (k, r) = median_round(&korm_rounds, &raw_rounds, i);
+        println!("{name}\t{k:.0}\t{r:.0}");
     }
 }
 

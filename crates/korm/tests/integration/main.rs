@@ -5,6 +5,7 @@ mod compat;
 mod concurrency;
 mod conflicts;
 mod crypto;
+mod group_commit;
 mod locks;
 mod meta;
 mod mysql;

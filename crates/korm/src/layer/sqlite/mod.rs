@@ -168,7 +168,8 @@ impl Layer for SqliteLayer {
         if self.writes_in_place {
             self.worker.in_place(move |state| apply(state, &ops)).await
         } else {
-            self.worker.call(move |state| apply(state, &ops)).await
+            // Group-committed with the writes of other callers (see `apply_group`).
+            self.worker.write(ops).await
         }
     }
 
@@ -480,13 +481,7 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| db_error(ident, e))?;
-        for (i, op) in ops.iter().enumerate() {
-            if let Some(fence) = &op.fence {
-                locks::check_fence(&tx, ident, op, fence)
-                    .map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
-            }
-            apply_op(&tx, schemas, ident, op).map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
-        }
+        apply_ops(&tx, schemas, ident, ops)?;
         tx.commit().map_err(|e| db_error(ident, e))
     })();
     if result.is_err() {
@@ -498,6 +493,198 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         state.committed();
     }
     result
+}
+
+/// A plan's ops, one after the other, inside a transaction the caller opened; the first
+/// failure names its op.
+fn apply_ops(
+    conn: &Connection,
+    schemas: &mut worker::TableMap<TableSchema>,
+    ident: &str,
+    ops: &[LayerOp],
+) -> Result<()> {
+    for (i, op) in ops.iter().enumerate() {
+        if let Some(fence) = &op.fence {
+            locks::check_fence(conn, ident, op, fence)
+                .map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
+        }
+        apply_op(conn, schemas, ident, op).map_err(|e| crate::write::op_failed(i, &op.rn, e))?;
+    }
+    Ok(())
+}
+
+/// Group commit: applies the plans of a batch in one transaction and one sync, each plan's
+/// ops in a savepoint of their own, and returns each plan's outcome (after the COMMIT).
+///
+/// A plan that fails is rolled back to its savepoint and gets its own error; the others go
+/// on and commit. When the COMMIT (or the BEGIN) fails, every plan gets that error and none is
+/// applied. A failure that makes SQLite roll the whole transaction back by itself (a full
+/// disk, an I/O error) fails the plan it hit, and the batch runs again without it. Plans run
+/// in their queue order, so the outcome of each is the one it would have had alone, in that
+/// order. A batch of one plan is just [`apply`].
+fn apply_group(state: &mut State, plans: &[&[LayerOp]]) -> Vec<Result<()>> {
+    if let [ops] = plans {
+        return vec![apply(state, ops)];
+    }
+    let mut outcomes: Vec<Option<Result<()>>> = plans.iter().map(|_| None).collect();
+    let mut todo: Vec<usize> = (0..plans.len()).collect();
+    while !todo.is_empty() {
+        match group_round(state, plans, &todo, &mut outcomes) {
+            Round::Done => break,
+            // The transaction is gone, and with it what the plans before `lost` applied:
+            // `lost` keeps its error, the others run again.
+            Round::Lost(lost) => todo.retain(|&i| i != lost),
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
+                Err(Error::database(
+                    String::new(),
+                    DbErrorKind::Other,
+                    "the group commit gave this write no outcome (internal error)".to_owned(),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// How a round of [`apply_group`] ended.
+enum Round {
+    /// Every plan of the round has its outcome.
+    Done,
+    /// Plan `.0` failed and SQLite rolled the whole transaction back: the other plans of the
+    /// round must run again (only plan `.0` has its outcome).
+    Lost(usize),
+}
+
+/// The savepoint each plan of a group commit runs in.
+const PLAN_SAVEPOINT: &str = "korm_plan";
+
+/// One transaction over the plans `todo`, filling in their outcomes (see [`apply_group`]).
+fn group_round(
+    state: &mut State,
+    plans: &[&[LayerOp]],
+    todo: &[usize],
+    outcomes: &mut [Option<Result<()>>],
+) -> Round {
+    let State {
+        conn,
+        schemas,
+        plans: read_plans,
+        ident,
+        ..
+    } = &mut *state;
+    // This path may change tables (DDL): their read plans are rebuilt on the next read.
+    for &i in todo {
+        for op in plans[i] {
+            read_plans.remove(&op.table);
+        }
+    }
+    let forget = |schemas: &mut worker::TableMap<TableSchema>, plan: &[LayerOp]| {
+        for op in plan {
+            schemas.remove(&op.table);
+        }
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = db_error(ident, e);
+        for &i in todo {
+            outcomes[i] = Some(Err(shared_failure(ident, &e, "BEGIN")));
+        }
+        return Round::Done;
+    }
+    let mut applied = Vec::with_capacity(todo.len());
+    for &i in todo {
+        let plan = plans[i];
+        let result = conn
+            .execute_batch(&format!("SAVEPOINT {PLAN_SAVEPOINT}"))
+            .map_err(|e| db_error(ident, e))
+            .and_then(|()| apply_ops(conn, schemas, ident, plan));
+        match result {
+            Ok(()) => match conn.execute_batch(&format!("RELEASE {PLAN_SAVEPOINT}")) {
+                Ok(()) => applied.push(i),
+                Err(e) => {
+                    // Can not happen (the savepoint is open); if it did, the transaction
+                    // is in an unknown state: give it up.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    for &j in todo {
+                        forget(schemas, plans[j]);
+                    }
+                    outcomes[i] = Some(Err(db_error(ident, e)));
+                    return Round::Lost(i);
+                }
+            },
+            Err(error) => {
+                // The plan's DDL rolls back with it: forget what the cache learnt from it.
+                forget(schemas, plan);
+                outcomes[i] = Some(Err(error));
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back (a full disk, an I/O error).
+                    for &j in todo {
+                        forget(schemas, plans[j]);
+                    }
+                    return Round::Lost(i);
+                }
+                let undone = conn.execute_batch(&format!(
+                    "ROLLBACK TO {PLAN_SAVEPOINT}; RELEASE {PLAN_SAVEPOINT}"
+                ));
+                if let Err(e) = undone {
+                    tracing::warn!(layer = %ident, error = %e, "could not roll a failed write back to its savepoint; its batch runs again without it");
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    for &j in todo {
+                        forget(schemas, plans[j]);
+                    }
+                    return Round::Lost(i);
+                }
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let e = db_error(ident, e);
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for &i in todo {
+            forget(schemas, plans[i]);
+        }
+        for &i in &applied {
+            outcomes[i] = Some(Err(shared_failure(ident, &e, "COMMIT")));
+        }
+        return Round::Done;
+    }
+    for &i in &applied {
+        outcomes[i] = Some(Ok(()));
+    }
+    if !applied.is_empty() {
+        state.committed();
+    }
+    Round::Done
+}
+
+/// The error each plan of a group commit gets when the shared `statement` failed with `e`.
+fn shared_failure(ident: &str, e: &Error, statement: &str) -> Error {
+    match e {
+        Error::Database {
+            kind,
+            code,
+            message,
+            ..
+        } => Error::Database {
+            layer: ident.to_owned(),
+            kind: *kind,
+            code: code.clone(),
+            message: format!("{statement} of a group commit failed: {message}"),
+            source: None,
+        },
+        other => Error::database(
+            ident,
+            DbErrorKind::Other,
+            format!("{statement} of a group commit failed: {other}"),
+        ),
+    }
 }
 
 fn apply_op(

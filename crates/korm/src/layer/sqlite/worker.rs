@@ -19,6 +19,14 @@
 //! scan holds the caller's thread no longer than the budget takes to run. (A count of
 //! instructions, not a clock: the same query always runs the same way, on a loaded machine
 //! too.)
+//!
+//! Writes sent to the thread are group-committed ([`Worker::write`]): the writes that queued
+//! up while a commit was syncing go into one transaction and one sync, each in a savepoint of
+//! its own (see `apply_group` in the layer module and docs/design.md, "Group commit"). A batch
+//! holds at most [`GROUP_PLANS`] plans and [`GROUP_OPS`] ops; when writers are concurrent the
+//! thread waits for more at most [`GROUP_WAIT`] (and never longer than the last commit
+//! took); a lone writer never waits. Each caller gets its own outcome once the shared COMMIT
+//! has returned, never before.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -32,6 +40,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::error::{DbErrorKind, Error, Result};
+use crate::layer::LayerOp;
 use crate::layer::schema::TableSchema;
 
 /// A map keyed by table name. Every read looks its table up in two of them, so they hash with
@@ -130,8 +139,55 @@ type Job = Box<dyn FnOnce(&mut State) + Send>;
 enum Message {
     /// Run a job on the shared connection.
     Job(Job),
+    /// Apply a write plan's ops, group-committed with the writes queued beside it.
+    Write(Write),
     /// Run a checkpoint, on the thread's own connection.
     Checkpoint,
+}
+
+/// One caller's write: its ops, and where its outcome goes once the batch has committed.
+struct Write {
+    ops: Vec<LayerOp>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// At most this many write plans share one transaction and one sync.
+pub(crate) const GROUP_PLANS: usize = 64;
+
+/// A batch stops taking plans once it holds this many ops (its first plan always goes in,
+/// however big).
+pub(crate) const GROUP_OPS: usize = 4096;
+
+/// The longest the thread waits for more writes before it starts a batch, when writers are
+/// concurrent; never longer than the last group commit took either.
+pub(crate) const GROUP_WAIT: Duration = Duration::from_millis(1);
+
+/// How many writers the thread expects in a batch: the largest batch lately, decaying by
+/// one per batch (so a crowd that thinned out stops costing waits after a few batches).
+#[derive(Debug)]
+struct Crowd {
+    expected: usize,
+    /// How long the last batch of more than one plan took to apply and commit.
+    last_commit: Duration,
+}
+
+impl Crowd {
+    /// Remembers a batch of `plans` that took `took`.
+    fn saw(&mut self, plans: usize, took: Duration) {
+        self.expected = plans.max(self.expected.saturating_sub(1)).max(1);
+        if plans > 1 {
+            self.last_commit = took;
+        }
+    }
+
+    /// How long to wait for more writes: nothing for a lone writer.
+    fn wait(&self) -> Duration {
+        if self.expected > 1 {
+            self.last_commit.min(GROUP_WAIT)
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// How the thread opens its checkpoint connection: the database file and the `synchronous`
@@ -306,8 +362,14 @@ impl Worker {
                     file: checkpoints,
                     conn: None,
                 };
+                let mut crowd = Crowd {
+                    expected: 1,
+                    last_commit: Duration::ZERO,
+                };
+                // A message taken while gathering a batch, that runs after it.
+                let mut pending: Option<Message> = None;
                 // Ends when every sender is gone: at close, or when the pool is dropped.
-                while let Some(message) = next_job(&jobs_rx) {
+                while let Some(message) = pending.take().or_else(|| next_job(&jobs_rx)) {
                     let checkpoint = match message {
                         Message::Job(job) => {
                             let mut guard = lock(&state);
@@ -315,6 +377,38 @@ impl Worker {
                             // A job that panics (a bug) must not take the connection down
                             // with it; its caller sees its reply channel closed.
                             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut guard)));
+                            guard.take_checkpoint_due()
+                        }
+                        Message::Write(first) => {
+                            let batch =
+                                gather(&jobs_rx, first, &mut pending, crowd.wait(), crowd.expected);
+                            let started = Instant::now();
+                            let mut guard = lock(&state);
+                            guard.restore_busy_timeout(busy_timeout);
+                            let plans: Vec<&[LayerOp]> =
+                                batch.iter().map(|w| w.ops.as_slice()).collect();
+                            let outcomes = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                                super::apply_group(&mut guard, &plans)
+                            }));
+                            crowd.saw(batch.len(), started.elapsed());
+                            match outcomes {
+                                // The batch has committed (or failed): now, and only now, each
+                                // caller learns its own outcome.
+                                Ok(outcomes) => {
+                                    for (write, outcome) in batch.into_iter().zip(outcomes) {
+                                        let _ = write.reply.send(outcome);
+                                    }
+                                }
+                                // A bug: nothing of the batch may stay half-done. Its callers
+                                // see their reply channels closed.
+                                Err(_) => {
+                                    if !guard.conn.is_autocommit() {
+                                        let _ = guard.conn.execute_batch("ROLLBACK");
+                                    }
+                                    guard.schemas.clear();
+                                    guard.plans.clear();
+                                }
+                            }
                             guard.take_checkpoint_due()
                         }
                         Message::Checkpoint => true,
@@ -379,6 +473,36 @@ impl Worker {
                 String::new(),
                 DbErrorKind::Other,
                 "the connection thread dropped the request (internal error)".to_owned(),
+            )
+        })?
+    }
+
+    /// Applies a write plan's ops on the connection thread, group-committed with the other
+    /// writes queued meanwhile (see the module doc): `Ok` once the shared COMMIT has returned
+    /// (after its sync), or this plan's own error (its ops rolled back to its savepoint, the
+    /// others unharmed), or the COMMIT's error, which every plan of the batch gets.
+    ///
+    /// # Cancel safety
+    /// Once sent, the write is applied entirely or not at all even if the returned future is
+    /// dropped.
+    pub(crate) async fn write(&self, ops: Vec<LayerOp>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let jobs = self
+                .jobs
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sender = jobs.as_ref().ok_or(Error::PoolClosed)?;
+            sender
+                .send(Message::Write(Write { ops, reply: tx }))
+                .map_err(|_| Error::PoolClosed)?;
+        }
+        rx.await.map_err(|_| {
+            Error::database(
+                String::new(),
+                DbErrorKind::Other,
+                "the connection thread dropped the write (internal error); it was rolled back"
+                    .to_owned(),
             )
         })?
     }
@@ -476,4 +600,46 @@ fn next_job(jobs: &mpsc::Receiver<Message>) -> Option<Message> {
             Err(TryRecvError::Empty) => return jobs.recv().ok(),
         }
     }
+}
+
+/// A batch of writes: `first`, the writes queued behind it, and (when writers are concurrent:
+/// `wait` is not zero) those arriving within `wait` until `expected` are in. Stops at a
+/// message that is not a write, kept in `pending` to run after the batch.
+fn gather(
+    jobs: &mpsc::Receiver<Message>,
+    first: Write,
+    pending: &mut Option<Message>,
+    wait: Duration,
+    expected: usize,
+) -> Vec<Write> {
+    let mut ops = first.ops.len();
+    let mut batch = vec![first];
+    let deadline = Instant::now() + wait;
+    while batch.len() < GROUP_PLANS && ops < GROUP_OPS {
+        let next = match jobs.try_recv() {
+            Ok(message) => message,
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if batch.len() >= expected || left.is_zero() {
+                    break;
+                }
+                match jobs.recv_timeout(left) {
+                    Ok(message) => message,
+                    Err(_) => break,
+                }
+            }
+        };
+        match next {
+            Message::Write(write) => {
+                ops += write.ops.len();
+                batch.push(write);
+            }
+            other => {
+                *pending = Some(other);
+                break;
+            }
+        }
+    }
+    batch
 }
