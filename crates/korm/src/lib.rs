@@ -74,8 +74,8 @@ pub use depot::DepotFile;
 pub use error::{DbErrorKind, DriverError, Error, Result};
 pub use item::{Collected, Collection, collection, collection_at};
 pub use item::{
-    DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Query, ShowOptions,
-    UncommittedItem, WriteOptions, item,
+    Cursor, DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Page, Query,
+    ReadItem, STREAM_CHUNK, ShowOptions, UncommittedItem, WriteOptions, item,
 };
 pub use item::{Tx, TxHandle, TxOutcome, tx};
 pub use layer::LayerSpec;

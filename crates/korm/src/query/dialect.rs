@@ -63,6 +63,41 @@ pub(crate) const SQL_TRUE: &str = "1 = 1";
 /// Always false, in every dialect.
 pub(crate) const SQL_FALSE: &str = "1 = 0";
 
+/// The type of the values of a long `IN` list bound as one JSON array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    /// Texts.
+    Text,
+    /// Whole numbers.
+    Integer,
+    /// Numbers with a fraction.
+    Double,
+    /// Booleans (as the dialect binds them).
+    Boolean,
+}
+
+impl ListKind {
+    fn of(value: &Scalar) -> ListKind {
+        match value {
+            Scalar::Text(_) => ListKind::Text,
+            Scalar::Integer(_) => ListKind::Integer,
+            Scalar::Double(_) => ListKind::Double,
+            Scalar::Boolean(_) => ListKind::Boolean,
+        }
+    }
+}
+
+/// Which rows of the ordered result a select returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    /// At most this many.
+    pub(crate) limit: Option<u64>,
+    /// After skipping this many.
+    pub(crate) offset: Option<u64>,
+    /// Ordered by `"rnId"` (after any sort keys) even without sort keys.
+    pub(crate) ordered: bool,
+}
+
 /// The parameters and aliases of the statement being rendered.
 #[derive(Debug, Default)]
 pub(crate) struct RenderState {
@@ -305,6 +340,21 @@ pub(crate) trait Dialect: Send + Sync {
         format!("SELECT value FROM json_each({param})")
     }
 
+    /// A subquery body giving one row per element of the JSON array bound at `param`, typed
+    /// as `kind` (booleans are in the array as [`Dialect::boolean`] binds them), for an `IN`
+    /// list of any length. SQLite: `json_each`.
+    fn json_scalar_array(&self, param: &str, kind: ListKind) -> String {
+        let _ = kind;
+        format!("SELECT value FROM json_each({param})")
+    }
+
+    /// Whether these values can go as one JSON array (else they are bound one by one).
+    /// The default says yes; MariaDB says no for text longer than its `JSON_TABLE` column.
+    fn json_list_fits(&self, kind: ListKind, values: &[&Scalar]) -> bool {
+        let _ = (kind, values);
+        true
+    }
+
     /// The text of the RN in `column` before its 36-character id (SQLite: `substr`).
     fn rn_prefix(&self, column: &str) -> String {
         format!("substr({column}, 1, length({column}) - 36)")
@@ -499,6 +549,7 @@ pub(crate) trait Dialect: Send + Sync {
     /// [`Error::InvalidFilter`] for a value a filter can not compare or a path that SQL can not
     /// evaluate (an encrypted field, a path through a reference), [`Error::InvalidOption`] for a
     /// limit above `i64::MAX`.
+    #[cfg(test)]
     fn render_select(
         &self,
         schema: &TableSchema,
@@ -506,6 +557,35 @@ pub(crate) trait Dialect: Send + Sync {
         sort: &[(String, SortOrder)],
         limit: Option<u64>,
     ) -> Result<Statement> {
+        self.render_select_window(
+            schema,
+            filter,
+            sort,
+            Window {
+                limit,
+                ..Window::default()
+            },
+        )
+    }
+
+    /// [`Dialect::render_select`] with an offset, and ordered by `"rnId"` even without sort
+    /// keys when `window.ordered` (paging and streaming need a total order). An offset
+    /// without a limit is `LIMIT <i64::MAX> OFFSET m`, which every dialect accepts.
+    ///
+    /// # Errors
+    /// As [`Dialect::render_select`]; an offset above `i64::MAX` is [`Error::InvalidOption`].
+    fn render_select_window(
+        &self,
+        schema: &TableSchema,
+        filter: Option<&Filter>,
+        sort: &[(String, SortOrder)],
+        window: Window,
+    ) -> Result<Statement> {
+        let Window {
+            limit,
+            offset,
+            ordered,
+        } = window;
         validate_table(&schema.table)?;
         let mut st = RenderState::default();
         let mut sql = format!(
@@ -520,15 +600,48 @@ pub(crate) trait Dialect: Send + Sync {
         // Without sort keys there is no ORDER BY at all: ordering by "rnId" alone would make
         // SQLite walk the primary-key index and look every row up (4x slower on a scan), for
         // an order nobody asked for.
-        if !sort.is_empty() {
+        if !sort.is_empty() || ordered || offset.is_some() {
             let order = self.render_order_by(&mut st, schema, sort)?;
             if !order.is_empty() {
                 sql.push_str(" ORDER BY ");
                 sql.push_str(&order);
             }
         }
-        if let Some(n) = limit {
-            sql.push_str(&self.limit(n)?);
+        match (limit, offset) {
+            (Some(n), _) => sql.push_str(&self.limit(n)?),
+            (None, Some(_)) => sql.push_str(&self.limit(i64::MAX.unsigned_abs())?),
+            (None, None) => {}
+        }
+        if let Some(m) = offset {
+            if i64::try_from(m).is_err() {
+                return Err(Error::InvalidOption {
+                    option: "offset",
+                    reason: format!("{m} is above the largest offset, {}", i64::MAX),
+                });
+            }
+            sql.push_str(&format!(" OFFSET {m}"));
+        }
+        Ok(Statement {
+            sql,
+            params: st.params,
+        })
+    }
+
+    /// `SELECT COUNT(*) FROM "table" [WHERE ...]`: how many rows match.
+    ///
+    /// # Errors
+    /// As [`Dialect::render_select`].
+    fn render_count(&self, schema: &TableSchema, filter: Option<&Filter>) -> Result<Statement> {
+        validate_table(&schema.table)?;
+        let mut st = RenderState::default();
+        let mut sql = format!(
+            "SELECT COUNT(*) FROM {}",
+            self.quote_identifier(&self.physical_table(&schema.table))
+        );
+        if let Some(filter) = filter {
+            let condition = self.render_filter(&mut st, schema, filter)?;
+            sql.push_str(" WHERE ");
+            sql.push_str(&condition);
         }
         Ok(Statement {
             sql,
@@ -812,8 +925,31 @@ pub(crate) trait Dialect: Send + Sync {
         }
     }
 
-    /// Binds each scalar and joins the placeholders with `, `.
+    /// The inside of an `IN (...)` for these values (all of one [`Scalar`] variant, as
+    /// `in_groups` makes them): up to [`FETCH_INLINE_IDS`] values, one placeholder each;
+    /// more, one JSON array parameter the database iterates
+    /// ([`Dialect::json_scalar_array`]), so a list of any length is one parameter and one
+    /// statement text.
     fn bind_list(&self, st: &mut RenderState, values: &[&Scalar]) -> String {
+        if values.len() > FETCH_INLINE_IDS
+            && let Some(kind) = values.first().map(|v| ListKind::of(v))
+            && self.json_list_fits(kind, values)
+        {
+            let items: Vec<Value> = values
+                .iter()
+                .map(|v| match v {
+                    Scalar::Text(s) => Value::String(s.clone()),
+                    Scalar::Integer(i) => Value::from(*i),
+                    Scalar::Double(f) => Value::from(*f),
+                    Scalar::Boolean(b) => match self.boolean(*b) {
+                        SqlValue::Integer(i) => Value::from(i),
+                        _ => Value::Bool(*b),
+                    },
+                })
+                .collect();
+            let p = self.bind(st, SqlValue::Text(Value::Array(items).to_string()));
+            return self.json_scalar_array(&p, kind);
+        }
         let mut placeholders = Vec::with_capacity(values.len());
         for value in values {
             placeholders.push(self.bind_scalar(st, value));
@@ -1533,6 +1669,76 @@ mod tests {
                     }
                 ),
                 "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_long_in_list_is_one_json_parameter() {
+        let long: Vec<i64> = (0..17).collect();
+        for d in dialects() {
+            for path in ["age", "meta.n"] {
+                let (sql, params) = where_sql(&*d, in_list(path, long.iter().copied()));
+                let list = Value::Array(long.iter().map(|n| Value::from(*n)).collect());
+                let list = SqlValue::Text(list.to_string());
+                assert_eq!(params.iter().filter(|p| **p == list).count(), 1, "{sql}");
+                assert!(
+                    ["json_each(", "jsonb_array_elements_text(", "JSON_TABLE("]
+                        .iter()
+                        .any(|f| sql.contains(f)),
+                    "{sql}"
+                );
+            }
+            // Up to 16 values keep one placeholder each.
+            let (_, params) = where_sql(&*d, in_list("age", 0..16));
+            assert_eq!(params.len(), 16);
+        }
+    }
+
+    #[test]
+    fn scenario_offset_orders_by_id() {
+        for d in dialects() {
+            let table = d.quote_identifier(TABLE);
+            let id = d.quote_identifier(ID_COLUMN);
+            let window = |limit, offset| Window {
+                limit,
+                offset,
+                ordered: false,
+            };
+            let st = d
+                .render_select_window(&schema(), None, &[], window(Some(5), Some(10)))
+                .unwrap();
+            assert_eq!(
+                st.sql,
+                format!("SELECT * FROM {table} ORDER BY {id} ASC LIMIT 5 OFFSET 10")
+            );
+            let st = d
+                .render_select_window(&schema(), None, &[], window(None, Some(10)))
+                .unwrap();
+            assert_eq!(
+                st.sql,
+                format!(
+                    "SELECT * FROM {table} ORDER BY {id} ASC LIMIT {} OFFSET 10",
+                    i64::MAX
+                )
+            );
+            let err = d
+                .render_select_window(&schema(), None, &[], window(None, Some(u64::MAX)))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "offset",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let st = d.render_count(&schema(), Some(&eq("age", 3))).unwrap();
+            assert!(
+                st.sql
+                    .starts_with(&format!("SELECT COUNT(*) FROM {table} WHERE "))
             );
         }
     }

@@ -42,7 +42,9 @@ use crate::layer::schema::{SchemaChange, UNIQUE_PREFIX, unique_index_name};
 use std::borrow::Cow;
 
 use crate::model::{ColumnKind, SqlValue};
-use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
+use crate::query::dialect::{
+    Dialect, JsonLocation, JsonType, ListKind, RenderState, SQL_TRUE, Scalar,
+};
 use crate::query::dialect::{Statement, default_render_change};
 use crate::query::filter::SortOrder;
 use crate::query::path::PathStep;
@@ -125,6 +127,9 @@ impl MySqlDialect {
     }
 }
 
+/// The longest text (in characters) of an `in_list` bound as one JSON array.
+const LIST_TEXT_MAX: usize = 4096;
+
 /// MySQL's longest identifier.
 const MAX_IDENTIFIER: usize = 64;
 
@@ -157,6 +162,30 @@ impl Dialect for MySqlDialect {
         format!(
             "SELECT j.v FROM JSON_TABLE({param}, '$[*]' COLUMNS (v VARCHAR(2048) PATH '$')) AS j"
         )
+    }
+
+    fn json_scalar_array(&self, param: &str, kind: ListKind) -> String {
+        let (ty, collate) = match kind {
+            ListKind::Text => (
+                format!("VARCHAR({LIST_TEXT_MAX}) CHARACTER SET utf8mb4"),
+                format!(" COLLATE {}", self.binary),
+            ),
+            ListKind::Integer | ListKind::Boolean => ("BIGINT".to_owned(), String::new()),
+            ListKind::Double => ("DOUBLE".to_owned(), String::new()),
+        };
+        format!(
+            "SELECT j.v{collate} FROM JSON_TABLE({param}, '$[*]' COLUMNS (v {ty} PATH '$')) AS j"
+        )
+    }
+
+    /// Texts longer than the `JSON_TABLE` column would be cut: such a list is bound one
+    /// value per placeholder.
+    fn json_list_fits(&self, kind: ListKind, values: &[&Scalar]) -> bool {
+        kind != ListKind::Text
+            || values.iter().all(|v| match v {
+                Scalar::Text(s) => s.chars().count() <= LIST_TEXT_MAX,
+                _ => true,
+            })
     }
 
     fn rn_prefix(&self, column: &str) -> String {

@@ -50,7 +50,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
@@ -514,13 +514,32 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         // The dialect names the physical (hashed, when too long) table itself.
-        let statement = self.dialect.render_select(
+        let statement = self.dialect.render_select_window(
             &schema,
             select.filter.as_ref(),
             &select.sort,
-            select.limit,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
         )?;
         self.query_rows(table, schema, statement).await
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        self.check_open()?;
+        validate_table(table)?;
+        let Some(schema) = self.cached_schema(table).await? else {
+            return Ok(0);
+        };
+        let statement = self.dialect.render_count(&schema, filter.as_ref())?;
+        let row = query(statement)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let n: i64 = row.try_get(0).map_err(|e| self.error(e))?;
+        Ok(n.unsigned_abs())
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {

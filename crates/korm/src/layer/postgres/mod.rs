@@ -37,7 +37,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
@@ -496,13 +496,42 @@ impl Layer for PgLayer {
             Some(filter) => dialect::without_nul(filter)?,
             None => None,
         };
-        let statement = self.dialect.render_select(
+        let statement = self.dialect.render_select_window(
             &schema,
             rewritten.as_ref().or(select.filter.as_ref()),
             &select.sort,
-            select.limit,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
         )?;
         self.query_rows(table, statement).await
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        check_table(table)?;
+        let Some(schema) = self.schema(table).await? else {
+            return Ok(0);
+        };
+        let rewritten = match &filter {
+            Some(filter) => dialect::without_nul(filter)?,
+            None => None,
+        };
+        let statement = self
+            .dialect
+            .render_count(&schema, rewritten.as_ref().or(filter.as_ref()))?;
+        match query(statement).fetch_one(&self.pool).await {
+            Ok(row) => {
+                let n: i64 = row.try_get(0).map_err(|e| self.error(e))?;
+                Ok(n.unsigned_abs())
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => {
+                self.forget(table);
+                Ok(0)
+            }
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {

@@ -30,7 +30,7 @@ use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql};
+use crate::query::dialect::{Dialect, RowSql, Window};
 pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
@@ -206,6 +206,18 @@ impl Layer for SqliteLayer {
         let table = table.to_owned();
         self.worker
             .call(move |state| run_select(state, &table, &select))
+            .await
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
+            run_count(state, table, filter.as_ref())
+        }) {
+            return done;
+        }
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| run_count(state, &table, filter.as_ref()))
             .await
     }
 
@@ -688,8 +700,16 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(Vec::new());
     };
-    let statement =
-        SqliteDialect.render_select(schema, select.filter.as_ref(), &select.sort, select.limit)?;
+    let statement = SqliteDialect.render_select_window(
+        schema,
+        select.filter.as_ref(),
+        &select.sort,
+        Window {
+            limit: select.limit,
+            offset: select.offset,
+            ordered: select.ordered,
+        },
+    )?;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
     query_rows(
@@ -703,6 +723,29 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         &mut |row| out.push(row),
     )?;
     Ok(out)
+}
+
+fn run_count(state: &mut State, table: &str, filter: Option<&crate::query::Filter>) -> Result<u64> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+        return Ok(0);
+    };
+    let statement = SqliteDialect.render_count(schema, filter)?;
+    let mut stmt = conn
+        .prepare_cached(&statement.sql)
+        .map_err(|e| db_error(ident, e))?;
+    let n: i64 = stmt
+        .query_row(
+            rusqlite::params_from_iter(statement.params.into_iter().map(param)),
+            |row| row.get(0),
+        )
+        .map_err(|e| db_error(ident, e))?;
+    Ok(n.unsigned_abs())
 }
 
 /// Runs a `SELECT *` on an item table and decodes its rows.
