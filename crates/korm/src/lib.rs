@@ -83,7 +83,9 @@ pub use lock::{LockGuard, LockOptions, Locker};
 pub use meta::{ResetMode, ResetReport, discover, reset};
 pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
-pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+pub use query::{
+    Filter, IndexKind, SortOrder, and, declare_index, eq, gt, gte, in_list, like, lt, lte, not, or,
+};
 pub use rn::{Rn, RnForm};
 pub use wal::{WalDepotOps, WalOptions, WalRetention};
 

@@ -205,6 +205,63 @@ impl<T: Model> Query<T> {
         scan.count().await
     }
 
+    /// The database's plan for the query's statement, as it describes it (`EXPLAIN QUERY
+    /// PLAN` on SQLite, `EXPLAIN` on PostgreSQL and MariaDB), one line per step: to see
+    /// whether a filter uses a [declared index](crate::declare_index) or scans. Nothing is
+    /// read; the parts of a filter korm evaluates in memory (encrypted fields) are not in it.
+    ///
+    /// # Errors
+    /// As [`get`](Query::get).
+    pub async fn explain(self) -> Result<String> {
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        let collection = self.rn.untyped();
+        let table = collection_table(&collection)?;
+        let layer = self.pool.route(&collection)?.clone();
+        let filter = match (self.filter, &self.after) {
+            (f, None) => f,
+            (f, Some(cursor)) => {
+                let (keys, id) = cursor.check(&self.sort)?;
+                let after = keyset_filter(&self.sort, &keys, &id);
+                Some(match f {
+                    Some(f) => f.and(after),
+                    None => after,
+                })
+            }
+        };
+        if let Some(filter) = &filter {
+            filter.validate()?;
+        }
+        let Some(schema) = layer.table_schema(&table).await? else {
+            return Ok(String::new());
+        };
+        let filter = match filter {
+            Some(filter) => {
+                let planned = if resolve::touches_reference(&filter, &schema) {
+                    let semi_join = !memory::reads_encrypted(&filter, &schema)?;
+                    resolve::plan_filter(&self.pool, &layer, &schema, filter, semi_join).await?
+                } else {
+                    filter
+                };
+                memory::split(planned, &schema)?.0
+            }
+            None => None,
+        };
+        layer
+            .explain(
+                &table,
+                Select {
+                    filter,
+                    sort: self.sort,
+                    limit: self.limit,
+                    offset: self.offset,
+                    ordered: self.offset.is_some() || self.after.is_some(),
+                },
+            )
+            .await
+    }
+
     /// The first matching item, or `None` when nothing matches.
     ///
     /// # Errors

@@ -368,6 +368,20 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
 
+    /// Creates a declared index on `path` of `table` for `kind` (see
+    /// [`crate::query::index`]), if it does not exist, and lets the table's cached schema
+    /// know it.
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()>;
+
+    /// The database's plan for the select (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN`
+    /// elsewhere), one line per step; empty when the table does not exist.
+    async fn explain(&self, table: &str, select: Select) -> Result<String>;
+
     /// How many rows of one table match `filter` (one statement, `SELECT COUNT(*)`). A table
     /// that does not exist yet has none.
     async fn count(&self, table: &str, filter: Option<Filter>) -> Result<u64>;
@@ -456,6 +470,21 @@ impl LayerHandle {
     pub(crate) async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>> {
         self.reads.add(1);
         self.layer.select(table, select).await
+    }
+
+    /// See [`Layer::create_index`].
+    pub(crate) async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        self.layer.create_index(table, path, kind).await
+    }
+
+    /// See [`Layer::explain`].
+    pub(crate) async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        self.layer.explain(table, select).await
     }
 
     /// See [`Layer::count`].

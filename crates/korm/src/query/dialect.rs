@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::filter::{CompareOp, Filter, FilterNode, SortOrder};
+use super::index::{IndexKind, index_name};
 use super::path::{FieldPath, PathStep};
 use crate::error::clip;
 use crate::layer::schema::{
@@ -87,6 +88,17 @@ impl ListKind {
     }
 }
 
+/// The characters of a text a MariaDB index column holds.
+pub(crate) const INDEX_TEXT: usize = 255;
+
+/// The JSON type a declared index of `kind` holds.
+pub(crate) fn index_type(kind: IndexKind) -> JsonType {
+    match kind {
+        IndexKind::Text => JsonType::Text,
+        IndexKind::Number => JsonType::Number,
+    }
+}
+
 /// Which rows of the ordered result a select returns.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Window {
@@ -103,9 +115,23 @@ pub(crate) struct Window {
 pub(crate) struct RenderState {
     params: Vec<SqlValue>,
     aliases: usize,
+    /// The types whose declared index the JSON path being tested has (see
+    /// [`crate::query::index`]).
+    indexed: Vec<(JsonType, String)>,
+    /// Render JSON paths as literals, as the declared index's expression has them (keys are
+    /// validated names and indexes integers, so nothing else is spliced).
+    pub(crate) literal: bool,
 }
 
 impl RenderState {
+    /// The name of the declared index of type `ty` on the JSON path being rendered, if any.
+    pub(crate) fn index_name(&self, ty: JsonType) -> Option<&str> {
+        self.indexed
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, name)| name.as_str())
+    }
+
     /// A fresh alias for an array-element subquery: `w1`, `w2`, ... (unique per statement).
     fn next_alias(&mut self) -> String {
         self.aliases += 1;
@@ -627,6 +653,34 @@ pub(crate) trait Dialect: Send + Sync {
         })
     }
 
+    /// The statements creating the declared index on `path` of `table` for `kind` if it does
+    /// not exist (see [`crate::query::index`]). The default is an expression index on
+    /// [`Dialect::json_extract_as`] with literal paths: the very text a filter on an indexed
+    /// path renders, which the database must match to use the index (SQLite, PostgreSQL).
+    fn render_create_index(
+        &self,
+        table: &str,
+        path: &FieldPath,
+        kind: IndexKind,
+    ) -> Vec<Statement> {
+        let loc = JsonLocation {
+            column: path.column(),
+            element: None,
+            steps: path.steps(),
+        };
+        let name = index_name(table, loc.column, &loc.steps_text(), kind);
+        let mut st = RenderState {
+            literal: true,
+            ..RenderState::default()
+        };
+        let expression = self.json_extract_as(&mut st, &loc, index_type(kind));
+        vec![Statement::ddl(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (({expression}))",
+            self.quote_identifier(&name),
+            self.quote_identifier(&self.physical_table(table)),
+        ))]
+    }
+
     /// `SELECT COUNT(*) FROM "table" [WHERE ...]`: how many rows match.
     ///
     /// # Errors
@@ -788,6 +842,22 @@ pub(crate) trait Dialect: Send + Sync {
     ) -> Result<String> {
         let operand = resolve(schema, raw, path, Purpose::Filter)?;
         if !path.has_wildcard() {
+            if let Operand::Json(loc) = &operand
+                && !schema.indexes.is_empty()
+            {
+                let steps = loc.steps_text();
+                st.indexed = [IndexKind::Text, IndexKind::Number]
+                    .into_iter()
+                    .map(|kind| {
+                        let name = index_name(&schema.table, loc.column, &steps, kind);
+                        (index_type(kind), name)
+                    })
+                    .filter(|(_, name)| schema.indexes.contains(name))
+                    .collect();
+                let sql = self.render_test(st, &operand, test);
+                st.indexed.clear();
+                return Ok(sql);
+            }
             return Ok(self.render_test(st, &operand, test));
         }
         match operand {
@@ -870,7 +940,10 @@ pub(crate) trait Dialect: Send + Sync {
                     Test::In(values) => {
                         let mut parts: Vec<String> = in_groups(values, *ty)
                             .iter()
-                            .map(|same| format!("{column} IN ({})", self.bind_list(st, same)))
+                            .map(|same| {
+                                let list = self.bind_list(st, same);
+                                self.in_list_sql(&column, &list)
+                            })
                             .collect();
                         match parts.len() {
                             0 => SQL_FALSE.to_owned(),
@@ -885,7 +958,8 @@ pub(crate) trait Dialect: Send + Sync {
                 Test::IsNull => self.json_is_null(st, loc),
                 Test::Compare(op, value) => {
                     let compared = [value];
-                    self.guarded(
+                    st.literal = self.use_index(st, loc, value.json_type(), &compared);
+                    let sql = self.guarded(
                         st,
                         loc,
                         value.json_type(),
@@ -895,7 +969,9 @@ pub(crate) trait Dialect: Send + Sync {
                             let p = self.bind_scalar(st, value);
                             format!("{extracted} {} {p}", op.sql())
                         },
-                    )
+                    );
+                    st.literal = false;
+                    sql
                 }
                 Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, None, &mut |st| {
                     let extracted = self.json_extract_as(st, loc, JsonType::Text);
@@ -908,11 +984,13 @@ pub(crate) trait Dialect: Send + Sync {
                     let mut parts = Vec::new();
                     for ty in [JsonType::Boolean, JsonType::Number, JsonType::Text] {
                         for same in in_groups(values, ty) {
+                            st.literal = self.use_index(st, loc, ty, &same);
                             parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
                                 let extracted = self.json_extract_as(st, loc, ty);
                                 let list = self.bind_list(st, &same);
-                                format!("{extracted} IN ({list})")
+                                self.in_list_sql(&extracted, &list)
                             }));
+                            st.literal = false;
                         }
                     }
                     match parts.len() {
@@ -923,6 +1001,35 @@ pub(crate) trait Dialect: Send + Sync {
                 }
             },
         }
+    }
+
+    /// `operand IN (list)`, `list` being placeholders or a subquery from
+    /// [`Dialect::json_scalar_array`]. PostgreSQL turns the subquery into an array
+    /// (`= ANY(ARRAY(...))`), which an index scan takes as one condition.
+    fn in_list_sql(&self, operand: &str, list: &str) -> String {
+        format!("{operand} IN ({list})")
+    }
+
+    /// Whether a test of the JSON value at `loc` as a `ty` against `values` goes through
+    /// the path's declared index of that type (rendering the path as the index has it).
+    fn use_index(
+        &self,
+        st: &RenderState,
+        loc: &JsonLocation<'_>,
+        ty: JsonType,
+        values: &[&Scalar],
+    ) -> bool {
+        loc.element.is_none()
+            && st.index_name(ty).is_some()
+            && values.iter().all(|v| self.index_serves(v))
+    }
+
+    /// Whether a declared index answers a test against `value` exactly. The default says
+    /// yes; MariaDB's index column holds a text's first [`INDEX_TEXT`] characters and a
+    /// number as a double.
+    fn index_serves(&self, value: &Scalar) -> bool {
+        let _ = value;
+        true
     }
 
     /// The inside of an `IN (...)` for these values (all of one [`Scalar`] variant, as

@@ -178,4 +178,5 @@ conformance!(
     keyset_pages_walk_every_item_once,
     in_list_of_a_million_values,
     stream_reads_in_chunks,
+    declared_indexes_are_used,
 );

@@ -365,3 +365,145 @@ pub async fn stream_reads_in_chunks(pool: &Pool) {
         "{bad:?}"
     );
 }
+
+/// The items of the collection matching `filter`, by `Filter::matches` on their data (korm's
+/// semantics without a database).
+async fn expected(pool: &Pool, filter: &korm::Filter) -> Vec<u64> {
+    let mut out: Vec<u64> = query(pool)
+        .get()
+        .await
+        .expect("all")
+        .iter()
+        .filter(|item| {
+            filter
+                .matches(&Value::Object(item.data().clone()))
+                .expect("matches")
+        })
+        .map(|item| item.data()["n"].as_u64().unwrap())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Declared indexes on JSON paths: the rendered filter uses them (the database's plan names
+/// the index), results are what the filter means, declaring is idempotent, and bad
+/// declarations are refused.
+pub async fn declared_indexes_are_used(pool: &Pool) {
+    let collection: korm::Rn<Row> = ITEMS.parse().unwrap();
+    let err = korm::declare_index(pool, &collection, "meta.tag", korm::IndexKind::Text)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+    seed_n(pool, 1500).await;
+    // Values that must not match a text or number index wrongly: a number where text is
+    // indexed, text where numbers are, a text longer than MariaDB's index column keeps.
+    let handle = korm::item::<Row>(pool);
+    let long = "x".repeat(300);
+    for (n, tag, num) in [
+        (5000, json!(5000), json!("1499")),
+        (5001, json!(format!("{long}a")), json!(1499.5)),
+        (5002, json!(format!("{long}b")), json!(true)),
+    ] {
+        let mut data = Map::new();
+        data.insert("n".into(), json!(n));
+        data.insert("meta".into(), json!({"tag": tag, "n": num}));
+        handle
+            .from_data(ITEMS.parse().unwrap(), data)
+            .expect("floating")
+            .create()
+            .await
+            .expect("create");
+    }
+    let by_tag = || query(pool).filter(eq("meta.tag", "t77"));
+    let plan = by_tag().explain().await.expect("explain");
+    assert!(!plan.contains("korm_ix_"), "no index yet: {plan}");
+    for _ in 0..2 {
+        korm::declare_index(pool, &collection, "meta.tag", korm::IndexKind::Text)
+            .await
+            .expect("declare text index");
+        korm::declare_index(pool, &collection, "meta.n", korm::IndexKind::Number)
+            .await
+            .expect("declare number index");
+    }
+    let tags: Vec<String> = (0..40).map(|i| format!("t{}", i * 37)).collect();
+    let filters = [
+        eq("meta.tag", "t77"),
+        in_list("meta.tag", ["t1", "t2", "t3"]),
+        in_list("meta.tag", tags.iter().map(String::as_str)),
+        korm::and([korm::gte("meta.tag", "t1490"), lt("meta.tag", "t1495")]),
+        korm::and([gt("meta.n", 1495), lt("meta.n", 5000)]),
+        eq("meta.n", 1499),
+    ];
+    for filter in filters {
+        let plan = query(pool)
+            .filter(filter.clone())
+            .explain()
+            .await
+            .expect("explain");
+        assert!(
+            plan.contains("korm_ix_"),
+            "{filter:?} does not use the index: {plan}"
+        );
+        let found = query(pool)
+            .filter(filter.clone())
+            .sort_by("n", SortOrder::Asc)
+            .get()
+            .await
+            .expect("indexed query");
+        let want = expected(pool, &filter).await;
+        assert!(!want.is_empty(), "{filter:?}");
+        assert_eq!(ns(&found), want, "{filter:?}");
+    }
+    // Long texts (past what MariaDB's index column holds) still compare exactly.
+    for filter in [
+        eq("meta.tag", format!("{long}a")),
+        gt("meta.tag", format!("{long}a")),
+        in_list("meta.tag", [format!("{long}b"), "t5".to_owned()]),
+    ] {
+        let found = query(pool)
+            .filter(filter.clone())
+            .sort_by("n", SortOrder::Asc)
+            .get()
+            .await
+            .expect("long text");
+        assert_eq!(ns(&found), expected(pool, &filter).await, "{filter:?}");
+    }
+    // Writes after the declaration are indexed too.
+    let mut data = Map::new();
+    data.insert("n".into(), json!(6000));
+    data.insert("meta".into(), json!({"tag": "fresh", "n": -3}));
+    handle
+        .from_data(ITEMS.parse().unwrap(), data)
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let found = query(pool)
+        .filter(eq("meta.tag", "fresh"))
+        .get()
+        .await
+        .expect("fresh");
+    assert_eq!(ns(&found), [6000]);
+    assert_eq!(
+        query(pool)
+            .filter(lt("meta.n", 0))
+            .count()
+            .await
+            .expect("count"),
+        1
+    );
+    for (path, why) in [
+        ("meta.tags[*]", "[*]"),
+        ("nothing.x", "no such field"),
+        ("name.x", "not a JSON"),
+        ("meta", "inside a JSON field"),
+    ] {
+        let err = korm::declare_index(pool, &collection, path, korm::IndexKind::Text)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidPath { reason, .. } if reason.contains(why)),
+            "{path}: {err:?}"
+        );
+    }
+}

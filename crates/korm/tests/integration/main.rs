@@ -4,6 +4,7 @@
 mod compat;
 mod concurrency;
 mod crypto;
+mod indexes;
 mod locks;
 mod meta;
 mod mysql;

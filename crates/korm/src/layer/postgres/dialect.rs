@@ -194,6 +194,14 @@ impl PgDialect {
     /// One bound step. An index is bound as an integer and cast to `int` (the type of
     /// `jsonb -> int`; a bound 64-bit integer would find no operator).
     fn step(&self, st: &mut RenderState, step: &PathStep) -> String {
+        if st.literal {
+            // A declared index's expression: literal steps (validated keys, integer indexes).
+            return match step {
+                PathStep::Key(key) => format!("'{key}'"),
+                PathStep::Index(index) => index.to_string(),
+                PathStep::Wildcard => "NULL".to_owned(),
+            };
+        }
         match step {
             PathStep::Key(key) => self.bind(st, SqlValue::Text(key.clone())),
             PathStep::Index(index) => {
@@ -237,6 +245,16 @@ impl Dialect for PgDialect {
             ListKind::Boolean => "::bool",
         };
         format!("SELECT value{cast} FROM jsonb_array_elements_text(CAST({param} AS jsonb))")
+    }
+
+    /// A long list (a subquery over the JSON array parameter) becomes `= ANY(ARRAY(...))`:
+    /// the array is computed once, and an index on the operand serves it as one scan.
+    fn in_list_sql(&self, operand: &str, list: &str) -> String {
+        if list.starts_with("SELECT ") {
+            format!("{operand} = ANY(ARRAY({list}))")
+        } else {
+            format!("{operand} IN ({list})")
+        }
     }
 
     fn rn_prefix(&self, column: &str) -> String {

@@ -68,6 +68,11 @@ const READ_SCHEMA: &str = "SELECT a.attname::text, t.typname::text, \
     WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped \
     ORDER BY a.attnum";
 
+/// The names of korm's declared indexes on a table (see [`crate::query::index`]).
+const READ_INDEXES: &str = "SELECT c.relname::text FROM pg_catalog.pg_index i \
+    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+    WHERE i.indrelid = to_regclass(quote_ident($1)) AND c.relname LIKE 'korm\\_ix\\_%'";
+
 /// A PostgreSQL database holding items.
 pub(crate) struct PgLayer {
     ident: String,
@@ -294,6 +299,10 @@ async fn read_schema(
         }
         schema.add_read_column(name, dialect::kind_of_type(&type_name, &base));
     }
+    schema.indexes = sqlx::query_scalar(READ_INDEXES)
+        .bind(PgDialect::default().physical_table(table).as_ref())
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(Some(schema))
 }
 
@@ -507,6 +516,63 @@ impl Layer for PgLayer {
             },
         )?;
         self.query_rows(table, statement).await
+    }
+
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        check_table(table)?;
+        let physical = self.dialect.physical_table(table).into_owned();
+        let analyze = format!("ANALYZE {}", self.dialect.quote_identifier(&physical));
+        // The new expression's statistics at once: without them the planner guesses its
+        // selectivity and may keep scanning a large table.
+        let statements = self
+            .dialect
+            .render_create_index(table, path, kind)
+            .into_iter()
+            .map(|s| s.sql)
+            .chain([analyze]);
+        for sql in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        self.forget(table);
+        Ok(())
+    }
+
+    async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        check_table(table)?;
+        let Some(schema) = self.schema(table).await? else {
+            return Ok(String::new());
+        };
+        let statement = self.dialect.render_select_window(
+            &schema,
+            select.filter.as_ref(),
+            &select.sort,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
+        )?;
+        let statement = Statement {
+            sql: format!("EXPLAIN {}", statement.sql),
+            params: statement.params,
+        };
+        let rows = query(statement)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.try_get::<String, _>(0).map_err(|e| self.error(e))?);
+        }
+        Ok(out.join("\n"))
     }
 
     async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
