@@ -179,4 +179,5 @@ conformance!(
     in_list_of_a_million_values,
     stream_reads_in_chunks,
     declared_indexes_are_used,
+    keyset_pages_seek_the_key,
 );

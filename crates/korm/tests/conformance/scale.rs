@@ -507,3 +507,21 @@ pub async fn declared_indexes_are_used(pool: &Pool) {
         );
     }
 }
+
+/// A keyset page without sort keys is a range of the primary key, wherever it starts: the
+/// database's plan seeks to the cursor's id instead of reading the rows before it.
+pub async fn keyset_pages_seek_the_key(pool: &Pool) {
+    seed_n(pool, 1500).await;
+    let first = query(pool).page(10).await.expect("page");
+    let next = first.next.expect("more");
+    let plan = query(pool)
+        .after(&next)
+        .limit(10)
+        .explain()
+        .await
+        .expect("explain");
+    let seeks = plan.contains("rnId>?")
+        || plan.contains("_pkey")
+        || (plan.contains("key=PRIMARY") && plan.contains("type=range"));
+    assert!(seeks, "{plan}");
+}

@@ -46,7 +46,7 @@ use crate::query::dialect::{
     Dialect, JsonLocation, JsonType, ListKind, RenderState, SQL_TRUE, Scalar,
 };
 use crate::query::dialect::{INDEX_TEXT, Statement, default_render_change};
-use crate::query::filter::SortOrder;
+use crate::query::filter::{CompareOp, SortOrder};
 use crate::query::index::{IndexKind, index_name};
 use crate::query::path::FieldPath;
 use crate::query::path::PathStep;
@@ -373,6 +373,19 @@ impl Dialect for MySqlDialect {
             SortOrder::Asc => format!("{expr} IS NULL, {expr} ASC"),
             SortOrder::Desc => format!("{expr} IS NULL DESC, {expr} DESC"),
         }
+    }
+
+    /// The item id is the exception to binary text comparisons: `rnId` orders in its
+    /// column's collation, as the primary key and the `ORDER BY rnId` tiebreak do, so a
+    /// keyset page (`rnId > ? ORDER BY rnId`) is a range of the key, not a walk of it from
+    /// the start. Ids are UUID texts, which the collations order alike.
+    fn compare_column(&self, column: &str, op: CompareOp, param: &str, ty: JsonType) -> String {
+        let _ = ty;
+        let param = match param.split_once(" COLLATE ") {
+            Some((bare, _)) if column == "`rnId`" && op != CompareOp::Eq => bare,
+            _ => param,
+        };
+        format!("{column} {} {param}", op.sql())
     }
 
     fn sort_column(&self, name: &str, ty: JsonType, order: SortOrder) -> String {
