@@ -18,6 +18,8 @@
 //! default) on both sides, where every commit waits for the disk: one task creating items one
 //! after another beside raw autocommit inserts, then 16 concurrent tasks beside 16 OS threads
 //! each inserting on a connection of its own (see [`durable_lines`]; korm group-commits).
+//! `query.200k` and `query_indexed.200k` (section `scale`) query 200,000 SQLite items by a JSON
+//! path, without and with a declared index (see [`scale_lines`]).
 //!
 //! `wal.create` and `wal.create.fsync` are the exception to `korm<TAB>raw`: korm with a
 //! write-ahead log, then korm without one (see [`wal_lines`]).
@@ -217,6 +219,9 @@ async fn main() {
     if runs("wal") {
         wal_lines(quick, rounds).await;
     }
+    if runs("scale") {
+        scale_lines(quick).await;
+    }
     if std::env::var_os("KORM_BENCH_SQLITE_ONLY").is_some() {
         return;
     }
@@ -350,6 +355,65 @@ async fn durable_lines(quick: bool, rounds: usize) {
         let (k, r) = median_round(&korm_rounds, &raw_rounds, i);
         println!("{name}\t{k:.0}\t{r:.0}");
     }
+}
+
+/// `query.200k` and `query_indexed.200k`: a filter selecting 10 of 200,000 items by a JSON
+/// path (`meta.code`), by korm and by raw rusqlite running the same SQL, first without an
+/// index (a scan), then with the declared index (raw: the same index). Queries alternate
+/// sides in blocks, each block asking for other codes.
+async fn scale_lines(quick: bool) {
+    use workloads::scale;
+    let n = if quick { 2_000 } else { 200_000 };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = scale::korm_seed(&dir.path().join("korm.sqlite"), n).await;
+    let conn = scale::raw_seed(&dir.path().join("raw.sqlite"), n);
+    let codes = n / scale::PER_CODE;
+    for indexed in [false, true] {
+        if indexed {
+            scale::korm_index(&pool).await;
+            scale::raw_index(&conn);
+        }
+        // Warm-up: statement caches, the schema, the pages.
+        assert_eq!(scale::korm_query(&pool, 1).await, scale::PER_CODE);
+        assert_eq!(scale::raw_query(&conn, 1, indexed), scale::PER_CODE);
+        let per_block = match (quick, indexed) {
+            (true, _) => 2,
+            (false, false) => 3,
+            (false, true) => 2_000,
+        };
+        let (mut korm, mut raw) = (Duration::ZERO, Duration::ZERO);
+        let mut k = 7;
+        for b in 0..BLOCKS {
+            for korm_side in sides(b) {
+                let t = Instant::now();
+                for _ in 0..per_block {
+                    k = (k * 7919 + 13) % codes;
+                    if korm_side {
+                        assert_eq!(scale::korm_query(&pool, k).await, scale::PER_CODE);
+                    } else {
+                        assert_eq!(scale::raw_query(&conn, k, indexed), scale::PER_CODE);
+                    }
+                }
+                if korm_side {
+                    korm += t.elapsed();
+                } else {
+                    raw += t.elapsed();
+                }
+            }
+        }
+        let ops = (per_block * BLOCKS) as f64;
+        let name = if indexed {
+            "query_indexed.200k"
+        } else {
+            "query.200k"
+        };
+        println!(
+            "{name}\t{:.0}\t{:.0}",
+            ops / korm.as_secs_f64(),
+            ops / raw.as_secs_f64()
+        );
+    }
+    pool.close().await;
 }
 
 /// `wal.create`: creates by korm with a write-ahead log on a local depot beside creates

@@ -74,8 +74,8 @@ pub use depot::DepotFile;
 pub use error::{ConflictedItem, DbErrorKind, DriverError, Error, Result};
 pub use item::{Collected, Collection, collection, collection_at};
 pub use item::{
-    DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Query, ShowOptions,
-    UncommittedItem, WriteOptions, item,
+    Cursor, DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Page, Query,
+    ReadItem, STREAM_CHUNK, ShowOptions, UncommittedItem, WriteOptions, item,
 };
 pub use item::{Tx, TxHandle, TxOutcome, tx};
 pub use layer::LayerSpec;
@@ -83,7 +83,9 @@ pub use lock::{LockGuard, LockOptions, Locker};
 pub use meta::{ResetMode, ResetReport, discover, reset};
 pub use model::{ColumnKind, Encrypted, Password, Ref, Unique};
 pub use pool::{Pool, PoolBuilder, pool};
-pub use query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+pub use query::{
+    Filter, IndexKind, SortOrder, and, declare_index, eq, gt, gte, in_list, like, lt, lte, not, or,
+};
 pub use rn::{Rn, RnForm};
 pub use wal::{WalDepotOps, WalOptions, WalRetention};
 

@@ -731,7 +731,7 @@ async fn through_groups(
             group.collection.clone(),
             Some(sub_filter.clone()),
             (Vec::new(), crate::item::SortRules::default()),
-            None,
+            crate::query::dialect::Window::default(),
         )
         .await?;
         alternatives.push(Filter(FilterNode::RefIn {

@@ -8,6 +8,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod refs;
+pub mod scale;
 pub mod server;
 
 use std::path::Path;

@@ -154,4 +154,13 @@ impl<T: Model> Collection<T> {
     pub fn query(&self) -> Query<T> {
         item::<T>(&self.pool).query(self.rn.clone())
     }
+
+    /// Declares an index on a JSON path of the collection's items; see
+    /// [`declare_index`](crate::declare_index).
+    ///
+    /// # Errors
+    /// As [`declare_index`](crate::declare_index).
+    pub async fn declare_index(&self, path: &str, kind: crate::IndexKind) -> Result<()> {
+        crate::declare_index(&self.pool, &self.rn, path, kind).await
+    }
 }

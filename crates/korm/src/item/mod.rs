@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use read::{Load, Query};
+pub use read::{Cursor, Load, Page, Query, ReadItem, STREAM_CHUNK};
 pub use show::ShowOptions;
 pub use tx::{Tx, TxHandle, TxOutcome, tx};
 

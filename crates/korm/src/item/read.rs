@@ -8,9 +8,12 @@ use serde_json::Value;
 
 use super::{Item, ItemRn, Model};
 use crate::error::{Error, Result};
+use futures_util::stream::BoxStream;
+
 use crate::layer::Select;
 use crate::model::{Cell, Resolved, StoredRow};
 use crate::pool::Pool;
+use crate::query::dialect::Window;
 use crate::query::{FieldPath, Filter, PathStep, SortOrder, memory};
 use crate::resolve::{self, ResolveOptions, ResolvePath};
 use crate::rn::Rn;
@@ -27,6 +30,9 @@ pub struct Query<T> {
     sort: Vec<(String, SortOrder)>,
     stringify_sort: bool,
     resolve: ResolveOptions,
+    limit: Option<u64>,
+    offset: Option<u64>,
+    after: Option<Cursor>,
     problem: Option<Error>,
 }
 
@@ -37,6 +43,9 @@ impl<T> fmt::Debug for Query<T> {
             .field("filter", &self.filter)
             .field("sort", &self.sort)
             .field("resolve", &self.resolve.paths)
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .field("after", &self.after)
             .finish_non_exhaustive()
     }
 }
@@ -50,6 +59,9 @@ impl<T: Model> Query<T> {
             sort: Vec::new(),
             stringify_sort: false,
             resolve: ResolveOptions::default(),
+            limit: None,
+            offset: None,
+            after: None,
             problem: None,
         }
     }
@@ -84,13 +96,61 @@ impl<T: Model> Query<T> {
         reject(&mut self.problem, option, reason);
     }
 
-    /// Keeps the items matching `filter` (see [`crate::query`] for the language). One filter
-    /// per query: combine several with [`and`](crate::and).
+    /// Keeps the items matching `filter` (see [`crate::query`] for the language). Calling it
+    /// again keeps the items matching both (the filters are ANDed), so optional conditions
+    /// compose:
+    ///
+    /// ```no_run
+    /// # async fn f(q: korm::Query<serde_json::Value>, tier: Option<&str>) -> korm::Result<()> {
+    /// let mut q = q.filter(korm::gt("age", 30));
+    /// if let Some(tier) = tier {
+    ///     q = q.filter(korm::eq("meta.tier", tier));
+    /// }
+    /// # let _ = q.get().await?; Ok(()) }
+    /// ```
     pub fn filter(mut self, filter: Filter) -> Self {
-        if self.filter.is_some() {
-            self.reject("filter", "given twice; combine filters with and(...)");
+        self.filter = Some(match self.filter.take() {
+            Some(before) => before.and(filter),
+            None => filter,
+        });
+        self
+    }
+
+    /// Returns at most `n` items (the first `n` in the query's order). Giving it twice is an
+    /// error.
+    pub fn limit(mut self, n: u64) -> Self {
+        if self.limit.is_some() {
+            self.reject("limit", "given twice");
         }
-        self.filter = Some(filter);
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` matching items. The items are then ordered by the sort keys and
+    /// their id (by id alone without sort keys), so consecutive offsets never repeat or miss
+    /// an item of an unchanged collection. Deep offsets read and skip every row before
+    /// them: to walk a large collection, page with [`after`](Query::after) instead.
+    pub fn offset(mut self, n: u64) -> Self {
+        if self.offset.is_some() {
+            self.reject("offset", "given twice");
+        }
+        self.offset = Some(n);
+        self
+    }
+
+    /// Starts after the item a [`Cursor`] points at (keyset paging): the next page of a
+    /// [`page`](Query::page) with the same filter and sort keys. The database finds the
+    /// place through the sort keys and id, so a page deep into a collection costs what the
+    /// first one costs (with the sort keys indexed, or without sort keys: the id is).
+    ///
+    /// A cursor made for other sort keys is [`Error::InvalidOption`] when the query runs.
+    /// Sort keys through references and [`allow_stringified_sort`](Query::allow_stringified_sort)
+    /// can not page this way.
+    pub fn after(mut self, cursor: &Cursor) -> Self {
+        if self.after.is_some() {
+            self.reject("after", "given twice");
+        }
+        self.after = Some(cursor.clone());
         self
     }
 
@@ -116,7 +176,8 @@ impl<T: Model> Query<T> {
         self
     }
 
-    /// Runs the query and returns every matching item.
+    /// Runs the query and returns every matching item (or the window
+    /// [`limit`](Query::limit) and [`offset`](Query::offset) give).
     ///
     /// # Errors
     /// [`Error::WrongRnForm`] unless the RN is a collection, routing errors, invalid options,
@@ -124,6 +185,246 @@ impl<T: Model> Query<T> {
     /// fit the model, and database errors.
     pub async fn get(self) -> Result<Vec<Item<T>>> {
         self.run(None).await?.into_iter().collect()
+    }
+
+    /// How many items match (the filter, and [`after`](Query::after) when given), counted by
+    /// the database (`SELECT COUNT(*)`), without reading them; a filter evaluated in memory
+    /// (on an encrypted field) reads the rows to count them. Sort keys do not change a count;
+    /// a [`limit`](Query::limit) or [`offset`](Query::offset) is [`Error::InvalidOption`].
+    ///
+    /// # Errors
+    /// As [`get`](Query::get).
+    pub async fn count(self) -> Result<u64> {
+        if self.limit.is_some() || self.offset.is_some() {
+            return Err(Error::InvalidOption {
+                option: "count",
+                reason: "count counts every match: limit and offset do not apply to it".into(),
+            });
+        }
+        let scan = self.scan()?;
+        scan.count().await
+    }
+
+    /// The database's plan for the query's statement, as it describes it (`EXPLAIN QUERY
+    /// PLAN` on SQLite, `EXPLAIN` on PostgreSQL and MariaDB), one line per step: to see
+    /// whether a filter uses a [declared index](crate::declare_index) or scans. Nothing is
+    /// read; the parts of a filter korm evaluates in memory (encrypted fields) are not in it.
+    ///
+    /// # Errors
+    /// As [`get`](Query::get).
+    pub async fn explain(self) -> Result<String> {
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        let collection = self.rn.untyped();
+        let table = collection_table(&collection)?;
+        let layer = self.pool.route(&collection)?.clone();
+        let filter = match (self.filter, &self.after) {
+            (f, None) => f,
+            (f, Some(cursor)) => {
+                let (keys, id) = cursor.check(&self.sort)?;
+                let after = keyset_filter(&self.sort, &keys, &id);
+                Some(match f {
+                    Some(f) => f.and(after),
+                    None => after,
+                })
+            }
+        };
+        if let Some(filter) = &filter {
+            filter.validate()?;
+        }
+        let Some(schema) = layer.table_schema(&table).await? else {
+            return Ok(String::new());
+        };
+        let filter = match filter {
+            Some(filter) => {
+                let planned = if resolve::touches_reference(&filter, &schema) {
+                    let semi_join = !memory::reads_encrypted(&filter, &schema)?;
+                    resolve::plan_filter(&self.pool, &layer, &schema, filter, semi_join).await?
+                } else {
+                    filter
+                };
+                memory::split(planned, &schema)?.0
+            }
+            None => None,
+        };
+        layer
+            .explain(
+                &table,
+                Select {
+                    filter,
+                    sort: self.sort,
+                    limit: self.limit,
+                    offset: self.offset,
+                    ordered: self.offset.is_some() || self.after.is_some(),
+                },
+            )
+            .await
+    }
+
+    /// The first matching item, or `None` when nothing matches.
+    ///
+    /// # Errors
+    /// As [`get`](Query::get).
+    pub async fn first_optional(self) -> Result<Option<Item<T>>> {
+        self.run(Some(1)).await?.into_iter().next().transpose()
+    }
+
+    /// Up to `n` items from the start (or from [`after`](Query::after) a cursor), and the
+    /// cursor of the next page: `None` when this page is the last. Pages are ordered by the
+    /// sort keys then the id (by id without sort keys), and each page is found by keyset, so
+    /// walking a collection page by page costs the same per page however deep.
+    ///
+    /// ```no_run
+    /// # async fn f(q: impl Fn() -> korm::Query<serde_json::Value>) -> korm::Result<()> {
+    /// let mut page = q().page(100).await?;
+    /// while let Some(next) = page.next.take() {
+    ///     page = q().after(&next).page(100).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get`](Query::get); an [`after`](Query::after) cursor made for other sort keys is
+    /// [`Error::InvalidOption`].
+    pub async fn page(self, n: u64) -> Result<Page<T>> {
+        if self.limit.is_some() {
+            return Err(Error::InvalidOption {
+                option: "limit",
+                reason: "page(n) sets the page size; do not give limit too".into(),
+            });
+        }
+        let mut scan = self.scan()?;
+        let mut rows = Vec::new();
+        let mut last_keys = None;
+        while (rows.len() as u64) < n && !scan.done {
+            let want = n - rows.len() as u64;
+            let chunk = scan.next_chunk(want).await?;
+            for row in chunk {
+                last_keys = Some(scan.keys_of(&row));
+                rows.push(row);
+            }
+        }
+        let next = match last_keys {
+            Some((keys, id)) if rows.len() as u64 == n && n > 0 => {
+                Some(Cursor::new(scan.sort.clone(), keys, id))
+            }
+            _ => None,
+        };
+        let items = scan.items(rows).await?;
+        Ok(Page { items, next })
+    }
+
+    /// The matching items as a stream, read in chunks of [`STREAM_CHUNK`] rows: memory stays
+    /// that of one chunk however many items match. Each chunk is a keyset page (ordered by
+    /// the sort keys then the id), so the stream sees every item that matches for its whole
+    /// run exactly once; an item changed meanwhile may be seen before or after the change.
+    /// [`limit`](Query::limit), [`offset`](Query::offset) and [`after`](Query::after) apply.
+    ///
+    /// # Errors
+    /// The query's errors come as the stream's first item (then it ends); a row that does not
+    /// fit the model is an `Err` in its place.
+    pub fn stream(self) -> BoxStream<'static, Result<Item<T>>> {
+        fn make<T: Model>(
+            scan: &Scan<T>,
+            rows: Vec<StoredRow>,
+        ) -> resolve::BoxFuture<'_, Result<Vec<Result<Item<T>>>>> {
+            Box::pin(scan.items_each(rows))
+        }
+        self.chunks(make::<T>)
+    }
+
+    /// [`stream`](Query::stream) for reading only: each [`ReadItem`] holds the RN and the
+    /// data, not the stored row an [`Item`] keeps to write it back, so a report or an export
+    /// over a large collection holds half the memory per item. Resolved references work as
+    /// in [`stream`](Query::stream).
+    ///
+    /// # Errors
+    /// As [`stream`](Query::stream).
+    pub fn stream_read_only(self) -> BoxStream<'static, Result<ReadItem<T>>> {
+        fn make<T: Model>(
+            scan: &Scan<T>,
+            rows: Vec<StoredRow>,
+        ) -> resolve::BoxFuture<'_, Result<Vec<Result<ReadItem<T>>>>> {
+            Box::pin(scan.read_items(rows))
+        }
+        self.chunks(make::<T>)
+    }
+
+    /// A stream of the items made by `make` from each chunk of rows.
+    fn chunks<I: Send + 'static>(self, make: MakeItems<T, I>) -> BoxStream<'static, Result<I>> {
+        let scan = match self.scan() {
+            Ok(scan) => scan,
+            Err(e) => return Box::pin(futures_util::stream::once(async move { Err(e) })),
+        };
+        let state = (scan, std::collections::VecDeque::<Result<I>>::new(), false);
+        Box::pin(futures_util::stream::unfold(
+            state,
+            move |(mut scan, mut buffer, mut failed)| async move {
+                loop {
+                    if let Some(next) = buffer.pop_front() {
+                        return Some((next, (scan, buffer, failed)));
+                    }
+                    if failed || scan.done {
+                        return None;
+                    }
+                    let step = match scan.next_chunk(STREAM_CHUNK).await {
+                        Ok(rows) => make(&scan, rows).await,
+                        Err(e) => Err(e),
+                    };
+                    match step {
+                        Ok(items) => buffer.extend(items),
+                        Err(e) => {
+                            failed = true;
+                            buffer.push_back(Err(e));
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    /// The query as a keyset scan (for pages, streams and counts).
+    fn scan(self) -> Result<Scan<T>> {
+        if let Some(problem) = self.problem {
+            return Err(problem);
+        }
+        if !self.rn.is_collection() {
+            return Err(Error::WrongRnForm {
+                rn: self.rn.to_string(),
+                reason: "a query needs a collection rn (namespace:kind:*)".to_owned(),
+            });
+        }
+        if self.stringify_sort && !self.sort.is_empty() {
+            return Err(Error::InvalidOption {
+                option: "after",
+                reason: "pages and streams can not sort by stringified objects and arrays".into(),
+            });
+        }
+        let paths = self.resolve.parse()?;
+        let sort_paths = self
+            .sort
+            .iter()
+            .map(|(path, _)| FieldPath::parse(path))
+            .collect::<Result<Vec<_>>>()?;
+        let after = match self.after {
+            Some(cursor) => Some(cursor.check(&self.sort)?),
+            None => None,
+        };
+        Ok(Scan {
+            pool: self.pool,
+            rn: self.rn,
+            filter: self.filter,
+            sort: self.sort,
+            sort_paths,
+            stringify: self.stringify_sort,
+            resolve: paths,
+            strict: self.resolve.strict,
+            after,
+            skip: self.offset.unwrap_or(0),
+            left: self.limit,
+            done: false,
+        })
     }
 
     /// The matching items, each read on its own: an item whose stored data can not be read
@@ -159,8 +460,9 @@ impl<T: Model> Query<T> {
         self.run(Some(n)).await?.into_iter().collect()
     }
 
-    /// The query's items, each read on its own.
-    async fn run(self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
+    /// The query's items, each read on its own; `limit` is the reader's own (first, first_n),
+    /// within the query's.
+    async fn run(mut self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
         if let Some(problem) = self.problem {
             return Err(problem);
         }
@@ -169,6 +471,20 @@ impl<T: Model> Query<T> {
                 rn: self.rn.to_string(),
                 reason: "a query needs a collection rn (namespace:kind:*)".to_owned(),
             });
+        }
+        let limit = match (limit, self.limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.after.is_some() {
+            // A keyset start: the scan's path (sort keys in SQL, the cursor checked).
+            self.limit = limit;
+            let mut scan = self.scan()?;
+            let mut rows = Vec::new();
+            while !scan.done {
+                rows.extend(scan.next_chunk(STREAM_CHUNK).await?);
+            }
+            return scan.items_each(rows).await;
         }
         let paths = self.resolve.parse()?;
         let sort_paths = self
@@ -187,7 +503,11 @@ impl<T: Model> Query<T> {
                     strict: self.resolve.strict,
                 },
             ),
-            limit,
+            Window {
+                limit,
+                offset: self.offset,
+                ordered: self.offset.is_some(),
+            },
         )
         .await?;
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
@@ -272,9 +592,23 @@ pub(crate) fn select_rows(
     collection: Rn,
     filter: Option<Filter>,
     sort: (Vec<(String, SortOrder)>, SortRules),
-    limit: Option<u64>,
+    window: Window,
 ) -> resolve::BoxFuture<'static, Result<Vec<StoredRow>>> {
-    Box::pin(select_rows_inner(pool, collection, filter, sort, limit))
+    Box::pin(async move {
+        let selected = select_rows_inner(pool, collection, filter, sort, window, false).await?;
+        Ok(selected.rows)
+    })
+}
+
+/// What [`select_rows_inner`] found.
+struct Selected {
+    /// The rows kept.
+    rows: Vec<StoredRow>,
+    /// How many rows the database returned (before an in-memory filter).
+    raw: usize,
+    /// The last row the database returned, when an in-memory filter dropped it (a scan
+    /// continues after it).
+    last_dropped: Option<StoredRow>,
 }
 
 /// How sort keys read values.
@@ -287,13 +621,22 @@ pub(crate) struct SortRules {
     pub(crate) strict: bool,
 }
 
+/// The read path. `raw`: the window applies to the rows the database returns, before an
+/// in-memory filter (a keyset scan continues after the last of them), and sort keys through
+/// references are refused.
 async fn select_rows_inner(
     pool: Pool,
     collection: Rn,
     filter: Option<Filter>,
     (sort, rules): (Vec<(String, SortOrder)>, SortRules),
-    limit: Option<u64>,
-) -> Result<Vec<StoredRow>> {
+    window: Window,
+    raw: bool,
+) -> Result<Selected> {
+    let Window {
+        limit,
+        offset,
+        ordered,
+    } = window;
     if let Some(filter) = &filter {
         filter.validate()?;
     }
@@ -328,7 +671,15 @@ async fn select_rows_inner(
             .iter()
             .any(|p| resolve::through_reference(schema, p))
     });
-    let in_memory_limit = residual.is_some() || sort_in_memory;
+    if raw && sort_in_memory {
+        return Err(Error::InvalidOption {
+            option: "after",
+            reason: "pages and streams need sort keys in the collection's own fields, not \
+                     through references"
+                .into(),
+        });
+    }
+    let in_memory_limit = !raw && (residual.is_some() || sort_in_memory);
     let rows = layer
         .select(
             &table,
@@ -340,16 +691,23 @@ async fn select_rows_inner(
                     sort.clone()
                 },
                 limit: if in_memory_limit { None } else { limit },
+                offset: if in_memory_limit { None } else { offset },
+                ordered: ordered || offset.is_some(),
             },
         )
         .await?;
+    let raw_count = rows.len();
+    let mut last_dropped = None;
     let mut rows = match &residual {
         Some(residual) => {
             let mut kept = Vec::with_capacity(rows.len());
-            for row in rows {
+            let last = rows.len().saturating_sub(1);
+            for (i, row) in rows.into_iter().enumerate() {
                 let rn = format!("{}{}", collection_prefix(&collection), row.id());
                 if crate::crypto::at_boundary(pool.ring(), || residual.matches(&rn, &row))? {
                     kept.push(row);
+                } else if i == last {
+                    last_dropped = Some(row);
                 }
             }
             kept
@@ -359,12 +717,431 @@ async fn select_rows_inner(
     if sort_in_memory {
         rows = sort_rows(&pool, rows, &sort, &sort_paths, schema.as_ref(), rules).await?;
     }
-    if let Some(n) = limit
-        && in_memory_limit
-    {
-        rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+    if in_memory_limit {
+        if let Some(m) = offset {
+            let m = usize::try_from(m).unwrap_or(usize::MAX).min(rows.len());
+            rows.drain(..m);
+        }
+        if let Some(n) = limit {
+            rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
     }
-    Ok(rows)
+    Ok(Selected {
+        rows,
+        raw: raw_count,
+        last_dropped,
+    })
+}
+
+/// Turns a chunk of rows of a scan into items (of a stream).
+type MakeItems<T, I> =
+    for<'a> fn(&'a Scan<T>, Vec<StoredRow>) -> resolve::BoxFuture<'a, Result<Vec<Result<I>>>>;
+
+/// How many rows a stream reads per statement.
+pub const STREAM_CHUNK: u64 = 1000;
+
+/// A query run as a sequence of keyset pages: each chunk is the next rows after the last
+/// one read, in the order of the sort keys then the id.
+struct Scan<T> {
+    pool: Pool,
+    rn: Rn<T>,
+    filter: Option<Filter>,
+    sort: Vec<(String, SortOrder)>,
+    sort_paths: Vec<FieldPath>,
+    stringify: bool,
+    resolve: Vec<ResolvePath>,
+    strict: bool,
+    /// Where the next chunk starts: the sort-key values and id of the last row read.
+    after: Option<(Vec<Value>, String)>,
+    /// Matching rows still to skip (an offset).
+    skip: u64,
+    /// Items still to return (a limit).
+    left: Option<u64>,
+    /// No more rows.
+    done: bool,
+}
+
+impl<T: Model> Scan<T> {
+    /// The filter of the next chunk: the query's, and after the last row read.
+    fn chunk_filter(&self) -> Option<Filter> {
+        let after = self
+            .after
+            .as_ref()
+            .map(|(keys, id)| keyset_filter(&self.sort, keys, id));
+        match (self.filter.clone(), after) {
+            (Some(f), Some(a)) => Some(f.and(a)),
+            (f, a) => f.or(a),
+        }
+    }
+
+    /// The sort-key values and id of a row (what a cursor holds).
+    fn keys_of(&self, row: &StoredRow) -> (Vec<Value>, String) {
+        let keys = self
+            .sort_paths
+            .iter()
+            .map(|path| {
+                if path.column() == crate::layer::schema::ID_COLUMN && path.steps().is_empty() {
+                    Value::String(row.id().to_owned())
+                } else {
+                    resolve::value_at(row, path).unwrap_or(Value::Null)
+                }
+            })
+            .collect();
+        (keys, row.id().to_owned())
+    }
+
+    /// The next matching rows: at most `want` (and the limit), after the offset. Sets
+    /// `done` when the collection has no more.
+    async fn next_chunk(&mut self, want: u64) -> Result<Vec<StoredRow>> {
+        let mut want = want.max(1);
+        if let Some(left) = self.left {
+            want = want.min(left);
+        }
+        if want == 0 || self.done {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        // Skipped rows are read in chunks too, at most STREAM_CHUNK at a time.
+        let ask = if self.skip > 0 {
+            STREAM_CHUNK.max(want)
+        } else {
+            want
+        };
+        let selected = select_rows_inner(
+            self.pool.clone(),
+            self.rn.untyped(),
+            self.chunk_filter(),
+            (
+                self.sort.clone(),
+                SortRules {
+                    stringify: self.stringify,
+                    strict: self.strict,
+                },
+            ),
+            Window {
+                limit: Some(ask),
+                offset: None,
+                ordered: true,
+            },
+            true,
+        )
+        .await?;
+        if (selected.raw as u64) < ask {
+            self.done = true;
+        }
+        let last = selected.last_dropped.as_ref().or(selected.rows.last());
+        if let Some(last) = last {
+            self.after = Some(self.keys_of(last));
+        }
+        let mut rows = selected.rows;
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(rows.len());
+            rows.drain(..n);
+            self.skip -= n as u64;
+        }
+        if (rows.len() as u64) > want {
+            // Only after an offset: the rest are read again by the next chunk.
+            rows.truncate(usize::try_from(want).unwrap_or(usize::MAX));
+            if let Some(last) = rows.last() {
+                self.after = Some(self.keys_of(last));
+            }
+            self.done = false;
+        }
+        if let Some(left) = &mut self.left {
+            *left -= (rows.len() as u64).min(*left);
+            if *left == 0 {
+                self.done = true;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// How many items match, counted by the database when it can.
+    async fn count(self) -> Result<u64> {
+        let filter = self.chunk_filter();
+        if let Some(filter) = &filter {
+            filter.validate()?;
+        }
+        let collection = self.rn.untyped();
+        let table = collection_table(&collection)?;
+        let layer = self.pool.route(&collection)?.clone();
+        let Some(filter) = filter else {
+            return layer.count(&table, None).await;
+        };
+        let Some(schema) = layer.table_schema(&table).await? else {
+            return Ok(0);
+        };
+        let planned = if resolve::touches_reference(&filter, &schema) {
+            let semi_join = !memory::reads_encrypted(&filter, &schema)?;
+            resolve::plan_filter(&self.pool, &layer, &schema, filter, semi_join).await?
+        } else {
+            filter
+        };
+        match memory::split(planned, &schema)? {
+            (filter, None) => layer.count(&table, filter).await,
+            (filter, Some(residual)) => {
+                let rows = layer
+                    .select(
+                        &table,
+                        Select {
+                            filter,
+                            ..Select::default()
+                        },
+                    )
+                    .await?;
+                let prefix = collection_prefix(&collection);
+                let mut n = 0;
+                for row in rows {
+                    if residual.matches(&format!("{prefix}{}", row.id()), &row)? {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// The check of a row found, and its RN.
+    fn row_rn(&self, row: &StoredRow) -> Result<ItemRn<T>> {
+        check_item_id(&self.rn, row.id())?;
+        if !self.stringify {
+            for path in &self.sort_paths {
+                if let Some(found) = non_scalar_at(row, path) {
+                    return Err(Error::NonScalarSort {
+                        path: path.to_string(),
+                        rn: self.rn.with_valid_id(row.id()).to_string(),
+                        found,
+                    });
+                }
+            }
+        }
+        Ok(ItemRn::lazy(self.rn.clone(), row.id()))
+    }
+
+    /// Rows as items, each read on its own.
+    async fn items_each(&self, rows: Vec<StoredRow>) -> Result<Vec<Result<Item<T>>>> {
+        let resolved = resolve_rows(&self.pool, &rows, &self.resolve, self.strict).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let rn = self.row_rn(&row)?;
+                Item::from_stored_resolved(self.pool.clone(), rn, row, resolved.as_ref())
+            })
+            .collect())
+    }
+
+    /// Rows as items.
+    async fn items(&self, rows: Vec<StoredRow>) -> Result<Vec<Item<T>>> {
+        self.items_each(rows).await?.into_iter().collect()
+    }
+
+    /// Rows as read-only items.
+    async fn read_items(&self, rows: Vec<StoredRow>) -> Result<Vec<Result<ReadItem<T>>>> {
+        let resolved = resolve_rows(&self.pool, &rows, &self.resolve, self.strict).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let rn = self.row_rn(&row)?;
+                let data = match &resolved {
+                    Some(resolved) => {
+                        crate::model::with_resolved(resolved, || super::decode::<T>(&rn, &row))?
+                    }
+                    None => super::decode::<T>(&rn, &row)?,
+                };
+                Ok(ReadItem { rn, data })
+            })
+            .collect())
+    }
+}
+
+/// The filter "after the row with these sort-key values and id", in the order
+/// [`crate::query`] documents (by type, then value; nulls last ascending, first descending;
+/// ties by id), as one OR of ANDs: after on the first key, or equal on it and after on the
+/// second, ..., or equal on every key and a greater id. Built from korm's own filters, it
+/// means the same on every backend and in memory.
+fn keyset_filter(sort: &[(String, SortOrder)], keys: &[Value], id: &str) -> Filter {
+    let mut alternatives = Vec::with_capacity(sort.len() + 1);
+    let mut equal: Vec<Filter> = Vec::with_capacity(sort.len() + 1);
+    for ((path, order), value) in sort.iter().zip(keys) {
+        let mut parts = equal.clone();
+        parts.push(after_key(path, *order, value));
+        alternatives.push(crate::query::and(parts));
+        equal.push(crate::query::eq(path, value.clone()));
+    }
+    equal.push(crate::query::gt(crate::layer::schema::ID_COLUMN, id));
+    alternatives.push(crate::query::and(equal));
+    crate::query::or(alternatives)
+}
+
+/// The rank of a scalar's type in the sort order (booleans, numbers, text).
+fn type_rank(value: &Value) -> u8 {
+    match value {
+        Value::Bool(_) => 0,
+        Value::Number(_) => 1,
+        _ => 2,
+    }
+}
+
+/// The values at `path` of the scalar type of rank `rank` (any such value).
+fn of_type(path: &str, rank: u8) -> Filter {
+    use crate::query::{gte, in_list, lt, or};
+    match rank {
+        0 => in_list(path, [true, false]),
+        1 => or([lt(path, 0), gte(path, 0)]),
+        _ => gte(path, ""),
+    }
+}
+
+/// The values at `path` that sort strictly after `value` in `order`.
+fn after_key(path: &str, order: SortOrder, value: &Value) -> Filter {
+    use crate::query::{eq, gt, lt, not, or};
+    match (order, value) {
+        (SortOrder::Asc, Value::Null) => or([]),
+        (SortOrder::Desc, Value::Null) => not(eq(path, Value::Null)),
+        (SortOrder::Asc, v) => {
+            let rank = type_rank(v);
+            let mut parts = vec![gt(path, v.clone())];
+            parts.extend((rank + 1..3).map(|r| of_type(path, r)));
+            parts.push(eq(path, Value::Null));
+            or(parts)
+        }
+        (SortOrder::Desc, v) => {
+            let rank = type_rank(v);
+            let mut parts = vec![lt(path, v.clone())];
+            parts.extend((0..rank).map(|r| of_type(path, r)));
+            or(parts)
+        }
+    }
+}
+
+/// A page of a query ([`Query::page`]): its items, and where the next page starts.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items, in the query's order.
+    pub items: Vec<Item<T>>,
+    /// The cursor to pass to [`Query::after`] for the next page; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+/// Where a page ended: an opaque text ([`Display`](fmt::Display) and
+/// [`FromStr`](std::str::FromStr) round-trip it, for a web API's `next` link) holding the
+/// sort keys and their values and the id of the page's last item. Pass it to
+/// [`Query::after`] on a query with the same sort keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cursor {
+    text: String,
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cursor").field(&self.text).finish()
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = Error;
+
+    /// Reads a cursor's text back.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] (`after`) when the text is not a cursor.
+    fn from_str(text: &str) -> Result<Cursor> {
+        let cursor = Cursor {
+            text: text.to_owned(),
+        };
+        cursor.parts()?;
+        Ok(cursor)
+    }
+}
+
+/// What a cursor holds: the sort keys, the values of the last item at them, its id.
+type CursorParts = (Vec<(String, bool)>, Vec<Value>, String);
+
+impl Cursor {
+    fn new(sort: Vec<(String, SortOrder)>, keys: Vec<Value>, id: String) -> Cursor {
+        let sort: Vec<(String, bool)> = sort
+            .into_iter()
+            .map(|(p, o)| (p, o == SortOrder::Desc))
+            .collect();
+        let json = serde_json::json!([sort, keys, id]).to_string();
+        Cursor {
+            text: hex::encode(json),
+        }
+    }
+
+    fn parts(&self) -> Result<CursorParts> {
+        let fail = || Error::InvalidOption {
+            option: "after",
+            reason: "the cursor is not one korm made (Page::next)".into(),
+        };
+        let bytes = hex::decode(&self.text).map_err(|_| fail())?;
+        let (sort, keys, id): CursorParts = serde_json::from_slice(&bytes).map_err(|_| fail())?;
+        if sort.len() != keys.len()
+            || keys.iter().any(|k| k.is_array() || k.is_object())
+            || id.is_empty()
+        {
+            return Err(fail());
+        }
+        Ok((sort, keys, id))
+    }
+
+    /// The cursor's values and id, if it was made for these sort keys.
+    fn check(&self, sort: &[(String, SortOrder)]) -> Result<(Vec<Value>, String)> {
+        let (made_for, keys, id) = self.parts()?;
+        let same = made_for.len() == sort.len()
+            && made_for
+                .iter()
+                .zip(sort)
+                .all(|((p, desc), (q, o))| p == q && *desc == (*o == SortOrder::Desc));
+        if !same {
+            return Err(Error::InvalidOption {
+                option: "after",
+                reason: "the cursor was made for a query with other sort keys".into(),
+            });
+        }
+        Ok((keys, id))
+    }
+}
+
+/// An item read for reading only ([`Query::stream_read_only`]): its RN and data, without
+/// the stored row an [`Item`] keeps as the before-image of a write.
+pub struct ReadItem<T> {
+    rn: ItemRn<T>,
+    data: T,
+}
+
+impl<T: fmt::Debug> fmt::Debug for ReadItem<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadItem")
+            .field("rn", self.rn.get())
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+impl<T> ReadItem<T> {
+    /// The item's RN.
+    pub fn rn(&self) -> &Rn<T> {
+        self.rn.get()
+    }
+
+    /// The data.
+    pub fn data(&self) -> &T {
+        &self.data
+    }
+
+    /// Takes the data out.
+    pub fn into_data(self) -> T {
+        self.data
+    }
 }
 
 /// The RN text of a collection without its final `*`.

@@ -390,6 +390,10 @@ pub(crate) struct Select {
     pub(crate) sort: Vec<(String, SortOrder)>,
     /// At most this many rows.
     pub(crate) limit: Option<u64>,
+    /// Skip this many rows first (the order is then by `rnId` at least, so pages are stable).
+    pub(crate) offset: Option<u64>,
+    /// Order by `rnId` even without sort keys (paging and streaming need a total order).
+    pub(crate) ordered: bool,
 }
 
 /// A SQL database that stores items: storage only. Chunking of long id lists and the count
@@ -419,6 +423,24 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// Runs a select on one table (one statement). A table that does not exist yet gives no
     /// rows.
     async fn select(&self, table: &str, select: Select) -> Result<Vec<StoredRow>>;
+
+    /// Creates a declared index on `path` of `table` for `kind` (see
+    /// [`crate::query::index`]), if it does not exist, and lets the table's cached schema
+    /// know it.
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()>;
+
+    /// The database's plan for the select (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN`
+    /// elsewhere), one line per step; empty when the table does not exist.
+    async fn explain(&self, table: &str, select: Select) -> Result<String>;
+
+    /// How many rows of one table match `filter` (one statement, `SELECT COUNT(*)`). A table
+    /// that does not exist yet has none.
+    async fn count(&self, table: &str, filter: Option<Filter>) -> Result<u64>;
 
     /// The distinct prefixes (the RN text before the 36-character item id) of the RN strings
     /// in `column`, for planning filters and sorts through references. A missing table or
@@ -562,6 +584,27 @@ impl LayerHandle {
             Vec::len,
         )
         .await
+    }
+
+    /// See [`Layer::create_index`].
+    pub(crate) async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        self.layer.create_index(table, path, kind).await
+    }
+
+    /// See [`Layer::explain`].
+    pub(crate) async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        self.layer.explain(table, select).await
+    }
+
+    /// See [`Layer::count`].
+    pub(crate) async fn count(&self, table: &str, filter: Option<Filter>) -> Result<u64> {
+        self.reads.add(1);
+        self.layer.count(table, filter).await
     }
 
     /// See [`Layer::ref_prefixes`].

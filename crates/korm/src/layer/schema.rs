@@ -138,6 +138,8 @@ pub(crate) struct TableSchema {
     /// Integer columns narrower than 64 bits, with their width (korm 1.5 creates 32-bit
     /// `integer` columns on PostgreSQL and `INT` on MySQL).
     pub(crate) narrow_integers: Vec<(String, u32)>,
+    /// The names of korm's declared indexes on the table (see [`crate::query::index`]).
+    pub(crate) indexes: Vec<String>,
 }
 
 impl TableSchema {

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::filter::{CompareOp, Filter, FilterNode, SortOrder};
+use super::index::{IndexKind, index_name};
 use super::path::{FieldPath, PathStep};
 use crate::error::clip;
 use crate::layer::schema::{
@@ -63,14 +64,74 @@ pub(crate) const SQL_TRUE: &str = "1 = 1";
 /// Always false, in every dialect.
 pub(crate) const SQL_FALSE: &str = "1 = 0";
 
+/// The type of the values of a long `IN` list bound as one JSON array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    /// Texts.
+    Text,
+    /// Whole numbers.
+    Integer,
+    /// Numbers with a fraction.
+    Double,
+    /// Booleans (as the dialect binds them).
+    Boolean,
+}
+
+impl ListKind {
+    fn of(value: &Scalar) -> ListKind {
+        match value {
+            Scalar::Text(_) => ListKind::Text,
+            Scalar::Integer(_) => ListKind::Integer,
+            Scalar::Double(_) => ListKind::Double,
+            Scalar::Boolean(_) => ListKind::Boolean,
+        }
+    }
+}
+
+/// The characters of a text a MariaDB index column holds.
+pub(crate) const INDEX_TEXT: usize = 255;
+
+/// The JSON type a declared index of `kind` holds.
+pub(crate) fn index_type(kind: IndexKind) -> JsonType {
+    match kind {
+        IndexKind::Text => JsonType::Text,
+        IndexKind::Number => JsonType::Number,
+    }
+}
+
+/// Which rows of the ordered result a select returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Window {
+    /// At most this many.
+    pub(crate) limit: Option<u64>,
+    /// After skipping this many.
+    pub(crate) offset: Option<u64>,
+    /// Ordered by `"rnId"` (after any sort keys) even without sort keys.
+    pub(crate) ordered: bool,
+}
+
 /// The parameters and aliases of the statement being rendered.
 #[derive(Debug, Default)]
 pub(crate) struct RenderState {
     params: Vec<SqlValue>,
     aliases: usize,
+    /// The types whose declared index the JSON path being tested has (see
+    /// [`crate::query::index`]).
+    indexed: Vec<(JsonType, String)>,
+    /// Render JSON paths as literals, as the declared index's expression has them (keys are
+    /// validated names and indexes integers, so nothing else is spliced).
+    pub(crate) literal: bool,
 }
 
 impl RenderState {
+    /// The name of the declared index of type `ty` on the JSON path being rendered, if any.
+    pub(crate) fn index_name(&self, ty: JsonType) -> Option<&str> {
+        self.indexed
+            .iter()
+            .find(|(t, _)| *t == ty)
+            .map(|(_, name)| name.as_str())
+    }
+
     /// A fresh alias for an array-element subquery: `w1`, `w2`, ... (unique per statement).
     fn next_alias(&mut self) -> String {
         self.aliases += 1;
@@ -305,6 +366,21 @@ pub(crate) trait Dialect: Send + Sync {
         format!("SELECT value FROM json_each({param})")
     }
 
+    /// A subquery body giving one row per element of the JSON array bound at `param`, typed
+    /// as `kind` (booleans are in the array as [`Dialect::boolean`] binds them), for an `IN`
+    /// list of any length. SQLite: `json_each`.
+    fn json_scalar_array(&self, param: &str, kind: ListKind) -> String {
+        let _ = kind;
+        format!("SELECT value FROM json_each({param})")
+    }
+
+    /// Whether these values can go as one JSON array (else they are bound one by one).
+    /// The default says yes; MariaDB says no for text longer than its `JSON_TABLE` column.
+    fn json_list_fits(&self, kind: ListKind, values: &[&Scalar]) -> bool {
+        let _ = (kind, values);
+        true
+    }
+
     /// The text of the RN in `column` before its 36-character id (SQLite: `substr`).
     fn rn_prefix(&self, column: &str) -> String {
         format!("substr({column}, 1, length({column}) - 36)")
@@ -499,6 +575,7 @@ pub(crate) trait Dialect: Send + Sync {
     /// [`Error::InvalidFilter`] for a value a filter can not compare or a path that SQL can not
     /// evaluate (an encrypted field, a path through a reference), [`Error::InvalidOption`] for a
     /// limit above `i64::MAX`.
+    #[cfg(test)]
     fn render_select(
         &self,
         schema: &TableSchema,
@@ -506,6 +583,35 @@ pub(crate) trait Dialect: Send + Sync {
         sort: &[(String, SortOrder)],
         limit: Option<u64>,
     ) -> Result<Statement> {
+        self.render_select_window(
+            schema,
+            filter,
+            sort,
+            Window {
+                limit,
+                ..Window::default()
+            },
+        )
+    }
+
+    /// [`Dialect::render_select`] with an offset, and ordered by `"rnId"` even without sort
+    /// keys when `window.ordered` (paging and streaming need a total order). An offset
+    /// without a limit is `LIMIT <i64::MAX> OFFSET m`, which every dialect accepts.
+    ///
+    /// # Errors
+    /// As [`Dialect::render_select`]; an offset above `i64::MAX` is [`Error::InvalidOption`].
+    fn render_select_window(
+        &self,
+        schema: &TableSchema,
+        filter: Option<&Filter>,
+        sort: &[(String, SortOrder)],
+        window: Window,
+    ) -> Result<Statement> {
+        let Window {
+            limit,
+            offset,
+            ordered,
+        } = window;
         validate_table(&schema.table)?;
         let mut st = RenderState::default();
         let mut sql = format!(
@@ -520,15 +626,76 @@ pub(crate) trait Dialect: Send + Sync {
         // Without sort keys there is no ORDER BY at all: ordering by "rnId" alone would make
         // SQLite walk the primary-key index and look every row up (4x slower on a scan), for
         // an order nobody asked for.
-        if !sort.is_empty() {
+        if !sort.is_empty() || ordered || offset.is_some() {
             let order = self.render_order_by(&mut st, schema, sort)?;
             if !order.is_empty() {
                 sql.push_str(" ORDER BY ");
                 sql.push_str(&order);
             }
         }
-        if let Some(n) = limit {
-            sql.push_str(&self.limit(n)?);
+        match (limit, offset) {
+            (Some(n), _) => sql.push_str(&self.limit(n)?),
+            (None, Some(_)) => sql.push_str(&self.limit(i64::MAX.unsigned_abs())?),
+            (None, None) => {}
+        }
+        if let Some(m) = offset {
+            if i64::try_from(m).is_err() {
+                return Err(Error::InvalidOption {
+                    option: "offset",
+                    reason: format!("{m} is above the largest offset, {}", i64::MAX),
+                });
+            }
+            sql.push_str(&format!(" OFFSET {m}"));
+        }
+        Ok(Statement {
+            sql,
+            params: st.params,
+        })
+    }
+
+    /// The statements creating the declared index on `path` of `table` for `kind` if it does
+    /// not exist (see [`crate::query::index`]). The default is an expression index on
+    /// [`Dialect::json_extract_as`] with literal paths: the very text a filter on an indexed
+    /// path renders, which the database must match to use the index (SQLite, PostgreSQL).
+    fn render_create_index(
+        &self,
+        table: &str,
+        path: &FieldPath,
+        kind: IndexKind,
+    ) -> Vec<Statement> {
+        let loc = JsonLocation {
+            column: path.column(),
+            element: None,
+            steps: path.steps(),
+        };
+        let name = index_name(table, loc.column, &loc.steps_text(), kind);
+        let mut st = RenderState {
+            literal: true,
+            ..RenderState::default()
+        };
+        let expression = self.json_extract_as(&mut st, &loc, index_type(kind));
+        vec![Statement::ddl(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (({expression}))",
+            self.quote_identifier(&name),
+            self.quote_identifier(&self.physical_table(table)),
+        ))]
+    }
+
+    /// `SELECT COUNT(*) FROM "table" [WHERE ...]`: how many rows match.
+    ///
+    /// # Errors
+    /// As [`Dialect::render_select`].
+    fn render_count(&self, schema: &TableSchema, filter: Option<&Filter>) -> Result<Statement> {
+        validate_table(&schema.table)?;
+        let mut st = RenderState::default();
+        let mut sql = format!(
+            "SELECT COUNT(*) FROM {}",
+            self.quote_identifier(&self.physical_table(&schema.table))
+        );
+        if let Some(filter) = filter {
+            let condition = self.render_filter(&mut st, schema, filter)?;
+            sql.push_str(" WHERE ");
+            sql.push_str(&condition);
         }
         Ok(Statement {
             sql,
@@ -675,6 +842,22 @@ pub(crate) trait Dialect: Send + Sync {
     ) -> Result<String> {
         let operand = resolve(schema, raw, path, Purpose::Filter)?;
         if !path.has_wildcard() {
+            if let Operand::Json(loc) = &operand
+                && !schema.indexes.is_empty()
+            {
+                let steps = loc.steps_text();
+                st.indexed = [IndexKind::Text, IndexKind::Number]
+                    .into_iter()
+                    .map(|kind| {
+                        let name = index_name(&schema.table, loc.column, &steps, kind);
+                        (index_type(kind), name)
+                    })
+                    .filter(|(_, name)| schema.indexes.contains(name))
+                    .collect();
+                let sql = self.render_test(st, &operand, test);
+                st.indexed.clear();
+                return Ok(sql);
+            }
             return Ok(self.render_test(st, &operand, test));
         }
         match operand {
@@ -757,7 +940,10 @@ pub(crate) trait Dialect: Send + Sync {
                     Test::In(values) => {
                         let mut parts: Vec<String> = in_groups(values, *ty)
                             .iter()
-                            .map(|same| format!("{column} IN ({})", self.bind_list(st, same)))
+                            .map(|same| {
+                                let list = self.bind_list(st, same);
+                                self.in_list_sql(&column, &list)
+                            })
                             .collect();
                         match parts.len() {
                             0 => SQL_FALSE.to_owned(),
@@ -772,7 +958,8 @@ pub(crate) trait Dialect: Send + Sync {
                 Test::IsNull => self.json_is_null(st, loc),
                 Test::Compare(op, value) => {
                     let compared = [value];
-                    self.guarded(
+                    st.literal = self.use_index(st, loc, value.json_type(), &compared);
+                    let sql = self.guarded(
                         st,
                         loc,
                         value.json_type(),
@@ -782,7 +969,9 @@ pub(crate) trait Dialect: Send + Sync {
                             let p = self.bind_scalar(st, value);
                             format!("{extracted} {} {p}", op.sql())
                         },
-                    )
+                    );
+                    st.literal = false;
+                    sql
                 }
                 Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, None, &mut |st| {
                     let extracted = self.json_extract_as(st, loc, JsonType::Text);
@@ -795,11 +984,13 @@ pub(crate) trait Dialect: Send + Sync {
                     let mut parts = Vec::new();
                     for ty in [JsonType::Boolean, JsonType::Number, JsonType::Text] {
                         for same in in_groups(values, ty) {
+                            st.literal = self.use_index(st, loc, ty, &same);
                             parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
                                 let extracted = self.json_extract_as(st, loc, ty);
                                 let list = self.bind_list(st, &same);
-                                format!("{extracted} IN ({list})")
+                                self.in_list_sql(&extracted, &list)
                             }));
+                            st.literal = false;
                         }
                     }
                     match parts.len() {
@@ -812,8 +1003,60 @@ pub(crate) trait Dialect: Send + Sync {
         }
     }
 
-    /// Binds each scalar and joins the placeholders with `, `.
+    /// `operand IN (list)`, `list` being placeholders or a subquery from
+    /// [`Dialect::json_scalar_array`]. PostgreSQL turns the subquery into an array
+    /// (`= ANY(ARRAY(...))`), which an index scan takes as one condition.
+    fn in_list_sql(&self, operand: &str, list: &str) -> String {
+        format!("{operand} IN ({list})")
+    }
+
+    /// Whether a test of the JSON value at `loc` as a `ty` against `values` goes through
+    /// the path's declared index of that type (rendering the path as the index has it).
+    fn use_index(
+        &self,
+        st: &RenderState,
+        loc: &JsonLocation<'_>,
+        ty: JsonType,
+        values: &[&Scalar],
+    ) -> bool {
+        loc.element.is_none()
+            && st.index_name(ty).is_some()
+            && values.iter().all(|v| self.index_serves(v))
+    }
+
+    /// Whether a declared index answers a test against `value` exactly. The default says
+    /// yes; MariaDB's index column holds a text's first [`INDEX_TEXT`] characters and a
+    /// number as a double.
+    fn index_serves(&self, value: &Scalar) -> bool {
+        let _ = value;
+        true
+    }
+
+    /// The inside of an `IN (...)` for these values (all of one [`Scalar`] variant, as
+    /// `in_groups` makes them): up to [`FETCH_INLINE_IDS`] values, one placeholder each;
+    /// more, one JSON array parameter the database iterates
+    /// ([`Dialect::json_scalar_array`]), so a list of any length is one parameter and one
+    /// statement text.
     fn bind_list(&self, st: &mut RenderState, values: &[&Scalar]) -> String {
+        if values.len() > FETCH_INLINE_IDS
+            && let Some(kind) = values.first().map(|v| ListKind::of(v))
+            && self.json_list_fits(kind, values)
+        {
+            let items: Vec<Value> = values
+                .iter()
+                .map(|v| match v {
+                    Scalar::Text(s) => Value::String(s.clone()),
+                    Scalar::Integer(i) => Value::from(*i),
+                    Scalar::Double(f) => Value::from(*f),
+                    Scalar::Boolean(b) => match self.boolean(*b) {
+                        SqlValue::Integer(i) => Value::from(i),
+                        _ => Value::Bool(*b),
+                    },
+                })
+                .collect();
+            let p = self.bind(st, SqlValue::Text(Value::Array(items).to_string()));
+            return self.json_scalar_array(&p, kind);
+        }
         let mut placeholders = Vec::with_capacity(values.len());
         for value in values {
             placeholders.push(self.bind_scalar(st, value));
@@ -1680,6 +1923,76 @@ mod tests {
                     }
                 ),
                 "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scenario_long_in_list_is_one_json_parameter() {
+        let long: Vec<i64> = (0..17).collect();
+        for d in dialects() {
+            for path in ["age", "meta.n"] {
+                let (sql, params) = where_sql(&*d, in_list(path, long.iter().copied()));
+                let list = Value::Array(long.iter().map(|n| Value::from(*n)).collect());
+                let list = SqlValue::Text(list.to_string());
+                assert_eq!(params.iter().filter(|p| **p == list).count(), 1, "{sql}");
+                assert!(
+                    ["json_each(", "jsonb_array_elements_text(", "JSON_TABLE("]
+                        .iter()
+                        .any(|f| sql.contains(f)),
+                    "{sql}"
+                );
+            }
+            // Up to 16 values keep one placeholder each.
+            let (_, params) = where_sql(&*d, in_list("age", 0..16));
+            assert_eq!(params.len(), 16);
+        }
+    }
+
+    #[test]
+    fn scenario_offset_orders_by_id() {
+        for d in dialects() {
+            let table = d.quote_identifier(TABLE);
+            let id = d.quote_identifier(ID_COLUMN);
+            let window = |limit, offset| Window {
+                limit,
+                offset,
+                ordered: false,
+            };
+            let st = d
+                .render_select_window(&schema(), None, &[], window(Some(5), Some(10)))
+                .unwrap();
+            assert_eq!(
+                st.sql,
+                format!("SELECT * FROM {table} ORDER BY {id} ASC LIMIT 5 OFFSET 10")
+            );
+            let st = d
+                .render_select_window(&schema(), None, &[], window(None, Some(10)))
+                .unwrap();
+            assert_eq!(
+                st.sql,
+                format!(
+                    "SELECT * FROM {table} ORDER BY {id} ASC LIMIT {} OFFSET 10",
+                    i64::MAX
+                )
+            );
+            let err = d
+                .render_select_window(&schema(), None, &[], window(None, Some(u64::MAX)))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidOption {
+                        option: "offset",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            let st = d.render_count(&schema(), Some(&eq("age", 3))).unwrap();
+            assert!(
+                st.sql
+                    .starts_with(&format!("SELECT COUNT(*) FROM {table} WHERE "))
             );
         }
     }

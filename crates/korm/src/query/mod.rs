@@ -69,10 +69,12 @@
 
 pub(crate) mod dialect;
 pub(crate) mod filter;
+pub mod index;
 pub(crate) mod memory;
 mod parse;
 pub(crate) mod path;
 
 pub use filter::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+pub use index::{IndexKind, declare_index};
 pub use parse::{parse_filter, parse_sort};
 pub(crate) use path::{FieldPath, PathStep};

@@ -4,6 +4,7 @@
 
 mod differential;
 mod refs;
+mod scale;
 mod semantics;
 mod suite;
 #[path = "../support/mod.rs"]
@@ -173,4 +174,10 @@ conformance!(
     sort_ties_and_missing_fall_back_to_rn_id,
     limit_applies_after_sort_and_filter,
     text_comparisons_do_not_pad,
+    count_limit_offset_and_chained_filters,
+    keyset_pages_walk_every_item_once,
+    in_list_of_a_million_values,
+    stream_reads_in_chunks,
+    declared_indexes_are_used,
+    keyset_pages_seek_the_key,
 );

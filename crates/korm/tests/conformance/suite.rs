@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use crate::refs::*;
+pub use crate::scale::*;
 pub use crate::semantics::*;
 
 const USERS: &str = "[rn]:users:freetier:*";
@@ -924,22 +925,24 @@ pub async fn first_and_first_n(pool: &Pool) {
 pub async fn options_given_twice_are_rejected(pool: &Pool) {
     seed(pool).await;
     let users = korm::item::<User>(pool);
-    let twice = users
+    // Two filters are not an option given twice: they AND (#18).
+    let both = users
         .query(rn(USERS))
-        .filter(eq("age", 1))
-        .filter(eq("age", 2))
+        .filter(eq("age", 41))
+        .filter(eq("age", 38))
         .get()
-        .await;
-    assert!(
-        matches!(
-            twice,
-            Err(Error::InvalidOption {
-                option: "filter",
-                ..
-            })
-        ),
-        "{twice:?}"
-    );
+        .await
+        .expect("two filters");
+    assert!(both.is_empty());
+    let both = users
+        .query(rn(USERS))
+        .filter(gt("age", 30))
+        .filter(lt("age", 40))
+        .get()
+        .await
+        .expect("two filters");
+    let names: Vec<&str> = both.iter().map(|u| u.data().username.as_str()).collect();
+    assert_eq!(names, ["barney"]);
     let twice = users
         .query(rn(USERS))
         .sort_by("age", SortOrder::Asc)

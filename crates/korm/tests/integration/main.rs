@@ -6,6 +6,7 @@ mod concurrency;
 mod conflicts;
 mod crypto;
 mod group_commit;
+mod indexes;
 mod locks;
 mod meta;
 mod mysql;

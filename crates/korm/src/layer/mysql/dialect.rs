@@ -42,9 +42,13 @@ use crate::layer::schema::{SchemaChange, UNIQUE_PREFIX, unique_index_name};
 use std::borrow::Cow;
 
 use crate::model::{ColumnKind, SqlValue};
-use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
-use crate::query::dialect::{Statement, default_render_change};
-use crate::query::filter::SortOrder;
+use crate::query::dialect::{
+    Dialect, JsonLocation, JsonType, ListKind, RenderState, SQL_TRUE, Scalar,
+};
+use crate::query::dialect::{INDEX_TEXT, Statement, default_render_change};
+use crate::query::filter::{CompareOp, SortOrder};
+use crate::query::index::{IndexKind, index_name};
+use crate::query::path::FieldPath;
 use crate::query::path::PathStep;
 
 /// MariaDB's collation that compares and sorts text byte by byte (code point order for
@@ -125,6 +129,15 @@ impl MySqlDialect {
     }
 }
 
+/// The longest text (in characters) of an `in_list` bound as one JSON array.
+const LIST_TEXT_MAX: usize = 4096;
+
+/// The virtual column of the declared index `name` (`korm_ix_…` → `korm$ix_…`: no field
+/// name holds a `$`).
+pub(super) fn index_column(name: &str) -> String {
+    name.replacen('_', "$", 1)
+}
+
 /// MySQL's longest identifier.
 const MAX_IDENTIFIER: usize = 64;
 
@@ -157,6 +170,86 @@ impl Dialect for MySqlDialect {
         format!(
             "SELECT j.v FROM JSON_TABLE({param}, '$[*]' COLUMNS (v VARCHAR(2048) PATH '$')) AS j"
         )
+    }
+
+    fn json_scalar_array(&self, param: &str, kind: ListKind) -> String {
+        let (ty, collate) = match kind {
+            ListKind::Text => (
+                format!("VARCHAR({LIST_TEXT_MAX}) CHARACTER SET utf8mb4"),
+                format!(" COLLATE {}", self.binary),
+            ),
+            ListKind::Integer | ListKind::Boolean => ("BIGINT".to_owned(), String::new()),
+            ListKind::Double => ("DOUBLE".to_owned(), String::new()),
+        };
+        format!(
+            "SELECT j.v{collate} FROM JSON_TABLE({param}, '$[*]' COLUMNS (v {ty} PATH '$')) AS j"
+        )
+    }
+
+    /// Texts longer than the `JSON_TABLE` column would be cut: such a list is bound one
+    /// value per placeholder.
+    fn json_list_fits(&self, kind: ListKind, values: &[&Scalar]) -> bool {
+        kind != ListKind::Text
+            || values.iter().all(|v| match v {
+                Scalar::Text(s) => s.chars().count() <= LIST_TEXT_MAX,
+                _ => true,
+            })
+    }
+
+    /// The index column holds a text's first [`INDEX_TEXT`] characters: a text shorter than
+    /// that compares with it exactly as with the whole (equal, before or after). Numbers are
+    /// doubles there: integers within 2^53 only.
+    fn index_serves(&self, value: &Scalar) -> bool {
+        match value {
+            Scalar::Text(s) => s.chars().count() < INDEX_TEXT,
+            Scalar::Integer(i) => i.unsigned_abs() <= 1 << 53,
+            Scalar::Double(_) | Scalar::Boolean(_) => true,
+        }
+    }
+
+    /// MariaDB has no expression indexes: an invisible virtual column computing the value
+    /// (NULL unless it has the index's type; text cut to [`INDEX_TEXT`] characters, in the
+    /// binary collation) and an index on it, in one `ALTER TABLE`. Invisible, `SELECT *`
+    /// (korm's and korm 1.5's) never returns it.
+    fn render_create_index(
+        &self,
+        table: &str,
+        path: &FieldPath,
+        kind: IndexKind,
+    ) -> Vec<Statement> {
+        let loc = JsonLocation {
+            column: path.column(),
+            element: None,
+            steps: path.steps(),
+        };
+        let name = index_name(table, loc.column, &loc.steps_text(), kind);
+        let column = self.quote_identifier(&index_column(&name));
+        let doc = format!(
+            "JSON_EXTRACT({}, '{}')",
+            self.quote_identifier(loc.column),
+            path_text(loc.steps)
+        );
+        let (ty, value) = match kind {
+            IndexKind::Text => (
+                format!(
+                    "VARCHAR({INDEX_TEXT}) CHARACTER SET utf8mb4 COLLATE {}",
+                    self.binary
+                ),
+                format!(
+                    "CASE WHEN JSON_TYPE({doc}) = 'STRING' THEN LEFT(JSON_UNQUOTE({doc}), {INDEX_TEXT}) END"
+                ),
+            ),
+            IndexKind::Number => (
+                "DOUBLE".to_owned(),
+                format!("CASE WHEN JSON_TYPE({doc}) IN ('INTEGER', 'DOUBLE') THEN {doc} END"),
+            ),
+        };
+        vec![Statement::ddl(format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {column} {ty} AS ({value}) VIRTUAL INVISIBLE, \
+             ADD INDEX IF NOT EXISTS {} ({column})",
+            self.quote_identifier(&self.physical_table(table)),
+            self.quote_identifier(&name),
+        ))]
     }
 
     fn rn_prefix(&self, column: &str) -> String {
@@ -237,6 +330,14 @@ impl Dialect for MySqlDialect {
         loc: &JsonLocation<'_>,
         ty: JsonType,
     ) -> String {
+        // A path with a declared index: its invisible virtual column (see
+        // `render_create_index`), which holds the value only when it has the type.
+        if st.literal
+            && loc.element.is_none()
+            && let Some(name) = st.index_name(ty)
+        {
+            return self.quote_identifier(&index_column(name));
+        }
         let fragment = self.fragment(st, loc);
         match ty {
             JsonType::Text => format!("JSON_UNQUOTE({fragment})"),
@@ -294,6 +395,19 @@ impl Dialect for MySqlDialect {
             SortOrder::Asc => format!("{expr} IS NULL, {expr} ASC"),
             SortOrder::Desc => format!("{expr} IS NULL DESC, {expr} DESC"),
         }
+    }
+
+    /// The item id is the exception to binary text comparisons: `rnId` orders in its
+    /// column's collation, as the primary key and the `ORDER BY rnId` tiebreak do, so a
+    /// keyset page (`rnId > ? ORDER BY rnId`) is a range of the key, not a walk of it from
+    /// the start. Ids are UUID texts, which the collations order alike.
+    fn compare_column(&self, column: &str, op: CompareOp, param: &str, ty: JsonType) -> String {
+        let _ = ty;
+        let param = match param.split_once(" COLLATE ") {
+            Some((bare, _)) if column == "`rnId`" && op != CompareOp::Eq => bare,
+            _ => param,
+        };
+        format!("{column} {} {param}", op.sql())
     }
 
     fn sort_column(&self, name: &str, ty: JsonType, order: SortOrder) -> String {

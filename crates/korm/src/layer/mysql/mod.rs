@@ -50,7 +50,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
@@ -226,6 +226,11 @@ impl MySqlLayer {
             let name = value::text_at(row, 0)?.unwrap_or_default();
             let data_type = value::text_at(row, 1)?.unwrap_or_default();
             let column_type = value::text_at(row, 2)?.unwrap_or_default();
+            // A declared index's invisible column (see `crate::query::index`), not a field.
+            if name.starts_with("korm$ix_") {
+                schema.indexes.push(name.replacen('$', "_", 1));
+                continue;
+            }
             let by_type = dialect::kind_of_type(&data_type, &column_type);
             if let Some(bits) = dialect::narrow_integer_bits(&data_type, &column_type) {
                 schema.narrow_integers.push((name.clone(), bits));
@@ -533,13 +538,84 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         // The dialect names the physical (hashed, when too long) table itself.
-        let statement = self.dialect.render_select(
+        let statement = self.dialect.render_select_window(
             &schema,
             select.filter.as_ref(),
             &select.sort,
-            select.limit,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
         )?;
         self.query_rows(table, schema, statement).await
+    }
+
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        self.check_open()?;
+        validate_table(table)?;
+        for statement in self.dialect.render_create_index(table, path, kind) {
+            self.ddl(statement).await?;
+        }
+        self.schemas.lock().await.remove(table);
+        Ok(())
+    }
+
+    async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        self.check_open()?;
+        validate_table(table)?;
+        let Some(schema) = self.cached_schema(table).await? else {
+            return Ok(String::new());
+        };
+        let statement = self.dialect.render_select_window(
+            &schema,
+            select.filter.as_ref(),
+            &select.sort,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
+        )?;
+        let rows = self
+            .fetch_rows(Statement {
+                sql: format!("EXPLAIN {}", statement.sql),
+                params: statement.params,
+            })
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            // id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
+            let text = |i| value::text_at(row, i).ok().flatten().unwrap_or_default();
+            out.push(format!(
+                "table={} type={} key={} extra={}",
+                text(2),
+                text(3),
+                text(5),
+                text(9)
+            ));
+        }
+        Ok(out.join("\n"))
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        self.check_open()?;
+        validate_table(table)?;
+        let Some(schema) = self.cached_schema(table).await? else {
+            return Ok(0);
+        };
+        let statement = self.dialect.render_count(&schema, filter.as_ref())?;
+        let row = query(statement)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let n: i64 = row.try_get(0).map_err(|e| self.error(e))?;
+        Ok(n.unsigned_abs())
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {

@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 use crate::layer::LayerOp;
 use crate::layer::schema::{IdentifierLimit, TableSchema};
 use crate::model::{ColumnKind, SqlValue};
-use crate::query::dialect::{Dialect, JsonLocation, JsonType, RenderState, SQL_TRUE, Scalar};
+use crate::query::dialect::{
+    Dialect, JsonLocation, JsonType, ListKind, RenderState, SQL_TRUE, Scalar,
+};
 use crate::query::filter::{CompareOp, Filter, FilterNode, SortOrder};
 use crate::query::path::PathStep;
 
@@ -192,6 +194,14 @@ impl PgDialect {
     /// One bound step. An index is bound as an integer and cast to `int` (the type of
     /// `jsonb -> int`; a bound 64-bit integer would find no operator).
     fn step(&self, st: &mut RenderState, step: &PathStep) -> String {
+        if st.literal {
+            // A declared index's expression: literal steps (validated keys, integer indexes).
+            return match step {
+                PathStep::Key(key) => format!("'{key}'"),
+                PathStep::Index(index) => index.to_string(),
+                PathStep::Wildcard => "NULL".to_owned(),
+            };
+        }
         match step {
             PathStep::Key(key) => self.bind(st, SqlValue::Text(key.clone())),
             PathStep::Index(index) => {
@@ -225,6 +235,26 @@ impl Dialect for PgDialect {
 
     fn json_text_array(&self, param: &str) -> String {
         format!("SELECT jsonb_array_elements_text(CAST({param} AS jsonb))")
+    }
+
+    fn json_scalar_array(&self, param: &str, kind: ListKind) -> String {
+        let cast = match kind {
+            ListKind::Text => "",
+            ListKind::Integer => "::int8",
+            ListKind::Double => "::float8",
+            ListKind::Boolean => "::bool",
+        };
+        format!("SELECT value{cast} FROM jsonb_array_elements_text(CAST({param} AS jsonb))")
+    }
+
+    /// A long list (a subquery over the JSON array parameter) becomes `= ANY(ARRAY(...))`:
+    /// the array is computed once, and an index on the operand serves it as one scan.
+    fn in_list_sql(&self, operand: &str, list: &str) -> String {
+        if list.starts_with("SELECT ") {
+            format!("{operand} = ANY(ARRAY({list}))")
+        } else {
+            format!("{operand} IN ({list})")
+        }
     }
 
     fn rn_prefix(&self, column: &str) -> String {
@@ -406,8 +436,12 @@ impl Dialect for PgDialect {
     // order_term: the default `NULLS LAST`/`NULLS FIRST` is PostgreSQL's own.
     // limit: the default literal `LIMIT n`.
 
+    /// The item id is the exception: `"rnId"` compares in the column's own collation, as
+    /// the primary key's index and the `ORDER BY "rnId"` tiebreak do, so a keyset page
+    /// (`"rnId" > $1 ORDER BY "rnId"`) walks the index. Ids are UUID texts (hex digits and
+    /// dashes at fixed places), which every collation orders as bytes.
     fn compare_column(&self, column: &str, op: CompareOp, param: &str, ty: JsonType) -> String {
-        if ty == JsonType::Text && op != CompareOp::Eq {
+        if ty == JsonType::Text && op != CompareOp::Eq && column != "\"rnId\"" {
             format!("{column} COLLATE \"C\" {} {param}", op.sql())
         } else {
             format!("{column} {} {param}", op.sql())

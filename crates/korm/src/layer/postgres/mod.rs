@@ -37,7 +37,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
@@ -67,6 +67,11 @@ const READ_SCHEMA: &str = "SELECT a.attname::text, t.typname::text, \
     LEFT JOIN pg_catalog.pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
     WHERE a.attrelid = to_regclass(quote_ident($1)) AND a.attnum > 0 AND NOT a.attisdropped \
     ORDER BY a.attnum";
+
+/// The names of korm's declared indexes on a table (see [`crate::query::index`]).
+const READ_INDEXES: &str = "SELECT c.relname::text FROM pg_catalog.pg_index i \
+    JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+    WHERE i.indrelid = to_regclass(quote_ident($1)) AND c.relname LIKE 'korm\\_ix\\_%'";
 
 /// A PostgreSQL database holding items.
 pub(crate) struct PgLayer {
@@ -294,6 +299,10 @@ async fn read_schema(
         }
         schema.add_read_column(name, dialect::kind_of_type(&type_name, &base));
     }
+    schema.indexes = sqlx::query_scalar(READ_INDEXES)
+        .bind(PgDialect::default().physical_table(table).as_ref())
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(Some(schema))
 }
 
@@ -515,13 +524,99 @@ impl Layer for PgLayer {
             Some(filter) => dialect::without_nul(filter)?,
             None => None,
         };
-        let statement = self.dialect.render_select(
+        let statement = self.dialect.render_select_window(
             &schema,
             rewritten.as_ref().or(select.filter.as_ref()),
             &select.sort,
-            select.limit,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
         )?;
         self.query_rows(table, statement).await
+    }
+
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        check_table(table)?;
+        let physical = self.dialect.physical_table(table).into_owned();
+        let analyze = format!("ANALYZE {}", self.dialect.quote_identifier(&physical));
+        // The new expression's statistics at once: without them the planner guesses its
+        // selectivity and may keep scanning a large table.
+        let statements = self
+            .dialect
+            .render_create_index(table, path, kind)
+            .into_iter()
+            .map(|s| s.sql)
+            .chain([analyze]);
+        for sql in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        self.forget(table);
+        Ok(())
+    }
+
+    async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        check_table(table)?;
+        let Some(schema) = self.schema(table).await? else {
+            return Ok(String::new());
+        };
+        let statement = self.dialect.render_select_window(
+            &schema,
+            select.filter.as_ref(),
+            &select.sort,
+            Window {
+                limit: select.limit,
+                offset: select.offset,
+                ordered: select.ordered,
+            },
+        )?;
+        let statement = Statement {
+            sql: format!("EXPLAIN {}", statement.sql),
+            params: statement.params,
+        };
+        let rows = query(statement)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.try_get::<String, _>(0).map_err(|e| self.error(e))?);
+        }
+        Ok(out.join("\n"))
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        check_table(table)?;
+        let Some(schema) = self.schema(table).await? else {
+            return Ok(0);
+        };
+        let rewritten = match &filter {
+            Some(filter) => dialect::without_nul(filter)?,
+            None => None,
+        };
+        let statement = self
+            .dialect
+            .render_count(&schema, rewritten.as_ref().or(filter.as_ref()))?;
+        match query(statement).fetch_one(&self.pool).await {
+            Ok(row) => {
+                let n: i64 = row.try_get(0).map_err(|e| self.error(e))?;
+                Ok(n.unsigned_abs())
+            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => {
+                self.forget(table);
+                Ok(0)
+            }
+            Err(e) => Err(self.error(e)),
+        }
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {

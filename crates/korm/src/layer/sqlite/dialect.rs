@@ -17,6 +17,9 @@ impl SqliteDialect {
     /// scalar elements, which `value` gives as plain SQL text, away from the JSON parser.
     fn path_argument(&self, st: &mut RenderState, loc: &JsonLocation<'_>) -> String {
         match loc.element {
+            // A declared index's expression has the path as a literal (validated keys and
+            // integer indexes only: nothing to escape).
+            None if st.literal => format!("'${}'", loc.steps_text()),
             None => self.bind(st, SqlValue::Text(format!("${}", loc.steps_text()))),
             Some(alias) if loc.steps.is_empty() => format!("{alias}.fullkey"),
             Some(alias) => {

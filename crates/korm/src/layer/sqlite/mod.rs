@@ -30,7 +30,7 @@ use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql};
+use crate::query::dialect::{Dialect, RowSql, Window};
 pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
@@ -210,6 +210,37 @@ impl Layer for SqliteLayer {
             .await
     }
 
+    async fn create_index(
+        &self,
+        table: &str,
+        path: &crate::query::FieldPath,
+        kind: crate::query::IndexKind,
+    ) -> Result<()> {
+        let (table, path) = (table.to_owned(), path.clone());
+        self.worker
+            .call(move |state| create_index(state, &table, &path, kind))
+            .await
+    }
+
+    async fn explain(&self, table: &str, select: Select) -> Result<String> {
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| run_explain(state, &table, &select))
+            .await
+    }
+
+    async fn count(&self, table: &str, filter: Option<crate::query::Filter>) -> Result<u64> {
+        if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
+            run_count(state, table, filter.as_ref())
+        }) {
+            return done;
+        }
+        let table = table.to_owned();
+        self.worker
+            .call(move |state| run_count(state, &table, filter.as_ref()))
+            .await
+    }
+
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
         // With the prefixes cached, one cheap statement: in place, within the read budget.
         if let Some(done) = self.worker.try_in_place(Some(SELECT_IN_PLACE), |state| {
@@ -383,7 +414,51 @@ fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<Tab
         }
         schema.columns.push((name, kind_of_declared(&declared)));
     }
-    Ok(any.then_some(schema))
+    if !any {
+        return Ok(None);
+    }
+    drop(rows);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT name FROM pragma_index_list(?1) WHERE name LIKE 'korm\\_ix\\_%' ESCAPE '\\'",
+        )
+        .map_err(|e| db_error(layer, e))?;
+    let names = stmt
+        .query_map([table], |row| row.get::<_, String>(0))
+        .map_err(|e| db_error(layer, e))?;
+    for name in names {
+        schema.indexes.push(name.map_err(|e| db_error(layer, e))?);
+    }
+    Ok(Some(schema))
+}
+
+/// Creates a declared index (see [`crate::query::index`]) and reads the table's schema
+/// again, so the next filter on the path uses it.
+fn create_index(
+    state: &mut State,
+    table: &str,
+    path: &crate::query::FieldPath,
+    kind: crate::query::IndexKind,
+) -> Result<()> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    for statement in SqliteDialect.render_create_index(table, path, kind) {
+        conn.execute_batch(&statement.sql)
+            .map_err(|e| db_error(ident, e))?;
+    }
+    match read_schema(conn, ident, table)? {
+        Some(schema) => {
+            schemas.insert(table.to_owned(), schema);
+        }
+        None => {
+            schemas.remove(table);
+        }
+    }
+    Ok(())
 }
 
 /// The schema of a table: from the cache, or read (and cached) when the table exists.
@@ -899,8 +974,16 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(Vec::new());
     };
-    let statement =
-        SqliteDialect.render_select(schema, select.filter.as_ref(), &select.sort, select.limit)?;
+    let statement = SqliteDialect.render_select_window(
+        schema,
+        select.filter.as_ref(),
+        &select.sort,
+        Window {
+            limit: select.limit,
+            offset: select.offset,
+            ordered: select.ordered,
+        },
+    )?;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
     query_rows(
@@ -914,6 +997,65 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         &mut |row| out.push(row),
     )?;
     Ok(out)
+}
+
+fn run_explain(state: &mut State, table: &str, select: &Select) -> Result<String> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+        return Ok(String::new());
+    };
+    let statement = SqliteDialect.render_select_window(
+        schema,
+        select.filter.as_ref(),
+        &select.sort,
+        Window {
+            limit: select.limit,
+            offset: select.offset,
+            ordered: select.ordered,
+        },
+    )?;
+    let mut stmt = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
+        .map_err(|e| db_error(ident, e))?;
+    let lines = stmt
+        .query_map(
+            rusqlite::params_from_iter(statement.params.into_iter().map(param)),
+            |row| row.get::<_, String>(3),
+        )
+        .map_err(|e| db_error(ident, e))?;
+    let mut out = Vec::new();
+    for line in lines {
+        out.push(line.map_err(|e| db_error(ident, e))?);
+    }
+    Ok(out.join("\n"))
+}
+
+fn run_count(state: &mut State, table: &str, filter: Option<&crate::query::Filter>) -> Result<u64> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+        return Ok(0);
+    };
+    let statement = SqliteDialect.render_count(schema, filter)?;
+    let mut stmt = conn
+        .prepare_cached(&statement.sql)
+        .map_err(|e| db_error(ident, e))?;
+    let n: i64 = stmt
+        .query_row(
+            rusqlite::params_from_iter(statement.params.into_iter().map(param)),
+            |row| row.get(0),
+        )
+        .map_err(|e| db_error(ident, e))?;
+    Ok(n.unsigned_abs())
 }
 
 /// Runs a `SELECT *` on an item table and decodes its rows.
