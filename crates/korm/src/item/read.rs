@@ -894,7 +894,9 @@ impl<T: Model> Scan<T> {
                 let prefix = collection_prefix(&collection);
                 let mut n = 0;
                 for row in rows {
-                    if residual.matches(&format!("{prefix}{}", row.id()), &row)? {
+                    let rn = format!("{prefix}{}", row.id());
+                    if crate::crypto::at_boundary(self.pool.ring(), || residual.matches(&rn, &row))?
+                    {
                         n += 1;
                     }
                 }
@@ -944,12 +946,12 @@ impl<T: Model> Scan<T> {
             .into_iter()
             .map(|row| {
                 let rn = self.row_rn(&row)?;
-                let data = match &resolved {
+                let data = crate::crypto::at_boundary(self.pool.ring(), || match &resolved {
                     Some(resolved) => {
-                        crate::model::with_resolved(resolved, || super::decode::<T>(&rn, &row))?
+                        crate::model::with_resolved(resolved, || super::decode::<T>(&rn, &row))
                     }
-                    None => super::decode::<T>(&rn, &row)?,
-                };
+                    None => super::decode::<T>(&rn, &row),
+                })?;
                 Ok(ReadItem { rn, data })
             })
             .collect())

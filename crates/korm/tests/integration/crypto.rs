@@ -484,6 +484,26 @@ async fn two_pools_hold_two_keys_and_models_serialize_redacted() {
             1,
             "the residual filter decrypts with the pool's ring"
         );
+        let counted = korm::item::<Patient>(pool)
+            .query(collection())
+            .filter(eq("ssn", ssn))
+            .count()
+            .await
+            .expect("count on an encrypted field");
+        assert_eq!(counted, 1);
+        use futures_util::StreamExt as _;
+        let streamed: Vec<_> = korm::item::<Patient>(pool)
+            .query(collection())
+            .stream_read_only()
+            .collect()
+            .await;
+        assert_eq!(streamed.len(), 1);
+        let read = streamed
+            .into_iter()
+            .next()
+            .expect("one")
+            .expect("decrypted");
+        assert_eq!(read.data().ssn.reveal(), ssn);
     }
     a.close().await;
     b.close().await;
