@@ -380,6 +380,28 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// a reset.
     fn korm_tables(&self) -> &dyn KormTables;
 
+    /// The backend, as korm 1.5 names it in pool metadata and backups (`sqlite`, `pg`,
+    /// `mysql`).
+    fn backend(&self) -> &'static str;
+
+    /// The tables a backup of the layer holds: `__korm_pool__` and `__korm_meta__` when the
+    /// layer has them, then every item table. One statement.
+    async fn backup_tables(&self) -> Result<Vec<String>>;
+
+    /// Reads the rows of `tables` (each with its schema when it is an item table) into
+    /// `sink`, inside one read transaction so the snapshot is consistent, flushing the sink
+    /// whenever it is full (rows are never gathered). A table dropped since it was listed is
+    /// left out.
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink>;
+
+    /// Deletes every row of a table (a restore that replaces); a missing table is not an
+    /// error. Only item table names are passed.
+    async fn clear_table(&self, table: &str) -> Result<()>;
+
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
 }
@@ -474,6 +496,11 @@ impl LayerHandle {
     /// How many read statements the layer was sent since the pool opened.
     pub(crate) fn read_statements(&self) -> u64 {
         self.reads.get()
+    }
+
+    /// The layer itself (backups use its table listing, export and clearing).
+    pub(crate) fn layer(&self) -> &dyn Layer {
+        &*self.layer
     }
 
     /// See [`Layer::close`].

@@ -27,6 +27,7 @@
 //! The schema cache never remembers a miss (invariant 7): a missing table or column is read
 //! again from the database, and a failed apply forgets what it cached for its tables.
 
+mod backup;
 mod dialect;
 mod error;
 mod locks;
@@ -535,6 +536,26 @@ impl Layer for MySqlLayer {
 
     fn korm_tables(&self) -> &dyn super::KormTables {
         self
+    }
+
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn backup_tables(&self) -> Result<Vec<String>> {
+        self.list_backup_tables().await
+    }
+
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink> {
+        self.export_tables(tables, sink).await
+    }
+
+    async fn clear_table(&self, table: &str) -> Result<()> {
+        self.clear(table).await
     }
 
     async fn close(&self) {

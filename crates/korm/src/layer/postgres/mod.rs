@@ -13,6 +13,7 @@
 //! database, so a table another process creates later is seen (K8). What a transaction
 //! learns is cached only once it commits.
 
+mod backup;
 mod dialect;
 mod error;
 mod locks;
@@ -531,6 +532,26 @@ impl Layer for PgLayer {
 
     fn korm_tables(&self) -> &dyn super::KormTables {
         self
+    }
+
+    fn backend(&self) -> &'static str {
+        "pg"
+    }
+
+    async fn backup_tables(&self) -> Result<Vec<String>> {
+        self.list_backup_tables().await
+    }
+
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink> {
+        self.export_tables(tables, sink).await
+    }
+
+    async fn clear_table(&self, table: &str) -> Result<()> {
+        self.clear(table).await
     }
 
     async fn close(&self) {

@@ -1,0 +1,130 @@
+//! Backups of a MySQL or MariaDB layer: its tables listed, their rows streamed from one
+//! transaction started `WITH CONSISTENT SNAPSHOT`, and tables emptied for a restore that
+//! replaces.
+
+use futures_util::TryStreamExt;
+use sqlx::Column as _;
+use sqlx::Row as _;
+
+use super::{MySqlLayer, value};
+use crate::backup::format::{Sink, raw};
+use crate::error::{Error, Result};
+use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::schema::{ReadColumn, TableSchema};
+
+/// The tables of the database, oldest first.
+const TABLES: &str = "SELECT TABLE_NAME FROM information_schema.TABLES \
+    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
+    AND (LEFT(TABLE_NAME, 9) = ? OR TABLE_NAME IN ('__korm_pool__', '__korm_meta__')) \
+    ORDER BY CREATE_TIME, TABLE_NAME";
+
+/// `name` quoted for MySQL.
+fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+impl MySqlLayer {
+    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
+    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(TABLES)
+            .bind(ITEMS_PREFIX)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut names = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(name) = value::text_at(row, 0)? {
+                names.push(name);
+            }
+        }
+        let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
+            .into_iter()
+            .filter(|t| names.iter().any(|n| n == t))
+            .map(str::to_owned)
+            .collect();
+        // information_schema compares without case on MariaDB: the exact prefix again.
+        out.extend(names.into_iter().filter(|n| is_item_table(n)));
+        Ok(out)
+    }
+
+    /// See [`Layer::export`](crate::layer::Layer::export).
+    pub(super) async fn export_tables(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        mut sink: Sink,
+    ) -> Result<Sink> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        sqlx::raw_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let read = async {
+            for (table, schema) in &tables {
+                // The name was listed from the catalog and is quoted.
+                let sql = format!("SELECT * FROM {}", quoted(table));
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .persistent(false)
+                    .fetch(&mut *conn);
+                let mut plan: Option<Vec<(String, ReadColumn)>> = None;
+                loop {
+                    let row = match rows.try_next().await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        // Dropped since it was listed: nothing to back up.
+                        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => {
+                            break;
+                        }
+                        Err(e) => return Err(self.error(e)),
+                    };
+                    let columns = plan.get_or_insert_with(|| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let name = c.name().to_owned();
+                                let read = ReadColumn::of(&name, schema.as_ref());
+                                (name, read)
+                            })
+                            .collect()
+                    });
+                    if !sink.table_open() {
+                        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
+                        sink.begin_table(table, &names, schema.as_ref());
+                    }
+                    let mut values = Vec::with_capacity(columns.len());
+                    for (i, (name, read)) in columns.iter().enumerate() {
+                        let cell = value::cell(table, name, read, &row, i)?;
+                        values.push(raw(cell, read.kind()));
+                    }
+                    sink.row(values)?;
+                    if sink.is_full() {
+                        sink.flush().await?;
+                    }
+                }
+                if plan.is_none() {
+                    sink.begin_table(table, &[], schema.as_ref());
+                }
+                sink.end_table();
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // A read-only use of the transaction: ending it can not lose anything.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        read.map(|()| sink)
+    }
+
+    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
+    pub(super) async fn clear(&self, table: &str) -> Result<()> {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {}",
+            quoted(table)
+        )))
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
