@@ -648,16 +648,16 @@ impl Reader {
                         format!("endTable of {name:?} closes table {open:?}"),
                     ));
                 }
-                if let Some(expected) = event.get("rows") {
-                    if expected.as_u64() != Some(rows) {
-                        return Err(bad(
-                            number,
-                            format!(
-                                "table {name:?} (from line {started}) has {rows} rows, its \
-                                 endTable says {expected}"
-                            ),
-                        ));
-                    }
+                if let Some(expected) = event.get("rows")
+                    && expected.as_u64() != Some(rows)
+                {
+                    return Err(bad(
+                        number,
+                        format!(
+                            "table {name:?} (from line {started}) has {rows} rows, its \
+                             endTable says {expected}"
+                        ),
+                    ));
                 }
                 if let Some(expected) = event.get("sha256") {
                     self.checksummed = true;

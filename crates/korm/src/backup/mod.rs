@@ -21,6 +21,7 @@
 
 pub(crate) mod format;
 mod restore;
+pub mod schedule;
 
 use std::io;
 use std::sync::Arc;

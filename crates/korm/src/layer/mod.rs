@@ -402,6 +402,22 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// error. Only item table names are passed.
     async fn clear_table(&self, table: &str) -> Result<()>;
 
+    /// The backup schedules in `__korm_backups__` (created when missing, as korm 1.5 makes
+    /// it).
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>>;
+
+    /// Inserts a schedule's row unless one with its id exists (created when missing).
+    async fn insert_schedule(
+        &self,
+        row: &crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()>;
+
+    /// Claims a schedule's run: moves its `next_run_at` from `expected` to `next` (and sets
+    /// `last_run_at`) in one statement, `true` when this call moved it. Of several instances
+    /// claiming the same run, exactly one gets `true`.
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool>;
+
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
 }

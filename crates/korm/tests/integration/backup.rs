@@ -564,3 +564,81 @@ async fn korm_1_5_backup_restores_into_postgres() {
 async fn korm_1_5_backup_restores_into_mariadb() {
     fixture_restores_into("mysql").await;
 }
+
+/// Two instances (two pools on one database) run the same schedule: each run happens once;
+/// retention keeps the newest two.
+async fn schedule_runs_once(backend: &str) {
+    use korm::backup::schedule::{Retention, Scheduler};
+    let Some(place) = Place::new(backend).await else {
+        return;
+    };
+    let depot = tempfile::tempdir().expect("temp dir");
+    let open_meta = || async {
+        korm::pool()
+            .layer("data", place.spec())
+            .depot("backups", korm::depots::local(depot.path()))
+            .with_meta("data")
+            .open()
+            .await
+            .expect("open")
+    };
+    let a = open_meta().await;
+    let b = open_meta().await;
+    fill(&a, 2).await;
+    let scheduler = |pool: &korm::Pool| {
+        Scheduler::new(pool, "backups")
+            .expect("scheduler")
+            .schedule("*", "every day at 02:00 starting now")
+            .expect("schedule")
+            .with_retention(Retention::NewestPerLayer(2))
+    };
+    let (sa, sb) = (scheduler(&a), scheduler(&b));
+    let t0: jiff::Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+    let (ra, rb) = tokio::join!(sa.run_due(t0), sb.run_due(t0));
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(ra.len() + rb.len(), 1, "{backend}: one instance runs it");
+    // Not due again until the next 02:00.
+    let later = t0.checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
+    let (ra, rb) = tokio::join!(sa.run_due(later), sb.run_due(later));
+    assert_eq!(ra.expect("a").len() + rb.expect("b").len(), 0);
+    for day in 2..=4 {
+        let at: jiff::Timestamp = format!("2030-01-0{day}T02:00:00Z").parse().unwrap();
+        let (ra, rb) = tokio::join!(sa.run_due(at), sb.run_due(at));
+        assert_eq!(
+            ra.expect("a").len() + rb.expect("b").len(),
+            1,
+            "{backend} day {day}"
+        );
+    }
+    let kept = Backups::new(&a, "backups")
+        .expect("depot")
+        .list(Some("data"))
+        .await
+        .expect("list");
+    assert_eq!(kept.len(), 2, "{backend}: retention keeps the newest two");
+    // A pool without metadata can not schedule (B1).
+    let plain = korm::pool()
+        .layer("data", korm::layers::sqlite_memory())
+        .depot("backups", korm::depots::local(depot.path()))
+        .open()
+        .await
+        .expect("open");
+    assert!(Scheduler::new(&plain, "backups").is_err());
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_sqlite() {
+    schedule_runs_once("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_postgres() {
+    schedule_runs_once("pg").await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_mariadb() {
+    schedule_runs_once("mysql").await;
+}

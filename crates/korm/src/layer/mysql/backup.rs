@@ -128,3 +128,77 @@ impl MySqlLayer {
         }
     }
 }
+
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+impl MySqlLayer {
+    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
+    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        sqlx::raw_sql(SCHEDULES_DDL)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM `__korm_backups__` ORDER BY schedule_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| {
+                crate::backup::schedule::ScheduleRow {
+                    id,
+                    layer,
+                    spec,
+                    next_run_at,
+                    last_run_at,
+                }
+            })
+            .collect())
+    }
+
+    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
+    pub(super) async fn add_schedule(
+        &self,
+        row: crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::raw_sql(SCHEDULES_DDL)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let insert = sqlx::query("INSERT IGNORE INTO `__korm_backups__` (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(row.id)
+            .bind(row.layer)
+            .bind(row.spec)
+            .bind(row.next_run_at)
+            .bind(row.last_run_at)
+            .bind(now);
+        insert
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
+    pub(super) async fn claim(
+        &self,
+        id: String,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE `__korm_backups__` SET next_run_at = ?, last_run_at = ?, updated_at = ? WHERE schedule_id = ? AND next_run_at = ?")
+            .bind(next)
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -558,6 +558,22 @@ impl Layer for MySqlLayer {
         self.clear(table).await
     }
 
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        self.read_schedules().await
+    }
+
+    async fn insert_schedule(
+        &self,
+        row: &crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        self.add_schedule(row.clone(), now).await
+    }
+
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        self.claim(id.to_owned(), expected, next, now).await
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pool.close().await;

@@ -124,3 +124,83 @@ impl PgLayer {
         }
     }
 }
+
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+impl PgLayer {
+    /// Creates the schedules table when missing. Two instances creating it at once race on
+    /// the catalog: the loser's duplicate error means the table is there.
+    async fn create_schedules(&self) -> Result<()> {
+        match sqlx::raw_sql(SCHEDULES_DDL).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
+    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        self.create_schedules().await?;
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| {
+                crate::backup::schedule::ScheduleRow {
+                    id,
+                    layer,
+                    spec,
+                    next_run_at,
+                    last_run_at,
+                }
+            })
+            .collect())
+    }
+
+    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
+    pub(super) async fn add_schedule(
+        &self,
+        row: crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        self.create_schedules().await?;
+        let insert = sqlx::query("INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (schedule_id) DO NOTHING")
+            .bind(row.id)
+            .bind(row.layer)
+            .bind(row.spec)
+            .bind(row.next_run_at)
+            .bind(row.last_run_at)
+            .bind(now);
+        insert
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
+    pub(super) async fn claim(
+        &self,
+        id: String,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $2 WHERE schedule_id = $3 AND next_run_at = $4")
+            .bind(next)
+            .bind(now)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -8,6 +8,7 @@ use rusqlite::types::ValueRef;
 use super::SqliteLayer;
 use super::error::db_error;
 use crate::backup::format::{Raw, Sink};
+use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Result};
 use crate::layer::meta::{POOL_TABLE, is_item_table};
 use crate::layer::schema::TableSchema;
@@ -151,6 +152,96 @@ impl SqliteLayer {
                     Err(e) if e.to_string().contains("no such table") => Ok(()),
                     Err(e) => Err(db_error(&state.ident, e)),
                 }
+            })
+            .await
+    }
+}
+
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (\
+    \"schedule_id\" TEXT PRIMARY KEY, \"layer_ident\" TEXT NOT NULL, \
+    \"interval_spec\" TEXT NOT NULL, \"next_run_at\" INTEGER NOT NULL, \"last_run_at\" INTEGER, \
+    \"created_at\" INTEGER NOT NULL, \"updated_at\" INTEGER NOT NULL)";
+
+impl SqliteLayer {
+    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
+    pub(super) async fn read_schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.worker
+            .call(|state| {
+                let map = |e| db_error(&state.ident, e);
+                state.conn.execute_batch(SCHEDULES_DDL).map_err(map)?;
+                let mut stmt = state
+                    .conn
+                    .prepare(
+                        "SELECT \"schedule_id\", \"layer_ident\", \"interval_spec\", \
+                         \"next_run_at\", \"last_run_at\" FROM \"__korm_backups__\" \
+                         ORDER BY \"schedule_id\"",
+                    )
+                    .map_err(map)?;
+                stmt.query_map([], |row| {
+                    Ok(ScheduleRow {
+                        id: row.get(0)?,
+                        layer: row.get(1)?,
+                        spec: row.get(2)?,
+                        next_run_at: row.get(3)?,
+                        last_run_at: row.get(4)?,
+                    })
+                })
+                .map_err(map)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(map)
+            })
+            .await
+    }
+
+    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
+    pub(super) async fn add_schedule(&self, row: ScheduleRow, now: i64) -> Result<()> {
+        self.worker
+            .call(move |state| {
+                let map = |e| db_error(&state.ident, e);
+                state.conn.execute_batch(SCHEDULES_DDL).map_err(map)?;
+                state
+                    .conn
+                    .execute(
+                        "INSERT INTO \"__korm_backups__\" (\"schedule_id\", \"layer_ident\", \
+                         \"interval_spec\", \"next_run_at\", \"last_run_at\", \"created_at\", \
+                         \"updated_at\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+                         ON CONFLICT (\"schedule_id\") DO NOTHING",
+                        rusqlite::params![
+                            row.id,
+                            row.layer,
+                            row.spec,
+                            row.next_run_at,
+                            row.last_run_at,
+                            now
+                        ],
+                    )
+                    .map_err(map)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
+    pub(super) async fn claim(
+        &self,
+        id: String,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> Result<bool> {
+        self.worker
+            .call(move |state| {
+                let changed = state
+                    .conn
+                    .execute(
+                        "UPDATE \"__korm_backups__\" SET \"next_run_at\" = ?1, \
+                         \"last_run_at\" = ?2, \"updated_at\" = ?2 \
+                         WHERE \"schedule_id\" = ?3 AND \"next_run_at\" = ?4",
+                        rusqlite::params![next, now, id, expected],
+                    )
+                    .map_err(|e| db_error(&state.ident, e))?;
+                Ok(changed == 1)
             })
             .await
     }
