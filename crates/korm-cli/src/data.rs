@@ -121,6 +121,11 @@ impl Opened {
         })
     }
 
+    /// The pool.
+    pub(crate) fn pool(&self) -> &korm::Pool {
+        &self.pool
+    }
+
     pub(crate) async fn close(self) {
         self.pool.close().await;
     }

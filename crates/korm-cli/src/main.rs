@@ -1,9 +1,10 @@
 //! The `korm` command: read korm pools by hand (`get`, `query`, `count`) on every backend,
-//! look after their write-ahead log (`wal`), make keys.
+//! look after their write-ahead log (`wal`), back up and restore (`backup`), make keys.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod backup;
 mod data;
 mod pool_args;
 mod wal;
@@ -57,6 +58,14 @@ enum Command {
         pool: data::PoolArgs,
         #[command(flatten)]
         print: Print,
+    },
+    /// Back up layers now, list, verify and restore backups.
+    ///
+    /// Exit codes: 0 done, 2 the backup is damaged (verify, restore: nothing was written),
+    /// 1 another error.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
     },
     /// Inspect a pool's write-ahead log (status, show) or recover it.
     ///
@@ -156,6 +165,7 @@ async fn run(cli: Cli) -> korm::Result<ExitCode> {
             result?;
         }
         Command::Wal { command } => return wal::run(command).await,
+        Command::Backup { command } => return backup::run(command).await,
     }
     Ok(ExitCode::SUCCESS)
 }

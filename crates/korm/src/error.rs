@@ -475,6 +475,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A backup file is not a whole, well-formed snapshot: a line that is not an event, events
+    /// out of order, a truncated file, or a row count or SHA-256 checksum that does not match
+    /// what was read. Nothing was written when a restore fails with it.
+    #[error("backup {file}: line {line}: {reason}")]
+    BackupInvalid {
+        /// The backup file's key in its depot.
+        file: String,
+        /// The line (1-based) where the file went wrong.
+        line: u64,
+        /// What is wrong (names the table, never a stored value).
+        reason: String,
+    },
+
     /// [`discover`](crate::discover) found no pool metadata on the layer it was given.
     #[error(
         "the layer holds no pool metadata (no `pool` row in __korm_pool__): open the pool once \

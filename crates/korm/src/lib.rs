@@ -53,6 +53,7 @@
 )]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod backup;
 pub mod crypto;
 mod danger;
 mod depot;

@@ -458,6 +458,44 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// a reset.
     fn korm_tables(&self) -> &dyn KormTables;
 
+    /// The backend, as korm 1.5 names it in pool metadata and backups (`sqlite`, `pg`,
+    /// `mysql`).
+    fn backend(&self) -> &'static str;
+
+    /// The tables a backup of the layer holds: `__korm_pool__` and `__korm_meta__` when the
+    /// layer has them, then every item table. One statement.
+    async fn backup_tables(&self) -> Result<Vec<String>>;
+
+    /// Reads the rows of `tables` (each with its schema when it is an item table) into
+    /// `sink`, inside one read transaction so the snapshot is consistent, flushing the sink
+    /// whenever it is full (rows are never gathered). A table dropped since it was listed is
+    /// left out.
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink>;
+
+    /// Deletes every row of a table (a restore that replaces); a missing table is not an
+    /// error. Only item table names are passed.
+    async fn clear_table(&self, table: &str) -> Result<()>;
+
+    /// The backup schedules in `__korm_backups__` (created when missing, as korm 1.5 makes
+    /// it).
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>>;
+
+    /// Inserts a schedule's row unless one with its id exists (created when missing).
+    async fn insert_schedule(
+        &self,
+        row: &crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()>;
+
+    /// Claims a schedule's run: moves its `next_run_at` from `expected` to `next` (and sets
+    /// `last_run_at`) in one statement, `true` when this call moved it. Of several instances
+    /// claiming the same run, exactly one gets `true`.
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool>;
+
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
 }
@@ -631,6 +669,11 @@ impl LayerHandle {
     /// How many read statements the layer was sent since the pool opened.
     pub(crate) fn read_statements(&self) -> u64 {
         self.reads.get()
+    }
+
+    /// The layer itself (backups use its table listing, export and clearing).
+    pub(crate) fn layer(&self) -> &dyn Layer {
+        &*self.layer
     }
 
     /// See [`Layer::close`].

@@ -1,6 +1,7 @@
 //! Integration tests: korm against real SQLite files, korm 1.5's fixtures, other connections
 //! and processes holding the database, and pools of several layers.
 
+mod backup;
 mod compat;
 mod concurrency;
 mod conflicts;

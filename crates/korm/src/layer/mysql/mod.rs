@@ -27,6 +27,7 @@
 //! The schema cache never remembers a miss (invariant 7): a missing table or column is read
 //! again from the database, and a failed apply forgets what it cached for its tables.
 
+mod backup;
 mod dialect;
 mod error;
 mod locks;
@@ -630,6 +631,42 @@ impl Layer for MySqlLayer {
 
     fn korm_tables(&self) -> &dyn super::KormTables {
         self
+    }
+
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn backup_tables(&self) -> Result<Vec<String>> {
+        self.list_backup_tables().await
+    }
+
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink> {
+        self.export_tables(tables, sink).await
+    }
+
+    async fn clear_table(&self, table: &str) -> Result<()> {
+        self.clear(table).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        self.read_schedules().await
+    }
+
+    async fn insert_schedule(
+        &self,
+        row: &crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        self.add_schedule(row.clone(), now).await
+    }
+
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        self.claim(id.to_owned(), expected, next, now).await
     }
 
     async fn close(&self) {

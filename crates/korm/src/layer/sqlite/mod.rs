@@ -6,6 +6,7 @@
 //! remembers a missing table or column: a miss is always read again from the database, so a
 //! table another process creates later is seen (K8).
 
+mod backup;
 mod dialect;
 mod error;
 mod locks;
@@ -48,6 +49,9 @@ pub(crate) struct SqliteLayer {
     ident: String,
     worker: Worker,
     writes_in_place: bool,
+    /// The database file (absolute), which a backup reads on a connection of its own;
+    /// `None` in memory.
+    file: Option<std::path::PathBuf>,
     /// Reference prefixes by (table, column), valid while the connection's change count and
     /// the file's `data_version` (commits of other connections) are what they were.
     prefixes: Arc<std::sync::Mutex<PrefixCache>>,
@@ -77,6 +81,10 @@ impl SqliteLayer {
         let memory = options.target == Target::Memory;
         let wal = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let wal_seen = Arc::clone(&wal);
+        let file = match &options.target {
+            Target::File(path) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+            Target::Memory => None,
+        };
         let checkpoints = match &options.target {
             // Made absolute now: the process may change its working folder before the
             // first checkpoint opens the file again.
@@ -113,6 +121,7 @@ impl SqliteLayer {
             ident: ident.to_owned(),
             worker,
             writes_in_place,
+            file,
             prefixes: Arc::default(),
         })
     }
@@ -277,6 +286,42 @@ impl Layer for SqliteLayer {
 
     fn korm_tables(&self) -> &dyn KormTables {
         self
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn backup_tables(&self) -> Result<Vec<String>> {
+        self.list_backup_tables().await
+    }
+
+    async fn export(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        sink: crate::backup::format::Sink,
+    ) -> Result<crate::backup::format::Sink> {
+        self.export_tables(tables, sink).await
+    }
+
+    async fn clear_table(&self, table: &str) -> Result<()> {
+        self.clear(table.to_owned()).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        self.read_schedules().await
+    }
+
+    async fn insert_schedule(
+        &self,
+        row: &crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        self.add_schedule(row.clone(), now).await
+    }
+
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        self.claim(id.to_owned(), expected, next, now).await
     }
 
     async fn close(&self) {

@@ -1,0 +1,204 @@
+//! Backups of a MySQL or MariaDB layer: its tables listed, their rows streamed from one
+//! transaction started `WITH CONSISTENT SNAPSHOT`, and tables emptied for a restore that
+//! replaces.
+
+use futures_util::TryStreamExt;
+use sqlx::Column as _;
+use sqlx::Row as _;
+
+use super::{MySqlLayer, value};
+use crate::backup::format::{Sink, raw};
+use crate::error::{Error, Result};
+use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::schema::{ReadColumn, TableSchema};
+
+/// The tables of the database, oldest first.
+const TABLES: &str = "SELECT TABLE_NAME FROM information_schema.TABLES \
+    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
+    AND (LEFT(TABLE_NAME, 9) = ? OR TABLE_NAME IN ('__korm_pool__', '__korm_meta__')) \
+    ORDER BY CREATE_TIME, TABLE_NAME";
+
+/// `name` quoted for MySQL.
+fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+impl MySqlLayer {
+    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
+    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(TABLES)
+            .bind(ITEMS_PREFIX)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut names = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(name) = value::text_at(row, 0)? {
+                names.push(name);
+            }
+        }
+        let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
+            .into_iter()
+            .filter(|t| names.iter().any(|n| n == t))
+            .map(str::to_owned)
+            .collect();
+        // information_schema compares without case on MariaDB: the exact prefix again.
+        out.extend(names.into_iter().filter(|n| is_item_table(n)));
+        Ok(out)
+    }
+
+    /// See [`Layer::export`](crate::layer::Layer::export).
+    pub(super) async fn export_tables(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        mut sink: Sink,
+    ) -> Result<Sink> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        sqlx::raw_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let read = async {
+            for (table, schema) in &tables {
+                // The name was listed from the catalog and is quoted.
+                let sql = format!("SELECT * FROM {}", quoted(table));
+                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .persistent(false)
+                    .fetch(&mut *conn);
+                let mut plan: Option<Vec<(String, ReadColumn)>> = None;
+                loop {
+                    let row = match rows.try_next().await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        // Dropped since it was listed: nothing to back up.
+                        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => {
+                            break;
+                        }
+                        Err(e) => return Err(self.error(e)),
+                    };
+                    let columns = plan.get_or_insert_with(|| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let name = c.name().to_owned();
+                                let read = ReadColumn::of(&name, schema.as_ref());
+                                (name, read)
+                            })
+                            .collect()
+                    });
+                    if !sink.table_open() {
+                        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
+                        sink.begin_table(table, &names, schema.as_ref());
+                    }
+                    let mut values = Vec::with_capacity(columns.len());
+                    for (i, (name, read)) in columns.iter().enumerate() {
+                        let cell = value::cell(table, name, read, &row, i)?;
+                        values.push(raw(cell, read.kind()));
+                    }
+                    sink.row(values)?;
+                    if sink.is_full() {
+                        sink.flush().await?;
+                    }
+                }
+                if plan.is_none() {
+                    sink.begin_table(table, &[], schema.as_ref());
+                }
+                sink.end_table();
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // A read-only use of the transaction: ending it can not lose anything.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        read.map(|()| sink)
+    }
+
+    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
+    pub(super) async fn clear(&self, table: &str) -> Result<()> {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {}",
+            quoted(table)
+        )))
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
+
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+impl MySqlLayer {
+    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
+    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        sqlx::raw_sql(SCHEDULES_DDL)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM `__korm_backups__` ORDER BY schedule_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| {
+                crate::backup::schedule::ScheduleRow {
+                    id,
+                    layer,
+                    spec,
+                    next_run_at,
+                    last_run_at,
+                }
+            })
+            .collect())
+    }
+
+    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
+    pub(super) async fn add_schedule(
+        &self,
+        row: crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::raw_sql(SCHEDULES_DDL)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let insert = sqlx::query("INSERT IGNORE INTO `__korm_backups__` (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(row.id)
+            .bind(row.layer)
+            .bind(row.spec)
+            .bind(row.next_run_at)
+            .bind(row.last_run_at)
+            .bind(now);
+        insert
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
+    pub(super) async fn claim(
+        &self,
+        id: String,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE `__korm_backups__` SET next_run_at = ?, last_run_at = ?, updated_at = ? WHERE schedule_id = ? AND next_run_at = ?")
+            .bind(next)
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

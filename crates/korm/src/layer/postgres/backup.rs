@@ -1,0 +1,206 @@
+//! Backups of a PostgreSQL layer: its tables listed, their rows streamed from one
+//! `REPEATABLE READ` read-only transaction (a consistent snapshot), and tables emptied for a
+//! restore that replaces.
+
+use futures_util::TryStreamExt;
+use sqlx::{Column as _, Row as _};
+
+use super::{PgLayer, value};
+use crate::backup::format::{Sink, raw};
+use crate::error::{Error, Result};
+use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::schema::{ReadColumn, TableSchema};
+use crate::model::ColumnKind;
+
+/// The tables of the current schema, oldest first (by their catalog id).
+const TABLES: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
+    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
+    AND (left(c.relname, 9) = $1 OR c.relname IN ('__korm_pool__', '__korm_meta__')) \
+    ORDER BY c.oid";
+
+/// `name` quoted for PostgreSQL.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl PgLayer {
+    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
+    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+        let names: Vec<String> = sqlx::query_scalar(TABLES)
+            .bind(ITEMS_PREFIX)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
+            .into_iter()
+            .filter(|t| names.iter().any(|n| n == t))
+            .map(str::to_owned)
+            .collect();
+        out.extend(names.into_iter().filter(|n| is_item_table(n)));
+        Ok(out)
+    }
+
+    /// See [`Layer::export`](crate::layer::Layer::export).
+    pub(super) async fn export_tables(
+        &self,
+        tables: Vec<(String, Option<TableSchema>)>,
+        mut sink: Sink,
+    ) -> Result<Sink> {
+        let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| self.error(e))?;
+        let read = async {
+            for (table, schema) in &tables {
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT to_regclass(quote_ident($1))::text")
+                        .bind(table)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                if exists.is_none() {
+                    continue;
+                }
+                // The name was listed from the catalog and is quoted.
+                let sql = format!("SELECT * FROM {}", quoted(table));
+                // Not a prepared statement of the connection's cache: a table's columns may
+                // change between two backups.
+                let mut rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).fetch(&mut *conn);
+                let mut plan: Option<Vec<(String, Option<ColumnKind>)>> = None;
+                while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
+                    let columns = plan.get_or_insert_with(|| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let name = c.name().to_owned();
+                                let kind = ReadColumn::of(&name, schema.as_ref()).kind();
+                                (name, kind)
+                            })
+                            .collect()
+                    });
+                    if !sink.table_open() {
+                        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
+                        sink.begin_table(table, &names, schema.as_ref());
+                    }
+                    let mut values = Vec::with_capacity(columns.len());
+                    for (i, (name, kind)) in columns.iter().enumerate() {
+                        let v = row.try_get_raw(i).map_err(|_| Error::Decode {
+                            rn: table.clone(),
+                            reason: format!("column {name:?} is missing from the result"),
+                        })?;
+                        values.push(raw(value::cell(table, name, *kind, v)?, *kind));
+                    }
+                    sink.row(values)?;
+                    if sink.is_full() {
+                        sink.flush().await?;
+                    }
+                }
+                if plan.is_none() {
+                    sink.begin_table(table, &[], schema.as_ref());
+                }
+                sink.end_table();
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        // A read-only transaction: ending it can not lose anything.
+        let _ = sqlx::query("COMMIT").execute(&mut *conn).await;
+        read.map(|()| sink)
+    }
+
+    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
+    pub(super) async fn clear(&self, table: &str) -> Result<()> {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {}",
+            quoted(table)
+        )))
+        .execute(&self.pool)
+        .await
+        {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
+
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+impl PgLayer {
+    /// Creates the schedules table when missing. Two instances creating it at once race on
+    /// the catalog: the loser's duplicate error means the table is there.
+    async fn create_schedules(&self) -> Result<()> {
+        match sqlx::raw_sql(SCHEDULES_DDL).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
+    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+        self.create_schedules().await?;
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| {
+                crate::backup::schedule::ScheduleRow {
+                    id,
+                    layer,
+                    spec,
+                    next_run_at,
+                    last_run_at,
+                }
+            })
+            .collect())
+    }
+
+    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
+    pub(super) async fn add_schedule(
+        &self,
+        row: crate::backup::schedule::ScheduleRow,
+        now: i64,
+    ) -> Result<()> {
+        self.create_schedules().await?;
+        let insert = sqlx::query("INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (schedule_id) DO NOTHING")
+            .bind(row.id)
+            .bind(row.layer)
+            .bind(row.spec)
+            .bind(row.next_run_at)
+            .bind(row.last_run_at)
+            .bind(now);
+        insert
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
+    pub(super) async fn claim(
+        &self,
+        id: String,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $2 WHERE schedule_id = $3 AND next_run_at = $4")
+            .bind(next)
+            .bind(now)
+            .bind(id)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,644 @@
+//! Backups (#15): snapshots taken on every backend into a local folder and an S3 bucket,
+//! verified (a flipped byte and a cut named by line), and restored into the same or another
+//! backend, in replace and merge mode, whole or one item; korm 1.5's own backup restored.
+
+use korm::backup::{Backups, RestoreOptions};
+use korm::{Error, LayerSpec, Rn, Unique};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::fixtures;
+use super::support::{self, Server, TestDatabase};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Person {
+    name: String,
+    email: Unique<String>,
+    age: i64,
+    score: f64,
+    active: bool,
+    nickname: Option<String>,
+    tags: Vec<String>,
+    address: Value,
+    friend: Option<Rn<Person>>,
+}
+
+fn person(i: i64, friend: Option<Rn<Person>>) -> Person {
+    Person {
+        name: format!("person {i} \"quoted\"\nline"),
+        email: Unique::new(format!("p{i}@example.org")),
+        age: 20 + i,
+        score: 0.5 + i as f64,
+        active: i % 2 == 0,
+        nickname: (i % 3 == 0).then(|| format!("nick{i}")),
+        tags: vec![format!("t{i}"), "shared".into()],
+        address: json!({"city": "Bedrock", "n": i, "geo": {"lat": 1.5}}),
+        friend,
+    }
+}
+
+/// A layer on one backend, fresh for the test (the guard drops a server database).
+enum Place {
+    Sqlite(tempfile::TempDir),
+    Server(TestDatabase),
+}
+
+impl Place {
+    async fn new(backend: &str) -> Option<Place> {
+        Some(match backend {
+            "sqlite" => Place::Sqlite(tempfile::tempdir().expect("temp dir")),
+            "pg" => Place::Server(support::create(Server::Postgres).await?),
+            _ => Place::Server(support::create(Server::MySql).await?),
+        })
+    }
+
+    fn spec(&self) -> LayerSpec {
+        match self {
+            Place::Sqlite(dir) => korm::layers::sqlite(dir.path().join("db.sqlite")).into(),
+            Place::Server(db) => korm::layers::from_url(&db.url).expect("url"),
+        }
+    }
+}
+
+async fn open(layer: LayerSpec, depot: korm::depots::DepotSpec) -> korm::Pool {
+    korm::pool()
+        .layer("data", layer)
+        .depot("backups", depot)
+        .open()
+        .await
+        .expect("open pool")
+}
+
+fn coll() -> Rn<Person> {
+    "[rn]:people:staff:*".parse().expect("rn")
+}
+
+async fn all(pool: &korm::Pool) -> Vec<(String, Person)> {
+    let mut out: Vec<(String, Person)> = korm::item::<Person>(pool)
+        .query(coll())
+        .get()
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|i| (i.rn().to_string(), i.into_data()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Writes `n` people (each after the first references the one before).
+async fn fill(pool: &korm::Pool, n: i64) {
+    let items = korm::item::<Person>(pool);
+    let mut last: Option<Rn<Person>> = None;
+    for i in 0..n {
+        let made = items
+            .from_data(coll(), person(i, last.clone()))
+            .expect("data")
+            .create()
+            .await
+            .expect("create");
+        last = Some(made.rn().clone());
+    }
+}
+
+/// Takes a backup of a layer on `from`, checks it, and restores it into a fresh layer on
+/// `to`: the same items come back.
+async fn round_trip(from: &str, to: &str) {
+    let (Some(source), Some(target)) = (Place::new(from).await, Place::new(to).await) else {
+        return;
+    };
+    let depot_dir = tempfile::tempdir().expect("temp dir");
+    let pool = open(source.spec(), korm::depots::local(depot_dir.path()).into()).await;
+    fill(&pool, 25).await;
+    let before = all(&pool).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let taken = backups.now("data").await.expect("backup");
+    // MySQL keeps column kinds in `__korm_meta__`, which the snapshot holds too.
+    let korm_tables = u64::from(from == "mysql");
+    assert_eq!(taken.tables, 1 + korm_tables);
+    assert!(taken.rows >= 25 && (from == "mysql" || taken.rows == 25));
+    let listed = backups.list(Some("data")).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, taken.key);
+    assert_eq!(listed[0].size, Some(taken.bytes));
+    let report = backups.verify(&taken.key).await.expect("verify");
+    assert!(report.checksummed);
+    assert_eq!((report.rows, report.layer.as_str()), (taken.rows, "data"));
+    let expected_type = match from {
+        "sqlite" => "sqlite",
+        "pg" => "pg",
+        _ => "mysql",
+    };
+    assert_eq!(report.layer_type, expected_type);
+    pool.close().await;
+
+    let restored = open(target.spec(), korm::depots::local(depot_dir.path()).into()).await;
+    let report = Backups::new(&restored, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::replace())
+        .await
+        .expect("restore");
+    assert_eq!(report.rows, 25);
+    assert_eq!(report.tables, ["__items__people__staff"]);
+    let after = all(&restored).await;
+    assert_eq!(after, before, "{from} -> {to}");
+    // The unique field is still unique after the restore.
+    let dup = korm::item::<Person>(&restored)
+        .from_data(coll(), person(3, None))
+        .expect("data")
+        .create()
+        .await;
+    assert!(
+        matches!(dup, Err(Error::UniqueViolation { .. })),
+        "{from} -> {to}: {dup:?}"
+    );
+    restored.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_backup_restores_into_sqlite() {
+    round_trip("sqlite", "sqlite").await;
+}
+
+#[tokio::test]
+async fn sqlite_backup_restores_into_postgres() {
+    round_trip("sqlite", "pg").await;
+}
+
+#[tokio::test]
+async fn postgres_backup_restores_into_sqlite() {
+    round_trip("pg", "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_backup_restores_into_postgres() {
+    round_trip("pg", "pg").await;
+}
+
+#[tokio::test]
+async fn mariadb_backup_restores_into_mariadb() {
+    round_trip("mysql", "mysql").await;
+}
+
+#[tokio::test]
+async fn mariadb_backup_restores_into_sqlite() {
+    round_trip("mysql", "sqlite").await;
+}
+
+#[tokio::test]
+async fn sqlite_backup_restores_into_mariadb() {
+    round_trip("sqlite", "mysql").await;
+}
+
+#[tokio::test]
+async fn backups_live_in_an_s3_bucket_too() {
+    let Some(s3) = super::meta::s3_options() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = open(
+        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+        s3.clone().into(),
+    )
+    .await;
+    fill(&pool, 12).await;
+    let before = all(&pool).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let taken = backups.now("data").await.expect("backup");
+    assert!(taken.key.as_str().starts_with("__korm_backups__/data/"));
+    assert_eq!(backups.list(None).await.expect("list").len(), 1);
+    assert_eq!(backups.verify(&taken.key).await.expect("verify").rows, 12);
+    pool.close().await;
+    let restored = open(
+        korm::layers::sqlite(dir.path().join("b.sqlite")).into(),
+        s3.into(),
+    )
+    .await;
+    Backups::new(&restored, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::merge())
+        .await
+        .expect("restore");
+    assert_eq!(all(&restored).await, before);
+    restored.close().await;
+}
+
+/// The backup's file on disk.
+fn file_of(root: &std::path::Path, key: &korm::depots::DepotKey) -> std::path::PathBuf {
+    root.join(key.as_str())
+}
+
+#[tokio::test]
+async fn verify_names_the_line_of_a_flipped_byte_and_a_cut_and_restore_refuses_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let depot = dir.path().join("depot");
+    let pool = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
+        .depot("backups", korm::depots::local(&depot))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open");
+    fill(&pool, 5).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let taken = backups.now("data").await.expect("backup");
+    // With pool metadata, the pool's table is in the snapshot, first.
+    assert_eq!(taken.tables, 2);
+    let path = file_of(&depot, &taken.key);
+    let good = std::fs::read(&path).expect("read backup");
+    let text = String::from_utf8(good.clone()).expect("utf-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with(r#"{"t":"header","version":2,"#));
+    assert_eq!(
+        lines[1], r#"{"t":"table","name":"__korm_pool__"}"#,
+        "korm's pool table comes first"
+    );
+    assert!(lines.last().unwrap().starts_with(r#"{"t":"end","#));
+    // The last row of the item table: its age digit flipped, still valid JSON.
+    let row_line = lines
+        .iter()
+        .rposition(|l| l.starts_with(r#"{"t":"row","table":"__items__people__staff""#))
+        .expect("a row");
+    let at = text
+        .lines()
+        .take(row_line)
+        .map(|l| l.len() + 1)
+        .sum::<usize>()
+        + lines[row_line].find("\"age\":2").expect("age")
+        + 7;
+    let mut flipped = good.clone();
+    flipped[at] ^= 0x01;
+    std::fs::write(&path, &flipped).expect("write");
+    match backups.verify(&taken.key).await {
+        Err(Error::BackupInvalid { line, reason, .. }) => {
+            // Named: the endTable that closes the altered row's table.
+            assert_eq!(line as usize, row_line + 2, "{reason}");
+            assert!(reason.contains("__items__people__staff"), "{reason}");
+        }
+        other => panic!("a flipped byte went unnoticed: {other:?}"),
+    }
+    // A restore of the altered file writes nothing.
+    let other = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("b.sqlite")))
+        .depot("backups", korm::depots::local(&depot))
+        .open()
+        .await
+        .expect("open");
+    let refused = Backups::new(&other, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::replace())
+        .await;
+    assert!(matches!(refused, Err(Error::BackupInvalid { .. })));
+    assert!(all(&other).await.is_empty());
+
+    // Cut in the middle of a line, and cut at a line's end: both are truncated.
+    std::fs::write(&path, &good[..good.len() / 2]).expect("write");
+    match backups.verify(&taken.key).await {
+        Err(Error::BackupInvalid { reason, .. }) => {
+            assert!(reason.contains("truncated"), "{reason}")
+        }
+        other => panic!("a cut went unnoticed: {other:?}"),
+    }
+    let whole_lines = text.len() - lines.last().unwrap().len() - 1;
+    std::fs::write(&path, &good[..whole_lines]).expect("write");
+    match backups.verify(&taken.key).await {
+        Err(Error::BackupInvalid { line, reason, .. }) => {
+            assert!(reason.contains("without its end event"), "{reason}");
+            assert_eq!(line as usize, lines.len() - 1);
+        }
+        other => panic!("a missing end went unnoticed: {other:?}"),
+    }
+    let refused = Backups::new(&other, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::replace())
+        .await;
+    assert!(matches!(refused, Err(Error::BackupInvalid { .. })));
+    assert!(all(&other).await.is_empty());
+    // The good file verifies.
+    std::fs::write(&path, &good).expect("write");
+    backups.verify(&taken.key).await.expect("verify");
+    other.close().await;
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn merge_keeps_other_rows_replace_does_not_and_only_plays_one_item() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = open(
+        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+        korm::depots::local(dir.path().join("depot")).into(),
+    )
+    .await;
+    fill(&pool, 3).await;
+    let before = all(&pool).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let taken = backups.now("data").await.expect("backup");
+    let items = korm::item::<Person>(&pool);
+    let load = |rn: &str| items.load(rn.parse().expect("rn"));
+    // Change the first, delete the second, add a new one.
+    let first = load(&before[0].0).get().await.expect("first");
+    first.update(|p| p.age = 99).commit().await.expect("update");
+    load(&before[1].0)
+        .get()
+        .await
+        .expect("second")
+        .delete()
+        .await
+        .expect("delete");
+    items
+        .from_data(coll(), person(7, None))
+        .expect("data")
+        .create()
+        .await
+        .expect("create");
+
+    // One item only: the first comes back; the deleted one stays deleted.
+    let one = RestoreOptions::merge()
+        .with_only(&before[0].0)
+        .expect("prefix");
+    let report = backups.restore(&taken.key, "data", one).await.expect("one");
+    assert_eq!(report.rows, 1);
+    let now = all(&pool).await;
+    assert_eq!(now.len(), 3);
+    assert_eq!(
+        now.iter().find(|(rn, _)| *rn == before[0].0).unwrap().1,
+        before[0].1
+    );
+    assert!(!now.iter().any(|(rn, _)| *rn == before[1].0));
+
+    // Another namespace only: nothing of this one.
+    let report = backups
+        .restore(
+            &taken.key,
+            "data",
+            RestoreOptions::merge().with_only("cars").expect("prefix"),
+        )
+        .await
+        .expect("none");
+    assert_eq!((report.rows, report.tables.len()), (0, 0));
+
+    // Merge: the deleted one back, the new one kept.
+    backups
+        .restore(&taken.key, "data", RestoreOptions::merge())
+        .await
+        .expect("merge");
+    let now = all(&pool).await;
+    assert_eq!(now.len(), 4);
+    assert!(now.iter().any(|(_, p)| p.age == 27));
+
+    // Replace: exactly the snapshot.
+    backups
+        .restore(
+            &taken.key,
+            "data",
+            RestoreOptions::replace()
+                .with_only("people:staff")
+                .expect("prefix"),
+        )
+        .await
+        .expect("replace");
+    assert_eq!(all(&pool).await, before);
+    pool.close().await;
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FixtureUser {
+    first_name: String,
+    username: String,
+    age: i64,
+    score: f64,
+    active: Value,
+    nickname: Option<String>,
+    tags: Vec<String>,
+    address: Value,
+    email: String,
+    password: Value,
+    ssn: Value,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FixtureCar {
+    make: String,
+    owner: Rn<FixtureUser>,
+    previous_owners: Vec<Rn<FixtureUser>>,
+    registration_number: Value,
+    invoice: Option<Rn>,
+    meta: Value,
+}
+
+/// The fixture's backup in a local depot of its own (a copy: nothing may change the fixture).
+fn fixture_depot() -> (tempfile::TempDir, korm::depots::DepotKey) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let from = fixtures().join("backups/__korm_backups__/cardb/20261126T161358Z");
+    let name = std::fs::read_dir(&from)
+        .expect("fixture backup")
+        .next()
+        .expect("one file")
+        .expect("entry")
+        .file_name();
+    let to = dir.path().join("__korm_backups__/cardb/20261126T161358Z");
+    std::fs::create_dir_all(&to).expect("mkdir");
+    std::fs::copy(from.join(&name), to.join(&name)).expect("copy");
+    let key = korm::depots::DepotKey::parse(&format!(
+        "__korm_backups__/cardb/20261126T161358Z/{}",
+        name.to_string_lossy()
+    ))
+    .expect("key");
+    (dir, key)
+}
+
+async fn fixture_restores_into(backend: &str) {
+    let Some(place) = Place::new(backend).await else {
+        return;
+    };
+    let (depot, key) = fixture_depot();
+    let pool = korm::pool()
+        .layer("cardb", place.spec())
+        .depot("backups", korm::depots::local(depot.path()))
+        .open()
+        .await
+        .expect("open");
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let listed = backups.list(None).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].layer, "cardb");
+    let report = backups.verify(&key).await.expect("verify");
+    // korm 1.5 writes no checksums: the file is checked for shape and completeness.
+    assert!(!report.checksummed);
+    assert_eq!(
+        (report.tables, report.rows, report.layer_type.as_str()),
+        (4, 6, "sqlite")
+    );
+    let restored = backups
+        .restore(&key, "cardb", RestoreOptions::replace())
+        .await
+        .expect("restore");
+    assert_eq!(restored.rows, 5);
+    assert_eq!(restored.skipped, ["__korm_pool__"]);
+
+    let m = super::manifest("manifest.json");
+    let items = &m["items"];
+    let fred: Rn<FixtureUser> = items["fred"]["rn"].as_str().unwrap().parse().unwrap();
+    let f = korm::item::<FixtureUser>(&pool)
+        .load(fred.clone())
+        .get()
+        .await
+        .unwrap_or_else(|e| panic!("{backend}: fred: {e}"))
+        .into_data();
+    assert_eq!(
+        (f.first_name.as_str(), f.username.as_str(), f.age, f.score),
+        ("Fred", "freddie", 41, 97.5)
+    );
+    // korm 1.5's SQLite rows do not say a 0/1 column is a boolean: without a table to
+    // restore into, it becomes an integer column (docs/design.md, Backups).
+    assert!(
+        f.active == json!(1) || f.active == json!(true),
+        "{:?}",
+        f.active
+    );
+    assert_eq!(
+        (f.nickname, f.tags),
+        (None, vec!["quarry".to_owned(), "bowling".to_owned()])
+    );
+    assert_eq!(f.address["geo"]["lat"], json!(34.1));
+    assert_eq!(f.email, "fred@bedrock.example");
+    // Encrypted fields stay ciphertext: the envelope, never the cleartext.
+    assert_eq!(f.ssn["__ENCRYPTED__"], true);
+    assert!(
+        !f.ssn
+            .to_string()
+            .contains(items["fred"]["ssn"].as_str().unwrap())
+    );
+    assert_eq!(f.password["type"], "password");
+
+    let car: Rn<FixtureCar> = items["car"]["rn"].as_str().unwrap().parse().unwrap();
+    let c = korm::item::<FixtureCar>(&pool)
+        .load(car)
+        .get()
+        .await
+        .unwrap_or_else(|e| panic!("{backend}: car: {e}"))
+        .into_data();
+    assert_eq!(c.make, "Citroen");
+    assert_eq!(c.owner.as_str(), fred.as_str());
+    assert_eq!(c.previous_owners.len(), 1);
+    assert_eq!(c.registration_number["__ENCRYPTED__"], true);
+    assert_eq!(
+        c.invoice.map(|r| r.to_string()).as_deref(),
+        Some("[rn][depot::files]:invoices:fred:invoice-001.txt")
+    );
+    assert_eq!(c.meta["colours"][0], "red");
+    // The unique field's fingerprint was written again: a duplicate email is refused.
+    let mut dup = f_clone(&pool, &fred).await;
+    dup.username = "other".into();
+    let refused = korm::item::<FixtureUser>(&pool)
+        .from_data("[rn]:users:freetier:*".parse().unwrap(), dup)
+        .expect("data")
+        .create()
+        .await;
+    assert!(refused.is_err(), "{backend}: {refused:?}");
+    pool.close().await;
+}
+
+async fn f_clone(pool: &korm::Pool, rn: &Rn<FixtureUser>) -> FixtureUser {
+    korm::item::<FixtureUser>(pool)
+        .load(rn.clone())
+        .get()
+        .await
+        .expect("load")
+        .into_data()
+}
+
+#[tokio::test]
+async fn korm_1_5_backup_restores_into_sqlite() {
+    fixture_restores_into("sqlite").await;
+}
+
+#[tokio::test]
+async fn korm_1_5_backup_restores_into_postgres() {
+    fixture_restores_into("pg").await;
+}
+
+#[tokio::test]
+async fn korm_1_5_backup_restores_into_mariadb() {
+    fixture_restores_into("mysql").await;
+}
+
+/// Two instances (two pools on one database) run the same schedule: each run happens once;
+/// retention keeps the newest two.
+async fn schedule_runs_once(backend: &str) {
+    use korm::backup::schedule::{Retention, Scheduler};
+    let Some(place) = Place::new(backend).await else {
+        return;
+    };
+    let depot = tempfile::tempdir().expect("temp dir");
+    let open_meta = || async {
+        korm::pool()
+            .layer("data", place.spec())
+            .depot("backups", korm::depots::local(depot.path()))
+            .with_meta("data")
+            .open()
+            .await
+            .expect("open")
+    };
+    let a = open_meta().await;
+    let b = open_meta().await;
+    fill(&a, 2).await;
+    let scheduler = |pool: &korm::Pool| {
+        Scheduler::new(pool, "backups")
+            .expect("scheduler")
+            .schedule("*", "every day at 02:00 starting now")
+            .expect("schedule")
+            .with_retention(Retention::NewestPerLayer(2))
+    };
+    let (sa, sb) = (scheduler(&a), scheduler(&b));
+    let t0: jiff::Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+    let (ra, rb) = tokio::join!(sa.run_due(t0), sb.run_due(t0));
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(ra.len() + rb.len(), 1, "{backend}: one instance runs it");
+    // Not due again until the next 02:00.
+    let later = t0.checked_add(jiff::SignedDuration::from_hours(1)).unwrap();
+    let (ra, rb) = tokio::join!(sa.run_due(later), sb.run_due(later));
+    assert_eq!(ra.expect("a").len() + rb.expect("b").len(), 0);
+    for day in 2..=4 {
+        let at: jiff::Timestamp = format!("2030-01-0{day}T02:00:00Z").parse().unwrap();
+        let (ra, rb) = tokio::join!(sa.run_due(at), sb.run_due(at));
+        assert_eq!(
+            ra.expect("a").len() + rb.expect("b").len(),
+            1,
+            "{backend} day {day}"
+        );
+    }
+    let kept = Backups::new(&a, "backups")
+        .expect("depot")
+        .list(Some("data"))
+        .await
+        .expect("list");
+    assert_eq!(kept.len(), 2, "{backend}: retention keeps the newest two");
+    // A pool without metadata can not schedule (B1).
+    let plain = korm::pool()
+        .layer("data", korm::layers::sqlite_memory())
+        .depot("backups", korm::depots::local(depot.path()))
+        .open()
+        .await
+        .expect("open");
+    assert!(Scheduler::new(&plain, "backups").is_err());
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_sqlite() {
+    schedule_runs_once("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_postgres() {
+    schedule_runs_once("pg").await;
+}
+
+#[tokio::test]
+async fn a_schedule_runs_once_across_instances_on_mariadb() {
+    schedule_runs_once("mysql").await;
+}
