@@ -362,7 +362,8 @@ fn commit_op<T: Model>(
     let ((fields, uploads), cascades) = crate::crypto::at_boundary(ring, || {
         collect_cascades(|| collect_uploads(|| encode(data)))
     });
-    let FieldDiff { changed, after } = diff(fields?, &stored);
+    let fields = fields?;
+    let FieldDiff { changed, after } = crate::crypto::at_boundary(ring, || diff(fields, &stored));
     let op = WriteOp {
         kind: OpKind::Update,
         rn: rn.untyped(),
@@ -667,11 +668,9 @@ impl<T: Model> UncommittedItem<T> {
             stored,
         } = self.item;
         let ring = pool.ring().clone();
-        let changed = diff(
-            crate::crypto::at_boundary(&ring, || encode(&data))?,
-            &stored,
-        )
-        .changed;
+        let changed = crate::crypto::at_boundary(&ring, || {
+            encode(&data).map(|fields| diff(fields, &stored).changed)
+        })?;
         let fresh = Load::new(pool, rn.into_rn()).get().await?;
         let mut merged = fresh.stored.to_map();
         for field in changed {

@@ -505,6 +505,29 @@ async fn two_pools_hold_two_keys_and_models_serialize_redacted() {
             .expect("decrypted");
         assert_eq!(read.data().ssn.reveal(), ssn);
     }
+    // A commit that leaves the secret alone leaves its envelope alone: the field-level diff
+    // opens it with the pool's ring (the process ring would see a foreign key and re-seal).
+    let stored_ssn = |file: &std::path::Path| -> String {
+        let conn = rusqlite::Connection::open(file).expect("sqlite");
+        conn.query_row("select ssn from __items__patients__open", [], |r| r.get(0))
+            .expect("row")
+    };
+    let before = stored_ssn(&file_a);
+    let loaded = korm::item::<Patient>(&a)
+        .load(made[0].clone())
+        .get()
+        .await
+        .expect("load");
+    loaded
+        .update(|p| p.name = "wilma f.".into())
+        .commit()
+        .await
+        .expect("commit");
+    assert_eq!(
+        stored_ssn(&file_a),
+        before,
+        "an unchanged secret is not sealed again"
+    );
     a.close().await;
     b.close().await;
     // Each file's envelope names its pool's key.
