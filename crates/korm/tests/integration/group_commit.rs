@@ -418,3 +418,58 @@ async fn a_failing_plan_s_new_column_rolls_back_with_it() {
     assert_eq!(noted.data().note, "note 7");
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_rolls_the_whole_transaction_back_fails_alone() {
+    // A trigger that rolls back the whole transaction (as SQLite does by itself on a full
+    // disk or an I/O error) takes the plans before it in the batch with it: they must run
+    // again and commit; only the plan that hit it fails.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("rollback.sqlite");
+    let pool = open(&path).await;
+    account(&pool, "first@x", 0).create().await.expect("table");
+    rusqlite::Connection::open(&path)
+        .expect("open raw")
+        .execute_batch(&format!(
+            "CREATE TRIGGER boom BEFORE INSERT ON \"{TABLE}\" WHEN NEW.email = 'boom@x' \
+             BEGIN SELECT RAISE(ROLLBACK, 'boom refused'); END;"
+        ))
+        .expect("trigger");
+
+    let (lock, _) = WriteLock::take(&path);
+    let mut tasks = Vec::new();
+    for k in 1..=8 {
+        let pool = pool.clone();
+        let email = if k == 4 {
+            "boom@x".to_owned()
+        } else {
+            format!("{k}@x")
+        };
+        tasks.push(tokio::spawn(async move {
+            account(&pool, &email, k).create().await.map(|_| ())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock.release();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let outcome = task.await.expect("task");
+        if i == 3 {
+            match outcome {
+                Err(Error::Database { message, .. }) => {
+                    assert!(message.contains("boom refused"), "{message}");
+                }
+                other => panic!("the write the trigger refused fails, not with {other:?}"),
+            }
+        } else {
+            outcome.unwrap_or_else(|e| panic!("write {} commits: {e}", i + 1));
+        }
+    }
+    let mut expected: Vec<String> = [1, 2, 3, 5, 6, 7, 8]
+        .iter()
+        .map(|k| format!("{k}@x"))
+        .collect();
+    expected.push("first@x".to_owned());
+    expected.sort();
+    assert_eq!(stored_emails(&path), expected);
+    pool.close().await;
+}

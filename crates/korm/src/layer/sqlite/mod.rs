@@ -679,8 +679,12 @@ enum Round {
     Lost(usize),
 }
 
-/// The savepoint each plan of a group commit runs in.
-const PLAN_SAVEPOINT: &str = "korm_plan";
+/// Runs a statement of the group commit (`BEGIN`, `SAVEPOINT korm_plan`, `RELEASE`,
+/// `COMMIT`; each plan runs in the savepoint `korm_plan`) from the prepared-statement cache:
+/// a batch runs them once or twice per plan.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
 
 /// One transaction over the plans `todo`, filling in their outcomes (see [`apply_group`]).
 fn group_round(
@@ -707,7 +711,7 @@ fn group_round(
             schemas.remove(&op.table);
         }
     };
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         let e = db_error(ident, e);
         for &i in todo {
             outcomes[i] = Some(Err(shared_failure(ident, &e, "BEGIN")));
@@ -717,12 +721,11 @@ fn group_round(
     let mut applied = Vec::with_capacity(todo.len());
     for &i in todo {
         let plan = plans[i];
-        let result = conn
-            .execute_batch(&format!("SAVEPOINT {PLAN_SAVEPOINT}"))
+        let result = run_cached(conn, "SAVEPOINT korm_plan")
             .map_err(|e| db_error(ident, e))
             .and_then(|()| apply_ops(conn, schemas, ident, plan));
         match result {
-            Ok(()) => match conn.execute_batch(&format!("RELEASE {PLAN_SAVEPOINT}")) {
+            Ok(()) => match run_cached(conn, "RELEASE korm_plan") {
                 Ok(()) => applied.push(i),
                 Err(e) => {
                     // Can not happen (the savepoint is open); if it did, the transaction
@@ -746,9 +749,7 @@ fn group_round(
                     }
                     return Round::Lost(i);
                 }
-                let undone = conn.execute_batch(&format!(
-                    "ROLLBACK TO {PLAN_SAVEPOINT}; RELEASE {PLAN_SAVEPOINT}"
-                ));
+                let undone = conn.execute_batch("ROLLBACK TO korm_plan; RELEASE korm_plan");
                 if let Err(e) = undone {
                     tracing::warn!(layer = %ident, error = %e, "could not roll a failed write back to its savepoint; its batch runs again without it");
                     if !conn.is_autocommit() {
@@ -762,7 +763,7 @@ fn group_round(
             }
         }
     }
-    if let Err(e) = conn.execute_batch("COMMIT") {
+    if let Err(e) = run_cached(conn, "COMMIT") {
         let e = db_error(ident, e);
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
