@@ -1,6 +1,7 @@
-//! A backup and a restore of 100,000 items stream: the peak resident set rises less than
-//! 64 MiB above the baseline during each, on SQLite, PostgreSQL and MariaDB (the bound holds
-//! whatever the table size: `examples/backup_scale.rs` measures 1,000,000).
+//! A backup and a restore stream: the peak resident set rises less than 64 MiB above the
+//! baseline during each, on SQLite (400,000 items, a backup file larger than the bound) and on
+//! PostgreSQL and MariaDB (100,000 items, whose restore through the servers is slower). The
+//! bound holds whatever the table size: `examples/backup_scale.rs` measures 1,000,000.
 //!
 //! Each test re-runs this test binary for itself in a child process (marked by
 //! `KORM_BACKUP_RSS_CHILD`), so the measurement owns a fresh process.
@@ -12,7 +13,14 @@ mod scale;
 use std::process::Command;
 
 const CHILD: &str = "KORM_BACKUP_RSS_CHILD";
-const ROWS: u64 = 100_000;
+/// Items per backend: on SQLite a backup file larger than the bound.
+fn rows(backend: &str) -> u64 {
+    if backend == "sqlite" {
+        400_000
+    } else {
+        100_000
+    }
+}
 
 fn run(test: &str, backend: &str) {
     if std::env::var(CHILD).as_deref() == Ok(backend) {
@@ -27,7 +35,7 @@ fn run(test: &str, backend: &str) {
                 "/proc/self/status has no VmHWM: this test needs Linux"
             );
             let dir = tempfile::tempdir().expect("temp dir");
-            scale::measure(backend, ROWS, dir.path())
+            scale::measure(backend, rows(backend), dir.path())
                 .await
                 .expect("server configured")
                 .expect("backup and restore")
@@ -72,7 +80,8 @@ fn run(test: &str, backend: &str) {
         .collect();
     let (backup, restore, bytes, total) = (figures[0], figures[1], figures[2], figures[3]);
     eprintln!(
-        "{backend}: {ROWS} rows, {:.1} MiB file; backup +{:.1} MiB, restore +{:.1} MiB, both +{:.1} MiB",
+        "{backend}: {} rows, {:.1} MiB file; backup +{:.1} MiB, restore +{:.1} MiB, both +{:.1} MiB",
+        rows(backend),
         bytes as f64 / 1048576.0,
         backup as f64 / 1048576.0,
         restore as f64 / 1048576.0,
