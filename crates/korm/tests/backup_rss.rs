@@ -7,7 +7,7 @@
 //! `KORM_BACKUP_RSS_CHILD`), so the measurement owns a fresh process.
 
 #[path = "../examples/backup_scale.rs"]
-#[allow(unreachable_pub, dead_code)]
+#[allow(unreachable_pub)]
 mod scale;
 
 use std::process::Command;
