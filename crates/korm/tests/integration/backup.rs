@@ -642,3 +642,105 @@ async fn a_schedule_runs_once_across_instances_on_postgres() {
 async fn a_schedule_runs_once_across_instances_on_mariadb() {
     schedule_runs_once("mysql").await;
 }
+
+/// A crafted backup: a table name with SQL in it is left out, a column name that is not a
+/// safe field is refused with a typed error, and nothing runs as SQL.
+#[tokio::test]
+async fn a_crafted_backup_runs_no_sql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let depot = dir.path().join("depot");
+    let folder = depot.join("__korm_backups__/data/20300101T000000Z");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let pool = open(
+        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+        korm::depots::local(&depot).into(),
+    )
+    .await;
+    fill(&pool, 2).await;
+    let write = |name: &str, lines: &[Value]| {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(folder.join(name), text).expect("write");
+        korm::depots::DepotKey::parse(&format!("__korm_backups__/data/20300101T000000Z/{name}"))
+            .expect("key")
+    };
+    let header = json!({"t":"header","version":2,"createdAt":"2030-01-01T00:00:00.000Z","layerIdent":"data","layerType":"sqlite"});
+    let evil = "__items__people__staff\"; DROP TABLE \"__items__people__staff\"; --";
+    let key = write(
+        "backup-evil-table.ndjson",
+        &[
+            header.clone(),
+            json!({"t":"table","name":evil}),
+            json!({"t":"row","table":evil,"row":{"rnId":"x"}}),
+            json!({"t":"endTable","name":evil}),
+            json!({"t":"end"}),
+        ],
+    );
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let report = backups
+        .restore(&key, "data", RestoreOptions::replace())
+        .await
+        .expect("restore");
+    assert_eq!(report.skipped, [evil]);
+    assert_eq!(all(&pool).await.len(), 2, "the table is still there, whole");
+
+    let table = "__items__people__staff";
+    for column in ["a\"b", "__korm_x", "rnid"] {
+        let key = write(
+            "backup-evil-column.ndjson",
+            &[
+                header.clone(),
+                json!({"t":"table","name":table}),
+                json!({"t":"row","table":table,"row":{"rnId":"6f1c1f5e-0d47-4c55-9d6f-1d1b1c1e1f10", column: 1}}),
+                json!({"t":"endTable","name":table}),
+                json!({"t":"end"}),
+            ],
+        );
+        let refused = backups.restore(&key, "data", RestoreOptions::merge()).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidIdentifier { .. })),
+            "{column}: {refused:?}"
+        );
+    }
+    assert_eq!(all(&pool).await.len(), 2);
+    pool.close().await;
+}
+
+/// A started scheduler takes a due backup on its own, once.
+#[tokio::test]
+async fn a_started_scheduler_takes_a_due_backup_on_its_own() {
+    use korm::backup::schedule::Scheduler;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
+        .depot("backups", korm::depots::local(dir.path().join("depot")))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open");
+    fill(&pool, 1).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = Scheduler::new(&pool, "backups")
+        .expect("scheduler")
+        .schedule("data", "every day at 02:00 starting now")
+        .expect("schedule")
+        .on_backup(move |info| {
+            let _ = tx.send(info.key.clone());
+        })
+        .start(std::time::Duration::from_millis(20));
+    let key = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+        .await
+        .expect("a backup within 20 s")
+        .expect("key");
+    // Polled several more times: not due again until 02:00.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    handle.abort();
+    assert!(rx.try_recv().is_err(), "one run only");
+    let listed = Backups::new(&pool, "backups")
+        .expect("depot")
+        .list(None)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key, key);
+    pool.close().await;
+}
