@@ -776,3 +776,42 @@ async fn an_in_memory_sqlite_layer_is_backed_up() {
     assert_eq!(all(&restored).await, before);
     restored.close().await;
 }
+
+/// korm-rs's snapshot of korm 1.5's fixture database has korm 1.5's own backup's shape:
+/// the same events, tables in the same order and the same rows, value for value; only the
+/// fields korm-rs adds (column kinds, the trailer) and the header's time differ.
+#[tokio::test]
+async fn a_snapshot_of_the_fixture_database_matches_korm_1_5s_backup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("cardb.sqlite");
+    std::fs::copy(fixtures().join("cardb.sqlite"), &db).expect("copy");
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&db))
+        .depot("backups", korm::depots::local(dir.path().join("depot")))
+        .open()
+        .await
+        .expect("open");
+    let taken = Backups::new(&pool, "backups")
+        .expect("depot")
+        .now("cardb")
+        .await
+        .expect("backup");
+    pool.close().await;
+    let ours =
+        std::fs::read_to_string(dir.path().join("depot").join(taken.key.as_str())).expect("read");
+    let (their_depot, key) = fixture_depot();
+    let theirs = std::fs::read_to_string(their_depot.path().join(key.as_str())).expect("read");
+    let strip = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).expect("json");
+                let event = v.as_object_mut().expect("object");
+                for added in ["columns", "unique", "rows", "sha256", "tables", "createdAt"] {
+                    event.remove(added);
+                }
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(&ours), strip(&theirs));
+}
