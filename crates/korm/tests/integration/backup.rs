@@ -815,3 +815,88 @@ async fn a_snapshot_of_the_fixture_database_matches_korm_1_5s_backup() {
     };
     assert_eq!(strip(&ours), strip(&theirs));
 }
+
+/// A depot whose puts read the content, then fail (a connection lost as the upload ends).
+#[derive(Debug)]
+struct FailsMidway(std::sync::Arc<dyn korm::depots::Depot>);
+
+#[async_trait::async_trait]
+impl korm::depots::Depot for FailsMidway {
+    fn ident(&self) -> &str {
+        self.0.ident()
+    }
+    async fn put(
+        &self,
+        key: &korm::depots::DepotKey,
+        content: korm::depots::FileContent,
+    ) -> korm::Result<u64> {
+        // The whole content read (into a scratch file, removed), then the put fails: the
+        // last step of an upload lost.
+        let scratch = korm::depots::DepotKey::parse("scratch/upload").expect("key");
+        self.0.put(&scratch, content).await?;
+        self.0.delete(&scratch).await?;
+        Err(Error::Depot {
+            depot: self.0.ident().to_owned(),
+            key: key.to_string(),
+            reason: "injected: the connection was lost".to_owned(),
+        })
+    }
+    async fn get(&self, key: &korm::depots::DepotKey) -> korm::Result<korm::depots::FileStream> {
+        self.0.get(key).await
+    }
+    async fn size(&self, key: &korm::depots::DepotKey) -> korm::Result<Option<u64>> {
+        self.0.size(key).await
+    }
+    async fn delete(&self, key: &korm::depots::DepotKey) -> korm::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn copy(
+        &self,
+        from: &korm::depots::DepotKey,
+        to: &korm::depots::DepotKey,
+    ) -> korm::Result<()> {
+        self.0.copy(from, to).await
+    }
+    async fn list(
+        &self,
+        prefix: &korm::depots::DepotKey,
+    ) -> korm::Result<Vec<korm::depots::DepotKey>> {
+        self.0.list(prefix).await
+    }
+    async fn list_all(
+        &self,
+        prefix: &korm::depots::DepotKey,
+    ) -> korm::Result<Vec<korm::depots::DepotKey>> {
+        self.0.list_all(prefix).await
+    }
+    async fn close(&self) {}
+}
+
+/// A failed upload reports the depot's own error (not the read's) and stores nothing; the
+/// layer is still usable.
+#[tokio::test]
+async fn a_failed_upload_stores_nothing_and_says_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let inner = korm::depots::LocalDepot::open("backups", korm::depots::local(dir.path()))
+        .await
+        .expect("local");
+    let depot: std::sync::Arc<dyn korm::depots::Depot> =
+        std::sync::Arc::new(FailsMidway(std::sync::Arc::new(inner)));
+    let pool = open(
+        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+        korm::depots::DepotSpec::from(depot),
+    )
+    .await;
+    // Enough rows for several chunks.
+    fill(&pool, 1500).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    match backups.now("data").await {
+        Err(Error::Depot { reason, .. }) => {
+            assert!(reason.contains("connection was lost"), "{reason}")
+        }
+        other => panic!("expected the depot's error, got {other:?}"),
+    }
+    assert!(backups.list(None).await.expect("list").is_empty());
+    assert_eq!(all(&pool).await.len(), 1500);
+    pool.close().await;
+}
