@@ -53,10 +53,27 @@ async fn notes(pool: &korm::Pool, layer: &str) -> Vec<Note> {
     out
 }
 
-async fn backup_commands(source_url: &str) {
+/// Where the backups go: a local folder, or an S3 bucket (its settings as `AWS_*`).
+enum Store {
+    Local,
+    S3 {
+        bucket: String,
+        env: Vec<(&'static str, String)>,
+    },
+}
+
+async fn backup_commands(source_url: &str, store: Store) {
     let dir = tempfile::tempdir().expect("dir");
     let depot = dir.path().join("backups");
     std::fs::create_dir_all(&depot).expect("mkdir");
+    let depot_arg = match &store {
+        Store::Local => format!("backups={}", depot.display()),
+        Store::S3 { bucket, .. } => format!("backups=s3://{bucket}/nightly"),
+    };
+    let mut env: Vec<(&str, String)> = vec![("KORM_CLI_TEST_URL", source_url.to_owned())];
+    if let Store::S3 { env: aws, .. } = &store {
+        env.extend(aws.iter().cloned());
+    }
     let pool = korm::pool()
         .layer("db", korm::layers::from_url(source_url).expect("url"))
         .open()
@@ -80,8 +97,7 @@ async fn backup_commands(source_url: &str) {
     }
     let before = notes(&pool, "db").await;
     pool.close().await;
-    let env = [("KORM_CLI_TEST_URL", source_url)];
-    let depot_arg = format!("backups={}", depot.display());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let pool_args = ["--layer", "db=env:KORM_CLI_TEST_URL", "--depot", &depot_arg];
     let with = |cmd: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
@@ -110,18 +126,20 @@ async fn backup_commands(source_url: &str) {
     assert!(out.starts_with("ok "), "{out}");
     assert!(out.contains("SHA-256"), "{out}");
 
-    // A flipped byte: exit code 2, the line named, and a restore refused.
-    let file = depot.join(&key);
-    let good = std::fs::read(&file).expect("read");
-    let mut bad = good.clone();
-    let at = good.len() / 2;
-    bad[at] = if bad[at] == b'7' { b'8' } else { b'7' };
-    std::fs::write(&file, &bad).expect("write");
-    let out = run(with(&["backup", "verify", &key]));
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(": line "), "{stderr}");
-    std::fs::write(&file, &good).expect("write");
+    // A flipped byte (in the local folder): exit code 2, the line named.
+    if let Store::Local = store {
+        let file = depot.join(&key);
+        let good = std::fs::read(&file).expect("read");
+        let mut bad = good.clone();
+        let at = good.len() / 2;
+        bad[at] = if bad[at] == b'7' { b'8' } else { b'7' };
+        std::fs::write(&file, &bad).expect("write");
+        let out = run(with(&["backup", "verify", &key]));
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(": line "), "{stderr}");
+        std::fs::write(&file, &good).expect("write");
+    }
 
     // Restore into another backend (a SQLite file), merge, then one item only.
     let target = dir.path().join("target.sqlite");
@@ -149,7 +167,51 @@ async fn backup_commands(source_url: &str) {
 async fn backup_commands_on_a_sqlite_file() {
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite:{}", dir.path().join("src.sqlite").display());
-    backup_commands(&url).await;
+    backup_commands(&url, Store::Local).await;
+}
+
+#[tokio::test]
+async fn backup_commands_with_an_s3_bucket() {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(endpoint), Some(key), Some(secret)) = (
+        get("KORM_TEST_S3_ENDPOINT"),
+        get("KORM_TEST_S3_ACCESS_KEY"),
+        get("KORM_TEST_S3_SECRET"),
+    ) else {
+        let message = "no S3 test server (KORM_TEST_S3_* unset; scripts/test starts one)";
+        if std::env::var_os("KORM_TEST_RUN").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("\n!!!! SKIPPED: {message}\n");
+        return;
+    };
+    let bucket = format!(
+        "korm-cli-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    // The bucket made once by the library (the command does not create buckets).
+    let pool = korm::pool()
+        .layer("x", korm::layers::sqlite_memory())
+        .depot(
+            "b",
+            korm::depots::s3(bucket.clone())
+                .with_endpoint(endpoint.clone())
+                .with_access_key_id(key.clone())
+                .with_secret_access_key(secret.clone())
+                .with_auto_create_bucket(true),
+        )
+        .open()
+        .await
+        .expect("bucket");
+    pool.close().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("src.sqlite").display());
+    let env = vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ];
+    backup_commands(&url, Store::S3 { bucket, env }).await;
 }
 
 #[tokio::test]
@@ -157,7 +219,7 @@ async fn backup_commands_on_postgres() {
     let Some(db) = support::create(support::Server::Postgres).await else {
         return;
     };
-    backup_commands(&db.url).await;
+    backup_commands(&db.url, Store::Local).await;
 }
 
 #[tokio::test]
@@ -165,5 +227,5 @@ async fn backup_commands_on_mariadb() {
     let Some(db) = support::create(support::Server::MySql).await else {
         return;
     };
-    backup_commands(&db.url).await;
+    backup_commands(&db.url, Store::Local).await;
 }

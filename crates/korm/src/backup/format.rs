@@ -147,8 +147,15 @@ fn upload_gone() -> Error {
     Error::Depot {
         depot: String::new(),
         key: String::new(),
-        reason: "the backup upload stopped before the snapshot was read".to_owned(),
+        reason: UPLOAD_GONE.to_owned(),
     }
+}
+
+const UPLOAD_GONE: &str = "the backup upload stopped before the snapshot was read";
+
+/// Whether `e` says only that the upload stopped (its own error is the one to report).
+pub(crate) fn is_upload_gone(e: &Error) -> bool {
+    matches!(e, Error::Depot { depot, reason, .. } if depot.is_empty() && reason == UPLOAD_GONE)
 }
 
 impl Sink {

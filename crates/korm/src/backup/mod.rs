@@ -284,8 +284,10 @@ pub(crate) async fn take(
     let (stored, read) = tokio::join!(upload, read);
     let (counts, sha256) = match (stored, read) {
         (Ok(_), Ok(read)) => read,
-        (_, Err(e)) => return Err(e),
+        // The read stopped because the upload did: the upload's error says why.
+        (Err(e), Err(read)) if format::is_upload_gone(&read) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
+        (_, Err(e)) => return Err(e),
     };
     Ok(BackupInfo {
         key,

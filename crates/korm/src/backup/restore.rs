@@ -24,6 +24,9 @@ use crate::model::{ColumnKind, Field, infer_kind, is_envelope, validate_field_na
 /// Rows per write transaction.
 const BATCH: usize = 500;
 
+/// The most bytes of the file parsed before their rows are written.
+const PIECE: usize = 128 * 1024;
+
 /// What a restore does with the rows the layer holds already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreMode {
@@ -302,40 +305,45 @@ pub(super) async fn restore(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         bytes += chunk.len() as u64;
-        reader.push(&chunk, &mut |event| {
-            pending.push(match event {
-                Event::Table { name, .. } => Pending::Table(name),
-                Event::Row { row } => Pending::Row(row),
-                Event::EndTable => Pending::EndTable,
-                Event::Header { .. } | Event::End => return Ok(()),
-            });
-            Ok(())
-        })?;
-        for event in pending.drain(..) {
-            match event {
-                Pending::Table(name) => {
-                    if !is_item_table(&name) || !options.plays(&name) {
-                        report.skipped.push(name);
-                        continue;
+        // A store may hand over large chunks: rows are parsed and written a slice at a time,
+        // so what waits in memory is a slice's rows, whatever the chunk size.
+        for piece in chunk.chunks(PIECE) {
+            reader.push(piece, &mut |event| {
+                pending.push(match event {
+                    Event::Table { name, .. } => Pending::Table(name),
+                    Event::Row { row } => Pending::Row(row),
+                    Event::EndTable => Pending::EndTable,
+                    Event::Header { .. } | Event::End => return Ok(()),
+                });
+                Ok(())
+            })?;
+            for event in pending.drain(..) {
+                match event {
+                    Pending::Table(name) => {
+                        if !is_item_table(&name) || !options.plays(&name) {
+                            report.skipped.push(name);
+                            continue;
+                        }
+                        let target = handle.table_schema(&name).await?;
+                        let kinds =
+                            kinds_of(&name, learned.get(&name), &meta_kinds, target.as_ref());
+                        if options.mode == RestoreMode::Replace
+                            && !matches!(options.only, Some(Only::Item(..)))
+                        {
+                            handle.layer().clear_table(&name).await?;
+                        }
+                        report.tables.push(name.clone());
+                        state.table = Some((name, kinds));
                     }
-                    let target = handle.table_schema(&name).await?;
-                    let kinds = kinds_of(&name, learned.get(&name), &meta_kinds, target.as_ref());
-                    if options.mode == RestoreMode::Replace
-                        && !matches!(options.only, Some(Only::Item(..)))
-                    {
-                        handle.layer().clear_table(&name).await?;
+                    Pending::Row(row) => {
+                        if state.table.is_some() && state.push(row)? {
+                            report.rows += state.flush().await?;
+                        }
                     }
-                    report.tables.push(name.clone());
-                    state.table = Some((name, kinds));
-                }
-                Pending::Row(row) => {
-                    if state.table.is_some() && state.push(row)? {
+                    Pending::EndTable => {
                         report.rows += state.flush().await?;
+                        state.table = None;
                     }
-                }
-                Pending::EndTable => {
-                    report.rows += state.flush().await?;
-                    state.table = None;
                 }
             }
         }
