@@ -1,5 +1,7 @@
 //! What korm tells `tracing`: a `korm.write` span per write plan (ops, files, layers, and at
-//! its end the outcome and duration), a `korm.layer` span per layer call at trace level
+//! its end the outcome and duration), a `korm.query` span per query and a `korm.load` span
+//! per load (collection or RN; at the end rows, read statements and duration), a
+//! `korm.layer` span per layer call at trace level
 //! (layer, call, table, how many ops or ids went in, rows back, duration). Values never
 //! appear: statements bind them, and errors are scrubbed of secrets.
 //!
@@ -64,7 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?
         .create()
         .await?;
-    fred.update(|u| u.visits += 1).commit().await?;
+    let fred = fred.update(|u| u.visits += 1).commit().await?;
+    users.load(fred.rn().clone()).get().await?;
     let found = users
         .query(rn()?)
         .filter(korm::eq("visits", 1))
@@ -93,6 +96,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "korm.layer{layer=\"users\" call=\"apply\"",
         "call=\"select\"",
         "rows=1",
+        "korm.query{collection=[rn][from::users]:people:free:*}",
+        "statements=1",
+        "korm.load{rn=",
     ] {
         assert!(text.contains(expected), "the trace lacks {expected}");
     }

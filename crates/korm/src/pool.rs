@@ -486,6 +486,15 @@ impl Pool {
             .map(|(_, l)| l.read_statements())
     }
 
+    /// The read statements sent to all layers since the pool opened (for tracing spans).
+    pub(crate) fn read_statements_total(&self) -> u64 {
+        self.inner
+            .layers
+            .iter()
+            .map(|(_, l)| l.read_statements())
+            .sum()
+    }
+
     /// Locks on RNs, held around a program's own read-modify-write cycles (see [`Locker`]).
     pub fn locker(&self) -> Locker {
         Locker::new(self.clone())

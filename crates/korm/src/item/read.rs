@@ -461,8 +461,14 @@ impl<T: Model> Query<T> {
     }
 
     /// The query's items, each read on its own; `limit` is the reader's own (first, first_n),
-    /// within the query's.
-    async fn run(mut self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
+    /// within the query's. Inside a `korm.query` span (debug level).
+    async fn run(self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
+        let span = tracing::debug_span!("korm.query", collection = %self.rn);
+        let pool = self.pool.clone();
+        traced_read(span, &pool, self.run_query(limit), Vec::len).await
+    }
+
+    async fn run_query(mut self, limit: Option<u64>) -> Result<Vec<Result<Item<T>>>> {
         if let Some(problem) = self.problem {
             return Err(problem);
         }
@@ -958,6 +964,36 @@ impl<T: Model> Scan<T> {
     }
 }
 
+/// Runs a query or load inside `span` (when a subscriber wants it): at its end an event with
+/// the items read, the read statements the pool's layers were sent meanwhile (concurrent
+/// reads on the same pool included) and the duration; or the error.
+async fn traced_read<R>(
+    span: tracing::Span,
+    pool: &Pool,
+    work: impl std::future::Future<Output = Result<R>>,
+    rows: impl FnOnce(&R) -> usize,
+) -> Result<R> {
+    use tracing::Instrument as _;
+    if span.is_disabled() {
+        return work.await;
+    }
+    let started = std::time::Instant::now();
+    let statements = pool.read_statements_total();
+    let result = work.instrument(span.clone()).await;
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let statements = pool.read_statements_total().saturating_sub(statements);
+    match &result {
+        Ok(value) => {
+            let rows = rows(value);
+            tracing::debug!(parent: &span, rows, statements, duration_us, "read done");
+        }
+        Err(error) => {
+            tracing::debug!(parent: &span, %error, statements, duration_us, "read failed");
+        }
+    }
+    result
+}
+
 /// The filter "after the row with these sort-key values and id", in the order
 /// [`crate::query`] documents (by type, then value; nulls last ascending, first descending;
 /// ties by id), as one OR of ANDs: after on the first key, or equal on it and after on the
@@ -1297,6 +1333,15 @@ impl<T: Model> Load<T> {
     /// # Errors
     /// As [`get`](Load::get), without `NotFound`.
     pub async fn get_optional(self) -> Result<Option<Item<T>>> {
+        let span = tracing::debug_span!("korm.load", rn = %self.rn);
+        let pool = self.pool.clone();
+        traced_read(span, &pool, self.load(), |found| {
+            usize::from(found.is_some())
+        })
+        .await
+    }
+
+    async fn load(self) -> Result<Option<Item<T>>> {
         if let Some(problem) = self.problem {
             return Err(problem);
         }
