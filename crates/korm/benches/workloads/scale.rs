@@ -168,3 +168,11 @@ pub fn raw_query(conn: &Connection, k: usize, indexed: bool) -> usize {
     };
     docs.len()
 }
+
+/// Checkpoints the SQLite file at `path` (from a connection of its own), so its pages are read
+/// from the database file rather than looked up in the WAL.
+pub fn checkpoint(path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+}

@@ -22,7 +22,7 @@ use crate::rn::Rn;
 ///
 /// Options are checked when the query runs: giving the same option twice is an error
 /// ([`Error::InvalidOption`]), never a silent override.
-#[must_use = "a query does nothing until get(), first() or first_n() is awaited"]
+#[must_use = "a query does nothing until it is run (get(), first(), page(), stream(), count(), ...)"]
 pub struct Query<T> {
     pool: Pool,
     rn: Rn<T>,

@@ -8,7 +8,10 @@
 //!
 //! Every value, every pattern and every JSON path text is a bound parameter. The only text
 //! spliced into SQL is: identifiers (validated, then quoted), generated aliases (`w1`, ...),
-//! operators, a `LIMIT` integer, and constant type names chosen by the dialect.
+//! operators, `LIMIT` and `OFFSET` integers, constant type names chosen by the dialect, and,
+//! for a path with a [declared index](crate::query::index) only, the path's validated keys
+//! (`[A-Za-z_][A-Za-z0-9_]*`) and integer indexes as literals, because the database matches
+//! an expression index only against its own literal text.
 
 use std::borrow::Cow;
 

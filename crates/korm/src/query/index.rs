@@ -57,11 +57,20 @@ pub(crate) const INDEX_PREFIX: &str = "korm_ix_";
 /// `table`, for `kind`: `korm_ix_` and 24 hex characters of a SHA-256 (63 characters at most
 /// on every backend).
 pub(crate) fn index_name(table: &str, column: &str, steps: &str, kind: IndexKind) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hash = Sha256::new();
     for part in [table, "\0", column, steps, "\0", kind.tag()] {
         hash.update(part.as_bytes());
     }
-    format!("{INDEX_PREFIX}{}", &hex::encode(hash.finalize())[..24])
+    let digest = hash.finalize();
+    // Rendered on every filter of a table with declared indexes: no formatting machinery.
+    let mut name = String::with_capacity(INDEX_PREFIX.len() + 24);
+    name.push_str(INDEX_PREFIX);
+    for byte in &digest[..12] {
+        name.push(char::from(HEX[usize::from(byte >> 4)]));
+        name.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    name
 }
 
 /// Declares an index on the JSON path `path` of the items of `collection`, serving filters
@@ -126,4 +135,31 @@ pub async fn declare_index<T>(
         Some(_) => return Err(fail("the field is not a JSON object or array")),
     }
     layer.create_index(&table, &parsed, kind).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_names_are_stable_and_distinct() {
+        let a = index_name("__items__a__b", "meta", ".tier", IndexKind::Text);
+        assert_eq!(a.len(), INDEX_PREFIX.len() + 24);
+        assert!(a.starts_with(INDEX_PREFIX));
+        assert_eq!(
+            a,
+            index_name("__items__a__b", "meta", ".tier", IndexKind::Text)
+        );
+        // The name other pools compute for the same declaration: fixed forever.
+        let digest = Sha256::digest(b"__items__a__b\0meta.tier\0text");
+        assert_eq!(a, format!("{INDEX_PREFIX}{}", &hex::encode(digest)[..24]));
+        for other in [
+            index_name("__items__a__b", "meta", ".tier", IndexKind::Number),
+            index_name("__items__a__c", "meta", ".tier", IndexKind::Text),
+            index_name("__items__a__b", "meta", ".tie", IndexKind::Text),
+            index_name("__items__a__b", "met", ".atier", IndexKind::Text),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
 }

@@ -46,7 +46,8 @@
 //!   50,000 bytes (SQLite's limit, kept on every backend).
 //! - **`in_list`** is `eq` with any of the values: an empty list matches nothing, and a null
 //!   in the list matches null and missing values, as `eq` with null does (korm 1.5's
-//!   semantics; SQL's own `IN` would match nothing for it).
+//!   semantics; SQL's own `IN` would match nothing for it). A list may be any length: past
+//!   16 values it is bound as one JSON array parameter (tested with a million values).
 //! - **`not`** holds whenever its filter does not hold, including when the value is missing:
 //!   `not(eq("nickname", "x"))` matches items without a nickname. `and([])` matches every
 //!   item, `or([])` none.
@@ -66,6 +67,14 @@
 //! of different types at one JSON path sort by type first: booleans, numbers, text, then
 //! objects and arrays. Ties, and everything when there is no sort key, fall back to the item
 //! id, so the order is stable and `first()` is deterministic.
+//!
+//! # Large collections
+//! [`Query::count`](crate::Query::count) counts in the database;
+//! [`limit`](crate::Query::limit) and [`offset`](crate::Query::offset) window the result;
+//! [`page`](crate::Query::page) and [`after`](crate::Query::after) walk it by keyset, each page
+//! as cheap as the first; [`stream`](crate::Query::stream) and
+//! [`stream_read_only`](crate::Query::stream_read_only) read it in constant memory; a
+//! [declared index](index) makes a filter on a JSON path a lookup.
 
 pub(crate) mod dialect;
 pub(crate) mod filter;

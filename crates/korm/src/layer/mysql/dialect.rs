@@ -244,9 +244,16 @@ impl Dialect for MySqlDialect {
                 format!("CASE WHEN JSON_TYPE({doc}) IN ('INTEGER', 'DOUBLE') THEN {doc} END"),
             ),
         };
+        // MySQL 8 has no `IF NOT EXISTS` here: the layer tolerates its duplicate column and
+        // key errors instead (as for `ADD COLUMN`).
+        let guard = if self.binary == MYSQL_BINARY {
+            ""
+        } else {
+            " IF NOT EXISTS"
+        };
         vec![Statement::ddl(format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {column} {ty} AS ({value}) VIRTUAL INVISIBLE, \
-             ADD INDEX IF NOT EXISTS {} ({column})",
+            "ALTER TABLE {} ADD COLUMN{guard} {column} {ty} AS ({value}) VIRTUAL INVISIBLE, \
+             ADD INDEX{guard} {} ({column})",
             self.quote_identifier(&self.physical_table(table)),
             self.quote_identifier(&name),
         ))]
