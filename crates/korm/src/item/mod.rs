@@ -688,14 +688,20 @@ impl<T: Model> UncommittedItem<T> {
     }
 }
 
-/// The error of a refused write, holding `item` when it is a conflict (directly or as the
-/// cause of the failed op of a plan of one write).
+/// The error of a refused write, holding `item` when it is a conflict (directly, or as the
+/// cause of the failed op of a commit's plan with cascades).
 fn hand_back<S: Send + Sync + 'static>(error: Error, item: S) -> Error {
     match error {
         Error::Conflict { rn, fields, .. } => Error::Conflict {
             rn,
             fields,
             item: crate::error::ConflictedItem::new(item),
+        },
+        // A commit with cascades is a plan of several ops.
+        Error::WriteFailed { op, rn, source } if source.is_conflict() => Error::WriteFailed {
+            op,
+            rn,
+            source: Box::new(hand_back(*source, item)),
         },
         other => other,
     }

@@ -31,6 +31,115 @@ pub(crate) struct FieldDiff {
 /// key than the current one (a commit re-encrypts those, as a whole-row write did).
 /// A field absent from the before-image was null.
 pub(crate) fn diff(fields: Vec<Field>, before: &BeforeImage) -> FieldDiff {
+    match before {
+        BeforeImage::Image(entries) => diff_borrowed(
+            fields,
+            |name| {
+                entries
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| Old::Stored(v))
+            },
+            || {
+                entries
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), Old::Stored(v)))
+                    .collect()
+            },
+        ),
+        BeforeImage::Fields(old) => diff_borrowed(
+            fields,
+            |name| {
+                old.iter()
+                    .find(|f| f.name == name)
+                    .map(|f| Old::Value(&f.value))
+            },
+            || {
+                old.iter()
+                    .map(|f| (f.name.as_str(), Old::Value(&f.value)))
+                    .collect()
+            },
+        ),
+        _ => diff_owned(fields, before),
+    }
+}
+
+/// A field of a before-image held as values, borrowed.
+#[derive(Clone, Copy)]
+enum Old<'a> {
+    Stored(&'a Stored),
+    Value(&'a Value),
+}
+
+impl Old<'_> {
+    fn same(self, new: &Value) -> bool {
+        match self {
+            Old::Stored(old) => same_stored(new, old),
+            Old::Value(old) => same_value(new, old),
+        }
+    }
+
+    /// Whether the stored value is `new` exactly (the new value can stand for it).
+    fn is_exactly(self, new: &Value) -> bool {
+        match self {
+            Old::Stored(Stored::Value(old)) | Old::Value(old) => old == new,
+            Old::Stored(Stored::JsonText(_)) => false,
+        }
+    }
+
+    fn to_stored(self) -> Stored {
+        match self {
+            Old::Stored(old) => old.clone(),
+            Old::Value(old) => Stored::Value(old.clone()),
+        }
+    }
+}
+
+/// [`diff`] over a before-image of values: unchanged fields equal to what is stored move
+/// into the after-image instead of copies of the stored ones (the hot path of repeated
+/// commits of one item).
+fn diff_borrowed<'a>(
+    fields: Vec<Field>,
+    find: impl Fn(&str) -> Option<Old<'a>>,
+    all: impl FnOnce() -> Vec<(&'a str, Old<'a>)>,
+) -> FieldDiff {
+    let mut after: Vec<(String, Stored)> = Vec::with_capacity(fields.len());
+    let mut changed = Vec::new();
+    for field in fields {
+        match find(&field.name) {
+            Some(old) if old.same(&field.value) => {
+                if old.is_exactly(&field.value) {
+                    after.push((field.name, Stored::Value(field.value)));
+                } else {
+                    after.push((field.name, old.to_stored()));
+                }
+            }
+            Some(_) => {
+                after.push((field.name.clone(), Stored::Value(field.value.clone())));
+                changed.push(field);
+            }
+            None if field.value.is_null() => {}
+            None => {
+                after.push((field.name.clone(), Stored::Value(field.value.clone())));
+                changed.push(field);
+            }
+        }
+    }
+    // Columns the model does not write stay as they are.
+    let written = after.len();
+    for (name, old) in all() {
+        if !after[..written].iter().any(|(n, _)| n == name) {
+            after.push((name.to_owned(), old.to_stored()));
+        }
+    }
+    FieldDiff {
+        changed,
+        after: BeforeImage::Image(Arc::from(after)),
+    }
+}
+
+/// [`diff`] over any before-image, through its entries.
+fn diff_owned(fields: Vec<Field>, before: &BeforeImage) -> FieldDiff {
     let mut entries = before.entries();
     let index: Option<HashMap<String, usize>> = (entries.len() > 16).then(|| {
         entries
@@ -164,6 +273,29 @@ mod tests {
         let d = diff(fields(json!({"a": 2, "c": [1], "f": 1})), &before);
         let names: Vec<&str> = d.changed.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["a", "c", "f"]);
+    }
+
+    #[test]
+    fn images_of_values_diff_the_same_way() {
+        let created =
+            BeforeImage::Fields(fields(json!({"a": 1, "b": 2.5, "c": {"x": [1]}})).into());
+        let d = diff(fields(json!({"a": 1, "b": 3, "c": {"x": [1]}})), &created);
+        let names: Vec<&str> = d.changed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        let d = diff(fields(json!({"a": 1.0, "b": 3, "d": "new"})), &d.after);
+        let names: Vec<&str> = d.changed.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["d"]);
+        let after = d.after.entries();
+        // `a` keeps its stored form (1, not 1.0); `c`, which the model no longer writes, stays.
+        assert_eq!(
+            after,
+            vec![
+                ("a".to_owned(), Stored::Value(json!(1))),
+                ("b".to_owned(), Stored::Value(json!(3))),
+                ("d".to_owned(), Stored::Value(json!("new"))),
+                ("c".to_owned(), Stored::Value(json!({"x": [1]}))),
+            ]
+        );
     }
 
     #[test]
