@@ -239,6 +239,10 @@ async fn increments_end_exact(which: &str) {
     let pool = backend.pool().await;
     let rn = create_counter(&pool).await.rn().clone();
     let landed = increment_race(&pool, &rn).await;
+    eprintln!(
+        "{which}: {landed} of {} increments landed, the others were conflicts",
+        TASKS * INCREMENTS
+    );
     let stored = load(&pool, &rn).await;
     assert_eq!(
         stored.data().n,
@@ -712,6 +716,11 @@ async fn two_processes(which: &str) {
         .parse()
         .expect("count");
     let stored = load(&pool, &counter).await;
+    eprintln!(
+        "{which}, two processes: {landed_here} + {landed_there} of {} increments landed, n = {}",
+        2 * TASKS * INCREMENTS,
+        stored.data().n
+    );
     assert_eq!(
         stored.data().n,
         (landed_here + landed_there) as i64,
