@@ -210,9 +210,54 @@ pub(crate) async fn query(
     Ok(())
 }
 
+/// `korm inspect`.
+pub(crate) async fn inspect(pool: &Opened, out: Output) -> korm::Result<()> {
+    let found = korm::inspect(&pool.pool).await?;
+    if out.json {
+        let all: Vec<Value> = found
+            .iter()
+            .map(|c| {
+                let columns: Vec<Value> = c
+                    .columns
+                    .iter()
+                    .map(|col| json!({ "name": col.name, "kind": col.kind.name(), "unique": col.unique }))
+                    .collect();
+                json!({
+                    "layer": c.layer,
+                    "table": c.table,
+                    "collection": c.collection,
+                    "rows": c.rows,
+                    "columns": columns,
+                })
+            })
+            .collect();
+        println!("{}", pretty(&Value::Array(all)));
+        return Ok(());
+    }
+    for c in &found {
+        let columns: Vec<String> = c
+            .columns
+            .iter()
+            .map(|col| {
+                let unique = if col.unique { " unique" } else { "" };
+                format!("{} {}{unique}", col.name, col.kind.name())
+            })
+            .collect();
+        println!(
+            "{}\t{}\t{} row(s)\t{}",
+            c.layer,
+            c.collection.as_deref().unwrap_or(&c.table),
+            c.rows,
+            columns.join(", ")
+        );
+    }
+    eprintln!("{} collection(s)", found.len());
+    Ok(())
+}
+
 /// `korm count COLLECTION`.
 pub(crate) async fn count(pool: &Opened, selection: &Selection, out: Output) -> korm::Result<()> {
-    let n = selection.query(pool)?.get().await?.len();
+    let n = selection.query(pool)?.count().await?;
     if out.json {
         println!("{}", json!({ "count": n }));
     } else {

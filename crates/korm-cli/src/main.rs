@@ -25,6 +25,13 @@ struct Cli {
 enum Command {
     /// Print a new random encryption key (64 hex characters) for KORM_ENCRYPTION_KEY.
     GenerateEncryptionKey,
+    /// Print each layer's collections: row counts, columns and their kinds, unique fields.
+    Inspect {
+        #[command(flatten)]
+        pool: data::PoolArgs,
+        #[command(flatten)]
+        print: Print,
+    },
     /// Print the item at an RN (secrets redacted).
     #[command(alias = "show")]
     Get {
@@ -132,6 +139,13 @@ async fn run(cli: Cli) -> korm::Result<ExitCode> {
     match cli.command {
         Command::GenerateEncryptionKey => {
             println!("{}", korm::crypto::generate_encryption_key().as_str());
+        }
+        Command::Inspect { pool, print } => {
+            let out = print.output();
+            let pool = pool.open().await?;
+            let result = data::inspect(&pool, out).await;
+            pool.close().await;
+            result?;
         }
         Command::Get { rn, pool, print } => {
             let out = print.output();

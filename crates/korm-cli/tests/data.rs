@@ -106,6 +106,44 @@ fn commands_work(pool_args: &[&str], env: &[(&str, &str)], layer: &str, rns: &[(
     assert_eq!(json["data"]["meta"]["tier"], "gold");
     assert_eq!(json["data"]["ssn"], "<encrypted>");
 
+    // inspect: the collection, its rows, its columns and their kinds.
+    let found: Vec<Value> =
+        serde_json::from_str(&stdout(&run(&["inspect", "--json"]))).expect("json");
+    let suv = found
+        .iter()
+        .find(|c| c["collection"] == "cars:suv")
+        .unwrap_or_else(|| panic!("cars:suv is listed: {found:?}"));
+    assert_eq!(suv["rows"], 4);
+    let kinds: Vec<(String, String)> = suv["columns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("make", "text"),
+        ("year", "integer"),
+        ("meta", "json"),
+        ("ssn", "encrypted"),
+    ] {
+        assert!(
+            kinds
+                .iter()
+                .any(|(n, k)| n == expected.0 && k == expected.1),
+            "{expected:?} in {kinds:?}"
+        );
+    }
+    let text = stdout(&run(&["inspect"]));
+    assert!(
+        text.contains("cars:suv") && text.contains("4 row(s)"),
+        "{text}"
+    );
+
     // query with a filter, a sort and a limit.
     let out = run(&[
         "query",

@@ -58,6 +58,7 @@ pub mod crypto;
 mod danger;
 mod depot;
 pub mod error;
+mod inspect;
 mod item;
 mod layer;
 mod lock;
@@ -73,6 +74,7 @@ mod write;
 pub use danger::{Danger, danger};
 pub use depot::DepotFile;
 pub use error::{ConflictedItem, DbErrorKind, DriverError, Error, Result};
+pub use inspect::{CollectionInfo, ColumnInfo, inspect};
 pub use item::{Collected, Collection, collection, collection_at};
 pub use item::{
     Cursor, DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Page, Query,
