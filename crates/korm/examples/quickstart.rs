@@ -146,11 +146,10 @@ async fn main() -> korm::Result<()> {
     // committed (a cascade), in the same write.
     let first = freds.into_iter().next().expect("fred has cars");
     first
-        .update(|car| {
-            if let Some(owner) = car.owner.resolved_mut() {
-                owner.meta.tags.push("driving".into());
-            }
-        })
+        .try_update(|car| {
+            car.owner.get_mut()?.meta.tags.push("driving".into());
+            Ok(())
+        })?
         .commit()
         .await?;
 

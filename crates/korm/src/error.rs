@@ -120,6 +120,17 @@ pub enum Error {
     #[error("the pool is closed")]
     PoolClosed,
 
+    /// A reference's data was asked for ([`Ref::get`](crate::Ref::get),
+    /// [`Ref::get_mut`](crate::Ref::get_mut)) but the read that made it did not resolve it.
+    #[error(
+        "the reference to {rn} is not resolved: read the item with .resolve([\"<path>\"]) to \
+         load its data"
+    )]
+    NotResolved {
+        /// The referenced RN.
+        rn: String,
+    },
+
     /// No item exists at this RN.
     #[error("no item at {rn}")]
     NotFound {

@@ -496,6 +496,20 @@ impl<T: Model> Item<T> {
         UncommittedItem { item: self }
     }
 
+    /// [`update`](Item::update) with a change that can fail, so `?` works inside it (e.g. on
+    /// [`Ref::get_mut`](crate::Ref::get_mut) to edit resolved references; see there).
+    ///
+    /// # Errors
+    /// The change's own error; the item is dropped then (what the change did before failing
+    /// is not stored): load it again to retry.
+    pub fn try_update(
+        mut self,
+        change: impl FnOnce(&mut T) -> Result<()>,
+    ) -> Result<UncommittedItem<T>> {
+        change(&mut self.data)?;
+        Ok(UncommittedItem { item: self })
+    }
+
     /// Replaces the data in memory; [`commit`](UncommittedItem::commit) stores it.
     pub fn replace(mut self, data: T) -> UncommittedItem<T> {
         self.data = data;

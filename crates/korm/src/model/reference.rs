@@ -120,6 +120,72 @@ impl<T> Ref<T> {
         })
     }
 
+    /// The referenced item's data, or [`Error::NotResolved`](crate::Error::NotResolved)
+    /// naming the RN when the read did not resolve it.
+    ///
+    /// # Errors
+    /// [`Error::NotResolved`](crate::Error::NotResolved).
+    pub fn get(&self) -> crate::Result<&T> {
+        self.resolved().ok_or_else(|| self.not_resolved())
+    }
+
+    /// The referenced item's data, to change (as [`resolved_mut`](Ref::resolved_mut): the
+    /// commit of the item holding the reference stores the change in the referenced item),
+    /// or [`Error::NotResolved`](crate::Error::NotResolved). With `?` inside
+    /// [`Item::try_update`](crate::Item::try_update), an edit two references deep is one line:
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Company { name: String }
+    /// # #[derive(Serialize, Deserialize)] struct Person { name: String, employer: korm::Ref<Company> }
+    /// # #[derive(Serialize, Deserialize)] struct Car { make: String, owner: korm::Ref<Person> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let pool = korm::pool()
+    /// #     .layer("cardb", korm::layers::sqlite_memory())
+    /// #     .layer("userdb", korm::layers::sqlite_memory())
+    /// #     .open().await?;
+    /// # let slate = korm::item::<Company>(&pool)
+    /// #     .from_data("[rn][from::userdb]:companies:all:*".parse()?, Company { name: "Slate".into() })?
+    /// #     .create().await?;
+    /// # let fred = korm::item::<Person>(&pool)
+    /// #     .from_data("[rn][from::userdb]:people:all:*".parse()?,
+    /// #         Person { name: "fred".into(), employer: slate.rn().into() })?
+    /// #     .create().await?;
+    /// # let car = korm::item::<Car>(&pool)
+    /// #     .from_data("[rn][from::cardb]:cars:suv:*".parse()?,
+    /// #         Car { make: "Bedrock".into(), owner: fred.rn().into() })?
+    /// #     .create().await?;
+    /// let car = korm::item::<Car>(&pool)
+    ///     .load(car.rn().clone())
+    ///     .resolve(["owner", "owner.employer"])
+    ///     .get()
+    ///     .await?;
+    /// car.try_update(|car| {
+    ///     car.owner.get_mut()?.employer.get_mut()?.name = "Slate Rock and Gravel".into();
+    ///     Ok(())
+    /// })?
+    /// .commit()
+    /// .await?;
+    /// let slate = korm::item::<Company>(&pool).load(slate.rn().clone()).get().await?;
+    /// assert_eq!(slate.data().name, "Slate Rock and Gravel");
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotResolved`](crate::Error::NotResolved).
+    pub fn get_mut(&mut self) -> crate::Result<&mut T> {
+        let rn = self.rn.to_string();
+        self.resolved_mut().ok_or(crate::Error::NotResolved { rn })
+    }
+
+    fn not_resolved(&self) -> crate::Error {
+        crate::Error::NotResolved {
+            rn: self.rn.to_string(),
+        }
+    }
+
     /// The referenced item's data, if it was resolved, taken out.
     pub fn into_resolved(self) -> Option<T> {
         self.target.map(|t| t.data)

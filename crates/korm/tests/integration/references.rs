@@ -763,3 +763,61 @@ async fn a_transaction_never_writes_one_item_twice() {
     assert_eq!(m1.data().nickname, None);
     pool.close().await;
 }
+
+/// Editing through resolved references with `try_update` and `Ref::get_mut` (#18): two hops
+/// deep across PostgreSQL and MariaDB from a SQLite car in one line; a reference the read did
+/// not resolve is `Error::NotResolved` naming it, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_update_edits_two_hops_and_refuses_unresolved_references() {
+    let Some((pool, _dir, _pg, _my)) = three_backends().await else {
+        return;
+    };
+    let (_, car_rns) = seed(&pool, 1, 1).await;
+    let cars = korm::item::<Car>(&pool);
+    let car = cars
+        .load(car_rns[0].clone())
+        .resolve(["owner", "owner.home"])
+        .get()
+        .await
+        .expect("load");
+    let city_rn = car.data().owner.get().expect("owner").home.rn().clone();
+    car.try_update(|c| {
+        c.owner.get_mut()?.home.get_mut()?.name = "Rock Vegas".into();
+        c.owner.get_mut()?.age += 1;
+        Ok(())
+    })
+    .expect("resolved")
+    .commit()
+    .await
+    .expect("commit");
+    let city = korm::item::<City>(&pool)
+        .load(city_rn.clone())
+        .get()
+        .await
+        .expect("city");
+    assert_eq!(city.data().name, "Rock Vegas");
+
+    // Resolved one hop only: the second is refused, naming the city, and nothing changes.
+    let car = cars
+        .load(car_rns[0].clone())
+        .resolve(["owner"])
+        .get()
+        .await
+        .expect("load");
+    let refused = car.try_update(|c| {
+        c.owner.get_mut()?.age = 1;
+        c.owner.get_mut()?.home.get_mut()?.name = "Nowhere".into();
+        Ok(())
+    });
+    match refused {
+        Err(Error::NotResolved { rn }) => assert_eq!(rn, city_rn.to_string()),
+        other => panic!("expected NotResolved, got {:?}", other.map(|_| ())),
+    }
+    let city = korm::item::<City>(&pool)
+        .load(city_rn)
+        .get()
+        .await
+        .expect("city");
+    assert_eq!(city.data().name, "Rock Vegas");
+    pool.close().await;
+}
