@@ -140,6 +140,55 @@ impl<T: Model> ItemHandle<T> {
         })
     }
 
+    /// An uncommitted item made from its RN and data, without loading it (korm 1.5's
+    /// `new UncommittedItem(pool, rn, data)`): its [`commit`](UncommittedItem::commit)
+    /// writes every field of `data`, last writer wins (there is no loaded state to check
+    /// against). The write path reads the stored row under the item's lock first, for the
+    /// undo and the WAL record. In a [`tx`](crate::tx) it saves a load per item:
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct Account { balance: i64 }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let pool = korm::pool().layer("bank", korm::layers::sqlite_memory()).open().await?;
+    /// let accounts = korm::item::<Account>(&pool);
+    /// # let a = accounts.from_data("[rn]:accounts:open:*".parse()?, Account { balance: 1 })?.create().await?;
+    /// # let b = accounts.from_data("[rn]:accounts:open:*".parse()?, Account { balance: 1 })?.create().await?;
+    /// # let (a, b) = (a.rn().clone(), b.rn().clone());
+    /// // Known RNs and new balances, from a ledger say:
+    /// let mut tx = korm::tx(&pool);
+    /// tx.commit_all([
+    ///     accounts.uncommitted(a.clone(), Account { balance: 70 })?,
+    ///     accounts.uncommitted(b, Account { balance: 30 })?,
+    /// ]);
+    /// tx.persist().await?;
+    /// assert_eq!(accounts.load(a).get().await?.data().balance, 70);
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::WrongRnForm`] unless `rn` is an item RN, and the routing errors of the pool.
+    /// Committing an item nothing is stored at is [`Error::NotFound`].
+    pub fn uncommitted(&self, rn: Rn<T>, data: T) -> Result<UncommittedItem<T>> {
+        if !rn.is_item() {
+            return Err(Error::WrongRnForm {
+                rn: rn.to_string(),
+                reason: "an uncommitted item needs an item rn (namespace:kind:<uuid>)".to_owned(),
+            });
+        }
+        self.pool.route(&rn)?;
+        Ok(UncommittedItem {
+            item: Item {
+                pool: self.pool.clone(),
+                rn: ItemRn::new(rn),
+                data,
+                stored: BeforeImage::Unknown,
+            },
+        })
+    }
+
     /// A query over the collection `rn` (`[rn][from::cardb]:cars:suv:*`).
     pub fn query(&self, rn: Rn<T>) -> Query<T> {
         Query::new(self.pool.clone(), rn)
@@ -364,14 +413,17 @@ fn commit_op<T: Model>(
     });
     let fields = fields?;
     let FieldDiff { changed, after } = crate::crypto::at_boundary(ring, || diff(fields, &stored));
+    // An item made from data has no before-image: the write path reads it under the lock,
+    // and the write is last writer wins.
+    let known = !matches!(stored, BeforeImage::Unknown);
     let op = WriteOp {
         kind: OpKind::Update,
         rn: rn.untyped(),
         fields: changed.into(),
-        before: Some(stored),
+        before: known.then_some(stored),
         destructive: options.destructive,
         uploads,
-        check: !options.last_writer_wins,
+        check: known && !options.last_writer_wins,
     };
     Ok(Prepared {
         op,

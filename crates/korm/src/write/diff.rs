@@ -60,6 +60,14 @@ pub(crate) fn diff(fields: Vec<Field>, before: &BeforeImage) -> FieldDiff {
                     .collect()
             },
         ),
+        // Not known (an item made from data): every field is written, nulls too.
+        BeforeImage::Unknown => {
+            let after = BeforeImage::Fields(fields.clone().into());
+            FieldDiff {
+                changed: fields,
+                after,
+            }
+        }
         _ => diff_owned(fields, before),
     }
 }

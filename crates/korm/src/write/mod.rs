@@ -156,8 +156,65 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     result
 }
 
-/// [`execute`] without its span.
-async fn execute_plan(pool: &Pool, plan: WritePlan) -> Result<()> {
+/// [`execute`] without its span: first the before-images the plan does not know (updates of
+/// items made from data), read under the items' locks, which the plan then runs under.
+async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
+    let unknown: Vec<usize> = (0..plan.ops.len())
+        .filter(|&i| plan.ops[i].kind == OpKind::Update && plan.ops[i].before.is_none())
+        .collect();
+    if unknown.is_empty() {
+        return execute_known(pool, plan).await;
+    }
+    let mut keys = Vec::with_capacity(unknown.len());
+    for &i in &unknown {
+        let key = item_lock_key(pool.route(&plan.ops[i].rn)?.ident(), &plan.ops[i].rn);
+        if !plan.held.iter().any(|h| h.key == key) && !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let locks = pool.locks();
+    let guards = locks.acquire_all(keys, locks.wait()).await?;
+    let filled = fill_before_images(pool, &mut plan, &unknown).await;
+    let result = match filled {
+        Ok(()) => {
+            plan.held
+                .extend(guards.iter().filter_map(|guard| HeldLock::of(pool, guard)));
+            execute_known(pool, plan).await
+        }
+        Err(error) => Err(error),
+    };
+    release_all(guards).await;
+    result
+}
+
+/// Reads the rows of the ops at `unknown` as their before-images.
+///
+/// # Errors
+/// [`Error::NotFound`] for an item not stored, and the layers' read errors.
+async fn fill_before_images(pool: &Pool, plan: &mut WritePlan, unknown: &[usize]) -> Result<()> {
+    for &i in unknown {
+        let op = &mut plan.ops[i];
+        let (table, id) = item_key(&op.rn)?;
+        let row = pool
+            .route(&op.rn)?
+            .fetch(&table, vec![id])
+            .await?
+            .into_iter()
+            .next();
+        match row {
+            Some(row) => op.before = Some(BeforeImage::Read(row)),
+            None => {
+                return Err(Error::NotFound {
+                    rn: op.rn.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`execute_plan`] once every before-image is known.
+async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
     // 1. Route every op before writing anything.
     let groups = group_by_layer(pool, &plan)?;
     let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());
@@ -400,6 +457,12 @@ pub(crate) enum BeforeImage {
     /// As stored after a field-level commit: the fields it kept as they were (JSON text as
     /// read) and those it wrote.
     Image(Arc<[(String, Stored)]>),
+    /// Not known: an item made from data ([`ItemHandle::uncommitted`]), whose commit writes
+    /// every field, last writer wins, and reads the row under its lock for the undo and the
+    /// WAL record ([`execute`]).
+    ///
+    /// [`ItemHandle::uncommitted`]: crate::ItemHandle::uncommitted
+    Unknown,
 }
 
 /// A read cell as a condition compares it: JSON text as it was read.
@@ -422,6 +485,7 @@ impl BeforeImage {
                 .iter()
                 .map(|(name, value)| (name.clone(), value.to_value()))
                 .collect(),
+            BeforeImage::Unknown => Map::new(),
         }
     }
 
@@ -452,6 +516,7 @@ impl BeforeImage {
                 .map(|f| (f.name.clone(), Stored::Value(f.value.clone())))
                 .collect(),
             BeforeImage::Image(entries) => entries.to_vec(),
+            BeforeImage::Unknown => Vec::new(),
         }
     }
 
@@ -474,6 +539,7 @@ impl BeforeImage {
                 .iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.clone()),
+            BeforeImage::Unknown => None,
         }
     }
 }

@@ -609,6 +609,79 @@ async fn json_and_encrypted_fields_compare_as_stored(which: &str) {
     pool.close().await;
 }
 
+/// An uncommitted item made from (rn, data) (#18): its commit writes every field (a field
+/// set back to its default too), last writer wins over a change made meanwhile, in a tx with
+/// a loaded item; an RN nothing is stored at is NotFound; a collection RN is refused.
+async fn uncommitted_from_data_writes_every_field(which: &str) {
+    install_keys();
+    let Some((backend, _keep)) = backend(which).await else {
+        return;
+    };
+    let pool = backend.pool().await;
+    let counters = korm::item::<Counter>(&pool);
+    let one = create_counter(&pool).await;
+    let two = create_counter(&pool).await;
+    // Another writer changes `one` after our data was computed: ours wins, whole.
+    load(&pool, one.rn())
+        .await
+        .update(|c| c.label = "theirs".into())
+        .commit()
+        .await
+        .expect("their commit");
+    let ours = Counter {
+        n: 7,
+        label: "ours".into(),
+        meta: json!(null),
+        ..counter()
+    };
+    let mut tx = korm::tx(&pool);
+    let handles = tx.commit_all([counters
+        .uncommitted(one.rn().clone(), ours.clone())
+        .expect("uncommitted")]);
+    let two_handle = tx.commit(load(&pool, two.rn()).await.update(|c| c.n = 2));
+    let mut done = tx.persist().await.expect("tx");
+    let stored = done.take_all(handles).expect("taken");
+    done.take(two_handle).expect("taken");
+    assert_eq!(stored[0].data(), &ours);
+    assert_eq!(
+        load(&pool, one.rn()).await.data(),
+        &ours,
+        "every field, meta null too"
+    );
+    assert_eq!(load(&pool, two.rn()).await.data().n, 2);
+    // The committed item goes on as a loaded one: a later commit is conditional again.
+    let next = stored
+        .into_iter()
+        .next()
+        .expect("one")
+        .update(|c| c.n = 8)
+        .commit()
+        .await
+        .expect("commit after");
+    assert_eq!(next.data().n, 8);
+
+    // Nothing at the RN: NotFound, and nothing is created.
+    let missing: Rn<Counter> = format!("[rn]:conflicts:counter:{}", uuid::Uuid::new_v4())
+        .parse()
+        .expect("rn");
+    let refused = counters
+        .uncommitted(missing.clone(), counter())
+        .expect("uncommitted")
+        .commit()
+        .await;
+    assert!(
+        matches!(refused, Err(Error::NotFound { .. })),
+        "{refused:?}"
+    );
+    let found = counters.load(missing).get_optional().await.expect("load");
+    assert!(found.is_none());
+    assert!(matches!(
+        counters.uncommitted(COUNTERS.parse().expect("rn"), counter()),
+        Err(Error::WrongRnForm { .. })
+    ));
+    pool.close().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident => $body:ident;)*) => {
         $(
@@ -641,6 +714,7 @@ on_every_backend! {
     last_writer_wins => last_writer_wins_and_deletes;
     raw_update => a_raw_update_is_detected;
     stored_forms => json_and_encrypted_fields_compare_as_stored;
+    uncommitted_from_data => uncommitted_from_data_writes_every_field;
 }
 
 // ---------------------------------------------------------------------------------------------
