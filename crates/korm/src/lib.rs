@@ -77,8 +77,8 @@ pub use error::{ConflictedItem, DbErrorKind, DriverError, Error, Result};
 pub use inspect::{CollectionInfo, ColumnInfo, inspect};
 pub use item::{Collected, Collection, collection, collection_at};
 pub use item::{
-    Cursor, DeletedItem, EmptyItem, FloatingItem, Item, ItemHandle, Load, Model, Page, Query,
-    ReadItem, STREAM_CHUNK, ShowOptions, UncommittedItem, WriteOptions, item,
+    Cursor, DeletedItem, EmptyItem, Failed, FloatingItem, Item, ItemHandle, Load, Model, Page,
+    Query, ReadItem, STREAM_CHUNK, ShowOptions, UncommittedItem, WriteOptions, item,
 };
 pub use item::{Tx, TxHandle, TxOutcome, tx};
 pub use layer::LayerSpec;

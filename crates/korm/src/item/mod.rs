@@ -270,14 +270,41 @@ impl<T: Model> FloatingItem<T> {
     /// # Errors
     /// As [`create`](FloatingItem::create).
     pub async fn create_with(self, options: WriteOptions) -> Result<Item<T>> {
-        let prepared = self.create_op(options)?;
-        let stored = prepared.run(&self.pool, options).await?;
-        Ok(Item {
-            pool: self.pool,
-            rn: ItemRn::new(self.rn),
-            data: self.data,
-            stored,
-        })
+        self.try_create_with(options)
+            .await
+            .map_err(|failed| failed.error)
+    }
+
+    /// [`create`](FloatingItem::create) that gives the item back with any error (a unique
+    /// value taken, an id in use), to change and create again.
+    ///
+    /// # Errors
+    /// As [`create`](FloatingItem::create), inside a [`Failed`] holding this item.
+    pub async fn try_create(self) -> std::result::Result<Item<T>, Failed<FloatingItem<T>>> {
+        self.try_create_with(WriteOptions::default()).await
+    }
+
+    /// [`try_create`](FloatingItem::try_create) with options.
+    ///
+    /// # Errors
+    /// As [`try_create`](FloatingItem::try_create).
+    pub async fn try_create_with(
+        self,
+        options: WriteOptions,
+    ) -> std::result::Result<Item<T>, Failed<FloatingItem<T>>> {
+        let result = match self.create_op(options) {
+            Ok(prepared) => prepared.run(&self.pool, options).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(stored) => Ok(Item {
+                pool: self.pool,
+                rn: ItemRn::new(self.rn),
+                data: self.data,
+                stored,
+            }),
+            Err(error) => Err(Failed { error, item: self }),
+        }
     }
 }
 
@@ -681,6 +708,54 @@ impl<T: Model> UncommittedItem<T> {
     /// # Errors
     /// As [`commit`](UncommittedItem::commit).
     pub async fn commit_with(self, options: WriteOptions) -> Result<Item<T>> {
+        self.try_commit_with(options)
+            .await
+            .map_err(|failed| hand_back(failed.error, failed.item))
+    }
+
+    /// [`commit`](UncommittedItem::commit) that gives the item back with any error, as it
+    /// was, to change and commit again (`?` turns the [`Failed`] into its [`Error`]).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize)] struct User { name: korm::Unique<String> }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> korm::Result<()> {
+    /// # let pool = korm::pool().layer("db", korm::layers::sqlite_memory()).open().await?;
+    /// # let users = korm::item::<User>(&pool);
+    /// # let rn = || "[rn]:users:all:*".parse().unwrap();
+    /// # users.from_data(rn(), User { name: korm::Unique::new("fred".into()) })?.create().await?;
+    /// let barney = users.from_data(rn(), User { name: korm::Unique::new("barney".into()) })?.create().await?;
+    /// let taken = barney.update(|u| u.name = korm::Unique::new("fred".into())).try_commit().await;
+    /// let failed = taken.err().expect("fred is taken");
+    /// assert!(matches!(failed.error, korm::Error::UniqueViolation { .. }));
+    /// let mut again = failed.item;
+    /// again.data_mut().name = korm::Unique::new("fred2".into());
+    /// let stored = again.commit().await?;
+    /// assert_eq!(*stored.data().name, "fred2");
+    /// // The same for a create.
+    /// let failed = users.from_data(rn(), User { name: korm::Unique::new("fred".into()) })?.try_create().await;
+    /// let mut floating = failed.err().expect("fred is taken").item;
+    /// floating.data_mut().name = korm::Unique::new("wilma".into());
+    /// assert_eq!(*floating.create().await?.data().name, "wilma");
+    /// # pool.close().await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`commit`](UncommittedItem::commit), inside a [`Failed`] holding this item.
+    pub async fn try_commit(self) -> std::result::Result<Item<T>, Failed<UncommittedItem<T>>> {
+        self.try_commit_with(WriteOptions::default()).await
+    }
+
+    /// [`try_commit`](UncommittedItem::try_commit) with options.
+    ///
+    /// # Errors
+    /// As [`try_commit`](UncommittedItem::try_commit).
+    pub async fn try_commit_with(
+        self,
+        options: WriteOptions,
+    ) -> std::result::Result<Item<T>, Failed<UncommittedItem<T>>> {
         let Item {
             pool,
             rn,
@@ -700,9 +775,9 @@ impl<T: Model> UncommittedItem<T> {
                 data,
                 stored: new_stored,
             }),
-            Err(e) => Err(hand_back(
-                e,
-                UncommittedItem {
+            Err(error) => Err(Failed {
+                error,
+                item: UncommittedItem {
                     item: Item {
                         pool,
                         rn,
@@ -710,7 +785,7 @@ impl<T: Model> UncommittedItem<T> {
                         stored,
                     },
                 },
-            )),
+            }),
         }
     }
 
@@ -751,6 +826,42 @@ impl<T: Model> UncommittedItem<T> {
         Ok(UncommittedItem {
             item: Item { data, ..fresh },
         })
+    }
+}
+
+/// A write that failed ([`FloatingItem::try_create`], [`UncommittedItem::try_commit`]), with
+/// the item it was given, unchanged, to fix and write again. `?` turns it into its
+/// [`Error`]; `Debug` and `Display` show the error only (never the item's data).
+pub struct Failed<I> {
+    /// Why the write failed; nothing was written.
+    pub error: Error,
+    /// The item, as it was given.
+    pub item: I,
+}
+
+impl<I> fmt::Debug for Failed<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failed")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I> fmt::Display for Failed<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<I> std::error::Error for Failed<I> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<I> From<Failed<I>> for Error {
+    fn from(failed: Failed<I>) -> Error {
+        failed.error
     }
 }
 
