@@ -1,7 +1,9 @@
 //! What korm tells `tracing`: a `korm.write` span per write plan (ops, files, layers, and at
 //! its end the outcome and duration), a `korm.query` span per query and a `korm.load` span
 //! per load (collection or RN; at the end rows, read statements and duration), a
-//! `korm.layer` span per layer call at trace level
+//! `korm.layer` span per layer call at trace level, and each SQLite statement at trace level
+//! (target `korm::sql`: the SQL with its placeholders; PostgreSQL and MariaDB statements come
+//! from sqlx's own `sqlx::query` events)
 //! (layer, call, table, how many ops or ids went in, rows back, duration). Values never
 //! appear: statements bind them, and errors are scrubbed of secrets.
 //!
@@ -99,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "korm.query{collection=[rn][from::users]:people:free:*}",
         "statements=1",
         "korm.load{rn=",
+        "korm::sql: statement sql=INSERT",
     ] {
         assert!(text.contains(expected), "the trace lacks {expected}");
     }

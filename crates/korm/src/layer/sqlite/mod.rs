@@ -145,6 +145,15 @@ fn open_connection(
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| db_error(layer, e))?;
     conn.set_prepared_statement_cache_capacity(256);
+    // Statements at trace level (target `korm::sql`): the SQL text with its placeholders,
+    // never a value (values are bound). Registered only when a subscriber wants them, since
+    // SQLite then calls back for every statement.
+    if tracing::enabled!(target: "korm::sql", tracing::Level::TRACE) {
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(trace_statement),
+        );
+    }
     if options.wal_journal && options.target != Target::Memory {
         // Another process holding the database locked must not make opening fail (K7): the
         // journal mode is an optimisation, so a failure to switch is only a warning.
@@ -165,6 +174,14 @@ fn open_connection(
         tracing::warn!(layer, error = %e, "could not set SQLite synchronous mode; continuing");
     }
     Ok(conn)
+}
+
+/// One statement SQLite ran, for `tracing` (see [`open_connection`]).
+fn trace_statement(event: rusqlite::trace::TraceEvent<'_>) {
+    if let rusqlite::trace::TraceEvent::Profile(statement, took) = event {
+        let duration_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        tracing::trace!(target: "korm::sql", sql = %statement.sql(), duration_us, "statement");
+    }
 }
 
 #[async_trait]
