@@ -102,6 +102,9 @@ impl MySqlLayer {
                     .expose()
                     .parse()
                     .map_err(|e: sqlx::Error| fail(format!("invalid url {shown}: {e}")))?;
+                // Statements at trace level, as SQLite's (sqlx shows no bound value).
+                let connect =
+                    sqlx::ConnectOptions::log_statements(connect, log::LevelFilter::Trace);
                 tracing::debug!(layer = %ident, url = %shown, "opening MySQL layer");
                 let pool = MySqlPoolOptions::new()
                     .max_connections(options.max_connections)

@@ -121,6 +121,9 @@ impl PgLayer {
                 let connect = PgConnectOptions::from_str(url.expose())
                     .map_err(|e| fail(format!("invalid url {}: {e}", url.redacted())))?
                     .application_name("korm");
+                // Statements at trace level, as SQLite's (sqlx shows no bound value).
+                let connect =
+                    sqlx::ConnectOptions::log_statements(connect, log::LevelFilter::Trace);
                 let conn = match tokio::time::timeout(
                     options.connect_timeout,
                     PgConnection::connect_with(&connect),
