@@ -138,6 +138,15 @@ fn commands_work(pool_args: &[&str], env: &[(&str, &str)], layer: &str, rns: &[(
             "{expected:?} in {kinds:?}"
         );
     }
+    // -vvv: the library's spans and each SQL statement (trace level), never a value.
+    let out = run(&["count", &collection, "--filter", "year > 2000", "-vvv"]);
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        logs.contains("korm.query") && logs.contains("statement"),
+        "{logs}"
+    );
+    assert!(logs.contains("TRACE"), "{logs}");
+    assert!(!logs.contains(SSN) && !logs.contains("Citroen"), "{logs}");
     let text = stdout(&run(&["inspect"]));
     assert!(
         text.contains("cars:suv") && text.contains("4 row(s)"),

@@ -201,8 +201,10 @@ impl<T: Model> Query<T> {
                 reason: "count counts every match: limit and offset do not apply to it".into(),
             });
         }
-        let scan = self.scan()?;
-        scan.count().await
+        let span = tracing::debug_span!("korm.query", collection = %self.rn, count = true);
+        let pool = self.pool.clone();
+        let count = async move { self.scan()?.count().await };
+        traced_read(span, &pool, count, |_| 1).await
     }
 
     /// The database's plan for the query's statement, as it describes it (`EXPLAIN QUERY
