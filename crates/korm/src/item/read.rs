@@ -1336,6 +1336,10 @@ impl<T: Model> Load<T> {
     /// As [`get`](Load::get), without `NotFound`.
     pub async fn get_optional(self) -> Result<Option<Item<T>>> {
         let span = tracing::debug_span!("korm.load", rn = %self.rn);
+        if span.is_disabled() {
+            // The hottest read: no pool clone, no wrapping future, when nothing listens.
+            return self.load().await;
+        }
         let pool = self.pool.clone();
         traced_read(span, &pool, self.load(), |found| {
             usize::from(found.is_some())
