@@ -192,22 +192,35 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
 /// # Errors
 /// [`Error::NotFound`] for an item not stored, and the layers' read errors.
 async fn fill_before_images(pool: &Pool, plan: &mut WritePlan, unknown: &[usize]) -> Result<()> {
+    // One fetch per layer and table (a tx of many items made from data reads them together).
+    let mut groups: Vec<(LayerHandle, String, Vec<usize>)> = Vec::new();
     for &i in unknown {
-        let op = &mut plan.ops[i];
-        let (table, id) = item_key(&op.rn)?;
-        let row = pool
-            .route(&op.rn)?
-            .fetch(&table, vec![id])
-            .await?
-            .into_iter()
-            .next();
-        match row {
-            Some(row) => op.before = Some(BeforeImage::Read(row)),
-            None => {
+        let layer = pool.route(&plan.ops[i].rn)?;
+        let (table, _) = item_key(&plan.ops[i].rn)?;
+        match groups
+            .iter_mut()
+            .find(|(l, t, _)| l.same_as(layer) && *t == table)
+        {
+            Some((_, _, ops)) => ops.push(i),
+            None => groups.push((layer.clone(), table, vec![i])),
+        }
+    }
+    for (layer, table, ops) in groups {
+        let ids = ops
+            .iter()
+            .map(|&i| item_key(&plan.ops[i].rn).map(|(_, id)| id))
+            .collect::<Result<Vec<_>>>()?;
+        let mut rows = layer.fetch(&table, ids.clone()).await?;
+        for (&i, id) in ops.iter().zip(&ids) {
+            let found = rows
+                .iter()
+                .position(|row| row.id().eq_ignore_ascii_case(id));
+            let Some(found) = found else {
                 return Err(Error::NotFound {
-                    rn: op.rn.to_string(),
+                    rn: plan.ops[i].rn.to_string(),
                 });
-            }
+            };
+            plan.ops[i].before = Some(BeforeImage::Read(rows.swap_remove(found)));
         }
     }
     Ok(())

@@ -660,6 +660,21 @@ async fn uncommitted_from_data_writes_every_field(which: &str) {
         .expect("commit after");
     assert_eq!(next.data().n, 8);
 
+    // Several items made from data in one tx: their rows are read in one statement.
+    let reads = pool.read_statements("db").expect("layer");
+    let mut tx = korm::tx(&pool);
+    tx.commit_all([
+        counters
+            .uncommitted(one.rn().clone(), Counter { n: 10, ..counter() })
+            .expect("one"),
+        counters
+            .uncommitted(two.rn().clone(), Counter { n: 20, ..counter() })
+            .expect("two"),
+    ]);
+    tx.persist().await.expect("tx of two");
+    assert_eq!(pool.read_statements("db").expect("layer") - reads, 1);
+    assert_eq!(load(&pool, two.rn()).await.data().n, 20);
+
     // Nothing at the RN: NotFound, and nothing is created.
     let missing: Rn<Counter> = format!("[rn]:conflicts:counter:{}", uuid::Uuid::new_v4())
         .parse()
