@@ -6,11 +6,11 @@
 //! Each test re-runs this test binary for itself in a child process (marked by
 //! `KORM_BACKUP_RSS_CHILD`), so the measurement owns a fresh process.
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "../examples/backup_scale.rs"]
 #[allow(unreachable_pub)]
 mod scale;
-
-use std::process::Command;
 
 const CHILD: &str = "KORM_BACKUP_RSS_CHILD";
 /// Items per backend: on SQLite a backup file larger than the bound.
@@ -61,23 +61,7 @@ fn run(test: &str, backend: &str) {
         eprintln!("\n!!!! SKIPPED: {message}\n");
         return;
     }
-    let exe = std::env::current_exe().expect("test binary");
-    let output = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, backend)
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "child failed\n{stdout}\n{stderr}");
-    let line = stdout
-        .lines()
-        .find_map(|line| line.split_once("figures ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no figures from the child\n{stdout}\n{stderr}"));
-    let figures: Vec<u64> = line
-        .split_whitespace()
-        .map(|n| n.parse().expect("a number"))
-        .collect();
+    let figures = child::child_figures(test, CHILD, backend);
     let (backup, restore, bytes, total) = (figures[0], figures[1], figures[2], figures[3]);
     eprintln!(
         "{backend}: {} rows, {:.1} MiB file; backup +{:.1} MiB, restore +{:.1} MiB, both +{:.1} MiB",

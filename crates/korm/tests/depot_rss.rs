@@ -5,11 +5,11 @@
 //! `KORM_RSS_CHILD`), so the measurement owns a fresh process: no other test, and no memory
 //! an earlier transfer freed but kept resident, shares its peak.
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "../examples/depot_rss.rs"]
 #[allow(unreachable_pub)]
 mod rss;
-
-use std::process::Command;
 
 const CHILD: &str = "KORM_RSS_CHILD";
 
@@ -24,23 +24,7 @@ fn run(test: &str, backend: &str) {
     if backend == "s3" && !s3_configured() {
         return;
     }
-    let exe = std::env::current_exe().expect("test binary");
-    let output = Command::new(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD, backend)
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "child failed\n{stdout}\n{stderr}");
-    let line = stdout
-        .lines()
-        .find_map(|line| line.split_once("figures ").map(|(_, rest)| rest))
-        .unwrap_or_else(|| panic!("no figures from the child\n{stdout}\n{stderr}"));
-    let figures: Vec<u64> = line
-        .split_whitespace()
-        .map(|n| n.parse().expect("a number"))
-        .collect();
+    let figures = child::child_figures(test, CHILD, backend);
     let (upload, download) = (figures[0], figures[1]);
     eprintln!(
         "{backend}: upload +{:.1} MiB, download +{:.1} MiB",
