@@ -712,7 +712,7 @@ async fn select_rows_inner(
             let last = rows.len().saturating_sub(1);
             for (i, row) in rows.into_iter().enumerate() {
                 let rn = format!("{}{}", collection_prefix(&collection), row.id());
-                if crate::crypto::at_boundary(pool.ring(), || residual.matches(&rn, &row))? {
+                if residual.matches(&rn, &row, pool.ring())? {
                     kept.push(row);
                 } else if i == last {
                     last_dropped = Some(row);
@@ -903,8 +903,7 @@ impl<T: Model> Scan<T> {
                 let mut n = 0;
                 for row in rows {
                     let rn = format!("{prefix}{}", row.id());
-                    if crate::crypto::at_boundary(self.pool.ring(), || residual.matches(&rn, &row))?
-                    {
+                    if residual.matches(&rn, &row, self.pool.ring())? {
                         n += 1;
                     }
                 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::filter::{CompareOp, Filter, FilterNode};
 use super::path::{FieldPath, PathStep};
-use crate::crypto::{KeyRing, key_ring, open_value};
+use crate::crypto::{KeyRing, open_value};
 use crate::error::{Error, Result, clip};
 use crate::layer::schema::{ID_COLUMN, TableSchema};
 use crate::model::{ColumnKind, StoredRow};
@@ -149,13 +149,18 @@ fn not_allowed(path: &str, op: &str) -> Error {
 
 impl Residual {
     /// Whether `row` satisfies the residual filter. Encrypted fields it reads are decrypted
-    /// with the ring of the encoding boundary it runs in (the pool's), else the process ring.
+    /// with the pool's key ring `keys`.
     ///
     /// # Errors
     /// [`Error::Decode`] (naming `rn`) when an encrypted field can not be decrypted;
     /// [`Error::InvalidFilter`] when the field holds a password hash (compare with
     /// [`Password::verify`](crate::Password::verify) instead).
-    pub(crate) fn matches(&self, rn: &str, row: &StoredRow) -> Result<bool> {
+    pub(crate) fn matches(
+        &self,
+        rn: &str,
+        row: &StoredRow,
+        keys: &crate::crypto::RingChoice,
+    ) -> Result<bool> {
         let mut values = HashMap::new();
         let mut ring: Option<std::sync::Arc<KeyRing>> = None;
         for (name, cell) in row.cells() {
@@ -174,7 +179,7 @@ impl Residual {
                 }
                 let ring = match &ring {
                     Some(ring) => ring,
-                    None => ring.insert(crate::crypto::boundary_ring().unwrap_or_else(key_ring)?),
+                    None => ring.insert(keys.get()?),
                 };
                 open_value(ring, &value).map_err(|e| Error::Decode {
                     rn: rn.to_owned(),
