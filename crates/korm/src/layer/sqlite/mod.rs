@@ -194,7 +194,7 @@ impl Layer for SqliteLayer {
         if self.writes_in_place {
             self.worker.in_place(move |state| apply(state, &ops)).await
         } else {
-            // Group-committed with the writes of other callers (see `apply_group`).
+            // Group-committed with the writes of other callers (see `apply_arriving`).
             self.worker.write(ops).await
         }
     }
@@ -651,29 +651,81 @@ fn apply_ops(
 }
 
 /// Group commit: applies the plans of a batch in one transaction and one sync, each plan's
-/// ops in a savepoint of their own, and returns each plan's outcome (after the COMMIT).
+/// ops in a savepoint of their own, and returns the plans and each one's outcome (after the
+/// COMMIT), in the same order.
+///
+/// The batch is `first`, then each plan `next` gives (it may wait for the next writer) until
+/// it gives none. Each plan is applied as soon as it is taken, so the thread applies one
+/// writer's plan while the next writer is still preparing its own. When `next` has nothing
+/// at once, `first` runs alone through [`apply`].
 ///
 /// A plan that fails is rolled back to its savepoint and gets its own error; the others go
 /// on and commit. When the COMMIT (or the BEGIN) fails, every plan gets that error and none is
 /// applied. A failure that makes SQLite roll the whole transaction back by itself (a full
-/// disk, an I/O error) fails the plan it hit, and the batch runs again without it. Plans run
-/// in their queue order, so the outcome of each is the one it would have had alone, in that
-/// order. A batch of one plan is just [`apply`].
-fn apply_group(state: &mut State, plans: &[&[LayerOp]]) -> Vec<Result<()>> {
-    if let [ops] = plans {
-        return vec![apply(state, ops)];
+/// disk, an I/O error) fails the plan it hit, and the batch taken so far runs again without
+/// it. Plans run in their queue order, so the outcome of each is the one it would have had
+/// alone, in that order.
+pub(super) fn apply_arriving<P: AsRef<[LayerOp]>>(
+    state: &mut State,
+    first: P,
+    mut next: impl FnMut() -> Option<P>,
+) -> (Vec<P>, Vec<Result<()>>) {
+    let Some(second) = next() else {
+        let outcome = apply(state, first.as_ref());
+        return (vec![first], vec![outcome]);
+    };
+    let mut batch = vec![first, second];
+    let mut outcomes: Vec<Option<Result<()>>> = vec![None, None];
+    if let Err(e) = run_cached(&state.conn, "BEGIN IMMEDIATE") {
+        let e = db_error(&state.ident, e);
+        let outcomes = batch
+            .iter()
+            .map(|_| Err(shared_failure(&state.ident, &e, "BEGIN")))
+            .collect();
+        return (batch, outcomes);
     }
-    let mut outcomes: Vec<Option<Result<()>>> = plans.iter().map(|_| None).collect();
-    let mut todo: Vec<usize> = (0..plans.len()).collect();
-    while !todo.is_empty() {
-        match group_round(state, plans, &todo, &mut outcomes) {
-            Round::Done => break,
+    let mut applied = Vec::with_capacity(batch.len());
+    let mut i = 0;
+    let lost = loop {
+        if i == batch.len() {
+            match next() {
+                Some(plan) => {
+                    batch.push(plan);
+                    outcomes.push(None);
+                }
+                None => break None,
+            }
+        }
+        match plan_turn(state, batch[i].as_ref()) {
+            Turn::Applied => applied.push(i),
+            Turn::Failed(e) => outcomes[i] = Some(Err(e)),
+            Turn::Lost(e) => {
+                outcomes[i] = Some(Err(e));
+                break Some(i);
+            }
+        }
+        i += 1;
+    };
+    let plans: Vec<&[LayerOp]> = batch.iter().map(AsRef::as_ref).collect();
+    match lost {
+        None => commit_group(state, &plans, &applied, &mut outcomes),
+        Some(lost) => {
             // The transaction is gone, and with it what the plans before `lost` applied:
             // `lost` keeps its error, the others run again.
-            Round::Lost(lost) => todo.retain(|&i| i != lost),
+            forget_tables(state, &plans);
+            for (j, outcome) in outcomes.iter_mut().enumerate() {
+                if j != lost {
+                    *outcome = None;
+                }
+            }
+            while outcomes.iter().any(Option::is_none) {
+                if let Round::Done = group_round(state, &plans, &mut outcomes) {
+                    break;
+                }
+            }
         }
     }
-    outcomes
+    let outcomes = outcomes
         .into_iter()
         .map(|outcome| {
             outcome.unwrap_or_else(|| {
@@ -684,16 +736,28 @@ fn apply_group(state: &mut State, plans: &[&[LayerOp]]) -> Vec<Result<()>> {
                 ))
             })
         })
-        .collect()
+        .collect();
+    (batch, outcomes)
 }
 
-/// How a round of [`apply_group`] ended.
+/// How a round of [`group_round`] ended.
 enum Round {
     /// Every plan of the round has its outcome.
     Done,
-    /// Plan `.0` failed and SQLite rolled the whole transaction back: the other plans of the
-    /// round must run again (only plan `.0` has its outcome).
-    Lost(usize),
+    /// A plan failed and SQLite rolled the whole transaction back: the plans without an
+    /// outcome must run again.
+    Lost,
+}
+
+/// What one plan's turn in a group transaction did.
+enum Turn {
+    /// Applied, released into the transaction.
+    Applied,
+    /// Failed and rolled back to its savepoint: the transaction goes on without it.
+    Failed(Error),
+    /// Failed, and the transaction is gone (SQLite rolled it back, or a savepoint could not
+    /// be released or rolled back to).
+    Lost(Error),
 }
 
 /// Runs a statement of the group commit (`BEGIN`, `SAVEPOINT korm_plan`, `RELEASE`,
@@ -703,13 +767,17 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// One transaction over the plans `todo`, filling in their outcomes (see [`apply_group`]).
-fn group_round(
-    state: &mut State,
-    plans: &[&[LayerOp]],
-    todo: &[usize],
-    outcomes: &mut [Option<Result<()>>],
-) -> Round {
+/// Forgets what the caches know of the plans' tables: their DDL may have rolled back, and
+/// their read plans are rebuilt on the next read.
+fn forget_tables(state: &mut State, plans: &[&[LayerOp]]) {
+    for op in plans.iter().flat_map(|plan| plan.iter()) {
+        state.schemas.remove(&op.table);
+        state.plans.remove(&op.table);
+    }
+}
+
+/// One plan's turn inside the open group transaction, in the savepoint `korm_plan`.
+fn plan_turn(state: &mut State, plan: &[LayerOp]) -> Turn {
     let State {
         conn,
         schemas,
@@ -718,88 +786,108 @@ fn group_round(
         ..
     } = &mut *state;
     // This path may change tables (DDL): their read plans are rebuilt on the next read.
-    for &i in todo {
-        for op in plans[i] {
-            read_plans.remove(&op.table);
-        }
+    for op in plan {
+        read_plans.remove(&op.table);
     }
-    let forget = |schemas: &mut worker::TableMap<TableSchema>, plan: &[LayerOp]| {
-        for op in plan {
-            schemas.remove(&op.table);
+    let result = run_cached(conn, "SAVEPOINT korm_plan")
+        .map_err(|e| db_error(ident, e))
+        .and_then(|()| apply_ops(conn, schemas, ident, plan));
+    let lose = |conn: &Connection, error: Error| {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        Turn::Lost(error)
     };
-    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-        let e = db_error(ident, e);
-        for &i in todo {
-            outcomes[i] = Some(Err(shared_failure(ident, &e, "BEGIN")));
-        }
-        return Round::Done;
-    }
-    let mut applied = Vec::with_capacity(todo.len());
-    for &i in todo {
-        let plan = plans[i];
-        let result = run_cached(conn, "SAVEPOINT korm_plan")
-            .map_err(|e| db_error(ident, e))
-            .and_then(|()| apply_ops(conn, schemas, ident, plan));
-        match result {
-            Ok(()) => match run_cached(conn, "RELEASE korm_plan") {
-                Ok(()) => applied.push(i),
+    match result {
+        Ok(()) => match run_cached(conn, "RELEASE korm_plan") {
+            Ok(()) => Turn::Applied,
+            // Can not happen (the savepoint is open); if it did, the transaction is in an
+            // unknown state: give it up.
+            Err(e) => lose(conn, db_error(ident, e)),
+        },
+        Err(error) => {
+            // The plan's DDL rolls back with it: forget what the cache learnt from it.
+            for op in plan {
+                schemas.remove(&op.table);
+            }
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an I/O error).
+                return Turn::Lost(error);
+            }
+            match conn.execute_batch("ROLLBACK TO korm_plan; RELEASE korm_plan") {
+                Ok(()) => Turn::Failed(error),
                 Err(e) => {
-                    // Can not happen (the savepoint is open); if it did, the transaction
-                    // is in an unknown state: give it up.
-                    let _ = conn.execute_batch("ROLLBACK");
-                    for &j in todo {
-                        forget(schemas, plans[j]);
-                    }
-                    outcomes[i] = Some(Err(db_error(ident, e)));
-                    return Round::Lost(i);
-                }
-            },
-            Err(error) => {
-                // The plan's DDL rolls back with it: forget what the cache learnt from it.
-                forget(schemas, plan);
-                outcomes[i] = Some(Err(error));
-                if conn.is_autocommit() {
-                    // SQLite rolled the whole transaction back (a full disk, an I/O error).
-                    for &j in todo {
-                        forget(schemas, plans[j]);
-                    }
-                    return Round::Lost(i);
-                }
-                let undone = conn.execute_batch("ROLLBACK TO korm_plan; RELEASE korm_plan");
-                if let Err(e) = undone {
                     tracing::warn!(layer = %ident, error = %e, "could not roll a failed write back to its savepoint; its batch runs again without it");
-                    if !conn.is_autocommit() {
-                        let _ = conn.execute_batch("ROLLBACK");
-                    }
-                    for &j in todo {
-                        forget(schemas, plans[j]);
-                    }
-                    return Round::Lost(i);
+                    lose(conn, error)
                 }
             }
         }
     }
-    if let Err(e) = run_cached(conn, "COMMIT") {
-        let e = db_error(ident, e);
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for &i in todo {
-            forget(schemas, plans[i]);
-        }
-        for &i in &applied {
-            outcomes[i] = Some(Err(shared_failure(ident, &e, "COMMIT")));
+}
+
+/// One transaction over the plans without an outcome yet, filling in their outcomes (see
+/// [`apply_arriving`]).
+fn group_round(
+    state: &mut State,
+    plans: &[&[LayerOp]],
+    outcomes: &mut [Option<Result<()>>],
+) -> Round {
+    let todo: Vec<usize> = (0..plans.len())
+        .filter(|&i| outcomes[i].is_none())
+        .collect();
+    if let Err(e) = run_cached(&state.conn, "BEGIN IMMEDIATE") {
+        let e = db_error(&state.ident, e);
+        for &i in &todo {
+            outcomes[i] = Some(Err(shared_failure(&state.ident, &e, "BEGIN")));
         }
         return Round::Done;
     }
-    for &i in &applied {
+    let mut applied = Vec::with_capacity(todo.len());
+    for &i in &todo {
+        match plan_turn(state, plans[i]) {
+            Turn::Applied => applied.push(i),
+            Turn::Failed(e) => outcomes[i] = Some(Err(e)),
+            Turn::Lost(e) => {
+                outcomes[i] = Some(Err(e));
+                forget_tables(state, plans);
+                for &j in &todo {
+                    if j != i {
+                        outcomes[j] = None;
+                    }
+                }
+                return Round::Lost;
+            }
+        }
+    }
+    commit_group(state, plans, &applied, outcomes);
+    Round::Done
+}
+
+/// Commits the open group transaction: the `applied` plans succeed together, or all get the
+/// COMMIT's error.
+fn commit_group(
+    state: &mut State,
+    plans: &[&[LayerOp]],
+    applied: &[usize],
+    outcomes: &mut [Option<Result<()>>],
+) {
+    if let Err(e) = run_cached(&state.conn, "COMMIT") {
+        let e = db_error(&state.ident, e);
+        if !state.conn.is_autocommit() {
+            let _ = state.conn.execute_batch("ROLLBACK");
+        }
+        forget_tables(state, plans);
+        for &i in applied {
+            outcomes[i] = Some(Err(shared_failure(&state.ident, &e, "COMMIT")));
+        }
+        return;
+    }
+    for &i in applied {
         outcomes[i] = Some(Ok(()));
     }
     if !applied.is_empty() {
         state.committed();
     }
-    Round::Done
 }
 
 /// The error each plan of a group commit gets when the shared `statement` failed with `e`.

@@ -22,11 +22,12 @@
 //!
 //! Writes sent to the thread are group-committed ([`Worker::write`]): the writes that queued
 //! up while a commit was syncing go into one transaction and one sync, each in a savepoint of
-//! its own (see `apply_group` in the layer module and docs/design.md, "Group commit"). A batch
+//! its own (see `apply_arriving` in the layer module and docs/design.md, "Group commit"). A batch
 //! holds at most [`GROUP_PLANS`] plans and [`GROUP_OPS`] ops; when writers are concurrent the
 //! thread waits for more at most [`GROUP_WAIT`] (and never longer than the last commit
-//! took); a lone writer never waits. Each caller gets its own outcome once the shared COMMIT
-//! has returned, never before.
+//! took); a lone writer never waits. The thread applies each write as soon as it takes it, so
+//! it applies one while the next writer is still preparing its own. Each caller gets its own
+//! outcome once the shared COMMIT has returned, never before.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -380,21 +381,24 @@ impl Worker {
                             guard.take_checkpoint_due()
                         }
                         Message::Write(first) => {
-                            let batch =
-                                gather(&jobs_rx, first, &mut pending, crowd.wait(), crowd.expected);
                             let started = Instant::now();
+                            let mut gathering = Gathering::new(
+                                &jobs_rx,
+                                &mut pending,
+                                &first,
+                                crowd.wait(),
+                                crowd.expected,
+                            );
                             let mut guard = lock(&state);
                             guard.restore_busy_timeout(busy_timeout);
-                            let plans: Vec<&[LayerOp]> =
-                                batch.iter().map(|w| w.ops.as_slice()).collect();
                             let outcomes = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                                super::apply_group(&mut guard, &plans)
+                                super::apply_arriving(&mut guard, first, || gathering.next())
                             }));
-                            crowd.saw(batch.len(), started.elapsed());
+                            crowd.saw(gathering.taken, started.elapsed());
                             match outcomes {
                                 // The batch has committed (or failed): now, and only now, each
                                 // caller learns its own outcome.
-                                Ok(outcomes) => {
+                                Ok((batch, outcomes)) => {
                                     for (write, outcome) in batch.into_iter().zip(outcomes) {
                                         let _ = write.reply.send(outcome);
                                     }
@@ -602,44 +606,69 @@ fn next_job(jobs: &mpsc::Receiver<Message>) -> Option<Message> {
     }
 }
 
-/// A batch of writes: `first`, the writes queued behind it, and (when writers are concurrent:
-/// `wait` is not zero) those arriving within `wait` until `expected` are in. Stops at a
-/// message that is not a write, kept in `pending` to run after the batch.
-fn gather(
-    jobs: &mpsc::Receiver<Message>,
-    first: Write,
-    pending: &mut Option<Message>,
-    wait: Duration,
+/// Takes the writes of a batch after its first, for [`super::apply_arriving`]: those queued
+/// behind it, and (when writers are concurrent: `wait` is not zero) those arriving within
+/// `wait` until `expected` are in. Stops at a message that is not a write, kept in `pending`
+/// to run after the batch, and at [`GROUP_PLANS`] plans or [`GROUP_OPS`] ops.
+struct Gathering<'a> {
+    jobs: &'a mpsc::Receiver<Message>,
+    pending: &'a mut Option<Message>,
+    deadline: Instant,
     expected: usize,
-) -> Vec<Write> {
-    let mut ops = first.ops.len();
-    let mut batch = vec![first];
-    let deadline = Instant::now() + wait;
-    while batch.len() < GROUP_PLANS && ops < GROUP_OPS {
-        let next = match jobs.try_recv() {
+    /// Plans taken, the first included.
+    taken: usize,
+    ops: usize,
+}
+
+impl<'a> Gathering<'a> {
+    fn new(
+        jobs: &'a mpsc::Receiver<Message>,
+        pending: &'a mut Option<Message>,
+        first: &Write,
+        wait: Duration,
+        expected: usize,
+    ) -> Self {
+        Gathering {
+            jobs,
+            pending,
+            deadline: Instant::now() + wait,
+            expected,
+            taken: 1,
+            ops: first.ops.len(),
+        }
+    }
+
+    fn next(&mut self) -> Option<Write> {
+        if self.taken >= GROUP_PLANS || self.ops >= GROUP_OPS || self.pending.is_some() {
+            return None;
+        }
+        let message = match self.jobs.try_recv() {
             Ok(message) => message,
-            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if batch.len() >= expected || left.is_zero() {
-                    break;
+                let left = self.deadline.saturating_duration_since(Instant::now());
+                if self.taken >= self.expected || left.is_zero() {
+                    return None;
                 }
-                match jobs.recv_timeout(left) {
-                    Ok(message) => message,
-                    Err(_) => break,
-                }
+                self.jobs.recv_timeout(left).ok()?
             }
         };
-        match next {
+        match message {
             Message::Write(write) => {
-                ops += write.ops.len();
-                batch.push(write);
+                self.taken += 1;
+                self.ops += write.ops.len();
+                Some(write)
             }
             other => {
-                *pending = Some(other);
-                break;
+                *self.pending = Some(other);
+                None
             }
         }
     }
-    batch
+}
+
+impl AsRef<[LayerOp]> for Write {
+    fn as_ref(&self) -> &[LayerOp] {
+        &self.ops
+    }
 }
