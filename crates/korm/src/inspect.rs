@@ -66,6 +66,7 @@ pub async fn inspect(pool: &Pool) -> Result<Vec<CollectionInfo>> {
     for (ident, layer) in pool.layers() {
         let mut tables: Vec<String> = layer
             .layer()
+            .backups()
             .backup_tables()
             .await?
             .into_iter()

@@ -240,7 +240,7 @@ pub(crate) async fn take(
         now.folder(),
         uuid::Uuid::new_v4()
     ))?;
-    let tables = layer.backup_tables().await?;
+    let tables = layer.backups().backup_tables().await?;
     let mut with_schemas = Vec::with_capacity(tables.len());
     for table in tables {
         let schema = if is_item_table(&table) {
@@ -266,7 +266,7 @@ pub(crate) async fn take(
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let upload = depot.put(&key, FileContent::stream(stream));
     let read = async move {
-        let outcome = match layer.export(with_schemas, sink).await {
+        let outcome = match layer.backups().export(with_schemas, sink).await {
             Ok(sink) => sink.finish().await,
             Err(e) => Err(e),
         };

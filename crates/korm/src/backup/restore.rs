@@ -330,7 +330,7 @@ pub(super) async fn restore(
                         if options.mode == RestoreMode::Replace
                             && !matches!(options.only, Some(Only::Item(..)))
                         {
-                            handle.layer().clear_table(&name).await?;
+                            handle.layer().backups().clear_table(&name).await?;
                         }
                         report.tables.push(name.clone());
                         state.table = Some((name, kinds));

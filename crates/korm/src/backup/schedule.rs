@@ -592,7 +592,9 @@ impl Scheduler {
                 next_run_at: interval.first_after(now)?.as_millisecond(),
                 last_run_at: None,
             };
-            meta.insert_schedule(&row, now.as_millisecond()).await?;
+            meta.backups()
+                .insert_schedule(&row, now.as_millisecond())
+                .await?;
         }
         Ok(())
     }
@@ -612,7 +614,7 @@ impl Scheduler {
             .iter()
             .map(|(l, i)| schedule_id(l, &i.to_json()))
             .collect();
-        for row in meta.schedules().await? {
+        for row in meta.backups().schedules().await? {
             if row.next_run_at > now.as_millisecond() || !ours.contains(&row.id) {
                 continue;
             }
@@ -623,6 +625,7 @@ impl Scheduler {
                 .map_err(|e| bad(&row.spec, e.to_string()))?;
             let next = interval.next_after(previous, now)?.as_millisecond();
             if !meta
+                .backups()
                 .claim_schedule(&row.id, row.next_run_at, next, now.as_millisecond())
                 .await?
             {

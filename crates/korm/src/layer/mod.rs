@@ -5,6 +5,7 @@
 //! by id, and run a planned select. The write path ([`crate::write`]) and the read path
 //! ([`crate::item`]) are the only callers, so every backend sees the same requests.
 
+pub(crate) mod backup;
 pub(crate) mod locks;
 pub(crate) mod meta;
 #[cfg(feature = "mysql")]
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 
 use crate::error::{Error, Result};
+pub(crate) use crate::layer::backup::LayerBackups;
 pub(crate) use crate::layer::locks::{Fence, LockClaim, SharedLockTable};
 pub(crate) use crate::layer::meta::KormTables;
 use crate::layer::schema::TableSchema;
@@ -462,39 +464,8 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// `mysql`).
     fn backend(&self) -> &'static str;
 
-    /// The tables a backup of the layer holds: `__korm_pool__` and `__korm_meta__` when the
-    /// layer has them, then every item table. One statement.
-    async fn backup_tables(&self) -> Result<Vec<String>>;
-
-    /// Reads the rows of `tables` (each with its schema when it is an item table) into
-    /// `sink`, inside one read transaction so the snapshot is consistent, flushing the sink
-    /// whenever it is full (rows are never gathered). A table dropped since it was listed is
-    /// left out.
-    async fn export(
-        &self,
-        tables: Vec<(String, Option<TableSchema>)>,
-        sink: crate::backup::format::Sink,
-    ) -> Result<crate::backup::format::Sink>;
-
-    /// Deletes every row of a table (a restore that replaces); a missing table is not an
-    /// error. Only item table names are passed.
-    async fn clear_table(&self, table: &str) -> Result<()>;
-
-    /// The backup schedules in `__korm_backups__` (created when missing, as korm 1.5 makes
-    /// it).
-    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>>;
-
-    /// Inserts a schedule's row unless one with its id exists (created when missing).
-    async fn insert_schedule(
-        &self,
-        row: &crate::backup::schedule::ScheduleRow,
-        now: i64,
-    ) -> Result<()>;
-
-    /// Claims a schedule's run: moves its `next_run_at` from `expected` to `next` (and sets
-    /// `last_run_at`) in one statement, `true` when this call moved it. Of several instances
-    /// claiming the same run, exactly one gets `true`.
-    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool>;
+    /// The layer's side of backups and their schedules.
+    fn backups(&self) -> &dyn LayerBackups;
 
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);

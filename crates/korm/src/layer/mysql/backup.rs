@@ -10,6 +10,9 @@ use super::{MySqlLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use async_trait::async_trait;
+
+use crate::layer::LayerBackups;
 use crate::layer::schema::{ReadColumn, TableSchema};
 
 /// The tables of the database, oldest first.
@@ -23,9 +26,12 @@ fn quoted(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-impl MySqlLayer {
-    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
-    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+#[async_trait]
+impl LayerBackups for MySqlLayer {
+    async fn backup_tables(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(TABLES)
             .bind(ITEMS_PREFIX)
             .fetch_all(&self.pool)
@@ -47,8 +53,7 @@ impl MySqlLayer {
         Ok(out)
     }
 
-    /// See [`Layer::export`](crate::layer::Layer::export).
-    pub(super) async fn export_tables(
+    async fn export(
         &self,
         tables: Vec<(String, Option<TableSchema>)>,
         mut sink: Sink,
@@ -113,8 +118,7 @@ impl MySqlLayer {
         read.map(|()| sink)
     }
 
-    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
-    pub(super) async fn clear(&self, table: &str) -> Result<()> {
+    async fn clear_table(&self, table: &str) -> Result<()> {
         match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {}",
             quoted(table)
@@ -127,14 +131,7 @@ impl MySqlLayer {
             Err(e) => Err(self.error(e)),
         }
     }
-}
-
-/// korm 1.5's schedules table.
-const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
-
-impl MySqlLayer {
-    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
-    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
         sqlx::raw_sql(SCHEDULES_DDL)
             .execute(&self.pool)
             .await
@@ -157,12 +154,12 @@ impl MySqlLayer {
             .collect())
     }
 
-    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
-    pub(super) async fn add_schedule(
+    async fn insert_schedule(
         &self,
-        row: crate::backup::schedule::ScheduleRow,
+        row: &crate::backup::schedule::ScheduleRow,
         now: i64,
     ) -> Result<()> {
+        let row = row.clone();
         sqlx::raw_sql(SCHEDULES_DDL)
             .execute(&self.pool)
             .await
@@ -182,14 +179,8 @@ impl MySqlLayer {
         Ok(())
     }
 
-    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
-    pub(super) async fn claim(
-        &self,
-        id: String,
-        expected: i64,
-        next: i64,
-        now: i64,
-    ) -> Result<bool> {
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        let id = id.to_owned();
         let done = sqlx::query("UPDATE `__korm_backups__` SET next_run_at = ?, last_run_at = ?, updated_at = ? WHERE schedule_id = ? AND next_run_at = ?")
             .bind(next)
             .bind(now)

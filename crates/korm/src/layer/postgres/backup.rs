@@ -9,6 +9,9 @@ use super::{PgLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use async_trait::async_trait;
+
+use crate::layer::LayerBackups;
 use crate::layer::schema::{ReadColumn, TableSchema};
 use crate::model::ColumnKind;
 
@@ -23,9 +26,12 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl PgLayer {
-    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
-    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+
+#[async_trait]
+impl LayerBackups for PgLayer {
+    async fn backup_tables(&self) -> Result<Vec<String>> {
         let names: Vec<String> = sqlx::query_scalar(TABLES)
             .bind(ITEMS_PREFIX)
             .fetch_all(&self.pool)
@@ -40,8 +46,7 @@ impl PgLayer {
         Ok(out)
     }
 
-    /// See [`Layer::export`](crate::layer::Layer::export).
-    pub(super) async fn export_tables(
+    async fn export(
         &self,
         tables: Vec<(String, Option<TableSchema>)>,
         mut sink: Sink,
@@ -109,8 +114,7 @@ impl PgLayer {
         read.map(|()| sink)
     }
 
-    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
-    pub(super) async fn clear(&self, table: &str) -> Result<()> {
+    async fn clear_table(&self, table: &str) -> Result<()> {
         match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {}",
             quoted(table)
@@ -123,28 +127,7 @@ impl PgLayer {
             Err(e) => Err(self.error(e)),
         }
     }
-}
-
-/// korm 1.5's schedules table.
-const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
-
-impl PgLayer {
-    /// Creates the schedules table when missing. Two instances creating it at once race on
-    /// the catalog: the loser's duplicate error means the table is there.
-    async fn create_schedules(&self) -> Result<()> {
-        match sqlx::raw_sql(SCHEDULES_DDL).execute(&self.pool).await {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.error(e)),
-        }
-    }
-
-    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
-    pub(super) async fn read_schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
+    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
         self.create_schedules().await?;
         let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id")
             .fetch_all(&self.pool)
@@ -164,12 +147,12 @@ impl PgLayer {
             .collect())
     }
 
-    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
-    pub(super) async fn add_schedule(
+    async fn insert_schedule(
         &self,
-        row: crate::backup::schedule::ScheduleRow,
+        row: &crate::backup::schedule::ScheduleRow,
         now: i64,
     ) -> Result<()> {
+        let row = row.clone();
         self.create_schedules().await?;
         let insert = sqlx::query("INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (schedule_id) DO NOTHING")
             .bind(row.id)
@@ -185,14 +168,8 @@ impl PgLayer {
         Ok(())
     }
 
-    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
-    pub(super) async fn claim(
-        &self,
-        id: String,
-        expected: i64,
-        next: i64,
-        now: i64,
-    ) -> Result<bool> {
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        let id = id.to_owned();
         let done = sqlx::query("UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $2 WHERE schedule_id = $3 AND next_run_at = $4")
             .bind(next)
             .bind(now)
@@ -202,5 +179,21 @@ impl PgLayer {
             .await
             .map_err(|e| self.error(e))?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl PgLayer {
+    /// Creates the schedules table when missing. Two instances creating it at once race on
+    /// the catalog: the loser's duplicate error means the table is there.
+    async fn create_schedules(&self) -> Result<()> {
+        match sqlx::raw_sql(SCHEDULES_DDL).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db))
+                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
     }
 }

@@ -11,6 +11,9 @@ use crate::backup::format::{Raw, Sink};
 use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Result};
 use crate::layer::meta::{POOL_TABLE, is_item_table};
+use async_trait::async_trait;
+
+use crate::layer::LayerBackups;
 use crate::layer::schema::TableSchema;
 use crate::query::dialect::Dialect;
 
@@ -99,17 +102,23 @@ fn export_on(
     read
 }
 
-impl SqliteLayer {
-    /// See [`Layer::backup_tables`](crate::layer::Layer::backup_tables).
-    pub(super) async fn list_backup_tables(&self) -> Result<Vec<String>> {
+/// korm 1.5's schedules table.
+const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (\
+    \"schedule_id\" TEXT PRIMARY KEY, \"layer_ident\" TEXT NOT NULL, \
+    \"interval_spec\" TEXT NOT NULL, \"next_run_at\" INTEGER NOT NULL, \"last_run_at\" INTEGER, \
+    \"created_at\" INTEGER NOT NULL, \"updated_at\" INTEGER NOT NULL)";
+
+#[async_trait]
+impl LayerBackups for SqliteLayer {
+    async fn backup_tables(&self) -> Result<Vec<String>> {
         self.worker
             .call(|state| backup_tables(&state.conn, &state.ident))
             .await
     }
 
-    /// See [`Layer::export`](crate::layer::Layer::export): a file is read on a connection of
-    /// its own (the layer's stays free for the pool), an in-memory database on the layer's.
-    pub(super) async fn export_tables(
+    // A file is read on a connection of its own (the layer's stays free for the pool), an
+    // in-memory database on the layer's.
+    async fn export(
         &self,
         tables: Vec<(String, Option<TableSchema>)>,
         mut sink: Sink,
@@ -139,8 +148,8 @@ impl SqliteLayer {
         }
     }
 
-    /// See [`Layer::clear_table`](crate::layer::Layer::clear_table).
-    pub(super) async fn clear(&self, table: String) -> Result<()> {
+    async fn clear_table(&self, table: &str) -> Result<()> {
+        let table = table.to_owned();
         self.worker
             .call(move |state| {
                 let sql = format!(
@@ -155,17 +164,7 @@ impl SqliteLayer {
             })
             .await
     }
-}
-
-/// korm 1.5's schedules table.
-const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (\
-    \"schedule_id\" TEXT PRIMARY KEY, \"layer_ident\" TEXT NOT NULL, \
-    \"interval_spec\" TEXT NOT NULL, \"next_run_at\" INTEGER NOT NULL, \"last_run_at\" INTEGER, \
-    \"created_at\" INTEGER NOT NULL, \"updated_at\" INTEGER NOT NULL)";
-
-impl SqliteLayer {
-    /// See [`Layer::schedules`](crate::layer::Layer::schedules).
-    pub(super) async fn read_schedules(&self) -> Result<Vec<ScheduleRow>> {
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
         self.worker
             .call(|state| {
                 let map = |e| db_error(&state.ident, e);
@@ -194,8 +193,8 @@ impl SqliteLayer {
             .await
     }
 
-    /// See [`Layer::insert_schedule`](crate::layer::Layer::insert_schedule).
-    pub(super) async fn add_schedule(&self, row: ScheduleRow, now: i64) -> Result<()> {
+    async fn insert_schedule(&self, row: &ScheduleRow, now: i64) -> Result<()> {
+        let row = row.clone();
         self.worker
             .call(move |state| {
                 let map = |e| db_error(&state.ident, e);
@@ -222,14 +221,8 @@ impl SqliteLayer {
             .await
     }
 
-    /// See [`Layer::claim_schedule`](crate::layer::Layer::claim_schedule).
-    pub(super) async fn claim(
-        &self,
-        id: String,
-        expected: i64,
-        next: i64,
-        now: i64,
-    ) -> Result<bool> {
+    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
+        let id = id.to_owned();
         self.worker
             .call(move |state| {
                 let changed = state

@@ -309,36 +309,8 @@ impl Layer for SqliteLayer {
         "sqlite"
     }
 
-    async fn backup_tables(&self) -> Result<Vec<String>> {
-        self.list_backup_tables().await
-    }
-
-    async fn export(
-        &self,
-        tables: Vec<(String, Option<TableSchema>)>,
-        sink: crate::backup::format::Sink,
-    ) -> Result<crate::backup::format::Sink> {
-        self.export_tables(tables, sink).await
-    }
-
-    async fn clear_table(&self, table: &str) -> Result<()> {
-        self.clear(table.to_owned()).await
-    }
-
-    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
-        self.read_schedules().await
-    }
-
-    async fn insert_schedule(
-        &self,
-        row: &crate::backup::schedule::ScheduleRow,
-        now: i64,
-    ) -> Result<()> {
-        self.add_schedule(row.clone(), now).await
-    }
-
-    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
-        self.claim(id.to_owned(), expected, next, now).await
+    fn backups(&self) -> &dyn super::LayerBackups {
+        self
     }
 
     async fn close(&self) {
