@@ -10,11 +10,52 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
 use crate::error::{DbErrorKind, Error, Scrubber};
-use crate::layer::LayerOp;
 use crate::layer::schema::TableSchema;
 use crate::layer::url::DbUrl;
+use crate::layer::{LayerOp, OpKind};
 use crate::model::SqlValue;
 use crate::query::dialect::Statement;
+
+/// At most this many rows go into one multi-row INSERT ([`insert_run`]).
+const INSERT_ROWS: usize = 256;
+
+/// At most this many values go into one multi-row INSERT: PostgreSQL and MySQL bind at most
+/// 65,535 a statement.
+const INSERT_VALUES: usize = 30_000;
+
+/// How many of the ops at the start of `ops` one multi-row INSERT may write: a run of plain
+/// inserts (no fence, no condition) into one table, writing the same fields in the same order,
+/// at most [`INSERT_ROWS`] rows and about [`INSERT_VALUES`] values. A plan of many creates
+/// (a restore's batch, `Tx::create_all`) then costs a round trip per run instead of per row.
+/// 1 (or 0 for no ops) when the first op is not such an insert.
+pub(crate) fn insert_run(ops: &[LayerOp]) -> usize {
+    let plain =
+        |op: &LayerOp| op.kind == OpKind::Insert && op.fence.is_none() && op.expect.is_empty();
+    let Some(first) = ops.first() else {
+        return 0;
+    };
+    if !plain(first) {
+        return 1;
+    }
+    // The id, each field and a unique shadow per field at the most.
+    let width = 1 + 2 * first.fields.len();
+    let most = INSERT_ROWS.min((INSERT_VALUES / width).max(1));
+    let same = |op: &LayerOp| {
+        plain(op)
+            && op.table == first.table
+            && op.fields.len() == first.fields.len()
+            && op
+                .fields
+                .iter()
+                .zip(first.fields.iter())
+                .all(|(a, b)| a.name == b.name)
+    };
+    1 + ops[1..]
+        .iter()
+        .take(most - 1)
+        .take_while(|op| same(op))
+        .count()
+}
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes
 /// sqlx's `AssertSqlSafe`: every identifier in it was validated and quoted by the dialect,
@@ -231,5 +272,67 @@ impl<DB: Database> fmt::Debug for ServerOptions<DB> {
             .field("connect_timeout", &self.connect_timeout)
             .field("wide_integers", &self.wide_integers)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::insert_run;
+    use crate::layer::{LayerOp, OpKind};
+    use crate::model::Field;
+
+    fn op(kind: OpKind, table: &str, fields: &[&str]) -> LayerOp {
+        let fields: Vec<Field> = fields
+            .iter()
+            .map(|name| Field {
+                name: (*name).to_owned(),
+                value: serde_json::Value::Null,
+                kind: None,
+                unique: false,
+            })
+            .collect();
+        LayerOp {
+            kind,
+            rn: String::new(),
+            table: table.to_owned(),
+            id: String::new(),
+            fields: Arc::from(fields),
+            destructive: false,
+            fence: None,
+            expect: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_plain_inserts_into_one_table_with_the_same_fields() {
+        let insert = |table, fields: &[&str]| op(OpKind::Insert, table, fields);
+        assert_eq!(insert_run(&[]), 0);
+        let ops = [
+            insert("t", &["a", "b"]),
+            insert("t", &["a", "b"]),
+            insert("t", &["a", "b"]),
+            insert("t", &["b", "a"]),
+        ];
+        assert_eq!(insert_run(&ops), 3, "fields in another order end the run");
+        let ops = [insert("t", &["a"]), insert("u", &["a"])];
+        assert_eq!(insert_run(&ops), 1, "another table ends it");
+        let ops = [insert("t", &["a"]), op(OpKind::DeleteIfExists, "t", &[])];
+        assert_eq!(insert_run(&ops), 1, "a delete ends it");
+        let ops = [op(OpKind::Update, "t", &["a"]), insert("t", &["a"])];
+        assert_eq!(insert_run(&ops), 1, "an update is not a run");
+        let mut conditional = insert("t", &["a"]);
+        conditional.expect.push(crate::layer::Expect {
+            name: "a".to_owned(),
+            value: crate::layer::Stored::Value(serde_json::Value::Null),
+        });
+        assert_eq!(insert_run(&[insert("t", &["a"]), conditional]), 1);
+        let many: Vec<LayerOp> = (0..1_000).map(|_| insert("t", &["a"])).collect();
+        assert_eq!(insert_run(&many), 256, "at most 256 rows a statement");
+        let wide: Vec<String> = (0..5_000).map(|i| format!("c{i}")).collect();
+        let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
+        let many: Vec<LayerOp> = (0..10).map(|_| insert("t", &wide)).collect();
+        assert_eq!(insert_run(&many), 2, "at most ~30,000 values a statement");
     }
 }

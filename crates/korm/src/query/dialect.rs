@@ -1276,6 +1276,64 @@ pub(crate) trait Dialect: Send + Sync {
         })
     }
 
+    /// One INSERT of several rows: each op (a plain insert into the same table as the others)
+    /// a row of its VALUES list, in order. `None` when the ops do not write the same columns
+    /// in the same order (each then runs alone).
+    ///
+    /// # Errors
+    /// What [`Dialect::check_row`] refuses.
+    fn render_insert_rows(
+        &self,
+        ops: &[&LayerOp],
+        schema: &TableSchema,
+    ) -> Result<Option<Statement>> {
+        let Some(first) = ops.first() else {
+            return Ok(None);
+        };
+        let mut st = RenderState::default();
+        let mut columns: Option<Vec<String>> = None;
+        let mut rows = String::new();
+        for op in ops {
+            self.check_row(op, schema)?;
+            let values = self.row_values(op, schema);
+            match &columns {
+                None => columns = Some(values.iter().map(|(c, _)| c.clone()).collect()),
+                Some(names) => {
+                    if names.len() != values.len()
+                        || names.iter().zip(&values).any(|(name, (c, _))| name != c)
+                    {
+                        return Ok(None);
+                    }
+                }
+            }
+            if !rows.is_empty() {
+                rows.push_str(", ");
+            }
+            rows.push('(');
+            rows.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
+            for (_, value) in values {
+                rows.push_str(", ");
+                rows.push_str(&self.bind_write(&mut st, value));
+            }
+            rows.push(')');
+        }
+        let mut sql = String::with_capacity(64 + rows.len());
+        sql.push_str("INSERT INTO ");
+        self.push_identifier(&mut sql, &self.physical_table(&first.table));
+        sql.push_str(" (");
+        self.push_identifier(&mut sql, ID_COLUMN);
+        for column in columns.iter().flatten() {
+            sql.push_str(", ");
+            self.push_identifier(&mut sql, column);
+        }
+        sql.push_str(") VALUES ");
+        sql.push_str(&rows);
+        Ok(Some(Statement {
+            sql,
+            params: st.params,
+        }))
+    }
+
     /// The null-safe equality operator, with its spaces: SQLite's ` IS `, PostgreSQL's
     /// ` IS NOT DISTINCT FROM `, MariaDB's ` <=> `.
     fn null_safe_eq(&self) -> &'static str {

@@ -465,6 +465,81 @@ pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
     .await;
 }
 
+/// A transaction of many creates (the server layers write runs of them as multi-row
+/// INSERTs): every item lands with its own values; a duplicate unique value deep in the run
+/// fails the whole transaction, names its own op, and writes nothing.
+pub async fn many_creates_in_one_tx_land_or_fail_together(pool: &Pool) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Account {
+        email: Unique<String>,
+        n: i64,
+        note: Option<String>,
+    }
+    let accounts = "[rn]:accounts:bulk:*";
+    let make = |i: usize, email: String| {
+        korm::item::<Account>(pool)
+            .from_data(
+                rn(accounts),
+                Account {
+                    email: Unique::new(email),
+                    n: i as i64,
+                    note: i.is_multiple_of(3).then(|| format!("note {i}")),
+                },
+            )
+            .expect("floating")
+    };
+    let mut tx = korm::tx(pool);
+    let handles = tx.create_all((0..600).map(|i| make(i, format!("u{i}@x"))));
+    let created = tx
+        .persist()
+        .await
+        .expect("600 creates")
+        .take_all(handles)
+        .expect("items");
+    assert_eq!(created.len(), 600);
+    let mut stored = korm::item::<Account>(pool)
+        .query(rn(accounts))
+        .get()
+        .await
+        .expect("query");
+    stored.sort_by_key(|a| a.data().n);
+    assert_eq!(stored.len(), 600);
+    for (i, item) in stored.iter().enumerate() {
+        assert_eq!(item.data().n, i as i64);
+        assert_eq!(*item.data().email, format!("u{i}@x"));
+        assert_eq!(
+            item.data().note,
+            i.is_multiple_of(3).then(|| format!("note {i}"))
+        );
+    }
+    // Op 300 of 400 takes the email of an item stored above.
+    let mut tx = korm::tx(pool);
+    tx.create_all((0..400).map(|i| {
+        let email = if i == 300 {
+            "u7@x".to_owned()
+        } else {
+            format!("v{i}@x")
+        };
+        make(1_000 + i, email)
+    }));
+    match tx.persist().await {
+        Err(Error::WriteFailed { op, source, .. }) => {
+            assert_eq!(op, 300, "the failing op is named");
+            assert!(
+                matches!(*source, Error::UniqueViolation { ref field, .. } if field == "email"),
+                "{source:?}"
+            );
+        }
+        other => panic!("expected the duplicate to fail the tx, got {other:?}"),
+    }
+    let count = korm::item::<Account>(pool)
+        .query(rn(accounts))
+        .count()
+        .await
+        .expect("count");
+    assert_eq!(count, 600, "nothing of the failed tx was written");
+}
+
 pub async fn unique_nested_objects_collide_whatever_key_order(pool: &Pool) {
     #[derive(Debug, Serialize, Deserialize)]
     struct Doc {
