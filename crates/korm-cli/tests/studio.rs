@@ -543,7 +543,10 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
         links(&page, "depot"),
         [("/depot?name=files".to_owned(), "files".to_owned())]
     );
-    assert!(page.contains(r#"<svg id="refs""#) && page.contains(r#"<g class="node">"#));
+    assert!(
+        page.contains(r#"<svg id="refs""#)
+            && page.contains(r#"<g class="node" data-collection="[rn][from::cardb]:cars:suv:*">"#)
+    );
 
     // The collection: a filter, a sort, the count, and paging that reaches every item once.
     let collection = &collections[0].0;
@@ -875,6 +878,10 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
     // The graph: one arrow, from the cars to the people.
     assert_eq!(home.matches(r#"<line class="edge""#).count(), 1, "{home}");
     assert!(home.contains("cardb cars:suv → pg users:people"), "{home}");
+    assert!(
+        home.contains(r#"<line class="edge" data-from="[rn][from::cardb]:cars:suv:*" data-to="[rn][from::pg]:users:people:*""#),
+        "{home}"
+    );
 
     let page = session.page(&format!("/item?rn={}", enc(&car_rn)));
     let rns = links(&page, "rn");

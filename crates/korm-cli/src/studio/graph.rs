@@ -62,7 +62,9 @@ pub(crate) fn svg(nodes: &[Node], edges: &[Edge]) -> String {
         let (ex, ey) = (x2 - dx / len * back, y2 - dy / len * back);
         let _ = write!(
             out,
-            r#"<line class="edge" x1="{x1:.1}" y1="{y1:.1}" x2="{ex:.1}" y2="{ey:.1}" marker-end="url(#arrow)"><title>{} → {} ({} sampled)</title></line>"#,
+            r#"<line class="edge" data-from="{}" data-to="{}" x1="{x1:.1}" y1="{y1:.1}" x2="{ex:.1}" y2="{ey:.1}" marker-end="url(#arrow)"><title>{} → {} ({} sampled)</title></line>"#,
+            escape(&nodes[edge.from].rn),
+            escape(&nodes[edge.to].rn),
             escape(&nodes[edge.from].label),
             escape(&nodes[edge.to].label),
             edge.count
@@ -74,7 +76,8 @@ pub(crate) fn svg(nodes: &[Node], edges: &[Edge]) -> String {
         let label: String = node.label.chars().take(26).collect();
         let _ = write!(
             out,
-            r#"<g class="node"><a href="{}"><rect x="{:.1}" y="{:.1}" width="{BOX_W}" height="{BOX_H}" rx="5"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text><title>{}</title></a></g>"#,
+            r#"<g class="node" data-collection="{}"><a href="{}"><rect x="{:.1}" y="{:.1}" width="{BOX_W}" height="{BOX_H}" rx="5"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text><title>{}</title></a></g>"#,
+            escape(&node.rn),
             url.href(),
             x - BOX_W / 2.0,
             y - BOX_H / 2.0,
