@@ -22,6 +22,14 @@ const HOSTILE_KEY: &str = "<img src=x onerror=alert(2)>";
 /// A depot file name can hold no space or `/`, but `<`, `>`, `"`, `'` and `&`.
 const HOSTILE_FILE: &str = "<img\"src=x'onerror=alert(3)>&.txt";
 const README: &str = "Invoices of the quarry.\nLine <two> & more.\n";
+/// A 1x1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Car {
@@ -379,6 +387,7 @@ async fn fixture() -> Fixture {
     std::fs::create_dir_all(files.join("notes")).expect("depot folder");
     std::fs::write(files.join("notes").join("readme.txt"), README).expect("readme");
     std::fs::write(files.join("notes").join(HOSTILE_FILE), "hostile").expect("hostile file");
+    std::fs::write(files.join("pixel.png"), PNG).expect("image");
     let pool = korm::pool()
         .layer("cardb", korm::layers::sqlite(&file))
         .open()
@@ -673,6 +682,32 @@ Line &lt;two&gt; &amp; more.
             "notes/".to_owned()
         )]
     );
+    // An image: previewed inline from its raw URL, served as its type.
+    let pixel = links(&depot, "entry file");
+    assert_eq!(pixel.len(), 1);
+    assert_eq!(pixel[0].1, "pixel.png");
+    let page = session.page(&pixel[0].0);
+    let marker = r#"<img id="preview" src=""#;
+    let at = page.find(marker).expect("img#preview") + marker.len();
+    let src = unescape(&page[at..at + page[at..].find('"').expect("src end")]);
+    assert!(
+        src.starts_with("/file/raw?rn=") && src.ends_with("&inline=1"),
+        "{src}"
+    );
+    let image = session.get(&src);
+    assert_eq!(image.status, 200);
+    assert_eq!(image.body, PNG);
+    assert_eq!(image.header("content-type"), Some("image/png"));
+    assert!(
+        image
+            .header("content-disposition")
+            .is_some_and(|d| d.starts_with("inline"))
+    );
+    assert!(
+        image
+            .header("content-security-policy")
+            .is_some_and(|c| c.contains("sandbox"))
+    );
     let notes = session.page(&entries[0].0);
     assert!(notes.contains(r#"<ul id="entries">"#));
     let names: Vec<String> = links(&notes, "entry file")
@@ -900,4 +935,153 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
     );
     drop(studio);
     drop(db);
+}
+
+#[tokio::test]
+async fn the_backups_page_lists_and_verifies_and_names_a_damaged_backup() {
+    let fx = fixture().await;
+    let backups = fx._dir.path().join("backups");
+    std::fs::create_dir_all(&backups).expect("backups folder");
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&fx.file))
+        .depot("backups", korm::depots::local(&backups))
+        .open()
+        .await
+        .expect("open");
+    let taken = korm::backup::Backups::new(&pool, "backups")
+        .expect("backups")
+        .now("cardb")
+        .await
+        .expect("backup");
+    pool.close().await;
+    let key = taken.key.as_str().to_owned();
+
+    let mut args = fx.args();
+    args.extend([
+        "--depot".into(),
+        format!("backups={}", backups.display()),
+        "--backups".into(),
+        "backups".into(),
+    ]);
+    let studio = start(&strs(&args), &[], true);
+    let session = enter(&studio);
+    let page = session.page("/backups");
+    assert!(page.contains(&format!("<td>{key}</td>")), "{page}");
+    let verify = links(&page, "verify");
+    assert_eq!(
+        verify,
+        [(
+            format!("/backups?verify={}", enc(&key)),
+            "verify".to_owned()
+        )]
+    );
+    let page = session.page(&verify[0].0);
+    assert!(
+        page.contains(r#"<p class="ok" id="verified">ok "#) && page.contains("120 rows"),
+        "{page}"
+    );
+    // A flipped byte: the page says the backup is damaged.
+    let file = backups.join(&key);
+    let mut bytes = std::fs::read(&file).expect("backup file");
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&file, bytes).expect("damage");
+    let page = session.page(&verify[0].0);
+    assert!(
+        page.contains(r#"<p class="error" id="verified">"#) && page.contains("damaged"),
+        "{page}"
+    );
+    for body in session.seen.borrow().iter() {
+        assert!(!body.contains(SSN), "the secret in a page: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_wal_page_lists_done_records_and_flags_a_tampered_one() {
+    install_key();
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("cars.sqlite");
+    let wal = dir.path().join("wal");
+    std::fs::create_dir_all(&wal).expect("wal folder");
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&file))
+        .depot("wal", korm::depots::local(&wal))
+        .with_wal(
+            "wal",
+            korm::WalOptions::new("orders").with_retention(korm::WalRetention::Keep),
+        )
+        .open()
+        .await
+        .expect("open");
+    cars(&pool, "cardb", 2).await;
+    pool.close().await;
+    // A done record copied into pending/ with one value changed: it fails its MAC check.
+    let namespace = wal.join("__korm_wal__").join("orders");
+    let pool_dir = std::fs::read_dir(&namespace)
+        .expect("pools")
+        .next()
+        .expect("a pool")
+        .expect("entry")
+        .path();
+    let mut done: Vec<_> = std::fs::read_dir(pool_dir.join("done"))
+        .expect("done")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    done.sort();
+    assert_eq!(done.len(), 2, "{done:?}");
+    let text = std::fs::read_to_string(&done[0]).expect("record");
+    let tampered = text.replacen("Make 00", "Make 99", 1);
+    assert_ne!(text, tampered);
+    let id = done[0]
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    std::fs::create_dir_all(pool_dir.join("pending")).expect("pending folder");
+    std::fs::write(
+        pool_dir.join("pending").join(format!("{id}.json")),
+        tampered,
+    )
+    .expect("tamper");
+
+    let layer = format!("cardb=sqlite:{}", file.display());
+    let wal_dir = wal.display().to_string();
+    let studio = start(
+        &[
+            "--layer",
+            &layer,
+            "--wal-dir",
+            &wal_dir,
+            "--wal-namespace",
+            "orders",
+        ],
+        &[],
+        true,
+    );
+    let session = enter(&studio);
+    let home = session.page("/");
+    assert!(home.contains(r#"<a href="/wal">WAL</a>"#), "{home}");
+    let page = session.page("/wal");
+    assert!(
+        page.contains(r#"<p class="error" id="wal-status">refused"#),
+        "{page}"
+    );
+    let refused = page
+        .split(r#"<table id="refused">"#)
+        .nth(1)
+        .expect("table#refused");
+    assert!(
+        refused.contains(&format!("<td>{id}</td>")) && refused.contains("MAC"),
+        "{refused}"
+    );
+    assert!(
+        page.contains("<h2>Pending (0)</h2>") && page.contains("<h2>Done (2)</h2>"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(r#"<tr class="record done">"#).count(),
+        2,
+        "{page}"
+    );
+    assert!(!page.contains(SSN), "{page}");
 }
