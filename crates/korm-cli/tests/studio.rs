@@ -980,6 +980,47 @@ async fn the_backups_page_lists_and_verifies_and_names_a_damaged_backup() {
         page.contains(r#"<p class="ok" id="verified">ok "#) && page.contains("120 rows"),
         "{page}"
     );
+    // The restore dry run: what replacing the layer with the backup would change, after one
+    // car was deleted, one edited and one added; nothing is written.
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&fx.file))
+        .open()
+        .await
+        .expect("open");
+    let items = korm::item::<Map<String, Value>>(&pool);
+    let deleted = fx.cars[5].0.clone();
+    items
+        .load(deleted.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .delete()
+        .await
+        .expect("delete");
+    items
+        .load(fx.cars[6].0.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .update(|d| {
+            d.insert("make".into(), json!("Changed"));
+        })
+        .commit()
+        .await
+        .expect("commit");
+    cars(&pool, "cardb", 1).await;
+    pool.close().await;
+    let dry_run = links(&page, "dry-run");
+    assert_eq!(dry_run.len(), 1);
+    let page = session.page(&dry_run[0].0);
+    assert!(
+        page.contains(r#"<tr class="dry-run"><td>cars:suv</td><td>120</td><td>120</td><td class="add">1</td><td class="change">1</td><td class="remove">1</td></tr>"#),
+        "{page}"
+    );
+    assert!(
+        stored(&fx.file, &deleted).await.is_none(),
+        "the dry run wrote nothing"
+    );
     // A flipped byte: the page says the backup is damaged.
     let file = backups.join(&key);
     let mut bytes = std::fs::read(&file).expect("backup file");
