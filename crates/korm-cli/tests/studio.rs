@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use korm::Encrypted;
+use korm::{Encrypted, Unique};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -37,6 +37,7 @@ struct Car {
     year: i64,
     meta: Value,
     ssn: Encrypted<String>,
+    vin: Unique<String>,
 }
 
 fn install_key() {
@@ -360,6 +361,7 @@ async fn cars(pool: &korm::Pool, layer: &str, n: i64) -> Vec<(String, i64)> {
                     year,
                     meta,
                     ssn: Encrypted::new(SSN.into()),
+                    vin: Unique::new(format!("VIN-{layer}-{i}-{}", uuid::Uuid::new_v4().simple())),
                 },
             )
             .expect("floating")
@@ -557,6 +559,25 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
             && page.contains(r#"<g class="node" data-collection="[rn][from::cardb]:cars:suv:*">"#)
     );
 
+    assert!(
+        page.contains(r#"<span class="col unique">vin</span>"#),
+        "{page}"
+    );
+    // Hostile parameters come back as text.
+    let resp = session.get(&format!(
+        "/collection?rn={}&filter={}",
+        enc(HOSTILE),
+        enc(HOSTILE)
+    ));
+    assert_eq!(resp.status, 400);
+    assert!(
+        !resp.text().contains(HOSTILE) && resp.text().contains("&lt;script&gt;"),
+        "{}",
+        resp.text()
+    );
+    let resp = session.get(&format!("/item?rn={}", enc(HOSTILE)));
+    assert_eq!(resp.status, 400);
+    assert!(!resp.text().contains(HOSTILE), "{}", resp.text());
     // The collection: a filter, a sort, the count, and paging that reaches every item once.
     let collection = &collections[0].0;
     let all = session.page(collection);
@@ -593,6 +614,9 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
             .any(|(href, text)| text == "make" && href.ends_with("&sort=make")),
         "{sorts:?}"
     );
+    // Encrypted values can not be sorted: no link.
+    assert!(!sorts.iter().any(|(_, text)| text == "ssn"), "{sorts:?}");
+    assert!(first.contains(r#"<th class="encrypted-column">ssn</th>"#));
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -640,6 +664,10 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
     );
     assert!(
         page.contains(r#"<tr class="field"><td class="name">make</td>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<tr class="field unique"><td class="name">vin</td>"#),
         "{page}"
     );
     // The secret: named, never shown, on every page seen.

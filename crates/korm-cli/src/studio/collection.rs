@@ -8,7 +8,7 @@ use korm::{Cursor, Query};
 use serde_json::{Map, Value};
 
 use super::html::{Url, escape, link};
-use super::values::Render;
+use super::values::{Render, is_envelope};
 use super::{Params, Reply, Studio};
 
 /// Items a page.
@@ -103,6 +103,19 @@ async fn table(
     );
     let current = sort.unwrap_or_default();
     for column in &columns {
+        // Encrypted values can not be sorted (the database sees only their envelopes).
+        let encrypted = page
+            .items
+            .iter()
+            .any(|item| item.data().get(*column).is_some_and(is_envelope));
+        if encrypted {
+            let _ = write!(
+                out,
+                r#"<th class="encrypted-column">{}</th>"#,
+                escape(column)
+            );
+            continue;
+        }
         let (next, mark) = if current == *column {
             (format!("-{column}"), " ▲")
         } else if current == format!("-{column}") {
