@@ -49,6 +49,8 @@ fn install_key() {
 /// A running `korm studio`, killed when dropped.
 struct Running {
     child: Child,
+    /// The rest of its stdout, after the line it printed.
+    stdout: BufReader<std::process::ChildStdout>,
     port: u16,
     token: String,
 }
@@ -76,10 +78,8 @@ fn start(args: &[&str], env: &[(&str, &str)], with_key: bool) -> Running {
     }
     let mut child = command.spawn().expect("start korm studio");
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the studio's line");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut line).expect("read the studio's line");
     let url = line
         .trim()
         .strip_prefix("korm studio: http://127.0.0.1:")
@@ -91,6 +91,7 @@ fn start(args: &[&str], env: &[(&str, &str)], with_key: bool) -> Running {
         port: port.parse().expect("port"),
         token: token.to_owned(),
         child,
+        stdout,
     }
 }
 
@@ -1153,4 +1154,21 @@ async fn the_wal_page_lists_done_records_and_flags_a_tampered_one() {
         "{page}"
     );
     assert!(!page.contains(SSN), "{page}");
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_studio_cleanly_after_its_one_line() {
+    let fx = fixture().await;
+    let mut studio = start(&strs(&fx.args()), &[], true);
+    assert_eq!(enter(&studio).get("/").status, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &studio.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = studio.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    studio.stdout.read_to_string(&mut rest).expect("stdout");
+    assert_eq!(rest, "", "one line on stdout, nothing more");
 }
