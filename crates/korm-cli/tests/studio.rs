@@ -882,23 +882,23 @@ struct Person {
     name: String,
 }
 
-#[tokio::test]
-async fn a_car_in_sqlite_links_its_owner_in_postgres() {
+/// A car in SQLite whose owner lives in a database on `server`: the link crosses them.
+async fn a_car_in_sqlite_links_its_owner_on(server: support::Server) {
     install_key();
-    let Some(db) = support::create(support::Server::Postgres).await else {
+    let Some(db) = support::create(server).await else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("cars.sqlite");
     let pool = korm::pool()
         .layer("cardb", korm::layers::sqlite(&file))
-        .layer("pg", korm::layers::from_url(&db.url).expect("url"))
+        .layer("owners", korm::layers::from_url(&db.url).expect("url"))
         .open()
         .await
         .expect("open");
     let owner = korm::item::<Person>(&pool)
         .from_data(
-            "[rn][from::pg]:users:people:*".parse().expect("rn"),
+            "[rn][from::owners]:users:people:*".parse().expect("rn"),
             Person {
                 name: "Fred <Flintstone>".into(),
             },
@@ -922,8 +922,13 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
 
     let layer = format!("cardb=sqlite:{}", file.display());
     let studio = start(
-        &["--layer", &layer, "--layer", "pg=env:KORM_STUDIO_TEST_PG"],
-        &[("KORM_STUDIO_TEST_PG", db.url.as_str())],
+        &[
+            "--layer",
+            &layer,
+            "--layer",
+            "owners=env:KORM_STUDIO_TEST_DB",
+        ],
+        &[("KORM_STUDIO_TEST_DB", db.url.as_str())],
         true,
     );
     let session = enter(&studio);
@@ -936,14 +941,17 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
         collections,
         [
             "[rn][from::cardb]:cars:suv:*",
-            "[rn][from::pg]:users:people:*"
+            "[rn][from::owners]:users:people:*"
         ]
     );
     // The graph: one arrow, from the cars to the people.
     assert_eq!(home.matches(r#"<line class="edge""#).count(), 1, "{home}");
-    assert!(home.contains("cardb cars:suv → pg users:people"), "{home}");
     assert!(
-        home.contains(r#"<line class="edge" data-from="[rn][from::cardb]:cars:suv:*" data-to="[rn][from::pg]:users:people:*""#),
+        home.contains("cardb cars:suv → owners users:people"),
+        "{home}"
+    );
+    assert!(
+        home.contains(r#"<line class="edge" data-from="[rn][from::cardb]:cars:suv:*" data-to="[rn][from::owners]:users:people:*""#),
         "{home}"
     );
 
@@ -1171,4 +1179,14 @@ async fn sigterm_ends_the_studio_cleanly_after_its_one_line() {
     let mut rest = String::new();
     studio.stdout.read_to_string(&mut rest).expect("stdout");
     assert_eq!(rest, "", "one line on stdout, nothing more");
+}
+
+#[tokio::test]
+async fn a_car_in_sqlite_links_its_owner_in_postgres() {
+    a_car_in_sqlite_links_its_owner_on(support::Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_car_in_sqlite_links_its_owner_in_mariadb() {
+    a_car_in_sqlite_links_its_owner_on(support::Server::MySql).await;
 }
