@@ -1190,3 +1190,23 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
 async fn a_car_in_sqlite_links_its_owner_in_mariadb() {
     a_car_in_sqlite_links_its_owner_on(support::Server::MySql).await;
 }
+
+#[tokio::test]
+async fn one_sqlite_file_by_the_sqlite_flag() {
+    let fx = fixture().await;
+    let file = fx.file.display().to_string();
+    let studio = start(&["--sqlite", &file], &[], true);
+    let session = enter(&studio);
+    let home = session.page("/");
+    let collections = links(&home, "collection");
+    assert_eq!(collections.len(), 1, "{home}");
+    let page = session.page(&collections[0].0);
+    assert_eq!(span_count(&page), 120);
+    let items = links(&page, "item");
+    assert_eq!(items.len(), 50);
+    // The file is the only layer: the item opens whatever layer its RN names.
+    let item = session.page(&items[0].0);
+    assert!(item.contains(r#"<table id="fields">"#), "{item}");
+    let stored = format!("/item?rn={}", enc(&fx.cars[0].0));
+    assert!(session.page(&stored).contains("Make 000"));
+}
