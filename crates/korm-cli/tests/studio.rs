@@ -970,6 +970,11 @@ async fn a_car_in_sqlite_links_its_owner_on(server: support::Server) {
         owner_page.contains("Fred &lt;Flintstone&gt;"),
         "{owner_page}"
     );
+    // An RN without its layer: found in the layer that has its collection.
+    let bare = owner.rn().without_layer().to_string();
+    assert!(!bare.contains("[from::"), "{bare}");
+    let page = session.page(&format!("/item?rn={}", enc(&bare)));
+    assert!(page.contains("Fred &lt;Flintstone&gt;"), "{page}");
     drop(studio);
     drop(db);
 }

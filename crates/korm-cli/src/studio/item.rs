@@ -25,11 +25,32 @@ fn version(data: &Data) -> String {
     hex::encode(Sha256::digest(&json))
 }
 
+/// The item at `rn`, in whatever layer it lives: an RN without a `from` mod, in a pool of
+/// several layers, is looked for in each layer that has its collection.
 async fn load(studio: &Studio, rn: &str) -> korm::Result<Item<Data>> {
-    korm::item::<Data>(studio.pool())
-        .load(studio.opened().rn(rn)?)
-        .get()
-        .await
+    let rn = studio.opened().rn(rn)?;
+    let items = korm::item::<Data>(studio.pool());
+    match items.load(rn.clone()).get().await {
+        Err(unnamed @ Error::LayerNotNamed { .. }) => {
+            let name = format!(
+                "{}:{}",
+                rn.namespace().unwrap_or_default(),
+                rn.kind().unwrap_or_default()
+            );
+            let found = studio.inspected().await?;
+            for c in found
+                .iter()
+                .filter(|c| c.collection.as_deref() == Some(name.as_str()))
+            {
+                match items.load(rn.with_layer(&c.layer)?).get().await {
+                    Err(Error::NotFound { .. }) => continue,
+                    other => return other,
+                }
+            }
+            Err(unnamed)
+        }
+        other => other,
+    }
 }
 
 /// The fields of the item's collection that are unique (from the last inspection).
