@@ -825,11 +825,17 @@ async fn with_writes_an_edit_lands_and_a_stale_one_is_a_conflict() {
     );
     let mut edited: Map<String, Value> = serde_json::from_str(&data).expect("json");
     edited.insert("make".into(), json!("Edited"));
+    edited.remove("meta");
     let edited = serde_json::to_string(&edited).expect("json");
     let resp = session.post(&target, &[("data", &edited), ("loaded", &loaded)]);
     assert_eq!(resp.status, 303, "{}", resp.text());
     let now = stored(&fx.file, rn).await.expect("stored");
     assert_eq!(now["make"], "Edited");
+    assert_eq!(
+        now.get("meta").unwrap_or(&Value::Null),
+        &Value::Null,
+        "a field taken out is emptied"
+    );
     // The encrypted field kept its envelope.
     assert_eq!(now["ssn"]["__ENCRYPTED__"], true);
 
