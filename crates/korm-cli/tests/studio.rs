@@ -1215,6 +1215,15 @@ async fn one_sqlite_file_by_the_sqlite_flag() {
     assert_eq!(span_count(&page), 120);
     let items = links(&page, "item");
     assert_eq!(items.len(), 50);
+    // Exactly one full page: no link to an empty next page.
+    let fifty = session.page(&format!(
+        "{}&filter={}",
+        collections[0].0,
+        enc(r#"make < "Make 050""#)
+    ));
+    assert_eq!(span_count(&fifty), 50);
+    assert_eq!(links(&fifty, "item").len(), 50);
+    assert!(href_of(&fifty, "next").is_none(), "no next page");
     // The file is the only layer: the item opens whatever layer its RN names.
     let item = session.page(&items[0].0);
     assert!(item.contains(r#"<table id="fields">"#), "{item}");
