@@ -265,7 +265,10 @@ fn enter(studio: &Running) -> Session<'_> {
         "{cookie}"
     );
     let pair = cookie.split(';').next().expect("pair").to_owned();
-    assert_eq!(pair, format!("korm_studio={}", studio.token));
+    assert_eq!(
+        pair,
+        format!("korm_studio_{}={}", studio.port, studio.token)
+    );
     Session {
         studio,
         cookie: pair,
@@ -460,7 +463,7 @@ async fn the_token_the_cookie_and_the_host_guard_every_page() {
     );
     assert_eq!(resp.status, 403);
     assert!(resp.header("set-cookie").is_none());
-    let cookie = format!("korm_studio={wrong}");
+    let cookie = format!("korm_studio_{port}={wrong}");
     let resp = request(
         port,
         "GET",

@@ -398,12 +398,18 @@ async fn handle(studio: &Studio, request: Request<Incoming>) -> Reply {
         .collect();
     let host = text(header::HOST);
     let origin = text(header::ORIGIN);
+    let fetch_site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let verdict = studio.guard.check(Asked {
         post,
         host: host.as_deref(),
         origin: origin.as_deref(),
+        fetch_site: fetch_site.as_deref(),
         cookies: &cookies,
         path,
         query,
