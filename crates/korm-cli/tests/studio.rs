@@ -874,6 +874,42 @@ async fn with_writes_an_edit_lands_and_a_stale_one_is_a_conflict() {
         true
     );
 
+    // Nor where the item holds no value: the column stores encrypted values.
+    let other = &fx.cars[3].0;
+    let mut emptied: Map<String, Value> = stored(&fx.file, other).await.expect("stored");
+    emptied.insert("ssn".into(), Value::Null);
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&fx.file))
+        .open()
+        .await
+        .expect("open");
+    korm::item::<Map<String, Value>>(&pool)
+        .load(other.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .replace(emptied)
+        .commit()
+        .await
+        .expect("empty the ssn");
+    pool.close().await;
+    let other_target = format!("/item?rn={}", enc(other));
+    let page = session.page(&other_target);
+    let mut clear: Map<String, Value> =
+        serde_json::from_str(&form_value(&page, "data")).expect("json");
+    assert_eq!(clear["ssn"], Value::Null);
+    clear.insert("ssn".into(), json!("in the clear"));
+    let clear = serde_json::to_string(&clear).expect("json");
+    let resp = session.post(
+        &other_target,
+        &[("data", &clear), ("loaded", &form_value(&page, "loaded"))],
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        stored(&fx.file, other).await.expect("stored")["ssn"],
+        Value::Null
+    );
+
     // A fresh delete lands.
     let resp = session.post(
         &format!("/item/delete?rn={}", enc(rn)),
