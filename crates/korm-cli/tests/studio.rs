@@ -1269,3 +1269,86 @@ async fn one_sqlite_file_by_the_sqlite_flag() {
     let stored = format!("/item?rn={}", enc(&fx.cars[0].0));
     assert!(session.page(&stored).contains("Make 000"));
 }
+
+#[tokio::test]
+async fn files_are_never_served_as_html_or_svg_and_pages_carry_their_headers() {
+    let fx = fixture().await;
+    let web = fx.files.join("web");
+    std::fs::create_dir_all(&web).expect("folder");
+    std::fs::write(
+        web.join("page.html"),
+        "<html><script>alert(4)</script></html>",
+    )
+    .expect("html");
+    std::fs::write(
+        web.join("pic.svg"),
+        r#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(5)"/>"#,
+    )
+    .expect("svg");
+    let mut args = fx.args();
+    args.push("--allow-writes".into());
+    let studio = start(&strs(&args), &[], true);
+    let session = enter(&studio);
+    let page = session.get("/");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
+    let csp = page.header("content-security-policy").expect("csp");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    for name in ["page.html", "pic.svg"] {
+        let rn = format!("[rn][depot::files]:web:{name}");
+        let file_page = session.page(&format!("/file?rn={}", enc(&rn)));
+        assert!(file_page.contains(r#"<pre id="text">"#), "{file_page}");
+        assert!(!file_page.contains("<script>") && !file_page.contains("<svg xmlns"));
+        for inline in ["", "&inline=1"] {
+            let raw = session.get(&format!("/file/raw?rn={}{inline}", enc(&rn)));
+            assert_eq!(raw.status, 200);
+            let kind = raw.header("content-type").expect("type");
+            assert!(
+                kind.starts_with("text/plain") || kind == "application/octet-stream",
+                "{name}: {kind}"
+            );
+            assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+            assert!(
+                raw.header("content-security-policy")
+                    .is_some_and(|c| c.contains("sandbox"))
+            );
+        }
+    }
+    // A write from a page with an opaque origin (Origin: null) is refused; nothing changes.
+    let rn = &fx.cars[4].0;
+    let target = format!("/item?rn={}", enc(rn));
+    let form = session.page(&target);
+    let loaded = form_value(&form, "loaded");
+    let host = format!("127.0.0.1:{}", studio.port);
+    let body = format!("loaded={}", enc(&loaded));
+    let resp = request(
+        studio.port,
+        "POST",
+        &format!("/item/delete?rn={}", enc(rn)),
+        &[
+            ("Host", &host),
+            ("Cookie", &session.cookie),
+            ("Origin", "null"),
+        ],
+        &body,
+    );
+    assert_eq!(resp.status, 403);
+    let resp = request(
+        studio.port,
+        "POST",
+        &format!("/item/delete?rn={}", enc(rn)),
+        &[
+            ("Host", &host),
+            ("Cookie", &session.cookie),
+            ("Sec-Fetch-Site", "same-site"),
+        ],
+        &body,
+    );
+    assert_eq!(resp.status, 403);
+    assert!(stored(&fx.file, rn).await.is_some());
+}
