@@ -112,7 +112,8 @@ fn config(path: &PathBuf) -> korm::Result<(Vec<String>, Vec<String>)> {
 }
 
 impl Opened {
-    fn rn(&self, text: &str) -> korm::Result<Rn<Map<String, Value>>> {
+    /// The RN `text` names, without its layer when the pool is one SQLite file (`--sqlite`).
+    pub(crate) fn rn(&self, text: &str) -> korm::Result<Rn<Map<String, Value>>> {
         let rn: Rn<Map<String, Value>> = text.parse()?;
         Ok(if self.single_file {
             rn.without_layer()
@@ -124,6 +125,11 @@ impl Opened {
     /// The pool.
     pub(crate) fn pool(&self) -> &korm::Pool {
         &self.pool
+    }
+
+    /// Whether the pool is one SQLite file named by `--sqlite` (RNs lose their layer).
+    pub(crate) fn single_file(&self) -> bool {
+        self.single_file
     }
 
     pub(crate) async fn close(self) {
@@ -282,7 +288,7 @@ fn item_json(item: &korm::Item<Map<String, Value>>) -> Value {
 
 /// A value with each encryption envelope replaced by `"<encrypted>"` (or `"<password
 /// hash>"`).
-fn redacted(value: &Value) -> Value {
+pub(crate) fn redacted(value: &Value) -> Value {
     match value {
         Value::Object(map)
             if map.get(korm::crypto::ENVELOPE_MARKER) == Some(&Value::Bool(true)) =>

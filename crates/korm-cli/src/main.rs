@@ -7,6 +7,7 @@
 mod backup;
 mod data;
 mod pool_args;
+mod studio;
 mod wal;
 
 use std::process::ExitCode;
@@ -74,6 +75,12 @@ enum Command {
         #[command(subcommand)]
         command: backup::BackupCommand,
     },
+    /// Serve a local web page to look at the pool: collections, items and their references,
+    /// depot files, the WAL and backups.
+    ///
+    /// Listens on 127.0.0.1 only and prints one line, `korm studio: URL`, whose token lets a
+    /// browser in. Read-only unless --allow-writes.
+    Studio(studio::StudioArgs),
     /// Inspect a pool's write-ahead log (status, show) or recover it.
     ///
     /// Records are MAC-checked, so each command needs the pool's KORM_ENCRYPTION_KEY (and
@@ -179,6 +186,7 @@ async fn run(cli: Cli) -> korm::Result<ExitCode> {
             result?;
         }
         Command::Wal { command } => return wal::run(command).await,
+        Command::Studio(args) => return studio::run(args).await,
         Command::Backup { command } => return backup::run(command).await,
     }
     Ok(ExitCode::SUCCESS)

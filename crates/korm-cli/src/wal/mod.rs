@@ -342,6 +342,28 @@ fn check_name(option: &'static str, name: &str) -> korm::Result<()> {
     }
 }
 
+/// The reader of the WAL in the local folder `dir` under `namespace` (and `pool_id`, when the
+/// namespace holds several pools), for the studio's WAL page; also the pool id and the
+/// records' folder on disk.
+///
+/// # Errors
+/// As `korm wal status`: a name that is not a WAL folder name, no such folder or records,
+/// no encryption key.
+pub(crate) async fn reader(
+    dir: &Path,
+    namespace: &str,
+    pool_id: Option<&str>,
+) -> korm::Result<(WalReader, String, PathBuf)> {
+    let at = WalAt {
+        wal_dir: dir.to_owned(),
+        namespace: namespace.to_owned(),
+        pool_id: pool_id.map(str::to_owned),
+        wal: "wal".to_owned(),
+    };
+    let (reader, found) = open(&at).await?;
+    Ok((reader, found.pool_id, found.folder))
+}
+
 /// The pool whose records to read: the one given, else the only one in the namespace.
 fn find(dir: &Path, namespace: &str, pool_id: Option<&str>) -> korm::Result<Found> {
     check_name("--namespace", namespace)?;

@@ -1,0 +1,215 @@
+//! The item page: its fields, RNs as links, secrets as `<encrypted>`, unique fields marked;
+//! with `--allow-writes`, the edit and delete forms and their POSTs.
+//!
+//! A form carries the version of the item it showed (the SHA-256 of its data as loaded). A
+//! POST loads the item again and writes only if that version still holds, and the write
+//! itself is conditional on the loaded values (korm's conflict check), so an edit made on a
+//! stale page is refused with a Conflict page and nothing is written.
+
+use std::fmt::Write as _;
+
+use hyper::StatusCode;
+use korm::{Error, Item};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::html::{Url, escape};
+use super::values::{Render, holds_envelope, redacted};
+use super::{Params, Reply, Studio, redirect};
+
+type Data = Map<String, Value>;
+
+/// The version an edit form carries: the SHA-256 (hex) of the item's data as loaded.
+fn version(data: &Data) -> String {
+    let json = serde_json::to_vec(data).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
+
+async fn load(studio: &Studio, rn: &str) -> korm::Result<Item<Data>> {
+    korm::item::<Data>(studio.pool())
+        .load(studio.opened().rn(rn)?)
+        .get()
+        .await
+}
+
+/// The fields of the item's collection that are unique (from the last inspection).
+async fn unique_fields(studio: &Studio, item: &Item<Data>) -> Vec<String> {
+    let rn = item.rn();
+    let (Some(namespace), Some(kind)) = (rn.namespace(), rn.kind()) else {
+        return Vec::new();
+    };
+    let name = format!("{namespace}:{kind}");
+    let Ok(found) = studio.inspected().await else {
+        return Vec::new();
+    };
+    let single = studio.opened().single_file() || studio.pool().layer_names().count() == 1;
+    found
+        .iter()
+        .find(|c| {
+            c.collection.as_deref() == Some(name.as_str())
+                && (single || rn.layer().is_none_or(|l| l == c.layer))
+        })
+        .map(|c| {
+            c.columns
+                .iter()
+                .filter(|col| col.unique)
+                .map(|col| col.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /item?rn=RN`.
+pub(crate) async fn page(studio: &Studio, params: &Params) -> korm::Result<Reply> {
+    let rn = params.need("rn")?;
+    let item = load(studio, rn).await?;
+    let unique = unique_fields(studio, &item).await;
+    let shown = item.rn().as_str();
+    let collection = item.rn().collection();
+    let mut body = format!(
+        r#"<h1 id="rn">{}</h1><p>in {}</p>"#,
+        escape(shown),
+        super::html::link(
+            "collection",
+            &Url::new("/collection").with("rn", collection.as_str()),
+            collection.as_str()
+        )
+    );
+    if studio.reveal_asked && studio.reveal.is_none() {
+        body.push_str(
+            r#"<p class="muted">--allow-reveal was given, but KORM_ENCRYPTION_KEY is not set: encrypted values stay hidden.</p>"#,
+        );
+    }
+    body.push_str(
+        r#"<table id="fields"><thead><tr><th>field</th><th>value</th></tr></thead><tbody>"#,
+    );
+    let render = Render {
+        reveal: studio.reveal.as_deref(),
+    };
+    for (name, value) in item.data() {
+        let class = if unique.contains(name) {
+            "field unique"
+        } else {
+            "field"
+        };
+        let _ = write!(
+            body,
+            r#"<tr class="{class}"><td class="name">{}</td><td class="value">{}</td></tr>"#,
+            escape(name),
+            render.value(value)
+        );
+    }
+    body.push_str("</tbody></table>");
+    if studio.writes {
+        let editable: Data = item
+            .data()
+            .iter()
+            .map(|(k, v)| (k.clone(), redacted(v)))
+            .collect();
+        let json = serde_json::to_string_pretty(&editable).unwrap_or_default();
+        let loaded = version(item.data());
+        let post = Url::new("/item").with("rn", shown);
+        let delete = Url::new("/item/delete").with("rn", shown);
+        let _ = write!(
+            body,
+            r#"<h2>Edit</h2><p class="muted">The item's data as JSON. Encrypted values show as "&lt;encrypted&gt;": left so, they are kept as stored.</p><form id="edit" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><textarea name="data" spellcheck="false">{}</textarea><p><button id="save" type="submit">save</button></p></form><form id="delete" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><button id="delete-item" type="submit">delete this item</button></form>"#,
+            post.href(),
+            escape(&json),
+            delete.href()
+        );
+    }
+    Ok(studio.page(StatusCode::OK, shown, &body))
+}
+
+/// The page saying an edit or delete came from a stale page.
+fn conflict(studio: &Studio, rn: &str, detail: &str) -> Reply {
+    let url = Url::new("/item").with("rn", rn);
+    let body = format!(
+        r#"<h1 id="conflict">Conflict</h1><p class="error">{}</p><p>Nothing was written. <a id="reload" href="{}">Load the item again</a> to see what it holds now.</p>"#,
+        escape(detail),
+        url.href()
+    );
+    studio.page(StatusCode::CONFLICT, "conflict", &body)
+}
+
+fn bad_request(studio: &Studio, what: &str) -> Reply {
+    let body = format!(
+        r#"<h1>Not saved</h1><p class="error" id="error">{}</p><p>Nothing was written.</p>"#,
+        escape(what)
+    );
+    studio.page(StatusCode::BAD_REQUEST, "not saved", &body)
+}
+
+/// `POST /item?rn=RN` (form: `data`, `loaded`).
+pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> korm::Result<Reply> {
+    let rn = params.need("rn")?;
+    let loaded = form.need("loaded")?;
+    let mut data: Data = match serde_json::from_str::<Value>(form.get("data").unwrap_or("")) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Ok(bad_request(studio, "the data must be a JSON object")),
+        Err(e) => return Ok(bad_request(studio, &format!("the data is not JSON: {e}"))),
+    };
+    let item = load(studio, rn).await?;
+    if version(item.data()) != loaded {
+        return Ok(conflict(
+            studio,
+            rn,
+            "the item changed since this page loaded it",
+        ));
+    }
+    // An encrypted value left as the page showed it keeps what is stored; the studio never
+    // writes an encrypted field's value in the clear.
+    for (name, value) in data.iter_mut() {
+        if let Some(stored) = item.data().get(name)
+            && holds_envelope(stored)
+        {
+            if *value == redacted(stored) {
+                *value = stored.clone();
+            } else {
+                return Ok(bad_request(
+                    studio,
+                    &format!(
+                        "field {name} is encrypted: the studio does not write encrypted values \
+                         (leave it as the page shows it)"
+                    ),
+                ));
+            }
+        }
+    }
+    let shown = item.rn().as_str().to_owned();
+    match item.replace(data).commit().await {
+        Ok(_) => Ok(redirect(Url::new("/item").with("rn", &shown).as_str())),
+        Err(Error::Conflict { .. }) => Ok(conflict(
+            studio,
+            rn,
+            "another writer changed the item while it was being saved",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /item/delete?rn=RN` (form: `loaded`).
+pub(crate) async fn delete(studio: &Studio, params: &Params, form: &Params) -> korm::Result<Reply> {
+    let rn = params.need("rn")?;
+    let loaded = form.need("loaded")?;
+    let item = load(studio, rn).await?;
+    if version(item.data()) != loaded {
+        return Ok(conflict(
+            studio,
+            rn,
+            "the item changed since this page loaded it",
+        ));
+    }
+    let collection = item.rn().collection().as_str().to_owned();
+    match item.delete().await {
+        Ok(_) => Ok(redirect(
+            Url::new("/collection").with("rn", &collection).as_str(),
+        )),
+        Err(Error::Conflict { .. }) => Ok(conflict(
+            studio,
+            rn,
+            "another writer changed the item while it was being deleted",
+        )),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,210 @@
+//! The WAL page (pending and done records, those failing their MAC flagged) and the backups
+//! page (list, verify), reading what `korm wal status` and `korm backup list|verify` read.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use hyper::StatusCode;
+use korm::backup::Backups;
+use korm::depots::DepotKey;
+use korm::wal::Record;
+
+use super::html::{Url, escape, link};
+use super::{Params, Reply, Studio};
+
+/// Where the WAL's records are (`--wal-dir`, `--wal-namespace`, `--wal-pool-id`).
+#[derive(Debug)]
+pub(crate) struct WalPlace {
+    dir: PathBuf,
+    namespace: String,
+    pool_id: Option<String>,
+}
+
+impl WalPlace {
+    pub(crate) fn new(dir: PathBuf, namespace: String, pool_id: Option<String>) -> WalPlace {
+        WalPlace {
+            dir,
+            namespace,
+            pool_id,
+        }
+    }
+}
+
+/// The most done records listed.
+const DONE_SHOWN: usize = 200;
+
+fn record_row(record: &Record) -> String {
+    let ops: Vec<String> = record
+        .ops
+        .iter()
+        .map(|op| {
+            let kind = format!("{:?}", op.kind).to_lowercase();
+            let target = if op.rn.starts_with("[rn]") {
+                link("rn", &Url::new("/item").with("rn", &op.rn), &op.rn)
+            } else {
+                escape(&op.rn)
+            };
+            format!("{} {target}", escape(&kind))
+        })
+        .collect();
+    let depot_ops: Vec<String> = record
+        .depot_ops
+        .iter()
+        .map(|op| {
+            format!(
+                "{} {}",
+                escape(&format!("{:?}", op.kind).to_lowercase()),
+                escape(&op.rn)
+            )
+        })
+        .collect();
+    format!(
+        r#"<tr class="record {}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+        escape(record.state.as_str()),
+        escape(&record.id),
+        escape(&record.created_at),
+        escape(record.state.as_str()),
+        [ops, depot_ops].concat().join("<br>")
+    )
+}
+
+/// `GET /wal`.
+pub(crate) async fn wal(studio: &Studio) -> korm::Result<Reply> {
+    let Some(place) = &studio.wal else {
+        let body = r#"<h1>WAL</h1><p class="muted">Start the studio with --wal-dir FOLDER --wal-namespace NS to see the write-ahead log.</p>"#;
+        return Ok(studio.page(StatusCode::NOT_FOUND, "WAL", body));
+    };
+    let (reader, pool_id, folder) =
+        crate::wal::reader(&place.dir, &place.namespace, place.pool_id.as_deref()).await?;
+    let mut pending = Vec::new();
+    let mut refused = Vec::new();
+    for (id, checked) in reader.pending().await? {
+        match checked {
+            Ok(record) => pending.push(record),
+            Err(reason) => refused.push((id, reason)),
+        }
+    }
+    pending.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    let done = reader.done().await?;
+    let mut body = format!(
+        r#"<h1>WAL</h1><p>namespace {} · pool {} · <span class="muted">{}</span></p>"#,
+        escape(&place.namespace),
+        escape(&pool_id),
+        escape(&folder.display().to_string())
+    );
+    let status = if !refused.is_empty() {
+        r#"<p class="error" id="wal-status">refused: a pending record fails its check; no recovery replays it, a person must look at it</p>"#
+    } else if !pending.is_empty() {
+        r#"<p id="wal-status">pending: the next open of the pool (or korm wal recover) replays these records</p>"#
+    } else {
+        r#"<p class="ok" id="wal-status">clean: no pending record</p>"#
+    };
+    body.push_str(status);
+    let head = "<thead><tr><th>id</th><th>created</th><th>state</th><th>ops</th></tr></thead>";
+    if !refused.is_empty() {
+        body.push_str(r#"<h2>Refused</h2><table id="refused"><thead><tr><th>id</th><th>why</th></tr></thead><tbody>"#);
+        for (id, reason) in &refused {
+            let _ = write!(
+                body,
+                r#"<tr class="record refused"><td>{}</td><td class="error">{}</td></tr>"#,
+                escape(id),
+                escape(reason)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        body,
+        r#"<h2>Pending ({})</h2><table id="pending">{head}<tbody>"#,
+        pending.len()
+    );
+    for record in &pending {
+        body.push_str(&record_row(record));
+    }
+    body.push_str("</tbody></table>");
+    let _ = write!(
+        body,
+        r#"<h2>Done ({})</h2><table id="done">{head}<tbody>"#,
+        done.len()
+    );
+    for (id, checked) in done.iter().rev().take(DONE_SHOWN) {
+        match checked {
+            Ok(record) => body.push_str(&record_row(record)),
+            Err(reason) => {
+                let _ = write!(
+                    body,
+                    r#"<tr class="record refused"><td>{}</td><td></td><td>fails its check</td><td class="error">{}</td></tr>"#,
+                    escape(id),
+                    escape(reason)
+                );
+            }
+        }
+    }
+    body.push_str("</tbody></table>");
+    Ok(studio.page(StatusCode::OK, "WAL", &body))
+}
+
+/// `GET /backups[?verify=KEY]`.
+pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Reply> {
+    let Some(depot) = &studio.backups else {
+        let body = r#"<h1>Backups</h1><p class="muted">Start the studio with --backups DEPOT to see the backups.</p>"#;
+        return Ok(studio.page(StatusCode::NOT_FOUND, "backups", body));
+    };
+    let backups = Backups::new(studio.pool(), depot)?;
+    let mut body = format!(r#"<h1>Backups in depot {}</h1>"#, escape(depot));
+    if let Some(key) = params.get("verify") {
+        // Verifying reads the backup through a parser whose callbacks are not Send: it runs
+        // on this worker thread (the runtime moves other tasks off it meanwhile).
+        let verified = match DepotKey::parse(key) {
+            Ok(key) => tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(backups.verify(&key))
+            }),
+            Err(e) => Err(e),
+        };
+        match verified {
+            Ok(report) => {
+                let how = if report.checksummed {
+                    "row counts and SHA-256 checksums match"
+                } else {
+                    "whole and well-formed (a korm 1.5 backup: no checksums to check)"
+                };
+                let _ = write!(
+                    body,
+                    r#"<p class="ok" id="verified">ok {}: layer {} ({}), {} tables, {} rows: {how}</p>"#,
+                    escape(report.key.as_str()),
+                    escape(&report.layer),
+                    escape(&report.layer_type),
+                    report.tables,
+                    report.rows
+                );
+            }
+            Err(e) => {
+                let _ = write!(
+                    body,
+                    r#"<p class="error" id="verified">{} is damaged or unreadable: {}</p>"#,
+                    escape(key),
+                    escape(&e.to_string())
+                );
+            }
+        }
+    }
+    let list = backups.list(None).await?;
+    body.push_str(r#"<table id="backups"><thead><tr><th>layer</th><th>taken</th><th>size</th><th>key</th><th></th></tr></thead><tbody>"#);
+    for entry in &list {
+        let verify = Url::new("/backups").with("verify", entry.key.as_str());
+        let _ = write!(
+            body,
+            r#"<tr class="backup"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&entry.layer),
+            escape(&entry.taken_at),
+            entry.size.map(|s| s.to_string()).unwrap_or_default(),
+            escape(entry.key.as_str()),
+            link("verify", &verify, "verify")
+        );
+    }
+    body.push_str("</tbody></table>");
+    if list.is_empty() {
+        body.push_str(r#"<p class="muted">no backups yet (korm backup now)</p>"#);
+    }
+    Ok(studio.page(StatusCode::OK, "backups", &body))
+}
