@@ -406,6 +406,31 @@ impl<'b> Element<'b> {
             .command("POST", &self.path("/click"), json!({}));
     }
 
+    /// Types `text` into it (an input or a textarea), after what it holds.
+    #[track_caller]
+    pub fn type_text(&self, text: &str) {
+        self.browser
+            .command("POST", &self.path("/value"), json!({ "text": text }));
+    }
+
+    /// Clicks it and waits until the page shown has a URL for which `arrived` holds, and
+    /// has loaded (a form's submit button).
+    #[track_caller]
+    pub fn click_until(&self, arrived: impl Fn(&str) -> bool) {
+        let browser = self.browser;
+        self.click();
+        let started = Instant::now();
+        while !arrived(&browser.url()) {
+            assert!(
+                started.elapsed() < PATIENCE,
+                "the click led to {}, not where expected",
+                browser.url()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        browser.await_loaded();
+    }
+
     /// Clicks a link and waits for the page it leads to (its `href`) to load.
     #[track_caller]
     pub fn follow(&self) {
