@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-use korm::Encrypted;
+use korm::{Encrypted, Unique};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -37,6 +37,7 @@ struct Car {
     year: i64,
     meta: Value,
     ssn: Encrypted<String>,
+    vin: Unique<String>,
 }
 
 fn install_key() {
@@ -48,6 +49,8 @@ fn install_key() {
 /// A running `korm studio`, killed when dropped.
 struct Running {
     child: Child,
+    /// The rest of its stdout, after the line it printed.
+    stdout: BufReader<std::process::ChildStdout>,
     port: u16,
     token: String,
 }
@@ -75,10 +78,8 @@ fn start(args: &[&str], env: &[(&str, &str)], with_key: bool) -> Running {
     }
     let mut child = command.spawn().expect("start korm studio");
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the studio's line");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdout.read_line(&mut line).expect("read the studio's line");
     let url = line
         .trim()
         .strip_prefix("korm studio: http://127.0.0.1:")
@@ -90,6 +91,7 @@ fn start(args: &[&str], env: &[(&str, &str)], with_key: bool) -> Running {
         port: port.parse().expect("port"),
         token: token.to_owned(),
         child,
+        stdout,
     }
 }
 
@@ -360,6 +362,7 @@ async fn cars(pool: &korm::Pool, layer: &str, n: i64) -> Vec<(String, i64)> {
                     year,
                     meta,
                     ssn: Encrypted::new(SSN.into()),
+                    vin: Unique::new(format!("VIN-{layer}-{i}-{}", uuid::Uuid::new_v4().simple())),
                 },
             )
             .expect("floating")
@@ -557,6 +560,25 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
             && page.contains(r#"<g class="node" data-collection="[rn][from::cardb]:cars:suv:*">"#)
     );
 
+    assert!(
+        page.contains(r#"<span class="col unique">vin</span>"#),
+        "{page}"
+    );
+    // Hostile parameters come back as text.
+    let resp = session.get(&format!(
+        "/collection?rn={}&filter={}",
+        enc(HOSTILE),
+        enc(HOSTILE)
+    ));
+    assert_eq!(resp.status, 400);
+    assert!(
+        !resp.text().contains(HOSTILE) && resp.text().contains("&lt;script&gt;"),
+        "{}",
+        resp.text()
+    );
+    let resp = session.get(&format!("/item?rn={}", enc(HOSTILE)));
+    assert_eq!(resp.status, 400);
+    assert!(!resp.text().contains(HOSTILE), "{}", resp.text());
     // The collection: a filter, a sort, the count, and paging that reaches every item once.
     let collection = &collections[0].0;
     let all = session.page(collection);
@@ -593,6 +615,9 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
             .any(|(href, text)| text == "make" && href.ends_with("&sort=make")),
         "{sorts:?}"
     );
+    // Encrypted values can not be sorted: no link.
+    assert!(!sorts.iter().any(|(_, text)| text == "ssn"), "{sorts:?}");
+    assert!(first.contains(r#"<th class="encrypted-column">ssn</th>"#));
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
@@ -640,6 +665,10 @@ async fn pages_show_the_pool_page_a_collection_and_escape_hostile_values() {
     );
     assert!(
         page.contains(r#"<tr class="field"><td class="name">make</td>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<tr class="field unique"><td class="name">vin</td>"#),
         "{page}"
     );
     // The secret: named, never shown, on every page seen.
@@ -796,11 +825,17 @@ async fn with_writes_an_edit_lands_and_a_stale_one_is_a_conflict() {
     );
     let mut edited: Map<String, Value> = serde_json::from_str(&data).expect("json");
     edited.insert("make".into(), json!("Edited"));
+    edited.remove("meta");
     let edited = serde_json::to_string(&edited).expect("json");
     let resp = session.post(&target, &[("data", &edited), ("loaded", &loaded)]);
     assert_eq!(resp.status, 303, "{}", resp.text());
     let now = stored(&fx.file, rn).await.expect("stored");
     assert_eq!(now["make"], "Edited");
+    assert_eq!(
+        now.get("meta").unwrap_or(&Value::Null),
+        &Value::Null,
+        "a field taken out is emptied"
+    );
     // The encrypted field kept its envelope.
     assert_eq!(now["ssn"]["__ENCRYPTED__"], true);
 
@@ -853,23 +888,23 @@ struct Person {
     name: String,
 }
 
-#[tokio::test]
-async fn a_car_in_sqlite_links_its_owner_in_postgres() {
+/// A car in SQLite whose owner lives in a database on `server`: the link crosses them.
+async fn a_car_in_sqlite_links_its_owner_on(server: support::Server) {
     install_key();
-    let Some(db) = support::create(support::Server::Postgres).await else {
+    let Some(db) = support::create(server).await else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("cars.sqlite");
     let pool = korm::pool()
         .layer("cardb", korm::layers::sqlite(&file))
-        .layer("pg", korm::layers::from_url(&db.url).expect("url"))
+        .layer("owners", korm::layers::from_url(&db.url).expect("url"))
         .open()
         .await
         .expect("open");
     let owner = korm::item::<Person>(&pool)
         .from_data(
-            "[rn][from::pg]:users:people:*".parse().expect("rn"),
+            "[rn][from::owners]:users:people:*".parse().expect("rn"),
             Person {
                 name: "Fred <Flintstone>".into(),
             },
@@ -893,8 +928,13 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
 
     let layer = format!("cardb=sqlite:{}", file.display());
     let studio = start(
-        &["--layer", &layer, "--layer", "pg=env:KORM_STUDIO_TEST_PG"],
-        &[("KORM_STUDIO_TEST_PG", db.url.as_str())],
+        &[
+            "--layer",
+            &layer,
+            "--layer",
+            "owners=env:KORM_STUDIO_TEST_DB",
+        ],
+        &[("KORM_STUDIO_TEST_DB", db.url.as_str())],
         true,
     );
     let session = enter(&studio);
@@ -907,14 +947,17 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
         collections,
         [
             "[rn][from::cardb]:cars:suv:*",
-            "[rn][from::pg]:users:people:*"
+            "[rn][from::owners]:users:people:*"
         ]
     );
     // The graph: one arrow, from the cars to the people.
     assert_eq!(home.matches(r#"<line class="edge""#).count(), 1, "{home}");
-    assert!(home.contains("cardb cars:suv → pg users:people"), "{home}");
     assert!(
-        home.contains(r#"<line class="edge" data-from="[rn][from::cardb]:cars:suv:*" data-to="[rn][from::pg]:users:people:*""#),
+        home.contains("cardb cars:suv → owners users:people"),
+        "{home}"
+    );
+    assert!(
+        home.contains(r#"<line class="edge" data-from="[rn][from::cardb]:cars:suv:*" data-to="[rn][from::owners]:users:people:*""#),
         "{home}"
     );
 
@@ -933,6 +976,11 @@ async fn a_car_in_sqlite_links_its_owner_in_postgres() {
         owner_page.contains("Fred &lt;Flintstone&gt;"),
         "{owner_page}"
     );
+    // An RN without its layer: found in the layer that has its collection.
+    let bare = owner.rn().without_layer().to_string();
+    assert!(!bare.contains("[from::"), "{bare}");
+    let page = session.page(&format!("/item?rn={}", enc(&bare)));
+    assert!(page.contains("Fred &lt;Flintstone&gt;"), "{page}");
     drop(studio);
     drop(db);
 }
@@ -979,6 +1027,47 @@ async fn the_backups_page_lists_and_verifies_and_names_a_damaged_backup() {
     assert!(
         page.contains(r#"<p class="ok" id="verified">ok "#) && page.contains("120 rows"),
         "{page}"
+    );
+    // The restore dry run: what replacing the layer with the backup would change, after one
+    // car was deleted, one edited and one added; nothing is written.
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&fx.file))
+        .open()
+        .await
+        .expect("open");
+    let items = korm::item::<Map<String, Value>>(&pool);
+    let deleted = fx.cars[5].0.clone();
+    items
+        .load(deleted.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .delete()
+        .await
+        .expect("delete");
+    items
+        .load(fx.cars[6].0.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .update(|d| {
+            d.insert("make".into(), json!("Changed"));
+        })
+        .commit()
+        .await
+        .expect("commit");
+    cars(&pool, "cardb", 1).await;
+    pool.close().await;
+    let dry_run = links(&page, "dry-run");
+    assert_eq!(dry_run.len(), 1);
+    let page = session.page(&dry_run[0].0);
+    assert!(
+        page.contains(r#"<tr class="dry-run"><td>cars:suv</td><td>120</td><td>120</td><td class="add">1</td><td class="change">1</td><td class="remove">1</td></tr>"#),
+        "{page}"
+    );
+    assert!(
+        stored(&fx.file, &deleted).await.is_none(),
+        "the dry run wrote nothing"
     );
     // A flipped byte: the page says the backup is damaged.
     let file = backups.join(&key);
@@ -1084,4 +1173,60 @@ async fn the_wal_page_lists_done_records_and_flags_a_tampered_one() {
         "{page}"
     );
     assert!(!page.contains(SSN), "{page}");
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_studio_cleanly_after_its_one_line() {
+    let fx = fixture().await;
+    let mut studio = start(&strs(&fx.args()), &[], true);
+    assert_eq!(enter(&studio).get("/").status, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &studio.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = studio.child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    studio.stdout.read_to_string(&mut rest).expect("stdout");
+    assert_eq!(rest, "", "one line on stdout, nothing more");
+}
+
+#[tokio::test]
+async fn a_car_in_sqlite_links_its_owner_in_postgres() {
+    a_car_in_sqlite_links_its_owner_on(support::Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_car_in_sqlite_links_its_owner_in_mariadb() {
+    a_car_in_sqlite_links_its_owner_on(support::Server::MySql).await;
+}
+
+#[tokio::test]
+async fn one_sqlite_file_by_the_sqlite_flag() {
+    let fx = fixture().await;
+    let file = fx.file.display().to_string();
+    let studio = start(&["--sqlite", &file], &[], true);
+    let session = enter(&studio);
+    let home = session.page("/");
+    let collections = links(&home, "collection");
+    assert_eq!(collections.len(), 1, "{home}");
+    let page = session.page(&collections[0].0);
+    assert_eq!(span_count(&page), 120);
+    let items = links(&page, "item");
+    assert_eq!(items.len(), 50);
+    // Exactly one full page: no link to an empty next page.
+    let fifty = session.page(&format!(
+        "{}&filter={}",
+        collections[0].0,
+        enc(r#"make < "Make 050""#)
+    ));
+    assert_eq!(span_count(&fifty), 50);
+    assert_eq!(links(&fifty, "item").len(), 50);
+    assert!(href_of(&fifty, "next").is_none(), "no next page");
+    // The file is the only layer: the item opens whatever layer its RN names.
+    let item = session.page(&items[0].0);
+    assert!(item.contains(r#"<table id="fields">"#), "{item}");
+    let stored = format!("/item?rn={}", enc(&fx.cars[0].0));
+    assert!(session.page(&stored).contains("Make 000"));
 }

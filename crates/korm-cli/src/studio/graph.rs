@@ -1,5 +1,5 @@
-//! The picture of which collections reference which: an SVG with the collections on a
-//! circle and an arrow from each collection to every collection its items point at.
+//! The picture of which collections reference which: an SVG with the collections on an
+//! ellipse and an arrow from each collection to every collection its items point at.
 
 use std::fmt::Write as _;
 
@@ -29,17 +29,20 @@ const BOX_H: f64 = 30.0;
 /// The SVG (`svg#refs`, one `g.node` a collection, one `line.edge` a reference).
 pub(crate) fn svg(nodes: &[Node], edges: &[Edge]) -> String {
     let n = nodes.len().max(1) as f64;
-    let radius = if nodes.len() <= 1 {
+    // An ellipse wider than tall (pages are wide); the first node on the left, so two
+    // collections sit side by side and a few fit above the fold.
+    let rx = if nodes.len() <= 1 {
         0.0
     } else {
-        (60.0 * n / std::f64::consts::PI).clamp(120.0, 420.0)
+        (90.0 * n / std::f64::consts::PI).clamp(220.0, 560.0)
     };
-    let height = 2.0 * radius + 2.0 * BOX_H + 40.0;
-    let width = WIDTH.max(2.0 * radius + BOX_W + 40.0);
+    let ry = if nodes.len() <= 2 { 0.0 } else { rx * 0.55 };
+    let height = 2.0 * ry + BOX_H + 60.0;
+    let width = WIDTH.max(2.0 * rx + BOX_W + 40.0);
     let (cx, cy) = (width / 2.0, height / 2.0);
     let at = |i: usize| {
-        let angle = -std::f64::consts::FRAC_PI_2 + std::f64::consts::TAU * i as f64 / n;
-        (cx + radius * angle.cos(), cy + radius * angle.sin())
+        let angle = std::f64::consts::PI + std::f64::consts::TAU * i as f64 / n;
+        (cx + rx * angle.cos(), cy + ry * angle.sin())
     };
     let mut out = String::new();
     let _ = write!(

@@ -147,6 +147,10 @@ table { border-collapse:collapse; background:#fff; border:1px solid var(--line);
 th, td { text-align:left; vertical-align:top; padding:.35em .7em; border-bottom:1px solid var(--line); }
 th { background:#eef1f6; font-weight:600; white-space:nowrap; }
 td.value, td.cell { max-width:40em; overflow-wrap:anywhere; }
+td.cell .num, td.cell .bool, td.cell .null { white-space:nowrap; }
+a.item { font-family:ui-monospace,Menlo,Consolas,monospace; font-size:12px; white-space:nowrap; }
+section#layers ul, section#depots ul { display:flex; gap:.6em; list-style:none; padding:0; flex-wrap:wrap; }
+section#layers li, section#depots li { background:#fff; border:1px solid var(--line); border-radius:4px; padding:.3em .8em; }
 tr.unique td.name::after { content:" unique"; color:#7a4b00; background:#fff3d6; font-size:11px; padding:0 .3em; margin-left:.4em; border-radius:3px; }
 .kind { color:var(--muted); font-size:12px; }
 .col.unique { font-weight:600; }

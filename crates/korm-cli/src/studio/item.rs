@@ -25,11 +25,32 @@ fn version(data: &Data) -> String {
     hex::encode(Sha256::digest(&json))
 }
 
+/// The item at `rn`, in whatever layer it lives: an RN without a `from` mod, in a pool of
+/// several layers, is looked for in each layer that has its collection.
 async fn load(studio: &Studio, rn: &str) -> korm::Result<Item<Data>> {
-    korm::item::<Data>(studio.pool())
-        .load(studio.opened().rn(rn)?)
-        .get()
-        .await
+    let rn = studio.opened().rn(rn)?;
+    let items = korm::item::<Data>(studio.pool());
+    match items.load(rn.clone()).get().await {
+        Err(unnamed @ Error::LayerNotNamed { .. }) => {
+            let name = format!(
+                "{}:{}",
+                rn.namespace().unwrap_or_default(),
+                rn.kind().unwrap_or_default()
+            );
+            let found = studio.inspected().await?;
+            for c in found
+                .iter()
+                .filter(|c| c.collection.as_deref() == Some(name.as_str()))
+            {
+                match items.load(rn.with_layer(&c.layer)?).get().await {
+                    Err(Error::NotFound { .. }) => continue,
+                    other => return other,
+                }
+            }
+            Err(unnamed)
+        }
+        other => other,
+    }
 }
 
 /// The fields of the item's collection that are unique (from the last inspection).
@@ -112,7 +133,7 @@ pub(crate) async fn page(studio: &Studio, params: &Params) -> korm::Result<Reply
         let delete = Url::new("/item/delete").with("rn", shown);
         let _ = write!(
             body,
-            r#"<h2>Edit</h2><p class="muted">The item's data as JSON. Encrypted values show as "&lt;encrypted&gt;": left so, they are kept as stored.</p><form id="edit" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><textarea name="data" spellcheck="false">{}</textarea><p><button id="save" type="submit">save</button></p></form><form id="delete" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><button id="delete-item" type="submit">delete this item</button></form>"#,
+            r#"<h2>Edit</h2><p class="muted">The item's data as JSON. Encrypted values show as "&lt;encrypted&gt;": left so, they are kept as stored; a field taken out is set to null.</p><form id="edit" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><textarea name="data" spellcheck="false">{}</textarea><p><button id="save" type="submit">save</button></p></form><form id="delete" method="post" action="{}"><input type="hidden" name="loaded" value="{loaded}"><button id="delete-item" type="submit">delete this item</button></form>"#,
             post.href(),
             escape(&json),
             delete.href()
@@ -174,6 +195,13 @@ pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> kor
                     ),
                 ));
             }
+        }
+    }
+    // A commit writes the fields that changed; a field taken out of the JSON is meant to be
+    // emptied, so it is written as null rather than left as it was.
+    for name in item.data().keys() {
+        if !data.contains_key(name) {
+            data.insert(name.clone(), Value::Null);
         }
     }
     let shown = item.rn().as_str().to_owned();

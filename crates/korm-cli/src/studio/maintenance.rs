@@ -5,9 +5,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use hyper::StatusCode;
-use korm::backup::Backups;
+use std::collections::BTreeMap;
+
+use korm::backup::{Backups, RestoreOptions};
 use korm::depots::DepotKey;
 use korm::wal::Record;
+use serde_json::{Map, Value};
 
 use super::html::{Url, escape, link};
 use super::{Params, Reply, Studio};
@@ -188,18 +191,37 @@ pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Re
             }
         }
     }
+    if let Some(key) = params.get("dry_run") {
+        let into = params.get("into");
+        let planned = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(dry_run(studio, depot, key, into))
+        });
+        match planned {
+            Ok(table) => body.push_str(&table),
+            Err(e) => {
+                let _ = write!(
+                    body,
+                    r#"<p class="error" id="dry-run">dry run of {} failed: {}</p>"#,
+                    escape(key),
+                    escape(&e.to_string())
+                );
+            }
+        }
+    }
     let list = backups.list(None).await?;
     body.push_str(r#"<table id="backups"><thead><tr><th>layer</th><th>taken</th><th>size</th><th>key</th><th></th></tr></thead><tbody>"#);
     for entry in &list {
         let verify = Url::new("/backups").with("verify", entry.key.as_str());
+        let dry_run_url = Url::new("/backups").with("dry_run", entry.key.as_str());
         let _ = write!(
             body,
-            r#"<tr class="backup"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr class="backup"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} · {}</td></tr>"#,
             escape(&entry.layer),
             escape(&entry.taken_at),
             entry.size.map(|s| s.to_string()).unwrap_or_default(),
             escape(entry.key.as_str()),
-            link("verify", &verify, "verify")
+            link("verify", &verify, "verify"),
+            link("dry-run", &dry_run_url, "restore dry run")
         );
     }
     body.push_str("</tbody></table>");
@@ -207,4 +229,117 @@ pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Re
         body.push_str(r#"<p class="muted">no backups yet (korm backup now)</p>"#);
     }
     Ok(studio.page(StatusCode::OK, "backups", &body))
+}
+
+/// What restoring backup `key` into layer `into` (replace mode) would change, without
+/// writing: the backup is restored into a scratch in-memory SQLite layer (verified whole
+/// first, as a real restore is), then each collection is compared item by item with the
+/// live layer.
+async fn dry_run(
+    studio: &Studio,
+    depot: &str,
+    key: &str,
+    into: Option<&str>,
+) -> korm::Result<String> {
+    let key = DepotKey::parse(key)?;
+    let pool = studio.pool();
+    let entry_layer = Backups::new(pool, depot)?
+        .list(None)
+        .await?
+        .into_iter()
+        .find(|e| e.key == key)
+        .map(|e| e.layer);
+    let names: Vec<&str> = pool.layer_names().collect();
+    let into = match (into, entry_layer.as_deref(), &names[..]) {
+        (Some(into), _, _) => into.to_owned(),
+        (None, Some(layer), _) if names.contains(&layer) => layer.to_owned(),
+        (None, _, [only]) => (*only).to_owned(),
+        _ => {
+            return Err(korm::Error::InvalidOption {
+                option: "into",
+                reason: format!(
+                    "name the layer to compare with: &into=LAYER (the pool has: {})",
+                    names.join(", ")
+                ),
+            });
+        }
+    };
+    if !names.contains(&into.as_str()) {
+        return Err(korm::Error::InvalidOption {
+            option: "into",
+            reason: format!(
+                "the pool has no layer {into:?} (it has: {})",
+                names.join(", ")
+            ),
+        });
+    }
+    let scratch = korm::pool()
+        .layer(into.clone(), korm::layers::sqlite_memory())
+        .depot(depot, pool.depot(depot)?)
+        .open()
+        .await?;
+    let compared = async {
+        let report = Backups::new(&scratch, depot)?
+            .restore(&key, &into, RestoreOptions::replace())
+            .await?;
+        let live = studio.inspect().await?;
+        let restored = korm::inspect(&scratch).await?;
+        let mut collections: Vec<String> = restored
+            .iter()
+            .chain(live.iter().filter(|c| c.layer == into))
+            .filter_map(|c| c.collection.clone())
+            .collect();
+        collections.sort();
+        collections.dedup();
+        let mut out = format!(
+            r#"<h2 id="dry-run">Restore dry run: {} into {} (replace)</h2><p class="muted">{} rows in {} tables in the backup; nothing was written.</p><table id="dry-run-changes"><thead><tr><th>collection</th><th>in the backup</th><th>now</th><th>would add</th><th>would change</th><th>would remove</th></tr></thead><tbody>"#,
+            escape(key.as_str()),
+            escape(&into),
+            report.rows,
+            report.tables.len()
+        );
+        for name in &collections {
+            let rn = format!("[rn][from::{into}]:{name}:*");
+            let read = |p: &korm::Pool| {
+                let rn = rn.clone();
+                let p = p.clone();
+                async move {
+                    let items = korm::item::<Map<String, Value>>(&p)
+                        .query(rn.parse()?)
+                        .get()
+                        .await?;
+                    Ok::<_, korm::Error>(
+                        items
+                            .into_iter()
+                            .map(|i| (i.rn().id().unwrap_or_default().to_owned(), i.into_data()))
+                            .collect::<BTreeMap<String, Map<String, Value>>>(),
+                    )
+                }
+            };
+            let backup = read(&scratch).await?;
+            let now = if live.iter().any(|c| c.layer == into && c.collection.as_deref() == Some(name)) {
+                read(pool).await?
+            } else {
+                BTreeMap::new()
+            };
+            let add = backup.keys().filter(|id| !now.contains_key(*id)).count();
+            let remove = now.keys().filter(|id| !backup.contains_key(*id)).count();
+            let change = backup
+                .iter()
+                .filter(|(id, data)| now.get(*id).is_some_and(|n| n != *data))
+                .count();
+            let _ = write!(
+                out,
+                r#"<tr class="dry-run"><td>{}</td><td>{}</td><td>{}</td><td class="add">{add}</td><td class="change">{change}</td><td class="remove">{remove}</td></tr>"#,
+                escape(name),
+                backup.len(),
+                now.len()
+            );
+        }
+        out.push_str("</tbody></table>");
+        Ok::<_, korm::Error>(out)
+    }
+    .await;
+    scratch.close().await;
+    compared
 }
