@@ -186,7 +186,9 @@ impl Studio {
 }
 
 /// A response with the headers every answer carries: never cached, never sniffed, never
-/// framed, no referrer.
+/// framed, no referrer to other sites. (`same-origin`, not `no-referrer`: under
+/// `no-referrer` browsers send `Origin: null` with the studio's own form POSTs, which the
+/// guard must refuse.)
 pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Reply {
     let mut reply = Response::new(full(body));
     *reply.status_mut() = status;
@@ -200,7 +202,7 @@ pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Byte
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     reply
 }
