@@ -123,6 +123,9 @@ struct Fixture {
     /// How many cars are from after 2020.
     newer_than_2020: usize,
     fred: String,
+    /// The cars' SQLite file and the depot's folder, to look behind the studio's back.
+    cars_file: PathBuf,
+    files: PathBuf,
     _db: support::TestDatabase,
     _dir: tempfile::TempDir,
 }
@@ -153,6 +156,11 @@ fn screenshot_path(name: &str) -> PathBuf {
 /// Makes the pools, starts the studio and a browser and logs in with the printed URL;
 /// `None` when chromedriver or PostgreSQL is missing outside `scripts/test` (skipped loudly).
 async fn fixture() -> Option<Fixture> {
+    fixture_with(&[]).await
+}
+
+/// [`fixture`], with more arguments for `korm studio` (`--allow-writes`).
+async fn fixture_with(more: &[&str]) -> Option<Fixture> {
     let db = support::create(support::Server::Postgres).await?;
     let browser = Browser::start()?;
     let dir = tempfile::tempdir().expect("dir");
@@ -243,7 +251,7 @@ async fn fixture() -> Option<Fixture> {
     pool.close().await;
 
     // The PostgreSQL URL through a variable, as the help advises (never on a command line).
-    let args = [
+    let mut args = vec![
         "--layer".to_owned(),
         format!("cardb=sqlite:{}", cars_file.display()),
         "--layer".to_owned(),
@@ -251,6 +259,7 @@ async fn fixture() -> Option<Fixture> {
         "--depot".to_owned(),
         format!("files={}", files.display()),
     ];
+    args.extend(more.iter().map(|a| a.to_string()));
     let studio = Studio::start(&args, &[("KORM_STUDIO_TEST_PG", db.url.as_str())]);
     // The token URL sets the cookie and sends the browser on to the pool page.
     browser.goto(&studio.url);
@@ -271,6 +280,8 @@ async fn fixture() -> Option<Fixture> {
         papers,
         hostile,
         fred,
+        cars_file,
+        files,
         // The hostile car is from 2023, the one with papers from 2015.
         newer_than_2020: (0..PLAIN_CARS).filter(|i| plain_year(*i) > 2020).count() + 1,
         _db: db,
@@ -282,6 +293,13 @@ impl Fixture {
     fn open(&self, path_and_query: &str) {
         self.browser
             .goto(&format!("{}{path_and_query}", self.studio.base));
+    }
+
+    /// Opens an item's page without the login: refused, and nothing of the item shows.
+    fn open_item_refused(&self, rn: &str) {
+        self.open(&format!("/item?rn={}", http::encode(rn)));
+        assert_eq!(self.browser.find("h1").text(), "Forbidden");
+        assert!(self.browser.find_all("table#fields").is_empty());
     }
 
     fn open_item(&self, rn: &str) {
@@ -308,6 +326,28 @@ impl Fixture {
             .into_iter()
             .find(|row| row.find("td.name").text() == name)
             .unwrap_or_else(|| panic!("no field {name} on {}", self.browser.source()))
+    }
+
+    /// The cars' pool, opened beside the studio's.
+    async fn cars_pool(&self) -> korm::Pool {
+        korm::pool()
+            .layer("cardb", korm::layers::sqlite(&self.cars_file))
+            .depot("files", korm::depots::local(&self.files))
+            .open()
+            .await
+            .expect("open the cars' pool")
+    }
+
+    /// The year stored for the car at `rn`, read with korm, not through the studio.
+    async fn stored_year(&self, rn: &str) -> i64 {
+        let pool = self.cars_pool().await;
+        let car = korm::item::<Car>(&pool)
+            .load(rn.parse().expect("rn"))
+            .get()
+            .await
+            .expect("load the car");
+        pool.close().await;
+        car.data().year
     }
 
     fn pwned(&self) -> serde_json::Value {
@@ -593,4 +633,83 @@ fn headless_chromium_is_driven_and_photographed() {
     // The IHDR chunk: width and height, big-endian, at bytes 16..24.
     let width = u32::from_be_bytes(png[16..20].try_into().expect("4 bytes"));
     assert_eq!(width, 1280, "the window's width");
+}
+
+#[tokio::test]
+async fn the_login_cookie_is_http_only_and_nothing_shows_without_it() {
+    let Some(f) = fixture().await else { return };
+    let b = &f.browser;
+    assert_eq!(
+        b.execute("return document.cookie", json!([])),
+        "",
+        "a script can not read the token"
+    );
+    // Read-only: no forms on an item.
+    f.open_item(&f.papers);
+    assert!(b.find_all("form#edit").is_empty() && b.find_all("form#delete").is_empty());
+
+    b.delete_cookies();
+    for path in ["/".to_owned(), format!("/?token={}", "0".repeat(64))] {
+        f.open(&path);
+        assert_eq!(b.find("h1").text(), "Forbidden", "{path}");
+        assert!(b.find_all("table#collections").is_empty(), "{path}");
+    }
+    f.open_item_refused(&f.papers);
+    // The printed URL logs in again.
+    b.goto(&f.studio.url);
+    assert!(!b.find_all("table#collections a.collection").is_empty());
+}
+
+#[tokio::test]
+async fn an_edit_in_the_browser_is_written_and_a_stale_one_is_refused() {
+    let Some(f) = fixture_with(&["--allow-writes"]).await else {
+        return;
+    };
+    let b = &f.browser;
+    // The form's JSON, with another year, saved: the page and the file show it.
+    let edit = |year: i64| {
+        let textarea = b.find("form#edit textarea[name=data]");
+        let mut data: serde_json::Value =
+            serde_json::from_str(textarea.property("value").as_str().unwrap_or_default())
+                .expect("the form holds the item's JSON");
+        assert_eq!(data["name"], "Citroen C4 with papers");
+        data["year"] = json!(year);
+        textarea.clear();
+        textarea.type_text(&data.to_string());
+        b.find("form#edit button#save").click_to_new_page();
+    };
+    f.open_item(&f.papers);
+    edit(2016);
+    assert_eq!(b.find("h1#rn").text(), f.papers, "back on the car");
+    assert_eq!(f.field("year").find("td.value").text(), "2016");
+    assert_eq!(f.stored_year(&f.papers).await, 2016);
+    // The owner and the files are untouched.
+    assert_eq!(
+        f.field("owner").find("td.value a.rn").text(),
+        f.fred,
+        "the owner is kept"
+    );
+    assert!(!f.field("photo").find_all("td.value a.file").is_empty());
+
+    // Someone else writes while the page is open: the page's save is refused, nothing written.
+    f.open_item(&f.papers);
+    let pool = f.cars_pool().await;
+    korm::item::<Car>(&pool)
+        .load(f.papers.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .update(|car| car.year = 2017)
+        .commit()
+        .await
+        .expect("the other writer");
+    pool.close().await;
+    edit(2018);
+    let conflict = b.find("h1#conflict").text();
+    assert!(conflict.contains("onflict"), "{conflict}");
+    assert_eq!(
+        f.stored_year(&f.papers).await,
+        2017,
+        "the stale edit wrote nothing"
+    );
 }

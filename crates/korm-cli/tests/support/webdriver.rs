@@ -305,6 +305,12 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Forgets every cookie of the page's site (the studio's login).
+    #[track_caller]
+    pub fn delete_cookies(&self) {
+        self.command("DELETE", &self.session_path("/cookie"), Value::Null);
+    }
+
     /// Saves a PNG of the window to `path` (its folder is made).
     #[track_caller]
     pub fn screenshot(&self, path: &Path) {
@@ -411,6 +417,27 @@ impl<'b> Element<'b> {
     pub fn type_text(&self, text: &str) {
         self.browser
             .command("POST", &self.path("/value"), json!({ "text": text }));
+    }
+
+    /// Empties it (an input or a textarea).
+    #[track_caller]
+    pub fn clear(&self) {
+        self.browser
+            .command("POST", &self.path("/clear"), json!({}));
+    }
+
+    /// Clicks it and waits for the new page it leads to (a form's submit button, even when
+    /// the answer's URL is the page's own) to load.
+    #[track_caller]
+    pub fn click_to_new_page(&self) {
+        let browser = self.browser;
+        // A mark on the old document: gone once another has replaced it.
+        browser.execute("window.__kormOldPage = true", json!([]));
+        self.click();
+        browser.await_true(
+            "a new page has loaded",
+            "return window.__kormOldPage === undefined && document.readyState === 'complete'",
+        );
     }
 
     /// Clicks it and waits until the page shown has a URL for which `arrived` holds, and
