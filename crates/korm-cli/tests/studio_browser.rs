@@ -588,6 +588,25 @@ async fn a_car_file_previews_as_text_and_image() {
     );
     assert_eq!(size, json!([24, 16]), "the PNG's own size: it was decoded");
     b.screenshot(&screenshot_path("image.png"));
+
+    // The same invoice from the depot's listing, folder by folder.
+    f.open("/");
+    let depot = b
+        .find_all("section#depots a.depot")
+        .into_iter()
+        .find(|a| a.text() == "files")
+        .expect("a link to the files depot");
+    depot.follow();
+    for entry in ["invoices/", "fred/", "c4.txt"] {
+        let entries: Vec<_> = b.find_all("ul#entries a.entry");
+        let names: Vec<String> = entries.iter().map(|a| a.text()).collect();
+        let at = names
+            .iter()
+            .position(|n| n == entry)
+            .unwrap_or_else(|| panic!("{entry} in {names:?}"));
+        entries[at].follow();
+    }
+    assert_eq!(b.find("pre#text").text(), INVOICE);
 }
 
 #[tokio::test]
