@@ -298,17 +298,18 @@ impl<T: Model> Query<T> {
         }
         let mut scan = self.scan()?;
         let mut rows = Vec::new();
-        let mut last_keys = None;
-        while (rows.len() as u64) < n && !scan.done {
-            let want = n - rows.len() as u64;
-            let chunk = scan.next_chunk(want).await?;
-            for row in chunk {
-                last_keys = Some(scan.keys_of(&row));
-                rows.push(row);
-            }
+        // One row more than the page, read in the same statement: whether it exists says
+        // whether a next page does, so the last page (a full one too) has no cursor.
+        let wanted = if n == 0 { 0 } else { n.saturating_add(1) };
+        while (rows.len() as u64) < wanted && !scan.done {
+            let want = wanted - rows.len() as u64;
+            rows.extend(scan.next_chunk(want).await?);
         }
-        let next = match last_keys {
-            Some((keys, id)) if rows.len() as u64 == n && n > 0 => {
+        let more = rows.len() as u64 > n;
+        rows.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        let next = match rows.last() {
+            Some(last) if more => {
+                let (keys, id) = scan.keys_of(last);
                 Some(Cursor::new(scan.sort.clone(), keys, id))
             }
             _ => None,
