@@ -1,12 +1,14 @@
 //! `korm studio` in headless Chromium, clicked through as a user would: cars in a SQLite
 //! file, their owners in a PostgreSQL database (fresh, dropped afterwards), a local depot
 //! holding a car's invoice (text) and photo (PNG). The pool page and its reference graph, a
-//! collection paged to its end, a car's owner in the other database, the file previews, and
-//! a hostile name that must stay text.
+//! collection paged to its end and filtered, a car's owner in the other database, the file
+//! previews (from the car and from the depot's listing), a hostile name that must stay text,
+//! the login cookie, and with `--allow-writes` an edit and a stale edit made in the form, as a
+//! browser sends them (its own Origin and cookie).
 //!
-//! Each page visited is saved as a PNG under `target/studio-screenshots/` (pool.png,
+//! The screenshots of the main pages are saved under `target/studio-screenshots/` (pool.png,
 //! collection.png, item.png, owner.png, file.png, image.png): the README's picture, and a look
-//! at what a failing test saw.
+//! at what the tests saw.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
