@@ -265,7 +265,10 @@ fn enter(studio: &Running) -> Session<'_> {
         "{cookie}"
     );
     let pair = cookie.split(';').next().expect("pair").to_owned();
-    assert_eq!(pair, format!("korm_studio={}", studio.token));
+    assert_eq!(
+        pair,
+        format!("korm_studio_{}={}", studio.port, studio.token)
+    );
     Session {
         studio,
         cookie: pair,
@@ -460,7 +463,7 @@ async fn the_token_the_cookie_and_the_host_guard_every_page() {
     );
     assert_eq!(resp.status, 403);
     assert!(resp.header("set-cookie").is_none());
-    let cookie = format!("korm_studio={wrong}");
+    let cookie = format!("korm_studio_{port}={wrong}");
     let resp = request(
         port,
         "GET",
@@ -871,6 +874,42 @@ async fn with_writes_an_edit_lands_and_a_stale_one_is_a_conflict() {
         true
     );
 
+    // Nor where the item holds no value: the column stores encrypted values.
+    let other = &fx.cars[3].0;
+    let mut emptied: Map<String, Value> = stored(&fx.file, other).await.expect("stored");
+    emptied.insert("ssn".into(), Value::Null);
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&fx.file))
+        .open()
+        .await
+        .expect("open");
+    korm::item::<Map<String, Value>>(&pool)
+        .load(other.parse().expect("rn"))
+        .get()
+        .await
+        .expect("load")
+        .replace(emptied)
+        .commit()
+        .await
+        .expect("empty the ssn");
+    pool.close().await;
+    let other_target = format!("/item?rn={}", enc(other));
+    let page = session.page(&other_target);
+    let mut clear: Map<String, Value> =
+        serde_json::from_str(&form_value(&page, "data")).expect("json");
+    assert_eq!(clear["ssn"], Value::Null);
+    clear.insert("ssn".into(), json!("in the clear"));
+    let clear = serde_json::to_string(&clear).expect("json");
+    let resp = session.post(
+        &other_target,
+        &[("data", &clear), ("loaded", &form_value(&page, "loaded"))],
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        stored(&fx.file, other).await.expect("stored")["ssn"],
+        Value::Null
+    );
+
     // A fresh delete lands.
     let resp = session.post(
         &format!("/item/delete?rn={}", enc(rn)),
@@ -1229,4 +1268,87 @@ async fn one_sqlite_file_by_the_sqlite_flag() {
     assert!(item.contains(r#"<table id="fields">"#), "{item}");
     let stored = format!("/item?rn={}", enc(&fx.cars[0].0));
     assert!(session.page(&stored).contains("Make 000"));
+}
+
+#[tokio::test]
+async fn files_are_never_served_as_html_or_svg_and_pages_carry_their_headers() {
+    let fx = fixture().await;
+    let web = fx.files.join("web");
+    std::fs::create_dir_all(&web).expect("folder");
+    std::fs::write(
+        web.join("page.html"),
+        "<html><script>alert(4)</script></html>",
+    )
+    .expect("html");
+    std::fs::write(
+        web.join("pic.svg"),
+        r#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(5)"/>"#,
+    )
+    .expect("svg");
+    let mut args = fx.args();
+    args.push("--allow-writes".into());
+    let studio = start(&strs(&args), &[], true);
+    let session = enter(&studio);
+    let page = session.get("/");
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
+    let csp = page.header("content-security-policy").expect("csp");
+    assert!(
+        csp.contains("default-src 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    for name in ["page.html", "pic.svg"] {
+        let rn = format!("[rn][depot::files]:web:{name}");
+        let file_page = session.page(&format!("/file?rn={}", enc(&rn)));
+        assert!(file_page.contains(r#"<pre id="text">"#), "{file_page}");
+        assert!(!file_page.contains("<script>") && !file_page.contains("<svg xmlns"));
+        for inline in ["", "&inline=1"] {
+            let raw = session.get(&format!("/file/raw?rn={}{inline}", enc(&rn)));
+            assert_eq!(raw.status, 200);
+            let kind = raw.header("content-type").expect("type");
+            assert!(
+                kind.starts_with("text/plain") || kind == "application/octet-stream",
+                "{name}: {kind}"
+            );
+            assert_eq!(raw.header("x-content-type-options"), Some("nosniff"));
+            assert!(
+                raw.header("content-security-policy")
+                    .is_some_and(|c| c.contains("sandbox"))
+            );
+        }
+    }
+    // A write from a page with an opaque origin (Origin: null) is refused; nothing changes.
+    let rn = &fx.cars[4].0;
+    let target = format!("/item?rn={}", enc(rn));
+    let form = session.page(&target);
+    let loaded = form_value(&form, "loaded");
+    let host = format!("127.0.0.1:{}", studio.port);
+    let body = format!("loaded={}", enc(&loaded));
+    let resp = request(
+        studio.port,
+        "POST",
+        &format!("/item/delete?rn={}", enc(rn)),
+        &[
+            ("Host", &host),
+            ("Cookie", &session.cookie),
+            ("Origin", "null"),
+        ],
+        &body,
+    );
+    assert_eq!(resp.status, 403);
+    let resp = request(
+        studio.port,
+        "POST",
+        &format!("/item/delete?rn={}", enc(rn)),
+        &[
+            ("Host", &host),
+            ("Cookie", &session.cookie),
+            ("Sec-Fetch-Site", "same-site"),
+        ],
+        &body,
+    );
+    assert_eq!(resp.status, 403);
+    assert!(stored(&fx.file, rn).await.is_some());
 }

@@ -5,16 +5,19 @@
 //!    web page whose DNS name was rebound to 127.0.0.1 is refused;
 //! 2. a GET carrying `token=TOKEN` gets the cookie and a redirect to the same URL without the
 //!    token (so it leaves the address bar and the history); a wrong token is refused;
-//! 3. any other request needs the cookie `korm_studio=TOKEN` (`HttpOnly`, `SameSite=Strict`:
-//!    another site's page can neither read it nor send it);
-//! 4. a POST whose `Origin` is given must be the studio's own.
+//! 3. any other request needs the cookie `korm_studio_PORT=TOKEN` (`HttpOnly`,
+//!    `SameSite=Strict`; named after the port, since cookies are not kept apart by port and
+//!    another studio or page on 127.0.0.1 is the same site);
+//! 4. a request whose `Sec-Fetch-Site` is given must come from the studio itself or from the
+//!    person (`same-origin`, `none`), and a POST whose `Origin` is given must be the
+//!    studio's own (`Origin: null` is refused).
 //!
 //! Tokens are compared in constant time, and never printed but once, on stdout at start.
 
 use std::fmt;
 
-/// The cookie's name.
-const COOKIE: &str = "korm_studio";
+/// The cookie's name, before the port.
+const COOKIE: &str = "korm_studio_";
 
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,6 +51,7 @@ pub(crate) struct Asked<'a> {
     pub(crate) post: bool,
     pub(crate) host: Option<&'a str>,
     pub(crate) origin: Option<&'a str>,
+    pub(crate) fetch_site: Option<&'a str>,
     /// Every `Cookie` header's value.
     pub(crate) cookies: &'a [&'a str],
     pub(crate) path: &'a str,
@@ -86,7 +90,10 @@ impl Guard {
 
     /// The `Set-Cookie` value that lets a browser in.
     pub(crate) fn cookie(&self) -> String {
-        format!("{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/", self.token)
+        format!(
+            "{COOKIE}{}={}; HttpOnly; SameSite=Strict; Path=/",
+            self.port, self.token
+        )
     }
 
     /// Whether `asked` may be served (see the module docs).
@@ -105,6 +112,12 @@ impl Guard {
                 "the Host header does not name this studio (127.0.0.1:PORT or localhost:PORT)",
             );
         }
+        if let Some(site) = asked.fetch_site
+            && site != "same-origin"
+            && site != "none"
+        {
+            return Verdict::Refuse("the request comes from another site (Sec-Fetch-Site)");
+        }
         if !asked.post {
             let mut given = None;
             let mut rest = Vec::new();
@@ -119,7 +132,9 @@ impl Guard {
                 if !same(given.as_bytes(), self.token.as_bytes()) {
                     return Verdict::Refuse("the token is not this studio's");
                 }
-                let mut to = asked.path.to_owned();
+                // One leading slash: `//host/...` (or `/\host`) in a Location would leave the
+                // studio.
+                let mut to = format!("/{}", asked.path.trim_start_matches(['/', '\\']));
                 if !rest.is_empty() {
                     to.push('?');
                     to.push_str(&rest.join("&"));
@@ -132,7 +147,10 @@ impl Guard {
             .iter()
             .flat_map(|header| header.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| name == COOKIE && same(value.as_bytes(), self.token.as_bytes()));
+            .any(|(name, value)| {
+                name.strip_prefix(COOKIE) == Some(&self.port.to_string())
+                    && same(value.as_bytes(), self.token.as_bytes())
+            });
         if !holds_cookie {
             return Verdict::Refuse(
                 "no valid studio cookie: open the URL korm studio printed (with its token)",
@@ -169,6 +187,7 @@ mod tests {
             post: false,
             host: Some(host),
             origin: None,
+            fetch_site: None,
             cookies,
             path: "/collection",
             query,
@@ -183,7 +202,7 @@ mod tests {
             guard.check(asked("127.0.0.1:4000", &[], &query)),
             Verdict::Enter("/collection?rn=x&sort=-a".into())
         );
-        let cookie = format!("other=1; korm_studio={TOKEN}");
+        let cookie = format!("other=1; korm_studio_4000={TOKEN}");
         assert_eq!(
             guard.check(asked("localhost:4000", &[&cookie], "rn=x")),
             Verdict::Pass
@@ -193,7 +212,7 @@ mod tests {
             Verdict::Refuse(_)
         ));
         assert!(matches!(
-            guard.check(asked("127.0.0.1:4000", &["korm_studio=ab12"], "")),
+            guard.check(asked("127.0.0.1:4000", &["korm_studio_4000=ab12"], "")),
             Verdict::Refuse(_)
         ));
         assert!(matches!(
@@ -203,9 +222,22 @@ mod tests {
     }
 
     #[test]
+    fn the_entry_redirect_never_leaves_the_studio() {
+        let guard = Guard::with_token(TOKEN, 4000);
+        for path in ["//evil.example/", "/\\evil.example/", "///evil.example/"] {
+            let query = format!("token={TOKEN}");
+            let verdict = guard.check(Asked {
+                path,
+                ..asked("127.0.0.1:4000", &[], &query)
+            });
+            assert_eq!(verdict, Verdict::Enter("/evil.example/".into()), "{path}");
+        }
+    }
+
+    #[test]
     fn another_host_or_origin_is_refused() {
         let guard = Guard::with_token(TOKEN, 4000);
-        let cookie = format!("korm_studio={TOKEN}");
+        let cookie = format!("korm_studio_4000={TOKEN}");
         for host in [
             "evil.example:4000",
             "127.0.0.1:4001",
@@ -232,6 +264,28 @@ mod tests {
             guard.check(post(Some("http://evil.example"))),
             Verdict::Refuse(_)
         ));
+        assert!(matches!(
+            guard.check(post(Some("null"))),
+            Verdict::Refuse(_)
+        ));
+        // The same token under another port's cookie name does not enter.
+        let other_port = format!("korm_studio_4001={TOKEN}");
+        assert!(matches!(
+            guard.check(asked("127.0.0.1:4000", &[&other_port], "")),
+            Verdict::Refuse(_)
+        ));
+        for (site, ok) in [
+            ("same-origin", true),
+            ("none", true),
+            ("same-site", false),
+            ("cross-site", false),
+        ] {
+            let verdict = guard.check(Asked {
+                fetch_site: Some(site),
+                ..asked("127.0.0.1:4000", &cookies, "")
+            });
+            assert_eq!(verdict == Verdict::Pass, ok, "{site}");
+        }
         assert!(!format!("{guard:?}").contains(TOKEN));
     }
 }

@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use hyper::StatusCode;
-use korm::{Error, Item};
+use korm::{CollectionInfo, Error, Item};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -53,31 +53,43 @@ async fn load(studio: &Studio, rn: &str) -> korm::Result<Item<Data>> {
     }
 }
 
-/// The fields of the item's collection that are unique (from the last inspection).
-async fn unique_fields(studio: &Studio, item: &Item<Data>) -> Vec<String> {
+/// The item's collection as inspected (`fresh`: inspected now, else as last inspected).
+async fn collection_of(
+    studio: &Studio,
+    item: &Item<Data>,
+    fresh: bool,
+) -> korm::Result<Option<CollectionInfo>> {
     let rn = item.rn();
     let (Some(namespace), Some(kind)) = (rn.namespace(), rn.kind()) else {
-        return Vec::new();
+        return Ok(None);
     };
     let name = format!("{namespace}:{kind}");
-    let Ok(found) = studio.inspected().await else {
-        return Vec::new();
+    let found = if fresh {
+        studio.inspect().await?
+    } else {
+        studio.inspected().await?
     };
     let single = studio.opened().single_file() || studio.pool().layer_names().count() == 1;
-    found
+    Ok(found
         .iter()
         .find(|c| {
             c.collection.as_deref() == Some(name.as_str())
                 && (single || rn.layer().is_none_or(|l| l == c.layer))
         })
-        .map(|c| {
-            c.columns
-                .iter()
-                .filter(|col| col.unique)
-                .map(|col| col.name.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+        .cloned())
+}
+
+/// The fields of the item's collection that are unique (from the last inspection).
+async fn unique_fields(studio: &Studio, item: &Item<Data>) -> Vec<String> {
+    match collection_of(studio, item, false).await {
+        Ok(Some(c)) => c
+            .columns
+            .iter()
+            .filter(|col| col.unique)
+            .map(|col| col.name.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// `GET /item?rn=RN`.
@@ -192,6 +204,25 @@ pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> kor
                     &format!(
                         "field {name} is encrypted: the studio does not write encrypted values \
                          (leave it as the page shows it)"
+                    ),
+                ));
+            }
+        }
+    }
+    // A column that stores encrypted values takes no cleartext either, even where this item
+    // holds none (null or missing).
+    if let Some(collection) = collection_of(studio, &item, true).await? {
+        for column in &collection.columns {
+            let encrypted = column.kind == korm::ColumnKind::Encrypted;
+            let Some(value) = data.get(&column.name) else {
+                continue;
+            };
+            if encrypted && !value.is_null() && item.data().get(&column.name) != Some(value) {
+                return Ok(bad_request(
+                    studio,
+                    &format!(
+                        "field {} is encrypted: the studio does not write encrypted values",
+                        column.name
                     ),
                 ));
             }

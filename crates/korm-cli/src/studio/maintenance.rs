@@ -155,6 +155,20 @@ pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Re
     };
     let backups = Backups::new(studio.pool(), depot)?;
     let mut body = format!(r#"<h1>Backups in depot {}</h1>"#, escape(depot));
+    // A verify or a dry run reads a whole backup: one at a time.
+    let _permit = if params.get("verify").is_some() || params.get("dry_run").is_some() {
+        match studio.heavy.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                body.push_str(
+                    r#"<p class="error" id="busy">another verify or dry run is running: try again when it is done</p>"#,
+                );
+                return Ok(studio.page(StatusCode::SERVICE_UNAVAILABLE, "backups", &body));
+            }
+        }
+    } else {
+        None
+    };
     if let Some(key) = params.get("verify") {
         // Verifying reads the backup through a parser whose callbacks are not Send: it runs
         // on this worker thread (the runtime moves other tasks off it meanwhile).

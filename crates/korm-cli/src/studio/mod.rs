@@ -79,6 +79,10 @@ pub(crate) type Reply = Response<Body>;
 /// The largest request body read (an edited item's JSON).
 const MAX_BODY: usize = 4 << 20;
 
+/// How long a client may take to send a request's head, and then its body: a connection
+/// that trickles is dropped instead of held.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The running studio: the pool, the guard and what the command line allows.
 pub(crate) struct Studio {
     opened: Opened,
@@ -91,6 +95,8 @@ pub(crate) struct Studio {
     reveal: Option<Arc<korm::crypto::KeyRing>>,
     backups: Option<String>,
     wal: Option<maintenance::WalPlace>,
+    /// One backup verify or restore dry run at a time: each reads a whole backup.
+    heavy: tokio::sync::Semaphore,
     /// The last `korm::inspect` of the pool: unique fields and columns for item pages
     /// (refreshed by each visit of the pool page).
     inspected: Mutex<Option<Arc<Vec<CollectionInfo>>>>,
@@ -317,6 +323,7 @@ pub(crate) async fn run(args: StudioArgs) -> korm::Result<ExitCode> {
         reveal,
         backups: args.backups.clone(),
         wal,
+        heavy: tokio::sync::Semaphore::new(1),
         inspected: Mutex::new(None),
     });
     // The one line a script or a person reads: flushed, as stdout may be a pipe.
@@ -338,6 +345,8 @@ pub(crate) async fn run(args: StudioArgs) -> korm::Result<ExitCode> {
                     });
                     // A connection that breaks off is that client's business.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(READ_TIMEOUT)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
                 });
@@ -398,12 +407,18 @@ async fn handle(studio: &Studio, request: Request<Incoming>) -> Reply {
         .collect();
     let host = text(header::HOST);
     let origin = text(header::ORIGIN);
+    let fetch_site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let verdict = studio.guard.check(Asked {
         post,
         host: host.as_deref(),
         origin: origin.as_deref(),
+        fetch_site: fetch_site.as_deref(),
         cookies: &cookies,
         path,
         query,
@@ -431,9 +446,10 @@ async fn handle(studio: &Studio, request: Request<Incoming>) -> Reply {
     }
     let params = Params::parse(query);
     let form = if post {
-        match Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => Params::parse(&String::from_utf8_lossy(&collected.to_bytes())),
-            Err(_) => {
+        let read = tokio::time::timeout(READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+        match read.await {
+            Ok(Ok(collected)) => Params::parse(&String::from_utf8_lossy(&collected.to_bytes())),
+            Ok(Err(_)) | Err(_) => {
                 return studio.page(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too large",
