@@ -217,9 +217,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("korm studio printed {line:?}")
         })?;
     let (authority, token) = url.split_once("/?token=").ok_or("no token in the URL")?;
+    // Log in as a browser does: the token URL answers with the cookie (its name is the
+    // studio's business) and a redirect.
+    let login = http::request(authority, "GET", &format!("/?token={token}"), &[], b"")?;
+    let cookie = login
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .ok_or_else(|| {
+            format!(
+                "the token URL set no cookie ({} {})",
+                login.status,
+                login.text()
+            )
+        })?
+        .to_owned();
     let studio = Studio {
         authority: authority.to_owned(),
-        cookie: format!("korm_studio={token}"),
+        cookie,
         child,
     };
 
