@@ -14,10 +14,10 @@
 //! times are wall-clock from a client on the same machine: connect, request, the whole page.
 //!
 //! Measured on the project's 2-core machine (release, 5 December 2026, other builds running),
-//! medians of 15: the first page 2.6 ms, page 2,001 (item 100,000 on) 2.9 ms, page 4,000
-//! (the last, no `a#next`) 2.5 ms; most of a default page is its count of the 200,000 items.
-//! Sorted by `-year` (a JSON field, no index) 20-22 ms, filtered (`year > 2010 and make =
-//! "Volvo"`) 15 ms.
+//! medians of 15 over two runs: the first page 2.6 ms, page 2,001 (item 100,000 on) 2.6-2.9
+//! ms, page 4,000 (the last, no `a#next`) 2.4-2.5 ms; most of a default page is its count of
+//! the 200,000 items. Sorted by `-year` (a JSON field, no index) 17-22 ms, filtered (`year >
+//! 2010 and make = "Volvo"`) 13-15 ms.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
