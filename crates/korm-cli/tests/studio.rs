@@ -4,14 +4,15 @@
 //! secrets that never leave, read-only refusal, edits and stale edits, files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 
 use korm::{Encrypted, Unique};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "../../korm/tests/support/mod.rs"]
 mod support;
 
@@ -96,97 +97,26 @@ fn start(args: &[&str], env: &[(&str, &str)], with_key: bool) -> Running {
 }
 
 /// A response.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// One HTTP/1.1 request (`Connection: close`), the response read whole.
-fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
+/// One request to the studio on `port` (a POST's body is a form), the response read whole.
+fn request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Response {
+    let mut headers = headers.to_vec();
     if method == "POST" {
-        head.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
+        headers.push(("Content-Type", "application/x-www-form-urlencoded"));
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("write");
-    stream.write_all(body.as_bytes()).expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of the head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&data[..end])
-                .expect("hex")
-                .split(';')
-                .next()
-                .expect("size")
-                .trim(),
-            16,
-        )
-        .expect("chunk size");
-        data = &data[end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+    http::request(
+        &format!("127.0.0.1:{port}"),
+        method,
+        target,
+        &headers,
+        body.as_bytes(),
+    )
+    .expect("an HTTP response")
 }
 
 /// A browser that entered the studio: its cookie, sent with every request.
@@ -202,7 +132,7 @@ impl Session<'_> {
         format!("127.0.0.1:{}", self.studio.port)
     }
 
-    fn get(&self, target: &str) -> Resp {
+    fn get(&self, target: &str) -> http::Response {
         let host = self.host();
         let resp = request(
             self.studio.port,
@@ -222,7 +152,7 @@ impl Session<'_> {
         resp.text()
     }
 
-    fn post(&self, target: &str, form: &[(&str, &str)]) -> Resp {
+    fn post(&self, target: &str, form: &[(&str, &str)]) -> http::Response {
         let host = self.host();
         let origin = format!("http://{host}");
         let body: Vec<String> = form
@@ -276,19 +206,8 @@ fn enter(studio: &Running) -> Session<'_> {
     }
 }
 
-/// Percent-encodes a query or form value.
-fn enc(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+// Percent-encodes a query or form value.
+use http::encode as enc;
 
 fn unescape(text: &str) -> String {
     text.replace("&quot;", "\"")
@@ -1326,29 +1245,16 @@ async fn files_are_never_served_as_html_or_svg_and_pages_carry_their_headers() {
     let loaded = form_value(&form, "loaded");
     let host = format!("127.0.0.1:{}", studio.port);
     let body = format!("loaded={}", enc(&loaded));
-    let resp = request(
-        studio.port,
-        "POST",
-        &format!("/item/delete?rn={}", enc(rn)),
-        &[
-            ("Host", &host),
-            ("Cookie", &session.cookie),
-            ("Origin", "null"),
-        ],
-        &body,
-    );
-    assert_eq!(resp.status, 403);
-    let resp = request(
-        studio.port,
-        "POST",
-        &format!("/item/delete?rn={}", enc(rn)),
-        &[
-            ("Host", &host),
-            ("Cookie", &session.cookie),
-            ("Sec-Fetch-Site", "same-site"),
-        ],
-        &body,
-    );
-    assert_eq!(resp.status, 403);
+    // And so is one another site of this host (another loopback port) sends.
+    for header in [("Origin", "null"), ("Sec-Fetch-Site", "same-site")] {
+        let resp = request(
+            studio.port,
+            "POST",
+            &format!("/item/delete?rn={}", enc(rn)),
+            &[("Host", &host), ("Cookie", &session.cookie), header],
+            &body,
+        );
+        assert_eq!(resp.status, 403, "{header:?}");
+    }
     assert!(stored(&fx.file, rn).await.is_some());
 }

@@ -54,24 +54,9 @@ pub struct Figures {
     pub total_peak: u64,
 }
 
-/// A `/proc/self/status` field in bytes (`VmHWM`, `VmRSS`).
-pub fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak (`VmHWM`) to the current resident set; `false` where the kernel does not
-/// allow it.
-pub fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
+#[path = "../tests/support/peak.rs"]
+mod peak;
+pub use peak::{reset_peak, status_bytes};
 
 fn fail(e: impl std::fmt::Display) -> korm::Error {
     korm::Error::PoolConfig {

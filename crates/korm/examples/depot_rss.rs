@@ -26,24 +26,9 @@ pub struct Figures {
     pub download: u64,
 }
 
-/// A `/proc/self/status` field in bytes (`VmHWM`, `VmRSS`).
-pub fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak (`VmHWM`) to the current resident set; `false` where the kernel does
-/// not allow it (then the peak is the process's peak so far).
-pub fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
+#[path = "../tests/support/peak.rs"]
+mod peak;
+pub use peak::{reset_peak, status_bytes};
 
 /// The byte at `offset` of the generated file.
 fn byte_at(offset: u64) -> u8 {

@@ -51,23 +51,9 @@ fn thing(n: usize) -> Thing {
     }
 }
 
-/// A `/proc/self/status` field in bytes (`VmHWM`, `VmRSS`).
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak to the current resident set (where the kernel allows it).
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
+#[path = "../tests/support/peak.rs"]
+mod peak;
+use peak::{reset_peak, status_bytes};
 
 fn fail(reason: impl ToString) -> korm::Error {
     korm::Error::PoolConfig {

@@ -173,6 +173,24 @@ fn bad_request(studio: &Studio, what: &str) -> Reply {
     studio.page(StatusCode::BAD_REQUEST, "not saved", &body)
 }
 
+/// The item a write form names, as its page showed it: `Err` with a Conflict page when it
+/// changed since the page loaded it (`loaded`, the form's version of the data).
+async fn as_shown(
+    studio: &Studio,
+    rn: &str,
+    loaded: &str,
+) -> korm::Result<std::result::Result<Item<Data>, Reply>> {
+    let item = load(studio, rn).await?;
+    if version(item.data()) != loaded {
+        return Ok(Err(conflict(
+            studio,
+            rn,
+            "the item changed since this page loaded it",
+        )));
+    }
+    Ok(Ok(item))
+}
+
 /// `POST /item?rn=RN` (form: `data`, `loaded`).
 pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> korm::Result<Reply> {
     let rn = params.need("rn")?;
@@ -182,14 +200,10 @@ pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> kor
         Ok(_) => return Ok(bad_request(studio, "the data must be a JSON object")),
         Err(e) => return Ok(bad_request(studio, &format!("the data is not JSON: {e}"))),
     };
-    let item = load(studio, rn).await?;
-    if version(item.data()) != loaded {
-        return Ok(conflict(
-            studio,
-            rn,
-            "the item changed since this page loaded it",
-        ));
-    }
+    let item = match as_shown(studio, rn, loaded).await? {
+        Ok(item) => item,
+        Err(changed) => return Ok(changed),
+    };
     // An encrypted value left as the page showed it keeps what is stored; the studio never
     // writes an encrypted field's value in the clear.
     for (name, value) in data.iter_mut() {
@@ -251,14 +265,10 @@ pub(crate) async fn edit(studio: &Studio, params: &Params, form: &Params) -> kor
 pub(crate) async fn delete(studio: &Studio, params: &Params, form: &Params) -> korm::Result<Reply> {
     let rn = params.need("rn")?;
     let loaded = form.need("loaded")?;
-    let item = load(studio, rn).await?;
-    if version(item.data()) != loaded {
-        return Ok(conflict(
-            studio,
-            rn,
-            "the item changed since this page loaded it",
-        ));
-    }
+    let item = match as_shown(studio, rn, loaded).await? {
+        Ok(item) => item,
+        Err(changed) => return Ok(changed),
+    };
     let collection = item.rn().collection().as_str().to_owned();
     match item.delete().await {
         Ok(_) => Ok(redirect(

@@ -35,8 +35,8 @@ impl Response {
     }
 }
 
-/// Sends `method path` to `authority` (`127.0.0.1:PORT`) with `headers` and `body`, and reads
-/// the whole response. A server that says nothing for a minute is an error, not a hang.
+/// Sends `method path` to `authority` (`127.0.0.1:PORT`, also the `Host` unless `headers`
+/// has one) with `headers` and `body`, and reads the whole response. A server that says nothing for a minute is an error, not a hang.
 ///
 /// # Errors
 /// The connection's I/O errors, and `InvalidData` for a response that is not HTTP/1.x.
@@ -51,9 +51,16 @@ pub fn request(
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_nodelay(true)?;
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
+    // The authority is the Host, unless the caller sends another (a test of a Host check).
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        head.push_str(&format!("Host: {authority}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -398,6 +398,17 @@ pub(crate) struct Select {
     pub(crate) ordered: bool,
 }
 
+impl Select {
+    /// The rows the select keeps, for [`Dialect::render_select_window`](crate::query::dialect::Dialect::render_select_window).
+    pub(crate) fn window(&self) -> crate::query::dialect::Window {
+        crate::query::dialect::Window {
+            limit: self.limit,
+            offset: self.offset,
+            ordered: self.ordered,
+        }
+    }
+}
+
 /// A SQL database that stores items: storage only. Chunking of long id lists and the count
 /// of read statements are the pool's ([`LayerHandle`]); shared locks are a table the layer
 /// keeps ([`SharedLockTable`]).

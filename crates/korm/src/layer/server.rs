@@ -14,7 +14,7 @@ use crate::layer::schema::TableSchema;
 use crate::layer::url::DbUrl;
 use crate::layer::{LayerOp, OpKind};
 use crate::model::SqlValue;
-use crate::query::dialect::Statement;
+use crate::query::dialect::{Dialect, Statement};
 
 /// At most this many rows go into one multi-row INSERT ([`insert_run`]).
 const INSERT_ROWS: usize = 256;
@@ -28,7 +28,7 @@ const INSERT_VALUES: usize = 30_000;
 /// at most [`INSERT_ROWS`] rows and about [`INSERT_VALUES`] values. A plan of many creates
 /// (a restore's batch, `Tx::create_all`) then costs a round trip per run instead of per row.
 /// 1 (or 0 for no ops) when the first op is not such an insert.
-pub(crate) fn insert_run(ops: &[LayerOp]) -> usize {
+fn insert_run(ops: &[LayerOp]) -> usize {
     let plain =
         |op: &LayerOp| op.kind == OpKind::Insert && op.fence.is_none() && op.expect.is_empty();
     let Some(first) = ops.first() else {
@@ -55,6 +55,76 @@ pub(crate) fn insert_run(ops: &[LayerOp]) -> usize {
         .take(most - 1)
         .take_while(|op| same(op))
         .count()
+}
+
+/// A plan's ops in order, cut into runs a multi-row INSERT may write ([`insert_run`]: more
+/// than one op) and single ops.
+pub(crate) fn runs(ops: &[LayerOp]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = insert_run(&ops[at..]);
+        let run = at..at + len;
+        at += len;
+        (len > 0).then_some(run)
+    })
+}
+
+/// The multi-row INSERT of a run ([`runs`]) when `schema` takes every row of it as it
+/// is (no DDL); `None` when it does not, or when a row can not be rendered or the rows write
+/// other columns (the run's ops then go one by one, and the failing one names its error).
+pub(crate) fn insert_statement(
+    dialect: &impl Dialect,
+    schema: &TableSchema,
+    ops: &[LayerOp],
+) -> Option<Statement> {
+    if ops.iter().any(|op| schema.needs_ddl(&op.fields)) {
+        return None;
+    }
+    let rows: Vec<&LayerOp> = ops.iter().collect();
+    dialect.render_insert_rows(&rows, schema).ok().flatten()
+}
+
+/// Runs a run's multi-row INSERT ([`insert_statement`]) of `rows` rows inside `SAVEPOINT
+/// korm_rows`: `true` when it wrote every row; `false`, rolled back to the savepoint, when it
+/// failed (the caller then writes the rows one by one, so the failing one names its own
+/// error). An error when the transaction itself is gone (a deadlock, a lost connection): the
+/// statement's own error says why.
+pub(crate) async fn insert_rows<DB>(
+    conn: &mut DB::Connection,
+    statement: Statement,
+    rows: usize,
+    rows_affected: fn(&DB::QueryResult) -> u64,
+) -> std::result::Result<bool, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> f64: Encode<'t, DB> + Type<DB>,
+    for<'t> bool: Encode<'t, DB> + Type<DB>,
+    for<'t> String: Encode<'t, DB> + Type<DB>,
+    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
+{
+    sqlx::raw_sql("SAVEPOINT korm_rows")
+        .execute(&mut *conn)
+        .await?;
+    let written = query::<DB>(statement).execute(&mut *conn).await;
+    if written
+        .as_ref()
+        .is_ok_and(|done| rows_affected(done) == rows as u64)
+    {
+        sqlx::raw_sql("RELEASE SAVEPOINT korm_rows")
+            .execute(&mut *conn)
+            .await?;
+        return Ok(true);
+    }
+    match sqlx::raw_sql("ROLLBACK TO SAVEPOINT korm_rows")
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => Ok(false),
+        Err(undo) => Err(written.err().unwrap_or(undo)),
+    }
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes
@@ -279,7 +349,7 @@ impl<DB: Database> fmt::Debug for ServerOptions<DB> {
 mod tests {
     use std::sync::Arc;
 
-    use super::insert_run;
+    use super::{insert_run, runs};
     use crate::layer::{LayerOp, OpKind};
     use crate::model::Field;
 
@@ -334,5 +404,14 @@ mod tests {
         let wide: Vec<&str> = wide.iter().map(String::as_str).collect();
         let many: Vec<LayerOp> = (0..10).map(|_| insert("t", &wide)).collect();
         assert_eq!(insert_run(&many), 2, "at most ~30,000 values a statement");
+        let ops = [
+            insert("t", &["a"]),
+            insert("t", &["a"]),
+            op(OpKind::DeleteIfExists, "t", &[]),
+            insert("t", &["a"]),
+        ];
+        let cut: Vec<_> = runs(&ops).collect();
+        assert_eq!(cut, [0..2, 2..3, 3..4], "every op once, in order");
+        assert_eq!(runs(&[]).count(), 0);
     }
 }

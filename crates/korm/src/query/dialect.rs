@@ -220,7 +220,16 @@ pub(crate) struct JsonLocation<'a> {
     pub(crate) steps: &'a [PathStep],
 }
 
-impl JsonLocation<'_> {
+impl<'a> JsonLocation<'a> {
+    /// A field path from its column (no array element): what a declared index covers.
+    pub(crate) fn of(path: &'a FieldPath) -> Self {
+        JsonLocation {
+            column: path.column(),
+            element: None,
+            steps: path.steps(),
+        }
+    }
+
     /// The steps as JSONPath text after `$` (`.a.b[0]`), for dialects whose JSON functions
     /// take JSONPath (SQLite, MariaDB).
     pub(crate) fn steps_text(&self) -> String {
@@ -666,11 +675,7 @@ pub(crate) trait Dialect: Send + Sync {
         path: &FieldPath,
         kind: IndexKind,
     ) -> Vec<Statement> {
-        let loc = JsonLocation {
-            column: path.column(),
-            element: None,
-            steps: path.steps(),
-        };
+        let loc = JsonLocation::of(path);
         let name = index_name(table, loc.column, &loc.steps_text(), kind);
         let mut st = RenderState {
             literal: true,

@@ -217,11 +217,7 @@ impl Dialect for MySqlDialect {
         path: &FieldPath,
         kind: IndexKind,
     ) -> Vec<Statement> {
-        let loc = JsonLocation {
-            column: path.column(),
-            element: None,
-            steps: path.steps(),
-        };
+        let loc = JsonLocation::of(path);
         let name = index_name(table, loc.column, &loc.steps_text(), kind);
         let column = self.quote_identifier(&index_column(&name));
         let doc = format!(

@@ -51,7 +51,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
@@ -376,19 +376,11 @@ impl MySqlLayer {
                 .map_err(|e| committing(&self.ident, &op.rn, e));
         }
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
-        let mut i = 0;
-        // Ops before this index run one by one: their multi-row INSERT failed.
-        let mut alone_until = 0;
-        while i < ops.len() {
-            let run = server::insert_run(&ops[i..]);
-            if run > 1 && i >= alone_until {
-                alone_until = i + run;
-                let schema = known.get(&ops[i].table).and_then(Option::as_ref);
-                match self.insert_rows(&mut tx, schema, &ops[i..i + run]).await {
-                    Ok(true) => {
-                        i += run;
-                        continue;
-                    }
+        for run in server::runs(ops) {
+            if run.len() > 1 {
+                let schema = known.get(&ops[run.start].table).and_then(Option::as_ref);
+                match self.insert_rows(&mut tx, schema, &ops[run.clone()]).await {
+                    Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => {
                         let _ = tx.rollback().await;
@@ -396,21 +388,23 @@ impl MySqlLayer {
                     }
                 }
             }
-            let op = &ops[i];
-            i += 1;
-            let schema = known.get(&op.table).and_then(Option::as_ref);
-            let fenced = match &op.fence {
-                Some(fence) => self.check_fence(&mut tx, op, fence).await,
-                None => Ok(()),
-            };
-            let written = match fenced {
-                Ok(()) => self.apply_op(&mut tx, schema, op).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written.map_err(|e| crate::write::op_failed(i - 1, &op.rn, e)) {
-                // Best effort: a lost connection has rolled back already.
-                let _ = tx.rollback().await;
-                return Err(e);
+            // One op, or a run whose multi-row INSERT failed: the failing op names itself.
+            for i in run {
+                let op = &ops[i];
+                let schema = known.get(&op.table).and_then(Option::as_ref);
+                let fenced = match &op.fence {
+                    Some(fence) => self.check_fence(&mut tx, op, fence).await,
+                    None => Ok(()),
+                };
+                let written = match fenced {
+                    Ok(()) => self.apply_op(&mut tx, schema, op).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written.map_err(|e| crate::write::op_failed(i, &op.rn, e)) {
+                    // Best effort: a lost connection has rolled back already.
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
             }
         }
         let first = ops.first().map_or("", |op| op.rn.as_str());
@@ -419,7 +413,7 @@ impl MySqlLayer {
             .map_err(|e| committing(&self.ident, first, self.error(e)))
     }
 
-    /// Writes a run of plain inserts ([`server::insert_run`]) as one multi-row INSERT when
+    /// Writes a run of plain inserts ([`server::runs`]) as one multi-row INSERT when
     /// their table fits all of them: `false`, nothing written, when it does not or when the
     /// statement fails (the ops then run one by one, and the failing one names its own
     /// error, as without this).
@@ -429,40 +423,18 @@ impl MySqlLayer {
         schema: Option<&TableSchema>,
         ops: &[LayerOp],
     ) -> Result<bool> {
-        let Some(schema) = schema else {
+        let Some(statement) = schema.and_then(|s| server::insert_statement(&self.dialect, s, ops))
+        else {
             return Ok(false);
         };
-        if ops.iter().any(|op| schema.needs_ddl(&op.fields)) {
-            return Ok(false);
-        }
-        let rows: Vec<&LayerOp> = ops.iter().collect();
-        let Ok(Some(statement)) = self.dialect.render_insert_rows(&rows, schema) else {
-            return Ok(false);
-        };
-        sqlx::raw_sql("SAVEPOINT korm_rows")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.error(e))?;
-        let written = query(statement).execute(&mut *conn).await;
-        if written
-            .as_ref()
-            .is_ok_and(|done| done.rows_affected() == ops.len() as u64)
-        {
-            sqlx::raw_sql("RELEASE SAVEPOINT korm_rows")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| self.error(e))?;
-            return Ok(true);
-        }
-        if let Err(undo) = sqlx::raw_sql("ROLLBACK TO SAVEPOINT korm_rows")
-            .execute(&mut *conn)
-            .await
-        {
-            // The transaction itself is gone (a deadlock, a lost connection): the statement's
-            // own error says why.
-            return Err(self.error(written.err().unwrap_or(undo)));
-        }
-        Ok(false)
+        server::insert_rows::<sqlx::MySql>(
+            conn,
+            statement,
+            ops.len(),
+            sqlx::mysql::MySqlQueryResult::rows_affected,
+        )
+        .await
+        .map_err(|e| self.error(e))
     }
 
     async fn apply_op(
@@ -613,11 +585,7 @@ impl Layer for MySqlLayer {
             &schema,
             select.filter.as_ref(),
             &select.sort,
-            Window {
-                limit: select.limit,
-                offset: select.offset,
-                ordered: select.ordered,
-            },
+            select.window(),
         )?;
         self.query_rows(table, schema, statement).await
     }
@@ -647,11 +615,7 @@ impl Layer for MySqlLayer {
             &schema,
             select.filter.as_ref(),
             &select.sort,
-            Window {
-                limit: select.limit,
-                offset: select.offset,
-                ordered: select.ordered,
-            },
+            select.window(),
         )?;
         let rows = self
             .fetch_rows(Statement {

@@ -38,7 +38,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
-use crate::query::dialect::{Dialect, RowSql, Statement, Window, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
@@ -390,7 +390,7 @@ impl Working<'_> {
         Ok(schema)
     }
 
-    /// Writes a run of plain inserts ([`server::insert_run`]) as one multi-row INSERT when
+    /// Writes a run of plain inserts ([`server::runs`]) as one multi-row INSERT when
     /// their table fits all of them already: `false`, nothing written, when it does not or
     /// when the statement fails (the ops then run one by one, and the failing one names its
     /// own error, as without this).
@@ -398,38 +398,17 @@ impl Working<'_> {
         let Some(schema) = self.schema(conn, &ops[0].table).await? else {
             return Ok(false);
         };
-        if ops.iter().any(|op| schema.needs_ddl(&op.fields)) {
-            return Ok(false);
-        }
-        let rows: Vec<&LayerOp> = ops.iter().collect();
-        let Ok(Some(statement)) = self.layer.dialect.render_insert_rows(&rows, &schema) else {
+        let Some(statement) = server::insert_statement(&self.layer.dialect, &schema, ops) else {
             return Ok(false);
         };
-        let layer = self.layer;
-        sqlx::raw_sql("SAVEPOINT korm_rows")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| layer.error(e))?;
-        let written = query(statement).execute(&mut *conn).await;
-        if written
-            .as_ref()
-            .is_ok_and(|done| done.rows_affected() == ops.len() as u64)
-        {
-            sqlx::raw_sql("RELEASE SAVEPOINT korm_rows")
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| layer.error(e))?;
-            return Ok(true);
-        }
-        if let Err(undo) = sqlx::raw_sql("ROLLBACK TO SAVEPOINT korm_rows")
-            .execute(&mut *conn)
-            .await
-        {
-            // The transaction itself is gone (a deadlock, a lost connection): the statement's
-            // own error says why.
-            return Err(layer.error(written.err().unwrap_or(undo)));
-        }
-        Ok(false)
+        server::insert_rows::<sqlx::Postgres>(
+            conn,
+            statement,
+            ops.len(),
+            sqlx::postgres::PgQueryResult::rows_affected,
+        )
+        .await
+        .map_err(|e| self.layer.error(e))
     }
 
     async fn apply_op(&mut self, conn: &mut PgConnection, op: &LayerOp) -> Result<()> {
@@ -520,27 +499,21 @@ impl Layer for PgLayer {
         }
         let result = async {
             let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
-            let mut i = 0;
-            // Ops before this index run one by one: their multi-row INSERT failed.
-            let mut alone_until = 0;
-            while i < ops.len() {
-                let run = server::insert_run(&ops[i..]);
-                if run > 1 && i >= alone_until {
-                    if working.insert_rows(&mut tx, &ops[i..i + run]).await? {
-                        i += run;
-                        continue;
+            for run in server::runs(&ops) {
+                if run.len() > 1 && working.insert_rows(&mut tx, &ops[run.clone()]).await? {
+                    continue;
+                }
+                // One op, or a run whose multi-row INSERT failed: the failing op names itself.
+                for i in run {
+                    let op = &ops[i];
+                    let at = |e| crate::write::op_failed(i, &op.rn, e);
+                    if let Some(fence) = &op.fence {
+                        locks::check_fence(self, &mut tx, op, fence)
+                            .await
+                            .map_err(at)?;
                     }
-                    alone_until = i + run;
+                    working.apply_op(&mut tx, op).await.map_err(at)?;
                 }
-                let op = &ops[i];
-                let at = |e| crate::write::op_failed(i, &op.rn, e);
-                if let Some(fence) = &op.fence {
-                    locks::check_fence(self, &mut tx, op, fence)
-                        .await
-                        .map_err(at)?;
-                }
-                working.apply_op(&mut tx, op).await.map_err(at)?;
-                i += 1;
             }
             let first = ops.first().map_or("", |op| op.rn.as_str());
             tx.commit()
@@ -587,11 +560,7 @@ impl Layer for PgLayer {
             &schema,
             rewritten.as_ref().or(select.filter.as_ref()),
             &select.sort,
-            Window {
-                limit: select.limit,
-                offset: select.offset,
-                ordered: select.ordered,
-            },
+            select.window(),
         )?;
         self.query_rows(table, statement).await
     }
@@ -632,11 +601,7 @@ impl Layer for PgLayer {
             &schema,
             select.filter.as_ref(),
             &select.sort,
-            Window {
-                limit: select.limit,
-                offset: select.offset,
-                ordered: select.ordered,
-            },
+            select.window(),
         )?;
         let statement = Statement {
             sql: format!("EXPLAIN {}", statement.sql),

@@ -31,7 +31,7 @@ use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Window};
+use crate::query::dialect::{Dialect, RowSql};
 pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
@@ -553,6 +553,39 @@ fn ensure_schema(
 // ---------------------------------------------------------------------------------------------
 // Writes
 
+/// The op of a plan that is one statement: a single write, without a fence, whose table
+/// already fits it (no DDL). SQLite applies such a statement whole or not at all.
+fn one_statement<'p>(
+    schemas: &worker::TableMap<TableSchema>,
+    ops: &'p [LayerOp],
+) -> Option<&'p LayerOp> {
+    match ops {
+        [op] if op.fence.is_none()
+            && schemas
+                .get(&op.table)
+                .is_some_and(|schema| !schema.needs_ddl(&op.fields)) =>
+        {
+            Some(op)
+        }
+        _ => None,
+    }
+}
+
+/// Runs [`one_statement`]'s op. A failure other than a conflict (which says nothing about the
+/// table) forgets the table's cached schema: it may be why the write failed.
+fn apply_one(
+    conn: &Connection,
+    schemas: &mut worker::TableMap<TableSchema>,
+    ident: &str,
+    op: &LayerOp,
+) -> Result<()> {
+    let result = apply_op(conn, schemas, ident, op);
+    if result.as_ref().is_err_and(|e| !e.is_conflict()) {
+        schemas.remove(&op.table);
+    }
+    result
+}
+
 fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
     let State {
         conn,
@@ -561,24 +594,12 @@ fn apply(state: &mut State, ops: &[LayerOp]) -> Result<()> {
         ident,
         ..
     } = &mut *state;
-    // A single write whose table already fits it is one statement, atomic by itself: it runs
-    // in autocommit, without BEGIN and COMMIT around it.
-    if let [op] = ops
-        && op.fence.is_none()
-        && schemas
-            .get(&op.table)
-            .is_some_and(|schema| !schema.needs_ddl(&op.fields))
-    {
-        let result = apply_op(conn, schemas, ident, op);
-        match &result {
-            Ok(()) => {
-                state.committed();
-            }
-            // A conflict says nothing about the table: its schema stays cached.
-            Err(e) if e.is_conflict() => {}
-            Err(_) => {
-                schemas.remove(&op.table);
-            }
+    // One statement is atomic by itself: it runs in autocommit, without BEGIN and COMMIT
+    // around it.
+    if let Some(op) = one_statement(schemas, ops) {
+        let result = apply_one(conn, schemas, ident, op);
+        if result.is_ok() {
+            state.committed();
         }
         return result;
     }
@@ -648,53 +669,12 @@ pub(super) fn apply_arriving<P: AsRef<[LayerOp]>>(
     };
     let mut batch = vec![first, second];
     let mut outcomes: Vec<Option<Result<()>>> = vec![None, None];
-    if let Err(e) = run_cached(&state.conn, "BEGIN IMMEDIATE") {
-        let e = db_error(&state.ident, e);
-        let outcomes = batch
-            .iter()
-            .map(|_| Err(shared_failure(&state.ident, &e, "BEGIN")))
-            .collect();
-        return (batch, outcomes);
-    }
-    let mut applied = Vec::with_capacity(batch.len());
-    let mut i = 0;
-    let lost = loop {
-        if i == batch.len() {
-            match next() {
-                Some(plan) => {
-                    batch.push(plan);
-                    outcomes.push(None);
-                }
-                None => break None,
-            }
-        }
-        match plan_turn(state, batch[i].as_ref()) {
-            Turn::Applied => applied.push(i),
-            Turn::Failed(e) => outcomes[i] = Some(Err(e)),
-            Turn::Lost(e) => {
-                outcomes[i] = Some(Err(e));
-                break Some(i);
-            }
-        }
-        i += 1;
-    };
-    let plans: Vec<&[LayerOp]> = batch.iter().map(AsRef::as_ref).collect();
-    match lost {
-        None => commit_group(state, &plans, &applied, &mut outcomes),
-        Some(lost) => {
-            // The transaction is gone, and with it what the plans before `lost` applied:
-            // `lost` keeps its error, the others run again.
-            forget_tables(state, &plans);
-            for (j, outcome) in outcomes.iter_mut().enumerate() {
-                if j != lost {
-                    *outcome = None;
-                }
-            }
-            while outcomes.iter().any(Option::is_none) {
-                if let Round::Done = group_round(state, &plans, &mut outcomes) {
-                    break;
-                }
-            }
+    // The first round takes plans as they arrive; after a lost transaction the plans taken
+    // so far run again, without the one that lost it, and no new plan is taken.
+    let mut arriving = Some(&mut next as &mut dyn FnMut() -> Option<P>);
+    while let Round::Lost = group_round(state, &mut batch, &mut outcomes, arriving.take()) {
+        if outcomes.iter().all(Option::is_some) {
+            break;
         }
     }
     let outcomes = outcomes
@@ -741,8 +721,8 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Forgets what the caches know of the plans' tables: their DDL may have rolled back, and
 /// their read plans are rebuilt on the next read.
-fn forget_tables(state: &mut State, plans: &[&[LayerOp]]) {
-    for op in plans.iter().flat_map(|plan| plan.iter()) {
+fn forget_tables<P: AsRef<[LayerOp]>>(state: &mut State, plans: &[P]) {
+    for op in plans.iter().flat_map(|plan| plan.as_ref()) {
         state.schemas.remove(&op.table);
         state.plans.remove(&op.table);
     }
@@ -757,22 +737,12 @@ fn plan_turn(state: &mut State, plan: &[LayerOp]) -> Turn {
         ident,
         ..
     } = &mut *state;
-    // A single write whose table already fits it is one statement, which SQLite applies
-    // whole or not at all (a failing statement is backed out, the transaction goes on): it
-    // needs no savepoint, which would cost a third of the plan's work on this thread.
-    if let [op] = plan
-        && op.fence.is_none()
-        && schemas
-            .get(&op.table)
-            .is_some_and(|schema| !schema.needs_ddl(&op.fields))
-    {
-        return match apply_op(conn, schemas, ident, op) {
+    // One statement needs no savepoint (a failing statement is backed out, the transaction
+    // goes on); the savepoint would cost a third of the plan's work on this thread.
+    if let Some(op) = one_statement(schemas, plan) {
+        return match apply_one(conn, schemas, ident, op) {
             Ok(()) => Turn::Applied,
             Err(error) => {
-                // A conflict says nothing about the table: its schema stays cached.
-                if !error.is_conflict() {
-                    schemas.remove(&op.table);
-                }
                 let error = crate::write::op_failed(0, &op.rn, error);
                 if conn.is_autocommit() {
                     // SQLite rolled the whole transaction back (a full disk, an I/O error).
@@ -823,49 +793,66 @@ fn plan_turn(state: &mut State, plan: &[LayerOp]) -> Turn {
     }
 }
 
-/// One transaction over the plans without an outcome yet, filling in their outcomes (see
-/// [`apply_arriving`]).
-fn group_round(
+/// One transaction over the plans of `batch` without an outcome yet, then over each plan
+/// `arriving` gives, filling in their outcomes (see [`apply_arriving`]).
+fn group_round<P: AsRef<[LayerOp]>>(
     state: &mut State,
-    plans: &[&[LayerOp]],
-    outcomes: &mut [Option<Result<()>>],
+    batch: &mut Vec<P>,
+    outcomes: &mut Vec<Option<Result<()>>>,
+    mut arriving: Option<&mut dyn FnMut() -> Option<P>>,
 ) -> Round {
-    let todo: Vec<usize> = (0..plans.len())
-        .filter(|&i| outcomes[i].is_none())
-        .collect();
+    // The plans that already have their outcome (one lost an earlier round's transaction).
+    let settled: Vec<bool> = outcomes.iter().map(Option::is_some).collect();
     if let Err(e) = run_cached(&state.conn, "BEGIN IMMEDIATE") {
         let e = db_error(&state.ident, e);
-        for &i in &todo {
-            outcomes[i] = Some(Err(shared_failure(&state.ident, &e, "BEGIN")));
+        for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+            *outcome = Some(Err(shared_failure(&state.ident, &e, "BEGIN")));
         }
         return Round::Done;
     }
-    let mut applied = Vec::with_capacity(todo.len());
-    for &i in &todo {
-        match plan_turn(state, plans[i]) {
+    let mut applied = Vec::with_capacity(batch.len());
+    let mut i = 0;
+    loop {
+        if i == batch.len() {
+            match arriving.as_mut().and_then(|next| next()) {
+                Some(plan) => {
+                    batch.push(plan);
+                    outcomes.push(None);
+                }
+                None => break,
+            }
+        }
+        if settled.get(i).copied().unwrap_or(false) {
+            i += 1;
+            continue;
+        }
+        match plan_turn(state, batch[i].as_ref()) {
             Turn::Applied => applied.push(i),
             Turn::Failed(e) => outcomes[i] = Some(Err(e)),
             Turn::Lost(e) => {
-                outcomes[i] = Some(Err(e));
-                forget_tables(state, plans);
-                for &j in &todo {
-                    if j != i {
-                        outcomes[j] = None;
+                // The transaction is gone, and with it what the plans before `i` applied:
+                // `i` keeps its error, the others of the round run again.
+                forget_tables(state, batch);
+                for (j, outcome) in outcomes.iter_mut().enumerate() {
+                    if !settled.get(j).copied().unwrap_or(false) {
+                        *outcome = None;
                     }
                 }
+                outcomes[i] = Some(Err(e));
                 return Round::Lost;
             }
         }
+        i += 1;
     }
-    commit_group(state, plans, &applied, outcomes);
+    commit_group(state, batch, &applied, outcomes);
     Round::Done
 }
 
 /// Commits the open group transaction: the `applied` plans succeed together, or all get the
 /// COMMIT's error.
-fn commit_group(
+fn commit_group<P: AsRef<[LayerOp]>>(
     state: &mut State,
-    plans: &[&[LayerOp]],
+    plans: &[P],
     applied: &[usize],
     outcomes: &mut [Option<Result<()>>],
 ) {
@@ -1127,11 +1114,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         schema,
         select.filter.as_ref(),
         &select.sort,
-        Window {
-            limit: select.limit,
-            offset: select.offset,
-            ordered: select.ordered,
-        },
+        select.window(),
     )?;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
@@ -1162,11 +1145,7 @@ fn run_explain(state: &mut State, table: &str, select: &Select) -> Result<String
         schema,
         select.filter.as_ref(),
         &select.sort,
-        Window {
-            limit: select.limit,
-            offset: select.offset,
-            ordered: select.ordered,
-        },
+        select.window(),
     )?;
     let mut stmt = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
