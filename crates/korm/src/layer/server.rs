@@ -9,8 +9,9 @@ use sqlx::error::DatabaseError;
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
+use crate::backup::format::{Raw, Sink};
 use crate::error::{DbErrorKind, Error, Scrubber};
-use crate::layer::schema::TableSchema;
+use crate::layer::schema::{ReadColumn, TableSchema};
 use crate::layer::url::DbUrl;
 use crate::layer::{LayerOp, OpKind};
 use crate::model::SqlValue;
@@ -125,6 +126,67 @@ where
         Ok(_) => Ok(false),
         Err(undo) => Err(written.err().unwrap_or(undo)),
     }
+}
+
+/// Streams one table's rows into a backup's `sink` (see
+/// [`LayerBackups::export`](crate::layer::LayerBackups::export)): the `table` event before the
+/// first row, with the columns that row has; an empty table when there is none; the sink
+/// flushed whenever it is full, so rows are never gathered. `cell` decodes a row's cell `i`
+/// in its column; `error` maps a read error, or says (`None`) that it means the table was
+/// dropped since it was listed: the rows end there.
+pub(crate) async fn export_rows<R, S, F>(
+    sink: &mut Sink,
+    table: &str,
+    schema: Option<&TableSchema>,
+    mut rows: S,
+    cell: F,
+    error: impl Fn(sqlx::Error) -> Option<Error>,
+) -> crate::error::Result<()>
+where
+    R: sqlx::Row,
+    S: futures_util::Stream<Item = std::result::Result<R, sqlx::Error>> + Unpin,
+    F: for<'r> Fn(&'r R, usize, &str, &ReadColumn) -> crate::error::Result<Raw<'r>>,
+{
+    use futures_util::TryStreamExt as _;
+    use sqlx::Column as _;
+    let mut columns: Option<Vec<(String, ReadColumn)>> = None;
+    loop {
+        let row = match rows.try_next().await {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) => match error(e) {
+                Some(e) => return Err(e),
+                None => break,
+            },
+        };
+        let columns = columns.get_or_insert_with(|| {
+            row.columns()
+                .iter()
+                .map(|c| {
+                    let name = c.name().to_owned();
+                    let read = ReadColumn::of(&name, schema);
+                    (name, read)
+                })
+                .collect()
+        });
+        if !sink.table_open() {
+            let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
+            sink.begin_table(table, &names, schema);
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, (name, read)) in columns.iter().enumerate() {
+            values.push(cell(&row, i, name, read)?);
+        }
+        sink.row(values)?;
+        if sink.is_full() {
+            sink.flush().await?;
+        }
+    }
+    if columns.is_none() {
+        sink.begin_table(table, &[], schema);
+    }
+    sink.end_table();
+    Ok(())
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes

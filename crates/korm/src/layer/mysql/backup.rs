@@ -2,18 +2,17 @@
 //! transaction started `WITH CONSISTENT SNAPSHOT`, and tables emptied for a restore that
 //! replaces.
 
-use futures_util::TryStreamExt;
-use sqlx::Column as _;
-use sqlx::Row as _;
+use sqlx::mysql::MySqlRow;
 
 use super::{MySqlLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::server;
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
-use crate::layer::schema::{ReadColumn, TableSchema};
+use crate::layer::schema::TableSchema;
 
 /// The tables of the database, oldest first.
 const TABLES: &str = "SELECT TABLE_NAME FROM information_schema.TABLES \
@@ -67,48 +66,24 @@ impl LayerBackups for MySqlLayer {
             for (table, schema) in &tables {
                 // The name was listed from the catalog and is quoted.
                 let sql = format!("SELECT * FROM {}", quoted(table));
-                let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .persistent(false)
                     .fetch(&mut *conn);
-                let mut plan: Option<Vec<(String, ReadColumn)>> = None;
-                loop {
-                    let row = match rows.try_next().await {
-                        Ok(Some(row)) => row,
-                        Ok(None) => break,
+                server::export_rows(
+                    &mut sink,
+                    table,
+                    schema.as_ref(),
+                    rows,
+                    |row: &MySqlRow, i, name, read| {
+                        Ok(raw(value::cell(table, name, read, row, i)?, read.kind()))
+                    },
+                    |e| match e {
                         // Dropped since it was listed: nothing to back up.
-                        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => {
-                            break;
-                        }
-                        Err(e) => return Err(self.error(e)),
-                    };
-                    let columns = plan.get_or_insert_with(|| {
-                        row.columns()
-                            .iter()
-                            .map(|c| {
-                                let name = c.name().to_owned();
-                                let read = ReadColumn::of(&name, schema.as_ref());
-                                (name, read)
-                            })
-                            .collect()
-                    });
-                    if !sink.table_open() {
-                        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
-                        sink.begin_table(table, &names, schema.as_ref());
-                    }
-                    let mut values = Vec::with_capacity(columns.len());
-                    for (i, (name, read)) in columns.iter().enumerate() {
-                        let cell = value::cell(table, name, read, &row, i)?;
-                        values.push(raw(cell, read.kind()));
-                    }
-                    sink.row(values)?;
-                    if sink.is_full() {
-                        sink.flush().await?;
-                    }
-                }
-                if plan.is_none() {
-                    sink.begin_table(table, &[], schema.as_ref());
-                }
-                sink.end_table();
+                        sqlx::Error::Database(db) if db.code().as_deref() == Some("42S02") => None,
+                        e => Some(self.error(e)),
+                    },
+                )
+                .await?;
             }
             Ok::<(), Error>(())
         }

@@ -2,18 +2,18 @@
 //! `REPEATABLE READ` read-only transaction (a consistent snapshot), and tables emptied for a
 //! restore that replaces.
 
-use futures_util::TryStreamExt;
-use sqlx::{Column as _, Row as _};
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
 
 use super::{PgLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::server;
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
-use crate::layer::schema::{ReadColumn, TableSchema};
-use crate::model::ColumnKind;
+use crate::layer::schema::TableSchema;
 
 /// The tables of the current schema, oldest first (by their catalog id).
 const TABLES: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
@@ -71,40 +71,22 @@ impl LayerBackups for PgLayer {
                 let sql = format!("SELECT * FROM {}", quoted(table));
                 // Not a prepared statement of the connection's cache: a table's columns may
                 // change between two backups.
-                let mut rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).fetch(&mut *conn);
-                let mut plan: Option<Vec<(String, Option<ColumnKind>)>> = None;
-                while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
-                    let columns = plan.get_or_insert_with(|| {
-                        row.columns()
-                            .iter()
-                            .map(|c| {
-                                let name = c.name().to_owned();
-                                let kind = ReadColumn::of(&name, schema.as_ref()).kind();
-                                (name, kind)
-                            })
-                            .collect()
-                    });
-                    if !sink.table_open() {
-                        let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
-                        sink.begin_table(table, &names, schema.as_ref());
-                    }
-                    let mut values = Vec::with_capacity(columns.len());
-                    for (i, (name, kind)) in columns.iter().enumerate() {
+                let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch(&mut *conn);
+                server::export_rows(
+                    &mut sink,
+                    table,
+                    schema.as_ref(),
+                    rows,
+                    |row: &PgRow, i, name, read| {
                         let v = row.try_get_raw(i).map_err(|_| Error::Decode {
                             rn: table.clone(),
                             reason: format!("column {name:?} is missing from the result"),
                         })?;
-                        values.push(raw(value::cell(table, name, *kind, v)?, *kind));
-                    }
-                    sink.row(values)?;
-                    if sink.is_full() {
-                        sink.flush().await?;
-                    }
-                }
-                if plan.is_none() {
-                    sink.begin_table(table, &[], schema.as_ref());
-                }
-                sink.end_table();
+                        Ok(raw(value::cell(table, name, read.kind(), v)?, read.kind()))
+                    },
+                    |e| Some(self.error(e)),
+                )
+                .await?;
             }
             Ok::<(), Error>(())
         }
