@@ -12,7 +12,8 @@
 //! between the two marker
 //! functions, after the 2,000 users were created, so the dump counts only its instructions.
 //! Divide by the ops (2,000 loads; 50 queries) for a cost per op. `wal_create` and
-//! `korm_create` time 2,000 creates with and without a write-ahead log.
+//! `korm_create` time 2,000 creates with and without a write-ahead log; `korm_create_x16`
+//! runs 16 tasks of 100 durable creates each (`durable.create_x16`'s korm side).
 
 #[path = "../benches/workloads/mod.rs"]
 mod workloads;
@@ -77,11 +78,43 @@ async fn create(wal: bool) {
     pool.close().await;
 }
 
+/// `durable.create_x16`'s korm side: 16 tasks making 100 creates each on one SQLite layer
+/// with `synchronous = FULL`, group-committed.
+async fn create_x16() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer(
+            "bench",
+            korm::layers::sqlite(dir.path().join("korm.sqlite")),
+        )
+        .open()
+        .await
+        .expect("open");
+    black_box(korm_create(&pool, 0..10).await);
+    profile_start();
+    let tasks: Vec<_> = (0..16)
+        .map(|w| {
+            let pool = pool.clone();
+            let start = 1_000 + w * 100;
+            tokio::spawn(async move { korm_create(&pool, start..start + 100).await.len() })
+        })
+        .collect();
+    for task in tasks {
+        black_box(task.await.expect("writer task"));
+    }
+    profile_end();
+    pool.close().await;
+}
+
 #[tokio::main]
 async fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     if mode.ends_with("_resolve") {
         resolve(&mode).await;
+        return;
+    }
+    if mode == "korm_create_x16" {
+        create_x16().await;
         return;
     }
     if mode == "wal_create" || mode == "korm_create" {

@@ -1,6 +1,8 @@
 //! The benchmark workloads of the SQLite layer, each done by korm and by raw rusqlite running
 //! the same SQL on the same schema, with the same serde work on each side (the raw side
 //! serializes `meta` to JSON text and parses it back, as any user of the raw driver must).
+//! The raw side's rows get their ids as korm's do ([`korm::rn::new_id`]: time-prefixed), so
+//! both sides' inserts touch the same index pages.
 //!
 //! Shared by the bench binary (`examples/bench.rs`) and the criterion bench
 //! (`benches/sqlite.rs`).
@@ -128,7 +130,7 @@ pub fn raw_conn(path: &Path) -> Connection {
 pub fn raw_create(conn: &Connection, range: std::ops::Range<usize>) -> Vec<(String, User)> {
     let mut out = Vec::with_capacity(range.len());
     for i in range {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = korm::rn::new_id().to_string();
         let u = user(i);
         let mut stmt = conn
             .prepare_cached(&format!(

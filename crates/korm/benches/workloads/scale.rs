@@ -109,7 +109,7 @@ pub fn raw_seed(path: &Path, n: usize) -> Connection {
         for i in 0..n {
             let d = doc(i, n);
             stmt.execute(params![
-                uuid::Uuid::new_v4().to_string(),
+                korm::rn::new_id().to_string(),
                 d.name,
                 d.n,
                 serde_json::to_string(&d.meta).unwrap()

@@ -137,7 +137,7 @@ impl Raw {
     pub async fn create(&self, range: std::ops::Range<usize>) -> Vec<(String, User)> {
         let mut out = Vec::with_capacity(range.len());
         for i in range {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = korm::rn::new_id().to_string();
             let u = user(i);
             match self {
                 Raw::Pg(p) => {

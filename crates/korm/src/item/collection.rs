@@ -123,7 +123,7 @@ impl<T: Model> Collection<T> {
     pub fn new_item(&self, data: T) -> FloatingItem<T> {
         FloatingItem {
             pool: self.pool.clone(),
-            rn: self.rn.with_valid_id(&uuid::Uuid::new_v4().to_string()),
+            rn: self.rn.with_valid_id(&crate::rn::new_id().to_string()),
             data,
         }
     }

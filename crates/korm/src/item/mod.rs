@@ -115,7 +115,7 @@ pub fn item<T>(pool: &Pool) -> ItemHandle<T> {
 
 impl<T: Model> ItemHandle<T> {
     /// A new item that is not stored yet. `rn` is either a collection RN
-    /// (`[rn][from::cardb]:cars:suv:*`, a fresh UUIDv4 is drawn) or an item RN with the id
+    /// (`[rn][from::cardb]:cars:suv:*`, a fresh id is drawn: [`rn::new_id`](crate::rn::new_id)) or an item RN with the id
     /// to use.
     ///
     /// # Errors
@@ -123,7 +123,7 @@ impl<T: Model> ItemHandle<T> {
     /// `from` mod with several layers, an unknown layer).
     pub fn from_data(&self, rn: Rn<T>, data: T) -> Result<FloatingItem<T>> {
         let rn = if rn.is_collection() {
-            rn.with_id(uuid::Uuid::new_v4())?
+            rn.with_id(crate::rn::new_id())?
         } else if rn.is_item() {
             rn
         } else {

@@ -476,3 +476,79 @@ async fn danger_debug_prints_what_it_does_and_runs_only_through_danger() {
     assert!(format!("{empty:?}").starts_with("EmptyItem<"));
     pool.close().await;
 }
+
+/// The shape korm 1.5 checks an item id against (R2): a lowercase hyphenated UUIDv4.
+fn korm15_accepts(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && id
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && groups[2].starts_with('4')
+        && groups[3].starts_with(['8', '9', 'a', 'b'])
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis()
+}
+
+/// R2: new items get UUIDv4 ids whose first 48 bits are the time they were drawn, so ids of
+/// items created later sort after earlier ones (rows land at the right edge of the
+/// primary-key index); the other 74 bits are random.
+#[tokio::test]
+async fn new_item_ids_are_uuid_v4_prefixed_by_the_time() {
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite_memory())
+        .open()
+        .await
+        .expect("open");
+    let users = korm::item::<User>(&pool);
+    let collection: Rn<User> = "[rn]:users:freetier:*".parse().expect("rn");
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    for round in 0..3 {
+        let before = unix_millis();
+        for i in 0..200 {
+            let item = users
+                .from_data(
+                    collection.clone(),
+                    User {
+                        username: format!("u{round}-{i}"),
+                    },
+                )
+                .expect("floating");
+            let id = item.rn().id().expect("an item rn has an id").to_owned();
+            let uuid = uuid::Uuid::parse_str(&id).expect("a uuid");
+            assert!(korm15_accepts(&id), "{id}");
+            assert_eq!(uuid.get_version_num(), 4, "{id}");
+            let prefix = uuid.as_u128() >> 80;
+            assert!(
+                (before..=unix_millis()).contains(&prefix),
+                "{id}: {prefix} is not the time it was drawn"
+            );
+            assert!(seen.insert(id.clone()), "{id} drawn twice");
+            ids.push(id);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Across milliseconds, later ids sort later (within one, the random bits order them).
+    for window in ids.chunks(200).collect::<Vec<_>>().windows(2) {
+        let (earlier, later) = (&window[0], &window[1]);
+        assert!(
+            earlier.iter().max() < later.iter().min(),
+            "ids not ordered by time"
+        );
+    }
+    // The random part varies: 600 ids share no 74-bit tail.
+    let tails: HashSet<u128> = ids
+        .iter()
+        .map(|id| uuid::Uuid::parse_str(id).expect("uuid").as_u128() & ((1 << 80) - 1))
+        .collect();
+    assert_eq!(tails.len(), ids.len());
+    let direct = korm::rn::new_id().to_string();
+    assert!(korm15_accepts(&direct), "{direct}");
+    pool.close().await;
+}
