@@ -18,20 +18,24 @@ const SHARDS: usize = 64;
 
 type Entry = Arc<tokio::sync::Mutex<()>>;
 
-/// One shard: the entries of the keys that hash to it.
-type Shard = Mutex<HashMap<Arc<str>, Entry>>;
+/// One shard: the entries of the keys that hash to it. Keys are RN texts, hashed with foldhash
+/// (seeded per process, as the resolver's maps): SipHash, hashing each key twice (shard and
+/// map), was a twentieth of a create's instructions.
+type Shard = Mutex<HashMap<Arc<str>, Entry, foldhash::fast::RandomState>>;
 
 /// The in-process lock table of a pool.
 #[derive(Debug)]
 pub(crate) struct LockTable {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl LockTable {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(LockTable {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             hasher: Default::default(),
         })
     }

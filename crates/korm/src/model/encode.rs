@@ -152,7 +152,12 @@ pub(crate) fn validate_field_name(name: &str) -> Result<()> {
     if PROTOTYPE_KEYS.contains(&name) {
         return reject("reaches a JavaScript object's prototype, which korm 1.5 refuses");
     }
-    if name.to_ascii_lowercase().starts_with("__korm_") || name.starts_with(UNIQUE_PREFIX) {
+    // `name` is ASCII (checked above): its first 7 bytes are whole characters.
+    if name
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("__korm_"))
+        || name.starts_with(UNIQUE_PREFIX)
+    {
         return reject("starts with __korm_, which korm reserves");
     }
     Ok(())
@@ -694,8 +699,21 @@ mod tests {
             encode(&hostile),
             Err(Error::InvalidIdentifier { .. })
         ));
-        for bad in ["rnId", "__korm_unique__x", "1a", "", "a-b", "é"] {
+        for bad in [
+            "rnId",
+            "RNID",
+            "__korm_unique__x",
+            "__KORM_x",
+            "__Korm_Meta__",
+            "1a",
+            "",
+            "a-b",
+            "é",
+        ] {
             assert!(validate_field_name(bad).is_err(), "{bad}");
+        }
+        for good in ["__korm", "__kormx", "_korm_x", "a", "_"] {
+            assert!(validate_field_name(good).is_ok(), "{good}");
         }
     }
 
