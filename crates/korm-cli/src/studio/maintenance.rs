@@ -170,12 +170,8 @@ pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Re
         None
     };
     if let Some(key) = params.get("verify") {
-        // Verifying reads the backup through a parser whose callbacks are not Send: it runs
-        // on this worker thread (the runtime moves other tasks off it meanwhile).
         let verified = match DepotKey::parse(key) {
-            Ok(key) => tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(backups.verify(&key))
-            }),
+            Ok(key) => backups.verify(&key).await,
             Err(e) => Err(e),
         };
         match verified {
@@ -207,9 +203,7 @@ pub(crate) async fn backups(studio: &Studio, params: &Params) -> korm::Result<Re
     }
     if let Some(key) = params.get("dry_run") {
         let into = params.get("into");
-        let planned = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(dry_run(studio, depot, key, into))
-        });
+        let planned = dry_run(studio, depot, key, into).await;
         match planned {
             Ok(table) => body.push_str(&table),
             Err(e) => {

@@ -486,7 +486,7 @@ impl Reader {
     pub(crate) fn push(
         &mut self,
         chunk: &[u8],
-        each: &mut dyn FnMut(Event) -> Result<()>,
+        each: &mut (dyn FnMut(Event) -> Result<()> + Send),
     ) -> Result<()> {
         let mut rest = chunk;
         while let Some(at) = rest.iter().position(|&b| b == b'\n') {
@@ -534,7 +534,11 @@ impl Reader {
         }
     }
 
-    fn line_done(&mut self, line: &[u8], each: &mut dyn FnMut(Event) -> Result<()>) -> Result<()> {
+    fn line_done(
+        &mut self,
+        line: &[u8],
+        each: &mut (dyn FnMut(Event) -> Result<()> + Send),
+    ) -> Result<()> {
         self.line += 1;
         let number = self.line;
         // Borrows only the file name, so the other fields stay free to change.

@@ -333,7 +333,7 @@ pub(crate) async fn read_file(
     depot: &dyn Depot,
     key: &DepotKey,
     on_progress: Option<&OnProgress>,
-    each: &mut dyn FnMut(format::Event) -> Result<()>,
+    each: &mut (dyn FnMut(format::Event) -> Result<()> + Send),
 ) -> Result<(Reader, u64)> {
     let total = match on_progress {
         Some(_) => depot.size(key).await?,

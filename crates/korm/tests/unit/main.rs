@@ -552,3 +552,14 @@ async fn new_item_ids_are_uuid_v4_prefixed_by_the_time() {
     assert!(korm15_accepts(&direct), "{direct}");
     pool.close().await;
 }
+
+/// B1-B3: every backup future can be spawned on a multi-thread runtime (`tokio::spawn` needs
+/// `Send`); a future that is not fails to build here.
+#[allow(dead_code, reason = "checked by the compiler, never called")]
+fn backup_futures_are_send(backups: &korm::backup::Backups<'_>, key: &korm::depots::DepotKey) {
+    fn send<T: Send>(_: T) {}
+    send(backups.now("db"));
+    send(backups.list(None));
+    send(backups.verify(key));
+    send(backups.restore(key, "db", korm::backup::RestoreOptions::merge()));
+}
