@@ -365,16 +365,14 @@ pub(crate) async fn apply_groups(
             // 4. Undo the layers already applied, newest first.
             let mut undo_errors = Vec::new();
             for (layer, indexes) in groups[..g].iter().rev() {
-                let undo: Vec<LayerOp> = indexes
+                let undo: Vec<(usize, LayerOp)> = indexes
                     .iter()
                     .rev()
-                    .filter_map(|&i| inverse(&plan.ops[i]))
+                    .filter_map(|&i| inverse(&plan.ops[i]).map(|op| (i, op)))
                     .collect();
-                if let Err(e) = layer.apply(undo).await {
-                    let rns: Vec<String> = indexes
-                        .iter()
-                        .map(|&i| plan.ops[i].rn.to_string())
-                        .collect();
+                if let Err((failed, e)) = undo_layer(layer, undo).await {
+                    let rns: Vec<String> =
+                        failed.iter().map(|&i| plan.ops[i].rn.to_string()).collect();
                     undo_errors.push((format!("{} (layer {})", rns.join(", "), layer.ident()), e));
                 }
             }
@@ -392,6 +390,31 @@ pub(crate) async fn apply_groups(
         }
     }
     Ok(())
+}
+
+/// Applies one layer's undo ops (with their indexes in the plan) in one transaction. If that
+/// fails, each op runs alone, so that an item another writer changed meanwhile (its undo is
+/// a conflict) does not keep the others from being undone: the error names the ops whose
+/// undo failed, with the first one's error.
+async fn undo_layer(
+    layer: &LayerHandle,
+    undo: Vec<(usize, LayerOp)>,
+) -> std::result::Result<(), (Vec<usize>, Error)> {
+    let (indexes, ops): (Vec<usize>, Vec<LayerOp>) = undo.into_iter().unzip();
+    match layer.apply(ops.clone()).await {
+        Ok(()) => return Ok(()),
+        Err(e) if ops.len() == 1 => return Err((indexes, e)),
+        Err(_) => {}
+    }
+    let mut failed = Vec::new();
+    let mut first = None;
+    for (i, op) in indexes.into_iter().zip(ops) {
+        if let Err(e) = layer.apply(vec![op]).await {
+            failed.push(i);
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), |e| Err((failed, e)))
 }
 
 /// The error of a failed layer batch, naming the failing op by its index in the plan; a
@@ -557,7 +580,10 @@ impl BeforeImage {
     }
 }
 
-/// The op that undoes `op`, from its before-image.
+/// The op that undoes `op`, from its before-image. The undo of an update is conditional on
+/// the columns it wrote still holding what it wrote: another process that changed one of
+/// them since (between this layer's commit and the undo) keeps its value, and the undo is a
+/// conflict ([`Error::UndoFailed`]) instead of writing the old value over it.
 fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (table, id) = item_key(&op.rn).ok()?;
     let before_fields = |before: &Map<String, Value>| -> Vec<Field> {
@@ -572,6 +598,7 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
             .collect()
     };
     let before = op.before.as_ref().map(BeforeImage::to_map);
+    let mut expect = Vec::new();
     let (kind, fields) = match (op.kind, &before) {
         (OpKind::Insert, _) => (OpKind::DeleteIfExists, Vec::new()),
         (OpKind::Update, Some(before)) => {
@@ -590,6 +617,14 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
                     }
                 })
                 .collect();
+            expect = op
+                .fields
+                .iter()
+                .map(|field| Expect {
+                    name: field.name.clone(),
+                    value: Stored::Value(field.value.clone()),
+                })
+                .collect();
             (OpKind::Update, fields)
         }
         (OpKind::Delete | OpKind::DeleteIfExists, Some(before)) => {
@@ -605,6 +640,6 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
         fields: fields.into(),
         destructive: false,
         fence: None,
-        expect: Vec::new(),
+        expect,
     })
 }

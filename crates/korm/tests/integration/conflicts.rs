@@ -131,6 +131,83 @@ impl Backend {
     }
 }
 
+/// Another writer's open transaction that changed a row's `n` and holds its lock (SQLite:
+/// the database's write lock) until [`Held::commit`].
+enum Held {
+    Sqlite(rusqlite::Connection),
+    Postgres(sqlx::postgres::PgConnection),
+    MySql(sqlx::mysql::MySqlConnection),
+}
+
+impl Backend {
+    /// Opens a transaction on a connection of its own that sets `n` of row `id`, and leaves it
+    /// open.
+    async fn hold_update(&self, id: &str, n: i64) -> Held {
+        use sqlx::{Connection, Executor};
+        match self {
+            Backend::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).expect("open raw");
+                conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
+                let changed = conn
+                    .execute(
+                        &format!("UPDATE \"{TABLE}\" SET \"n\" = ?1 WHERE \"rnId\" = ?2"),
+                        rusqlite::params![n, id],
+                    )
+                    .expect("raw update");
+                assert_eq!(changed, 1);
+                Held::Sqlite(conn)
+            }
+            Backend::Postgres(url) => {
+                let mut conn = sqlx::postgres::PgConnection::connect(url)
+                    .await
+                    .expect("connect");
+                conn.execute("BEGIN").await.expect("begin");
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE \"{TABLE}\" SET \"n\" = $1 WHERE \"rnId\" = $2"
+                )))
+                .bind(n as i32)
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .expect("raw update");
+                assert_eq!(done.rows_affected(), 1);
+                Held::Postgres(conn)
+            }
+            Backend::MySql(url) => {
+                let mut conn = sqlx::mysql::MySqlConnection::connect(url)
+                    .await
+                    .expect("connect");
+                conn.execute("BEGIN").await.expect("begin");
+                let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE `{TABLE}` SET `n` = ? WHERE `rnId` = ?"
+                )))
+                .bind(n)
+                .bind(id)
+                .execute(&mut conn)
+                .await
+                .expect("raw update");
+                assert_eq!(done.rows_affected(), 1);
+                Held::MySql(conn)
+            }
+        }
+    }
+}
+
+impl Held {
+    async fn commit(self) {
+        use sqlx::Executor;
+        match self {
+            Held::Sqlite(conn) => conn.execute_batch("COMMIT").expect("commit"),
+            Held::Postgres(mut conn) => {
+                conn.execute("COMMIT").await.expect("commit");
+            }
+            Held::MySql(mut conn) => {
+                conn.execute("COMMIT").await.expect("commit");
+            }
+        }
+    }
+}
+
 /// A backend for a test, or `None` (a loud skip outside scripts/test) when its server is not
 /// there; the guard keeps a server database or a temporary directory alive.
 async fn backend(which: &str) -> Option<(Backend, Box<dyn std::any::Any + Send>)> {
@@ -697,6 +774,103 @@ async fn uncommitted_from_data_writes_every_field(which: &str) {
     pool.close().await;
 }
 
+/// A tx over two layers whose second part fails (a conflict) after another process changed
+/// the first part's item in between: the undo does not write the old value over the other
+/// writer's (it is conditional on what the tx wrote, so it is a conflict: `UndoFailed`), and
+/// the first layer's other item is still undone.
+async fn undo_keeps_another_writers_change(which: &str) {
+    let Some((backend, _guard)) = backend(which).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let first_path = dir.path().join("first.sqlite");
+    let pool = korm::pool()
+        .layer("first", korm::layers::sqlite(&first_path))
+        .layer("db", backend.spec())
+        .open()
+        .await
+        .expect("open");
+    let mut items = Vec::new();
+    for layer in ["first", "first", "db"] {
+        let rn = format!("[rn][from::{layer}]:conflicts:counter:*");
+        items.push(
+            korm::item::<Counter>(&pool)
+                .from_data(rn.parse().expect("rn"), counter())
+                .expect("floating")
+                .create()
+                .await
+                .expect("create"),
+        );
+    }
+    let rns: Vec<Rn<Counter>> = items.iter().map(|i| i.rn().clone()).collect();
+    let id = |i: usize| rns[i].id().expect("id").to_owned();
+    let mut items = items.into_iter();
+    let (first, untouched, second) = (
+        items.next().expect("first"),
+        items.next().expect("untouched"),
+        items.next().expect("second"),
+    );
+    // Another writer's transaction changed the second item and holds it: the tx's second
+    // part waits for it, after its first part has committed.
+    let held = backend.hold_update(&id(2), 7).await;
+    let mut tx = korm::tx(&pool);
+    tx.commit(first.update(|c| c.n = 1));
+    tx.commit(untouched.update(|c| c.a = 1));
+    tx.commit(second.update(|c| c.n = 1));
+    let other_writer = async {
+        let raw = rusqlite::Connection::open(&first_path).expect("raw");
+        raw.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        let n_of_first = || -> i64 {
+            raw.query_row(
+                &format!("SELECT \"n\" FROM \"{TABLE}\" WHERE \"rnId\" = ?1"),
+                [id(0)],
+                |row| row.get(0),
+            )
+            .expect("read")
+        };
+        let waited = std::time::Instant::now();
+        while n_of_first() != 1 {
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(30),
+                "{which}: the tx's first part never landed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // Between the first part's commit and its undo, another process sets `n` again.
+        raw.execute(
+            &format!("UPDATE \"{TABLE}\" SET \"n\" = 42 WHERE \"rnId\" = ?1"),
+            [id(0)],
+        )
+        .expect("other writer");
+        held.commit().await;
+    };
+    let (persisted, ()) = tokio::join!(tx.persist(), other_writer);
+    let e = persisted.expect_err("the second part conflicts");
+    match &e {
+        Error::UndoFailed {
+            rns: failed,
+            source,
+            undo,
+        } => {
+            assert!(failed.contains(&id(0)), "{which}: {failed}");
+            assert!(!failed.contains(&id(1)), "{which}: {failed}");
+            assert!(source.is_conflict(), "{which}: {source:?}");
+            assert!(undo.is_conflict(), "{which}: {undo:?}");
+        }
+        other => panic!("{which}: expected UndoFailed, got {other:?}"),
+    }
+    assert_eq!(
+        load(&pool, &rns[0]).await.data().n,
+        42,
+        "{which}: the other writer's value stays"
+    );
+    let untouched = load(&pool, &rns[1]).await;
+    assert_eq!(untouched.data().a, 0, "{which}: the other item is undone");
+    assert_eq!(load(&pool, &rns[2]).await.data().n, 7, "{which}");
+    pool.close().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident => $body:ident;)*) => {
         $(
@@ -730,6 +904,7 @@ on_every_backend! {
     raw_update => a_raw_update_is_detected;
     stored_forms => json_and_encrypted_fields_compare_as_stored;
     uncommitted_from_data => uncommitted_from_data_writes_every_field;
+    undo_keeps_other_writer => undo_keeps_another_writers_change;
 }
 
 // ---------------------------------------------------------------------------------------------
