@@ -370,7 +370,7 @@ pub(crate) async fn apply_groups(
                     .rev()
                     .filter_map(|&i| inverse(&plan.ops[i]).map(|op| (i, op)))
                     .collect();
-                if let Err((failed, e)) = undo_layer(layer, undo).await {
+                if let Some((failed, e)) = undo_layer(layer, undo).await {
                     let rns: Vec<String> =
                         failed.iter().map(|&i| plan.ops[i].rn.to_string()).collect();
                     undo_errors.push((format!("{} (layer {})", rns.join(", "), layer.ident()), e));
@@ -394,16 +394,16 @@ pub(crate) async fn apply_groups(
 
 /// Applies one layer's undo ops (with their indexes in the plan) in one transaction. If that
 /// fails, each op runs alone, so that an item another writer changed meanwhile (its undo is
-/// a conflict) does not keep the others from being undone: the error names the ops whose
-/// undo failed, with the first one's error.
+/// a conflict) does not keep the others from being undone. `None` when all are undone, else
+/// the ops whose undo failed, with the first one's error.
 async fn undo_layer(
     layer: &LayerHandle,
     undo: Vec<(usize, LayerOp)>,
-) -> std::result::Result<(), (Vec<usize>, Error)> {
+) -> Option<(Vec<usize>, Error)> {
     let (indexes, ops): (Vec<usize>, Vec<LayerOp>) = undo.into_iter().unzip();
     match layer.apply(ops.clone()).await {
-        Ok(()) => return Ok(()),
-        Err(e) if ops.len() == 1 => return Err((indexes, e)),
+        Ok(()) => return None,
+        Err(e) if ops.len() == 1 => return Some((indexes, e)),
         Err(_) => {}
     }
     let mut failed = Vec::new();
@@ -414,7 +414,7 @@ async fn undo_layer(
             first.get_or_insert(e);
         }
     }
-    first.map_or(Ok(()), |e| Err((failed, e)))
+    first.map(|e| (failed, e))
 }
 
 /// The error of a failed layer batch, naming the failing op by its index in the plan; a
