@@ -95,8 +95,8 @@ pub use wal::{WalDepotOps, WalOptions, WalRetention};
 /// Depot constructors and file types: where files are stored.
 pub mod depots {
     pub use crate::depot::{
-        Depot, DepotFile, DepotFolder, DepotKey, DepotSpec, FileContent, FileStream, FloatingFile,
-        LocalDepot, LocalOptions, UncommittedFile, file, local,
+        Depot, DepotFile, DepotFolder, DepotKey, DepotLevel, DepotSpec, FileContent, FileStream,
+        FloatingFile, LocalDepot, LocalOptions, UncommittedFile, file, local,
     };
     #[cfg(feature = "s3")]
     pub use crate::depot::{S3Depot, S3Options, s3};

@@ -4,7 +4,6 @@
 //! preview) or `application/octet-stream`, never as HTML or SVG, with a sandboxing CSP: a
 //! hostile file can not run in the studio's origin.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use bytes::Bytes;
@@ -33,25 +32,9 @@ pub(crate) async fn listing(studio: &Studio, params: &Params) -> korm::Result<Re
         Some(p) => DepotKey::parse(p.trim_matches('/'))?,
         None => DepotKey::root(),
     };
-    let files = depot.list(&prefix).await?;
-    let mut folders = BTreeSet::new();
-    let mut here = Vec::new();
-    for key in &files {
-        let rest = if prefix.is_root() {
-            key.as_str()
-        } else {
-            match key.as_str().strip_prefix(prefix.as_str()) {
-                Some(rest) => rest.trim_start_matches('/'),
-                None => continue,
-            }
-        };
-        match rest.split_once('/') {
-            Some((folder, _)) => {
-                folders.insert(folder.to_owned());
-            }
-            None => here.push(key),
-        }
-    }
+    // One level only: the store lists the folders and files directly under the prefix.
+    let level = depot.list_level(&prefix).await?;
+    let (folders, here) = (&level.folders, &level.files);
     let mut body = format!(r#"<h1>depot {}</h1><p class="crumbs">"#, escape(name));
     let mut crumb = String::new();
     body.push_str(&link("crumb", &Url::new("/depot").with("name", name), name));
@@ -65,8 +48,9 @@ pub(crate) async fn listing(studio: &Studio, params: &Params) -> korm::Result<Re
     }
     let _ = write!(
         body,
-        r#"</p><p class="muted">{} file(s) under this prefix</p><ul id="entries">"#,
-        files.len()
+        r#"</p><p class="muted">{} folder(s), {} file(s) here</p><ul id="entries">"#,
+        folders.len(),
+        here.len()
     );
     let join = |last: &str| {
         if prefix.is_root() {

@@ -167,6 +167,21 @@ impl Depot for LocalDepot {
         Ok(keys)
     }
 
+    async fn list_level(&self, prefix: &DepotKey) -> Result<super::DepotLevel> {
+        self.check_no_links(prefix)?;
+        let mut level = self.store.list_level(prefix).await?;
+        level.files.retain(|key| self.check_no_links(key).is_ok());
+        level.folders.retain(|folder| {
+            let key = if prefix.is_root() {
+                DepotKey::parse(folder)
+            } else {
+                DepotKey::parse(&format!("{}/{folder}", prefix.as_str()))
+            };
+            key.is_ok_and(|key| self.check_no_links(&key).is_ok())
+        });
+        Ok(level)
+    }
+
     async fn list_all(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
         self.check_no_links(prefix)?;
         let mut keys = self.store.list_keys(prefix, true).await?;

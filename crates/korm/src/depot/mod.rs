@@ -166,6 +166,44 @@ pub struct DepotKey {
     text: String,
 }
 
+/// One level of a depot listing ([`Depot::list_level`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DepotLevel {
+    /// The names of the folders directly under the prefix (one segment each), sorted.
+    pub folders: Vec<String>,
+    /// The files directly under the prefix, sorted.
+    pub files: Vec<DepotKey>,
+}
+
+impl DepotLevel {
+    /// Groups every key under `prefix` into the level directly under it.
+    pub fn of_keys(prefix: &DepotKey, keys: impl IntoIterator<Item = DepotKey>) -> Self {
+        let mut folders = std::collections::BTreeSet::new();
+        let mut files = Vec::new();
+        for key in keys {
+            let rest = if prefix.is_root() {
+                key.as_str()
+            } else {
+                match key.as_str().strip_prefix(prefix.as_str()) {
+                    Some(rest) if rest.starts_with('/') => &rest[1..],
+                    _ => continue,
+                }
+            };
+            match rest.split_once('/') {
+                Some((folder, _)) => {
+                    folders.insert(folder.to_owned());
+                }
+                None => files.push(key),
+            }
+        }
+        files.sort();
+        DepotLevel {
+            folders: folders.into_iter().collect(),
+            files,
+        }
+    }
+}
+
 /// The longest segment, in bytes.
 const MAX_SEGMENT: usize = 255;
 
@@ -324,6 +362,19 @@ pub trait Depot: fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// [`Error::Depot`] when the store fails.
     async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>>;
+
+    /// One level under `prefix`, like `ls`: the folders directly under it and the files
+    /// directly in it, korm's own files left out as by [`list`](Depot::list). The default
+    /// groups what `list` returns; the built-in depots ask their store for the one level
+    /// (a delimiter listing), so a depot of millions of files is not read whole to show a
+    /// folder.
+    ///
+    /// # Errors
+    /// [`Error::Depot`] when the store fails.
+    async fn list_level(&self, prefix: &DepotKey) -> Result<DepotLevel> {
+        let keys = self.list(prefix).await?;
+        Ok(DepotLevel::of_keys(prefix, keys))
+    }
 
     /// Every file under `prefix` like [`list`](Depot::list), korm's own files included (the
     /// write-ahead log, undo copies and backups under `__korm_*`): what the WAL reads and a

@@ -585,6 +585,10 @@ impl Depot for S3Depot {
         self.store.list(prefix).await
     }
 
+    async fn list_level(&self, prefix: &DepotKey) -> Result<super::DepotLevel> {
+        self.store.list_level(prefix).await
+    }
+
     async fn list_all(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>> {
         self.store.list_keys(prefix, true).await
     }

@@ -199,6 +199,38 @@ impl Store {
         self.list_keys(prefix, false).await
     }
 
+    /// One level under `prefix` (a delimiter listing), korm's own (`__korm_*`) left out;
+    /// names a depot key can not hold are left out too.
+    pub(crate) async fn list_level(&self, prefix: &DepotKey) -> Result<super::DepotLevel> {
+        let path = if prefix.is_root() {
+            None
+        } else {
+            Some(Self::path(prefix)?)
+        };
+        let level = self
+            .inner
+            .list_with_delimiter(path.as_ref())
+            .await
+            .map_err(|e| self.error(prefix.as_str(), e))?;
+        let visible =
+            |text: &str| !text.starts_with(RESERVED_PREFIX) && DepotKey::parse(text).is_ok();
+        let mut folders: Vec<String> = level
+            .common_prefixes
+            .iter()
+            .filter(|p| visible(p.as_ref()))
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        folders.sort();
+        let mut files: Vec<DepotKey> = level
+            .objects
+            .iter()
+            .filter(|meta| !meta.location.as_ref().starts_with(RESERVED_PREFIX))
+            .filter_map(|meta| DepotKey::parse(meta.location.as_ref()).ok())
+            .collect();
+        files.sort();
+        Ok(super::DepotLevel { folders, files })
+    }
+
     /// Every file under `prefix`, korm's own (`__korm_*`) included when `reserved`.
     pub(crate) async fn list_keys(
         &self,

@@ -134,6 +134,7 @@ macro_rules! conformance {
 conformance!(
     put_and_get,
     list_by_prefix,
+    list_one_level,
     overwrite,
     delete,
     missing_file,

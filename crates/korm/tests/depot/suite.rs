@@ -117,6 +117,61 @@ pub async fn list_by_prefix(b: &Backend) {
     assert!(matches!(err, Error::WrongRnForm { .. }), "{err:?}");
 }
 
+/// `Depot::list_level`: the folders and files directly under a prefix, one level (as the
+/// default grouping of `list` gives them), korm's own `__korm_*` files left out, a linked
+/// folder of a local depot too.
+pub async fn list_one_level(b: &Backend) {
+    use korm::depots::DepotLevel;
+    let depot = b.pool.depot("files").expect("depot");
+    for k in [
+        "invoices/fred/invoice-001.txt",
+        "invoices/fred/2024/invoice-000.txt",
+        "invoices/barney/invoice-003.txt",
+        "invoices/freddie.txt",
+        "invoices/a.txt",
+        "photos/dino.jpg",
+        "top.txt",
+        "__korm_backups__/db/backup.ndjson",
+    ] {
+        depot.put(&key(k), FileContent::text(k)).await.expect("put");
+    }
+    #[cfg(unix)]
+    if let Some(root) = &b.root {
+        let outside = tempfile::tempdir().expect("outside");
+        std::fs::write(outside.path().join("secret.txt"), "outside").expect("write");
+        std::os::unix::fs::symlink(outside.path(), root.join("invoices/linked")).expect("symlink");
+    }
+    let level = |folders: &[&str], files: &[&str]| DepotLevel {
+        folders: folders.iter().map(|f| (*f).to_owned()).collect(),
+        files: files.iter().map(|f| key(f)).collect(),
+    };
+    let root = depot.list_level(&DepotKey::root()).await.expect("root");
+    assert_eq!(root, level(&["invoices", "photos"], &["top.txt"]));
+    let invoices = depot.list_level(&key("invoices")).await.expect("invoices");
+    assert_eq!(
+        invoices,
+        level(
+            &["barney", "fred"],
+            &["invoices/a.txt", "invoices/freddie.txt"]
+        )
+    );
+    let fred = depot.list_level(&key("invoices/fred")).await.expect("fred");
+    assert_eq!(fred, level(&["2024"], &["invoices/fred/invoice-001.txt"]));
+    assert_eq!(
+        depot.list_level(&key("nothing/here")).await.expect("empty"),
+        DepotLevel::default()
+    );
+    // The built-in level agrees with the default, which groups the whole listing.
+    for prefix in [DepotKey::root(), key("invoices"), key("invoices/fred")] {
+        let all = depot.list(&prefix).await.expect("list");
+        assert_eq!(
+            DepotLevel::of_keys(&prefix, all),
+            depot.list_level(&prefix).await.expect("level"),
+            "{prefix:?}"
+        );
+    }
+}
+
 pub async fn overwrite(b: &Backend) {
     let depot = b.pool.depot("files").expect("depot");
     let k = key("notes/n.txt");
