@@ -1,0 +1,137 @@
+//! Multi-row inserts on PostgreSQL and MariaDB (#16): a plan of 600 creates into one table
+//! reaches the server as three `INSERT` statements of 256, 256 and 88 rows, as sqlx's own
+//! statement events (`sqlx::query`, trace level) report them. The conformance suite checks
+//! that such plans land or fail whole; one statement per row would pass it too, so this
+//! catches a silent fall-back to it (restores would be ~7x slower).
+//!
+//! A binary of its own: the test installs a process-wide `tracing` subscriber.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Row {
+    n: i64,
+    label: String,
+}
+
+/// Every line the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// The process's subscriber, at trace level (sqlx's statement events are trace events).
+fn captured() -> &'static Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .without_time()
+            .init();
+        captured
+    })
+}
+
+/// The `rows_affected` of each statement event whose SQL inserts into `table`, in order.
+fn inserts_into(text: &str, table: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|line| {
+            line.contains("sqlx::query")
+                && line.contains("summary=\"INSERT INTO")
+                && line.contains(table)
+        })
+        .map(|line| {
+            let rows = line
+                .split("rows_affected=")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .expect("rows_affected in a statement event");
+            rows.parse().expect("a count")
+        })
+        .collect()
+}
+
+async fn six_hundred_creates_are_three_statements(server: support::Server) {
+    let captured = captured();
+    let Some(db) = support::create(server).await else {
+        return;
+    };
+    let spec: korm::LayerSpec = match server {
+        support::Server::Postgres => korm::layers::postgres(&db.url).into(),
+        support::Server::MySql => korm::layers::mysql(&db.url).into(),
+    };
+    let pool = korm::pool().layer("db", spec).open().await.expect("open");
+    let rows = korm::item::<Row>(&pool);
+    let collection = || "[rn]:runs:row:*".parse().expect("rn");
+    // The table and its columns exist before the plan: no DDL inside it.
+    rows.from_data(
+        collection(),
+        Row {
+            n: -1,
+            label: "first".into(),
+        },
+    )
+    .expect("floating")
+    .create()
+    .await
+    .expect("first create");
+    let before = captured.0.lock().expect("not poisoned").len();
+    let mut tx = korm::tx(&pool);
+    for n in 0..600 {
+        tx.create(
+            rows.from_data(
+                collection(),
+                Row {
+                    n,
+                    label: format!("row {n}"),
+                },
+            )
+            .expect("floating"),
+        );
+    }
+    tx.persist().await.expect("600 creates");
+    let count = rows.query(collection()).count().await.expect("count");
+    assert_eq!(count, 601, "{server:?}: every create landed");
+    pool.close().await;
+    let text =
+        String::from_utf8_lossy(&captured.0.lock().expect("not poisoned")[before..]).into_owned();
+    assert_eq!(
+        inserts_into(&text, "__items__runs__row"),
+        [256, 256, 88],
+        "{server:?}: the plan's inserts, by rows each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_inserts_runs_of_rows() {
+    six_hundred_creates_are_three_statements(support::Server::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_inserts_runs_of_rows() {
+    six_hundred_creates_are_three_statements(support::Server::MySql).await;
+}
