@@ -7,7 +7,21 @@ use async_trait::async_trait;
 use crate::backup::format::Sink;
 use crate::backup::schedule::ScheduleRow;
 use crate::error::Result;
+use crate::layer::meta::{POOL_TABLE, is_item_table};
 use crate::layer::schema::TableSchema;
+
+/// The tables a backup holds, out of the names a layer's catalog `listed` (in creation order):
+/// `__korm_pool__` and `__korm_meta__` first when listed, then the item tables in their order
+/// (by their exact prefix: a catalog may match it without case).
+pub(crate) fn backup_order(listed: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
+        .into_iter()
+        .filter(|t| listed.iter().any(|n| n == t))
+        .map(str::to_owned)
+        .collect();
+    out.extend(listed.into_iter().filter(|n| is_item_table(n)));
+    out
+}
 
 /// A layer's side of backups and their schedules.
 #[async_trait]

@@ -10,6 +10,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
 use crate::backup::format::{Raw, Sink};
+use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Scrubber};
 use crate::layer::schema::{ReadColumn, TableSchema};
 use crate::layer::url::DbUrl;
@@ -187,6 +188,152 @@ where
     }
     sink.end_table();
     Ok(())
+}
+
+/// Whether `e` is a database error with one of `codes` (PostgreSQL's SQLSTATE, MySQL's
+/// SQLSTATE as sqlx gives it).
+pub(crate) fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| codes.contains(&c.as_ref())))
+}
+
+/// Deletes every row of a table (a restore that replaces), `quoted` in the server's quoting;
+/// an error with the `missing` code (no such table) is not one.
+pub(crate) async fn clear_table<DB>(
+    pool: &sqlx::Pool<DB>,
+    quoted: String,
+    missing: &str,
+) -> std::result::Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    // The name is an item table's, quoted by the caller.
+    match sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {quoted}")))
+        .execute(pool)
+        .await
+    {
+        Err(e) if !has_code(&e, &[missing]) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// korm 1.5's backup schedules table (`__korm_backups__`) in a server's SQL: the servers
+/// differ only in quoting, placeholders and how an insert skips an id that is there.
+pub(crate) struct ScheduleSql {
+    /// Creates the table when missing.
+    pub(crate) create: &'static str,
+    /// The codes of an error creating it that mean another instance created it at once.
+    pub(crate) created_meanwhile: &'static [&'static str],
+    /// The schedules by id: id, layer, spec, next run, last run.
+    pub(crate) select: &'static str,
+    /// Inserts a row unless its id is there, binding id, layer, spec, next run, last run,
+    /// created and updated.
+    pub(crate) insert: &'static str,
+    /// Moves a run, binding the next run, the last run, updated, the id and the expected next
+    /// run.
+    pub(crate) claim: &'static str,
+}
+
+/// The columns of a schedule's row, as [`ScheduleSql::select`] lists them.
+type ScheduleColumns = (String, String, String, i64, Option<i64>);
+
+impl ScheduleSql {
+    /// Creates the schedules table when missing.
+    async fn create<DB>(&self, pool: &sqlx::Pool<DB>) -> std::result::Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        match sqlx::raw_sql(self.create).execute(pool).await {
+            Err(e) if !has_code(&e, self.created_meanwhile) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The schedules (see [`LayerBackups::schedules`](crate::layer::LayerBackups::schedules)).
+    pub(crate) async fn schedules<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> std::result::Result<Vec<ScheduleRow>, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        ScheduleColumns: for<'r> sqlx::FromRow<'r, DB::Row>,
+    {
+        self.create(pool).await?;
+        let rows: Vec<ScheduleColumns> = sqlx::query_as(self.select).fetch_all(pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| ScheduleRow {
+                id,
+                layer,
+                spec,
+                next_run_at,
+                last_run_at,
+            })
+            .collect())
+    }
+
+    /// Inserts a schedule's row (see
+    /// [`LayerBackups::insert_schedule`](crate::layer::LayerBackups::insert_schedule)).
+    pub(crate) async fn insert<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+        row: &ScheduleRow,
+        now: i64,
+    ) -> std::result::Result<(), sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+        for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
+    {
+        self.create(pool).await?;
+        let row = row.clone();
+        sqlx::query(self.insert)
+            .bind(row.id)
+            .bind(row.layer)
+            .bind(row.spec)
+            .bind(row.next_run_at)
+            .bind(row.last_run_at)
+            .bind(now)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims a schedule's run, `true` when this call moved it (see
+    /// [`LayerBackups::claim_schedule`](crate::layer::LayerBackups::claim_schedule)).
+    pub(crate) async fn claim<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+        id: &str,
+        expected: i64,
+        next: i64,
+        now: i64,
+        rows_affected: fn(&DB::QueryResult) -> u64,
+    ) -> std::result::Result<bool, sqlx::Error>
+    where
+        DB: Database,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        for<'t> i64: Encode<'t, DB> + Type<DB>,
+        for<'t> String: Encode<'t, DB> + Type<DB>,
+    {
+        let done = sqlx::query(self.claim)
+            .bind(next)
+            .bind(now)
+            .bind(now)
+            .bind(id.to_owned())
+            .bind(expected)
+            .execute(pool)
+            .await?;
+        Ok(rows_affected(&done) == 1)
+    }
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes

@@ -10,10 +10,10 @@ use super::error::db_error;
 use crate::backup::format::{Raw, Sink};
 use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Result};
-use crate::layer::meta::{POOL_TABLE, is_item_table};
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
+use crate::layer::backup::backup_order;
 use crate::layer::schema::TableSchema;
 use crate::query::dialect::Dialect;
 
@@ -28,13 +28,7 @@ fn backup_tables(conn: &Connection, ident: &str) -> Result<Vec<String>> {
         .map_err(map)?
         .collect::<rusqlite::Result<Vec<String>>>()
         .map_err(map)?;
-    let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
-        .into_iter()
-        .filter(|t| names.iter().any(|n| n == t))
-        .map(str::to_owned)
-        .collect();
-    out.extend(names.into_iter().filter(|n| is_item_table(n)));
-    Ok(out)
+    Ok(backup_order(names))
 }
 
 /// Reads `tables` into `sink` inside one read transaction.
