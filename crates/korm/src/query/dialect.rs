@@ -1694,7 +1694,9 @@ pub(crate) fn validate_table(table: &str) -> Result<()> {
 }
 
 /// What the dialects' exact-SQL tests share: one table schema, the rendering helpers, and
-/// [`where_scenarios!`](crate::where_scenarios), which makes one test per scenario.
+/// the scenarios of whole statements, and [`where_scenarios!`](crate::where_scenarios) and
+/// [`statement_scenarios!`](crate::statement_scenarios), which make one test per scenario: each
+/// dialect gives only its expected SQL.
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
@@ -1749,12 +1751,36 @@ pub(crate) mod testing {
         SqlValue::Text(s.to_owned())
     }
 
+    /// The sort scenario every dialect renders: `age` descending (nulls first), the JSON
+    /// value `meta.rank` and the text column `username` ascending (nulls last).
+    pub(crate) fn sort_nulls(d: &dyn Dialect) -> Statement {
+        let sort = [
+            ("age", SortOrder::Desc),
+            ("meta.rank", SortOrder::Asc),
+            ("username", SortOrder::Asc),
+        ];
+        select(d, None, &sort, None).unwrap()
+    }
+
+    /// A filter, a sort key and a limit in one statement: the parameters come in the order
+    /// their placeholders stand.
+    pub(crate) fn filter_sort_limit(d: &dyn Dialect) -> Statement {
+        let filter = crate::query::eq("meta.tier", "gold");
+        select(
+            d,
+            Some(&filter),
+            &[("meta.rank", SortOrder::Desc)],
+            Some(10),
+        )
+        .unwrap()
+    }
+
     /// An optimistic update of [`schema`]: `age` set to 43 on the condition that it is
     /// still 42 and `meta` still the stored JSON text (and `gone`, a column the table lacks,
-    /// conditions nothing); its statement and its probe.
-    pub(crate) fn conditional_update(d: &dyn Dialect) -> (Statement, Statement, Vec<String>) {
+    /// conditions nothing).
+    fn conditional_op() -> LayerOp {
         use crate::layer::Expect;
-        let op = LayerOp {
+        LayerOp {
             kind: OpKind::Update,
             rn: "[rn]:users:freetier:u1".into(),
             table: TABLE.into(),
@@ -1782,12 +1808,23 @@ pub(crate) mod testing {
                     value: Stored::Value(Value::Null),
                 },
             ],
-        };
-        let RowSql::Execute(update) = d.render_op(&op, &schema()).unwrap() else {
+        }
+    }
+
+    /// The statement of the optimistic update (its conditions in the `WHERE`).
+    pub(crate) fn conditional_update(d: &dyn Dialect) -> Statement {
+        let RowSql::Execute(update) = d.render_op(&conditional_op(), &schema()).unwrap() else {
             panic!("an update with fields executes");
         };
-        let (probe, names) = d.render_probe(&op, &schema()).unwrap();
-        (update, probe, names)
+        update
+    }
+
+    /// The probe of the optimistic update: one column a condition, for the conditions on
+    /// the table's columns (`age`, `meta`).
+    pub(crate) fn conditional_probe(d: &dyn Dialect) -> Statement {
+        let (probe, names) = d.render_probe(&conditional_op(), &schema()).unwrap();
+        assert_eq!(names, ["age", "meta"]);
+        probe
     }
 }
 
@@ -1808,6 +1845,23 @@ macro_rules! where_scenarios {
                         "{}", stringify!($filter)
                     );
                 )+
+            }
+        )*
+    };
+}
+
+/// One test per exact-SQL scenario of a whole statement: `name: scenario => sql, params;`
+/// renders [`testing`]'s `scenario` (a function of the dialect, such as
+/// [`testing::sort_nulls`]) and compares its SQL and its parameters.
+#[cfg(test)]
+#[macro_export]
+macro_rules! statement_scenarios {
+    ($dialect:expr; $($name:ident: $scenario:ident => $sql:expr, $params:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let st = $crate::query::dialect::testing::$scenario(&$dialect);
+                assert_eq!((st.sql, st.params), (String::from($sql), $params));
             }
         )*
     };

@@ -658,14 +658,6 @@ mod tests {
     use super::*;
     use crate::query::dialect::testing::{self, TABLE, schema, text};
 
-    fn select(
-        filter: Option<&Filter>,
-        sort: &[(&str, SortOrder)],
-        limit: Option<u64>,
-    ) -> Result<Statement, Error> {
-        testing::select(&MySqlDialect::default(), filter, sort, limit)
-    }
-
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
         testing::where_sql(&MySqlDialect::default(), filter)
     }
@@ -752,6 +744,23 @@ mod tests {
             in_list("age", [json!(1), json!(2), json!("3")]) => "`age` IN (?, ?)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
+        scenario_in_list_mixed_numbers {
+            // Integers and doubles in separate lists: one list compares by one type.
+            in_list("age", [json!(1), json!(2.5), json!(2)]) => "(`age` IN (?, ?) OR `age` IN (?))",
+                SqlValue::Integer(1), SqlValue::Integer(2), SqlValue::Double(2.5);
+        }
+        scenario_in_list_json_mixed {
+            in_list("meta.tier", [json!("gold"), json!(1), json!(true), Value::Null, json!("silver")])
+                => format!(
+                    "(COALESCE(JSON_TYPE({KEY}), 'NULL') = 'NULL' \
+                     OR ((JSON_TYPE({KEY}) = 'BOOLEAN' AND ({KEY} = 'true') IN (?)) \
+                     OR (JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') AND {KEY} IN (?)) \
+                     OR (JSON_TYPE({KEY}) = 'STRING' AND JSON_UNQUOTE({KEY}) IN (? {BIN}, ? {BIN}))))"
+                ),
+                text("$.tier"), text("$.tier"), text("$.tier"), SqlValue::Integer(1), text("$.tier"),
+                text("$.tier"), SqlValue::Integer(1), text("$.tier"), text("$.tier"), text("gold"),
+                text("silver");
+        }
         scenario_wildcard {
             eq("addresses[*].city", "Paris") => format!(
                     "EXISTS (SELECT 1 FROM JSON_TABLE(`addresses`, {ELEMENTS} AS w1 WHERE 1 = 1 \
@@ -826,10 +835,9 @@ mod tests {
         assert_eq!(kind_of_type("varchar", "varchar(255)"), ColumnKind::Text);
     }
 
+    use crate::layer::schema::TableSchema;
     use crate::model::ColumnKind;
-    use crate::query::dialect::Statement;
-    use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
-    use crate::{Error, layer::schema::TableSchema};
+    use crate::query::{Filter, and, eq, gt, gte, in_list, like, lt, lte, not, or};
     use serde_json::{Value, json};
 
     // ---- exact SQL, one scenario each (the same names as query/sqlite.rs)
@@ -861,113 +869,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn scenario_in_list_mixed_numbers() {
-        // Integers and doubles in separate lists: one list compares by one type.
-        assert_eq!(
-            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
-            (
-                "(`age` IN (?, ?) OR `age` IN (?))".into(),
-                vec![
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(2),
-                    SqlValue::Double(2.5)
-                ]
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_in_list_json_mixed() {
-        let (sql, params) = where_sql(in_list(
-            "meta.tier",
-            [
-                json!("gold"),
-                json!(1),
-                json!(true),
-                Value::Null,
-                json!("silver"),
-            ],
-        ));
-        let x = "JSON_EXTRACT(`meta`, ?)";
-        assert_eq!(
-            sql,
-            format!(
-                "(COALESCE(JSON_TYPE({x}), 'NULL') = 'NULL' \
-                 OR ((JSON_TYPE({x}) = 'BOOLEAN' AND ({x} = 'true') IN (?)) \
-                 OR (JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') AND {x} IN (?)) \
-                 OR (JSON_TYPE({x}) = 'STRING' AND JSON_UNQUOTE({x}) IN (? {BIN}, ? {BIN}))))"
-            )
-        );
-        let p = text("$.tier");
-        assert_eq!(
-            params,
-            vec![
-                p.clone(),
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p,
-                text("gold"),
-                text("silver"),
-            ]
-        );
-    }
-
     const ELEMENTS: &str = "'$[*]' COLUMNS (`korm$v` JSON PATH '$'))";
 
-    #[test]
-    fn scenario_sort_nulls() {
-        let st = select(
-            None,
-            &[("age", SortOrder::Desc), ("meta.rank", SortOrder::Asc)],
-            None,
-        )
-        .unwrap();
-        let x = "JSON_EXTRACT(`meta`, ?)";
-        assert_eq!(
-            st.sql,
-            format!(
+    /// A key of `meta` (`$.tier`, `$.rank`) in the scenarios.
+    const KEY: &str = "JSON_EXTRACT(`meta`, ?)";
+
+    crate::statement_scenarios! {
+        MySqlDialect::default();
+        scenario_sort_nulls: sort_nulls => format!(
                 "SELECT * FROM `{TABLE}` ORDER BY `age` IS NULL DESC, `age` DESC, \
-                 CASE JSON_TYPE({x}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
+                 CASE JSON_TYPE({KEY}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
                  WHEN 'DOUBLE' THEN 2 WHEN 'STRING' THEN 3 WHEN 'ARRAY' THEN 4 \
                  WHEN 'OBJECT' THEN 4 ELSE 5 END ASC, \
-                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({x}) AS DOUBLE) END ASC, \
-                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({x}) AS DECIMAL(65, 30)) END ASC, \
-                 CASE WHEN JSON_TYPE({x}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
-                 ELSE JSON_UNQUOTE({x}) END {BIN} ASC, `rnId` ASC"
-            )
-        );
-        assert_eq!(st.params, vec![text("$.rank"); 7]);
-        let st = select(None, &[("username", SortOrder::Asc)], None).unwrap();
-        assert_eq!(
-            st.sql,
-            format!(
-                "SELECT * FROM `{TABLE}` ORDER BY `username` IS NULL, `username` {BIN} ASC, \
-                 `rnId` ASC"
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_filter_sort_limit_param_order() {
-        let st = select(
-            Some(&eq("meta.tier", "gold")),
-            &[("meta.rank", SortOrder::Desc)],
-            Some(10),
-        )
-        .unwrap();
-        assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
-        assert!(st.sql.contains(" WHERE (JSON_TYPE("), "{}", st.sql);
-        let mut expected = vec![text("$.tier"), text("$.tier"), text("gold")];
-        expected.extend(vec![text("$.rank"); 7]);
-        assert_eq!(st.params, expected);
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+                 THEN CAST(JSON_UNQUOTE({KEY}) AS DOUBLE) END ASC, \
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+                 THEN CAST(JSON_UNQUOTE({KEY}) AS DECIMAL(65, 30)) END ASC, \
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
+                 ELSE JSON_UNQUOTE({KEY}) END {BIN} ASC, \
+                 `username` IS NULL, `username` {BIN} ASC, `rnId` ASC"
+            ),
+            vec![text("$.rank"); 7];
+        scenario_filter_sort_limit_param_order: filter_sort_limit => format!(
+                "SELECT * FROM `{TABLE}` WHERE (JSON_TYPE({KEY}) = 'STRING' \
+                 AND JSON_UNQUOTE({KEY}) = ? {BIN}) ORDER BY \
+                 CASE JSON_TYPE({KEY}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
+                 WHEN 'DOUBLE' THEN 2 WHEN 'STRING' THEN 3 WHEN 'ARRAY' THEN 4 \
+                 WHEN 'OBJECT' THEN 4 ELSE 5 END DESC, \
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+                 THEN CAST(JSON_UNQUOTE({KEY}) AS DOUBLE) END DESC, \
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+                 THEN CAST(JSON_UNQUOTE({KEY}) AS DECIMAL(65, 30)) END DESC, \
+                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
+                 ELSE JSON_UNQUOTE({KEY}) END {BIN} DESC, `rnId` ASC LIMIT 10"
+            ),
+            [vec![text("$.tier"), text("$.tier"), text("gold")], vec![text("$.rank"); 7]].concat();
+        conditional_update: conditional_update => format!(
+                "UPDATE `{TABLE}` SET `age` = ? WHERE `rnId` = ? AND `age` <=> ? AND `meta` <=> ? {BIN}"
+            ),
+            vec![SqlValue::Integer(43), text("u1"), SqlValue::Integer(42), SqlValue::Json("{\"a\": 1}".into())];
+        conditional_probe: conditional_probe => format!(
+                "SELECT CASE WHEN `age` <=> ? THEN 1 ELSE 0 END, CASE WHEN `meta` <=> ? {BIN} THEN 1 ELSE 0 END FROM `{TABLE}` WHERE `rnId` = ?"
+            ),
+            vec![SqlValue::Integer(42), SqlValue::Json("{\"a\": 1}".into()), text("u1")];
     }
 
     #[test]
@@ -995,23 +939,5 @@ mod tests {
             format!("SELECT * FROM `{TABLE}`"),
             "a short name is kept"
         );
-    }
-
-    #[test]
-    fn conditional_update_and_probe() {
-        let (update, probe, names) = testing::conditional_update(&MySqlDialect::default());
-        assert_eq!(
-            update.sql,
-            format!(
-                "UPDATE `{TABLE}` SET `age` = ? WHERE `rnId` = ? AND `age` <=> ? AND `meta` <=> ? COLLATE utf8mb4_nopad_bin"
-            )
-        );
-        assert_eq!(
-            probe.sql,
-            format!(
-                "SELECT CASE WHEN `age` <=> ? THEN 1 ELSE 0 END, CASE WHEN `meta` <=> ? COLLATE utf8mb4_nopad_bin THEN 1 ELSE 0 END FROM `{TABLE}` WHERE `rnId` = ?"
-            )
-        );
-        assert_eq!(names, ["age", "meta"]);
     }
 }

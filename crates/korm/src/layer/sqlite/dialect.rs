@@ -148,23 +148,9 @@ impl Dialect for SqliteDialect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Error;
-    use crate::query::dialect::Statement;
-    use crate::query::dialect::testing::{self, TABLE, text};
-    use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
+    use crate::query::dialect::testing::{TABLE, text};
+    use crate::query::{and, eq, gt, gte, in_list, like, lt, lte, not, or};
     use serde_json::{Value, json};
-
-    fn select(
-        filter: Option<&Filter>,
-        sort: &[(&str, SortOrder)],
-        limit: Option<u64>,
-    ) -> Result<Statement, Error> {
-        testing::select(&SqliteDialect, filter, sort, limit)
-    }
-
-    fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
-        testing::where_sql(&SqliteDialect, filter)
-    }
 
     crate::where_scenarios! {
         SqliteDialect;
@@ -238,6 +224,58 @@ mod tests {
                  AND json_extract(\"meta\", w1.fullkey || ?) = ?)",
                 text("$.addresses"), text(".city"), text("Paris");
         }
+        scenario_eq_json_path {
+            eq("meta.tier", "gold") => "json_extract(\"meta\", ?) = ?", text("$.tier"), text("gold");
+            // json_extract gives an object or an array as JSON text: text that could be one
+            // keeps the type check.
+            eq("meta.tier", "[gold]") => "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("[gold]"), text("$.tier");
+            eq("meta.tier", "{\"a\":1}") => "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("{\"a\":1}"), text("$.tier");
+            // Orderings compare text with an object's JSON text too: always checked.
+            gt("meta.tier", "gold") => "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("gold"), text("$.tier");
+        }
+        scenario_eq_missing {
+            eq("nickname", "x") => "NULL = ?", text("x");
+            eq("nickname", ()) => "NULL IS NULL";
+            // Steps into a scalar column reach nothing.
+            eq("username.first", "x") => "NULL = ?", text("x");
+            like("nickname", "x%") => "NULL LIKE ?", text("x%");
+            in_list("nickname", ["x"]) => "NULL IN (?)", text("x");
+        }
+        scenario_in_list_mixed_numbers {
+            // Integers and doubles in separate lists: one list compares by one type.
+            in_list("age", [json!(1), json!(2.5), json!(2)]) => "(\"age\" IN (?, ?) OR \"age\" IN (?))",
+                SqlValue::Integer(1), SqlValue::Integer(2), SqlValue::Double(2.5);
+        }
+        scenario_in_list_json_mixed {
+            in_list("meta.tier", [json!("gold"), json!(1), json!(true), Value::Null, json!("silver")])
+                => "(json_extract(\"meta\", ?) IS NULL OR ((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
+                    OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
+                    OR json_extract(\"meta\", ?) IN (?, ?)))",
+                text("$.tier"), text("$.tier"), SqlValue::Integer(1), text("$.tier"), text("$.tier"),
+                SqlValue::Integer(1), text("$.tier"), text("$.tier"), text("gold"), text("silver");
+            // A text that could be an object's or an array's JSON text keeps the type check.
+            in_list("meta.tier", [json!("gold"), json!("[1]")])
+                => "(json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("gold"), text("[1]"), text("$.tier");
+        }
+        scenario_nested_wildcard {
+            eq("meta.groups[*].members[*].name", "x")
+                => "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
+                    AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
+                    WHERE typeof(w2.key) = 'integer' \
+                    AND json_extract(\"meta\", w2.fullkey || ?) = ?))",
+                text("$.groups"), text(".members"), text(".name"), text("x");
+            // Directly nested arrays: the inner array is the element itself.
+            eq("tags[*][*]", 1)
+                => "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
+                    AND EXISTS (SELECT 1 FROM json_each(\"tags\", w1.fullkey) AS w2 \
+                    WHERE typeof(w2.key) = 'integer' \
+                    AND (w2.value = ? AND w2.type IN ('integer', 'real'))))",
+                SqlValue::Integer(1);
+        }
         scenario_wildcard_scalar_element {
             eq("tags[*]", "a") => "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND w1.value = ?)",
@@ -247,185 +285,37 @@ mod tests {
         }
     }
 
-    // ---- exact SQL, one scenario each (the same names will exist for PostgreSQL and MariaDB)
-
-    #[test]
-    fn scenario_eq_json_path() {
-        assert_eq!(
-            where_sql(eq("meta.tier", "gold")),
-            (
-                "json_extract(\"meta\", ?) = ?".into(),
-                vec![text("$.tier"), text("gold")]
-            )
-        );
-        // json_extract gives an object or an array as JSON text: text that could be one keeps
-        // the type check.
-        for looks_like_json in ["[gold]", "{\"a\":1}"] {
-            assert_eq!(
-                where_sql(eq("meta.tier", looks_like_json)),
-                (
-                    "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')".into(),
-                    vec![text("$.tier"), text(looks_like_json), text("$.tier")]
-                )
-            );
-        }
-        // Orderings compare text with an object's JSON text too: always checked.
-        assert_eq!(
-            where_sql(gt("meta.tier", "gold")).0,
-            "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) = 'text')"
-        );
-    }
-
-    #[test]
-    fn scenario_eq_missing() {
-        assert_eq!(
-            where_sql(eq("nickname", "x")),
-            ("NULL = ?".into(), vec![text("x")])
-        );
-        assert_eq!(
-            where_sql(eq("nickname", ())),
-            ("NULL IS NULL".into(), vec![])
-        );
-        // Steps into a scalar column reach nothing.
-        assert_eq!(
-            where_sql(eq("username.first", "x")),
-            ("NULL = ?".into(), vec![text("x")])
-        );
-        assert_eq!(
-            where_sql(like("nickname", "x%")),
-            ("NULL LIKE ?".into(), vec![text("x%")])
-        );
-        assert_eq!(
-            where_sql(in_list("nickname", ["x"])),
-            ("NULL IN (?)".into(), vec![text("x")])
-        );
-    }
-
-    #[test]
-    fn scenario_in_list_mixed_numbers() {
-        // Integers and doubles in separate lists: one list compares by one type.
-        assert_eq!(
-            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
-            (
-                "(\"age\" IN (?, ?) OR \"age\" IN (?))".into(),
-                vec![
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(2),
-                    SqlValue::Double(2.5)
-                ]
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_in_list_json_mixed() {
-        let (sql, params) = where_sql(in_list(
-            "meta.tier",
-            [
-                json!("gold"),
-                json!(1),
-                json!(true),
-                Value::Null,
-                json!("silver"),
-            ],
-        ));
-        assert_eq!(
-            sql,
-            "(json_extract(\"meta\", ?) IS NULL OR ((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
-             OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
-             OR json_extract(\"meta\", ?) IN (?, ?)))"
-        );
-        let p = text("$.tier");
-        assert_eq!(
-            params,
-            vec![
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p.clone(),
-                text("gold"),
-                text("silver"),
-            ]
-        );
-        // A text that could be an object's or an array's JSON text keeps the type check.
-        let (sql, _) = where_sql(in_list("meta.tier", [json!("gold"), json!("[1]")]));
-        assert_eq!(
-            sql,
-            "(json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text')"
-        );
-    }
-
-    #[test]
-    fn scenario_nested_wildcard() {
-        assert_eq!(
-            where_sql(eq("meta.groups[*].members[*].name", "x")),
-            (
-                "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
-                 WHERE typeof(w2.key) = 'integer' \
-                 AND json_extract(\"meta\", w2.fullkey || ?) = ?))"
-                    .into(),
-                vec![
-                    text("$.groups"),
-                    text(".members"),
-                    text(".name"),
-                    text("x")
-                ]
-            )
-        );
-        // Directly nested arrays: the inner array is the element itself.
-        assert_eq!(
-            where_sql(eq("tags[*][*]", 1)),
-            (
-                "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND EXISTS (SELECT 1 FROM json_each(\"tags\", w1.fullkey) AS w2 \
-                 WHERE typeof(w2.key) = 'integer' \
-                 AND (w2.value = ? AND w2.type IN ('integer', 'real'))))"
-                    .into(),
-                vec![SqlValue::Integer(1)]
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_sort_nulls() {
-        let st = select(
-            None,
-            &[("age", SortOrder::Desc), ("meta.rank", SortOrder::Asc)],
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            st.sql,
-            format!(
+    crate::statement_scenarios! {
+        SqliteDialect;
+        scenario_sort_nulls: sort_nulls => format!(
                 "SELECT * FROM \"{TABLE}\" ORDER BY \"age\" DESC NULLS FIRST, \
                  CASE json_type(\"meta\", ?) WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
                  WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
                  WHEN 'array' THEN 4 WHEN 'object' THEN 4 END ASC NULLS LAST, \
-                 json_extract(\"meta\", ?) ASC NULLS LAST, \"rnId\" ASC"
-            )
-        );
-        assert_eq!(st.params, vec![text("$.rank"), text("$.rank")]);
-    }
-
-    #[test]
-    fn scenario_filter_sort_limit_param_order() {
-        let st = select(
-            Some(&eq("meta.tier", "gold")),
-            &[("meta.rank", SortOrder::Desc)],
-            Some(10),
-        )
-        .unwrap();
-        assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
-        assert!(st.sql.contains(" WHERE json_extract"), "{}", st.sql);
-        assert_eq!(
-            st.params,
-            vec![text("$.tier"), text("gold"), text("$.rank"), text("$.rank")]
-        );
+                 json_extract(\"meta\", ?) ASC NULLS LAST, \"username\" ASC NULLS LAST, \"rnId\" ASC"
+            ),
+            vec![text("$.rank"), text("$.rank")];
+        scenario_filter_sort_limit_param_order: filter_sort_limit => format!(
+                "SELECT * FROM \"{TABLE}\" WHERE json_extract(\"meta\", ?) = ? ORDER BY \
+                 CASE json_type(\"meta\", ?) WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
+                 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
+                 WHEN 'array' THEN 4 WHEN 'object' THEN 4 END DESC NULLS FIRST, \
+                 json_extract(\"meta\", ?) DESC NULLS FIRST, \"rnId\" ASC LIMIT 10"
+            ),
+            vec![text("$.tier"), text("gold"), text("$.rank"), text("$.rank")];
+        conditional_update: conditional_update => format!(
+                "UPDATE \"{TABLE}\" SET \"age\" = ? WHERE \"rnId\" = ? AND \"age\" IS ? AND \"meta\" IS ?"
+            ),
+            vec![
+                SqlValue::Integer(43),
+                text("u1"),
+                SqlValue::Integer(42),
+                SqlValue::Json("{\"a\": 1}".into())
+            ];
+        conditional_probe: conditional_probe => format!(
+                "SELECT CASE WHEN \"age\" IS ? THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS ? THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = ?"
+            ),
+            vec![SqlValue::Integer(42), SqlValue::Json("{\"a\": 1}".into()), text("u1")];
     }
 
     #[test]
@@ -459,32 +349,5 @@ mod tests {
             .query_row("SELECT sqlite_version()", [], |r| r.get(0))
             .unwrap();
         assert!(version.as_str() >= "3.30", "{version}");
-    }
-
-    #[test]
-    fn conditional_update_and_probe() {
-        let (update, probe, names) = testing::conditional_update(&SqliteDialect);
-        assert_eq!(
-            update.sql,
-            format!(
-                "UPDATE \"{TABLE}\" SET \"age\" = ? WHERE \"rnId\" = ? AND \"age\" IS ? AND \"meta\" IS ?"
-            )
-        );
-        assert_eq!(
-            update.params,
-            vec![
-                SqlValue::Integer(43),
-                text("u1"),
-                SqlValue::Integer(42),
-                SqlValue::Json("{\"a\": 1}".into())
-            ]
-        );
-        assert_eq!(
-            probe.sql,
-            format!(
-                "SELECT CASE WHEN \"age\" IS ? THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS ? THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = ?"
-            )
-        );
-        assert_eq!(names, ["age", "meta"]);
     }
 }
