@@ -95,25 +95,18 @@ pub(crate) async fn insert_rows<DB>(
     conn: &mut DB::Connection,
     statement: Statement,
     rows: usize,
-    rows_affected: fn(&DB::QueryResult) -> u64,
 ) -> std::result::Result<bool, sqlx::Error>
 where
-    DB: Database,
+    DB: ServerDb,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-    for<'t> f64: Encode<'t, DB> + Type<DB>,
-    for<'t> bool: Encode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
 {
     sqlx::raw_sql("SAVEPOINT korm_rows")
         .execute(&mut *conn)
         .await?;
-    let written = query::<DB>(statement).execute(&mut *conn).await;
+    let written = DB::statement(statement).execute(&mut *conn).await;
     if written
         .as_ref()
-        .is_ok_and(|done| rows_affected(done) == rows as u64)
+        .is_ok_and(|done| DB::rows_affected(done) == rows as u64)
     {
         sqlx::raw_sql("RELEASE SAVEPOINT korm_rows")
             .execute(&mut *conn)
@@ -241,7 +234,7 @@ impl ScheduleSql {
     /// Creates the schedules table when missing.
     async fn create<DB>(&self, pool: &sqlx::Pool<DB>) -> std::result::Result<(), sqlx::Error>
     where
-        DB: Database,
+        DB: ServerDb,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     {
         match sqlx::raw_sql(self.create).execute(pool).await {
@@ -256,9 +249,8 @@ impl ScheduleSql {
         pool: &sqlx::Pool<DB>,
     ) -> std::result::Result<Vec<ScheduleRow>, sqlx::Error>
     where
-        DB: Database,
+        DB: ServerDb,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        DB::Arguments: sqlx::IntoArguments<DB>,
         ScheduleColumns: for<'r> sqlx::FromRow<'r, DB::Row>,
     {
         self.create(pool).await?;
@@ -284,23 +276,21 @@ impl ScheduleSql {
         now: i64,
     ) -> std::result::Result<(), sqlx::Error>
     where
-        DB: Database,
+        DB: ServerDb,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        DB::Arguments: sqlx::IntoArguments<DB>,
-        for<'t> i64: Encode<'t, DB> + Type<DB>,
-        for<'t> String: Encode<'t, DB> + Type<DB>,
-        for<'t> Option<i64>: Encode<'t, DB> + Type<DB>,
     {
         self.create(pool).await?;
-        let row = row.clone();
-        sqlx::query(self.insert)
-            .bind(row.id)
-            .bind(row.layer)
-            .bind(row.spec)
-            .bind(row.next_run_at)
-            .bind(row.last_run_at)
-            .bind(now)
-            .bind(now)
+        let params = vec![
+            SqlValue::Text(row.id.clone()),
+            SqlValue::Text(row.layer.clone()),
+            SqlValue::Text(row.spec.clone()),
+            SqlValue::Integer(row.next_run_at),
+            row.last_run_at.map_or(SqlValue::Null, SqlValue::Integer),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+        ];
+        let sql = self.insert.to_owned();
+        DB::statement(Statement { sql, params })
             .execute(pool)
             .await?;
         Ok(())
@@ -315,25 +305,34 @@ impl ScheduleSql {
         expected: i64,
         next: i64,
         now: i64,
-        rows_affected: fn(&DB::QueryResult) -> u64,
     ) -> std::result::Result<bool, sqlx::Error>
     where
-        DB: Database,
+        DB: ServerDb,
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        DB::Arguments: sqlx::IntoArguments<DB>,
-        for<'t> i64: Encode<'t, DB> + Type<DB>,
-        for<'t> String: Encode<'t, DB> + Type<DB>,
     {
-        let done = sqlx::query(self.claim)
-            .bind(next)
-            .bind(now)
-            .bind(now)
-            .bind(id.to_owned())
-            .bind(expected)
+        let params = vec![
+            SqlValue::Integer(next),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Text(id.to_owned()),
+            SqlValue::Integer(expected),
+        ];
+        let sql = self.claim.to_owned();
+        let done = DB::statement(Statement { sql, params })
             .execute(pool)
             .await?;
-        Ok(rows_affected(&done) == 1)
+        Ok(DB::rows_affected(&done) == 1)
     }
+}
+
+/// A sqlx database a server layer runs on: how korm's statements run there. Implemented
+/// by each server backend (`sqlx::Postgres`, `sqlx::MySql`) with [`query`].
+pub(crate) trait ServerDb: Database<Arguments: sqlx::IntoArguments<Self>> {
+    /// A statement ready to run, its values bound in order.
+    fn statement(statement: Statement) -> Query<'static, Self, Self::Arguments>;
+
+    /// The rows a statement wrote (MySQL: found, as sqlx connects with `CLIENT_FOUND_ROWS`).
+    fn rows_affected(done: &Self::QueryResult) -> u64;
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes

@@ -2,7 +2,7 @@
 //! transaction started `WITH CONSISTENT SNAPSHOT`, and tables emptied for a restore that
 //! replaces.
 
-use sqlx::mysql::{MySqlQueryResult, MySqlRow};
+use sqlx::mysql::MySqlRow;
 
 use super::{MySqlLayer, value};
 use crate::backup::format::{Sink, raw};
@@ -114,14 +114,7 @@ impl LayerBackups for MySqlLayer {
 
     async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
         SCHEDULES
-            .claim(
-                &self.pool,
-                id,
-                expected,
-                next,
-                now,
-                MySqlQueryResult::rows_affected,
-            )
+            .claim(&self.pool, id, expected, next, now)
             .await
             .map_err(|e| self.error(e))
     }

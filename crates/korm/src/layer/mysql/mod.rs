@@ -427,14 +427,9 @@ impl MySqlLayer {
         else {
             return Ok(false);
         };
-        server::insert_rows::<sqlx::MySql>(
-            conn,
-            statement,
-            ops.len(),
-            sqlx::mysql::MySqlQueryResult::rows_affected,
-        )
-        .await
-        .map_err(|e| self.error(e))
+        server::insert_rows::<sqlx::MySql>(conn, statement, ops.len())
+            .await
+            .map_err(|e| self.error(e))
     }
 
     async fn apply_op(
@@ -678,5 +673,15 @@ impl Layer for MySqlLayer {
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pool.close().await;
+    }
+}
+
+impl server::ServerDb for sqlx::MySql {
+    fn statement(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments> {
+        query(statement)
+    }
+
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
     }
 }

@@ -3,7 +3,7 @@
 //! restore that replaces.
 
 use sqlx::Row as _;
-use sqlx::postgres::{PgQueryResult, PgRow};
+use sqlx::postgres::PgRow;
 
 use super::{PgLayer, value};
 use crate::backup::format::{Sink, raw};
@@ -29,12 +29,13 @@ fn quoted(name: &str) -> String {
 }
 
 /// korm 1.5's schedules table. Two instances creating it at once race on the catalog: the
-/// loser's duplicate error means the table is there.
+/// loser's duplicate error means the table is there. A null is bound as text: the insert casts
+/// the last run.
 const SCHEDULES: server::ScheduleSql = server::ScheduleSql {
     create: "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
     created_meanwhile: &["23505", "42P07"],
     select: "SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id",
-    insert: "INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schedule_id) DO NOTHING",
+    insert: "INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5::bigint, $6, $7) ON CONFLICT (schedule_id) DO NOTHING",
     claim: "UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $3 WHERE schedule_id = $4 AND next_run_at = $5",
 };
 
@@ -121,14 +122,7 @@ impl LayerBackups for PgLayer {
 
     async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
         SCHEDULES
-            .claim(
-                &self.pool,
-                id,
-                expected,
-                next,
-                now,
-                PgQueryResult::rows_affected,
-            )
+            .claim(&self.pool, id, expected, next, now)
             .await
             .map_err(|e| self.error(e))
     }

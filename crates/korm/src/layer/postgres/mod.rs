@@ -401,14 +401,9 @@ impl Working<'_> {
         let Some(statement) = server::insert_statement(&self.layer.dialect, &schema, ops) else {
             return Ok(false);
         };
-        server::insert_rows::<sqlx::Postgres>(
-            conn,
-            statement,
-            ops.len(),
-            sqlx::postgres::PgQueryResult::rows_affected,
-        )
-        .await
-        .map_err(|e| self.layer.error(e))
+        server::insert_rows::<sqlx::Postgres>(conn, statement, ops.len())
+            .await
+            .map_err(|e| self.layer.error(e))
     }
 
     async fn apply_op(&mut self, conn: &mut PgConnection, op: &LayerOp) -> Result<()> {
@@ -739,6 +734,16 @@ impl PgLayer {
             schema = self.schema(table).await?;
         }
         Ok(ReadPlan::new(names(), schema.as_ref()))
+    }
+}
+
+impl server::ServerDb for sqlx::Postgres {
+    fn statement(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments> {
+        query(statement)
+    }
+
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
     }
 }
 
