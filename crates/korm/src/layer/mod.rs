@@ -398,7 +398,25 @@ pub(crate) struct Select {
     pub(crate) ordered: bool,
 }
 
+/// The `Debug` form of a layer: its type and its ident (its connections and caches say
+/// nothing useful, and a server's options hold a password).
+pub(crate) fn debug_layer(f: &mut fmt::Formatter<'_>, name: &str, ident: &str) -> fmt::Result {
+    f.debug_struct(name)
+        .field("ident", &ident)
+        .finish_non_exhaustive()
+}
+
 impl Select {
+    /// The select's statement on a table of `schema` in `dialect`: its filter, sort keys and
+    /// window ([`Dialect::render_select_window`](crate::query::dialect::Dialect::render_select_window)).
+    pub(crate) fn statement(
+        &self,
+        dialect: &impl crate::query::dialect::Dialect,
+        schema: &TableSchema,
+    ) -> Result<crate::query::dialect::Statement> {
+        dialect.render_select_window(schema, self.filter.as_ref(), &self.sort, self.window())
+    }
+
     /// The rows the select keeps, for [`Dialect::render_select_window`](crate::query::dialect::Dialect::render_select_window).
     pub(crate) fn window(&self) -> crate::query::dialect::Window {
         crate::query::dialect::Window {

@@ -3,6 +3,7 @@
 //! error codes ([`ServerCodes`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
@@ -333,6 +334,23 @@ pub(crate) trait ServerDb: Database<Arguments: sqlx::IntoArguments<Self>> {
 
     /// The rows a statement wrote (MySQL: found, as sqlx connects with `CLIENT_FOUND_ROWS`).
     fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+/// Which of korm's lock tables are known to exist (a hit is remembered, never a miss).
+#[derive(Debug, Default)]
+pub(crate) struct LockTables {
+    /// `__korm_locks__` exists.
+    pub(crate) locks: AtomicBool,
+    /// `__korm_fence__` exists.
+    pub(crate) fence: AtomicBool,
+}
+
+impl LockTables {
+    /// Forgets that the tables exist (a reset dropped them).
+    pub(crate) fn forget(&self) {
+        self.locks.store(false, Ordering::Release);
+        self.fence.store(false, Ordering::Release);
+    }
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes

@@ -70,15 +70,13 @@ pub(crate) struct MySqlLayer {
     /// Texts that must never appear in an error (the URL's password, raw and decoded).
     scrubber: Scrubber,
     closed: AtomicBool,
-    lock_tables: locks::LockTables,
+    lock_tables: server::LockTables,
     dialect: MySqlDialect,
 }
 
 impl fmt::Debug for MySqlLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MySqlLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "MySqlLayer", &self.ident)
     }
 }
 
@@ -119,7 +117,7 @@ impl MySqlLayer {
             schemas: tokio::sync::Mutex::new(HashMap::new()),
             scrubber,
             closed: AtomicBool::new(false),
-            lock_tables: locks::LockTables::default(),
+            lock_tables: server::LockTables::default(),
             dialect: MySqlDialect {
                 wide_integers: options.wide_integers,
                 binary: dialect::MARIADB_BINARY,
@@ -576,12 +574,7 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         // The dialect names the physical (hashed, when too long) table itself.
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         self.query_rows(table, schema, statement).await
     }
 
@@ -606,12 +599,7 @@ impl Layer for MySqlLayer {
         let Some(schema) = self.cached_schema(table).await? else {
             return Ok(String::new());
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         let rows = self
             .fetch_rows(Statement {
                 sql: format!("EXPLAIN {}", statement.sql),

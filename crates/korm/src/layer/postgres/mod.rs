@@ -81,15 +81,13 @@ pub(crate) struct PgLayer {
     /// The URL's passwords, as written and percent-decoded, scrubbed from every message.
     scrubber: Scrubber,
     schemas: Mutex<HashMap<String, TableSchema>>,
-    lock_tables: locks::LockTables,
+    lock_tables: server::LockTables,
     dialect: PgDialect,
 }
 
 impl fmt::Debug for PgLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "PgLayer", &self.ident)
     }
 }
 
@@ -161,7 +159,7 @@ impl PgLayer {
             pool,
             scrubber,
             schemas: Mutex::new(HashMap::new()),
-            lock_tables: locks::LockTables::default(),
+            lock_tables: server::LockTables::default(),
             dialect,
         }
     }
@@ -551,12 +549,11 @@ impl Layer for PgLayer {
             Some(filter) => dialect::without_nul(filter)?,
             None => None,
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            rewritten.as_ref().or(select.filter.as_ref()),
-            &select.sort,
-            select.window(),
-        )?;
+        let select = Select {
+            filter: rewritten.or(select.filter),
+            ..select
+        };
+        let statement = select.statement(&self.dialect, &schema)?;
         self.query_rows(table, statement).await
     }
 
@@ -592,12 +589,7 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(String::new());
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         let statement = Statement {
             sql: format!("EXPLAIN {}", statement.sql),
             params: statement.params,

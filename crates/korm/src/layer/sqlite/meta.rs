@@ -5,8 +5,9 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::db_error;
 use super::worker::State;
-use crate::error::{Error, Result};
-use crate::layer::meta::{KORM_TABLES, POOL_ROW, PoolRow, is_item_table};
+use crate::error::Result;
+use crate::layer::meta::check_droppable;
+use crate::layer::meta::{POOL_ROW, PoolRow, is_item_table};
 use crate::query::dialect::Dialect;
 
 /// korm 1.5's DDL for `__korm_pool__`, byte for byte (as `cardb.sqlite` holds it).
@@ -102,13 +103,7 @@ pub(super) fn drop_tables(state: &mut State, names: &[String]) -> Result<Vec<Str
         .map_err(map)?;
     let mut dropped = Vec::new();
     for name in names {
-        if !(is_item_table(name) || KORM_TABLES.contains(&name.as_str())) {
-            return Err(Error::InvalidIdentifier {
-                what: "table",
-                name: crate::error::clip(name),
-                reason: "reset drops only korm's tables".to_owned(),
-            });
-        }
+        check_droppable(name)?;
         let existed = tx
             .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
             .and_then(|mut stmt| stmt.exists([name]))

@@ -65,9 +65,7 @@ const CHECKPOINT_EVERY: u32 = 1000;
 
 impl fmt::Debug for SqliteLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "SqliteLayer", &self.ident)
     }
 }
 
@@ -338,8 +336,7 @@ impl KormTables for SqliteLayer {
             .await
     }
 
-    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
-        let names: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+    async fn drop_named(&self, names: Vec<String>) -> Result<Vec<String>> {
         let dropped = self
             .worker
             .call(move |state| meta::drop_tables(state, &names))
@@ -352,8 +349,7 @@ impl KormTables for SqliteLayer {
         let dropped = self
             .worker
             .call(|state| {
-                let mut names = meta::item_tables(state)?;
-                names.extend(super::meta::KORM_TABLES.iter().map(|t| (*t).to_owned()));
+                let names = super::meta::korm_tables_to_drop(meta::item_tables(state)?);
                 meta::drop_tables(state, &names)
             })
             .await;
@@ -1110,12 +1106,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(Vec::new());
     };
-    let statement = SqliteDialect.render_select_window(
-        schema,
-        select.filter.as_ref(),
-        &select.sort,
-        select.window(),
-    )?;
+    let statement = select.statement(&SqliteDialect, schema)?;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
     query_rows(
@@ -1141,12 +1132,7 @@ fn run_explain(state: &mut State, table: &str, select: &Select) -> Result<String
     let Some(schema) = schema_of(conn, schemas, ident, table)? else {
         return Ok(String::new());
     };
-    let statement = SqliteDialect.render_select_window(
-        schema,
-        select.filter.as_ref(),
-        &select.sort,
-        select.window(),
-    )?;
+    let statement = select.statement(&SqliteDialect, schema)?;
     let mut stmt = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
         .map_err(|e| db_error(ident, e))?;
