@@ -48,7 +48,7 @@ pub use options::{MySqlOptions, mysql, mysql_pool};
 use super::schema::{self, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
-use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
+use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
@@ -642,20 +642,8 @@ impl Layer for MySqlLayer {
         self.cached_schema(table).await
     }
 
-    fn locks(&self) -> &dyn SharedLockTable {
-        self
-    }
-
-    fn korm_tables(&self) -> &dyn super::KormTables {
-        self
-    }
-
     fn backend(&self) -> &'static str {
         "mysql"
-    }
-
-    fn backups(&self) -> &dyn super::LayerBackups {
-        self
     }
 
     async fn close(&self) {

@@ -35,7 +35,7 @@ pub use options::{PgOptions, postgres, postgres_pool};
 use super::schema::{self, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
-use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
+use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
@@ -650,20 +650,8 @@ impl Layer for PgLayer {
         Ok(rows.into_iter().flatten().collect())
     }
 
-    fn locks(&self) -> &dyn SharedLockTable {
-        self
-    }
-
-    fn korm_tables(&self) -> &dyn super::KormTables {
-        self
-    }
-
     fn backend(&self) -> &'static str {
         "pg"
-    }
-
-    fn backups(&self) -> &dyn super::LayerBackups {
-        self
     }
 
     async fn close(&self) {

@@ -19,16 +19,8 @@ use crate::query::dialect::Dialect;
 
 /// The tables a backup holds, in creation order: `__korm_pool__` and `__korm_meta__` first.
 fn backup_tables(conn: &Connection, ident: &str) -> Result<Vec<String>> {
-    let map = |e| db_error(ident, e);
-    let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")
-        .map_err(map)?;
-    let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(map)?
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(map)?;
-    Ok(backup_order(names))
+    let sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid";
+    Ok(backup_order(super::meta::table_names(conn, ident, sql)?))
 }
 
 /// Reads `tables` into `sink` inside one read transaction.

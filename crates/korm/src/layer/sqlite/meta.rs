@@ -1,7 +1,7 @@
 //! SQLite's SQL for the pool snapshot and for reset (see [`crate::layer::meta`]).
 
 use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_error;
 use super::worker::State;
@@ -127,15 +127,20 @@ pub(super) fn drop_tables(state: &mut State, names: &[String]) -> Result<Vec<Str
 
 /// The item tables of the database (korm's, by their exact prefix).
 pub(super) fn item_tables(state: &State) -> Result<Vec<String>> {
-    let map = |e| db_error(&state.ident, e);
-    let mut stmt = state
-        .conn
-        .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .map_err(map)?;
-    let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))
+    let names = table_names(
+        &state.conn,
+        &state.ident,
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    )?;
+    Ok(names.into_iter().filter(|n| is_item_table(n)).collect())
+}
+
+/// The table names `sql` lists from `sqlite_master`.
+pub(super) fn table_names(conn: &Connection, ident: &str, sql: &str) -> Result<Vec<String>> {
+    let map = |e| db_error(ident, e);
+    let mut stmt = conn.prepare_cached(sql).map_err(map)?;
+    stmt.query_map([], |row| row.get::<_, String>(0))
         .map_err(map)?
         .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(map)?;
-    Ok(names.into_iter().filter(|n| is_item_table(n)).collect())
+        .map_err(map)
 }
