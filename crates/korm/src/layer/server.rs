@@ -13,6 +13,7 @@ use sqlx::{AssertSqlSafe, Database, Encode, Type};
 use crate::backup::format::{Raw, Sink};
 use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Scrubber};
+use crate::layer::backup::LayerSchedules;
 use crate::layer::schema::{ReadColumn, TableSchema};
 use crate::layer::url::DbUrl;
 use crate::layer::{LayerOp, OpKind};
@@ -323,6 +324,57 @@ impl ScheduleSql {
             .execute(pool)
             .await?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+}
+
+/// A server layer as the code the servers share sees it: its pool, how it names a driver
+/// error, and its SQL for korm 1.5's schedules table.
+pub(crate) trait ServerLayer: Send + Sync {
+    /// The sqlx database it runs on.
+    type Db: ServerDb;
+
+    /// korm 1.5's schedules table in the server's SQL.
+    const SCHEDULES: ScheduleSql;
+
+    /// The layer's pool.
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// A driver error as the layer names it ([`db_error`]).
+    fn error(&self, e: sqlx::Error) -> Error;
+}
+
+#[async_trait::async_trait]
+impl<L: ServerLayer> LayerSchedules for L
+where
+    for<'c> &'c mut <L::Db as Database>::Connection: sqlx::Executor<'c, Database = L::Db>,
+    ScheduleColumns: for<'r> sqlx::FromRow<'r, <L::Db as Database>::Row>,
+{
+    async fn schedules(&self) -> crate::error::Result<Vec<ScheduleRow>> {
+        let pool = self.pool();
+        L::SCHEDULES
+            .schedules(pool)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn insert_schedule(&self, row: &ScheduleRow, now: i64) -> crate::error::Result<()> {
+        let pool = self.pool();
+        L::SCHEDULES
+            .insert(pool, row, now)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn claim_schedule(
+        &self,
+        id: &str,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> crate::error::Result<bool> {
+        let pool = self.pool();
+        let claimed = L::SCHEDULES.claim(pool, id, expected, next, now).await;
+        claimed.map_err(|e| self.error(e))
     }
 }
 

@@ -6,7 +6,6 @@ use sqlx::mysql::MySqlRow;
 
 use super::{MySqlLayer, value};
 use crate::backup::format::{Sink, raw};
-use crate::backup::schedule::ScheduleRow;
 use crate::error::{Error, Result};
 use crate::layer::backup::backup_order;
 use crate::layer::meta::ITEMS_PREFIX;
@@ -97,25 +96,18 @@ impl LayerBackups for MySqlLayer {
             .await
             .map_err(|e| self.error(e))
     }
+}
 
-    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
-        SCHEDULES
-            .schedules(&self.pool)
-            .await
-            .map_err(|e| self.error(e))
+impl server::ServerLayer for MySqlLayer {
+    type Db = sqlx::MySql;
+
+    const SCHEDULES: server::ScheduleSql = SCHEDULES;
+
+    fn pool(&self) -> &sqlx::Pool<sqlx::MySql> {
+        &self.pool
     }
 
-    async fn insert_schedule(&self, row: &ScheduleRow, now: i64) -> Result<()> {
-        SCHEDULES
-            .insert(&self.pool, row, now)
-            .await
-            .map_err(|e| self.error(e))
-    }
-
-    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
-        SCHEDULES
-            .claim(&self.pool, id, expected, next, now)
-            .await
-            .map_err(|e| self.error(e))
+    fn error(&self, e: sqlx::Error) -> Error {
+        self.error(e)
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{DbErrorKind, Error, Result};
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
+use crate::layer::backup::LayerSchedules;
 use crate::layer::backup::backup_order;
 use crate::layer::schema::TableSchema;
 use crate::query::dialect::Dialect;
@@ -150,6 +151,10 @@ impl LayerBackups for SqliteLayer {
             })
             .await
     }
+}
+
+#[async_trait]
+impl LayerSchedules for SqliteLayer {
     async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
         self.worker
             .call(|state| {
