@@ -245,7 +245,7 @@ impl ScheduleSql {
         }
     }
 
-    /// The schedules (see [`LayerBackups::schedules`](crate::layer::LayerBackups::schedules)).
+    /// The schedules (see [`LayerSchedules::schedules`](crate::layer::backup::LayerSchedules::schedules)).
     pub(crate) async fn schedules<DB>(
         &self,
         pool: &sqlx::Pool<DB>,
@@ -270,7 +270,7 @@ impl ScheduleSql {
     }
 
     /// Inserts a schedule's row (see
-    /// [`LayerBackups::insert_schedule`](crate::layer::LayerBackups::insert_schedule)).
+    /// [`LayerSchedules::insert_schedule`](crate::layer::backup::LayerSchedules::insert_schedule)).
     pub(crate) async fn insert<DB>(
         &self,
         pool: &sqlx::Pool<DB>,
@@ -299,7 +299,7 @@ impl ScheduleSql {
     }
 
     /// Claims a schedule's run, `true` when this call moved it (see
-    /// [`LayerBackups::claim_schedule`](crate::layer::LayerBackups::claim_schedule)).
+    /// [`LayerSchedules::claim_schedule`](crate::layer::backup::LayerSchedules::claim_schedule)).
     pub(crate) async fn claim<DB>(
         &self,
         pool: &sqlx::Pool<DB>,
