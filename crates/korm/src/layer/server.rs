@@ -191,6 +191,19 @@ pub(crate) fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| codes.contains(&c.as_ref())))
 }
 
+/// `result` as an option: `None` when its error is one `missing` says means the table is
+/// not there.
+pub(crate) fn unless_missing<T>(
+    result: std::result::Result<T, sqlx::Error>,
+    missing: fn(&sqlx::Error) -> bool,
+) -> std::result::Result<Option<T>, sqlx::Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes every row of a table (a restore that replaces), `quoted` in the server's quoting;
 /// an error with the `missing` code (no such table) is not one.
 pub(crate) async fn clear_table<DB>(

@@ -12,6 +12,7 @@ use super::{MySqlLayer, value};
 use crate::error::Result;
 use crate::layer::meta::{ITEMS_PREFIX, KormTables, POOL_ROW, PoolRow};
 use crate::layer::meta::{check_droppable, korm_tables_to_drop};
+use crate::layer::server;
 use crate::model::SqlValue;
 use crate::query::dialect::{Dialect, Statement};
 
@@ -93,12 +94,8 @@ impl KormTables for MySqlLayer {
         .bind(POOL_ROW)
         .fetch_optional(&self.pool)
         .await;
-        let row = match row {
-            Ok(row) => row,
-            Err(e) if no_such_table(&e) => return Ok(None),
-            Err(e) => return Err(self.error(e)),
-        };
-        let Some(row) = row else {
+        let row = server::unless_missing(row, no_such_table).map_err(|e| self.error(e))?;
+        let Some(row) = row.flatten() else {
             return Ok(None);
         };
         let time = |i: usize| {

@@ -12,6 +12,7 @@ use super::{LOCK_CLASS, PgDialect, PgLayer};
 use crate::error::Result;
 use crate::layer::meta::{ITEMS_PREFIX, KormTables, POOL_ROW, POOL_TABLE, PoolRow, is_item_table};
 use crate::layer::meta::{check_droppable, korm_tables_to_drop};
+use crate::layer::server;
 use crate::layer::server::query;
 use crate::query::dialect::{Dialect, Statement};
 
@@ -79,12 +80,8 @@ impl KormTables for PgLayer {
         .bind(POOL_ROW)
         .fetch_optional(&self.pool)
         .await;
-        let row = match row {
-            Ok(row) => row,
-            Err(e) if undefined_table(&e) => return Ok(None),
-            Err(e) => return Err(self.error(e)),
-        };
-        let Some(row) = row else {
+        let row = server::unless_missing(row, undefined_table).map_err(|e| self.error(e))?;
+        let Some(row) = row.flatten() else {
             return Ok(None);
         };
         let map = |e| self.error(e);
