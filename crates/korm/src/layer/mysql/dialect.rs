@@ -889,34 +889,34 @@ mod tests {
     /// A key of `meta` (`$.tier`, `$.rank`) in the scenarios.
     const KEY: &str = "JSON_EXTRACT(`meta`, ?)";
 
+    /// The `ORDER BY` terms of `meta.rank` in `order` (`ASC`, `DESC`): type rank, number
+    /// as a double, number exactly, text.
+    fn rank_terms(order: &str) -> String {
+        format!(
+            "CASE JSON_TYPE({KEY}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
+             WHEN 'DOUBLE' THEN 2 WHEN 'STRING' THEN 3 WHEN 'ARRAY' THEN 4 \
+             WHEN 'OBJECT' THEN 4 ELSE 5 END {order}, \
+             CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+             THEN CAST(JSON_UNQUOTE({KEY}) AS DOUBLE) END {order}, \
+             CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
+             THEN CAST(JSON_UNQUOTE({KEY}) AS DECIMAL(65, 30)) END {order}, \
+             CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
+             ELSE JSON_UNQUOTE({KEY}) END {BIN} {order}"
+        )
+    }
+
     crate::statement_scenarios! {
         MySqlDialect::default();
         scenario_sort_nulls: sort_nulls => format!(
-                "SELECT * FROM `{TABLE}` ORDER BY `age` IS NULL DESC, `age` DESC, \
-                 CASE JSON_TYPE({KEY}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
-                 WHEN 'DOUBLE' THEN 2 WHEN 'STRING' THEN 3 WHEN 'ARRAY' THEN 4 \
-                 WHEN 'OBJECT' THEN 4 ELSE 5 END ASC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({KEY}) AS DOUBLE) END ASC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({KEY}) AS DECIMAL(65, 30)) END ASC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
-                 ELSE JSON_UNQUOTE({KEY}) END {BIN} ASC, \
-                 `username` IS NULL, `username` {BIN} ASC, `rnId` ASC"
+                "SELECT * FROM `{TABLE}` ORDER BY `age` IS NULL DESC, `age` DESC, {}, \
+                 `username` IS NULL, `username` {BIN} ASC, `rnId` ASC",
+                rank_terms("ASC")
             ),
             vec![text("$.rank"); 7];
         scenario_filter_sort_limit_param_order: filter_sort_limit => format!(
                 "SELECT * FROM `{TABLE}` WHERE (JSON_TYPE({KEY}) = 'STRING' \
-                 AND JSON_UNQUOTE({KEY}) = ? {BIN}) ORDER BY \
-                 CASE JSON_TYPE({KEY}) WHEN 'BOOLEAN' THEN 1 WHEN 'INTEGER' THEN 2 \
-                 WHEN 'DOUBLE' THEN 2 WHEN 'STRING' THEN 3 WHEN 'ARRAY' THEN 4 \
-                 WHEN 'OBJECT' THEN 4 ELSE 5 END DESC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({KEY}) AS DOUBLE) END DESC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') \
-                 THEN CAST(JSON_UNQUOTE({KEY}) AS DECIMAL(65, 30)) END DESC, \
-                 CASE WHEN JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE', 'NULL') THEN NULL \
-                 ELSE JSON_UNQUOTE({KEY}) END {BIN} DESC, `rnId` ASC LIMIT 10"
+                 AND JSON_UNQUOTE({KEY}) = ? {BIN}) ORDER BY {}, `rnId` ASC LIMIT 10",
+                rank_terms("DESC")
             ),
             [vec![text("$.tier"), text("$.tier"), text("gold")], vec![text("$.rank"); 7]].concat();
         conditional_update: conditional_update => format!(
