@@ -64,34 +64,17 @@ pub(crate) fn kind_of_name(name: &str) -> Option<ColumnKind> {
     })
 }
 
-/// A value of a column, as a backend reads it, for the writer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Raw<'a> {
-    /// SQL NULL.
-    Null,
-    /// A whole number.
-    Integer(i64),
-    /// A double (NaN and infinities are written as null: JSON has no such numbers).
-    Double(f64),
-    /// A boolean (PostgreSQL; SQLite and MySQL hold 0 and 1).
-    Boolean(bool),
-    /// Text, written as a JSON string.
-    Text(&'a str),
-    /// JSON text (an object, an array, an envelope), written as the JSON it holds.
-    Json(&'a str),
-}
+/// A value of a column, as a backend reads it, for the writer: a [`Cell`], written as JSON
+/// (a double that is NaN or infinite as null, JSON has no such numbers; text as a JSON
+/// string; JSON text as the JSON it holds).
+pub(crate) type Raw<'a> = Cell<'a>;
 
 /// A cell as the snapshot holds it: JSON columns (by their kind, or a domain over jsonb)
 /// as the JSON they hold.
 pub(crate) fn raw(cell: Cell<'_>, kind: Option<ColumnKind>) -> Raw<'_> {
     match cell {
-        Cell::Null => Raw::Null,
-        Cell::Integer(i) => Raw::Integer(i),
-        Cell::Double(f) => Raw::Double(f),
-        Cell::Boolean(b) => Raw::Boolean(b),
-        Cell::Text(t) if kind.is_some_and(ColumnKind::is_json) => Raw::Json(t),
-        Cell::Text(t) => Raw::Text(t),
-        Cell::Json(t) => Raw::Json(t),
+        Cell::Text(t) if kind.is_some_and(ColumnKind::is_json) => Cell::Json(t),
+        cell => cell,
     }
 }
 

@@ -243,7 +243,7 @@ async fn apply_one(pool: &Pool, op: &DepotOp, wal: WalBackup) -> Result<Option<S
     let rn = op.rn();
     let depot = pool.depot_of(rn)?;
     let key = file_key(rn)?;
-    match op {
+    let (written, backup, state) = match op {
         DepotOp::Put { state, mode, .. } => {
             if matches!(*state.lock().map_err(|_| poisoned(rn))?, FileState::Stored) {
                 return Ok(None);
@@ -271,18 +271,8 @@ async fn apply_one(pool: &Pool, op: &DepotOp, wal: WalBackup) -> Result<Option<S
                 Some(_) => Some(backup(&depot, &key, wal).await?),
                 None => None,
             };
-            if let Err(error) = depot.put(&key, content).await {
-                // Put is atomic: the old file (if any) is still in place; drop the backup.
-                drop_backup(&depot, &backup).await;
-                return Err(error);
-            }
-            Ok(Some(Step {
-                depot,
-                rn: rn.clone(),
-                key,
-                backup,
-                state: Some(Arc::clone(state)),
-            }))
+            let written = depot.put(&key, content).await.map(drop);
+            (written, backup, Some(Arc::clone(state)))
         }
         DepotOp::Delete { .. } => {
             if depot.size(&key).await?.is_none() {
@@ -292,19 +282,22 @@ async fn apply_one(pool: &Pool, op: &DepotOp, wal: WalBackup) -> Result<Option<S
                 });
             }
             let backup = Some(backup(&depot, &key, wal).await?);
-            if let Err(error) = depot.delete(&key).await {
-                drop_backup(&depot, &backup).await;
-                return Err(error);
-            }
-            Ok(Some(Step {
-                depot,
-                rn: rn.clone(),
-                key,
-                backup,
-                state: None,
-            }))
+            (depot.delete(&key).await, backup, None)
         }
+    };
+    if let Err(error) = written {
+        // A put or a delete is atomic: the old file (if any) is still in place; drop the
+        // backup.
+        drop_backup(&depot, &backup).await;
+        return Err(error);
     }
+    Ok(Some(Step {
+        depot,
+        rn: rn.clone(),
+        key,
+        backup,
+        state,
+    }))
 }
 
 /// The content a put writes, taken from its state: bytes are shared (a failed write can use

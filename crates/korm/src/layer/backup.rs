@@ -7,11 +7,25 @@ use async_trait::async_trait;
 use crate::backup::format::Sink;
 use crate::backup::schedule::ScheduleRow;
 use crate::error::Result;
+use crate::layer::meta::{POOL_TABLE, is_item_table};
 use crate::layer::schema::TableSchema;
+
+/// The tables a backup holds, out of the names a layer's catalog `listed` (in creation order):
+/// `__korm_pool__` and `__korm_meta__` first when listed, then the item tables in their order
+/// (by their exact prefix: a catalog may match it without case).
+pub(crate) fn backup_order(listed: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
+        .into_iter()
+        .filter(|t| listed.iter().any(|n| n == t))
+        .map(str::to_owned)
+        .collect();
+    out.extend(listed.into_iter().filter(|n| is_item_table(n)));
+    out
+}
 
 /// A layer's side of backups and their schedules.
 #[async_trait]
-pub(crate) trait LayerBackups: Send + Sync {
+pub(crate) trait LayerBackups: LayerSchedules {
     /// The tables a backup of the layer holds: `__korm_pool__` and `__korm_meta__` when the
     /// layer has them, then every item table. One statement.
     async fn backup_tables(&self) -> Result<Vec<String>>;
@@ -25,7 +39,12 @@ pub(crate) trait LayerBackups: Send + Sync {
     /// Deletes every row of a table (a restore that replaces); a missing table is not an
     /// error. Only item table names are passed.
     async fn clear_table(&self, table: &str) -> Result<()>;
+}
 
+/// A layer's side of korm 1.5's backup schedules table (`__korm_backups__`). The server
+/// layers share theirs ([`ServerLayer`](crate::layer::server::ServerLayer)).
+#[async_trait]
+pub(crate) trait LayerSchedules: Send + Sync {
     /// The backup schedules in `__korm_backups__` (created when missing, as korm 1.5 makes
     /// it).
     async fn schedules(&self) -> Result<Vec<ScheduleRow>>;

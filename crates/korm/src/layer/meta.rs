@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The table of the pool snapshot.
 pub(crate) const POOL_TABLE: &str = "__korm_pool__";
@@ -77,7 +77,14 @@ pub(crate) trait KormTables: Send + Sync {
     /// Drops the tables named (each `DROP TABLE IF EXISTS`, in order) and forgets what the
     /// layer cached of them; returns the names of those that existed. Only names of
     /// [`KORM_TABLES`] are passed.
-    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>>;
+    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
+        self.drop_named(tables.iter().map(|t| (*t).to_owned()).collect())
+            .await
+    }
+
+    /// Drops the tables named, in order, as [`drop_tables`](Self::drop_tables) says; a
+    /// name that is not korm's ([`check_droppable`]) is an error.
+    async fn drop_named(&self, names: Vec<String>) -> Result<Vec<String>>;
 
     /// Drops every item table (`__items__*`, whatever its collection) and korm's own tables
     /// ([`KORM_TABLES`]), and forgets every cached schema; returns the names of the tables
@@ -92,6 +99,28 @@ pub(crate) fn is_item_table(name: &str) -> bool {
     name.strip_prefix(ITEMS_PREFIX).is_some_and(|rest| {
         !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })
+}
+
+/// Refuses a table a reset must not drop: one that is neither an item table nor one of
+/// [`KORM_TABLES`].
+pub(crate) fn check_droppable(name: &str) -> Result<()> {
+    if is_item_table(name) || KORM_TABLES.contains(&name) {
+        return Ok(());
+    }
+    Err(Error::InvalidIdentifier {
+        what: "table",
+        name: crate::error::clip(name),
+        reason: "reset drops only korm's tables".to_owned(),
+    })
+}
+
+/// What a reset of every korm table drops, in order: the item tables among the names a
+/// catalog `listed` (by their exact prefix: a catalog may match it without case), then
+/// [`KORM_TABLES`].
+pub(crate) fn korm_tables_to_drop(listed: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut names: Vec<String> = listed.into_iter().filter(|n| is_item_table(n)).collect();
+    names.extend(KORM_TABLES.iter().map(|t| (*t).to_owned()));
+    names
 }
 
 #[cfg(test)]

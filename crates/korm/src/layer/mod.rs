@@ -383,6 +383,24 @@ pub(crate) fn committing(layer: &str, rn: &str, e: Error) -> Error {
     }
 }
 
+impl dyn Layer + '_ {
+    /// The layer's table of shared locks (`__korm_locks__`).
+    pub(crate) fn locks(&self) -> &dyn SharedLockTable {
+        self
+    }
+
+    /// korm's own tables on the layer: the pool snapshot (`__korm_pool__`) and the drops of
+    /// a reset.
+    pub(crate) fn korm_tables(&self) -> &dyn KormTables {
+        self
+    }
+
+    /// The layer's side of backups and their schedules.
+    pub(crate) fn backups(&self) -> &dyn LayerBackups {
+        self
+    }
+}
+
 /// A planned read of one table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Select {
@@ -398,7 +416,25 @@ pub(crate) struct Select {
     pub(crate) ordered: bool,
 }
 
+/// The `Debug` form of a layer: its type and its ident (its connections and caches say
+/// nothing useful, and a server's options hold a password).
+pub(crate) fn debug_layer(f: &mut fmt::Formatter<'_>, name: &str, ident: &str) -> fmt::Result {
+    f.debug_struct(name)
+        .field("ident", &ident)
+        .finish_non_exhaustive()
+}
+
 impl Select {
+    /// The select's statement on a table of `schema` in `dialect`: its filter, sort keys and
+    /// window ([`Dialect::render_select_window`](crate::query::dialect::Dialect::render_select_window)).
+    pub(crate) fn statement(
+        &self,
+        dialect: &impl crate::query::dialect::Dialect,
+        schema: &TableSchema,
+    ) -> Result<crate::query::dialect::Statement> {
+        dialect.render_select_window(schema, self.filter.as_ref(), &self.sort, self.window())
+    }
+
     /// The rows the select keeps, for [`Dialect::render_select_window`](crate::query::dialect::Dialect::render_select_window).
     pub(crate) fn window(&self) -> crate::query::dialect::Window {
         crate::query::dialect::Window {
@@ -413,7 +449,7 @@ impl Select {
 /// of read statements are the pool's ([`LayerHandle`]); shared locks are a table the layer
 /// keeps ([`SharedLockTable`]).
 #[async_trait]
-pub(crate) trait Layer: Send + Sync + fmt::Debug {
+pub(crate) trait Layer: SharedLockTable + KormTables + LayerBackups + fmt::Debug {
     /// The layer's name in the pool.
     fn ident(&self) -> &str;
 
@@ -464,19 +500,9 @@ pub(crate) trait Layer: Send + Sync + fmt::Debug {
     /// filters on encrypted columns are evaluated in memory, not in SQL.
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>>;
 
-    /// The layer's table of shared locks (`__korm_locks__`).
-    fn locks(&self) -> &dyn SharedLockTable;
-
-    /// korm's own tables on the layer: the pool snapshot (`__korm_pool__`) and the drops of
-    /// a reset.
-    fn korm_tables(&self) -> &dyn KormTables;
-
     /// The backend, as korm 1.5 names it in pool metadata and backups (`sqlite`, `pg`,
     /// `mysql`).
     fn backend(&self) -> &'static str;
-
-    /// The layer's side of backups and their schedules.
-    fn backups(&self) -> &dyn LayerBackups;
 
     /// Closes the layer: later calls fail with [`Error::PoolClosed`](crate::Error::PoolClosed).
     async fn close(&self);
@@ -638,12 +664,12 @@ impl LayerHandle {
         self.layer.table_schema(table).await
     }
 
-    /// See [`Layer::locks`].
+    /// The layer's table of shared locks (`__korm_locks__`).
     pub(crate) fn locks(&self) -> &dyn SharedLockTable {
         self.layer.locks()
     }
 
-    /// See [`Layer::korm_tables`].
+    /// korm's own tables on the layer (see [`KormTables`]).
     pub(crate) fn korm_tables(&self) -> &dyn KormTables {
         self.layer.korm_tables()
     }

@@ -3,6 +3,7 @@
 //! error codes ([`ServerCodes`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
@@ -10,7 +11,9 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Database, Encode, Type};
 
 use crate::backup::format::{Raw, Sink};
+use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Scrubber};
+use crate::layer::backup::LayerSchedules;
 use crate::layer::schema::{ReadColumn, TableSchema};
 use crate::layer::url::DbUrl;
 use crate::layer::{LayerOp, OpKind};
@@ -94,25 +97,18 @@ pub(crate) async fn insert_rows<DB>(
     conn: &mut DB::Connection,
     statement: Statement,
     rows: usize,
-    rows_affected: fn(&DB::QueryResult) -> u64,
 ) -> std::result::Result<bool, sqlx::Error>
 where
-    DB: Database,
+    DB: ServerDb,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'t> i64: Encode<'t, DB> + Type<DB>,
-    for<'t> f64: Encode<'t, DB> + Type<DB>,
-    for<'t> bool: Encode<'t, DB> + Type<DB>,
-    for<'t> String: Encode<'t, DB> + Type<DB>,
-    for<'t> Option<String>: Encode<'t, DB> + Type<DB>,
 {
     sqlx::raw_sql("SAVEPOINT korm_rows")
         .execute(&mut *conn)
         .await?;
-    let written = query::<DB>(statement).execute(&mut *conn).await;
+    let written = DB::statement(statement).execute(&mut *conn).await;
     if written
         .as_ref()
-        .is_ok_and(|done| rows_affected(done) == rows as u64)
+        .is_ok_and(|done| DB::rows_affected(done) == rows as u64)
     {
         sqlx::raw_sql("RELEASE SAVEPOINT korm_rows")
             .execute(&mut *conn)
@@ -187,6 +183,239 @@ where
     }
     sink.end_table();
     Ok(())
+}
+
+/// Whether `e` is a database error with one of `codes` (PostgreSQL's SQLSTATE, MySQL's
+/// SQLSTATE as sqlx gives it).
+pub(crate) fn has_code(e: &sqlx::Error, codes: &[&str]) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| codes.contains(&c.as_ref())))
+}
+
+/// `result` as an option: `None` when its error is one `missing` says means the table is
+/// not there.
+pub(crate) fn unless_missing<T>(
+    result: std::result::Result<T, sqlx::Error>,
+    missing: fn(&sqlx::Error) -> bool,
+) -> std::result::Result<Option<T>, sqlx::Error> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if missing(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes every row of a table (a restore that replaces), `quoted` in the server's quoting;
+/// an error with the `missing` code (no such table) is not one.
+pub(crate) async fn clear_table<DB>(
+    pool: &sqlx::Pool<DB>,
+    quoted: String,
+    missing: &str,
+) -> std::result::Result<(), sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    // The name is an item table's, quoted by the caller.
+    match sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM {quoted}")))
+        .execute(pool)
+        .await
+    {
+        Err(e) if !has_code(&e, &[missing]) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// korm 1.5's backup schedules table (`__korm_backups__`) in a server's SQL: the servers
+/// differ only in quoting, placeholders and how an insert skips an id that is there.
+pub(crate) struct ScheduleSql {
+    /// Creates the table when missing.
+    pub(crate) create: &'static str,
+    /// The codes of an error creating it that mean another instance created it at once.
+    pub(crate) created_meanwhile: &'static [&'static str],
+    /// The schedules by id: id, layer, spec, next run, last run.
+    pub(crate) select: &'static str,
+    /// Inserts a row unless its id is there, binding id, layer, spec, next run, last run,
+    /// created and updated.
+    pub(crate) insert: &'static str,
+    /// Moves a run, binding the next run, the last run, updated, the id and the expected next
+    /// run.
+    pub(crate) claim: &'static str,
+}
+
+/// The columns of a schedule's row, as [`ScheduleSql::select`] lists them.
+type ScheduleColumns = (String, String, String, i64, Option<i64>);
+
+impl ScheduleSql {
+    /// Creates the schedules table when missing.
+    async fn create<DB>(&self, pool: &sqlx::Pool<DB>) -> std::result::Result<(), sqlx::Error>
+    where
+        DB: ServerDb,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        match sqlx::raw_sql(self.create).execute(pool).await {
+            Err(e) if !has_code(&e, self.created_meanwhile) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// The schedules (see [`LayerSchedules::schedules`](crate::layer::backup::LayerSchedules::schedules)).
+    pub(crate) async fn schedules<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> std::result::Result<Vec<ScheduleRow>, sqlx::Error>
+    where
+        DB: ServerDb,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        ScheduleColumns: for<'r> sqlx::FromRow<'r, DB::Row>,
+    {
+        self.create(pool).await?;
+        let rows: Vec<ScheduleColumns> = sqlx::query_as(self.select).fetch_all(pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, layer, spec, next_run_at, last_run_at)| ScheduleRow {
+                id,
+                layer,
+                spec,
+                next_run_at,
+                last_run_at,
+            })
+            .collect())
+    }
+
+    /// Inserts a schedule's row (see
+    /// [`LayerSchedules::insert_schedule`](crate::layer::backup::LayerSchedules::insert_schedule)).
+    pub(crate) async fn insert<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+        row: &ScheduleRow,
+        now: i64,
+    ) -> std::result::Result<(), sqlx::Error>
+    where
+        DB: ServerDb,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        self.create(pool).await?;
+        let params = vec![
+            SqlValue::Text(row.id.clone()),
+            SqlValue::Text(row.layer.clone()),
+            SqlValue::Text(row.spec.clone()),
+            SqlValue::Integer(row.next_run_at),
+            row.last_run_at.map_or(SqlValue::Null, SqlValue::Integer),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+        ];
+        let sql = self.insert.to_owned();
+        DB::statement(Statement { sql, params })
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims a schedule's run, `true` when this call moved it (see
+    /// [`LayerSchedules::claim_schedule`](crate::layer::backup::LayerSchedules::claim_schedule)).
+    pub(crate) async fn claim<DB>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+        id: &str,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> std::result::Result<bool, sqlx::Error>
+    where
+        DB: ServerDb,
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    {
+        let params = vec![
+            SqlValue::Integer(next),
+            SqlValue::Integer(now),
+            SqlValue::Integer(now),
+            SqlValue::Text(id.to_owned()),
+            SqlValue::Integer(expected),
+        ];
+        let sql = self.claim.to_owned();
+        let done = DB::statement(Statement { sql, params })
+            .execute(pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+}
+
+/// A server layer as the code the servers share sees it: its pool, how it names a driver
+/// error, and its SQL for korm 1.5's schedules table.
+pub(crate) trait ServerLayer: Send + Sync {
+    /// The sqlx database it runs on.
+    type Db: ServerDb;
+
+    /// korm 1.5's schedules table in the server's SQL.
+    const SCHEDULES: ScheduleSql;
+
+    /// The layer's pool.
+    fn pool(&self) -> &sqlx::Pool<Self::Db>;
+
+    /// A driver error as the layer names it ([`db_error`]).
+    fn error(&self, e: sqlx::Error) -> Error;
+}
+
+#[async_trait::async_trait]
+impl<L: ServerLayer> LayerSchedules for L
+where
+    for<'c> &'c mut <L::Db as Database>::Connection: sqlx::Executor<'c, Database = L::Db>,
+    ScheduleColumns: for<'r> sqlx::FromRow<'r, <L::Db as Database>::Row>,
+{
+    async fn schedules(&self) -> crate::error::Result<Vec<ScheduleRow>> {
+        let pool = self.pool();
+        L::SCHEDULES
+            .schedules(pool)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn insert_schedule(&self, row: &ScheduleRow, now: i64) -> crate::error::Result<()> {
+        let pool = self.pool();
+        L::SCHEDULES
+            .insert(pool, row, now)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn claim_schedule(
+        &self,
+        id: &str,
+        expected: i64,
+        next: i64,
+        now: i64,
+    ) -> crate::error::Result<bool> {
+        let pool = self.pool();
+        let claimed = L::SCHEDULES.claim(pool, id, expected, next, now).await;
+        claimed.map_err(|e| self.error(e))
+    }
+}
+
+/// A sqlx database a server layer runs on: how korm's statements run there. Implemented
+/// by each server backend (`sqlx::Postgres`, `sqlx::MySql`) with [`query`].
+pub(crate) trait ServerDb: Database<Arguments: sqlx::IntoArguments<Self>> {
+    /// A statement ready to run, its values bound in order.
+    fn statement(statement: Statement) -> Query<'static, Self, Self::Arguments>;
+
+    /// The rows a statement wrote (MySQL: found, as sqlx connects with `CLIENT_FOUND_ROWS`).
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+}
+
+/// Which of korm's lock tables are known to exist (a hit is remembered, never a miss).
+#[derive(Debug, Default)]
+pub(crate) struct LockTables {
+    /// `__korm_locks__` exists.
+    pub(crate) locks: AtomicBool,
+    /// `__korm_fence__` exists.
+    pub(crate) fence: AtomicBool,
+}
+
+impl LockTables {
+    /// Forgets that the tables exist (a reset dropped them).
+    pub(crate) fn forget(&self) {
+        self.locks.store(false, Ordering::Release);
+        self.fence.store(false, Ordering::Release);
+    }
 }
 
 /// A statement ready to run, its values bound in order. The one place generated SQL becomes

@@ -60,31 +60,38 @@ pub(crate) struct Parts<'a> {
     pub(crate) backups: Option<&'a serde_json::Value>,
 }
 
+/// Where each layer's or depot's data lives, by ident; [`Error::PoolConfig`] naming the
+/// first that can not say (`what` completes "records where every ... {ident} can not say").
+fn sources<S, T, E: std::fmt::Display>(
+    specs: &[(String, S)],
+    what: &str,
+    source: impl Fn(&S) -> std::result::Result<T, E>,
+) -> Result<Vec<(String, T)>> {
+    let mut out = Vec::with_capacity(specs.len());
+    for (ident, spec) in specs {
+        let source = source(spec).map_err(|why| Error::PoolConfig {
+            reason: format!(
+                "pool metadata (with_meta) records where every {what} {ident:?} can not say: \
+                 {why}"
+            ),
+        })?;
+        out.push((ident.clone(), source));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// Step 1: this pool's snapshot, or [`Error::PoolConfig`] naming the layer or depot that
 /// can not say where its data lives.
 pub(crate) fn describe(parts: &Parts<'_>) -> Result<Current> {
-    let mut layers = Vec::with_capacity(parts.layers.len());
-    for (ident, spec) in parts.layers {
-        let source = spec.source().map_err(|why| Error::PoolConfig {
-            reason: format!(
-                "pool metadata (with_meta) records where every layer's data lives, and layer \
-                 {ident:?} can not say: {why}"
-            ),
-        })?;
-        layers.push((ident.clone(), source.clone()));
-    }
-    let mut depots = Vec::with_capacity(parts.depots.len());
-    for (ident, spec) in parts.depots {
-        let source = spec.source().map_err(|why| Error::PoolConfig {
-            reason: format!(
-                "pool metadata (with_meta) records where every depot's files live, and depot \
-                 {ident:?} can not say: {why}"
-            ),
-        })?;
-        depots.push((ident.clone(), source));
-    }
-    layers.sort_by(|a, b| a.0.cmp(&b.0));
-    depots.sort_by(|a, b| a.0.cmp(&b.0));
+    let layers = sources(parts.layers, "layer's data lives, and layer", |spec| {
+        spec.source().cloned()
+    })?;
+    let depots = sources(
+        parts.depots,
+        "depot's files live, and depot",
+        DepotSpec::source,
+    )?;
     Ok(Current {
         pool_id: snapshot::pool_id(
             layers.iter().map(|(i, _)| i.as_str()),

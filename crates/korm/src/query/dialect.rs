@@ -1698,7 +1698,9 @@ pub(crate) fn validate_table(table: &str) -> Result<()> {
 }
 
 /// What the dialects' exact-SQL tests share: one table schema, the rendering helpers, and
-/// [`where_scenarios!`](crate::where_scenarios), which makes one test per scenario.
+/// the scenarios of whole statements, and [`where_scenarios!`](crate::where_scenarios) and
+/// [`statement_scenarios!`](crate::statement_scenarios), which make one test per scenario: each
+/// dialect gives only its expected SQL.
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
@@ -1753,12 +1755,114 @@ pub(crate) mod testing {
         SqlValue::Text(s.to_owned())
     }
 
+    /// The filters of the `WHERE` scenarios every dialect renders, by scenario name: each
+    /// dialect's [`where_scenarios!`](crate::where_scenarios) gives the condition and the
+    /// parameters of each, in order.
+    pub(crate) fn where_filters(scenario: &str) -> Vec<Filter> {
+        use crate::query::{and, eq, gt, gte, in_list, like, lt, lte, not, or};
+        use serde_json::json;
+        match scenario {
+            "scenario_compare_operators" => vec![
+                gt("age", 1),
+                gte("age", 1),
+                lt("age", 1),
+                lte("age", 1),
+                gt("score", 1.5),
+                gt("score", 1),
+                gt("username", "w"),
+            ],
+            "scenario_and_or_not" => vec![
+                and([
+                    eq("username", "fred"),
+                    or([gt("age", 1), lt("age", 0)]),
+                    not(eq("active", true)),
+                ]),
+                and([eq("age", 1)]),
+            ],
+            "scenario_eq_column" => vec![eq("username", "fred")],
+            "scenario_eq_bool_column" => vec![eq("active", true), eq("active", false)],
+            "scenario_eq_null_column" => vec![eq("username", Value::Null), eq("tags", ())],
+            "scenario_eq_rn_id" => vec![eq("rnId", "u1")],
+            "scenario_eq_reference_column" => vec![eq("owner", "[rn]:users:freetier:x")],
+            "scenario_eq_json_path" => vec![
+                eq("meta.tier", "gold"),
+                eq("meta.tier", "[gold]"),
+                eq("meta.tier", "{\"a\":1}"),
+                gt("meta.tier", "gold"),
+            ],
+            "scenario_json_types" => vec![gt("meta.a.b[2]", 5), eq("meta.flags.hot", true)],
+            "scenario_eq_json_index" => vec![eq("tags[0]", "a")],
+            "scenario_eq_json_null" => vec![eq("meta.tier", ())],
+            "scenario_eq_missing" => vec![
+                eq("nickname", "x"),
+                eq("nickname", ()),
+                eq("username.first", "x"),
+                like("nickname", "x%"),
+                in_list("nickname", ["x"]),
+            ],
+            "scenario_not_missing" => vec![not(eq("nickname", "x"))],
+            "scenario_like" => vec![like("username", "fr_d%"), like("meta.tier", "g%")],
+            "scenario_in_list_column" => vec![
+                in_list("age", [json!(1), json!(2), Value::Null, json!("3")]),
+                in_list("age", [json!(1), json!(2), json!("3")]),
+            ],
+            "scenario_in_list_mixed_numbers" => {
+                vec![in_list("age", [json!(1), json!(2.5), json!(2)])]
+            }
+            "scenario_in_list_json_mixed" => vec![
+                in_list(
+                    "meta.tier",
+                    [
+                        json!("gold"),
+                        json!(1),
+                        json!(true),
+                        Value::Null,
+                        json!("silver"),
+                    ],
+                ),
+                in_list("meta.tier", [json!("gold"), json!("[1]")]),
+            ],
+            "scenario_wildcard" => vec![eq("addresses[*].city", "Paris")],
+            "scenario_wildcard_under_key" => vec![eq("meta.addresses[*].city", "Paris")],
+            "scenario_wildcard_scalar_element" => vec![eq("tags[*]", "a"), eq("tags[*]", ())],
+            "scenario_nested_wildcard" => vec![
+                eq("meta.groups[*].members[*].name", "x"),
+                eq("tags[*][*]", 1),
+            ],
+            other => panic!("no where scenario {other}"),
+        }
+    }
+
+    /// The sort scenario every dialect renders: `age` descending (nulls first), the JSON
+    /// value `meta.rank` and the text column `username` ascending (nulls last).
+    pub(crate) fn sort_nulls(d: &dyn Dialect) -> Statement {
+        let sort = [
+            ("age", SortOrder::Desc),
+            ("meta.rank", SortOrder::Asc),
+            ("username", SortOrder::Asc),
+        ];
+        select(d, None, &sort, None).unwrap()
+    }
+
+    /// A filter, a sort key and a limit in one statement: the parameters come in the order
+    /// their placeholders stand.
+    pub(crate) fn filter_sort_limit(d: &dyn Dialect) -> Statement {
+        let filter = crate::query::eq("meta.tier", "gold");
+        select(
+            d,
+            Some(&filter),
+            &[("meta.rank", SortOrder::Desc)],
+            Some(10),
+        )
+        .unwrap()
+    }
+
     /// An optimistic update of [`schema`]: `age` set to 43 on the condition that it is
     /// still 42 and `meta` still the stored JSON text (and `gone`, a column the table lacks,
-    /// conditions nothing); its statement and its probe.
-    pub(crate) fn conditional_update(d: &dyn Dialect) -> (Statement, Statement, Vec<String>) {
+    /// conditions nothing).
+    fn conditional_op() -> LayerOp {
         use crate::layer::Expect;
-        let op = LayerOp {
+        LayerOp {
             kind: OpKind::Update,
             rn: "[rn]:users:freetier:u1".into(),
             table: TABLE.into(),
@@ -1786,32 +1890,65 @@ pub(crate) mod testing {
                     value: Stored::Value(Value::Null),
                 },
             ],
-        };
-        let RowSql::Execute(update) = d.render_op(&op, &schema()).unwrap() else {
+        }
+    }
+
+    /// The statement of the optimistic update (its conditions in the `WHERE`).
+    pub(crate) fn conditional_update(d: &dyn Dialect) -> Statement {
+        let RowSql::Execute(update) = d.render_op(&conditional_op(), &schema()).unwrap() else {
             panic!("an update with fields executes");
         };
-        let (probe, names) = d.render_probe(&op, &schema()).unwrap();
-        (update, probe, names)
+        update
+    }
+
+    /// The probe of the optimistic update: one column a condition, for the conditions on
+    /// the table's columns (`age`, `meta`).
+    pub(crate) fn conditional_probe(d: &dyn Dialect) -> Statement {
+        let (probe, names) = d.render_probe(&conditional_op(), &schema()).unwrap();
+        assert_eq!(names, ["age", "meta"]);
+        probe
     }
 }
 
-/// One test per exact-SQL scenario of a dialect: `name { filter => "condition", params...; }`
-/// renders each filter against [`testing::schema`] and compares its `WHERE` condition and
-/// parameters.
+/// One test per `WHERE` scenario of a dialect: `name { "condition", params...; }` renders
+/// each filter of [`testing::where_filters`]`(name)` against [`testing::schema`] and
+/// compares its `WHERE` condition and parameters with the row of the same place.
 #[cfg(test)]
 #[macro_export]
 macro_rules! where_scenarios {
-    ($dialect:expr; $($name:ident { $($filter:expr => $sql:expr $(, $param:expr)* ;)+ })*) => {
+    ($dialect:expr; $($name:ident { $($sql:expr $(, $param:expr)* ;)+ })*) => {
         $(
             #[test]
             fn $name() {
-                $(
+                let expected: Vec<(String, Vec<SqlValue>)> =
+                    vec![$((String::from($sql), vec![$($param),*])),+];
+                let filters = $crate::query::dialect::testing::where_filters(stringify!($name));
+                assert_eq!(filters.len(), expected.len(), "one row per filter");
+                for (filter, expected) in filters.into_iter().zip(expected) {
+                    let shown = format!("{filter:?}");
                     assert_eq!(
-                        $crate::query::dialect::testing::where_sql(&$dialect, $filter),
-                        (String::from($sql), vec![$($param),*]),
-                        "{}", stringify!($filter)
+                        $crate::query::dialect::testing::where_sql(&$dialect, filter),
+                        expected,
+                        "{shown}"
                     );
-                )+
+                }
+            }
+        )*
+    };
+}
+
+/// One test per exact-SQL scenario of a whole statement: `name: scenario => sql, params;`
+/// renders [`testing`]'s `scenario` (a function of the dialect, such as
+/// [`testing::sort_nulls`]) and compares its SQL and its parameters.
+#[cfg(test)]
+#[macro_export]
+macro_rules! statement_scenarios {
+    ($dialect:expr; $($name:ident: $scenario:ident => $sql:expr, $params:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let st = $crate::query::dialect::testing::$scenario(&$dialect);
+                assert_eq!((st.sql, st.params), (String::from($sql), $params));
             }
         )*
     };

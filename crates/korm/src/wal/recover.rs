@@ -11,7 +11,7 @@ use crate::depot::{DepotKey, FileContent, file_key, file_lock_key};
 use crate::error::{Error, Result};
 use crate::layer::{LayerHandle, OpKind};
 use crate::lock::{item_lock_key, release_all};
-use crate::model::{Field, StoredRow, infer_kind};
+use crate::model::{Field, StoredRow};
 use crate::pool::Pool;
 use crate::rn::Rn;
 use crate::write::{BeforeImage, WriteOp, WritePlan, apply_groups, group_by_layer};
@@ -242,17 +242,7 @@ fn write_op(
     row: Option<StoredRow>,
     destructive: bool,
 ) -> WriteOp {
-    let fields = |image: &Map<String, Value>| -> Vec<Field> {
-        image
-            .iter()
-            .map(|(name, value)| Field {
-                name: name.clone(),
-                value: value.clone(),
-                kind: infer_kind(value),
-                unique: false,
-            })
-            .collect()
-    };
+    let fields = crate::write::image_fields;
     let (kind, fields) = match (wanted, &row) {
         (None, _) => (OpKind::DeleteIfExists, Vec::new()),
         (Some(image), None) => (OpKind::Insert, fields(image)),

@@ -580,23 +580,25 @@ impl BeforeImage {
     }
 }
 
+/// The fields that write an item's image back, each of the kind its value suggests.
+pub(crate) fn image_fields(image: &Map<String, Value>) -> Vec<Field> {
+    image
+        .iter()
+        .map(|(name, value)| Field {
+            name: name.clone(),
+            value: value.clone(),
+            kind: infer_kind(value),
+            unique: false,
+        })
+        .collect()
+}
+
 /// The op that undoes `op`, from its before-image. The undo of an update is conditional on
 /// the columns it wrote still holding what it wrote: another process that changed one of
 /// them since (between this layer's commit and the undo) keeps its value, and the undo is a
 /// conflict ([`Error::UndoFailed`]) instead of writing the old value over it.
 fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (table, id) = item_key(&op.rn).ok()?;
-    let before_fields = |before: &Map<String, Value>| -> Vec<Field> {
-        before
-            .iter()
-            .map(|(name, value)| Field {
-                name: name.clone(),
-                value: value.clone(),
-                kind: infer_kind(value),
-                unique: false,
-            })
-            .collect()
-    };
     let before = op.before.as_ref().map(BeforeImage::to_map);
     let mut expect = Vec::new();
     let (kind, fields) = match (op.kind, &before) {
@@ -628,7 +630,7 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
             (OpKind::Update, fields)
         }
         (OpKind::Delete | OpKind::DeleteIfExists, Some(before)) => {
-            (OpKind::Insert, before_fields(before))
+            (OpKind::Insert, image_fields(before))
         }
         _ => return None,
     };

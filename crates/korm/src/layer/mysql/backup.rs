@@ -7,7 +7,8 @@ use sqlx::mysql::MySqlRow;
 use super::{MySqlLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
-use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::backup::backup_order;
+use crate::layer::meta::ITEMS_PREFIX;
 use crate::layer::server;
 use async_trait::async_trait;
 
@@ -26,7 +27,13 @@ fn quoted(name: &str) -> String {
 }
 
 /// korm 1.5's schedules table.
-const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+const SCHEDULES: server::ScheduleSql = server::ScheduleSql {
+    create: "CREATE TABLE IF NOT EXISTS `__korm_backups__` (schedule_id VARCHAR(255) PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    created_meanwhile: &[],
+    select: "SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM `__korm_backups__` ORDER BY schedule_id",
+    insert: "INSERT IGNORE INTO `__korm_backups__` (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    claim: "UPDATE `__korm_backups__` SET next_run_at = ?, last_run_at = ?, updated_at = ? WHERE schedule_id = ? AND next_run_at = ?",
+};
 
 #[async_trait]
 impl LayerBackups for MySqlLayer {
@@ -42,14 +49,8 @@ impl LayerBackups for MySqlLayer {
                 names.push(name);
             }
         }
-        let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
-            .into_iter()
-            .filter(|t| names.iter().any(|n| n == t))
-            .map(str::to_owned)
-            .collect();
         // information_schema compares without case on MariaDB: the exact prefix again.
-        out.extend(names.into_iter().filter(|n| is_item_table(n)));
-        Ok(out)
+        Ok(backup_order(names))
     }
 
     async fn export(
@@ -77,11 +78,8 @@ impl LayerBackups for MySqlLayer {
                     |row: &MySqlRow, i, name, read| {
                         Ok(raw(value::cell(table, name, read, row, i)?, read.kind()))
                     },
-                    |e| match e {
-                        // Dropped since it was listed: nothing to back up.
-                        sqlx::Error::Database(db) if db.code().as_deref() == Some("42S02") => None,
-                        e => Some(self.error(e)),
-                    },
+                    // Dropped since it was listed: nothing to back up.
+                    |e| (!server::has_code(&e, &["42S02"])).then(|| self.error(e)),
                 )
                 .await?;
             }
@@ -94,77 +92,22 @@ impl LayerBackups for MySqlLayer {
     }
 
     async fn clear_table(&self, table: &str) -> Result<()> {
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {}",
-            quoted(table)
-        )))
-        .execute(&self.pool)
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42S02") => Ok(()),
-            Err(e) => Err(self.error(e)),
-        }
+        server::clear_table(&self.pool, quoted(table), "42S02")
+            .await
+            .map_err(|e| self.error(e))
     }
-    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
-        sqlx::raw_sql(SCHEDULES_DDL)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM `__korm_backups__` ORDER BY schedule_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, layer, spec, next_run_at, last_run_at)| {
-                crate::backup::schedule::ScheduleRow {
-                    id,
-                    layer,
-                    spec,
-                    next_run_at,
-                    last_run_at,
-                }
-            })
-            .collect())
+}
+
+impl server::ServerLayer for MySqlLayer {
+    type Db = sqlx::MySql;
+
+    const SCHEDULES: server::ScheduleSql = SCHEDULES;
+
+    fn pool(&self) -> &sqlx::Pool<sqlx::MySql> {
+        &self.pool
     }
 
-    async fn insert_schedule(
-        &self,
-        row: &crate::backup::schedule::ScheduleRow,
-        now: i64,
-    ) -> Result<()> {
-        let row = row.clone();
-        sqlx::raw_sql(SCHEDULES_DDL)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        let insert = sqlx::query("INSERT IGNORE INTO `__korm_backups__` (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(row.id)
-            .bind(row.layer)
-            .bind(row.spec)
-            .bind(row.next_run_at)
-            .bind(row.last_run_at)
-            .bind(now);
-        insert
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
-        let id = id.to_owned();
-        let done = sqlx::query("UPDATE `__korm_backups__` SET next_run_at = ?, last_run_at = ?, updated_at = ? WHERE schedule_id = ? AND next_run_at = ?")
-            .bind(next)
-            .bind(now)
-            .bind(now)
-            .bind(id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected() == 1)
+    fn error(&self, e: sqlx::Error) -> Error {
+        self.error(e)
     }
 }

@@ -4,7 +4,7 @@
 //! characters hold the longest item RN korm makes). DDL commits implicitly here, so the tables
 //! are created before any transaction that uses them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use sqlx::Row as _;
 
@@ -33,21 +33,6 @@ const CLAIM: &str = "INSERT INTO `__korm_locks__` (`lock_id`, `owner`, `expires_
     `created_at` = IF(`expires_at` <= ?, VALUES(`created_at`), `created_at`), \
     `updated_at` = IF(`expires_at` <= ?, VALUES(`updated_at`), `updated_at`), \
     `expires_at` = IF(`expires_at` <= ?, VALUES(`expires_at`), `expires_at`)";
-
-/// Which of korm's lock tables are known to exist (a hit is remembered, never a miss).
-#[derive(Debug, Default)]
-pub(super) struct LockTables {
-    locks: AtomicBool,
-    fence: AtomicBool,
-}
-
-impl LockTables {
-    /// Forgets that the tables exist (a reset dropped them).
-    pub(super) fn forget(&self) {
-        self.locks.store(false, Ordering::Release);
-        self.fence.store(false, Ordering::Release);
-    }
-}
 
 impl MySqlLayer {
     pub(super) async fn ensure_fence_table(&self) -> Result<()> {

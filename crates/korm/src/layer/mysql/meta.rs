@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::{MySqlLayer, value};
-use crate::error::{Error, Result};
-use crate::layer::meta::{ITEMS_PREFIX, KORM_TABLES, KormTables, POOL_ROW, PoolRow, is_item_table};
+use crate::error::Result;
+use crate::layer::meta::{ITEMS_PREFIX, KormTables, POOL_ROW, PoolRow};
+use crate::layer::meta::{check_droppable, korm_tables_to_drop};
+use crate::layer::server;
 use crate::model::SqlValue;
 use crate::query::dialect::{Dialect, Statement};
 
@@ -41,7 +43,10 @@ impl MySqlLayer {
             .await?;
         Ok(!rows.is_empty())
     }
+}
 
+#[async_trait]
+impl KormTables for MySqlLayer {
     /// Drops the tables one statement each (MySQL's DDL commits on its own), holding the
     /// schema cache so no write of this process plans against a table being dropped, then
     /// forgets every cached schema and which lock tables exist.
@@ -51,12 +56,8 @@ impl MySqlLayer {
         let mut dropped = Vec::new();
         let mut outcome = Ok(());
         for name in names {
-            if !(is_item_table(&name) || KORM_TABLES.contains(&name.as_str())) {
-                outcome = Err(Error::InvalidIdentifier {
-                    what: "table",
-                    name: crate::error::clip(&name),
-                    reason: "reset drops only korm's tables".to_owned(),
-                });
+            if let Err(e) = check_droppable(&name) {
+                outcome = Err(e);
                 break;
             }
             let existed = match self.table_exists(&name).await {
@@ -83,10 +84,7 @@ impl MySqlLayer {
         self.lock_tables.forget();
         outcome.map(|()| dropped)
     }
-}
 
-#[async_trait]
-impl KormTables for MySqlLayer {
     async fn read_pool_row(&self) -> Result<Option<PoolRow>> {
         self.check_open()?;
         let row = sqlx::query(
@@ -96,12 +94,8 @@ impl KormTables for MySqlLayer {
         .bind(POOL_ROW)
         .fetch_optional(&self.pool)
         .await;
-        let row = match row {
-            Ok(row) => row,
-            Err(e) if no_such_table(&e) => return Ok(None),
-            Err(e) => return Err(self.error(e)),
-        };
-        let Some(row) = row else {
+        let row = server::unless_missing(row, no_such_table).map_err(|e| self.error(e))?;
+        let Some(row) = row.flatten() else {
             return Ok(None);
         };
         let time = |i: usize| {
@@ -148,11 +142,6 @@ impl KormTables for MySqlLayer {
         Ok(())
     }
 
-    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
-        self.drop_named(tables.iter().map(|t| (*t).to_owned()).collect())
-            .await
-    }
-
     async fn drop_korm_tables(&self) -> Result<Vec<String>> {
         self.check_open()?;
         // information_schema compares names without case on MariaDB: the exact prefix is
@@ -166,15 +155,10 @@ impl KormTables for MySqlLayer {
                 params: vec![SqlValue::Text(ITEMS_PREFIX.to_owned())],
             })
             .await?;
-        let mut names = Vec::with_capacity(rows.len() + KORM_TABLES.len());
+        let mut names = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Some(name) = value::text_at(row, 0)?
-                && is_item_table(&name)
-            {
-                names.push(name);
-            }
+            names.extend(value::text_at(row, 0)?);
         }
-        names.extend(KORM_TABLES.iter().map(|t| (*t).to_owned()));
-        self.drop_named(names).await
+        self.drop_named(korm_tables_to_drop(names)).await
     }
 }

@@ -48,7 +48,7 @@ pub use options::{MySqlOptions, mysql, mysql_pool};
 use super::schema::{self, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
-use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
+use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
@@ -70,15 +70,13 @@ pub(crate) struct MySqlLayer {
     /// Texts that must never appear in an error (the URL's password, raw and decoded).
     scrubber: Scrubber,
     closed: AtomicBool,
-    lock_tables: locks::LockTables,
+    lock_tables: server::LockTables,
     dialect: MySqlDialect,
 }
 
 impl fmt::Debug for MySqlLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MySqlLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "MySqlLayer", &self.ident)
     }
 }
 
@@ -119,7 +117,7 @@ impl MySqlLayer {
             schemas: tokio::sync::Mutex::new(HashMap::new()),
             scrubber,
             closed: AtomicBool::new(false),
-            lock_tables: locks::LockTables::default(),
+            lock_tables: server::LockTables::default(),
             dialect: MySqlDialect {
                 wide_integers: options.wide_integers,
                 binary: dialect::MARIADB_BINARY,
@@ -427,14 +425,9 @@ impl MySqlLayer {
         else {
             return Ok(false);
         };
-        server::insert_rows::<sqlx::MySql>(
-            conn,
-            statement,
-            ops.len(),
-            sqlx::mysql::MySqlQueryResult::rows_affected,
-        )
-        .await
-        .map_err(|e| self.error(e))
+        server::insert_rows::<sqlx::MySql>(conn, statement, ops.len())
+            .await
+            .map_err(|e| self.error(e))
     }
 
     async fn apply_op(
@@ -581,12 +574,7 @@ impl Layer for MySqlLayer {
             return Ok(Vec::new());
         };
         // The dialect names the physical (hashed, when too long) table itself.
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         self.query_rows(table, schema, statement).await
     }
 
@@ -611,12 +599,7 @@ impl Layer for MySqlLayer {
         let Some(schema) = self.cached_schema(table).await? else {
             return Ok(String::new());
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         let rows = self
             .fetch_rows(Statement {
                 sql: format!("EXPLAIN {}", statement.sql),
@@ -659,24 +642,22 @@ impl Layer for MySqlLayer {
         self.cached_schema(table).await
     }
 
-    fn locks(&self) -> &dyn SharedLockTable {
-        self
-    }
-
-    fn korm_tables(&self) -> &dyn super::KormTables {
-        self
-    }
-
     fn backend(&self) -> &'static str {
         "mysql"
-    }
-
-    fn backups(&self) -> &dyn super::LayerBackups {
-        self
     }
 
     async fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pool.close().await;
+    }
+}
+
+impl server::ServerDb for sqlx::MySql {
+    fn statement(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments> {
+        query(statement)
+    }
+
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
     }
 }

@@ -8,7 +8,8 @@ use sqlx::postgres::PgRow;
 use super::{PgLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
-use crate::layer::meta::{ITEMS_PREFIX, POOL_TABLE, is_item_table};
+use crate::layer::backup::backup_order;
+use crate::layer::meta::ITEMS_PREFIX;
 use crate::layer::server;
 use async_trait::async_trait;
 
@@ -26,8 +27,16 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// korm 1.5's schedules table.
-const SCHEDULES_DDL: &str = "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)";
+/// korm 1.5's schedules table. Two instances creating it at once race on the catalog: the
+/// loser's duplicate error means the table is there. A null is bound as text: the insert casts
+/// the last run.
+const SCHEDULES: server::ScheduleSql = server::ScheduleSql {
+    create: "CREATE TABLE IF NOT EXISTS \"__korm_backups__\" (schedule_id TEXT PRIMARY KEY, layer_ident TEXT NOT NULL, interval_spec TEXT NOT NULL, next_run_at BIGINT NOT NULL, last_run_at BIGINT, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    created_meanwhile: &["23505", "42P07"],
+    select: "SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id",
+    insert: "INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5::bigint, $6, $7) ON CONFLICT (schedule_id) DO NOTHING",
+    claim: "UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $3 WHERE schedule_id = $4 AND next_run_at = $5",
+};
 
 #[async_trait]
 impl LayerBackups for PgLayer {
@@ -37,13 +46,7 @@ impl LayerBackups for PgLayer {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
-            .into_iter()
-            .filter(|t| names.iter().any(|n| n == t))
-            .map(str::to_owned)
-            .collect();
-        out.extend(names.into_iter().filter(|n| is_item_table(n)));
-        Ok(out)
+        Ok(backup_order(names))
     }
 
     async fn export(
@@ -97,85 +100,22 @@ impl LayerBackups for PgLayer {
     }
 
     async fn clear_table(&self, table: &str) -> Result<()> {
-        match sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {}",
-            quoted(table)
-        )))
-        .execute(&self.pool)
-        .await
-        {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P01") => Ok(()),
-            Err(e) => Err(self.error(e)),
-        }
-    }
-    async fn schedules(&self) -> Result<Vec<crate::backup::schedule::ScheduleRow>> {
-        self.create_schedules().await?;
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as("SELECT schedule_id, layer_ident, interval_spec, next_run_at, last_run_at FROM \"__korm_backups__\" ORDER BY schedule_id")
-            .fetch_all(&self.pool)
+        server::clear_table(&self.pool, quoted(table), "42P01")
             .await
-            .map_err(|e| self.error(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, layer, spec, next_run_at, last_run_at)| {
-                crate::backup::schedule::ScheduleRow {
-                    id,
-                    layer,
-                    spec,
-                    next_run_at,
-                    last_run_at,
-                }
-            })
-            .collect())
-    }
-
-    async fn insert_schedule(
-        &self,
-        row: &crate::backup::schedule::ScheduleRow,
-        now: i64,
-    ) -> Result<()> {
-        let row = row.clone();
-        self.create_schedules().await?;
-        let insert = sqlx::query("INSERT INTO \"__korm_backups__\" (schedule_id, layer_ident, interval_spec, next_run_at, last_run_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (schedule_id) DO NOTHING")
-            .bind(row.id)
-            .bind(row.layer)
-            .bind(row.spec)
-            .bind(row.next_run_at)
-            .bind(row.last_run_at)
-            .bind(now);
-        insert
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
-    }
-
-    async fn claim_schedule(&self, id: &str, expected: i64, next: i64, now: i64) -> Result<bool> {
-        let id = id.to_owned();
-        let done = sqlx::query("UPDATE \"__korm_backups__\" SET next_run_at = $1, last_run_at = $2, updated_at = $2 WHERE schedule_id = $3 AND next_run_at = $4")
-            .bind(next)
-            .bind(now)
-            .bind(id)
-            .bind(expected)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(done.rows_affected() == 1)
+            .map_err(|e| self.error(e))
     }
 }
 
-impl PgLayer {
-    /// Creates the schedules table when missing. Two instances creating it at once race on
-    /// the catalog: the loser's duplicate error means the table is there.
-    async fn create_schedules(&self) -> Result<()> {
-        match sqlx::raw_sql(SCHEDULES_DDL).execute(&self.pool).await {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db))
-                if matches!(db.code().as_deref(), Some("23505" | "42P07")) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.error(e)),
-        }
+impl server::ServerLayer for PgLayer {
+    type Db = sqlx::Postgres;
+
+    const SCHEDULES: server::ScheduleSql = SCHEDULES;
+
+    fn pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
+        &self.pool
+    }
+
+    fn error(&self, e: sqlx::Error) -> Error {
+        self.error(e)
     }
 }

@@ -1,6 +1,6 @@
 //! PostgreSQL's SQL for shared locks and fencing tokens (see [`crate::layer::locks`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use sqlx::postgres::PgConnection;
 
@@ -28,21 +28,6 @@ const ACQUIRE: &str = "WITH claimed AS (\
     WHERE l.\"expires_at\" <= $4 RETURNING l.\"lock_id\") \
     INSERT INTO \"__korm_fence__\" AS f (\"lock_id\", \"token\") SELECT \"lock_id\", 1 FROM claimed \
     ON CONFLICT (\"lock_id\") DO UPDATE SET \"token\" = f.\"token\" + 1 RETURNING f.\"token\"";
-
-/// Which of korm's lock tables are known to exist (a hit is remembered, never a miss).
-#[derive(Debug, Default)]
-pub(super) struct LockTables {
-    locks: AtomicBool,
-    fence: AtomicBool,
-}
-
-impl LockTables {
-    /// Forgets that the tables exist (a reset dropped them).
-    pub(super) fn forget(&self) {
-        self.locks.store(false, Ordering::Release);
-        self.fence.store(false, Ordering::Release);
-    }
-}
 
 impl PgLayer {
     /// Creates the tables under an advisory lock (two processes creating one table at once

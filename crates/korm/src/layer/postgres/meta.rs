@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::{LOCK_CLASS, PgDialect, PgLayer};
-use crate::error::{Error, Result};
-use crate::layer::meta::{
-    ITEMS_PREFIX, KORM_TABLES, KormTables, POOL_ROW, POOL_TABLE, PoolRow, is_item_table,
-};
+use crate::error::Result;
+use crate::layer::meta::{ITEMS_PREFIX, KormTables, POOL_ROW, POOL_TABLE, PoolRow, is_item_table};
+use crate::layer::meta::{check_droppable, korm_tables_to_drop};
+use crate::layer::server;
 use crate::layer::server::query;
 use crate::query::dialect::{Dialect, Statement};
 
@@ -30,7 +30,8 @@ fn undefined_table(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
 }
 
-impl PgLayer {
+#[async_trait]
+impl KormTables for PgLayer {
     /// Drops the tables (each `IF EXISTS`; item tables `CASCADE`, as korm 1.5 drops them) in
     /// one transaction:
     /// PostgreSQL's DDL is transactional, so either all go or none. Then forgets every cached
@@ -40,13 +41,7 @@ impl PgLayer {
         let mut tx = self.pool.begin().await.map_err(map)?;
         let mut dropped = Vec::new();
         for name in names {
-            if !(is_item_table(&name) || KORM_TABLES.contains(&name.as_str())) {
-                return Err(Error::InvalidIdentifier {
-                    what: "table",
-                    name: crate::error::clip(&name),
-                    reason: "reset drops only korm's tables".to_owned(),
-                });
-            }
+            check_droppable(&name)?;
             let existed: bool =
                 sqlx::query_scalar("SELECT to_regclass(quote_ident($1)) IS NOT NULL")
                     .bind(&name)
@@ -76,10 +71,7 @@ impl PgLayer {
         self.lock_tables.forget();
         Ok(dropped)
     }
-}
 
-#[async_trait]
-impl KormTables for PgLayer {
     async fn read_pool_row(&self) -> Result<Option<PoolRow>> {
         let row = sqlx::query(
             "SELECT \"config\"::text, \"created_at\"::bigint, \"updated_at\"::bigint \
@@ -88,12 +80,8 @@ impl KormTables for PgLayer {
         .bind(POOL_ROW)
         .fetch_optional(&self.pool)
         .await;
-        let row = match row {
-            Ok(row) => row,
-            Err(e) if undefined_table(&e) => return Ok(None),
-            Err(e) => return Err(self.error(e)),
-        };
-        let Some(row) = row else {
+        let row = server::unless_missing(row, undefined_table).map_err(|e| self.error(e))?;
+        let Some(row) = row.flatten() else {
             return Ok(None);
         };
         let map = |e| self.error(e);
@@ -150,25 +138,12 @@ impl KormTables for PgLayer {
         Ok(())
     }
 
-    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
-        self.drop_named(tables.iter().map(|t| (*t).to_owned()).collect())
-            .await
-    }
-
     async fn drop_korm_tables(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query(ITEM_TABLES)
+        let names: Vec<String> = sqlx::query_scalar(ITEM_TABLES)
             .bind(ITEMS_PREFIX)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        let mut names = Vec::with_capacity(rows.len() + KORM_TABLES.len());
-        for row in rows {
-            let name: String = row.try_get(0).map_err(|e| self.error(e))?;
-            if is_item_table(&name) {
-                names.push(name);
-            }
-        }
-        names.extend(KORM_TABLES.iter().map(|t| (*t).to_owned()));
-        self.drop_named(names).await
+        self.drop_named(korm_tables_to_drop(names)).await
     }
 }

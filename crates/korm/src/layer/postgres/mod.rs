@@ -35,7 +35,7 @@ pub use options::{PgOptions, postgres, postgres_pool};
 use super::schema::{self, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
-use super::{Layer, LayerOp, OpKind, Select, SharedLockTable, committing};
+use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::StoredRow;
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
@@ -81,15 +81,13 @@ pub(crate) struct PgLayer {
     /// The URL's passwords, as written and percent-decoded, scrubbed from every message.
     scrubber: Scrubber,
     schemas: Mutex<HashMap<String, TableSchema>>,
-    lock_tables: locks::LockTables,
+    lock_tables: server::LockTables,
     dialect: PgDialect,
 }
 
 impl fmt::Debug for PgLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "PgLayer", &self.ident)
     }
 }
 
@@ -161,7 +159,7 @@ impl PgLayer {
             pool,
             scrubber,
             schemas: Mutex::new(HashMap::new()),
-            lock_tables: locks::LockTables::default(),
+            lock_tables: server::LockTables::default(),
             dialect,
         }
     }
@@ -401,14 +399,9 @@ impl Working<'_> {
         let Some(statement) = server::insert_statement(&self.layer.dialect, &schema, ops) else {
             return Ok(false);
         };
-        server::insert_rows::<sqlx::Postgres>(
-            conn,
-            statement,
-            ops.len(),
-            sqlx::postgres::PgQueryResult::rows_affected,
-        )
-        .await
-        .map_err(|e| self.layer.error(e))
+        server::insert_rows::<sqlx::Postgres>(conn, statement, ops.len())
+            .await
+            .map_err(|e| self.layer.error(e))
     }
 
     async fn apply_op(&mut self, conn: &mut PgConnection, op: &LayerOp) -> Result<()> {
@@ -556,12 +549,11 @@ impl Layer for PgLayer {
             Some(filter) => dialect::without_nul(filter)?,
             None => None,
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            rewritten.as_ref().or(select.filter.as_ref()),
-            &select.sort,
-            select.window(),
-        )?;
+        let select = Select {
+            filter: rewritten.or(select.filter),
+            ..select
+        };
+        let statement = select.statement(&self.dialect, &schema)?;
         self.query_rows(table, statement).await
     }
 
@@ -597,12 +589,7 @@ impl Layer for PgLayer {
         let Some(schema) = self.schema(table).await? else {
             return Ok(String::new());
         };
-        let statement = self.dialect.render_select_window(
-            &schema,
-            select.filter.as_ref(),
-            &select.sort,
-            select.window(),
-        )?;
+        let statement = select.statement(&self.dialect, &schema)?;
         let statement = Statement {
             sql: format!("EXPLAIN {}", statement.sql),
             params: statement.params,
@@ -663,20 +650,8 @@ impl Layer for PgLayer {
         Ok(rows.into_iter().flatten().collect())
     }
 
-    fn locks(&self) -> &dyn SharedLockTable {
-        self
-    }
-
-    fn korm_tables(&self) -> &dyn super::KormTables {
-        self
-    }
-
     fn backend(&self) -> &'static str {
         "pg"
-    }
-
-    fn backups(&self) -> &dyn super::LayerBackups {
-        self
     }
 
     async fn close(&self) {
@@ -739,6 +714,16 @@ impl PgLayer {
             schema = self.schema(table).await?;
         }
         Ok(ReadPlan::new(names(), schema.as_ref()))
+    }
+}
+
+impl server::ServerDb for sqlx::Postgres {
+    fn statement(statement: Statement) -> sqlx::query::Query<'static, Self, Self::Arguments> {
+        query(statement)
+    }
+
+    fn rows_affected(done: &Self::QueryResult) -> u64 {
+        done.rows_affected()
     }
 }
 

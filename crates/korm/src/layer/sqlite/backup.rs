@@ -10,31 +10,18 @@ use super::error::db_error;
 use crate::backup::format::{Raw, Sink};
 use crate::backup::schedule::ScheduleRow;
 use crate::error::{DbErrorKind, Error, Result};
-use crate::layer::meta::{POOL_TABLE, is_item_table};
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
+use crate::layer::backup::LayerSchedules;
+use crate::layer::backup::backup_order;
 use crate::layer::schema::TableSchema;
 use crate::query::dialect::Dialect;
 
 /// The tables a backup holds, in creation order: `__korm_pool__` and `__korm_meta__` first.
 fn backup_tables(conn: &Connection, ident: &str) -> Result<Vec<String>> {
-    let map = |e| db_error(ident, e);
-    let mut stmt = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")
-        .map_err(map)?;
-    let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(map)?
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(map)?;
-    let mut out: Vec<String> = [POOL_TABLE, "__korm_meta__"]
-        .into_iter()
-        .filter(|t| names.iter().any(|n| n == t))
-        .map(str::to_owned)
-        .collect();
-    out.extend(names.into_iter().filter(|n| is_item_table(n)));
-    Ok(out)
+    let sql = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid";
+    Ok(backup_order(super::meta::table_names(conn, ident, sql)?))
 }
 
 /// Reads `tables` into `sink` inside one read transaction.
@@ -164,6 +151,10 @@ impl LayerBackups for SqliteLayer {
             })
             .await
     }
+}
+
+#[async_trait]
+impl LayerSchedules for SqliteLayer {
     async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
         self.worker
             .call(|state| {

@@ -148,284 +148,167 @@ impl Dialect for SqliteDialect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Error;
-    use crate::query::dialect::Statement;
-    use crate::query::dialect::testing::{self, TABLE, text};
-    use crate::query::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
-    use serde_json::{Value, json};
-
-    fn select(
-        filter: Option<&Filter>,
-        sort: &[(&str, SortOrder)],
-        limit: Option<u64>,
-    ) -> Result<Statement, Error> {
-        testing::select(&SqliteDialect, filter, sort, limit)
-    }
-
-    fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
-        testing::where_sql(&SqliteDialect, filter)
-    }
+    use crate::query::dialect::testing::{TABLE, text};
 
     crate::where_scenarios! {
         SqliteDialect;
         scenario_compare_operators {
-            gt("age", 1) => "\"age\" > ?", SqlValue::Integer(1);
-            gte("age", 1) => "\"age\" >= ?", SqlValue::Integer(1);
-            lt("age", 1) => "\"age\" < ?", SqlValue::Integer(1);
-            lte("age", 1) => "\"age\" <= ?", SqlValue::Integer(1);
-            gt("score", 1.5) => "\"score\" > ?", SqlValue::Double(1.5);
+            "\"age\" > ?", SqlValue::Integer(1);
+            "\"age\" >= ?", SqlValue::Integer(1);
+            "\"age\" < ?", SqlValue::Integer(1);
+            "\"age\" <= ?", SqlValue::Integer(1);
+            "\"score\" > ?", SqlValue::Double(1.5);
             // A whole number against a double column compares as a number.
-            gt("score", 1) => "\"score\" > ?", SqlValue::Integer(1);
+            "\"score\" > ?", SqlValue::Integer(1);
+            "\"username\" > ?", text("w");
         }
         scenario_and_or_not {
-            and([eq("username", "fred"), or([gt("age", 1), lt("age", 0)]), not(eq("active", true))])
-                => "(\"username\" = ? AND (\"age\" > ? OR \"age\" < ?) AND ((\"active\" = ?) IS NOT TRUE))",
+            "(\"username\" = ? AND (\"age\" > ? OR \"age\" < ?) AND ((\"active\" = ?) IS NOT TRUE))",
                 text("fred"), SqlValue::Integer(1), SqlValue::Integer(0), SqlValue::Integer(1);
             // A single child needs no parentheses of its own.
-            and([eq("age", 1)]) => "\"age\" = ?", SqlValue::Integer(1);
+            "\"age\" = ?", SqlValue::Integer(1);
         }
         scenario_eq_column {
-            eq("username", "fred") => "\"username\" = ?", text("fred");
+            "\"username\" = ?", text("fred");
         }
         scenario_eq_bool_column {
-            eq("active", true) => "\"active\" = ?", SqlValue::Integer(1);
-            eq("active", false) => "\"active\" = ?", SqlValue::Integer(0);
+            "\"active\" = ?", SqlValue::Integer(1);
+            "\"active\" = ?", SqlValue::Integer(0);
         }
         scenario_eq_null_column {
-            eq("username", Value::Null) => "\"username\" IS NULL";
-            eq("tags", ()) => "\"tags\" IS NULL";
+            "\"username\" IS NULL";
+            "\"tags\" IS NULL";
         }
         scenario_eq_rn_id {
-            eq("rnId", "u1") => "\"rnId\" = ?", text("u1");
+            "\"rnId\" = ?", text("u1");
         }
         scenario_eq_reference_column {
-            eq("owner", "[rn]:users:freetier:x") => "\"owner\" = ?", text("[rn]:users:freetier:x");
+            "\"owner\" = ?", text("[rn]:users:freetier:x");
+        }
+        scenario_eq_json_path {
+            "json_extract(\"meta\", ?) = ?", text("$.tier"), text("gold");
+            // json_extract gives an object or an array as JSON text: text that could be one
+            // keeps the type check.
+            "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("[gold]"), text("$.tier");
+            "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("{\"a\":1}"), text("$.tier");
+            // Orderings compare text with an object's JSON text too: always checked.
+            "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("gold"), text("$.tier");
         }
         scenario_json_types {
-            gt("meta.a.b[2]", 5) => "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) IN ('integer', 'real'))",
+            "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) IN ('integer', 'real'))",
                 text("$.a.b[2]"), SqlValue::Integer(5), text("$.a.b[2]");
-            eq("meta.flags.hot", true) => "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) IN ('true', 'false'))",
+            "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) IN ('true', 'false'))",
                 text("$.flags.hot"), SqlValue::Integer(1), text("$.flags.hot");
         }
         scenario_eq_json_index {
-            eq("tags[0]", "a") => "json_extract(\"tags\", ?) = ?", text("$[0]"), text("a");
+            "json_extract(\"tags\", ?) = ?", text("$[0]"), text("a");
         }
         scenario_eq_json_null {
-            eq("meta.tier", ()) => "json_extract(\"meta\", ?) IS NULL", text("$.tier");
+            "json_extract(\"meta\", ?) IS NULL", text("$.tier");
+        }
+        scenario_eq_missing {
+            "NULL = ?", text("x");
+            "NULL IS NULL";
+            // Steps into a scalar column reach nothing.
+            "NULL = ?", text("x");
+            "NULL LIKE ?", text("x%");
+            "NULL IN (?)", text("x");
         }
         scenario_not_missing {
-            not(eq("nickname", "x")) => "((NULL = ?) IS NOT TRUE)", text("x");
+            "((NULL = ?) IS NOT TRUE)", text("x");
         }
         scenario_like {
-            like("username", "fr_d%") => "\"username\" LIKE ?", text("fr_d%");
-            like("meta.tier", "g%") => "(json_extract(\"meta\", ?) LIKE ? AND json_type(\"meta\", ?) = 'text')",
+            "\"username\" LIKE ?", text("fr_d%");
+            "(json_extract(\"meta\", ?) LIKE ? AND json_type(\"meta\", ?) = 'text')",
                 text("$.tier"), text("g%"), text("$.tier");
         }
         scenario_in_list_column {
             // A null in the list finds nulls (korm 1.5's in_list).
-            in_list("age", [json!(1), json!(2), Value::Null, json!("3")])
-                => "(\"age\" IS NULL OR \"age\" IN (?, ?))", SqlValue::Integer(1), SqlValue::Integer(2);
-            in_list("age", [json!(1), json!(2), json!("3")]) => "\"age\" IN (?, ?)",
+            "(\"age\" IS NULL OR \"age\" IN (?, ?))", SqlValue::Integer(1), SqlValue::Integer(2);
+            "\"age\" IN (?, ?)",
                 SqlValue::Integer(1), SqlValue::Integer(2);
         }
+        scenario_in_list_mixed_numbers {
+            // Integers and doubles in separate lists: one list compares by one type.
+            "(\"age\" IN (?, ?) OR \"age\" IN (?))",
+                SqlValue::Integer(1), SqlValue::Integer(2), SqlValue::Double(2.5);
+        }
+        scenario_in_list_json_mixed {
+            "(json_extract(\"meta\", ?) IS NULL OR ((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
+                    OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
+                    OR json_extract(\"meta\", ?) IN (?, ?)))",
+                text("$.tier"), text("$.tier"), SqlValue::Integer(1), text("$.tier"), text("$.tier"),
+                SqlValue::Integer(1), text("$.tier"), text("$.tier"), text("gold"), text("silver");
+            // A text that could be an object's or an array's JSON text keeps the type check.
+            "(json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text')",
+                text("$.tier"), text("gold"), text("[1]"), text("$.tier");
+        }
         scenario_wildcard {
-            eq("addresses[*].city", "Paris") => "EXISTS (SELECT 1 FROM json_each(\"addresses\") AS w1 WHERE typeof(w1.key) = 'integer' \
+            "EXISTS (SELECT 1 FROM json_each(\"addresses\") AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND json_extract(\"addresses\", w1.fullkey || ?) = ?)",
                 text(".city"), text("Paris");
         }
         scenario_wildcard_under_key {
-            eq("meta.addresses[*].city", "Paris") => "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
+            "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND json_extract(\"meta\", w1.fullkey || ?) = ?)",
                 text("$.addresses"), text(".city"), text("Paris");
         }
         scenario_wildcard_scalar_element {
-            eq("tags[*]", "a") => "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
+            "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND w1.value = ?)",
                 text("a");
-            eq("tags[*]", ()) => "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
+            "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
                  AND w1.value IS NULL)";
         }
-    }
-
-    // ---- exact SQL, one scenario each (the same names will exist for PostgreSQL and MariaDB)
-
-    #[test]
-    fn scenario_eq_json_path() {
-        assert_eq!(
-            where_sql(eq("meta.tier", "gold")),
-            (
-                "json_extract(\"meta\", ?) = ?".into(),
-                vec![text("$.tier"), text("gold")]
-            )
-        );
-        // json_extract gives an object or an array as JSON text: text that could be one keeps
-        // the type check.
-        for looks_like_json in ["[gold]", "{\"a\":1}"] {
-            assert_eq!(
-                where_sql(eq("meta.tier", looks_like_json)),
-                (
-                    "(json_extract(\"meta\", ?) = ? AND json_type(\"meta\", ?) = 'text')".into(),
-                    vec![text("$.tier"), text(looks_like_json), text("$.tier")]
-                )
-            );
+        scenario_nested_wildcard {
+            "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
+                    AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
+                    WHERE typeof(w2.key) = 'integer' \
+                    AND json_extract(\"meta\", w2.fullkey || ?) = ?))",
+                text("$.groups"), text(".members"), text(".name"), text("x");
+            // Directly nested arrays: the inner array is the element itself.
+            "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
+                    AND EXISTS (SELECT 1 FROM json_each(\"tags\", w1.fullkey) AS w2 \
+                    WHERE typeof(w2.key) = 'integer' \
+                    AND (w2.value = ? AND w2.type IN ('integer', 'real'))))",
+                SqlValue::Integer(1);
         }
-        // Orderings compare text with an object's JSON text too: always checked.
-        assert_eq!(
-            where_sql(gt("meta.tier", "gold")).0,
-            "(json_extract(\"meta\", ?) > ? AND json_type(\"meta\", ?) = 'text')"
-        );
     }
 
-    #[test]
-    fn scenario_eq_missing() {
-        assert_eq!(
-            where_sql(eq("nickname", "x")),
-            ("NULL = ?".into(), vec![text("x")])
-        );
-        assert_eq!(
-            where_sql(eq("nickname", ())),
-            ("NULL IS NULL".into(), vec![])
-        );
-        // Steps into a scalar column reach nothing.
-        assert_eq!(
-            where_sql(eq("username.first", "x")),
-            ("NULL = ?".into(), vec![text("x")])
-        );
-        assert_eq!(
-            where_sql(like("nickname", "x%")),
-            ("NULL LIKE ?".into(), vec![text("x%")])
-        );
-        assert_eq!(
-            where_sql(in_list("nickname", ["x"])),
-            ("NULL IN (?)".into(), vec![text("x")])
-        );
-    }
-
-    #[test]
-    fn scenario_in_list_mixed_numbers() {
-        // Integers and doubles in separate lists: one list compares by one type.
-        assert_eq!(
-            where_sql(in_list("age", [json!(1), json!(2.5), json!(2)])),
-            (
-                "(\"age\" IN (?, ?) OR \"age\" IN (?))".into(),
-                vec![
-                    SqlValue::Integer(1),
-                    SqlValue::Integer(2),
-                    SqlValue::Double(2.5)
-                ]
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_in_list_json_mixed() {
-        let (sql, params) = where_sql(in_list(
-            "meta.tier",
-            [
-                json!("gold"),
-                json!(1),
-                json!(true),
-                Value::Null,
-                json!("silver"),
-            ],
-        ));
-        assert_eq!(
-            sql,
-            "(json_extract(\"meta\", ?) IS NULL OR ((json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('true', 'false')) \
-             OR (json_extract(\"meta\", ?) IN (?) AND json_type(\"meta\", ?) IN ('integer', 'real')) \
-             OR json_extract(\"meta\", ?) IN (?, ?)))"
-        );
-        let p = text("$.tier");
-        assert_eq!(
-            params,
-            vec![
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p.clone(),
-                SqlValue::Integer(1),
-                p.clone(),
-                p.clone(),
-                text("gold"),
-                text("silver"),
-            ]
-        );
-        // A text that could be an object's or an array's JSON text keeps the type check.
-        let (sql, _) = where_sql(in_list("meta.tier", [json!("gold"), json!("[1]")]));
-        assert_eq!(
-            sql,
-            "(json_extract(\"meta\", ?) IN (?, ?) AND json_type(\"meta\", ?) = 'text')"
-        );
-    }
-
-    #[test]
-    fn scenario_nested_wildcard() {
-        assert_eq!(
-            where_sql(eq("meta.groups[*].members[*].name", "x")),
-            (
-                "EXISTS (SELECT 1 FROM json_each(\"meta\", ?) AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND EXISTS (SELECT 1 FROM json_each(\"meta\", w1.fullkey || ?) AS w2 \
-                 WHERE typeof(w2.key) = 'integer' \
-                 AND json_extract(\"meta\", w2.fullkey || ?) = ?))"
-                    .into(),
-                vec![
-                    text("$.groups"),
-                    text(".members"),
-                    text(".name"),
-                    text("x")
-                ]
-            )
-        );
-        // Directly nested arrays: the inner array is the element itself.
-        assert_eq!(
-            where_sql(eq("tags[*][*]", 1)),
-            (
-                "EXISTS (SELECT 1 FROM json_each(\"tags\") AS w1 WHERE typeof(w1.key) = 'integer' \
-                 AND EXISTS (SELECT 1 FROM json_each(\"tags\", w1.fullkey) AS w2 \
-                 WHERE typeof(w2.key) = 'integer' \
-                 AND (w2.value = ? AND w2.type IN ('integer', 'real'))))"
-                    .into(),
-                vec![SqlValue::Integer(1)]
-            )
-        );
-    }
-
-    #[test]
-    fn scenario_sort_nulls() {
-        let st = select(
-            None,
-            &[("age", SortOrder::Desc), ("meta.rank", SortOrder::Asc)],
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            st.sql,
-            format!(
+    crate::statement_scenarios! {
+        SqliteDialect;
+        scenario_sort_nulls: sort_nulls => format!(
                 "SELECT * FROM \"{TABLE}\" ORDER BY \"age\" DESC NULLS FIRST, \
                  CASE json_type(\"meta\", ?) WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
                  WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
                  WHEN 'array' THEN 4 WHEN 'object' THEN 4 END ASC NULLS LAST, \
-                 json_extract(\"meta\", ?) ASC NULLS LAST, \"rnId\" ASC"
-            )
-        );
-        assert_eq!(st.params, vec![text("$.rank"), text("$.rank")]);
-    }
-
-    #[test]
-    fn scenario_filter_sort_limit_param_order() {
-        let st = select(
-            Some(&eq("meta.tier", "gold")),
-            &[("meta.rank", SortOrder::Desc)],
-            Some(10),
-        )
-        .unwrap();
-        assert!(st.sql.ends_with(" LIMIT 10"), "{}", st.sql);
-        assert!(st.sql.contains(" WHERE json_extract"), "{}", st.sql);
-        assert_eq!(
-            st.params,
-            vec![text("$.tier"), text("gold"), text("$.rank"), text("$.rank")]
-        );
+                 json_extract(\"meta\", ?) ASC NULLS LAST, \"username\" ASC NULLS LAST, \"rnId\" ASC"
+            ),
+            vec![text("$.rank"), text("$.rank")];
+        scenario_filter_sort_limit_param_order: filter_sort_limit => format!(
+                "SELECT * FROM \"{TABLE}\" WHERE json_extract(\"meta\", ?) = ? ORDER BY \
+                 CASE json_type(\"meta\", ?) WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
+                 WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 \
+                 WHEN 'array' THEN 4 WHEN 'object' THEN 4 END DESC NULLS FIRST, \
+                 json_extract(\"meta\", ?) DESC NULLS FIRST, \"rnId\" ASC LIMIT 10"
+            ),
+            vec![text("$.tier"), text("gold"), text("$.rank"), text("$.rank")];
+        conditional_update: conditional_update => format!(
+                "UPDATE \"{TABLE}\" SET \"age\" = ? WHERE \"rnId\" = ? AND \"age\" IS ? AND \"meta\" IS ?"
+            ),
+            vec![
+                SqlValue::Integer(43),
+                text("u1"),
+                SqlValue::Integer(42),
+                SqlValue::Json("{\"a\": 1}".into())
+            ];
+        conditional_probe: conditional_probe => format!(
+                "SELECT CASE WHEN \"age\" IS ? THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS ? THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = ?"
+            ),
+            vec![SqlValue::Integer(42), SqlValue::Json("{\"a\": 1}".into()), text("u1")];
     }
 
     #[test]
@@ -459,32 +342,5 @@ mod tests {
             .query_row("SELECT sqlite_version()", [], |r| r.get(0))
             .unwrap();
         assert!(version.as_str() >= "3.30", "{version}");
-    }
-
-    #[test]
-    fn conditional_update_and_probe() {
-        let (update, probe, names) = testing::conditional_update(&SqliteDialect);
-        assert_eq!(
-            update.sql,
-            format!(
-                "UPDATE \"{TABLE}\" SET \"age\" = ? WHERE \"rnId\" = ? AND \"age\" IS ? AND \"meta\" IS ?"
-            )
-        );
-        assert_eq!(
-            update.params,
-            vec![
-                SqlValue::Integer(43),
-                text("u1"),
-                SqlValue::Integer(42),
-                SqlValue::Json("{\"a\": 1}".into())
-            ]
-        );
-        assert_eq!(
-            probe.sql,
-            format!(
-                "SELECT CASE WHEN \"age\" IS ? THEN 1 ELSE 0 END, CASE WHEN \"meta\" IS ? THEN 1 ELSE 0 END FROM \"{TABLE}\" WHERE \"rnId\" = ?"
-            )
-        );
-        assert_eq!(names, ["age", "meta"]);
     }
 }

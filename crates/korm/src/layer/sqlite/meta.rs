@@ -1,12 +1,13 @@
 //! SQLite's SQL for the pool snapshot and for reset (see [`crate::layer::meta`]).
 
 use rusqlite::types::ValueRef;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::db_error;
 use super::worker::State;
-use crate::error::{Error, Result};
-use crate::layer::meta::{KORM_TABLES, POOL_ROW, PoolRow, is_item_table};
+use crate::error::Result;
+use crate::layer::meta::check_droppable;
+use crate::layer::meta::{POOL_ROW, PoolRow, is_item_table};
 use crate::query::dialect::Dialect;
 
 /// korm 1.5's DDL for `__korm_pool__`, byte for byte (as `cardb.sqlite` holds it).
@@ -102,13 +103,7 @@ pub(super) fn drop_tables(state: &mut State, names: &[String]) -> Result<Vec<Str
         .map_err(map)?;
     let mut dropped = Vec::new();
     for name in names {
-        if !(is_item_table(name) || KORM_TABLES.contains(&name.as_str())) {
-            return Err(Error::InvalidIdentifier {
-                what: "table",
-                name: crate::error::clip(name),
-                reason: "reset drops only korm's tables".to_owned(),
-            });
-        }
+        check_droppable(name)?;
         let existed = tx
             .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")
             .and_then(|mut stmt| stmt.exists([name]))
@@ -132,15 +127,20 @@ pub(super) fn drop_tables(state: &mut State, names: &[String]) -> Result<Vec<Str
 
 /// The item tables of the database (korm's, by their exact prefix).
 pub(super) fn item_tables(state: &State) -> Result<Vec<String>> {
-    let map = |e| db_error(&state.ident, e);
-    let mut stmt = state
-        .conn
-        .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .map_err(map)?;
-    let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))
+    let names = table_names(
+        &state.conn,
+        &state.ident,
+        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+    )?;
+    Ok(names.into_iter().filter(|n| is_item_table(n)).collect())
+}
+
+/// The table names `sql` lists from `sqlite_master`.
+pub(super) fn table_names(conn: &Connection, ident: &str, sql: &str) -> Result<Vec<String>> {
+    let map = |e| db_error(ident, e);
+    let mut stmt = conn.prepare_cached(sql).map_err(map)?;
+    stmt.query_map([], |row| row.get::<_, String>(0))
         .map_err(map)?
         .collect::<rusqlite::Result<Vec<String>>>()
-        .map_err(map)?;
-    Ok(names.into_iter().filter(|n| is_item_table(n)).collect())
+        .map_err(map)
 }

@@ -65,9 +65,7 @@ const CHECKPOINT_EVERY: u32 = 1000;
 
 impl fmt::Debug for SqliteLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteLayer")
-            .field("ident", &self.ident)
-            .finish_non_exhaustive()
+        super::debug_layer(f, "SqliteLayer", &self.ident)
     }
 }
 
@@ -297,20 +295,8 @@ impl Layer for SqliteLayer {
             .await
     }
 
-    fn locks(&self) -> &dyn SharedLockTable {
-        self
-    }
-
-    fn korm_tables(&self) -> &dyn KormTables {
-        self
-    }
-
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    fn backups(&self) -> &dyn super::LayerBackups {
-        self
     }
 
     async fn close(&self) {
@@ -338,8 +324,7 @@ impl KormTables for SqliteLayer {
             .await
     }
 
-    async fn drop_tables(&self, tables: &[&'static str]) -> Result<Vec<String>> {
-        let names: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
+    async fn drop_named(&self, names: Vec<String>) -> Result<Vec<String>> {
         let dropped = self
             .worker
             .call(move |state| meta::drop_tables(state, &names))
@@ -352,8 +337,7 @@ impl KormTables for SqliteLayer {
         let dropped = self
             .worker
             .call(|state| {
-                let mut names = meta::item_tables(state)?;
-                names.extend(super::meta::KORM_TABLES.iter().map(|t| (*t).to_owned()));
+                let names = super::meta::korm_tables_to_drop(meta::item_tables(state)?);
                 meta::drop_tables(state, &names)
             })
             .await;
@@ -1099,7 +1083,32 @@ fn ref_prefixes(
     Ok(out)
 }
 
+/// The statement `render` makes from a table's schema; `None` when the table does not
+/// exist.
+fn statement_on(
+    state: &mut State,
+    table: &str,
+    render: impl FnOnce(&TableSchema) -> Result<crate::query::dialect::Statement>,
+) -> Result<Option<crate::query::dialect::Statement>> {
+    let State {
+        conn,
+        schemas,
+        ident,
+        ..
+    } = state;
+    match schema_of(conn, schemas, ident, table)? {
+        Some(schema) => render(schema).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<StoredRow>> {
+    let Some(statement) = statement_on(state, table, |schema| {
+        select.statement(&SqliteDialect, schema)
+    })?
+    else {
+        return Ok(Vec::new());
+    };
     let State {
         conn,
         schemas,
@@ -1107,15 +1116,6 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         ident,
         ..
     } = state;
-    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
-        return Ok(Vec::new());
-    };
-    let statement = SqliteDialect.render_select_window(
-        schema,
-        select.filter.as_ref(),
-        &select.sort,
-        select.window(),
-    )?;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
     query_rows(
@@ -1132,21 +1132,13 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
 }
 
 fn run_explain(state: &mut State, table: &str, select: &Select) -> Result<String> {
-    let State {
-        conn,
-        schemas,
-        ident,
-        ..
-    } = state;
-    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+    let Some(statement) = statement_on(state, table, |schema| {
+        select.statement(&SqliteDialect, schema)
+    })?
+    else {
         return Ok(String::new());
     };
-    let statement = SqliteDialect.render_select_window(
-        schema,
-        select.filter.as_ref(),
-        &select.sort,
-        select.window(),
-    )?;
+    let (conn, ident) = (&state.conn, &state.ident);
     let mut stmt = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {}", statement.sql))
         .map_err(|e| db_error(ident, e))?;
@@ -1164,16 +1156,13 @@ fn run_explain(state: &mut State, table: &str, select: &Select) -> Result<String
 }
 
 fn run_count(state: &mut State, table: &str, filter: Option<&crate::query::Filter>) -> Result<u64> {
-    let State {
-        conn,
-        schemas,
-        ident,
-        ..
-    } = state;
-    let Some(schema) = schema_of(conn, schemas, ident, table)? else {
+    let Some(statement) = statement_on(state, table, |schema| {
+        SqliteDialect.render_count(schema, filter)
+    })?
+    else {
         return Ok(0);
     };
-    let statement = SqliteDialect.render_count(schema, filter)?;
+    let (conn, ident) = (&state.conn, &state.ident);
     let mut stmt = conn
         .prepare_cached(&statement.sql)
         .map_err(|e| db_error(ident, e))?;

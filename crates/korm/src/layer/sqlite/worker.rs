@@ -460,25 +460,21 @@ impl Worker {
         f: impl FnOnce(&mut State) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel();
-        {
-            let jobs = self
-                .jobs
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sender = jobs.as_ref().ok_or(Error::PoolClosed)?;
-            sender
-                .send(Message::Job(Box::new(move |state: &mut State| {
-                    let _ = tx.send(f(state));
-                })))
-                .map_err(|_| Error::PoolClosed)?;
-        }
-        rx.await.map_err(|_| {
-            Error::database(
-                String::new(),
-                DbErrorKind::Other,
-                "the connection thread dropped the request (internal error)".to_owned(),
-            )
-        })?
+        self.send(Message::Job(Box::new(move |state: &mut State| {
+            let _ = tx.send(f(state));
+        })))?;
+        rx.await
+            .map_err(|_| dropped("the request (internal error)"))?
+    }
+
+    /// Sends the connection thread a message: [`Error::PoolClosed`] once it is gone.
+    fn send(&self, message: Message) -> Result<()> {
+        let jobs = self
+            .jobs
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sender = jobs.as_ref().ok_or(Error::PoolClosed)?;
+        sender.send(message).map_err(|_| Error::PoolClosed)
     }
 
     /// Applies a write plan's ops on the connection thread, group-committed with the other
@@ -491,24 +487,9 @@ impl Worker {
     /// dropped.
     pub(crate) async fn write(&self, ops: Vec<LayerOp>) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        {
-            let jobs = self
-                .jobs
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sender = jobs.as_ref().ok_or(Error::PoolClosed)?;
-            sender
-                .send(Message::Write(Write { ops, reply: tx }))
-                .map_err(|_| Error::PoolClosed)?;
-        }
-        rx.await.map_err(|_| {
-            Error::database(
-                String::new(),
-                DbErrorKind::Other,
-                "the connection thread dropped the write (internal error); it was rolled back"
-                    .to_owned(),
-            )
-        })?
+        self.send(Message::Write(Write { ops, reply: tx }))?;
+        rx.await
+            .map_err(|_| dropped("the write (internal error); it was rolled back"))?
     }
 
     /// Runs a job that can not wait on anything: in place when the connection is free and
@@ -671,4 +652,13 @@ impl AsRef<[LayerOp]> for Write {
     fn as_ref(&self) -> &[LayerOp] {
         &self.ops
     }
+}
+
+/// The error of a request the connection thread dropped unanswered: `what` it dropped.
+fn dropped(what: &str) -> Error {
+    Error::database(
+        String::new(),
+        DbErrorKind::Other,
+        format!("the connection thread dropped {what}"),
+    )
 }
