@@ -1170,9 +1170,9 @@ pub(crate) trait Dialect: Send + Sync {
             (Value::String(s), _) => SqlValue::Text(s.clone()),
             // Straight into a buffer: `Display` goes through a formatter per token, which was
             // half the cost of rendering an insert. (Serializing a `Value` can not fail.)
-            (other, _) => SqlValue::Json(
-                serde_json::to_string(other).unwrap_or_else(|_| other.to_string()),
-            ),
+            (other, _) => {
+                SqlValue::Json(serde_json::to_string(other).unwrap_or_else(|_| other.to_string()))
+            }
         }
     }
 
