@@ -296,14 +296,18 @@ pub(crate) struct Expect {
 }
 
 impl LayerOp {
-    /// The error of a conditional write that changed no row: `matched` is what the probe
-    /// of the row found (`None`: no row, the item is gone, [`Error::NotFound`]; else one
-    /// flag per condition in `names`, whether it still holds).
-    pub(crate) fn conflict(&self, names: Vec<String>, matched: Option<Vec<bool>>) -> Error {
+    /// The outcome of a conditional write that changed no row: `matched` is what the probe
+    /// of the row found (`None`: no row, the item is gone: [`Error::NotFound`], or done for a
+    /// delete-if-exists; else one flag per condition in `names`, whether it still holds: a
+    /// [`Error::Conflict`]).
+    pub(crate) fn probed(&self, names: Vec<String>, matched: Option<Vec<bool>>) -> Result<()> {
         let Some(matched) = matched else {
-            return Error::NotFound {
+            if self.kind == OpKind::DeleteIfExists {
+                return Ok(());
+            }
+            return Err(Error::NotFound {
                 rn: self.rn.clone(),
-            };
+            });
         };
         let changed: Vec<String> = names
             .iter()
@@ -311,13 +315,13 @@ impl LayerOp {
             .filter(|(_, ok)| !**ok)
             .map(|(n, _)| n.clone())
             .collect();
-        Error::Conflict {
+        Err(Error::Conflict {
             rn: self.rn.clone(),
             // All held by the time of the probe (another writer changed the row back, or a
             // statement in autocommit raced): name every condition.
             fields: if changed.is_empty() { names } else { changed },
             item: crate::error::ConflictedItem::none(),
-        }
+        })
     }
 
     /// The outcome of the op's statement, which changed (or, for an update with nothing to

@@ -593,16 +593,29 @@ pub(crate) fn image_fields(image: &Map<String, Value>) -> Vec<Field> {
         .collect()
 }
 
-/// The op that undoes `op`, from its before-image. The undo of an update is conditional on
-/// the columns it wrote still holding what it wrote: another process that changed one of
-/// them since (between this layer's commit and the undo) keeps its value, and the undo is a
-/// conflict ([`Error::UndoFailed`]) instead of writing the old value over it.
+/// The op that undoes `op`, from its before-image. The undo of an insert or an update is
+/// conditional on the columns it wrote still holding what it wrote: another process that
+/// changed one of them since (between this layer's commit and the undo) keeps its value, and
+/// the undo is a conflict ([`Error::UndoFailed`]) instead of deleting the item or writing the
+/// old value over it.
 fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (table, id) = item_key(&op.rn).ok()?;
     let before = op.before.as_ref().map(BeforeImage::to_map);
+    let written = || {
+        op.fields
+            .iter()
+            .map(|field| Expect {
+                name: field.name.clone(),
+                value: Stored::Value(field.value.clone()),
+            })
+            .collect()
+    };
     let mut expect = Vec::new();
     let (kind, fields) = match (op.kind, &before) {
-        (OpKind::Insert, _) => (OpKind::DeleteIfExists, Vec::new()),
+        (OpKind::Insert, _) => {
+            expect = written();
+            (OpKind::DeleteIfExists, Vec::new())
+        }
         (OpKind::Update, Some(before)) => {
             // Only the columns the update wrote (others may have been written by another
             // writer meanwhile); those the before-image lacks were null before.
@@ -619,14 +632,7 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
                     }
                 })
                 .collect();
-            expect = op
-                .fields
-                .iter()
-                .map(|field| Expect {
-                    name: field.name.clone(),
-                    value: Stored::Value(field.value.clone()),
-                })
-                .collect();
+            expect = written();
             (OpKind::Update, fields)
         }
         (OpKind::Delete | OpKind::DeleteIfExists, Some(before)) => {

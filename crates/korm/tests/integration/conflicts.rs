@@ -871,6 +871,102 @@ async fn undo_keeps_another_writers_change(which: &str) {
     pool.close().await;
 }
 
+/// The same window for a create: a tx's first part creates an item, its second part fails,
+/// and another process changed the new item in between. The undo deletes only the item as
+/// the tx wrote it, so the other writer's item stays (`UndoFailed`); an item nobody touched
+/// is deleted as before.
+async fn undo_keeps_a_created_item_another_writer_changed(which: &str) {
+    let Some((backend, _guard)) = backend(which).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let first_path = dir.path().join("first.sqlite");
+    let pool = korm::pool()
+        .layer("first", korm::layers::sqlite(&first_path))
+        .layer("db", backend.spec())
+        .open()
+        .await
+        .expect("open");
+    let counters = korm::item::<Counter>(&pool);
+    let in_layer = |layer: &str| -> Rn<Counter> {
+        format!("[rn][from::{layer}]:conflicts:counter:*")
+            .parse()
+            .expect("rn")
+    };
+    // The first layer's table exists before the tx.
+    counters
+        .from_data(in_layer("first"), counter())
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let second = counters
+        .from_data(in_layer("db"), counter())
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let changed = counters
+        .from_data(in_layer("first"), counter())
+        .expect("floating");
+    let untouched = counters
+        .from_data(in_layer("first"), counter())
+        .expect("floating");
+    let (changed_rn, untouched_rn) = (changed.rn().clone(), untouched.rn().clone());
+    let changed_id = changed_rn.id().expect("id").to_owned();
+    let untouched_id = untouched_rn.id().expect("id").to_owned();
+    let held = backend.hold_update(second.rn().id().expect("id"), 7).await;
+    let mut tx = korm::tx(&pool);
+    tx.create(changed);
+    tx.create(untouched);
+    tx.commit(second.update(|c| c.n = 1));
+    let other_writer = async {
+        let raw = rusqlite::Connection::open(&first_path).expect("raw");
+        raw.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        let waited = std::time::Instant::now();
+        loop {
+            let changed = raw
+                .execute(
+                    &format!("UPDATE \"{TABLE}\" SET \"n\" = 42 WHERE \"rnId\" = ?1"),
+                    [&changed_id],
+                )
+                .expect("other writer");
+            if changed == 1 {
+                break;
+            }
+            assert!(
+                waited.elapsed() < std::time::Duration::from_secs(30),
+                "{which}: the tx's first part never landed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        held.commit().await;
+    };
+    let (persisted, ()) = tokio::join!(tx.persist(), other_writer);
+    match persisted.expect_err("the second part conflicts") {
+        Error::UndoFailed { rns, source, undo } => {
+            assert!(rns.contains(&changed_id), "{which}: {rns}");
+            assert!(!rns.contains(&untouched_id), "{which}: {rns}");
+            assert!(source.is_conflict(), "{which}: {source:?}");
+            assert!(undo.is_conflict(), "{which}: {undo:?}");
+        }
+        other => panic!("{which}: expected UndoFailed, got {other:?}"),
+    }
+    assert_eq!(
+        load(&pool, &changed_rn).await.data().n,
+        42,
+        "{which}: the item another writer changed stays"
+    );
+    let gone = counters
+        .load(untouched_rn)
+        .get_optional()
+        .await
+        .expect("load");
+    assert!(gone.is_none(), "{which}: the untouched item is deleted");
+    pool.close().await;
+}
+
 macro_rules! on_every_backend {
     ($($name:ident => $body:ident;)*) => {
         $(
@@ -905,6 +1001,7 @@ on_every_backend! {
     stored_forms => json_and_encrypted_fields_compare_as_stored;
     uncommitted_from_data => uncommitted_from_data_writes_every_field;
     undo_keeps_other_writer => undo_keeps_another_writers_change;
+    undo_keeps_changed_creation => undo_keeps_a_created_item_another_writer_changed;
 }
 
 // ---------------------------------------------------------------------------------------------

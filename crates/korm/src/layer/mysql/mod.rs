@@ -477,7 +477,7 @@ impl MySqlLayer {
                         .map_err(|e| self.error(e))?,
                 ),
             };
-            return Err(op.conflict(names, matched));
+            return op.probed(names, matched);
         }
         op.outcome(changed)
     }

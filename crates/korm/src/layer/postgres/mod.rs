@@ -449,7 +449,7 @@ impl Working<'_> {
                         .map_err(|e| self.layer.error(e))?,
                 ),
             };
-            return Err(op.conflict(names, matched));
+            return op.probed(names, matched);
         }
         op.outcome(changed)
     }

@@ -936,7 +936,7 @@ fn apply_op(
                 .optional()
             })
             .map_err(|e| db_error(layer, e))?;
-        return Err(op.conflict(names, matched));
+        return op.probed(names, matched);
     }
     op.outcome(changed as u64)
 }
