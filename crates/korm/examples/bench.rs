@@ -322,15 +322,8 @@ async fn durable_lines(quick: bool, rounds: usize) {
         for korm_side in sides(round) {
             let t = Instant::now();
             if korm_side {
-                let tasks: Vec<_> = (0..WRITERS)
-                    .map(|w| {
-                        let pool = pool.clone();
-                        tokio::spawn(async move { korm_create(&pool, range(w)).await.len() })
-                    })
-                    .collect();
-                for task in tasks {
-                    std::hint::black_box(task.await.expect("writer task"));
-                }
+                let made = korm_create_writers(&pool, WRITERS, per_writer).await;
+                assert_eq!(std::hint::black_box(made), total);
                 korm[1] = per_second(total, t);
             } else {
                 let threads: Vec<_> = conns

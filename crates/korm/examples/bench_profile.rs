@@ -92,16 +92,7 @@ async fn create_x16() {
         .expect("open");
     black_box(korm_create(&pool, 0..10).await);
     profile_start();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let pool = pool.clone();
-            let start = 1_000 + w * 100;
-            tokio::spawn(async move { korm_create(&pool, start..start + 100).await.len() })
-        })
-        .collect();
-    for task in tasks {
-        black_box(task.await.expect("writer task"));
-    }
+    black_box(korm_create_writers(&pool, 16, 100).await);
     profile_end();
     pool.close().await;
 }

@@ -10,36 +10,16 @@
 //! `cargo run -p korm --example tracing` prints the events of a create, a commit, a query and
 //! a failed create (a unique field already taken), and checks they are there.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use serde::{Deserialize, Serialize};
+
+#[path = "../tests/support/captured.rs"]
+mod captured;
+use captured::Captured;
 
 #[derive(Serialize, Deserialize)]
 struct User {
     name: korm::Unique<String>,
     visits: i64,
-}
-
-/// Every line the subscriber writes, kept to be checked and printed.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -89,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert!(taken.is_err(), "a second fred is refused");
     pool.close().await;
 
-    let text = String::from_utf8(captured.0.lock().expect("not poisoned").clone())?;
+    let text = captured.text_from(0);
     print!("{text}");
     for expected in [
         "korm.write{ops=1 files=0 layers=\"users\"}",

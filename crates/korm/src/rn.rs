@@ -1204,8 +1204,6 @@ impl<T> Rn<T> {
     }
 }
 
-/// Renders `id` as RN id text, or fails when it is not a UUIDv4 (`context` renders the rest of
-/// the RN for the error).
 /// A fresh item id, as korm draws it for a new item: a UUIDv4 (version 4, RFC variant: what
 /// korm 1.5 checks an id against) whose first 48 bits are the current Unix time in
 /// milliseconds, the other 74 random, like a UUIDv7 in a UUIDv4's shape.
@@ -1232,6 +1230,8 @@ pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::from_u128(((millis & ((1 << 48) - 1)) << 80) | random)
 }
 
+/// Renders `id` as RN id text, or fails when it is not a UUIDv4 (`context` renders the rest of
+/// the RN for the error).
 fn checked_id(id: uuid::Uuid, context: impl FnOnce() -> String) -> Result<String> {
     let text = id.hyphenated().to_string();
     if id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122 {

@@ -6,39 +6,20 @@
 //!
 //! A binary of its own: the test installs a process-wide `tracing` subscriber.
 
+#[path = "support/captured.rs"]
+mod captured;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
+use captured::Captured;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Row {
     n: i64,
     label: String,
-}
-
-/// Every line the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("not poisoned").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
 }
 
 /// The process's subscriber, at trace level (sqlx's statement events are trace events).
@@ -99,7 +80,7 @@ async fn six_hundred_creates_are_three_statements(server: support::Server) {
     .create()
     .await
     .expect("first create");
-    let before = captured.0.lock().expect("not poisoned").len();
+    let before = captured.written();
     let mut tx = korm::tx(&pool);
     for n in 0..600 {
         tx.create(
@@ -117,8 +98,7 @@ async fn six_hundred_creates_are_three_statements(server: support::Server) {
     let count = rows.query(collection()).count().await.expect("count");
     assert_eq!(count, 601, "{server:?}: every create landed");
     pool.close().await;
-    let text =
-        String::from_utf8_lossy(&captured.0.lock().expect("not poisoned")[before..]).into_owned();
+    let text = captured.text_from(before);
     assert_eq!(
         inserts_into(&text, "__items__runs__row"),
         [256, 256, 88],

@@ -52,17 +52,10 @@ pub(crate) async fn listing(studio: &Studio, params: &Params) -> korm::Result<Re
         folders.len(),
         here.len()
     );
-    let join = |last: &str| {
-        if prefix.is_root() {
-            last.to_owned()
-        } else {
-            format!("{}/{last}", prefix.as_str())
-        }
-    };
     for folder in folders.iter().take(MAX_ENTRIES) {
         let url = Url::new("/depot")
             .with("name", name)
-            .with("prefix", &join(folder));
+            .with("prefix", prefix.child(folder)?.as_str());
         let _ = write!(
             body,
             "<li>📁 {}</li>",

@@ -84,6 +84,23 @@ pub async fn korm_create(pool: &Pool, range: std::ops::Range<usize>) -> Vec<Item
     out
 }
 
+/// `writers` tasks at once, each making `per_writer` creates one after another (writer `w`
+/// numbers its users from `1_000 + w * per_writer`); the number of items made.
+pub async fn korm_create_writers(pool: &Pool, writers: usize, per_writer: usize) -> usize {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let pool = pool.clone();
+            let start = 1_000 + w * per_writer;
+            tokio::spawn(async move { korm_create(&pool, start..start + per_writer).await.len() })
+        })
+        .collect();
+    let mut made = 0;
+    for task in tasks {
+        made += task.await.expect("writer task");
+    }
+    made
+}
+
 pub async fn korm_get(pool: &Pool, rns: &[korm::Rn<User>]) -> usize {
     let users = korm::item::<User>(pool);
     let mut total = 0;

@@ -172,12 +172,9 @@ impl Depot for LocalDepot {
         let mut level = self.store.list_level(prefix).await?;
         level.files.retain(|key| self.check_no_links(key).is_ok());
         level.folders.retain(|folder| {
-            let key = if prefix.is_root() {
-                DepotKey::parse(folder)
-            } else {
-                DepotKey::parse(&format!("{}/{folder}", prefix.as_str()))
-            };
-            key.is_ok_and(|key| self.check_no_links(&key).is_ok())
+            prefix
+                .child(folder)
+                .is_ok_and(|key| self.check_no_links(&key).is_ok())
         });
         Ok(level)
     }

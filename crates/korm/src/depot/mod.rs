@@ -268,6 +268,25 @@ impl DepotKey {
         self.text.split('/').filter(|s| !s.is_empty())
     }
 
+    /// The key of `segment` directly under this one (under the root: `segment` alone).
+    ///
+    /// # Errors
+    /// [`Error::InvalidDepotKey`] when `segment` breaks a rule.
+    ///
+    /// ```
+    /// use korm::depots::DepotKey;
+    /// assert_eq!(DepotKey::root().child("a").unwrap().as_str(), "a");
+    /// let folder = DepotKey::parse("a/b").unwrap();
+    /// assert_eq!(folder.child("c.txt").unwrap().as_str(), "a/b/c.txt");
+    /// assert!(folder.child("..").is_err());
+    /// assert!(folder.child("c/d").is_err());
+    /// ```
+    pub fn child(&self, segment: &str) -> Result<Self> {
+        // The new segment is checked whole: a `/` in it is refused, not taken as a separator.
+        let whole = format!("{}/{segment}", self.text);
+        Self::from_segments(&whole, self.segments().chain(std::iter::once(segment)))
+    }
+
     /// Whether this is the empty key (the whole depot, as a listing prefix).
     pub fn is_root(&self) -> bool {
         self.text.is_empty()

@@ -1268,10 +1268,8 @@ pub(crate) trait Dialect: Send + Sync {
         self.push_identifier(&mut sql, ID_COLUMN);
         sql.push_str(" = ");
         sql.push_str(&self.bind(&mut st, SqlValue::Text(op.id.clone())));
-        if matches!(
-            op.kind,
-            OpKind::Update | OpKind::Delete | OpKind::DeleteIfExists
-        ) {
+        // Any write to an existing row may be conditional (an insert has no row yet).
+        if op.kind != OpKind::Insert {
             for (_, condition) in self.render_conditions(&mut st, op, schema) {
                 sql.push_str(" AND ");
                 sql.push_str(&condition);
@@ -1397,12 +1395,7 @@ pub(crate) trait Dialect: Send + Sync {
     /// the item is gone) of one `1`/`0` column per condition, whether it still holds, and
     /// the conditions' columns. `None` for an unconditional op.
     fn render_probe(&self, op: &LayerOp, schema: &TableSchema) -> Option<(Statement, Vec<String>)> {
-        if op.expect.is_empty()
-            || !matches!(
-                op.kind,
-                OpKind::Update | OpKind::Delete | OpKind::DeleteIfExists
-            )
-        {
+        if op.expect.is_empty() || op.kind == OpKind::Insert {
             return None;
         }
         let mut st = RenderState::default();

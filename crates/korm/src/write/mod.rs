@@ -601,21 +601,8 @@ pub(crate) fn image_fields(image: &Map<String, Value>) -> Vec<Field> {
 fn inverse(op: &WriteOp) -> Option<LayerOp> {
     let (table, id) = item_key(&op.rn).ok()?;
     let before = op.before.as_ref().map(BeforeImage::to_map);
-    let written = || {
-        op.fields
-            .iter()
-            .map(|field| Expect {
-                name: field.name.clone(),
-                value: Stored::Value(field.value.clone()),
-            })
-            .collect()
-    };
-    let mut expect = Vec::new();
     let (kind, fields) = match (op.kind, &before) {
-        (OpKind::Insert, _) => {
-            expect = written();
-            (OpKind::DeleteIfExists, Vec::new())
-        }
+        (OpKind::Insert, _) => (OpKind::DeleteIfExists, Vec::new()),
         (OpKind::Update, Some(before)) => {
             // Only the columns the update wrote (others may have been written by another
             // writer meanwhile); those the before-image lacks were null before.
@@ -632,13 +619,25 @@ fn inverse(op: &WriteOp) -> Option<LayerOp> {
                     }
                 })
                 .collect();
-            expect = written();
             (OpKind::Update, fields)
         }
         (OpKind::Delete | OpKind::DeleteIfExists, Some(before)) => {
             (OpKind::Insert, image_fields(before))
         }
         _ => return None,
+    };
+    // An insert's or an update's undo holds only while its columns hold what it wrote; a
+    // delete's re-insert fails by itself if the item was made again.
+    let expect = match op.kind {
+        OpKind::Insert | OpKind::Update => op
+            .fields
+            .iter()
+            .map(|field| Expect {
+                name: field.name.clone(),
+                value: Stored::Value(field.value.clone()),
+            })
+            .collect(),
+        OpKind::Delete | OpKind::DeleteIfExists => Vec::new(),
     };
     Some(LayerOp {
         kind,

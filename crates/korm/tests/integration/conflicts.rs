@@ -774,6 +774,66 @@ async fn uncommitted_from_data_writes_every_field(which: &str) {
     pool.close().await;
 }
 
+/// A pool of two layers: `first` on a SQLite file (returned, for another process's raw
+/// writes) and `db` on `backend`.
+async fn two_layers(backend: &Backend, dir: &std::path::Path) -> (Pool, std::path::PathBuf) {
+    let first_path = dir.join("first.sqlite");
+    let pool = korm::pool()
+        .layer("first", korm::layers::sqlite(&first_path))
+        .layer("db", backend.spec())
+        .open()
+        .await
+        .expect("open");
+    (pool, first_path)
+}
+
+/// Another process, on the `first` layer's file: waits until row `id` holds `n == written`
+/// (the tx's first part has committed), sets `n` to 42, then lets `held` go (the tx's second
+/// part then conflicts).
+async fn other_process_changes(
+    first_path: &std::path::Path,
+    id: &str,
+    written: i64,
+    held: Held,
+    which: &str,
+) {
+    let raw = rusqlite::Connection::open(first_path).expect("raw");
+    raw.busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    let waited = std::time::Instant::now();
+    loop {
+        let changed = raw
+            .execute(
+                &format!("UPDATE \"{TABLE}\" SET \"n\" = 42 WHERE \"rnId\" = ?1 AND \"n\" = ?2"),
+                rusqlite::params![id, written],
+            )
+            .expect("other writer");
+        if changed == 1 {
+            break;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "{which}: the tx's first part never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    held.commit().await;
+}
+
+/// `e` is the `UndoFailed` of a tx whose undo of `kept` was a conflict (another writer's
+/// change stays) while `undone` was undone, after its own conflict.
+fn assert_undo_kept(e: &Error, kept: &str, undone: &str, which: &str) {
+    match e {
+        Error::UndoFailed { rns, source, undo } => {
+            assert!(rns.contains(kept), "{which}: {rns}");
+            assert!(!rns.contains(undone), "{which}: {rns}");
+            assert!(source.is_conflict(), "{which}: {source:?}");
+            assert!(undo.is_conflict(), "{which}: {undo:?}");
+        }
+        other => panic!("{which}: expected UndoFailed, got {other:?}"),
+    }
+}
+
 /// A tx over two layers whose second part fails (a conflict) after another process changed
 /// the first part's item in between: the undo does not write the old value over the other
 /// writer's (it is conditional on what the tx wrote, so it is a conflict: `UndoFailed`), and
@@ -783,13 +843,7 @@ async fn undo_keeps_another_writers_change(which: &str) {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let first_path = dir.path().join("first.sqlite");
-    let pool = korm::pool()
-        .layer("first", korm::layers::sqlite(&first_path))
-        .layer("db", backend.spec())
-        .open()
-        .await
-        .expect("open");
+    let (pool, first_path) = two_layers(&backend, dir.path()).await;
     let mut items = Vec::new();
     for layer in ["first", "first", "db"] {
         let rn = format!("[rn][from::{layer}]:conflicts:counter:*");
@@ -817,49 +871,13 @@ async fn undo_keeps_another_writers_change(which: &str) {
     tx.commit(first.update(|c| c.n = 1));
     tx.commit(untouched.update(|c| c.a = 1));
     tx.commit(second.update(|c| c.n = 1));
-    let other_writer = async {
-        let raw = rusqlite::Connection::open(&first_path).expect("raw");
-        raw.busy_timeout(std::time::Duration::from_secs(10))
-            .expect("busy timeout");
-        let n_of_first = || -> i64 {
-            raw.query_row(
-                &format!("SELECT \"n\" FROM \"{TABLE}\" WHERE \"rnId\" = ?1"),
-                [id(0)],
-                |row| row.get(0),
-            )
-            .expect("read")
-        };
-        let waited = std::time::Instant::now();
-        while n_of_first() != 1 {
-            assert!(
-                waited.elapsed() < std::time::Duration::from_secs(30),
-                "{which}: the tx's first part never landed"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        // Between the first part's commit and its undo, another process sets `n` again.
-        raw.execute(
-            &format!("UPDATE \"{TABLE}\" SET \"n\" = 42 WHERE \"rnId\" = ?1"),
-            [id(0)],
-        )
-        .expect("other writer");
-        held.commit().await;
-    };
-    let (persisted, ()) = tokio::join!(tx.persist(), other_writer);
+    let first_id = id(0);
+    let (persisted, ()) = tokio::join!(
+        tx.persist(),
+        other_process_changes(&first_path, &first_id, 1, held, which)
+    );
     let e = persisted.expect_err("the second part conflicts");
-    match &e {
-        Error::UndoFailed {
-            rns: failed,
-            source,
-            undo,
-        } => {
-            assert!(failed.contains(&id(0)), "{which}: {failed}");
-            assert!(!failed.contains(&id(1)), "{which}: {failed}");
-            assert!(source.is_conflict(), "{which}: {source:?}");
-            assert!(undo.is_conflict(), "{which}: {undo:?}");
-        }
-        other => panic!("{which}: expected UndoFailed, got {other:?}"),
-    }
+    assert_undo_kept(&e, &id(0), &id(1), which);
     assert_eq!(
         load(&pool, &rns[0]).await.data().n,
         42,
@@ -880,13 +898,7 @@ async fn undo_keeps_a_created_item_another_writer_changed(which: &str) {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let first_path = dir.path().join("first.sqlite");
-    let pool = korm::pool()
-        .layer("first", korm::layers::sqlite(&first_path))
-        .layer("db", backend.spec())
-        .open()
-        .await
-        .expect("open");
+    let (pool, first_path) = two_layers(&backend, dir.path()).await;
     let counters = korm::item::<Counter>(&pool);
     let in_layer = |layer: &str| -> Rn<Counter> {
         format!("[rn][from::{layer}]:conflicts:counter:*")
@@ -920,39 +932,13 @@ async fn undo_keeps_a_created_item_another_writer_changed(which: &str) {
     tx.create(changed);
     tx.create(untouched);
     tx.commit(second.update(|c| c.n = 1));
-    let other_writer = async {
-        let raw = rusqlite::Connection::open(&first_path).expect("raw");
-        raw.busy_timeout(std::time::Duration::from_secs(10))
-            .expect("busy timeout");
-        let waited = std::time::Instant::now();
-        loop {
-            let changed = raw
-                .execute(
-                    &format!("UPDATE \"{TABLE}\" SET \"n\" = 42 WHERE \"rnId\" = ?1"),
-                    [&changed_id],
-                )
-                .expect("other writer");
-            if changed == 1 {
-                break;
-            }
-            assert!(
-                waited.elapsed() < std::time::Duration::from_secs(30),
-                "{which}: the tx's first part never landed"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        held.commit().await;
-    };
-    let (persisted, ()) = tokio::join!(tx.persist(), other_writer);
-    match persisted.expect_err("the second part conflicts") {
-        Error::UndoFailed { rns, source, undo } => {
-            assert!(rns.contains(&changed_id), "{which}: {rns}");
-            assert!(!rns.contains(&untouched_id), "{which}: {rns}");
-            assert!(source.is_conflict(), "{which}: {source:?}");
-            assert!(undo.is_conflict(), "{which}: {undo:?}");
-        }
-        other => panic!("{which}: expected UndoFailed, got {other:?}"),
-    }
+    // The new item is written with `n == 0` (`counter()`).
+    let (persisted, ()) = tokio::join!(
+        tx.persist(),
+        other_process_changes(&first_path, &changed_id, 0, held, which)
+    );
+    let e = persisted.expect_err("the second part conflicts");
+    assert_undo_kept(&e, &changed_id, &untouched_id, which);
     assert_eq!(
         load(&pool, &changed_rn).await.data().n,
         42,

@@ -546,11 +546,9 @@ impl Worker {
         let checkpoint = state.take_checkpoint_due();
         drop(state);
         if checkpoint {
-            // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it.
-            let jobs = self.jobs.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(sender) = jobs.as_ref() {
-                let _ = sender.send(Message::Checkpoint);
-            }
+            // The checkpoint syncs to disk: it runs on the thread, and nobody waits for it
+            // (a closed pool has no thread left to run it).
+            let _ = self.send(Message::Checkpoint);
         }
         match result {
             _ if interrupted => None,
