@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, Field, RowBuilder, StoredRow};
 
 /// The primary-key column of every item table: the item's UUID (not the whole RN).
@@ -354,6 +354,54 @@ pub(crate) fn diff(
     Ok(changes)
 }
 
+impl SchemaChange {
+    /// The field whose stored values need fingerprints after this change: a unique shadow
+    /// added beside a column that already held values. (korm 1.5 leaves such rows' shadows
+    /// null, so the unique index does not see them: a new item could take an old item's
+    /// value.)
+    pub(crate) fn backfilled_field(&self, existing: Option<&TableSchema>) -> Option<&str> {
+        match self {
+            SchemaChange::AddUnique { field }
+                if existing.is_some_and(|s| s.kind_of(field).is_some()) =>
+            {
+                Some(field)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The shadow fingerprints of a field that becomes unique on a table already holding items,
+/// from each item's `(rnId, stored value)` (nulls left out): one `(rnId, fingerprint)` each.
+///
+/// # Errors
+/// [`Error::Database`] ([`DbErrorKind::UniqueViolation`]) naming two items that hold equal
+/// values (never the value): the field can not become unique until one of them changes.
+pub(crate) fn backfill(
+    layer: &str,
+    table: &str,
+    field: &str,
+    rows: Vec<(String, serde_json::Value)>,
+) -> Result<Vec<(String, String)>> {
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, value) in rows {
+        let fingerprint = crate::model::fingerprint(&value);
+        if let Some(other) = seen.insert(fingerprint.clone(), id.clone()) {
+            return Err(Error::database(
+                layer,
+                DbErrorKind::UniqueViolation,
+                format!(
+                    "field `{field}` of {table} can not become unique: items {other} and {id} \
+                     already hold equal values (change one of them first)"
+                ),
+            ));
+        }
+        out.push((id, fingerprint));
+    }
+    Ok(out)
+}
+
 /// The longest column name a database keeps, and its name for messages: PostgreSQL cuts
 /// longer names silently (63 bytes), MySQL refuses them (64 characters).
 #[derive(Debug, Clone, Copy)]
@@ -472,6 +520,58 @@ mod tests {
             []
         );
         assert!(!users().needs_ddl(&fields));
+    }
+
+    #[test]
+    fn a_shadow_beside_stored_values_is_backfilled() {
+        let add = |field: &str| SchemaChange::AddUnique {
+            field: field.to_owned(),
+        };
+        // `username` holds values; `nickname` is a new column; a new table holds nothing.
+        assert_eq!(
+            add("username").backfilled_field(Some(&users())),
+            Some("username")
+        );
+        assert_eq!(add("nickname").backfilled_field(Some(&users())), None);
+        assert_eq!(add("username").backfilled_field(None), None);
+        let column = SchemaChange::AddColumn {
+            column: "username".to_owned(),
+            kind: ColumnKind::Text,
+        };
+        assert_eq!(column.backfilled_field(Some(&users())), None);
+
+        let rows = vec![
+            ("a".to_owned(), serde_json::json!({"x": 1, "y": [2.0]})),
+            ("b".to_owned(), serde_json::json!("fred@bedrock.example")),
+        ];
+        let filled = backfill("main", TABLE, "username", rows).unwrap();
+        assert_eq!(
+            filled,
+            [
+                (
+                    "a".to_owned(),
+                    crate::model::fingerprint(&serde_json::json!({"y": [2], "x": 1}))
+                ),
+                (
+                    "b".to_owned(),
+                    crate::model::fingerprint(&serde_json::json!("fred@bedrock.example"))
+                ),
+            ]
+        );
+        // Equal values, whatever their key order, refuse the change, naming both items.
+        let rows = vec![
+            ("a".to_owned(), serde_json::json!({"x": 1, "y": "secret"})),
+            ("b".to_owned(), serde_json::json!(7)),
+            ("c".to_owned(), serde_json::json!({"y": "secret", "x": 1})),
+        ];
+        match backfill("main", TABLE, "username", rows) {
+            Err(Error::Database { kind, message, .. }) => {
+                assert_eq!(kind, DbErrorKind::UniqueViolation);
+                assert!(message.contains("items a and c"), "{message}");
+                assert!(!message.contains("secret"), "{message}");
+            }
+            other => panic!("expected a unique violation, got {other:?}"),
+        }
     }
 
     #[test]

@@ -1494,6 +1494,41 @@ pub(crate) trait Dialect: Send + Sync {
     fn render_change(&self, table: &str, change: &SchemaChange) -> Vec<Statement> {
         default_render_change(self, table, change)
     }
+
+    /// `SELECT "rnId", <field> FROM <table> WHERE <field> IS NOT NULL`: the stored values of a
+    /// field that becomes unique, for its shadow's backfill
+    /// ([`schema::backfill`](crate::layer::schema::backfill)).
+    fn render_unique_values(&self, table: &str, field: &str) -> String {
+        let column = self.quote_identifier(field);
+        format!(
+            "SELECT {}, {column} FROM {} WHERE {column} IS NOT NULL",
+            self.quote_identifier(ID_COLUMN),
+            self.quote_identifier(&self.physical_table(table))
+        )
+    }
+
+    /// `UPDATE <table> SET <shadow> = <fingerprint> WHERE "rnId" = <id>`: one item's
+    /// backfilled shadow.
+    fn render_fingerprint(
+        &self,
+        table: &str,
+        field: &str,
+        id: &str,
+        fingerprint: &str,
+    ) -> Statement {
+        let mut st = RenderState::default();
+        let value = self.bind_write(&mut st, SqlValue::Text(fingerprint.to_owned()));
+        let key = self.bind(&mut st, SqlValue::Text(id.to_owned()));
+        Statement {
+            sql: format!(
+                "UPDATE {} SET {} = {value} WHERE {} = {key}",
+                self.quote_identifier(&self.physical_table(table)),
+                self.quote_identifier(&format!("{UNIQUE_PREFIX}{field}")),
+                self.quote_identifier(ID_COLUMN)
+            ),
+            params: st.params,
+        }
+    }
 }
 
 /// Whether a column of `kind` can hold `value` as bound (a null fits every column).

@@ -133,6 +133,7 @@ conformance!(
     create_twice_at_one_rn_fails,
     load_missing_and_wrong_forms,
     unique_fields_refuse_duplicates,
+    unique_added_later_covers_old_items,
     many_creates_in_one_tx_land_or_fail_together,
     unique_nested_objects_collide_whatever_key_order,
     schema_mismatch_then_destructive,

@@ -465,6 +465,105 @@ pub async fn unique_fields_refuse_duplicates(pool: &Pool) {
     .await;
 }
 
+/// A field wrapped in `Unique` after items were stored without it: when its shadow column is
+/// added, the old items' fingerprints are filled in, so a new or updated item can not take an
+/// old item's value. Old items holding equal values refuse the change, naming both items
+/// (never the value), and nothing is written until one of them changes.
+pub async fn unique_added_later_covers_old_items(pool: &Pool) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Plain {
+        email: Option<String>,
+        n: i64,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Strict {
+        email: Option<Unique<String>>,
+        n: i64,
+    }
+    let strict = |email: &str| Strict {
+        email: Some(Unique::new(email.to_owned())),
+        n: 9,
+    };
+    let plain = |email: Option<&str>, n| Plain {
+        email: email.map(str::to_owned),
+        n,
+    };
+    let try_create = |collection: &'static str, data: Strict| async move {
+        korm::item::<Strict>(pool)
+            .from_data(rn(collection), data)
+            .expect("floating")
+            .create()
+            .await
+    };
+    let root = |e: Error| match e {
+        Error::WriteFailed { source, .. } => *source,
+        other => other,
+    };
+
+    let late = "[rn]:members:late:*";
+    create(pool, late, plain(Some("a@x"), 1)).await;
+    create(pool, late, plain(Some("b@x"), 2)).await;
+    create(pool, late, plain(None, 3)).await;
+    // This write adds the shadow: the old items' values are taken.
+    let taken = try_create(late, strict("a@x")).await.map(|_| ());
+    match taken.map_err(root) {
+        Err(Error::UniqueViolation { field, .. }) => assert_eq!(field, "email"),
+        other => panic!("an old item's value was taken: {other:?}"),
+    }
+    let fresh = try_create(late, strict("c@x")).await.expect("a new value");
+    let moved = fresh
+        .update(|s| s.email = Some(Unique::new("b@x".into())))
+        .commit()
+        .await;
+    assert!(
+        matches!(moved.map_err(root), Err(Error::UniqueViolation { .. })),
+        "an update took an old item's value"
+    );
+    try_create(late, strict("d@x"))
+        .await
+        .expect("another new value");
+    let all = korm::item::<Plain>(pool)
+        .query(rn(late))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 5);
+
+    let dups = "[rn]:members:dups:*";
+    let first = create(pool, dups, plain(Some("x@x"), 1)).await;
+    let second = create(pool, dups, plain(Some("x@x"), 2)).await;
+    let refused = try_create(dups, strict("y@x")).await.map(|_| ());
+    match refused.map_err(root) {
+        Err(Error::Database { kind, message, .. }) => {
+            assert_eq!(kind, korm::DbErrorKind::UniqueViolation);
+            for item in [&first, &second] {
+                let id = item.rn().id().expect("an item rn").to_owned();
+                assert!(message.contains(&id), "{message:?} names {id}");
+            }
+            assert!(!message.contains("x@x"), "the value is not in {message:?}");
+        }
+        other => panic!("duplicates became unique: {other:?}"),
+    }
+    let all = korm::item::<Plain>(pool)
+        .query(rn(dups))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 2, "the refused write wrote nothing");
+    // Once the old items differ, the field becomes unique and covers them.
+    second
+        .update(|p| p.email = Some("z@x".into()))
+        .commit()
+        .await
+        .expect("update");
+    try_create(dups, strict("y@x")).await.expect("now unique");
+    let taken = try_create(dups, strict("z@x")).await.map(|_| ());
+    assert!(
+        matches!(taken.map_err(root), Err(Error::UniqueViolation { .. })),
+        "an old item's value was taken after the change"
+    );
+}
+
 /// A transaction of many creates (the server layers write runs of them as multi-row
 /// INSERTs): every item lands with its own values; a duplicate unique value deep in the run
 /// fails the whole transaction, names its own op, and writes nothing.

@@ -145,6 +145,81 @@ async fn duplicates_map_to_korm_errors() {
     pool.close().await;
 }
 
+/// MySQL commits a unique field's shadow column and its index one at a time: a table left
+/// with the column but not the index (a crash between the two), its rows' shadows null, does
+/// not count the field as unique; the next unique write adds the index and fills the old
+/// rows' fingerprints in, so an old value is refused again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_without_its_index_is_mended() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Account {
+        email: Unique<String>,
+    }
+    let create = |pool: korm::Pool, email: &str| {
+        let data = Account {
+            email: Unique::new(email.to_owned()),
+        };
+        async move {
+            let created = korm::item::<Account>(&pool)
+                .from_data("[rn]:accounts:main:*".parse().unwrap(), data)
+                .unwrap()
+                .create()
+                .await
+                .map(|_| ());
+            pool.close().await;
+            created
+        }
+    };
+    create(open(&db.url).await, "a@x").await.expect("create a");
+    create(open(&db.url).await, "b@x").await.expect("create b");
+
+    let mut conn = sqlx::mysql::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    let unique_keys = "SELECT INDEX_NAME FROM information_schema.STATISTICS \
+        WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '__items__accounts__main' \
+        AND COLUMN_NAME = '__korm_unique__email'";
+    let index: String = sqlx::query_scalar(unique_keys)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the shadow's index");
+    let drop = format!("ALTER TABLE `__items__accounts__main` DROP INDEX `{index}`");
+    conn.execute(sqlx::AssertSqlSafe(drop))
+        .await
+        .expect("drop the index");
+    conn.execute("UPDATE `__items__accounts__main` SET `__korm_unique__email` = NULL")
+        .await
+        .expect("null the shadows");
+
+    let taken = create(open(&db.url).await, "a@x").await;
+    let taken = match taken {
+        Err(Error::WriteFailed { source, .. }) => Err(*source),
+        other => other,
+    };
+    assert!(
+        matches!(&taken, Err(Error::UniqueViolation { field, .. }) if field == "email"),
+        "an old value was taken: {taken:?}"
+    );
+    let mended: Vec<String> = sqlx::query_scalar(unique_keys)
+        .fetch_all(&mut conn)
+        .await
+        .expect("indexes");
+    assert_eq!(mended, [index], "the index is back");
+    let filled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM `__items__accounts__main` WHERE `__korm_unique__email` IS NOT NULL",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count");
+    assert_eq!(filled, 2, "both old rows have their fingerprint again");
+    create(open(&db.url).await, "c@x")
+        .await
+        .expect("a new value");
+}
+
 fn assert_connect_error(err: Error, secret: &str) {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains(secret), "the password leaked: {shown}");

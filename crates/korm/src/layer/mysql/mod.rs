@@ -45,12 +45,12 @@ use sqlx::{Column as _, Executor, MySql, Row as _};
 
 pub use options::{MySqlOptions, mysql, mysql_pool};
 
-use super::schema::{self, ReadPlan, TableSchema};
+use super::schema::{self, ID_COLUMN, ReadColumn, ReadPlan, SchemaChange, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
-use crate::model::{SqlValue, StoredRow};
+use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
@@ -220,6 +220,7 @@ impl MySqlLayer {
             return Ok(None);
         }
         let meta = self.read_meta(table).await?;
+        let keyed = self.unique_key_columns(table).await?;
         let mut schema = TableSchema {
             table: table.to_owned(),
             ..TableSchema::default()
@@ -238,9 +239,34 @@ impl MySqlLayer {
                 schema.narrow_integers.push((name.clone(), bits));
             }
             let kind = dialect::kind_with_meta(by_type, meta.get(&name).copied());
+            // A shadow column without its unique index (MySQL commits the column and the
+            // index separately: a crash between them) does not make its field unique; the
+            // next unique write adds the index and fills the shadow in.
+            if name.starts_with(schema::UNIQUE_PREFIX) && !keyed.contains(&name) {
+                continue;
+            }
             schema.add_read_column(name, kind);
         }
         Ok(Some(schema))
+    }
+
+    /// The columns of a table that are unique keys by themselves.
+    async fn unique_key_columns(&self, table: &str) -> Result<Vec<String>> {
+        let rows = self
+            .fetch_rows(Statement {
+                sql: "SELECT s.COLUMN_NAME FROM information_schema.STATISTICS s \
+                      WHERE s.TABLE_SCHEMA = DATABASE() AND s.TABLE_NAME = ? \
+                      AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 AND NOT EXISTS ( \
+                      SELECT 1 FROM information_schema.STATISTICS t \
+                      WHERE t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME \
+                      AND t.INDEX_NAME = s.INDEX_NAME AND t.SEQ_IN_INDEX = 2)"
+                    .to_owned(),
+                params: vec![SqlValue::Text(physical_table(table))],
+            })
+            .await?;
+        rows.iter()
+            .map(|row| Ok(value::text_at(row, 0)?.unwrap_or_default()))
+            .collect()
     }
 
     /// The `__korm_meta__` kinds of a table's columns (none when the meta table is missing).
@@ -316,8 +342,24 @@ impl MySqlLayer {
                 break;
             }
             for change in &changes {
+                let backfill = match change.backfilled_field(existing.as_ref()) {
+                    Some(field) => {
+                        let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+                        let rows = self.unique_values(table, field, kind).await?;
+                        schema::backfill(&self.ident, table, field, rows)?
+                    }
+                    None => Vec::new(),
+                };
                 for statement in self.dialect.render_change(table, change) {
                     self.ddl(statement).await?;
+                }
+                if let SchemaChange::AddUnique { field } = change {
+                    for (id, fingerprint) in &backfill {
+                        let statement =
+                            self.dialect
+                                .render_fingerprint(table, field, id, fingerprint);
+                        self.execute(&self.pool, statement).await?;
+                    }
                 }
             }
             existing = self.read_schema(table).await?;
@@ -333,6 +375,30 @@ impl MySqlLayer {
                 format!("table {table} does not take the write's columns after its schema changes"),
             )),
         }
+    }
+
+    /// The `(rnId, stored value)` of each item whose `field` is not null, in storage form.
+    async fn unique_values(
+        &self,
+        table: &str,
+        field: &str,
+        kind: Option<ColumnKind>,
+    ) -> Result<Vec<(String, serde_json::Value)>> {
+        let sql = self.dialect.render_unique_values(table, field);
+        let rows = self.fetch_rows(Statement::ddl(sql)).await?;
+        let read = ReadColumn::Field(field.into(), kind);
+        rows.iter()
+            .map(|row| {
+                let Cell::Text(id) = value::cell(table, ID_COLUMN, &ReadColumn::Id, row, 0)? else {
+                    return Err(Error::Decode {
+                        rn: table.to_owned(),
+                        reason: "a row's rnId is not text".to_owned(),
+                    });
+                };
+                let value = value::cell(table, field, &read, row, 1)?.for_kind(kind);
+                Ok((id.to_owned(), value.to_value()))
+            })
+            .collect()
     }
 
     // -----------------------------------------------------------------------------------------

@@ -32,12 +32,12 @@ use sqlx::{Column as _, Connection as _, Row as _};
 
 pub use options::{PgOptions, postgres, postgres_pool};
 
-use super::schema::{self, ReadPlan, TableSchema};
+use super::schema::{self, ReadPlan, SchemaChange, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
-use crate::model::StoredRow;
+use crate::model::{ColumnKind, StoredRow};
 use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
@@ -371,8 +371,22 @@ impl Working<'_> {
         let limit = dialect.identifier_limit();
         let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive, limit)?;
         for change in &changes {
+            let backfill = match change.backfilled_field(existing.as_ref()) {
+                Some(field) => {
+                    let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+                    let rows = unique_values(conn, &dialect, (table, field, kind), map).await?;
+                    schema::backfill(&self.layer.ident, table, field, rows)?
+                }
+                None => Vec::new(),
+            };
             for statement in dialect.render_change(table, change) {
                 query(statement).execute(&mut *conn).await.map_err(map)?;
+            }
+            if let SchemaChange::AddUnique { field } = change {
+                for (id, fingerprint) in &backfill {
+                    let statement = dialect.render_fingerprint(table, field, id, fingerprint);
+                    query(statement).execute(&mut *conn).await.map_err(map)?;
+                }
             }
         }
         if existing.is_none() {
@@ -739,4 +753,26 @@ mod tests {
         assert_eq!((cut.len(), cut.as_str()), (63, &long[..63]));
         check_table("__items__users__freetier").unwrap();
     }
+}
+
+/// The `(rnId, stored value)` of each item whose `field` is not null, in storage form;
+/// `map` maps the driver's errors.
+async fn unique_values(
+    conn: &mut PgConnection,
+    dialect: &PgDialect,
+    (table, field, kind): (&str, &str, Option<ColumnKind>),
+    map: impl Fn(sqlx::Error) -> Error,
+) -> Result<Vec<(String, serde_json::Value)>> {
+    let sql = dialect.render_unique_values(table, field);
+    let rows = query(Statement::ddl(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(&map)?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get(0).map_err(&map)?;
+            let value = value::cell(table, field, kind, row.try_get_raw(1).map_err(&map)?)?;
+            Ok((id, value.for_kind(kind).to_value()))
+        })
+        .collect()
 }

@@ -27,7 +27,7 @@ pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
 use super::meta::PoolRow;
-use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
+use super::schema::{self, ID_COLUMN, ReadPlan, SchemaChange, TableSchema, UNIQUE_PREFIX};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
@@ -522,9 +522,25 @@ fn ensure_schema(
         SqliteDialect.identifier_limit(),
     )?;
     for change in &changes {
+        let backfill = match change.backfilled_field(existing.as_ref()) {
+            Some(field) => {
+                let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+                let rows = unique_values(conn, layer, &op.table, field, kind)?;
+                schema::backfill(layer, &op.table, field, rows)?
+            }
+            None => Vec::new(),
+        };
         for statement in SqliteDialect.render_change(&op.table, change) {
             conn.execute_batch(&statement.sql)
                 .map_err(|e| db_error(layer, e))?;
+        }
+        if let SchemaChange::AddUnique { field } = change {
+            for (id, fingerprint) in &backfill {
+                let statement = SqliteDialect.render_fingerprint(&op.table, field, id, fingerprint);
+                conn.prepare_cached(&statement.sql)
+                    .and_then(|mut stmt| stmt.execute(params(statement.params)))
+                    .map_err(|e| db_error(layer, e))?;
+            }
         }
     }
     schemas.insert(
@@ -532,6 +548,27 @@ fn ensure_schema(
         schema::after(&op.table, existing, &changes),
     );
     Ok(())
+}
+
+/// The `(rnId, stored value)` of each item whose `field` is not null, in storage form.
+fn unique_values(
+    conn: &Connection,
+    layer: &str,
+    table: &str,
+    field: &str,
+    kind: Option<ColumnKind>,
+) -> Result<Vec<(String, serde_json::Value)>> {
+    let sql = SqliteDialect.render_unique_values(table, field);
+    let mut stmt = conn.prepare(&sql).map_err(|e| db_error(layer, e))?;
+    let mut rows = stmt.query([]).map_err(|e| db_error(layer, e))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
+        let id = row.get::<_, String>(0).map_err(|e| db_error(layer, e))?;
+        let value = row.get_ref(1).map_err(|e| db_error(layer, e))?;
+        let value = cell(table, field, value)?.for_kind(kind).to_value();
+        out.push((id, value));
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
