@@ -392,8 +392,10 @@ pub(crate) fn backfill(
                 layer,
                 DbErrorKind::UniqueViolation,
                 format!(
-                    "field `{field}` of {table} can not become unique: items {other} and {id} \
-                     already hold equal values (change one of them first)"
+                    "field `{field}` of {table} can not become unique: items {} and {} \
+                     already hold equal values (change one of them first)",
+                    crate::error::clip(&other),
+                    crate::error::clip(&id)
                 ),
             ));
         }

@@ -349,6 +349,10 @@ pub(crate) trait ServerLayer: Send + Sync {
     /// korm 1.5's schedules table in the server's SQL.
     const SCHEDULES: ScheduleSql;
 
+    /// The update of the pool row in the server's SQL: its placeholders take the config,
+    /// the time and the row's id, in that order.
+    const UPDATE_POOL: &'static str;
+
     /// The layer's pool.
     fn pool(&self) -> &sqlx::Pool<Self::Db>;
 
@@ -389,6 +393,27 @@ where
         let claimed = L::SCHEDULES.claim(pool, id, expected, next, now).await;
         claimed.map_err(|e| self.error(e))
     }
+}
+
+/// Writes the pool row's config and time ([`ServerLayer::UPDATE_POOL`]).
+pub(crate) async fn update_pool_row<L: ServerLayer>(
+    layer: &L,
+    config: &str,
+    now: i64,
+) -> crate::error::Result<()>
+where
+    for<'c> &'c mut <L::Db as Database>::Connection: sqlx::Executor<'c, Database = L::Db>,
+{
+    let statement = Statement {
+        sql: L::UPDATE_POOL.to_owned(),
+        params: vec![
+            SqlValue::Text(config.to_owned()),
+            SqlValue::Integer(now),
+            SqlValue::Text(crate::layer::meta::POOL_ROW.to_owned()),
+        ],
+    };
+    let done = L::Db::statement(statement).execute(layer.pool()).await;
+    done.map(drop).map_err(|e| layer.error(e))
 }
 
 /// A sqlx database a server layer runs on: how korm's statements run there. Implemented

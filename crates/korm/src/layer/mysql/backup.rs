@@ -103,6 +103,9 @@ impl server::ServerLayer for MySqlLayer {
 
     const SCHEDULES: server::ScheduleSql = SCHEDULES;
 
+    const UPDATE_POOL: &'static str =
+        "UPDATE `__korm_pool__` SET `config` = ?, `updated_at` = ? WHERE `id` = ?";
+
     fn pool(&self) -> &sqlx::Pool<sqlx::MySql> {
         &self.pool
     }

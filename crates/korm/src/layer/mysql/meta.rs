@@ -132,14 +132,7 @@ impl KormTables for MySqlLayer {
 
     async fn update_pool_row(&self, config: &str, now: i64) -> Result<()> {
         self.check_open()?;
-        sqlx::query("UPDATE `__korm_pool__` SET `config` = ?, `updated_at` = ? WHERE `id` = ?")
-            .bind(config)
-            .bind(now)
-            .bind(POOL_ROW)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        server::update_pool_row(self, config, now).await
     }
 
     async fn drop_korm_tables(&self) -> Result<Vec<String>> {

@@ -111,6 +111,9 @@ impl server::ServerLayer for PgLayer {
 
     const SCHEDULES: server::ScheduleSql = SCHEDULES;
 
+    const UPDATE_POOL: &'static str = "UPDATE \"__korm_pool__\" SET \"config\" = \
+        to_jsonb($1::text), \"updated_at\" = $2 WHERE \"id\" = $3";
+
     fn pool(&self) -> &sqlx::Pool<sqlx::Postgres> {
         &self.pool
     }

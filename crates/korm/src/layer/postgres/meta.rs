@@ -125,17 +125,7 @@ impl KormTables for PgLayer {
     }
 
     async fn update_pool_row(&self, config: &str, now: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE \"__korm_pool__\" SET \"config\" = to_jsonb($1::text), \"updated_at\" = $2 \
-             WHERE \"id\" = $3",
-        )
-        .bind(config)
-        .bind(now)
-        .bind(POOL_ROW)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.error(e))?;
-        Ok(())
+        server::update_pool_row(self, config, now).await
     }
 
     async fn drop_korm_tables(&self) -> Result<Vec<String>> {
