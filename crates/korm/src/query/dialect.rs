@@ -340,7 +340,7 @@ pub(crate) trait Dialect: Send + Sync {
     ) -> (String, String);
 
     /// `operand LIKE pattern`. korm's `like` is SQLite's: `%` and `_`, no escape character,
-    /// ASCII letters case-insensitive. PostgreSQL and MariaDB default to `\` as the escape
+    /// ASCII letters case-insensitive. The pattern is bound with its ASCII letters lowered. PostgreSQL and MariaDB default to `\` as the escape
     /// character and must say `ESCAPE ''`; PostgreSQL must also fold ASCII case (its LIKE is
     /// case-sensitive, ILIKE folds non-ASCII too), MariaDB must use a case-insensitive
     /// collation.
@@ -551,6 +551,30 @@ pub(crate) trait Dialect: Send + Sync {
     fn compare_column(&self, column: &str, op: CompareOp, param: &str, ty: JsonType) -> String {
         let _ = ty;
         format!("{column} {} {param}", op.sql())
+    }
+
+    /// `expr`, a number, as a double. An integer compared with a double compares as two
+    /// doubles in korm (as in korm 1.5's JavaScript, the in-memory evaluator and
+    /// PostgreSQL); a database that compares them exactly (SQLite; MariaDB's integer
+    /// columns) casts the integer side. The default is `expr` itself.
+    fn as_double(&self, expr: &str) -> String {
+        expr.to_owned()
+    }
+
+    /// `expr` as it is compared with `values` ([`Dialect::as_double`] when one of them is a
+    /// double of magnitude 2^53 or more). Below 2^53 an exact comparison and one of doubles
+    /// agree (every integer up to 2^53 is a double, and a larger one rounds to a double of at
+    /// least 2^53), so the SQL, and the indexes it can use, stay as they are.
+    fn compared_number(&self, expr: String, values: &[&Scalar]) -> String {
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        if values
+            .iter()
+            .any(|v| matches!(v, Scalar::Double(f) if f.abs() >= EXACT))
+        {
+            self.as_double(&expr)
+        } else {
+            expr
+        }
     }
 
     /// The `ORDER BY` term of a whole column of type `ty`. The default is
@@ -923,7 +947,7 @@ pub(crate) trait Dialect: Send + Sync {
                     format!("NULL {} {p}", op.sql())
                 }
                 Test::Like(pattern) => {
-                    let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                    let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
                     self.like("NULL", &p)
                 }
                 Test::In(values) if values.is_empty() => SQL_FALSE.to_owned(),
@@ -939,10 +963,11 @@ pub(crate) trait Dialect: Send + Sync {
                     Test::IsNull => format!("{column} IS NULL"),
                     Test::Compare(op, value) if value.json_type() == *ty => {
                         let p = self.bind_scalar(st, value);
+                        let column = self.compared_number(column, &[value]);
                         self.compare_column(&column, *op, &p, *ty)
                     }
                     Test::Like(pattern) if *ty == JsonType::Text => {
-                        let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                        let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
                         self.like(&column, &p)
                     }
                     Test::In(values) => {
@@ -950,6 +975,7 @@ pub(crate) trait Dialect: Send + Sync {
                             .iter()
                             .map(|same| {
                                 let list = self.bind_list(st, same);
+                                let column = self.compared_number(column.clone(), same);
                                 self.in_list_sql(&column, &list)
                             })
                             .collect();
@@ -974,6 +1000,7 @@ pub(crate) trait Dialect: Send + Sync {
                         (*op == CompareOp::Eq).then_some(&compared[..]),
                         &mut |st| {
                             let extracted = self.json_extract_as(st, loc, value.json_type());
+                            let extracted = self.compared_number(extracted, &compared);
                             let p = self.bind_scalar(st, value);
                             format!("{extracted} {} {p}", op.sql())
                         },
@@ -983,7 +1010,7 @@ pub(crate) trait Dialect: Send + Sync {
                 }
                 Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, None, &mut |st| {
                     let extracted = self.json_extract_as(st, loc, JsonType::Text);
-                    let p = self.bind(st, SqlValue::Text((*pattern).to_owned()));
+                    let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
                     self.like(&extracted, &p)
                 }),
                 Test::In(values) => {
@@ -995,6 +1022,7 @@ pub(crate) trait Dialect: Send + Sync {
                             st.literal = self.use_index(st, loc, ty, &same);
                             parts.push(self.guarded(st, loc, ty, Some(&same), &mut |st| {
                                 let extracted = self.json_extract_as(st, loc, ty);
+                                let extracted = self.compared_number(extracted, &same);
                                 let list = self.bind_list(st, &same);
                                 self.in_list_sql(&extracted, &list)
                             }));
@@ -2048,13 +2076,16 @@ mod tests {
                 "\"; DROP TABLE x; --",
                 "`; DROP TABLE x; --",
             ] {
-                for f in [
-                    eq("username", hostile),
-                    crate::query::like("meta.tier", hostile),
+                // A like pattern is bound with its ASCII letters lowered.
+                let lowered = hostile.to_ascii_lowercase();
+                for (f, bound) in [
+                    (eq("username", hostile), hostile),
+                    (crate::query::like("meta.tier", hostile), lowered.as_str()),
                 ] {
                     let (sql, params) = where_sql(&*d, f);
                     assert!(!sql.contains("DROP") && !sql.contains("OR 1=1"), "{sql}");
-                    assert!(params.contains(&text(hostile)), "{params:?}");
+                    assert!(!sql.contains("drop") && !sql.contains("or 1=1"), "{sql}");
+                    assert!(params.contains(&text(bound)), "{params:?}");
                 }
             }
         }

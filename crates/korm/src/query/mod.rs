@@ -34,7 +34,9 @@
 //!   index past the end, or a path into a scalar: the value is null. No error.
 //! - **Comparisons** (`eq`, `gt`, `gte`, `lt`, `lte`) compare scalars of the same type: text
 //!   with text (byte by byte), numbers with numbers (whole or not), booleans with booleans
-//!   (`false < true`). Values of different types never match: `eq("age", "80")` does not
+//!   (`false < true`). Two whole numbers compare exactly; a whole number and a double compare
+//!   as two doubles, as in korm 1.5's JavaScript (so 9007199254740993 equals
+//!   9007199254740992.0, its nearest double). Values of different types never match: `eq("age", "80")` does not
 //!   match the number 80, `gt("meta.score", 5)` does not match the string `"9"`. Objects and
 //!   arrays match no comparison. A null value never matches a comparison.
 //! - **`eq(path, null)`** matches a null or missing value (`()` or `serde_json::Value::Null`);

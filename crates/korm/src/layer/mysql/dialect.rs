@@ -19,13 +19,13 @@
 //!   over the column's collation (korm 1.5's tables use the case-insensitive
 //!   `utf8mb4_general_ci`), and text sort keys are sorted by it too. (`utf8mb4_bin` pads: with it,
 //!   `eq("name", "freddie")` also found `"freddie "`.)
-//! - **`like`**: `LOWER(x) LIKE REPLACE(LOWER(?), '!', '!!') COLLATE <binary> ESCAPE '!'`.
-//!   MariaDB's LIKE escapes with `\` by default and `ESCAPE ''` does not turn that off, so
-//!   `!` is made the escape character and every `!` of the pattern is doubled: no character
-//!   of korm's pattern escapes anything, as on SQLite. Case: both sides are lowered and
-//!   compared in binary, so ASCII letters match either case; unlike SQLite, non-ASCII letters
-//!   that have a case (`É`/`é`) match either case too (MariaDB has no ASCII-only folding).
-//!   No accent folding: `e` never matches `é`.
+//! - **`like`**: `lower(x) LIKE REPLACE(?, '!', '!!') COLLATE <binary> ESCAPE '!'`, where
+//!   `lower` is 26 nested `REPLACE`s of `A`..`Z` by `a`..`z` and the pattern is bound lowered. MariaDB's LIKE escapes
+//!   with `\` by default and `ESCAPE ''` does not turn that off, so `!` is made the escape
+//!   character and every `!` of the pattern is doubled: no character of korm's pattern
+//!   escapes anything, as on SQLite. Case: ASCII letters are lowered on both sides and
+//!   compared in binary, so they match either case and every other character only itself,
+//!   as on SQLite (`LOWER` would fold `É`/`é` too). No accent folding: `e` never matches `é`.
 //! - **Wildcards** iterate `JSON_TABLE(doc, '$[*]' COLUMNS (`korm$v` JSON PATH '$'))`, which
 //!   gives no row for an object or a scalar; the column name has a `$`, which no field name
 //!   can have, so it never hides a field of the outer table.
@@ -386,9 +386,16 @@ impl Dialect for MySqlDialect {
 
     fn like(&self, operand: &str, pattern: &str) -> String {
         format!(
-            "LOWER({operand}) LIKE REPLACE(LOWER({pattern}), '!', '!!') COLLATE {} ESCAPE '!'",
+            "{} LIKE REPLACE({pattern}, '!', '!!') COLLATE {} ESCAPE '!'",
+            ascii_lower(operand),
             self.binary
         )
+    }
+
+    /// MariaDB compares an integer column with a double exactly (a JSON number's text
+    /// compares as a double already; the cast changes nothing there).
+    fn as_double(&self, expr: &str) -> String {
+        format!("CAST({expr} AS DOUBLE)")
     }
 
     /// No `NULLS LAST` in MariaDB. Used for whole columns only, whose expression carries no
@@ -561,6 +568,16 @@ impl Dialect for MySqlDialect {
     }
 }
 
+/// `expr` with its ASCII letters lowered and every other character kept: korm's `like` folds
+/// ASCII case only (as SQLite's), and `LOWER` folds every letter that has a case (`É`/`é`).
+/// `REPLACE` matches case- and accent-sensitively whatever the collation.
+fn ascii_lower(expr: &str) -> String {
+    (b'A'..=b'Z').fold(expr.to_owned(), |sql, upper| {
+        let (upper, lower) = (char::from(upper), char::from(upper.to_ascii_lowercase()));
+        format!("REPLACE({sql}, '{upper}', '{lower}')")
+    })
+}
+
 /// korm 1.5's table of the column kinds a MySQL type can not tell.
 pub(super) const META_TABLE: &str = "__korm_meta__";
 
@@ -656,6 +673,17 @@ pub(super) fn meta_kind(kind: ColumnKind) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_lower_replaces_each_upper_case_ascii_letter() {
+        let sql = ascii_lower("`x`");
+        assert!(
+            sql.starts_with(&format!("{}`x`, 'A', 'a')", "REPLACE(".repeat(26))),
+            "{sql}"
+        );
+        assert!(sql.ends_with(", 'Y', 'y'), 'Z', 'z')"), "{sql}");
+        assert_eq!(sql.matches("REPLACE(").count(), 26);
+    }
     use crate::query::dialect::testing::{self, TABLE, schema, text};
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
@@ -740,7 +768,7 @@ mod tests {
             format!("NULL = ? {BIN}"), text("x");
             "NULL IS NULL";
             format!("NULL = ? {BIN}"), text("x");
-            format!("LOWER(NULL) LIKE REPLACE(LOWER(?), '!', '!!') {BIN} ESCAPE '!'"),
+            format!("{} LIKE REPLACE(?, '!', '!!') {BIN} ESCAPE '!'", ascii_lower("NULL")),
                 text("x%");
             format!("NULL IN (? {BIN})"), text("x");
         }
@@ -748,12 +776,15 @@ mod tests {
             format!("((NULL = ? {BIN}) IS NOT TRUE)"), text("x");
         }
         scenario_like {
-            format!("LOWER(`username`) LIKE REPLACE(LOWER(?), '!', '!!') {BIN} ESCAPE '!'"),
+            format!(
+                    "{} LIKE REPLACE(?, '!', '!!') {BIN} ESCAPE '!'",
+                    ascii_lower("`username`")
+                ),
                 text("fr_d%");
             format!(
-                    "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' AND \
-                     LOWER(JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?))) LIKE \
-                     REPLACE(LOWER(?), '!', '!!') {BIN} ESCAPE '!')"
+                    "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' AND {} LIKE \
+                     REPLACE(?, '!', '!!') {BIN} ESCAPE '!')",
+                    ascii_lower("JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?))")
                 ),
                 text("$.tier"), text("$.tier"), text("g%");
         }

@@ -31,6 +31,11 @@ impl SqliteDialect {
 }
 
 impl Dialect for SqliteDialect {
+    /// SQLite compares an integer with a real exactly.
+    fn as_double(&self, expr: &str) -> String {
+        format!("CAST({expr} AS REAL)")
+    }
+
     fn placeholder(&self, _n: usize) -> Cow<'static, str> {
         Cow::Borrowed("?")
     }
