@@ -348,6 +348,13 @@ pub(crate) trait Dialect: Send + Sync {
         format!("{operand} LIKE {pattern}")
     }
 
+    /// `like` on a whole column (an operand that binds nothing, so it may be repeated):
+    /// binds the pattern lowered and renders [`Dialect::like`]. MariaDB adds a fast path.
+    fn like_column(&self, st: &mut RenderState, column: &str, pattern: &str) -> String {
+        let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
+        self.like(column, &p)
+    }
+
     /// One `ORDER BY` term: `expr ASC NULLS LAST` or `expr DESC NULLS FIRST` (SQLite 3.30+,
     /// PostgreSQL). MariaDB has no `NULLS LAST` and must override this to sort by
     /// `expr IS NULL` first. Text must sort byte by byte (SQLite's BINARY collation;
@@ -967,8 +974,7 @@ pub(crate) trait Dialect: Send + Sync {
                         self.compare_column(&column, *op, &p, *ty)
                     }
                     Test::Like(pattern) if *ty == JsonType::Text => {
-                        let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
-                        self.like(&column, &p)
+                        self.like_column(st, &column, pattern)
                     }
                     Test::In(values) => {
                         let mut parts: Vec<String> = in_groups(values, *ty)

@@ -392,6 +392,27 @@ impl Dialect for MySqlDialect {
         )
     }
 
+    /// The exact [`Dialect::like`] folds the value with 26 `REPLACE`s, 5x the cost of a
+    /// scan with `LOWER` (200k rows: 0.5 s against 0.1 s). For an ASCII pattern, `LOWER`
+    /// first: it maps characters one to one and folds the ASCII letters as the exact form
+    /// does, so whatever the exact form matches it matches too, and for an ASCII value
+    /// (`LENGTH` = `CHAR_LENGTH`) it is the exact form; only other values are checked
+    /// again. Both placeholders take the same lowered pattern.
+    fn like_column(&self, st: &mut RenderState, column: &str, pattern: &str) -> String {
+        let lowered = pattern.to_ascii_lowercase();
+        let p = self.bind(st, SqlValue::Text(lowered.clone()));
+        let exact = self.like(column, &p);
+        if !pattern.is_ascii() {
+            return exact;
+        }
+        let q = self.bind(st, SqlValue::Text(lowered));
+        format!(
+            "(LOWER({column}) LIKE REPLACE({q}, '!', '!!') COLLATE {} ESCAPE '!' AND \
+             (LENGTH({column}) = CHAR_LENGTH({column}) OR {exact}))",
+            self.binary
+        )
+    }
+
     /// MariaDB compares an integer column with a double exactly (a JSON number's text
     /// compares as a double already; the cast changes nothing there).
     fn as_double(&self, expr: &str) -> String {
@@ -777,10 +798,12 @@ mod tests {
         }
         scenario_like {
             format!(
-                    "{} LIKE REPLACE(?, '!', '!!') {BIN} ESCAPE '!'",
+                    "(LOWER(`username`) LIKE REPLACE(?, '!', '!!') {BIN} ESCAPE '!' AND \
+                     (LENGTH(`username`) = CHAR_LENGTH(`username`) OR \
+                     {} LIKE REPLACE(?, '!', '!!') {BIN} ESCAPE '!'))",
                     ascii_lower("`username`")
                 ),
-                text("fr_d%");
+                text("fr_d%"), text("fr_d%");
             format!(
                     "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' AND {} LIKE \
                      REPLACE(?, '!', '!!') {BIN} ESCAPE '!')",
