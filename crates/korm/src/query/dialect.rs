@@ -57,6 +57,9 @@ pub(crate) enum RowSql {
     Exists(Statement),
 }
 
+/// The most items one backfill statement writes ([`Dialect::render_fingerprints`]).
+pub(crate) const FINGERPRINT_RUN: usize = 256;
+
 /// Up to this many ids, a fetch binds one placeholder per id; more go as one JSON array
 /// parameter (see [`Dialect::render_fetch`]).
 pub(crate) const FETCH_INLINE_IDS: usize = 16;
@@ -1541,24 +1544,33 @@ pub(crate) trait Dialect: Send + Sync {
         )
     }
 
-    /// `UPDATE <table> SET <shadow> = <fingerprint> WHERE "rnId" = <id>`: one item's
-    /// backfilled shadow.
-    fn render_fingerprint(
+    /// `UPDATE <table> SET <shadow> = CASE "rnId" WHEN <id> THEN <fingerprint> ... END
+    /// WHERE "rnId" IN (<id>, ...)`: the backfilled shadows of a run of items (at most
+    /// [`FINGERPRINT_RUN`], three parameters each).
+    fn render_fingerprints(
         &self,
         table: &str,
         field: &str,
-        id: &str,
-        fingerprint: &str,
+        rows: &[(String, String)],
     ) -> Statement {
         let mut st = RenderState::default();
-        let value = self.bind_write(&mut st, SqlValue::Text(fingerprint.to_owned()));
-        let key = self.bind(&mut st, SqlValue::Text(id.to_owned()));
+        let id = self.quote_identifier(ID_COLUMN);
+        let mut cases = String::new();
+        for (key, fingerprint) in rows {
+            let key = self.bind(&mut st, SqlValue::Text(key.clone()));
+            let value = self.bind(&mut st, SqlValue::Text(fingerprint.clone()));
+            cases.push_str(&format!(" WHEN {key} THEN {value}"));
+        }
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|(key, _)| self.bind(&mut st, SqlValue::Text(key.clone())))
+            .collect();
         Statement {
             sql: format!(
-                "UPDATE {} SET {} = {value} WHERE {} = {key}",
+                "UPDATE {} SET {} = CASE {id}{cases} END WHERE {id} IN ({})",
                 self.quote_identifier(&self.physical_table(table)),
                 self.quote_identifier(&format!("{UNIQUE_PREFIX}{field}")),
-                self.quote_identifier(ID_COLUMN)
+                keys.join(", ")
             ),
             params: st.params,
         }
@@ -2052,6 +2064,47 @@ mod tests {
                 format!("SELECT * FROM {}", d.quote_identifier(TABLE))
             );
             assert!(st.params.is_empty());
+        }
+    }
+
+    #[test]
+    fn scenario_backfill_statements() {
+        for d in dialects() {
+            let q = |name: &str| d.quote_identifier(name);
+            assert_eq!(
+                d.render_unique_values(TABLE, "email"),
+                format!(
+                    "SELECT {}, {} FROM {} WHERE {} IS NOT NULL",
+                    q("rnId"),
+                    q("email"),
+                    q(TABLE),
+                    q("email")
+                )
+            );
+            let rows = [
+                ("a".to_owned(), "f1".to_owned()),
+                ("b".to_owned(), "f2".to_owned()),
+            ];
+            let st = d.render_fingerprints(TABLE, "email", &rows);
+            let p: Vec<String> = (1..=6).map(|i| d.placeholder(i).into_owned()).collect();
+            let expected = format!(
+                "UPDATE {} SET {} = CASE {} WHEN {} THEN {} WHEN {} THEN {} END WHERE {} IN ({}, {})",
+                q(TABLE),
+                q("__korm_unique__email"),
+                q("rnId"),
+                p[0],
+                p[1],
+                p[2],
+                p[3],
+                q("rnId"),
+                p[4],
+                p[5]
+            );
+            assert_eq!(st.sql, expected);
+            assert_eq!(
+                st.params,
+                ["a", "f1", "b", "f2", "a", "b"].map(text).to_vec()
+            );
         }
     }
 

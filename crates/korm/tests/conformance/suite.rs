@@ -504,6 +504,14 @@ pub async fn unique_added_later_covers_old_items(pool: &Pool) {
     create(pool, late, plain(Some("a@x"), 1)).await;
     create(pool, late, plain(Some("b@x"), 2)).await;
     create(pool, late, plain(None, 3)).await;
+    // More than one backfill statement's worth of old items.
+    let mut tx = korm::tx(pool);
+    tx.create_all((0..300).map(|i| {
+        korm::item::<Plain>(pool)
+            .from_data(rn(late), plain(Some(&format!("m{i}@x")), i))
+            .expect("floating")
+    }));
+    tx.persist().await.expect("300 old items");
     // This write adds the shadow: the old items' values are taken.
     let taken = try_create(late, strict("a@x")).await.map(|_| ());
     match taken.map_err(root) {
@@ -522,12 +530,19 @@ pub async fn unique_added_later_covers_old_items(pool: &Pool) {
     try_create(late, strict("d@x"))
         .await
         .expect("another new value");
+    for old in ["m0@x", "m255@x", "m256@x", "m299@x"] {
+        let taken = try_create(late, strict(old)).await.map(|_| ());
+        assert!(
+            matches!(taken.map_err(root), Err(Error::UniqueViolation { .. })),
+            "{old} was taken"
+        );
+    }
     let all = korm::item::<Plain>(pool)
         .query(rn(late))
         .get()
         .await
         .expect("query");
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 305);
 
     let dups = "[rn]:members:dups:*";
     let first = create(pool, dups, plain(Some("x@x"), 1)).await;

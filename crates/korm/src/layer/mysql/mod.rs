@@ -51,7 +51,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql, Statement, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
@@ -354,10 +354,8 @@ impl MySqlLayer {
                     self.ddl(statement).await?;
                 }
                 if let SchemaChange::AddUnique { field } = change {
-                    for (id, fingerprint) in &backfill {
-                        let statement =
-                            self.dialect
-                                .render_fingerprint(table, field, id, fingerprint);
+                    for run in backfill.chunks(FINGERPRINT_RUN) {
+                        let statement = self.dialect.render_fingerprints(table, field, run);
                         self.execute(&self.pool, statement).await?;
                     }
                 }

@@ -38,7 +38,7 @@ use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{ColumnKind, StoredRow};
-use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
@@ -383,8 +383,8 @@ impl Working<'_> {
                 query(statement).execute(&mut *conn).await.map_err(map)?;
             }
             if let SchemaChange::AddUnique { field } = change {
-                for (id, fingerprint) in &backfill {
-                    let statement = dialect.render_fingerprint(table, field, id, fingerprint);
+                for run in backfill.chunks(FINGERPRINT_RUN) {
+                    let statement = dialect.render_fingerprints(table, field, run);
                     query(statement).execute(&mut *conn).await.map_err(map)?;
                 }
             }
@@ -741,20 +741,6 @@ impl server::ServerDb for sqlx::Postgres {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_tables_are_cut_as_the_server_cuts_them() {
-        let long = format!("__items__{}__k", "a".repeat(60));
-        check_table(&long).unwrap();
-        let cut = PgDialect::default().physical_table(&long).into_owned();
-        assert_eq!((cut.len(), cut.as_str()), (63, &long[..63]));
-        check_table("__items__users__freetier").unwrap();
-    }
-}
-
 /// The `(rnId, stored value)` of each item whose `field` is not null, in storage form;
 /// `map` maps the driver's errors.
 async fn unique_values(
@@ -775,4 +761,18 @@ async fn unique_values(
             Ok((id, value.for_kind(kind).to_value()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_tables_are_cut_as_the_server_cuts_them() {
+        let long = format!("__items__{}__k", "a".repeat(60));
+        check_table(&long).unwrap();
+        let cut = PgDialect::default().physical_table(&long).into_owned();
+        assert_eq!((cut.len(), cut.as_str()), (63, &long[..63]));
+        check_table("__items__users__freetier").unwrap();
+    }
 }

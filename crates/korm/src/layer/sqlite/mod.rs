@@ -31,7 +31,7 @@ use super::schema::{self, ID_COLUMN, ReadPlan, SchemaChange, TableSchema, UNIQUE
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, RowSql};
+use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql};
 pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
@@ -535,9 +535,9 @@ fn ensure_schema(
                 .map_err(|e| db_error(layer, e))?;
         }
         if let SchemaChange::AddUnique { field } = change {
-            for (id, fingerprint) in &backfill {
-                let statement = SqliteDialect.render_fingerprint(&op.table, field, id, fingerprint);
-                conn.prepare_cached(&statement.sql)
+            for run in backfill.chunks(FINGERPRINT_RUN) {
+                let statement = SqliteDialect.render_fingerprints(&op.table, field, run);
+                conn.prepare(&statement.sql)
                     .and_then(|mut stmt| stmt.execute(params(statement.params)))
                     .map_err(|e| db_error(layer, e))?;
             }
