@@ -343,10 +343,10 @@ pub(crate) trait Dialect: Send + Sync {
     ) -> (String, String);
 
     /// `operand LIKE pattern`. korm's `like` is SQLite's: `%` and `_`, no escape character,
-    /// ASCII letters case-insensitive. The pattern is bound with its ASCII letters lowered. PostgreSQL and MariaDB default to `\` as the escape
-    /// character and must say `ESCAPE ''`; PostgreSQL must also fold ASCII case (its LIKE is
-    /// case-sensitive, ILIKE folds non-ASCII too), MariaDB must use a case-insensitive
-    /// collation.
+    /// ASCII letters case-insensitive; `pattern` is bound with its ASCII letters lowered.
+    /// PostgreSQL and MariaDB default to `\` as the escape character and must say otherwise;
+    /// both must also fold the value's ASCII letters, and only those (PostgreSQL's LIKE is
+    /// case-sensitive and ILIKE, like MariaDB's `LOWER`, folds non-ASCII letters too).
     fn like(&self, operand: &str, pattern: &str) -> String {
         format!("{operand} LIKE {pattern}")
     }

@@ -1,22 +1,6 @@
 //! Filters and sort keys written as text, for the `korm` command and other places where a
 //! person types them: `age > 30 and meta.tier = "gold"`, `-age,username`.
-//!
-//! Grammar (keywords in any case):
-//!
-//! ```text
-//! filter  = or
-//! or      = and { "or" and }
-//! and     = unary { "and" unary }
-//! unary   = "not" unary | "(" filter ")" | test
-//! test    = path ( "=" | "==" | "!=" | ">" | ">=" | "<" | "<=" ) value
-//!         | path "like" string
-//!         | path "in" "[" [ value { "," value } ] "]"
-//! value   = number | string | "true" | "false" | "null"
-//! string  = '"' characters with \" \\ \n \t \r \/ \uXXXX escapes '"'
-//! path    = characters of A-Z a-z 0-9 _ . [ ] *   (checked as a query path when it runs)
-//! ```
-//!
-//! `a != v` is `not(eq(a, v))`: it matches items where `a` is missing, as `not` does.
+//! The grammar is [`parse_filter`]'s.
 
 use serde_json::Value;
 
@@ -26,7 +10,24 @@ use crate::error::{Error, Result};
 /// The longest filter text, in bytes.
 const MAX_TEXT: usize = 100_000;
 
-/// Parses a filter written as text (see the [grammar](self)).
+/// Parses a filter written as text.
+///
+/// Grammar (keywords in any case):
+///
+/// ```text
+/// filter  = or
+/// or      = and { "or" and }
+/// and     = unary { "and" unary }
+/// unary   = "not" unary | "(" filter ")" | test
+/// test    = path ( "=" | "==" | "!=" | ">" | ">=" | "<" | "<=" ) value
+///         | path "like" string
+///         | path "in" "[" [ value { "," value } ] "]"
+/// value   = number | string | "true" | "false" | "null"
+/// string  = '"' characters with \" \\ \n \t \r \/ \uXXXX escapes '"'
+/// path    = characters of A-Z a-z 0-9 _ . [ ] *   (checked as a query path when it runs)
+/// ```
+///
+/// `a != v` is `not(eq(a, v))`: it matches items where `a` is missing, as `not` does.
 ///
 /// ```
 /// use korm::{and, eq, gt, query::parse_filter};

@@ -25,7 +25,7 @@ const MAC_LABEL: &str = "korm wal mac v1";
 ///
 /// The fields of the record types are declared in the order of their JSON names, so that
 /// serializing one writes its canonical form directly (keys sorted at every level; the item
-/// data through [`Canonical`](crate::model::Canonical)): that is what the MAC covers.
+/// data through `Canonical`, `model/encode.rs`): that is what the MAC covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]

@@ -20,12 +20,14 @@
 //!   `utf8mb4_general_ci`), and text sort keys are sorted by it too. (`utf8mb4_bin` pads: with it,
 //!   `eq("name", "freddie")` also found `"freddie "`.)
 //! - **`like`**: `lower(x) LIKE REPLACE(?, '!', '!!') COLLATE <binary> ESCAPE '!'`, where
-//!   `lower` is 26 nested `REPLACE`s of `A`..`Z` by `a`..`z` and the pattern is bound lowered. MariaDB's LIKE escapes
-//!   with `\` by default and `ESCAPE ''` does not turn that off, so `!` is made the escape
-//!   character and every `!` of the pattern is doubled: no character of korm's pattern
-//!   escapes anything, as on SQLite. Case: ASCII letters are lowered on both sides and
-//!   compared in binary, so they match either case and every other character only itself,
-//!   as on SQLite (`LOWER` would fold `É`/`é` too). No accent folding: `e` never matches `é`.
+//!   `lower` is 26 nested `REPLACE`s of `A`..`Z` by `a`..`z` and the pattern is bound
+//!   lowered. MariaDB's LIKE escapes with `\` by default and `ESCAPE ''` does not turn that
+//!   off, so `!` is made the escape character and every `!` of the pattern is doubled: no
+//!   character of korm's pattern escapes anything, as on SQLite. Case: ASCII letters are
+//!   lowered on both sides and compared in binary, so they match either case and every other
+//!   character only itself, as on SQLite (`LOWER` would fold `É`/`é` too). No accent
+//!   folding: `e` never matches `é`. A whole column with an ASCII pattern tests `LOWER`
+//!   first ([`Dialect::like_column`]).
 //! - **Wildcards** iterate `JSON_TABLE(doc, '$[*]' COLUMNS (`korm$v` JSON PATH '$'))`, which
 //!   gives no row for an object or a scalar; the column name has a `$`, which no field name
 //!   can have, so it never hides a field of the outer table.
@@ -694,6 +696,7 @@ pub(super) fn meta_kind(kind: ColumnKind) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::dialect::testing::{self, TABLE, schema, text};
 
     #[test]
     fn ascii_lower_replaces_each_upper_case_ascii_letter() {
@@ -705,7 +708,6 @@ mod tests {
         assert!(sql.ends_with(", 'Y', 'y'), 'Z', 'z')"), "{sql}");
         assert_eq!(sql.matches("REPLACE(").count(), 26);
     }
-    use crate::query::dialect::testing::{self, TABLE, schema, text};
 
     fn where_sql(filter: Filter) -> (String, Vec<SqlValue>) {
         testing::where_sql(&MySqlDialect::default(), filter)
