@@ -225,8 +225,14 @@ impl Run {
 }
 
 fn korm(args: &[String]) -> Run {
+    korm_with(args, &[])
+}
+
+/// [`korm`] with more environment variables (the S3 settings, as `AWS_*`).
+fn korm_with(args: &[String], env: &[(&str, String)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_korm"))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .env("KORM_ENCRYPTION_KEY", KEY)
         .env_remove("KORM_ENCRYPTION_KEYS_OLD")
         .env_remove("KORM_ENV")
@@ -533,4 +539,118 @@ async fn mistakes_are_reported_without_secrets_or_side_effects() {
     assert_eq!(recover.code, 1, "{recover:?}");
     assert!(recover.stderr.contains("\"journal\""), "{recover:?}");
     assert!(left.pending_file().exists());
+}
+
+/// The settings of the S3 server as the command reads them (`AWS_*`).
+type AwsEnv = Vec<(&'static str, String)>;
+
+/// The S3 test server of scripts/test: a new bucket's options, its name and the server's
+/// settings; `None` (a loud skip) outside scripts/test.
+fn s3_bucket() -> Option<(korm::depots::S3Options, String, AwsEnv)> {
+    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(endpoint), Some(key), Some(secret)) = (
+        get("KORM_TEST_S3_ENDPOINT"),
+        get("KORM_TEST_S3_ACCESS_KEY"),
+        get("KORM_TEST_S3_SECRET"),
+    ) else {
+        let message = "no S3 test server (KORM_TEST_S3_* unset; scripts/test starts one)";
+        if std::env::var_os("KORM_TEST_RUN").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("\n!!!! SKIPPED: {message}\n");
+        return None;
+    };
+    let bucket = format!(
+        "korm-wal-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    );
+    let options = korm::depots::s3(bucket.clone())
+        .with_endpoint(endpoint.clone())
+        .with_access_key_id(key.clone())
+        .with_secret_access_key(secret.clone())
+        .with_auto_create_bucket(true);
+    let env = vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ];
+    Some((options, bucket, env))
+}
+
+/// A WAL in an S3 bucket reads as one in a folder: `status` finds the pool under the
+/// namespace by listing the bucket and describes the pending record a failed delete left,
+/// `show` prints it, and a namespace with no records names where it looked.
+#[tokio::test]
+async fn status_and_show_read_a_wal_in_an_s3_bucket() {
+    let Some((options, bucket, env)) = s3_bucket() else {
+        return;
+    };
+    let key = korm::crypto::EncryptionKey::from_hex(KEY).expect("key");
+    korm::crypto::install(korm::crypto::KeyRing::new(key));
+    let dir = tempfile::tempdir().expect("dir");
+    let inner = korm::depots::S3Depot::open("wal", options.with_prefix("prod/eu"))
+        .await
+        .expect("s3 depot");
+    let wal = Arc::new(Undeletable {
+        inner: Arc::new(inner),
+        fail_deletes: AtomicBool::new(false),
+    });
+    // A done record (retention keep), then a pending one (retention delete, whose delete
+    // fails), as `leave_a_pending_record` leaves them in a folder.
+    let reopen = |retention| open(dir.path(), Arc::clone(&wal) as Arc<dyn Depot>, retention);
+    let pool = reopen(WalRetention::Keep).await;
+    create(
+        &pool,
+        "Renault",
+        "[rn][depot::files]:invoices:fred:invoice-000.txt",
+    )
+    .await;
+    pool.close().await;
+    let pool = reopen(WalRetention::Delete).await;
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let car = create(&pool, "Citroen", INVOICE).await;
+    let pending = pool.wal().expect("wal").pending().await.expect("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    let record = pending[0].0.clone();
+    let pool_id = pool.wal().expect("wal").pool_id().to_owned();
+    pool.close().await;
+
+    let at = |namespace: &str| {
+        vec![
+            "--wal-dir".to_owned(),
+            format!("s3://{bucket}/prod/eu"),
+            "--namespace".to_owned(),
+            namespace.to_owned(),
+        ]
+    };
+    let status = korm_with(&args(&["wal", "status", "--json"], &at("orders")), &env);
+    assert_eq!(status.code, 0, "{status:?}");
+    let status = status.json();
+    assert_eq!(status["status"], "pending", "{status}");
+    assert_eq!(status["poolId"], pool_id.as_str());
+    assert_eq!(status["pending"][0]["id"], record.as_str());
+    assert_eq!(status["done"], 1, "{status}");
+    let rns = status["pending"][0]["rns"].as_array().expect("rns");
+    let car_id = car.rn().id().expect("id").to_owned();
+    assert!(
+        rns.iter()
+            .any(|rn| rn.as_str().is_some_and(|rn| rn.contains(&car_id))),
+        "{rns:?}"
+    );
+
+    let show = korm_with(
+        &args(&["wal", "show", &record, "--json"], &at("orders")),
+        &env,
+    );
+    assert_eq!(show.code, 0, "{show:?}");
+    assert_eq!(show.json()["id"], record.as_str());
+    assert!(!show.stdout.contains(SSN), "cleartext in {show:?}");
+
+    let none = korm_with(&args(&["wal", "status"], &at("invoices")), &env);
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(
+        none.stderr
+            .contains(&format!("s3://{bucket}/prod/eu/__korm_wal__/invoices")),
+        "{none:?}"
+    );
 }

@@ -2,7 +2,6 @@
 //! page (list, verify), reading what `korm wal status` and `korm backup list|verify` read.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use hyper::StatusCode;
 use std::collections::BTreeMap;
@@ -18,13 +17,13 @@ use super::{Params, Reply, Studio};
 /// Where the WAL's records are (`--wal-dir`, `--wal-namespace`, `--wal-pool-id`).
 #[derive(Debug)]
 pub(crate) struct WalPlace {
-    dir: PathBuf,
+    dir: String,
     namespace: String,
     pool_id: Option<String>,
 }
 
 impl WalPlace {
-    pub(crate) fn new(dir: PathBuf, namespace: String, pool_id: Option<String>) -> WalPlace {
+    pub(crate) fn new(dir: String, namespace: String, pool_id: Option<String>) -> WalPlace {
         WalPlace {
             dir,
             namespace,
@@ -74,7 +73,7 @@ fn record_row(record: &Record) -> String {
 /// `GET /wal`.
 pub(crate) async fn wal(studio: &Studio) -> korm::Result<Reply> {
     let Some(place) = &studio.wal else {
-        let body = r#"<h1>WAL</h1><p class="muted">Start the studio with --wal-dir FOLDER --wal-namespace NS to see the write-ahead log.</p>"#;
+        let body = r#"<h1>WAL</h1><p class="muted">Start the studio with --wal-dir FOLDER (or s3://BUCKET/PREFIX) --wal-namespace NS to see the write-ahead log.</p>"#;
         return Ok(studio.page(StatusCode::NOT_FOUND, "WAL", body));
     };
     let (reader, pool_id, folder) =
@@ -93,7 +92,7 @@ pub(crate) async fn wal(studio: &Studio) -> korm::Result<Reply> {
         r#"<h1>WAL</h1><p>namespace {} · pool {} · <span class="muted">{}</span></p>"#,
         escape(&place.namespace),
         escape(&pool_id),
-        escape(&folder.display().to_string())
+        escape(&folder)
     );
     let status = if !refused.is_empty() {
         r#"<p class="error" id="wal-status">refused: a pending record fails its check; no recovery replays it, a person must look at it</p>"#

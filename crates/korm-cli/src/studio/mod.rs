@@ -24,7 +24,6 @@ mod values;
 
 use std::convert::Infallible;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
@@ -59,9 +58,14 @@ pub(crate) struct StudioArgs {
     /// The depot the backups live in, for the backups page.
     #[arg(long = "backups", value_name = "DEPOT")]
     backups: Option<String>,
-    /// The WAL depot's local folder, for the WAL page (as `korm wal status --wal-dir`).
-    #[arg(long, value_name = "FOLDER", requires = "wal_namespace")]
-    wal_dir: Option<PathBuf>,
+    /// The WAL depot, for the WAL page: its local folder or s3://BUCKET/PREFIX (as `korm wal
+    /// status --wal-dir`).
+    #[arg(
+        long,
+        value_name = "FOLDER|s3://BUCKET/PREFIX",
+        requires = "wal_namespace"
+    )]
+    wal_dir: Option<String>,
     /// The WAL namespace (`WalOptions::new(namespace)`).
     #[arg(long, value_name = "NAMESPACE", requires = "wal_dir")]
     wal_namespace: Option<String>,

@@ -14,7 +14,7 @@
 
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -71,9 +71,11 @@ pub(crate) enum WalCommand {
 /// Where a WAL's records are, for reading them without the pool.
 #[derive(Debug, Args)]
 pub(crate) struct WalAt {
-    /// The WAL depot's local folder (the root of the depot the pool's `with_wal` names).
-    #[arg(long, value_name = "FOLDER")]
-    wal_dir: PathBuf,
+    /// The WAL depot the pool's `with_wal` names: its local folder, or s3://BUCKET/PREFIX
+    /// (credentials, region and endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_ENDPOINT_URL, as for --depot).
+    #[arg(long, value_name = "FOLDER|s3://BUCKET/PREFIX")]
+    wal_dir: String,
     /// The WAL namespace (`WalOptions::new(namespace)`).
     #[arg(long)]
     namespace: String,
@@ -173,7 +175,7 @@ impl Verdict {
 /// What `korm wal status` found.
 #[derive(Debug)]
 struct Status {
-    dir: PathBuf,
+    dir: String,
     namespace: String,
     pool_id: String,
     folder: String,
@@ -186,8 +188,8 @@ struct Status {
 struct Refused {
     id: String,
     reason: String,
-    /// The record's file, for the person who looks at it.
-    path: PathBuf,
+    /// The record's file (a path, or an s3:// URL), for the person who looks at it.
+    path: String,
 }
 
 impl Status {
@@ -224,7 +226,7 @@ pub(crate) async fn run(command: WalCommand) -> korm::Result<ExitCode> {
                 match checked {
                     Ok(record) => status.pending.push(record),
                     Err(reason) => status.refused.push(Refused {
-                        path: found.folder.join("pending").join(format!("{id}.json")),
+                        path: format!("{}/pending/{id}.json", found.folder),
                         reason: hint(reason, &at.wal),
                         id,
                     }),
@@ -305,20 +307,34 @@ fn print_json(value: &Value) {
     }
 }
 
-/// The WAL a `WalAt` names, found on disk.
+/// The WAL a `WalAt` names, found in its depot.
 struct Found {
     pool_id: String,
-    /// `<wal-dir>/__korm_wal__/<namespace>/<pool id>`.
-    folder: PathBuf,
+    /// `<wal-dir>/__korm_wal__/<namespace>/<pool id>` (a path, or an s3:// URL).
+    folder: String,
+}
+
+/// The WAL depot `--wal-dir` names: a local folder that must exist (a mistyped name must not
+/// become a new empty depot), or an S3 bucket and prefix.
+fn wal_depot(dir: &str) -> korm::Result<korm::depots::DepotSpec> {
+    if dir.starts_with("s3://") {
+        return pool_args::depot(&format!("wal={dir}")).map(|(_, spec)| spec);
+    }
+    if !Path::new(dir).is_dir() {
+        return Err(Error::InvalidOption {
+            option: "--wal-dir",
+            reason: format!("{dir} is not a folder"),
+        });
+    }
+    Ok(korm::depots::local(dir).with_create(false).into())
 }
 
 /// Opens the reader, once the folder is known to be there: the reader makes the record
 /// folders it misses, and a mistyped name must not leave empty ones behind.
 async fn open(at: &WalAt) -> korm::Result<(WalReader, Found)> {
-    let found = find(&at.wal_dir, &at.namespace, at.pool_id.as_deref())?;
-    let depot = korm::depots::local(&at.wal_dir).with_create(false);
+    let found = find(at).await?;
     let options = korm::WalOptions::new(&at.namespace).with_pool_id(&found.pool_id);
-    let reader = WalReader::open(&at.wal, depot, options).await?;
+    let reader = WalReader::open(&at.wal, wal_depot(&at.wal_dir)?, options).await?;
     Ok((reader, found))
 }
 
@@ -342,18 +358,18 @@ fn check_name(option: &'static str, name: &str) -> korm::Result<()> {
     }
 }
 
-/// The reader of the WAL in the local folder `dir` under `namespace` (and `pool_id`, when the
-/// namespace holds several pools), for the studio's WAL page; also the pool id and the
-/// records' folder on disk.
+/// The reader of the WAL in `dir` (a local folder or s3://BUCKET/PREFIX) under `namespace`
+/// (and `pool_id`, when the namespace holds several pools), for the studio's WAL page; also
+/// the pool id and the records' folder.
 ///
 /// # Errors
 /// As `korm wal status`: a name that is not a WAL folder name, no such folder or records,
 /// no encryption key.
 pub(crate) async fn reader(
-    dir: &Path,
+    dir: &str,
     namespace: &str,
     pool_id: Option<&str>,
-) -> korm::Result<(WalReader, String, PathBuf)> {
+) -> korm::Result<(WalReader, String, String)> {
     let at = WalAt {
         wal_dir: dir.to_owned(),
         namespace: namespace.to_owned(),
@@ -364,55 +380,56 @@ pub(crate) async fn reader(
     Ok((reader, found.pool_id, found.folder))
 }
 
-/// The pool whose records to read: the one given, else the only one in the namespace.
-fn find(dir: &Path, namespace: &str, pool_id: Option<&str>) -> korm::Result<Found> {
+/// The pool whose records to read: the one given, else the only one in the namespace. A
+/// local folder's pools are its sub-folders (a pool with no record left has one); in S3 a
+/// pool is there while it has a record, so a pool id given for S3 is taken as it is.
+async fn find(at: &WalAt) -> korm::Result<Found> {
+    let (dir, namespace, pool_id) = (at.wal_dir.as_str(), &at.namespace, at.pool_id.as_deref());
     check_name("--namespace", namespace)?;
     if let Some(pool_id) = pool_id {
         check_name("--pool-id", pool_id)?;
     }
-    if !dir.is_dir() {
-        return Err(Error::InvalidOption {
-            option: "--wal-dir",
-            reason: format!("{} is not a folder", dir.display()),
-        });
-    }
-    let namespace_dir = dir.join("__korm_wal__").join(namespace);
-    let pools = folders_in(&namespace_dir);
+    let base = dir.trim_end_matches('/');
+    let namespace_dir = format!("{base}/__korm_wal__/{namespace}");
+    let found = |pool_id: &str| Found {
+        folder: format!("{namespace_dir}/{pool_id}"),
+        pool_id: pool_id.to_owned(),
+    };
+    let s3 = dir.starts_with("s3://");
+    let pools = if s3 {
+        if let Some(given) = pool_id {
+            return Ok(found(given));
+        }
+        WalReader::pool_ids(&at.wal, wal_depot(dir)?, namespace).await?
+    } else {
+        wal_depot(dir)?;
+        folders_in(Path::new(&namespace_dir))
+    };
     if pools.is_empty() {
         return Err(Error::InvalidOption {
             option: "--namespace",
             reason: format!(
-                "{} holds no WAL records of namespace {namespace:?} (no folder {})",
-                dir.display(),
-                namespace_dir.display()
+                "{dir} holds no WAL records of namespace {namespace:?} (no folder {namespace_dir})"
             ),
         });
     }
     let listed = pools.join(", ");
-    let pool_id = match pool_id {
-        Some(given) if pools.iter().any(|p| p == given) => given.to_owned(),
-        Some(given) => {
-            return Err(Error::InvalidOption {
-                option: "--pool-id",
-                reason: format!(
-                    "namespace {namespace:?} holds no records of pool {given:?} (pools: {listed})"
-                ),
-            });
-        }
-        None if pools.len() == 1 => pools[0].clone(),
-        None => {
-            return Err(Error::InvalidOption {
-                option: "--pool-id",
-                reason: format!(
-                    "namespace {namespace:?} holds the records of several pools ({listed}): name one"
-                ),
-            });
-        }
-    };
-    Ok(Found {
-        folder: namespace_dir.join(&pool_id),
-        pool_id,
-    })
+    match pool_id {
+        Some(given) if pools.iter().any(|p| p == given) => Ok(found(given)),
+        Some(given) => Err(Error::InvalidOption {
+            option: "--pool-id",
+            reason: format!(
+                "namespace {namespace:?} holds no records of pool {given:?} (pools: {listed})"
+            ),
+        }),
+        None if pools.len() == 1 => Ok(found(&pools[0])),
+        None => Err(Error::InvalidOption {
+            option: "--pool-id",
+            reason: format!(
+                "namespace {namespace:?} holds the records of several pools ({listed}): name one"
+            ),
+        }),
+    }
 }
 
 /// The sub-folders of `dir`, by name, that can be pool ids.

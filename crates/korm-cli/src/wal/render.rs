@@ -44,7 +44,7 @@ fn short_rns(rns: &[&str]) -> String {
 /// `korm wal status`, for people.
 pub(super) fn status_text(status: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "WAL {} in {}", status.folder, status.dir.display());
+    let _ = writeln!(out, "WAL {} in {}", status.folder, status.dir);
     let _ = writeln!(out, "pending: {}", status.pending.len());
     for record in &status.pending {
         let _ = writeln!(
@@ -68,7 +68,7 @@ pub(super) fn status_text(status: &Status) -> String {
     out.push('\n');
     for refused in &status.refused {
         let _ = writeln!(out, "  {}  {}", refused.id, refused.reason);
-        let _ = writeln!(out, "      {}", refused.path.display());
+        let _ = writeln!(out, "      {}", refused.path);
     }
     let _ = writeln!(out, "done: {}", status.done);
     let _ = writeln!(out, "status: {}", status.verdict().as_str());

@@ -679,6 +679,34 @@ impl WalReader {
         })
     }
 
+    /// The pool ids whose records `depot` holds under `namespace`
+    /// (`__korm_wal__/{namespace}/{poolId}/`), sorted: where to point [`WalReader::open`]
+    /// when the pool id is not known. Works on any depot, local or S3.
+    ///
+    /// # Errors
+    /// [`Error::InvalidIdentifier`] for a namespace that is not a WAL folder name, and the
+    /// depot's error.
+    pub async fn pool_ids(
+        depot_ident: &str,
+        depot: impl Into<crate::depot::DepotSpec>,
+        namespace: &str,
+    ) -> Result<Vec<String>> {
+        let valid = |name: &str| crate::rn::validate_layer_ident(name).is_ok();
+        if !valid(namespace) {
+            return Err(Error::InvalidIdentifier {
+                what: "WAL namespace",
+                name: crate::error::clip(namespace),
+                reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
+            });
+        }
+        let (depot, _) = depot.into().open(depot_ident).await?;
+        let prefix = crate::depot::DepotKey::parse(&format!("__korm_wal__/{namespace}"))?;
+        let listed = depot.list_all(&prefix).await;
+        depot.close().await;
+        let level = crate::depot::DepotLevel::of_keys(&prefix, listed?);
+        Ok(level.folders.into_iter().filter(|f| valid(f)).collect())
+    }
+
     /// The folder of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}`).
     pub fn folder(&self) -> &str {
         &self.log.files.base

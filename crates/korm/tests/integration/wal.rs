@@ -222,6 +222,33 @@ async fn each_write_leaves_a_signed_record_in_done_with_retention_keep() {
     pool.close().await;
 }
 
+/// `WalReader::pool_ids` lists the pools a namespace holds records of, from the depot alone;
+/// a namespace that is not a WAL folder name is refused before the depot is read.
+#[tokio::test]
+async fn the_pools_of_a_namespace_are_listed_from_the_depot() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(
+        dir.path(),
+        WalOptions::new("orders").with_retention(WalRetention::Keep),
+    )
+    .await
+    .expect("open");
+    create_car(&pool, "cardb", "Citroen").await.expect("create");
+    let pool_id = pool.wal().expect("wal").pool_id().to_owned();
+    pool.close().await;
+    let depot = || korm::depots::local(dir.path().join("wal"));
+    let ids = korm::wal::WalReader::pool_ids("wal", depot(), "orders").await;
+    assert_eq!(ids.expect("listed"), [pool_id]);
+    let none = korm::wal::WalReader::pool_ids("wal", depot(), "invoices").await;
+    assert_eq!(none.expect("listed"), Vec::<String>::new());
+    let bad = korm::wal::WalReader::pool_ids("wal", depot(), "../orders").await;
+    assert!(
+        matches!(bad, Err(korm::Error::InvalidIdentifier { .. })),
+        "{bad:?}"
+    );
+}
+
 #[tokio::test]
 async fn with_retention_delete_nothing_is_left_behind() {
     install_keys();
