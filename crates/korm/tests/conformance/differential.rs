@@ -1436,3 +1436,51 @@ async fn differential_sort_integers_beyond_2_pow_53() {
     expect_order(&b, &[("meta.s", SortOrder::Desc)], &[5, 3, 4, 0, 1, 2]).await;
     b.close().await;
 }
+
+/// A text test on a JSON value inside an `or`, beside the same test outside it: MariaDB's
+/// optimizer carried the outer equality into the `or` and failed with "Illegal mix of
+/// collations" (error 1267) while the bound text alone had the binary collation (seed 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_text_tests_repeated_inside_an_or() {
+    let Some(b) = small(vec![
+        json!({"meta": {"v": {"a": "b"}}}),
+        json!({"meta": {"v": ["[", "a"]}}),
+        json!({"meta": {"v": {"a": 3}}}),
+    ])
+    .await
+    else {
+        return;
+    };
+    expect(
+        &b,
+        and([
+            in_list("meta.v.a", [json!("b"), json!(-9223372036854775808i64)]),
+            in_list("meta.v.a", [json!("b")]),
+        ]),
+        &[0],
+    )
+    .await;
+    expect(
+        &b,
+        and([
+            in_list("meta.v.a", [json!("b"), json!("b"), json!(i64::MIN)]),
+            and([
+                lt("rnId", 41.5),
+                in_list("meta.v.a", [json!("b")]),
+                lt("meta.v[*]", "[]"),
+            ]),
+        ]),
+        &[],
+    )
+    .await;
+    expect(
+        &b,
+        and([
+            or([eq("meta.v.a", 3), eq("meta.v.a", "b")]),
+            eq("meta.v.a", "b"),
+        ]),
+        &[0],
+    )
+    .await;
+    b.close().await;
+}

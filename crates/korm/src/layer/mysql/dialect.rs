@@ -15,10 +15,12 @@
 //! - **Type guards come first**: a comparison of a JSON value of another type would convert
 //!   (`'abc' = 0` is true in MariaDB), so the guard must hold before it.
 //! - **Text compares byte by byte, without padding**: a bound text is
-//!   `? COLLATE utf8mb4_nopad_bin` (MySQL 8: `utf8mb4_0900_bin`), which wins
-//!   over the column's collation (korm 1.5's tables use the case-insensitive
-//!   `utf8mb4_general_ci`), and text sort keys are sorted by it too. (`utf8mb4_bin` pads: with it,
-//!   `eq("name", "freddie")` also found `"freddie "`.)
+//!   `? COLLATE utf8mb4_nopad_bin` (MySQL 8: `utf8mb4_0900_bin`), which wins over the
+//!   column's collation (korm 1.5's tables use the case-insensitive `utf8mb4_general_ci`),
+//!   and text sort keys are sorted by it too. (`utf8mb4_bin` pads: with it,
+//!   `eq("name", "freddie")` also found `"freddie "`.) A JSON text value gets the same
+//!   `COLLATE`: with it on the bound side only, MariaDB's optimizer could carry a comparison
+//!   into another test of the same value and fail with "Illegal mix of collations".
 //! - **`like`**: `lower(x) LIKE REPLACE(?, '!', '!!') COLLATE <binary> ESCAPE '!'`, where
 //!   `lower` is 26 nested `REPLACE`s of `A`..`Z` by `a`..`z` and the pattern is bound
 //!   lowered. MariaDB's LIKE escapes with `\` by default and `ESCAPE ''` does not turn that
@@ -345,7 +347,11 @@ impl Dialect for MySqlDialect {
         }
         let fragment = self.fragment(st, loc);
         match ty {
-            JsonType::Text => format!("JSON_UNQUOTE({fragment})"),
+            // The binary collation on the value too, not only on the bound text: with it on
+            // one side only, MariaDB's optimizer may carry the comparison into another test
+            // of the same value and fail with "Illegal mix of collations" (error 1267; found
+            // by the differential test: `(a.b IN (1) OR a.b = 'x') AND a.b = 'x'`).
+            JsonType::Text => format!("JSON_UNQUOTE({fragment}) COLLATE {}", self.binary),
             // JSON text of a number compares numerically with a bound number.
             JsonType::Number | JsonType::Container => fragment,
             JsonType::Boolean => format!("({fragment} = 'true')"),
@@ -751,22 +757,22 @@ mod tests {
         scenario_eq_json_path {
             format!(
                     "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' \
-                     AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) = ? {BIN})"
+                     AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) {BIN} = ? {BIN})"
                 ),
                 text("$.tier"), text("$.tier"), text("gold");
             format!(
                 "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' \
-                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) = ? {BIN})"
+                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) {BIN} = ? {BIN})"
             ),
             text("$.tier"), text("$.tier"), text("[gold]");
             format!(
                 "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' \
-                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) = ? {BIN})"
+                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) {BIN} = ? {BIN})"
             ),
             text("$.tier"), text("$.tier"), text("{\"a\":1}");
             format!(
                 "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' \
-                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) > ? {BIN})"
+                 AND JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) {BIN} > ? {BIN})"
             ),
             text("$.tier"), text("$.tier"), text("gold");
         }
@@ -780,7 +786,7 @@ mod tests {
         }
         scenario_eq_json_index {
             // `[0]` of a non-array is missing (MariaDB's lax paths would give the value itself).
-            format!("(JSON_TYPE({TAG0}) = 'STRING' AND JSON_UNQUOTE({TAG0}) = ? {BIN})"),
+            format!("(JSON_TYPE({TAG0}) = 'STRING' AND JSON_UNQUOTE({TAG0}) {BIN} = ? {BIN})"),
                 text("$[0]"), text("$[0]"), text("a");
         }
         scenario_eq_json_null {
@@ -809,7 +815,7 @@ mod tests {
             format!(
                     "(JSON_TYPE(JSON_EXTRACT(`meta`, ?)) = 'STRING' AND {} LIKE \
                      REPLACE(?, '!', '!!') {BIN} ESCAPE '!')",
-                    ascii_lower("JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?))")
+                    ascii_lower(&format!("JSON_UNQUOTE(JSON_EXTRACT(`meta`, ?)) {BIN}"))
                 ),
                 text("$.tier"), text("$.tier"), text("g%");
         }
@@ -829,13 +835,13 @@ mod tests {
                     "(COALESCE(JSON_TYPE({KEY}), 'NULL') = 'NULL' \
                      OR ((JSON_TYPE({KEY}) = 'BOOLEAN' AND ({KEY} = 'true') IN (?)) \
                      OR (JSON_TYPE({KEY}) IN ('INTEGER', 'DOUBLE') AND {KEY} IN (?)) \
-                     OR (JSON_TYPE({KEY}) = 'STRING' AND JSON_UNQUOTE({KEY}) IN (? {BIN}, ? {BIN}))))"
+                     OR (JSON_TYPE({KEY}) = 'STRING' AND JSON_UNQUOTE({KEY}) {BIN} IN (? {BIN}, ? {BIN}))))"
                 ),
                 text("$.tier"), text("$.tier"), text("$.tier"), SqlValue::Integer(1), text("$.tier"),
                 text("$.tier"), SqlValue::Integer(1), text("$.tier"), text("$.tier"), text("gold"),
                 text("silver");
             format!(
-                "(JSON_TYPE({KEY}) = 'STRING' AND JSON_UNQUOTE({KEY}) IN (? {BIN}, ? {BIN}))"
+                "(JSON_TYPE({KEY}) = 'STRING' AND JSON_UNQUOTE({KEY}) {BIN} IN (? {BIN}, ? {BIN}))"
             ),
             text("$.tier"), text("$.tier"), text("gold"), text("[1]");
         }
@@ -843,7 +849,7 @@ mod tests {
             format!(
                     "EXISTS (SELECT 1 FROM JSON_TABLE(`addresses`, {ELEMENTS} AS w1 WHERE 1 = 1 \
                      AND (JSON_TYPE(JSON_EXTRACT(w1.`korm$v`, ?)) = 'STRING' \
-                     AND JSON_UNQUOTE(JSON_EXTRACT(w1.`korm$v`, ?)) = ? {BIN}))"
+                     AND JSON_UNQUOTE(JSON_EXTRACT(w1.`korm$v`, ?)) {BIN} = ? {BIN}))"
                 ),
                 text("$.city"), text("$.city"), text("Paris");
         }
@@ -851,14 +857,14 @@ mod tests {
             format!(
                     "EXISTS (SELECT 1 FROM JSON_TABLE(JSON_EXTRACT(`meta`, ?), {ELEMENTS} AS w1 \
                      WHERE 1 = 1 AND (JSON_TYPE(JSON_EXTRACT(w1.`korm$v`, ?)) = 'STRING' \
-                     AND JSON_UNQUOTE(JSON_EXTRACT(w1.`korm$v`, ?)) = ? {BIN}))"
+                     AND JSON_UNQUOTE(JSON_EXTRACT(w1.`korm$v`, ?)) {BIN} = ? {BIN}))"
                 ),
                 text("$.addresses"), text("$.city"), text("$.city"), text("Paris");
         }
         scenario_wildcard_scalar_element {
             format!(
                     "EXISTS (SELECT 1 FROM JSON_TABLE(`tags`, {ELEMENTS} AS w1 WHERE 1 = 1 \
-                     AND (JSON_TYPE(w1.`korm$v`) = 'STRING' AND JSON_UNQUOTE(w1.`korm$v`) = ? {BIN}))"
+                     AND (JSON_TYPE(w1.`korm$v`) = 'STRING' AND JSON_UNQUOTE(w1.`korm$v`) {BIN} = ? {BIN}))"
                 ),
                 text("a");
             format!(
@@ -871,7 +877,7 @@ mod tests {
                     "EXISTS (SELECT 1 FROM JSON_TABLE(JSON_EXTRACT(`meta`, ?), {ELEMENTS} AS w1 \
                      WHERE 1 = 1 AND EXISTS (SELECT 1 FROM JSON_TABLE(JSON_EXTRACT(w1.`korm$v`, ?), \
                      {ELEMENTS} AS w2 WHERE 1 = 1 AND (JSON_TYPE(JSON_EXTRACT(w2.`korm$v`, ?)) = 'STRING' \
-                     AND JSON_UNQUOTE(JSON_EXTRACT(w2.`korm$v`, ?)) = ? {BIN})))"
+                     AND JSON_UNQUOTE(JSON_EXTRACT(w2.`korm$v`, ?)) {BIN} = ? {BIN})))"
                 ),
                 text("$.groups"), text("$.members"), text("$.name"), text("$.name"), text("x");
             format!(
@@ -971,7 +977,7 @@ mod tests {
             vec![text("$.rank"); 7];
         scenario_filter_sort_limit_param_order: filter_sort_limit => format!(
                 "SELECT * FROM `{TABLE}` WHERE (JSON_TYPE({KEY}) = 'STRING' \
-                 AND JSON_UNQUOTE({KEY}) = ? {BIN}) ORDER BY {}, `rnId` ASC LIMIT 10",
+                 AND JSON_UNQUOTE({KEY}) {BIN} = ? {BIN}) ORDER BY {}, `rnId` ASC LIMIT 10",
                 rank_terms("DESC")
             ),
             [vec![text("$.tier"), text("$.tier"), text("gold")], vec![text("$.rank"); 7]].concat();
