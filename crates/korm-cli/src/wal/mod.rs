@@ -395,15 +395,14 @@ async fn find(at: &WalAt) -> korm::Result<Found> {
         folder: format!("{namespace_dir}/{pool_id}"),
         pool_id: pool_id.to_owned(),
     };
-    let s3 = dir.starts_with("s3://");
-    let pools = if s3 {
-        if let Some(given) = pool_id {
-            return Ok(found(given));
-        }
-        WalReader::pool_ids(&at.wal, wal_depot(dir)?, namespace).await?
-    } else {
-        wal_depot(dir)?;
+    // Also checks that a local folder exists and that an S3 URL holds no credentials.
+    let depot = wal_depot(dir)?;
+    let pools = if !dir.starts_with("s3://") {
         folders_in(Path::new(&namespace_dir))
+    } else if let Some(given) = pool_id {
+        return Ok(found(given));
+    } else {
+        WalReader::pool_ids(&at.wal, depot, namespace).await?
     };
     if pools.is_empty() {
         return Err(Error::InvalidOption {
