@@ -74,6 +74,11 @@ const READ_INDEXES: &str = "SELECT c.relname::text FROM pg_catalog.pg_index i \
     JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
     WHERE i.indrelid = to_regclass(quote_ident($1)) AND c.relname LIKE 'korm\\_ix\\_%'";
 
+/// The columns of a table that are unique keys by themselves.
+const READ_UNIQUE_COLUMNS: &str = "SELECT a.attname::text FROM pg_catalog.pg_index i \
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+    WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1";
+
 /// A PostgreSQL database holding items.
 pub(crate) struct PgLayer {
     ident: String,
@@ -289,11 +294,21 @@ async fn read_schema(
     if rows.is_empty() {
         return Ok(None);
     }
+    let keyed: Vec<String> = sqlx::query_scalar(READ_UNIQUE_COLUMNS)
+        .bind(PgDialect::default().physical_table(table).as_ref())
+        .fetch_all(&mut *conn)
+        .await?;
     let mut schema = TableSchema {
         table: table.to_owned(),
         ..TableSchema::default()
     };
     for (name, type_name, base) in rows {
+        // A shadow column without its unique index (korm 1.5, or a hand, may add the two
+        // apart) does not make its field unique; the next unique write adds the index
+        // (`IF NOT EXISTS` both) and fills the shadow in.
+        if name.starts_with(schema::UNIQUE_PREFIX) && !keyed.contains(&name) {
+            continue;
+        }
         match base.as_str() {
             "int2" => schema.narrow_integers.push((name.clone(), 16)),
             "int4" => schema.narrow_integers.push((name.clone(), 32)),
