@@ -172,45 +172,21 @@ async fn backup_commands_on_a_sqlite_file() {
 
 #[tokio::test]
 async fn backup_commands_with_an_s3_bucket() {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(endpoint), Some(key), Some(secret)) = (
-        get("KORM_TEST_S3_ENDPOINT"),
-        get("KORM_TEST_S3_ACCESS_KEY"),
-        get("KORM_TEST_S3_SECRET"),
-    ) else {
-        let message = "no S3 test server (KORM_TEST_S3_* unset; scripts/test starts one)";
-        if std::env::var_os("KORM_TEST_RUN").is_some() {
-            panic!("{message}");
-        }
-        eprintln!("\n!!!! SKIPPED: {message}\n");
+    let Some(s3) = support::S3Server::from_env() else {
         return;
     };
-    let bucket = format!(
-        "korm-cli-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
+    let bucket = support::S3Server::bucket_name();
     // The bucket made once by the library (the command does not create buckets).
     let pool = korm::pool()
         .layer("x", korm::layers::sqlite_memory())
-        .depot(
-            "b",
-            korm::depots::s3(bucket.clone())
-                .with_endpoint(endpoint.clone())
-                .with_access_key_id(key.clone())
-                .with_secret_access_key(secret.clone())
-                .with_auto_create_bucket(true),
-        )
+        .depot("b", s3.options(&bucket))
         .open()
         .await
         .expect("bucket");
     pool.close().await;
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite:{}", dir.path().join("src.sqlite").display());
-    let env = vec![
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", key),
-        ("AWS_SECRET_ACCESS_KEY", secret),
-    ];
+    let env = s3.aws_env();
     backup_commands(&url, Store::S3 { bucket, env }).await;
 }
 

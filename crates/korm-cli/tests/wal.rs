@@ -12,6 +12,9 @@ use korm::{Encrypted, Rn, WalOptions, WalRetention};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+#[path = "../../korm/tests/support/mod.rs"]
+mod support;
+
 const KEY: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
 const SSN: &str = "078-05-1120-cleartext";
 const INVOICE: &str = "[rn][depot::files]:invoices:fred:invoice-001.txt";
@@ -166,15 +169,26 @@ async fn create(pool: &korm::Pool, make: &str, invoice: &str) -> korm::Item<Car>
 }
 
 async fn leave_a_pending_record() -> Left {
+    let dir = tempfile::tempdir().expect("dir");
+    let inner = korm::depots::LocalDepot::open("wal", korm::depots::local(dir.path().join("wal")))
+        .await
+        .expect("local depot");
+    let (record, car, _) = leave_records(dir.path(), Arc::new(inner)).await;
+    Left { dir, record, car }
+}
+
+/// Leaves a done record in the WAL depot `inner` (a retention-keep pool's write) and a pending
+/// one (a retention-delete pool's write whose record delete fails), the pool's other files in
+/// `dir`; gives the pending record's id, the car's id and the pool id.
+async fn leave_records(dir: &Path, inner: Arc<dyn Depot>) -> (String, String, String) {
     let key = korm::crypto::EncryptionKey::from_hex(KEY).expect("key");
     korm::crypto::install(korm::crypto::KeyRing::new(key));
-    let dir = tempfile::tempdir().expect("dir");
-    let pool = open(
-        dir.path(),
-        korm::depots::local(dir.path().join("wal")),
-        WalRetention::Keep,
-    )
-    .await;
+    let wal = Arc::new(Undeletable {
+        inner,
+        fail_deletes: AtomicBool::new(false),
+    });
+    let reopen = |retention| open(dir, Arc::clone(&wal) as Arc<dyn Depot>, retention);
+    let pool = reopen(WalRetention::Keep).await;
     create(
         &pool,
         "Renault",
@@ -182,32 +196,20 @@ async fn leave_a_pending_record() -> Left {
     )
     .await;
     pool.close().await;
-
-    let inner = korm::depots::LocalDepot::open("wal", korm::depots::local(dir.path().join("wal")))
-        .await
-        .expect("local depot");
-    let wal = Arc::new(Undeletable {
-        inner: Arc::new(inner),
-        fail_deletes: AtomicBool::new(false),
-    });
-    let pool = open(
-        dir.path(),
-        Arc::clone(&wal) as Arc<dyn Depot>,
-        WalRetention::Delete,
-    )
-    .await;
+    let pool = reopen(WalRetention::Delete).await;
     // After the open: its recovery deletes the payloads a retention-keep pool left.
     wal.fail_deletes.store(true, Ordering::SeqCst);
     let car = create(&pool, "Citroen", INVOICE).await;
-    let pending = pool.wal().expect("wal").pending().await.expect("pending");
+    let wal_of = pool.wal().expect("wal");
+    let pending = wal_of.pending().await.expect("pending");
     assert_eq!(pending.len(), 1, "{pending:?}");
-    let record = pending[0].0.clone();
+    let ids = (
+        pending[0].0.clone(),
+        car.rn().id().expect("id").to_owned(),
+        wal_of.pool_id().to_owned(),
+    );
     pool.close().await;
-    Left {
-        dir,
-        record,
-        car: car.rn().id().expect("id").to_owned(),
-    }
+    ids
 }
 
 /// What a run of `korm` printed, and how it exited.
@@ -541,79 +543,22 @@ async fn mistakes_are_reported_without_secrets_or_side_effects() {
     assert!(left.pending_file().exists());
 }
 
-/// The settings of the S3 server as the command reads them (`AWS_*`).
-type AwsEnv = Vec<(&'static str, String)>;
-
-/// The S3 test server of scripts/test: a new bucket's options, its name and the server's
-/// settings; `None` (a loud skip) outside scripts/test.
-fn s3_bucket() -> Option<(korm::depots::S3Options, String, AwsEnv)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(endpoint), Some(key), Some(secret)) = (
-        get("KORM_TEST_S3_ENDPOINT"),
-        get("KORM_TEST_S3_ACCESS_KEY"),
-        get("KORM_TEST_S3_SECRET"),
-    ) else {
-        let message = "no S3 test server (KORM_TEST_S3_* unset; scripts/test starts one)";
-        if std::env::var_os("KORM_TEST_RUN").is_some() {
-            panic!("{message}");
-        }
-        eprintln!("\n!!!! SKIPPED: {message}\n");
-        return None;
-    };
-    let bucket = format!(
-        "korm-wal-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16]
-    );
-    let options = korm::depots::s3(bucket.clone())
-        .with_endpoint(endpoint.clone())
-        .with_access_key_id(key.clone())
-        .with_secret_access_key(secret.clone())
-        .with_auto_create_bucket(true);
-    let env = vec![
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ACCESS_KEY_ID", key),
-        ("AWS_SECRET_ACCESS_KEY", secret),
-    ];
-    Some((options, bucket, env))
-}
-
 /// A WAL in an S3 bucket reads as one in a folder: `status` finds the pool under the
 /// namespace by listing the bucket and describes the pending record a failed delete left,
 /// `show` prints it, and a namespace with no records names where it looked.
 #[tokio::test]
 async fn status_and_show_read_a_wal_in_an_s3_bucket() {
-    let Some((options, bucket, env)) = s3_bucket() else {
+    let Some(s3) = support::S3Server::from_env() else {
         return;
     };
-    let key = korm::crypto::EncryptionKey::from_hex(KEY).expect("key");
-    korm::crypto::install(korm::crypto::KeyRing::new(key));
+    let bucket = support::S3Server::bucket_name();
+    let env = s3.aws_env();
     let dir = tempfile::tempdir().expect("dir");
-    let inner = korm::depots::S3Depot::open("wal", options.with_prefix("prod/eu"))
+    let options = s3.options(&bucket).with_prefix("prod/eu");
+    let inner = korm::depots::S3Depot::open("wal", options)
         .await
         .expect("s3 depot");
-    let wal = Arc::new(Undeletable {
-        inner: Arc::new(inner),
-        fail_deletes: AtomicBool::new(false),
-    });
-    // A done record (retention keep), then a pending one (retention delete, whose delete
-    // fails), as `leave_a_pending_record` leaves them in a folder.
-    let reopen = |retention| open(dir.path(), Arc::clone(&wal) as Arc<dyn Depot>, retention);
-    let pool = reopen(WalRetention::Keep).await;
-    create(
-        &pool,
-        "Renault",
-        "[rn][depot::files]:invoices:fred:invoice-000.txt",
-    )
-    .await;
-    pool.close().await;
-    let pool = reopen(WalRetention::Delete).await;
-    wal.fail_deletes.store(true, Ordering::SeqCst);
-    let car = create(&pool, "Citroen", INVOICE).await;
-    let pending = pool.wal().expect("wal").pending().await.expect("pending");
-    assert_eq!(pending.len(), 1, "{pending:?}");
-    let record = pending[0].0.clone();
-    let pool_id = pool.wal().expect("wal").pool_id().to_owned();
-    pool.close().await;
+    let (record, car_id, pool_id) = leave_records(dir.path(), Arc::new(inner)).await;
 
     let at = |namespace: &str| {
         vec![
@@ -631,7 +576,6 @@ async fn status_and_show_read_a_wal_in_an_s3_bucket() {
     assert_eq!(status["pending"][0]["id"], record.as_str());
     assert_eq!(status["done"], 1, "{status}");
     let rns = status["pending"][0]["rns"].as_array().expect("rns");
-    let car_id = car.rn().id().expect("id").to_owned();
     assert!(
         rns.iter()
             .any(|rn| rn.as_str().is_some_and(|rn| rn.contains(&car_id))),

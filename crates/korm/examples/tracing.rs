@@ -24,13 +24,7 @@ struct User {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let captured = Captured::default();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(captured.clone())
-        .with_ansi(false)
-        .without_time()
-        .init();
+    let captured = Captured::install();
 
     let pool = korm::pool()
         .layer("users", korm::layers::sqlite_memory())

@@ -25,16 +25,7 @@ struct Row {
 /// The process's subscriber, at trace level (sqlx's statement events are trace events).
 fn captured() -> &'static Captured {
     static CAPTURED: OnceLock<Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = Captured::default();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .without_time()
-            .init();
-        captured
-    })
+    CAPTURED.get_or_init(Captured::install)
 }
 
 /// The `rows_affected` of each statement event whose SQL inserts into `table`, in order.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, Field, RowBuilder, StoredRow};
+use crate::query::dialect::{Dialect, FINGERPRINT_RUN, Statement};
 
 /// The primary-key column of every item table: the item's UUID (not the whole RN).
 pub(crate) const ID_COLUMN: &str = "rnId";
@@ -359,16 +360,35 @@ impl SchemaChange {
     /// added beside a column that already held values. (korm 1.5 leaves such rows' shadows
     /// null, so the unique index does not see them: a new item could take an old item's
     /// value.)
-    pub(crate) fn backfilled_field(&self, existing: Option<&TableSchema>) -> Option<&str> {
+    /// Gives the field and its column's kind.
+    pub(crate) fn backfilled_field(
+        &self,
+        existing: Option<&TableSchema>,
+    ) -> Option<(&str, ColumnKind)> {
         match self {
-            SchemaChange::AddUnique { field }
-                if existing.is_some_and(|s| s.kind_of(field).is_some()) =>
-            {
-                Some(field)
-            }
+            SchemaChange::AddUnique { field } => Some((field, existing?.kind_of(field)?)),
             _ => None,
         }
     }
+}
+
+/// The statements that write the fingerprints [`backfill`] computes into the shadow of
+/// `field`, [`FINGERPRINT_RUN`] items a statement, in `dialect`.
+///
+/// # Errors
+/// As [`backfill`].
+pub(crate) fn backfill_statements(
+    dialect: &(impl Dialect + ?Sized),
+    layer: &str,
+    table: &str,
+    field: &str,
+    rows: Vec<(String, serde_json::Value)>,
+) -> Result<Vec<Statement>> {
+    let filled = backfill(layer, table, field, rows)?;
+    Ok(filled
+        .chunks(FINGERPRINT_RUN)
+        .map(|run| dialect.render_fingerprints(table, field, run))
+        .collect())
 }
 
 /// The shadow fingerprints of a field that becomes unique on a table already holding items,
@@ -532,7 +552,7 @@ mod tests {
         // `username` holds values; `nickname` is a new column; a new table holds nothing.
         assert_eq!(
             add("username").backfilled_field(Some(&users())),
-            Some("username")
+            Some(("username", ColumnKind::Text))
         );
         assert_eq!(add("nickname").backfilled_field(Some(&users())), None);
         assert_eq!(add("username").backfilled_field(None), None);

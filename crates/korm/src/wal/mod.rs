@@ -207,13 +207,8 @@ impl WalLog {
         ring: &KeyRing,
         create: bool,
     ) -> Result<Self> {
-        for (what, name) in [("WAL namespace", &options.namespace), ("pool id", &pool_id)] {
-            crate::rn::validate_layer_ident(name).map_err(|_| Error::InvalidIdentifier {
-                what,
-                name: crate::error::clip(name),
-                reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
-            })?;
-        }
+        check_folder_name("WAL namespace", &options.namespace)?;
+        check_folder_name("pool id", &pool_id)?;
         if ring.is_temporary() {
             return Err(Error::Key {
                 reason: format!(
@@ -646,6 +641,16 @@ impl<'p> Wal<'p> {
     }
 }
 
+/// Refuses a WAL namespace or pool id that is not a folder name of the WAL
+/// (`__korm_wal__/{namespace}/{poolId}`).
+fn check_folder_name(what: &'static str, name: &str) -> Result<()> {
+    crate::rn::validate_layer_ident(name).map_err(|_| Error::InvalidIdentifier {
+        what,
+        name: crate::error::clip(name),
+        reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
+    })
+}
+
 /// A WAL read without opening its pool (no recovery runs): what `korm wal status` and
 /// `korm wal show` use.
 #[derive(Debug)]
@@ -691,20 +696,16 @@ impl WalReader {
         depot: impl Into<crate::depot::DepotSpec>,
         namespace: &str,
     ) -> Result<Vec<String>> {
-        let valid = |name: &str| crate::rn::validate_layer_ident(name).is_ok();
-        if !valid(namespace) {
-            return Err(Error::InvalidIdentifier {
-                what: "WAL namespace",
-                name: crate::error::clip(namespace),
-                reason: "must be 1 to 64 characters matching [A-Za-z0-9_-]".to_owned(),
-            });
-        }
+        check_folder_name("WAL namespace", namespace)?;
         let (depot, _) = depot.into().open(depot_ident).await?;
         let prefix = crate::depot::DepotKey::parse(&format!("__korm_wal__/{namespace}"))?;
         let listed = depot.list_all(&prefix).await;
         depot.close().await;
         let level = crate::depot::DepotLevel::of_keys(&prefix, listed?);
-        Ok(level.folders.into_iter().filter(|f| valid(f)).collect())
+        let folders = level.folders.into_iter();
+        Ok(folders
+            .filter(|f| check_folder_name("pool id", f).is_ok())
+            .collect())
     }
 
     /// The folder of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}`).

@@ -28,44 +28,17 @@ pub struct Backend {
 
 /// The S3 test server's settings: endpoint, access key, secret.
 pub fn s3_env() -> Option<(String, String, String)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        get("KORM_TEST_S3_ENDPOINT"),
-        get("KORM_TEST_S3_ACCESS_KEY"),
-        get("KORM_TEST_S3_SECRET"),
-    ) {
-        (Some(endpoint), Some(key), Some(secret)) => Some((endpoint, key, secret)),
-        _ => {
-            let message = "no S3 test server: KORM_TEST_S3_ENDPOINT, KORM_TEST_S3_ACCESS_KEY \
-                           and KORM_TEST_S3_SECRET are unset (scripts/test starts s3s-fs and \
-                           sets them)";
-            if std::env::var_os("KORM_TEST_RUN").is_some() {
-                panic!("{message}");
-            }
-            eprintln!("\n!!!! SKIPPED: {message}\n");
-            None
-        }
-    }
+    support::S3Server::from_env().map(|s| (s.endpoint, s.key, s.secret))
 }
 
 /// A fresh bucket name.
 pub fn bucket() -> String {
-    format!(
-        "korm-t-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..20]
-    )
+    support::S3Server::bucket_name()
 }
 
 /// S3 options for a fresh bucket on the test server (created when the pool opens).
 pub fn s3_options() -> Option<korm::depots::S3Options> {
-    let (endpoint, key, secret) = s3_env()?;
-    Some(
-        korm::depots::s3(bucket())
-            .with_endpoint(endpoint)
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_auto_create_bucket(true),
-    )
+    support::S3Server::from_env().map(|s| s.options(&bucket()))
 }
 
 pub async fn local() -> Option<Backend> {

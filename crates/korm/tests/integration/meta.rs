@@ -650,7 +650,7 @@ async fn meta_discover_rebuilds_every_backend() {
     pool.close().await;
 
     let (raw, _) = pg.pool_row().await.expect("row");
-    let (_, _, secret) = support_s3_env().expect("s3 env");
+    let secret = crate::support::S3Server::from_env().expect("s3 env").secret;
     assert!(!raw.contains(&secret), "the S3 secret is sealed");
     let snapshot = pg.snapshot().await;
     let bucket = snapshot["depots"]
@@ -697,40 +697,10 @@ async fn meta_discover_rebuilds_every_backend() {
     pool.close().await;
 }
 
-fn support_s3_env() -> Option<(String, String, String)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        get("KORM_TEST_S3_ENDPOINT"),
-        get("KORM_TEST_S3_ACCESS_KEY"),
-        get("KORM_TEST_S3_SECRET"),
-    ) {
-        (Some(endpoint), Some(key), Some(secret)) => Some((endpoint, key, secret)),
-        _ => {
-            let message = "no S3 test server: KORM_TEST_S3_ENDPOINT, KORM_TEST_S3_ACCESS_KEY \
-                           and KORM_TEST_S3_SECRET are unset (scripts/test starts s3s-fs and \
-                           sets them)";
-            if std::env::var_os("KORM_TEST_RUN").is_some() {
-                panic!("{message}");
-            }
-            eprintln!("\n!!!! SKIPPED: {message}\n");
-            None
-        }
-    }
-}
-
+/// S3 options for a fresh bucket on the test server (created when the pool opens).
 pub(crate) fn s3_options() -> Option<korm::depots::S3Options> {
-    let (endpoint, key, secret) = support_s3_env()?;
-    let bucket = format!(
-        "korm-meta-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..20]
-    );
-    Some(
-        korm::depots::s3(bucket)
-            .with_endpoint(endpoint)
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_auto_create_bucket(true),
-    )
+    crate::support::S3Server::from_env()
+        .map(|s| s.options(&crate::support::S3Server::bucket_name()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -154,70 +154,41 @@ async fn a_shadow_without_its_index_is_mended() {
     let Some(db) = support::create(Server::MySql).await else {
         return;
     };
-    #[derive(Debug, Serialize, Deserialize)]
-    struct Account {
-        email: Unique<String>,
-    }
-    let create = |pool: korm::Pool, email: &str| {
-        let data = Account {
-            email: Unique::new(email.to_owned()),
-        };
-        async move {
-            let created = korm::item::<Account>(&pool)
-                .from_data("[rn]:accounts:main:*".parse().unwrap(), data)
-                .unwrap()
-                .create()
-                .await
-                .map(|_| ());
-            pool.close().await;
-            created
-        }
-    };
-    create(open(&db.url).await, "a@x").await.expect("create a");
-    create(open(&db.url).await, "b@x").await.expect("create b");
-
-    let mut conn = sqlx::mysql::MySqlConnection::connect(&db.url)
-        .await
-        .expect("connect");
+    let connect = || sqlx::mysql::MySqlConnection::connect(&db.url);
     let unique_keys = "SELECT INDEX_NAME FROM information_schema.STATISTICS \
         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '__items__accounts__main' \
         AND COLUMN_NAME = '__korm_unique__email'";
-    let index: String = sqlx::query_scalar(unique_keys)
+    let unhook = async || {
+        let mut conn = connect().await.expect("connect");
+        let index: String = sqlx::query_scalar(unique_keys)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the shadow's index");
+        let drop = format!("ALTER TABLE `__items__accounts__main` DROP INDEX `{index}`");
+        conn.execute(sqlx::AssertSqlSafe(drop))
+            .await
+            .expect("drop the index");
+        conn.execute("UPDATE `__items__accounts__main` SET `__korm_unique__email` = NULL")
+            .await
+            .expect("null the shadows");
+        index
+    };
+    let inspect = async || {
+        let mut conn = connect().await.expect("connect");
+        let indexes = sqlx::query_scalar(unique_keys)
+            .fetch_all(&mut conn)
+            .await
+            .expect("indexes");
+        let filled = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM `__items__accounts__main` \
+             WHERE `__korm_unique__email` IS NOT NULL",
+        )
         .fetch_one(&mut conn)
         .await
-        .expect("the shadow's index");
-    let drop = format!("ALTER TABLE `__items__accounts__main` DROP INDEX `{index}`");
-    conn.execute(sqlx::AssertSqlSafe(drop))
-        .await
-        .expect("drop the index");
-    conn.execute("UPDATE `__items__accounts__main` SET `__korm_unique__email` = NULL")
-        .await
-        .expect("null the shadows");
-
-    let taken = create(open(&db.url).await, "a@x").await;
-    let taken = match taken {
-        Err(Error::WriteFailed { source, .. }) => Err(*source),
-        other => other,
+        .expect("count");
+        (indexes, filled)
     };
-    assert!(
-        matches!(&taken, Err(Error::UniqueViolation { field, .. }) if field == "email"),
-        "an old value was taken: {taken:?}"
-    );
-    let mended: Vec<String> = sqlx::query_scalar(unique_keys)
-        .fetch_all(&mut conn)
-        .await
-        .expect("indexes");
-    assert_eq!(mended, [index], "the index is back");
-    let filled: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM `__items__accounts__main` WHERE `__korm_unique__email` IS NOT NULL",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("count");
-    assert_eq!(filled, 2, "both old rows have their fingerprint again");
-    create(open(&db.url).await, "c@x")
-        .await
-        .expect("a new value");
+    crate::assert_shadow_mended(&db.url, unhook, inspect).await;
 }
 
 fn assert_connect_error(err: Error, secret: &str) {

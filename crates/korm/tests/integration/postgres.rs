@@ -567,69 +567,41 @@ async fn a_shadow_without_its_index_is_mended() {
     let Some(db) = database().await else {
         return;
     };
-    #[derive(Debug, Serialize, Deserialize)]
-    struct Account {
-        email: Unique<String>,
-    }
-    let create = |pool: korm::Pool, email: &str| {
-        let data = Account {
-            email: Unique::new(email.to_owned()),
-        };
-        async move {
-            let created = korm::item::<Account>(&pool)
-                .from_data("[rn]:accounts:main:*".parse().unwrap(), data)
-                .unwrap()
-                .create()
-                .await
-                .map(|_| ());
-            pool.close().await;
-            created
-        }
-    };
-    create(open(&db, "userdb").await, "a@x").await.expect("a");
-    create(open(&db, "userdb").await, "b@x").await.expect("b");
-
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let connect = || sqlx::PgConnection::connect(&db.url);
     let unique_keys = "SELECT c.relname::text FROM pg_index i \
         JOIN pg_class c ON c.oid = i.indexrelid \
         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
         WHERE i.indrelid = '__items__accounts__main'::regclass AND i.indisunique \
         AND a.attname = '__korm_unique__email'";
-    let index: String = sqlx::query_scalar(unique_keys)
+    let unhook = async || {
+        let mut conn = connect().await.expect("connect");
+        let index: String = sqlx::query_scalar(unique_keys)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the shadow's index");
+        let drop = format!("DROP INDEX \"{index}\"");
+        conn.execute(sqlx::AssertSqlSafe(drop))
+            .await
+            .expect("drop the index");
+        conn.execute("UPDATE \"__items__accounts__main\" SET \"__korm_unique__email\" = NULL")
+            .await
+            .expect("null the shadows");
+        index
+    };
+    let inspect = async || {
+        let mut conn = connect().await.expect("connect");
+        let indexes = sqlx::query_scalar(unique_keys)
+            .fetch_all(&mut conn)
+            .await
+            .expect("indexes");
+        let filled = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM \"__items__accounts__main\" \
+             WHERE \"__korm_unique__email\" IS NOT NULL",
+        )
         .fetch_one(&mut conn)
         .await
-        .expect("the shadow's index");
-    let drop = format!("DROP INDEX \"{index}\"");
-    conn.execute(sqlx::AssertSqlSafe(drop))
-        .await
-        .expect("drop the index");
-    conn.execute("UPDATE \"__items__accounts__main\" SET \"__korm_unique__email\" = NULL")
-        .await
-        .expect("null the shadows");
-
-    // The write that mends it must succeed: a failed one rolls its DDL back with it.
-    create(open(&db, "userdb").await, "c@x")
-        .await
-        .expect("a new value");
-    let mended: Vec<String> = sqlx::query_scalar(unique_keys)
-        .fetch_all(&mut conn)
-        .await
-        .expect("indexes");
-    assert_eq!(mended, [index], "the index is back");
-    let filled: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM \"__items__accounts__main\" \
-         WHERE \"__korm_unique__email\" IS NOT NULL",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("count");
-    assert_eq!(filled, 3, "the old rows have their fingerprint again");
-    let taken = match create(open(&db, "userdb").await, "a@x").await {
-        Err(Error::WriteFailed { source, .. }) => Err(*source),
-        other => other,
+        .expect("count");
+        (indexes, filled)
     };
-    assert!(
-        matches!(&taken, Err(Error::UniqueViolation { field, .. }) if field == "email"),
-        "an old value was taken: {taken:?}"
-    );
+    crate::assert_shadow_mended(&db.url, unhook, inspect).await;
 }

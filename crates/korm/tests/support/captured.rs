@@ -11,6 +11,19 @@ use std::sync::{Arc, Mutex};
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Installs the process's subscriber at trace level (sqlx's statement events are trace
+    /// events), writing into a new `Captured`, and gives it.
+    pub fn install() -> Captured {
+        let captured = Captured::default();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .without_time()
+            .init();
+        captured
+    }
+
     /// How many bytes were written so far.
     pub fn written(&self) -> usize {
         self.0.lock().expect("not poisoned").len()

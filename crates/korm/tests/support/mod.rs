@@ -146,6 +146,70 @@ fn urls_get_the_database_swapped() {
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
 
+/// The S3 server `scripts/test` starts (s3s-fs), from `KORM_TEST_S3_ENDPOINT`,
+/// `KORM_TEST_S3_ACCESS_KEY` and `KORM_TEST_S3_SECRET`.
+#[derive(Debug, Clone)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl S3Server {
+    /// The server, or `None` after a loud skip line when its variables are unset outside
+    /// `scripts/test` (under it, `KORM_TEST_RUN=1`, a panic).
+    pub fn from_env() -> Option<S3Server> {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (
+            get("KORM_TEST_S3_ENDPOINT"),
+            get("KORM_TEST_S3_ACCESS_KEY"),
+            get("KORM_TEST_S3_SECRET"),
+        ) {
+            (Some(endpoint), Some(key), Some(secret)) => Some(S3Server {
+                endpoint,
+                key,
+                secret,
+            }),
+            _ => {
+                let message = "no S3 test server: KORM_TEST_S3_ENDPOINT, \
+                               KORM_TEST_S3_ACCESS_KEY and KORM_TEST_S3_SECRET are unset \
+                               (scripts/test starts s3s-fs and sets them)";
+                if std::env::var_os("KORM_TEST_RUN").is_some() {
+                    panic!("{message}");
+                }
+                eprintln!("\n!!!! SKIPPED: {message}\n");
+                None
+            }
+        }
+    }
+
+    /// A fresh bucket name.
+    pub fn bucket_name() -> String {
+        format!(
+            "korm-t-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..20]
+        )
+    }
+
+    /// Options of `bucket` on the server, made when a depot first opens it.
+    pub fn options(&self, bucket: &str) -> korm::depots::S3Options {
+        korm::depots::s3(bucket)
+            .with_endpoint(self.endpoint.clone())
+            .with_access_key_id(self.key.clone())
+            .with_secret_access_key(self.secret.clone())
+            .with_auto_create_bucket(true)
+    }
+
+    /// The server's settings as the `korm` command reads them (`AWS_*`).
+    pub fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", self.key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret.clone()),
+        ]
+    }
+}
+
 /// The fixtures korm 1.5 wrote (`../shared/fixtures/korm-ts-1.5`, beside the repository),
 /// or `KORM_FIXTURES` when set.
 pub fn fixtures() -> std::path::PathBuf {

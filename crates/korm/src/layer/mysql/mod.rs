@@ -45,13 +45,13 @@ use sqlx::{Column as _, Executor, MySql, Row as _};
 
 pub use options::{MySqlOptions, mysql, mysql_pool};
 
-use super::schema::{self, ID_COLUMN, ReadColumn, ReadPlan, SchemaChange, TableSchema};
+use super::schema::{self, ID_COLUMN, ReadColumn, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::MySqlDialect;
 use dialect::{META_TABLE, physical_table};
 use error::MySqlCodes;
@@ -59,6 +59,18 @@ use error::MySqlCodes;
 /// Errors a DDL statement may meet when another program made the same change first: a
 /// duplicate column or key name, or a column already gone. The schema is read again after.
 const TOLERATED_DDL: [&str; 3] = ["1060", "1061", "1091"];
+
+/// The columns of a table in order: name, data type, column type, and whether a unique
+/// index has the column alone (1 or 0).
+const READ_COLUMNS: &str = "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COLUMN_TYPE, EXISTS ( \
+    SELECT 1 FROM information_schema.STATISTICS s \
+    WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME \
+    AND s.COLUMN_NAME = c.COLUMN_NAME AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 \
+    AND NOT EXISTS (SELECT 1 FROM information_schema.STATISTICS t \
+    WHERE t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME \
+    AND t.INDEX_NAME = s.INDEX_NAME AND t.SEQ_IN_INDEX = 2)) \
+    FROM information_schema.COLUMNS c \
+    WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION";
 
 /// A MySQL or MariaDB database holding items.
 pub(crate) struct MySqlLayer {
@@ -210,9 +222,7 @@ impl MySqlLayer {
     async fn read_schema(&self, table: &str) -> Result<Option<TableSchema>> {
         let rows = self
             .fetch_rows(Statement {
-                sql: "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
-                      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION"
-                    .to_owned(),
+                sql: READ_COLUMNS.to_owned(),
                 params: vec![SqlValue::Text(physical_table(table))],
             })
             .await?;
@@ -220,7 +230,6 @@ impl MySqlLayer {
             return Ok(None);
         }
         let meta = self.read_meta(table).await?;
-        let keyed = self.unique_key_columns(table).await?;
         let mut schema = TableSchema {
             table: table.to_owned(),
             ..TableSchema::default()
@@ -242,31 +251,13 @@ impl MySqlLayer {
             // A shadow column without its unique index (MySQL commits the column and the
             // index separately: a crash between them) does not make its field unique; the
             // next unique write adds the index and fills the shadow in.
-            if name.starts_with(schema::UNIQUE_PREFIX) && !keyed.contains(&name) {
+            let keyed = row.try_get::<i64, _>(3).map_err(|e| self.error(e))? != 0;
+            if name.starts_with(schema::UNIQUE_PREFIX) && !keyed {
                 continue;
             }
             schema.add_read_column(name, kind);
         }
         Ok(Some(schema))
-    }
-
-    /// The columns of a table that are unique keys by themselves.
-    async fn unique_key_columns(&self, table: &str) -> Result<Vec<String>> {
-        let rows = self
-            .fetch_rows(Statement {
-                sql: "SELECT s.COLUMN_NAME FROM information_schema.STATISTICS s \
-                      WHERE s.TABLE_SCHEMA = DATABASE() AND s.TABLE_NAME = ? \
-                      AND s.NON_UNIQUE = 0 AND s.SEQ_IN_INDEX = 1 AND NOT EXISTS ( \
-                      SELECT 1 FROM information_schema.STATISTICS t \
-                      WHERE t.TABLE_SCHEMA = s.TABLE_SCHEMA AND t.TABLE_NAME = s.TABLE_NAME \
-                      AND t.INDEX_NAME = s.INDEX_NAME AND t.SEQ_IN_INDEX = 2)"
-                    .to_owned(),
-                params: vec![SqlValue::Text(physical_table(table))],
-            })
-            .await?;
-        rows.iter()
-            .map(|row| Ok(value::text_at(row, 0)?.unwrap_or_default()))
-            .collect()
     }
 
     /// The `__korm_meta__` kinds of a table's columns (none when the meta table is missing).
@@ -342,22 +333,19 @@ impl MySqlLayer {
                 break;
             }
             for change in &changes {
-                let backfill = match change.backfilled_field(existing.as_ref()) {
-                    Some(field) => {
-                        let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+                let fill = match change.backfilled_field(existing.as_ref()) {
+                    Some((field, kind)) => {
                         let rows = self.unique_values(table, field, kind).await?;
-                        schema::backfill(&self.ident, table, field, rows)?
+                        let dialect = &self.dialect;
+                        schema::backfill_statements(dialect, &self.ident, table, field, rows)?
                     }
                     None => Vec::new(),
                 };
                 for statement in self.dialect.render_change(table, change) {
                     self.ddl(statement).await?;
                 }
-                if let SchemaChange::AddUnique { field } = change {
-                    for run in backfill.chunks(FINGERPRINT_RUN) {
-                        let statement = self.dialect.render_fingerprints(table, field, run);
-                        self.execute(&self.pool, statement).await?;
-                    }
+                for statement in fill {
+                    self.execute(&self.pool, statement).await?;
                 }
             }
             existing = self.read_schema(table).await?;
@@ -380,11 +368,11 @@ impl MySqlLayer {
         &self,
         table: &str,
         field: &str,
-        kind: Option<ColumnKind>,
+        kind: ColumnKind,
     ) -> Result<Vec<(String, serde_json::Value)>> {
         let sql = self.dialect.render_unique_values(table, field);
         let rows = self.fetch_rows(Statement::ddl(sql)).await?;
-        let read = ReadColumn::Field(field.into(), kind);
+        let read = ReadColumn::Field(field.into(), Some(kind));
         rows.iter()
             .map(|row| {
                 let Cell::Text(id) = value::cell(table, ID_COLUMN, &ReadColumn::Id, row, 0)? else {
@@ -393,7 +381,7 @@ impl MySqlLayer {
                         reason: "a row's rnId is not text".to_owned(),
                     });
                 };
-                let value = value::cell(table, field, &read, row, 1)?.for_kind(kind);
+                let value = value::cell(table, field, &read, row, 1)?.for_kind(Some(kind));
                 Ok((id.to_owned(), value.to_value()))
             })
             .collect()

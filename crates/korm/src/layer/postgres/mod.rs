@@ -32,13 +32,13 @@ use sqlx::{Column as _, Connection as _, Row as _};
 
 pub use options::{PgOptions, postgres, postgres_pool};
 
-use super::schema::{self, ReadPlan, SchemaChange, TableSchema};
+use super::schema::{self, ReadPlan, TableSchema};
 use super::server::Source;
 use super::server::{self, query};
 use super::{Layer, LayerOp, OpKind, Select, committing};
 use crate::error::{DbErrorKind, Error, Result, Scrubber};
 use crate::model::{ColumnKind, StoredRow};
-use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql, Statement, validate_table};
+use crate::query::dialect::{Dialect, RowSql, Statement, validate_table};
 pub(crate) use dialect::PgDialect;
 use error::PgCodes;
 
@@ -58,11 +58,13 @@ const CREATE_DOMAINS: &str = "DO $korm$ BEGIN \
     END IF; \
 END $korm$";
 
-/// The columns of a table, with their type and (for a domain) its base type; no rows when
-/// the table does not exist. The table is found through the search path, as every other
-/// statement finds it.
+/// The columns of a table, with their type, (for a domain) its base type, and whether a
+/// unique index has the column alone; no rows when the table does not exist. The table is
+/// found through the search path, as every other statement finds it.
 const READ_SCHEMA: &str = "SELECT a.attname::text, t.typname::text, \
-    coalesce(b.typname, t.typname)::text \
+    coalesce(b.typname, t.typname)::text, \
+    EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = a.attrelid \
+    AND i.indisunique AND i.indnatts = 1 AND i.indkey[0] = a.attnum) \
     FROM pg_catalog.pg_attribute a \
     JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
     LEFT JOIN pg_catalog.pg_type b ON t.typtype = 'd' AND b.oid = t.typbasetype \
@@ -73,11 +75,6 @@ const READ_SCHEMA: &str = "SELECT a.attname::text, t.typname::text, \
 const READ_INDEXES: &str = "SELECT c.relname::text FROM pg_catalog.pg_index i \
     JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
     WHERE i.indrelid = to_regclass(quote_ident($1)) AND c.relname LIKE 'korm\\_ix\\_%'";
-
-/// The columns of a table that are unique keys by themselves.
-const READ_UNIQUE_COLUMNS: &str = "SELECT a.attname::text FROM pg_catalog.pg_index i \
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-    WHERE i.indrelid = to_regclass(quote_ident($1)) AND i.indisunique AND i.indnatts = 1";
 
 /// A PostgreSQL database holding items.
 pub(crate) struct PgLayer {
@@ -287,26 +284,22 @@ async fn read_schema(
     conn: &mut PgConnection,
     table: &str,
 ) -> std::result::Result<Option<TableSchema>, sqlx::Error> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(READ_SCHEMA)
+    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(READ_SCHEMA)
         .bind(PgDialect::default().physical_table(table).as_ref())
         .fetch_all(&mut *conn)
         .await?;
     if rows.is_empty() {
         return Ok(None);
     }
-    let keyed: Vec<String> = sqlx::query_scalar(READ_UNIQUE_COLUMNS)
-        .bind(PgDialect::default().physical_table(table).as_ref())
-        .fetch_all(&mut *conn)
-        .await?;
     let mut schema = TableSchema {
         table: table.to_owned(),
         ..TableSchema::default()
     };
-    for (name, type_name, base) in rows {
+    for (name, type_name, base, keyed) in rows {
         // A shadow column without its unique index (korm 1.5, or a hand, may add the two
         // apart) does not make its field unique; the next unique write adds the index
         // (`IF NOT EXISTS` both) and fills the shadow in.
-        if name.starts_with(schema::UNIQUE_PREFIX) && !keyed.contains(&name) {
+        if name.starts_with(schema::UNIQUE_PREFIX) && !keyed {
             continue;
         }
         match base.as_str() {
@@ -386,22 +379,16 @@ impl Working<'_> {
         let limit = dialect.identifier_limit();
         let changes = schema::diff(table, existing.as_ref(), &op.fields, op.destructive, limit)?;
         for change in &changes {
-            let backfill = match change.backfilled_field(existing.as_ref()) {
-                Some(field) => {
-                    let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+            let fill = match change.backfilled_field(existing.as_ref()) {
+                Some((field, kind)) => {
                     let rows = unique_values(conn, &dialect, (table, field, kind), map).await?;
-                    schema::backfill(&self.layer.ident, table, field, rows)?
+                    let layer = &self.layer.ident;
+                    schema::backfill_statements(&dialect, layer, table, field, rows)?
                 }
                 None => Vec::new(),
             };
-            for statement in dialect.render_change(table, change) {
+            for statement in dialect.render_change(table, change).into_iter().chain(fill) {
                 query(statement).execute(&mut *conn).await.map_err(map)?;
-            }
-            if let SchemaChange::AddUnique { field } = change {
-                for run in backfill.chunks(FINGERPRINT_RUN) {
-                    let statement = dialect.render_fingerprints(table, field, run);
-                    query(statement).execute(&mut *conn).await.map_err(map)?;
-                }
             }
         }
         if existing.is_none() {
@@ -761,7 +748,7 @@ impl server::ServerDb for sqlx::Postgres {
 async fn unique_values(
     conn: &mut PgConnection,
     dialect: &PgDialect,
-    (table, field, kind): (&str, &str, Option<ColumnKind>),
+    (table, field, kind): (&str, &str, ColumnKind),
     map: impl Fn(sqlx::Error) -> Error,
 ) -> Result<Vec<(String, serde_json::Value)>> {
     let sql = dialect.render_unique_values(table, field);
@@ -772,8 +759,9 @@ async fn unique_values(
     rows.iter()
         .map(|row| {
             let id: String = row.try_get(0).map_err(&map)?;
-            let value = value::cell(table, field, kind, row.try_get_raw(1).map_err(&map)?)?;
-            Ok((id, value.for_kind(kind).to_value()))
+            let raw = row.try_get_raw(1).map_err(&map)?;
+            let value = value::cell(table, field, Some(kind), raw)?.for_kind(Some(kind));
+            Ok((id, value.to_value()))
         })
         .collect()
 }

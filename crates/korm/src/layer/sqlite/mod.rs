@@ -27,11 +27,11 @@ pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
 use super::meta::PoolRow;
-use super::schema::{self, ID_COLUMN, ReadPlan, SchemaChange, TableSchema, UNIQUE_PREFIX};
+use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
-use crate::query::dialect::{Dialect, FINGERPRINT_RUN, RowSql};
+use crate::query::dialect::{Dialect, RowSql};
 pub(crate) use dialect::SqliteDialect;
 use error::{db_error, write_error};
 
@@ -522,11 +522,10 @@ fn ensure_schema(
         SqliteDialect.identifier_limit(),
     )?;
     for change in &changes {
-        let backfill = match change.backfilled_field(existing.as_ref()) {
-            Some(field) => {
-                let kind = existing.as_ref().and_then(|s| s.kind_of(field));
+        let fill = match change.backfilled_field(existing.as_ref()) {
+            Some((field, kind)) => {
                 let rows = unique_values(conn, layer, &op.table, field, kind)?;
-                schema::backfill(layer, &op.table, field, rows)?
+                schema::backfill_statements(&SqliteDialect, layer, &op.table, field, rows)?
             }
             None => Vec::new(),
         };
@@ -534,13 +533,10 @@ fn ensure_schema(
             conn.execute_batch(&statement.sql)
                 .map_err(|e| db_error(layer, e))?;
         }
-        if let SchemaChange::AddUnique { field } = change {
-            for run in backfill.chunks(FINGERPRINT_RUN) {
-                let statement = SqliteDialect.render_fingerprints(&op.table, field, run);
-                conn.prepare(&statement.sql)
-                    .and_then(|mut stmt| stmt.execute(params(statement.params)))
-                    .map_err(|e| db_error(layer, e))?;
-            }
+        for statement in fill {
+            conn.prepare(&statement.sql)
+                .and_then(|mut stmt| stmt.execute(params(statement.params)))
+                .map_err(|e| db_error(layer, e))?;
         }
     }
     schemas.insert(
@@ -556,7 +552,7 @@ fn unique_values(
     layer: &str,
     table: &str,
     field: &str,
-    kind: Option<ColumnKind>,
+    kind: ColumnKind,
 ) -> Result<Vec<(String, serde_json::Value)>> {
     let sql = SqliteDialect.render_unique_values(table, field);
     let mut stmt = conn.prepare(&sql).map_err(|e| db_error(layer, e))?;
@@ -565,7 +561,7 @@ fn unique_values(
     while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
         let id = row.get::<_, String>(0).map_err(|e| db_error(layer, e))?;
         let value = row.get_ref(1).map_err(|e| db_error(layer, e))?;
-        let value = cell(table, field, value)?.for_kind(kind).to_value();
+        let value = cell(table, field, value)?.for_kind(Some(kind)).to_value();
         out.push((id, value));
     }
     Ok(out)
