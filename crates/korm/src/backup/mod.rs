@@ -208,13 +208,16 @@ impl<'p> Backups<'p> {
     }
 
     /// Plays a backup into `layer` (of any backend): see [`RestoreOptions`]. The file is
-    /// verified whole first: a corrupt or truncated file is refused before anything is
-    /// written.
+    /// verified whole first: a corrupt or truncated file, and a row that could not be
+    /// written, are refused before anything is written (or emptied).
     ///
     /// # Errors
-    /// [`Error::BackupInvalid`] for a bad file (nothing written), [`Error::UnknownLayer`],
-    /// and the layer's write errors (a schema mismatch with an existing column, a unique
-    /// violation in merge mode): the batches written before stay.
+    /// Before anything is written: [`Error::BackupInvalid`] for a bad file,
+    /// [`Error::InvalidIdentifier`] for a column that is not a field name, [`Error::Decode`]
+    /// for a row without its `rnId`, [`Error::SchemaMismatch`] for values of a kind a column
+    /// (the layer's, or the one the restore creates) does not take, [`Error::UnknownLayer`].
+    /// Midway: the layer's write errors (a unique violation in merge mode, a lost
+    /// connection): the batches written before stay.
     pub async fn restore(
         &self,
         key: &DepotKey,

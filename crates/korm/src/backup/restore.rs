@@ -2,7 +2,9 @@
 //!
 //! Two passes over the file. The first reads it whole and checks it (see
 //! [`Reader`](super::format::Reader)), so a corrupt or truncated file is refused before
-//! anything is written; it also learns the kind of every column a korm 1.5 snapshot does not
+//! anything is written, and so is a row the second pass could not write (no `rnId`, a column
+//! that is not a field name, a value of a kind its column does not take: a replace would have
+//! emptied the table before it met the row); it also learns the kind of every column a korm 1.5 snapshot does not
 //! name (from `__korm_meta__` when the snapshot has it, else from the values). The second
 //! writes the rows through the layer's own write path, in batches of one transaction each,
 //! creating missing tables and columns as any write does.
@@ -208,6 +210,55 @@ struct Learned {
     unique: Vec<String>,
     /// Kinds guessed from the values (korm 1.5).
     guessed: HashMap<String, Guess>,
+    /// Of each column, a value of each [`class`] its rows hold (nulls aside), in the order
+    /// they first appear.
+    samples: HashMap<String, Vec<(Class, Value)>>,
+}
+
+/// What decides how the second pass writes a value (see [`as_field`]): its JSON type, whether
+/// a number is an `i64`, and what a string looks like.
+type Class = (u8, Option<ColumnKind>);
+
+fn class(value: &Value) -> Class {
+    let shape = match value {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(n) if n.is_i64() => 2,
+        Value::Number(_) => 3,
+        Value::String(_) => 4,
+        Value::Array(_) => 5,
+        Value::Object(_) => 6,
+    };
+    (shape, guess(value))
+}
+
+/// A value of the snapshot as the second pass writes it to a column the restore gives
+/// `column` (its kind): the storage form, and the kind it asks of the column.
+fn as_field(value: Value, column: Option<ColumnKind>) -> (Value, Option<ColumnKind>) {
+    let value = match column {
+        Some(kind) => convert(value, kind),
+        None => value,
+    };
+    let kind = match (infer_kind(&value), column) {
+        (None, column) => column,
+        (Some(found), Some(column)) if column.accepts(found) => Some(column),
+        (found, _) => found,
+    };
+    (value, kind)
+}
+
+/// Refuses a row the second pass can not write: one without its `rnId` text, or with a
+/// column that is not a field name (a korm 1.5 name korm-rs refuses, or a hostile one).
+fn check_row(table: &str, row: &serde_json::Map<String, Value>) -> Result<()> {
+    if !matches!(row.get(ID_COLUMN), Some(Value::String(_))) {
+        return Err(Error::Decode {
+            rn: table.to_owned(),
+            reason: "a row of the backup has no rnId string".to_owned(),
+        });
+    }
+    row.keys()
+        .filter(|name| *name != ID_COLUMN && !name.starts_with(UNIQUE_PREFIX))
+        .try_for_each(|name| validate_field_name(name))
 }
 
 /// A raw value as a field of `kind` holds it (the storage form the write path binds).
@@ -251,7 +302,7 @@ pub(super) async fn restore(
                     Learned {
                         named: columns.map(|c| c.into_iter().collect()),
                         unique,
-                        guessed: HashMap::new(),
+                        ..Learned::default()
                     },
                 );
                 current = Some(name);
@@ -268,13 +319,29 @@ pub(super) async fn restore(
                     {
                         meta_kinds.insert((t, c), kind);
                     }
-                } else if is_item_table(table)
-                    && options.plays(table)
-                    && let Some(l) = learned.get_mut(table)
-                    && needs_guess(l)
-                {
+                } else if is_item_table(table) && options.plays(table) {
+                    // What the second pass would refuse, refused now: before a table is
+                    // emptied.
+                    check_row(table, &row)?;
+                    let Some(l) = learned.get_mut(table) else {
+                        return Ok(());
+                    };
                     for (column, value) in &row {
-                        l.guessed.entry(column.clone()).or_default().see(value);
+                        if column != ID_COLUMN
+                            && !column.starts_with(UNIQUE_PREFIX)
+                            && !value.is_null()
+                        {
+                            let samples = l.samples.entry(column.clone()).or_default();
+                            let class = class(value);
+                            if !samples.iter().any(|(c, _)| *c == class) {
+                                samples.push((class, value.clone()));
+                            }
+                        }
+                    }
+                    if needs_guess(l) {
+                        for (column, value) in &row {
+                            l.guessed.entry(column.clone()).or_default().see(value);
+                        }
                     }
                 }
             }
@@ -284,6 +351,41 @@ pub(super) async fn restore(
         Ok(())
     })
     .await?;
+
+    // Each played table's column kinds, checked against the table the layer has: a column
+    // the layer stores as another kind would refuse the rows midway, after a replace emptied
+    // the table.
+    let mut planned: HashMap<String, Arc<Kinds>> = HashMap::new();
+    for (name, l) in &learned {
+        if !is_item_table(name) || !options.plays(name) {
+            continue;
+        }
+        let target = handle.table_schema(name).await?;
+        let kinds = kinds_of(name, Some(l), &meta_kinds, target.as_ref());
+        for (column, samples) in &l.samples {
+            // The kind the column has, or gets from the first value written into it.
+            let mut stored = target.as_ref().and_then(|t| t.kind_of(column));
+            for (_, value) in samples {
+                let (_, Some(found)) = as_field(value.clone(), kinds.kinds.get(column).copied())
+                else {
+                    continue;
+                };
+                match stored {
+                    None => stored = Some(found),
+                    Some(stored) if !stored.accepts(found) => {
+                        return Err(Error::SchemaMismatch {
+                            table: name.clone(),
+                            column: column.clone(),
+                            stored,
+                            found,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        planned.insert(name.clone(), kinds);
+    }
 
     // Second pass: the rows written.
     let mut report = RestoreReport::default();
@@ -324,9 +426,13 @@ pub(super) async fn restore(
                             report.skipped.push(name);
                             continue;
                         }
-                        let target = handle.table_schema(&name).await?;
-                        let kinds =
-                            kinds_of(&name, learned.get(&name), &meta_kinds, target.as_ref());
+                        let kinds = match planned.get(&name) {
+                            Some(kinds) => Arc::clone(kinds),
+                            None => {
+                                let target = handle.table_schema(&name).await?;
+                                kinds_of(&name, None, &meta_kinds, target.as_ref())
+                            }
+                        };
                         if options.mode == RestoreMode::Replace
                             && !matches!(options.only, Some(Only::Item(..)))
                         {
@@ -441,17 +547,7 @@ impl Play<'_> {
                 continue;
             }
             validate_field_name(&name)?;
-            let column = kinds.kinds.get(&name).copied();
-            let value = match column {
-                Some(kind) => convert(value, kind),
-                None => value,
-            };
-            let found = infer_kind(&value);
-            let kind = match (found, column) {
-                (None, column) => column,
-                (Some(found), Some(column)) if column.accepts(found) => Some(column),
-                (found, _) => found,
-            };
+            let (value, kind) = as_field(value, kinds.kinds.get(&name).copied());
             fields.push(Field {
                 unique: kinds.unique.contains(&name),
                 name,

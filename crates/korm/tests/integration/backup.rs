@@ -695,13 +695,73 @@ async fn a_crafted_backup_runs_no_sql() {
                 json!({"t":"end"}),
             ],
         );
-        let refused = backups.restore(&key, "data", RestoreOptions::merge()).await;
-        assert!(
-            matches!(refused, Err(Error::InvalidIdentifier { .. })),
-            "{column}: {refused:?}"
-        );
+        for options in [RestoreOptions::merge(), RestoreOptions::replace()] {
+            let refused = backups.restore(&key, "data", options).await;
+            assert!(
+                matches!(refused, Err(Error::InvalidIdentifier { .. })),
+                "{column}: {refused:?}"
+            );
+            assert_eq!(
+                all(&pool).await.len(),
+                2,
+                "{column}: the table is kept whole"
+            );
+        }
     }
-    assert_eq!(all(&pool).await.len(), 2);
+    pool.close().await;
+}
+
+/// A replace refuses, before it empties a table, what it could not write: a hostile column
+/// or a row without its id after good rows, and a column the layer stores as another kind.
+#[tokio::test]
+async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let depot = dir.path().join("depot");
+    let folder = depot.join("__korm_backups__/data/20300101T000000Z");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let pool = open(
+        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+        korm::depots::local(&depot).into(),
+    )
+    .await;
+    fill(&pool, 2).await;
+    let before = all(&pool).await;
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let table = "__items__people__staff";
+    let id = |i: u32| format!("6f1c1f5e-0d47-4c55-9d6f-1d1b1c1e{i:04}");
+    let header = json!({"t":"header","version":2,"createdAt":"2030-01-01T00:00:00.000Z","layerIdent":"data","layerType":"sqlite"});
+    let good = (0..600).map(|i| json!({"t":"row","table":table,"row":{"rnId":id(i),"name":"n"}}));
+    let cases: [(&str, Value); 3] = [
+        ("hostile column", json!({"rnId": id(9999), "a\"b": 1})),
+        ("no id", json!({"name": "m"})),
+        // `age` is an integer column: text in it would be refused by the layer.
+        ("another kind", json!({"rnId": id(9999), "age": "forty"})),
+    ];
+    for (case, last) in cases {
+        let mut lines = vec![header.clone(), json!({"t":"table","name":table})];
+        lines.extend(good.clone());
+        lines.push(json!({"t":"row","table":table,"row":last}));
+        lines.push(json!({"t":"endTable","name":table}));
+        lines.push(json!({"t":"end"}));
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(folder.join("backup-bad.ndjson"), text).expect("write");
+        let key = korm::depots::DepotKey::parse(
+            "__korm_backups__/data/20300101T000000Z/backup-bad.ndjson",
+        )
+        .expect("key");
+        let refused = backups
+            .restore(&key, "data", RestoreOptions::replace())
+            .await;
+        match (case, &refused) {
+            ("hostile column", Err(Error::InvalidIdentifier { .. }))
+            | ("no id", Err(Error::Decode { .. })) => {}
+            ("another kind", Err(Error::SchemaMismatch { column, .. })) => {
+                assert_eq!(column, "age");
+            }
+            _ => panic!("{case}: {refused:?}"),
+        }
+        assert_eq!(all(&pool).await, before, "{case}: the table is kept whole");
+    }
     pool.close().await;
 }
 
