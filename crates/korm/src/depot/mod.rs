@@ -509,8 +509,32 @@ pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Arc<str> {
     Arc::from(rn.as_str())
 }
 
-/// Checks that `rn` is a depot file RN and returns its key.
+/// Checks that `rn` is a depot file RN outside korm's own files and returns its key: a key
+/// whose first segment starts with `__korm_` (the WAL's records and payloads, backups) is
+/// refused, so an RN from outside (a request, a tampered row) can not read, overwrite or
+/// delete them.
+///
+/// # Errors
+/// [`Error::WrongRnForm`] for another RN form, [`Error::InvalidDepotKey`] for korm's own.
 pub(crate) fn file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
+    let key = own_file_key(rn)?;
+    if key.as_str().starts_with(store::RESERVED_PREFIX) {
+        let first = key.segments().next().unwrap_or_default();
+        return Err(Error::InvalidDepotKey {
+            key: clip(key.as_str()),
+            segment: format!("1 {:?}", clip(first)),
+            reason: format!(
+                "starts with {:?}, which names korm's own files (the WAL, backups): a depot \
+                 file RN can not reach them",
+                store::RESERVED_PREFIX
+            ),
+        });
+    }
+    Ok(key)
+}
+
+/// [`file_key`] for korm's own files too: the WAL's payload RNs, which live in its folder.
+pub(crate) fn own_file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
     if rn.form() != RnForm::DepotFile {
         return Err(Error::WrongRnForm {
             rn: rn.to_string(),

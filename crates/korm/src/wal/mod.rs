@@ -528,7 +528,7 @@ impl WalLog {
                     .parse::<crate::Rn>()
                     .ok()
                     .filter(|rn| rn.depot() == Some(self.files.depot.ident()))
-                    .and_then(|rn| crate::depot::file_key(&rn).ok())
+                    .and_then(|rn| crate::depot::own_file_key(&rn).ok())
                     .is_some_and(|key| key.as_str().starts_with(&own));
                 if !inside {
                     return Err(Refusal(format!(

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::files::Folder;
 use super::{Record, RecordOpType, RecordState, WalLog, WalRetention};
-use crate::depot::{DepotKey, FileContent, file_key, file_lock_key};
+use crate::depot::{DepotKey, FileContent, file_key, file_lock_key, own_file_key};
 use crate::error::{Error, Result};
 use crate::layer::{LayerHandle, OpKind};
 use crate::lock::{item_lock_key, release_all};
@@ -327,7 +327,7 @@ async fn resolve_file(
     let key = file_key(&rn)?;
     let payload = |text: &Option<String>| -> Result<Option<DepotKey>> {
         text.as_deref()
-            .map(|t| t.parse::<Rn>().and_then(|rn| file_key(&rn)))
+            .map(|t| t.parse::<Rn>().and_then(|rn| own_file_key(&rn)))
             .transpose()
     };
     let after = payload(&op.payload_rn)?;

@@ -124,4 +124,5 @@ conformance!(
     files_in_a_transaction,
     unknown_depot_in_item_stores_nothing,
     tampered_file_rn_is_a_decode_error,
+    korm_own_files_are_out_of_reach_of_file_rns,
 );

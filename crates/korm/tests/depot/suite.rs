@@ -807,6 +807,7 @@ pub async fn tampered_file_rn_is_a_decode_error(b: &Backend) {
         .expect("create");
     let table = car.rn().table_name().expect("table");
     for tampered in [
+        "[rn][depot::files]:__korm_wal__:ns:e5d9906025b1b75f:pending:x.json",
         "[rn][depot::files]:..:etc:passwd",
         "[rn][depot::files]:invoices:*",
         "[rn]:cars:suv:*",
@@ -823,4 +824,45 @@ pub async fn tampered_file_rn_is_a_decode_error(b: &Backend) {
         assert!(matches!(err, Error::Decode { .. }), "{tampered}: {err:?}");
         assert!(!err.to_string().contains("passwd"), "{err}");
     }
+}
+
+/// korm's own files in a depot (backups, the WAL's records) are out of reach of a depot file
+/// RN: it can not name them to read, write or delete, and they stay whole.
+pub async fn korm_own_files_are_out_of_reach_of_file_rns(b: &Backend) {
+    let backups = korm::backup::Backups::new(&b.pool, "files").expect("backups");
+    let taken = backups.now("db").await.expect("backup");
+    let backup = taken.key.to_rn("files").expect("rn");
+    assert!(backup.as_str().contains("__korm_backups__"), "{backup}");
+    let refused = |e: &Error| matches!(e, Error::InvalidDepotKey { reason, .. } if reason.contains("korm's own"));
+    let at = korm::depots::DepotFile::at(backup.clone())
+        .map(|_| ())
+        .expect_err("at");
+    assert!(refused(&at), "{at:?}");
+    let put = korm::depots::file(backup, "overwritten")
+        .map(|_| ())
+        .expect_err("file");
+    assert!(refused(&put), "{put:?}");
+    for wal in [
+        "[rn][depot::files]:__korm_wal__:ns:e5d9906025b1b75f:pending:x.json",
+        "[rn][depot::files]:__korm_x",
+    ] {
+        let wal: korm::Rn = wal.parse().expect("rn");
+        let at = korm::depots::DepotFile::at(wal)
+            .map(|_| ())
+            .expect_err("at");
+        assert!(refused(&at), "{at:?}");
+    }
+    // A key that only holds the prefix further in is a user's.
+    let inner = korm::depots::file(rn("[rn][depot::files]:docs:__korm_x.txt"), "mine")
+        .expect("file")
+        .create(&b.pool)
+        .await
+        .expect("create");
+    assert_eq!(inner.text(&b.pool).await.expect("text"), "mine");
+    let listed = backups.list(None).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    backups
+        .verify(&taken.key)
+        .await
+        .expect("the backup is whole");
 }
