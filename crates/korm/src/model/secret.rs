@@ -160,6 +160,17 @@ fn json_text(password: &str) -> Zeroizing<String> {
     Zeroizing::new(Value::from(password).to_string())
 }
 
+/// The most memory (KiB) a stored hash may ask argon2 for: 2 GiB, RFC 9106's costliest
+/// recommendation (korm 1.5 and korm-rs hash with 64 MiB).
+pub(crate) const MAX_MEMORY_KIB: u32 = 2 * 1024 * 1024;
+
+/// The most memory times passes (KiB) a stored hash may ask for: 8 GiB (RFC 9106's first
+/// recommendation, 2 GiB x 1 pass, four times over; korm's 64 MiB x 3 passes is 192 MiB).
+pub(crate) const MAX_WORK_KIB: u64 = 8 * 1024 * 1024;
+
+/// The most lanes a stored hash may ask for.
+pub(crate) const MAX_LANES: u32 = 64;
+
 /// The argon2id parameters of new hashes: korm 1.5's (m = 64 MiB, t = 3, p = 1).
 fn hasher() -> Argon2<'static> {
     // These constants are valid argon2 parameters; `Params::new` only fails outside its ranges.
@@ -247,13 +258,32 @@ impl Password {
 
     /// A password from a stored PHC hash string (`$argon2id$v=19$...`).
     ///
+    /// `verify` runs argon2 with the parameters the string names, so a string that asks for
+    /// more than 2 GiB of memory (RFC 9106's costliest recommendation), more than 8 GiB of
+    /// memory times passes, or more than 64 lanes is refused: a tampered hash could otherwise
+    /// make one `verify` run for hours or exhaust memory. (korm 1.5 and korm-rs hash with
+    /// 64 MiB and 3 passes.)
+    ///
     /// # Errors
-    /// [`Error::Decode`] if the string is not a PHC hash.
+    /// [`Error::Decode`] if the string is not an argon2 PHC hash, or asks for more than those
+    /// bounds.
     pub fn from_phc(phc: &str) -> Result<Self> {
-        PasswordHash::new(phc).map_err(|_| Error::Decode {
+        let refuse = |reason: String| Error::Decode {
             rn: "password".to_owned(),
-            reason: "not a PHC password hash string".to_owned(),
-        })?;
+            reason,
+        };
+        let hash = PasswordHash::new(phc)
+            .map_err(|_| refuse("not a PHC password hash string".to_owned()))?;
+        let params = Params::try_from(&hash)
+            .map_err(|e| refuse(format!("not an argon2 password hash ({e})")))?;
+        let (m, t, p) = (params.m_cost(), params.t_cost(), params.p_cost());
+        if m > MAX_MEMORY_KIB || u64::from(m) * u64::from(t) > MAX_WORK_KIB || p > MAX_LANES {
+            return Err(refuse(format!(
+                "the hash asks argon2 for m = {m} KiB, t = {t}, p = {p}: above korm's bounds \
+                 (m <= {MAX_MEMORY_KIB} KiB, m x t <= {MAX_WORK_KIB} KiB, p <= {MAX_LANES}), \
+                 so it is taken for tampered"
+            )));
+        }
         Ok(Password {
             phc: phc.to_owned(),
         })
@@ -328,6 +358,41 @@ mod tests {
         assert!(!pw.verify("yabba-dabba-do"));
         assert_eq!(serde_json::to_value(&pw).unwrap(), stored);
         assert_eq!(format!("{pw:?} {pw}"), "Password(<redacted>) <password>");
+    }
+
+    /// A stored hash that asks argon2 for hours of work or more memory than a machine has
+    /// (a tampered row) is refused when it is read, in microseconds; the costliest hash RFC
+    /// 9106 recommends is read (not verified here: it needs 2 GiB).
+    #[test]
+    fn a_hash_asking_for_unbounded_work_is_refused() {
+        let salt_and_hash = "LZ73wkWCgjp0jFdvcp5ReEr5VL02fV0WkjrnHLJVcQc$QpCmiTTtfwQ1aIgzfATzPxDcUyoGxk+lnOb4NRCRor8";
+        for params in [
+            "m=8,t=4294967295,p=1",
+            "m=4294967295,t=1,p=1",
+            "m=2097152,t=5,p=1",
+            "m=65536,t=3,p=255",
+        ] {
+            let phc = format!("$argon2id$v=19${params}${salt_and_hash}");
+            let started = std::time::Instant::now();
+            let stored =
+                json!({"__ENCRYPTED__":true,"type":"password","value":phc,"dataType":"string"});
+            assert!(
+                serde_json::from_value::<Password>(stored).is_err(),
+                "{params}"
+            );
+            match Password::from_phc(&phc) {
+                Err(Error::Decode { reason, .. }) => {
+                    assert!(reason.contains("tampered"), "{params}: {reason}")
+                }
+                other => panic!("{params}: {other:?}"),
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+        for params in ["m=2097152,t=1,p=4", "m=65536,t=3,p=1", "m=19456,t=2,p=1"] {
+            let phc = format!("$argon2id$v=19${params}${salt_and_hash}");
+            assert!(Password::from_phc(&phc).is_ok(), "{params}");
+        }
+        assert!(Password::from_phc("$pbkdf2-sha256$i=1000$c2FsdA$aGFzaA").is_err());
     }
 
     /// The async forms yield while argon2 runs elsewhere: a task joined with them runs
