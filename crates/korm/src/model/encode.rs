@@ -295,6 +295,14 @@ impl FieldCollector {
                 i64::MAX
             )));
         }
+        if marker.unique && is_envelope(&value) {
+            return Err(ser::Error::custom(format!(
+                "field {name:?} is Unique around an encrypted value or a password: each is \
+                 sealed with a fresh nonce or salt, so equal values never store alike and the \
+                 unique index could not refuse a duplicate (keep what must be unique in a \
+                 plain Unique field)"
+            )));
+        }
         let kind = if marker.rn && value.is_string() {
             Some(ColumnKind::RnRef)
         } else {
@@ -714,6 +722,26 @@ mod tests {
         }
         for good in ["__korm", "__kormx", "_korm_x", "a", "_"] {
             assert!(validate_field_name(good).is_ok(), "{good}");
+        }
+    }
+
+    /// `Unique` around a sealed value could never hold: refused, naming the field.
+    #[test]
+    fn unique_around_a_password_is_refused() {
+        #[derive(Serialize)]
+        struct Login {
+            secret: crate::Unique<crate::Password>,
+        }
+        let login = Login {
+            secret: crate::Unique::new(crate::Password::from_phc(
+                "$argon2id$v=19$m=65536,t=3,p=1$LZ73wkWCgjp0jFdvcp5ReEr5VL02fV0WkjrnHLJVcQc$QpCmiTTtfwQ1aIgzfATzPxDcUyoGxk+lnOb4NRCRor8",
+            ).unwrap()),
+        };
+        match encode(&login) {
+            Err(Error::Encode { reason, .. }) => {
+                assert!(reason.contains("\"secret\" is Unique"), "{reason}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -15,6 +15,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Outside korm a `Unique<T>` serializes and deserializes exactly as `T`.
 ///
+/// `Unique` marks a top-level field: around an [`Encrypted`](crate::Encrypted) value or a
+/// [`Password`](crate::Password) it is refused with [`Error::Encode`](crate::Error::Encode)
+/// (each is sealed with a fresh nonce or salt, so no index could see two equal values), and
+/// inside one (`Encrypted<Unique<T>>`) it marks nothing.
+///
 /// ```
 /// use korm::Unique;
 /// #[derive(serde::Serialize, serde::Deserialize)]

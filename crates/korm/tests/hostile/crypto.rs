@@ -165,9 +165,46 @@ async fn a_plain_value_or_an_unknown_key_is_refused(db: &Db) {
     expect_decode_error(db, &collection, item_rn, "no key fits").await;
 }
 
+/// `Unique<Encrypted<T>>` could not refuse a duplicate (each value is sealed with a fresh
+/// nonce): the create is refused, naming the field, and nothing is stored.
+async fn unique_around_an_encrypted_field_is_refused(db: &Db) {
+    install_test_keys();
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Member {
+        ssn: korm::Unique<Encrypted<String>>,
+    }
+    let collection = rn::<Member>("[rn]:members:unique:*");
+    for _ in 0..2 {
+        let err = korm::item::<Member>(&db.pool)
+            .from_data(
+                collection.clone(),
+                Member {
+                    ssn: korm::Unique::new(Encrypted::new(SSN.into())),
+                },
+            )
+            .expect("floating")
+            .create()
+            .await
+            .expect_err("a unique encrypted field");
+        assert!(
+            matches!(&err, Error::Encode { reason, .. } if reason.contains("\"ssn\" is Unique")),
+            "{err:?}"
+        );
+        assert!(!all_text(&err).contains(SSN), "{err}");
+    }
+    let stored = korm::item::<Member>(&db.pool)
+        .query(collection)
+        .get()
+        .await
+        .map(|items| items.len())
+        .unwrap_or(0);
+    assert_eq!(stored, 0);
+}
+
 crate::on_backends!(
     tampered_ciphertext_tag_and_nonce_fail_clearly,
     a_plain_value_or_an_unknown_key_is_refused,
+    unique_around_an_encrypted_field_is_refused,
 );
 
 #[test]
