@@ -44,7 +44,13 @@ pub(super) fn render(rn: &str, data: &Map<String, Value>, options: ShowOptions) 
     out.push('\n');
     for (name, value) in data {
         out.push_str("  ");
-        out.push_str(&paint(KEY, name));
+        // A column name is data too (a hand-made column may hold a terminal escape): one
+        // with a control character is printed quoted and escaped, as nested keys are.
+        if name.chars().any(char::is_control) {
+            out.push_str(&paint(KEY, &Value::String(name.clone()).to_string()));
+        } else {
+            out.push_str(&paint(KEY, name));
+        }
         out.push_str(": ");
         let mut text = String::new();
         redacted(value, &mut text, &|s: &str| paint(SECRET, s));
@@ -94,6 +100,26 @@ fn redacted(value: &Value, out: &mut String, secret: &dyn Fn(&str) -> String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Control characters in names and values (a terminal escape in a tampered column name)
+    /// are printed escaped, never raw.
+    #[test]
+    fn control_characters_are_escaped() {
+        let data = json!({"\u{1b}]0;owned\u{7}": "a\u{1b}[2Jb", "ok": {"\u{1b}k": 1}});
+        let text = render(
+            "[rn]:users:freetier:x",
+            data.as_object().unwrap(),
+            ShowOptions::new(),
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(r#""\u001b]0;owned\u0007": "a\u001b[2Jb""#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn secrets_are_redacted_everywhere() {
