@@ -41,6 +41,11 @@ pub struct RecoveredRecord {
     /// The items and files left alone because they were written since (they hold neither
     /// the record's before nor its after state).
     pub superseded: Vec<String>,
+    /// Why a pending record was rolled back instead of brought forward: what the data
+    /// written since refuses for good (a unique value another item took, a column of
+    /// another kind). Its write never answered its caller, so undoing it loses nothing
+    /// anyone was told was stored.
+    pub rolled_back: Option<String>,
 }
 
 /// One refused record.
@@ -150,11 +155,27 @@ async fn recover_one(pool: &Pool, log: &WalLog, id: &str) -> Result<Option<Recov
         log.files.remove(Folder::Pending, id).await?;
         return Ok(None);
     }
-    let (direction, outcome) = match record.state {
+    let (direction, mut outcome) = match record.state {
         RecordState::Aborting => (Direction::Back, RecordState::Failed),
         _ => (Direction::Forward, RecordState::Done),
     };
-    let resolution = resolve(pool, log, &record, direction).await?;
+    let mut rolled_back = None;
+    let resolution = match resolve(pool, log, &record, direction).await {
+        Ok(resolution) => resolution,
+        // A write that can never be brought forward would stop every open: it is undone
+        // instead (comparing each item and file, as any recovery does). A write whose
+        // record is still pending never answered its caller: an answered one holds its
+        // after state everywhere, or was written over since (left alone, never an error).
+        Err(e) if direction == Direction::Forward && refused_for_good(&e) => {
+            tracing::error!(record = %id, error = %e,
+                "korm: a pending WAL record can not be brought forward; its write is rolled back");
+            let resolution = resolve(pool, log, &record, Direction::Back).await?;
+            outcome = RecordState::Failed;
+            rolled_back = Some(e.to_string());
+            resolution
+        }
+        Err(e) => return Err(e),
+    };
     for rn in &resolution.superseded {
         tracing::warn!(record = %id, rn = %rn,
             "korm: WAL recovery left an item alone: it was written since the record");
@@ -165,7 +186,22 @@ async fn recover_one(pool: &Pool, log: &WalLog, id: &str) -> Result<Option<Recov
         outcome,
         applied: resolution.applied,
         superseded: resolution.superseded,
+        rolled_back,
     }))
+}
+
+/// Whether bringing a record forward failed on what the stored data refuses whatever the
+/// retries (not on a server that is down or busy, which a later open may get past).
+fn refused_for_good(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::UniqueViolation { .. }
+            | Error::SchemaMismatch { .. }
+            | Error::Database {
+                kind: crate::DbErrorKind::UniqueViolation | crate::DbErrorKind::ConstraintViolation,
+                ..
+            }
+    )
 }
 
 /// The lock keys of a record's items and files.

@@ -429,6 +429,115 @@ async fn a_pending_record_is_brought_forward_at_open_and_a_tampered_one_is_refus
     pool.close().await;
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+struct Member {
+    email: korm::Unique<String>,
+    note: String,
+}
+
+/// A pending record that can never be brought forward (a crash before its insert, then
+/// another item took its unique value) does not stop every open: its write, which never
+/// answered its caller, is rolled back, and the report says why.
+#[tokio::test]
+async fn a_record_that_can_never_be_brought_forward_is_rolled_back() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |wal: Option<Arc<Faulty>>| {
+        let dir = dir.path().to_owned();
+        async move {
+            let builder = korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .layer("userdb", korm::layers::sqlite(dir.join("users.sqlite")));
+            match wal {
+                Some(wal) => {
+                    builder
+                        .depot("wal", wal as Arc<dyn Depot>)
+                        .with_wal("wal", WalOptions::new("orders"))
+                        .open()
+                        .await
+                }
+                None => builder.open().await,
+            }
+        }
+    };
+    let member = |email: &str, note: &str| Member {
+        email: korm::Unique::new(email.to_owned()),
+        note: note.to_owned(),
+    };
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Some(Arc::clone(&wal))).await.expect("open");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    // A tx over both layers; its record stays pending (the WAL can not remove it).
+    let members = korm::item::<Member>(&pool);
+    let mut tx = korm::tx(&pool);
+    let a = tx.create(
+        members
+            .from_data(
+                rn("[rn][from::cardb]:members:all:*"),
+                member("x@example.com", "a"),
+            )
+            .expect("floating"),
+    );
+    let b = tx.create(
+        members
+            .from_data(
+                rn("[rn][from::userdb]:members:all:*"),
+                member("y@example.com", "b"),
+            )
+            .expect("floating"),
+    );
+    let mut done = tx.persist().await.expect("persist");
+    let (a, b) = (done.take(a).expect("a"), done.take(b).expect("b"));
+    pool.close().await;
+    assert_eq!(json_files(&folder.join("pending")).len(), 1);
+
+    // A crash between the layers: userdb never got b; then another item took b's email.
+    let users = rusqlite::Connection::open(dir.path().join("users.sqlite")).expect("sqlite");
+    users
+        .execute("DELETE FROM __items__members__all", [])
+        .expect("delete");
+    drop(users);
+    let plain = open(None).await.expect("open without the WAL");
+    let taker = korm::item::<Member>(&plain)
+        .from_data(
+            rn("[rn][from::userdb]:members:all:*"),
+            member("y@example.com", "c"),
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("another item takes the email");
+    plain.close().await;
+
+    let pool = open(Some(Faulty::local("wal", &dir.path().join("wal")).await))
+        .await
+        .expect("the record does not stop the open");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    let recovered = &report.recovered[0];
+    assert_eq!(recovered.outcome, RecordState::Failed);
+    let why = recovered.rolled_back.as_deref().expect("a reason");
+    assert!(why.contains("email"), "{why}");
+    assert!(!why.contains("y@example.com"), "{why}");
+    assert!(json_files(&folder.join("pending")).is_empty());
+    let members = korm::item::<Member>(&pool);
+    assert!(
+        matches!(
+            members.load(a.rn().clone()).get().await,
+            Err(Error::NotFound { .. })
+        ),
+        "the half of the tx that was written is undone"
+    );
+    assert!(matches!(
+        members.load(b.rn().clone()).get().await,
+        Err(Error::NotFound { .. })
+    ));
+    let kept = members.load(taker.rn().clone()).get().await.expect("taker");
+    assert_eq!(kept.data().note, "c");
+    pool.close().await;
+}
+
 /// A failed write whose undo fails too (a trigger refuses the delete that undoes an
 /// insert): the WAL rolls it back at once if it can; it can not here, so the record stays
 /// pending as aborting and the RN refuses writes until a recovery finishes the rollback.
