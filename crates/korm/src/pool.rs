@@ -117,7 +117,8 @@ impl PoolBuilder {
         self
     }
 
-    /// Keeps a discovered snapshot's `backups` section (korm-rs schedules no backups yet).
+    /// Keeps a discovered snapshot's `backups` section (korm-rs schedules backups outside the
+    /// pool's configuration, with `backup::schedule`).
     pub(crate) fn with_stored_backups(mut self, backups: Option<serde_json::Value>) -> Self {
         self.stored_backups = backups;
         self

@@ -139,14 +139,10 @@ pub(crate) fn differences(current: &Current, stored: &Stored, ring: &KeyRing) ->
             text
         })
     };
-    if canonical(&current.backups) != canonical(&stored.backups) {
-        out.push(if current.backups.is_none() {
-            "backups: the stored pool runs scheduled backups, this one configures none \
-             (korm-rs does not schedule backups yet; korm::discover keeps the stored schedule)"
-                .to_owned()
-        } else {
-            "backups: the schedules differ".to_owned()
-        });
+    // korm-rs schedules backups outside the pool's configuration (`backup::schedule`), so a
+    // pool configures no `backups` section: korm 1.5's is kept as it is, not a difference.
+    if current.backups.is_some() && canonical(&current.backups) != canonical(&stored.backups) {
+        out.push("backups: the schedules differ".to_owned());
     }
     out
 }

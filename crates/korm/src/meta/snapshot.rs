@@ -179,7 +179,8 @@ pub(crate) struct Current {
     pub(crate) depots: Vec<(String, DepotSource)>,
     pub(crate) wal: Option<WalEntry>,
     pub(crate) locks: Option<LocksEntry>,
-    /// A `backups` section carried over by discovery (korm-rs configures none yet).
+    /// A `backups` section carried over by discovery (korm-rs configures none: its schedules
+    /// live outside the pool's configuration).
     pub(crate) backups: Option<Value>,
 }
 

@@ -938,6 +938,42 @@ async fn meta_korm_1_5_cardb_snapshot_is_discovered() {
         .query_row("SELECT config FROM __korm_pool__", [], |r| r.get(0))
         .expect("row");
     assert_eq!(after, snapshot.to_string());
+
+    // korm 1.5 configured scheduled backups (korm-rs schedules them outside the pool's
+    // configuration): the pool still opens, and the section stays as korm 1.5 wrote it.
+    snapshot["backups"] = json!({
+        "depotIdent": "backups",
+        "intervals": [{"layerIdent": "cardb", "every": "day"}],
+        "retention": {"keep": 7}
+    });
+    conn.execute(
+        "UPDATE __korm_pool__ SET config = ?1",
+        [snapshot.to_string()],
+    )
+    .expect("update");
+    drop(conn);
+    let pool = korm::pool()
+        .layer("cardb", korm::layers::sqlite(&path))
+        .depot("backups", korm::depots::local(here("backups")))
+        .depot("files", korm::depots::local(here("files")))
+        .depot("wal", korm::depots::local(here("wal")))
+        .with_wal(
+            "wal",
+            WalOptions::new("fixtures")
+                .with_retention(WalRetention::Keep)
+                .with_depot_ops(korm::WalDepotOps::Record),
+        )
+        .with_locks("cardb", LockOptions::new())
+        .with_meta("cardb")
+        .open()
+        .await
+        .expect("a korm 1.5 backups section is no difference");
+    pool.close().await;
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let after: String = conn
+        .query_row("SELECT config FROM __korm_pool__", [], |r| r.get(0))
+        .expect("row");
+    assert_eq!(after, snapshot.to_string());
 }
 
 /// `postgres.sql`'s snapshot (a jsonb string, two url layers sealed by korm 1.5): discovery
