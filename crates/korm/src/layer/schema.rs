@@ -141,6 +141,10 @@ pub(crate) struct TableSchema {
     pub(crate) narrow_integers: Vec<(String, u32)>,
     /// The names of korm's declared indexes on the table (see [`crate::query::index`]).
     pub(crate) indexes: Vec<String>,
+    /// Fields whose shadow column has no one-column unique index (MySQL commits the column
+    /// and the index separately, so a crash between them leaves one; so may a hand): not
+    /// unique, until the next unique write adds the index ([`SchemaChange::IndexShadow`]).
+    pub(crate) unindexed: Vec<String>,
 }
 
 impl TableSchema {
@@ -247,6 +251,10 @@ impl TableSchema {
                 self.columns.push((column.clone(), *kind));
             }
             SchemaChange::AddUnique { field } => self.unique.push(field.clone()),
+            SchemaChange::IndexShadow { field } => {
+                self.unindexed.retain(|u| u != field);
+                self.unique.push(field.clone());
+            }
             SchemaChange::DropUnique { field } => self.unique.retain(|u| u != field),
         }
     }
@@ -269,6 +277,9 @@ pub(crate) enum SchemaChange {
     RecreateColumn { column: String, kind: ColumnKind },
     /// Add a unique field's shadow column and its unique index.
     AddUnique { field: String },
+    /// Add the unique index of a shadow column that has none (see
+    /// [`TableSchema::unindexed`]).
+    IndexShadow { field: String },
     /// Drop a unique field's shadow column and its index (before its column is recreated).
     DropUnique { field: String },
 }
@@ -347,8 +358,11 @@ pub(crate) fn diff(
             _ => {}
         }
         if field.unique && !unique {
-            changes.push(SchemaChange::AddUnique {
-                field: field.name.clone(),
+            let field = field.name.clone();
+            changes.push(if schema.unindexed.contains(&field) {
+                SchemaChange::IndexShadow { field }
+            } else {
+                SchemaChange::AddUnique { field }
             });
         }
     }
@@ -366,7 +380,9 @@ impl SchemaChange {
         existing: Option<&TableSchema>,
     ) -> Option<(&str, ColumnKind)> {
         match self {
-            SchemaChange::AddUnique { field } => Some((field, existing?.kind_of(field)?)),
+            SchemaChange::AddUnique { field } | SchemaChange::IndexShadow { field } => {
+                Some((field, existing?.kind_of(field)?))
+            }
             _ => None,
         }
     }
@@ -542,6 +558,29 @@ mod tests {
             []
         );
         assert!(!users().needs_ddl(&fields));
+    }
+
+    /// A shadow column without its unique index gets the index only (the column is there),
+    /// and its old rows' fingerprints.
+    #[test]
+    fn a_shadow_without_its_index_gets_the_index() {
+        let mut users = users();
+        users.unique.clear();
+        users.unindexed.push("email".to_owned());
+        let fields = [field("email", Some(ColumnKind::Text), true)];
+        assert!(users.needs_ddl(&fields));
+        let changes = diff(TABLE, Some(&users), &fields, false, IdentifierLimit::NONE).unwrap();
+        let index = SchemaChange::IndexShadow {
+            field: "email".to_owned(),
+        };
+        assert_eq!(changes, [index.clone()]);
+        assert_eq!(
+            index.backfilled_field(Some(&users)),
+            Some(("email", ColumnKind::Text))
+        );
+        let made = after(TABLE, Some(users), &changes);
+        assert!(made.is_unique("email") && made.unindexed.is_empty());
+        assert!(!made.needs_ddl(&fields));
     }
 
     #[test]

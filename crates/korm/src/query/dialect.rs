@@ -1641,6 +1641,7 @@ pub(crate) fn default_render_change<D: Dialect + ?Sized>(
             out.push(add(&format!("{UNIQUE_PREFIX}{field}"), d.shadow_type()));
             out.push(d.create_unique_index(table, field));
         }
+        SchemaChange::IndexShadow { field } => out.push(d.create_unique_index(table, field)),
         SchemaChange::DropUnique { field } => {
             out.extend(d.drop_unique_index(table, field));
             out.push(format!("ALTER TABLE {t} DROP COLUMN {}", shadow(field)));

@@ -78,3 +78,49 @@ pub async fn assert_shadow_mended(
     assert_eq!(indexes, [index], "the index is back");
     assert_eq!(filled, 3, "the old rows have their fingerprint again");
 }
+
+/// SQLite: a shadow column without its unique index (korm 1.5, or a hand, may leave one) is
+/// mended as on the servers.
+#[tokio::test]
+async fn sqlite_a_shadow_without_its_index_is_mended() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("accounts.sqlite");
+    let url = format!("sqlite:{}", path.display());
+    let unique_keys = "SELECT il.name FROM pragma_index_list('__items__accounts__main') AS il \
+        WHERE il.\"unique\" AND (SELECT group_concat(name) FROM pragma_index_info(il.name)) \
+        = '__korm_unique__email'";
+    let connect = || rusqlite::Connection::open(&path).expect("open");
+    let unhook = async || {
+        let conn = connect();
+        let index: String = conn
+            .query_row(unique_keys, [], |r| r.get(0))
+            .expect("the shadow's index");
+        conn.execute(&format!("DROP INDEX \"{index}\""), [])
+            .expect("drop the index");
+        conn.execute(
+            "UPDATE __items__accounts__main SET __korm_unique__email = NULL",
+            [],
+        )
+        .expect("null the shadows");
+        index
+    };
+    let inspect = async || {
+        let conn = connect();
+        let mut stmt = conn.prepare(unique_keys).expect("prepare");
+        let indexes = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect("indexes")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("indexes");
+        let filled = conn
+            .query_row(
+                "SELECT COUNT(*) FROM __items__accounts__main \
+                 WHERE __korm_unique__email IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        (indexes, filled)
+    };
+    assert_shadow_mended(&url, unhook, inspect).await;
+}

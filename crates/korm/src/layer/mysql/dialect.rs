@@ -592,7 +592,9 @@ impl Dialect for MySqlDialect {
                 ddl.extend(add);
                 ddl
             }
-            SchemaChange::AddUnique { .. } | SchemaChange::DropUnique { .. } => ddl,
+            SchemaChange::AddUnique { .. }
+            | SchemaChange::IndexShadow { .. }
+            | SchemaChange::DropUnique { .. } => ddl,
         }
     }
 }

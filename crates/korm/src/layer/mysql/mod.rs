@@ -252,7 +252,10 @@ impl MySqlLayer {
             // index separately: a crash between them) does not make its field unique; the
             // next unique write adds the index and fills the shadow in.
             let keyed = row.try_get::<i64, _>(3).map_err(|e| self.error(e))? != 0;
-            if name.starts_with(schema::UNIQUE_PREFIX) && !keyed {
+            if let Some(field) = name.strip_prefix(schema::UNIQUE_PREFIX)
+                && !keyed
+            {
+                schema.unindexed.push(field.to_owned());
                 continue;
             }
             schema.add_read_column(name, kind);

@@ -297,9 +297,12 @@ async fn read_schema(
     };
     for (name, type_name, base, keyed) in rows {
         // A shadow column without its unique index (korm 1.5, or a hand, may add the two
-        // apart) does not make its field unique; the next unique write adds the index
-        // (`IF NOT EXISTS` both) and fills the shadow in.
-        if name.starts_with(schema::UNIQUE_PREFIX) && !keyed {
+        // apart) does not make its field unique; the next unique write adds the index and
+        // fills the shadow in.
+        if let Some(field) = name.strip_prefix(schema::UNIQUE_PREFIX)
+            && !keyed
+        {
+            schema.unindexed.push(field.to_owned());
             continue;
         }
         match base.as_str() {

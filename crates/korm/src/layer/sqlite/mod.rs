@@ -436,17 +436,39 @@ fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<Tab
         return Ok(None);
     }
     drop(rows);
+    // Each index: its name, and the column a one-column unique index keys (else null).
     let mut stmt = conn
         .prepare_cached(
-            "SELECT name FROM pragma_index_list(?1) WHERE name LIKE 'korm\\_ix\\_%' ESCAPE '\\'",
+            "SELECT il.name, CASE WHEN il.\"unique\" AND il.partial = 0 \
+             AND (SELECT count(*) FROM pragma_index_info(il.name)) = 1 \
+             THEN (SELECT name FROM pragma_index_info(il.name)) END \
+             FROM pragma_index_list(?1) AS il",
         )
         .map_err(|e| db_error(layer, e))?;
-    let names = stmt
-        .query_map([table], |row| row.get::<_, String>(0))
-        .map_err(|e| db_error(layer, e))?;
-    for name in names {
-        schema.indexes.push(name.map_err(|e| db_error(layer, e))?);
+    let mut keyed = Vec::new();
+    let mut rows = stmt.query([table]).map_err(|e| db_error(layer, e))?;
+    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
+        let name: String = row.get(0).map_err(|e| db_error(layer, e))?;
+        if let Some(column) = row
+            .get::<_, Option<String>>(1)
+            .map_err(|e| db_error(layer, e))?
+        {
+            keyed.push(column);
+        }
+        if name.starts_with("korm_ix_") {
+            schema.indexes.push(name);
+        }
     }
+    // A shadow column without its unique index (korm 1.5, or a hand, may add the two apart)
+    // does not make its field unique; the next unique write adds the index and fills the
+    // shadow in.
+    schema.unique.retain(|field| {
+        let indexed = keyed.contains(&format!("{UNIQUE_PREFIX}{field}"));
+        if !indexed {
+            schema.unindexed.push(field.clone());
+        }
+        indexed
+    });
     Ok(Some(schema))
 }
 
