@@ -573,7 +573,7 @@ mod tests {
         let index = SchemaChange::IndexShadow {
             field: "email".to_owned(),
         };
-        assert_eq!(changes, [index.clone()]);
+        assert_eq!(changes, std::slice::from_ref(&index));
         assert_eq!(
             index.backfilled_field(Some(&users)),
             Some(("email", ColumnKind::Text))
