@@ -727,7 +727,9 @@ impl Scrubber {
     #[cfg(any(feature = "postgres", feature = "mysql", feature = "s3"))]
     pub(crate) fn new(mut secrets: Vec<String>) -> Scrubber {
         secrets.retain(|s| !s.is_empty());
-        secrets.sort();
+        // Longest first: a secret that holds another (a password and its percent-decoded
+        // form, a key and its prefix) is replaced whole, not left with its tail showing.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         Scrubber(secrets.into())
     }
@@ -761,4 +763,22 @@ pub(crate) fn clip(input: &str) -> String {
         end -= 1;
     }
     format!("{}...", &input[..end])
+}
+
+#[cfg(test)]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "s3"))]
+mod tests {
+    use super::Scrubber;
+
+    /// A secret that holds another is replaced whole, whatever order they come in.
+    #[test]
+    fn a_secret_holding_another_is_scrubbed_whole() {
+        for secrets in [["pa55", "pa55word!"], ["pa55word!", "pa55"]] {
+            let scrubber = Scrubber::new(secrets.iter().map(|s| (*s).to_owned()).collect());
+            assert_eq!(
+                scrubber.scrub("login pa55word! refused; pa55 too"),
+                "login *** refused; *** too"
+            );
+        }
+    }
 }
