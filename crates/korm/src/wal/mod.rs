@@ -481,6 +481,18 @@ impl WalLog {
     /// found as it left things by the next recovery.
     async fn close(&self, record: &mut Record, state: RecordState) {
         let id = record.id.clone();
+        if state == RecordState::Failed {
+            // First said in the pending record itself (atomically, synced with `fsync`): a
+            // record left pending by a failed removal, or brought back by a power loss before
+            // the removal reached the disk, must not be brought forward by the next
+            // recovery, since its caller was told the write failed.
+            record.state = state;
+            let json = record.to_signed_json(&self.keys);
+            if let Err(e) = self.files.write(Folder::Pending, &id, json, true).await {
+                tracing::warn!(record = %id, error = %e,
+                    "korm: the WAL record of a failed write could not be marked failed");
+            }
+        }
         let result = match self.options.retention {
             WalRetention::Keep => {
                 record.state = state;

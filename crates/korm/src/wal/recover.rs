@@ -157,7 +157,13 @@ async fn recover_one(pool: &Pool, log: &WalLog, id: &str) -> Result<Option<Recov
     }
     let (direction, mut outcome) = match record.state {
         RecordState::Aborting => (Direction::Back, RecordState::Failed),
-        _ => (Direction::Forward, RecordState::Done),
+        // Finished (a failed write, undone and marked so): only its removal was lost.
+        RecordState::Failed => {
+            log.close(&mut record, RecordState::Failed).await;
+            return Ok(None);
+        }
+        // (A `done` record found pending is brought forward: nothing to do when it is.)
+        RecordState::Pending | RecordState::Done => (Direction::Forward, RecordState::Done),
     };
     let mut rolled_back = None;
     let resolution = match resolve(pool, log, &record, direction).await {
@@ -193,6 +199,9 @@ async fn recover_one(pool: &Pool, log: &WalLog, id: &str) -> Result<Option<Recov
 /// Whether bringing a record forward failed on what the stored data refuses whatever the
 /// retries (not on a server that is down or busy, which a later open may get past).
 fn refused_for_good(e: &Error) -> bool {
+    if let Error::WriteFailed { source, .. } = e {
+        return refused_for_good(source);
+    }
     matches!(
         e,
         Error::UniqueViolation { .. }

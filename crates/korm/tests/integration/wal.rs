@@ -429,6 +429,68 @@ async fn a_pending_record_is_brought_forward_at_open_and_a_tampered_one_is_refus
     pool.close().await;
 }
 
+/// A write that failed (a conflict) and whose record could not be removed (the WAL depot
+/// refuses deletes) is not brought forward by the next recovery: its caller was told it
+/// failed.
+#[tokio::test]
+async fn a_failed_write_left_pending_is_not_brought_forward() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let open = |wal: Arc<Faulty>| {
+        let dir = dir.path().to_owned();
+        async move {
+            korm::pool()
+                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+                .depot("wal", wal as Arc<dyn Depot>)
+                .with_wal("wal", WalOptions::new("orders"))
+                .open()
+                .await
+        }
+    };
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = open(Arc::clone(&wal)).await.expect("open");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    let x = create_car(&pool, "cardb", "Citroen").await.expect("x");
+    let y = create_car(&pool, "cardb", "Fiat").await.expect("y");
+    let (year, rn_x) = (x.data().year, x.rn().clone());
+    // Another writer changes y under the tx.
+    let conn = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
+    conn.execute(
+        "UPDATE __items__cars__suv SET year = 1 WHERE make = 'Fiat'",
+        [],
+    )
+    .expect("update");
+    drop(conn);
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    let mut tx = korm::tx(&pool);
+    tx.commit(x.update(|c| c.year = 2000));
+    tx.commit(y.update(|c| c.year = 2001));
+    let err = tx.persist().await.expect_err("a conflict");
+    assert!(
+        matches!(&err, Error::WriteFailed { source, .. } if matches!(&**source, Error::Conflict { .. })),
+        "{err:?}"
+    );
+    let cars = korm::item::<Car>(&pool);
+    assert_eq!(
+        cars.load(rn_x.clone()).get().await.expect("x").data().year,
+        year
+    );
+    pool.close().await;
+    assert_eq!(json_files(&folder.join("pending")).len(), 1, "left pending");
+
+    let pool = open(Faulty::local("wal", &dir.path().join("wal")).await)
+        .await
+        .expect("reopen");
+    let cars = korm::item::<Car>(&pool);
+    assert_eq!(
+        cars.load(rn_x).get().await.expect("x").data().year,
+        year,
+        "the failed write stays failed"
+    );
+    assert!(json_files(&folder.join("pending")).is_empty());
+    pool.close().await;
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Member {
     email: korm::Unique<String>,
@@ -437,9 +499,19 @@ struct Member {
 
 /// A pending record that can never be brought forward (a crash before its insert, then
 /// another item took its unique value) does not stop every open: its write, which never
-/// answered its caller, is rolled back, and the report says why.
+/// answered its caller, is rolled back, and the report says why. The crash came between the
+/// layers (one op to bring forward) or before either (two).
 #[tokio::test]
 async fn a_record_that_can_never_be_brought_forward_is_rolled_back() {
+    never_brought_forward(false).await;
+}
+
+#[tokio::test]
+async fn a_record_of_two_ops_that_can_never_be_brought_forward_is_rolled_back() {
+    never_brought_forward(true).await;
+}
+
+async fn never_brought_forward(lose_both: bool) {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
     let open = |wal: Option<Arc<Faulty>>| {
@@ -492,12 +564,18 @@ async fn a_record_that_can_never_be_brought_forward_is_rolled_back() {
     pool.close().await;
     assert_eq!(json_files(&folder.join("pending")).len(), 1);
 
-    // A crash between the layers: userdb never got b; then another item took b's email.
-    let users = rusqlite::Connection::open(dir.path().join("users.sqlite")).expect("sqlite");
-    users
-        .execute("DELETE FROM __items__members__all", [])
-        .expect("delete");
-    drop(users);
+    // A crash between the layers (userdb never got b) or before either; then another item
+    // took b's email.
+    let lost: &[&str] = if lose_both {
+        &["users.sqlite", "cars.sqlite"]
+    } else {
+        &["users.sqlite"]
+    };
+    for file in lost {
+        let conn = rusqlite::Connection::open(dir.path().join(file)).expect("sqlite");
+        conn.execute("DELETE FROM __items__members__all", [])
+            .expect("delete");
+    }
     let plain = open(None).await.expect("open without the WAL");
     let taker = korm::item::<Member>(&plain)
         .from_data(
