@@ -572,6 +572,16 @@ impl Error {
         }
     }
 
+    /// Whether this is an [`Error::OutcomeUnknown`], directly or as the cause of a failed
+    /// transaction op: the write may be stored; load the items to find out.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Error::OutcomeUnknown { .. } => true,
+            Error::WriteFailed { source, .. } => source.outcome_unknown(),
+            _ => false,
+        }
+    }
+
     /// Takes the item a refused write handed back in its [`Error::Conflict`]: an
     /// [`UncommittedItem<T>`](crate::UncommittedItem) for a commit (its changed data, to
     /// look at or to [`rebase`](crate::UncommittedItem::rebase) onto the stored item), an

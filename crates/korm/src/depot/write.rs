@@ -121,12 +121,22 @@ pub(crate) struct Applied {
 impl Applied {
     /// Finishes after the layers' outcome: on success the backups go and the files count as
     /// stored; on failure every depot op is undone, and an undo failure is reported with the
-    /// original error.
-    pub(crate) async fn settle(self, result: Result<()>) -> Result<()> {
+    /// original error. `logged`: the write has a WAL record, whose rollback follows.
+    ///
+    /// A write whose outcome is unknown (a connection lost at `COMMIT`: its rows may be
+    /// stored) keeps its files as written when it has no WAL record, so a stored row never
+    /// points at a file taken back (a file left for rows that were not stored is the lesser
+    /// harm). With a record, the files are undone and the WAL's rollback takes the rows back
+    /// too.
+    pub(crate) async fn settle(self, result: Result<()>, logged: bool) -> Result<()> {
         match result {
             Ok(()) => {
                 self.finish().await;
                 Ok(())
+            }
+            Err(error) if !logged && error.outcome_unknown() => {
+                self.finish().await;
+                Err(error)
             }
             Err(error) => match self.undo().await {
                 Ok(()) => Err(error),

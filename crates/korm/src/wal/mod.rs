@@ -571,11 +571,7 @@ impl WalLog {
 /// Whether a failed write may have left data behind: its undo failed, or the outcome of a
 /// layer's commit is unknown.
 fn unsettled(error: &Error) -> bool {
-    match error {
-        Error::UndoFailed { .. } | Error::OutcomeUnknown { .. } => true,
-        Error::WriteFailed { source, .. } => unsettled(source),
-        _ => false,
-    }
+    matches!(error, Error::UndoFailed { .. }) || error.outcome_unknown()
 }
 
 /// A pool's write-ahead log, from [`Pool::wal`](crate::Pool::wal): its pending records,

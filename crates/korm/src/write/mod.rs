@@ -312,7 +312,7 @@ async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
         Ok(uploaded) => {
             crash_point::reached("after-depot");
             uploaded
-                .settle(apply_groups(&plan, &groups, fences).await)
+                .settle(apply_groups(&plan, &groups, fences).await, logged.is_some())
                 .await
         }
         Err(error) => Err(error),

@@ -250,6 +250,104 @@ async fn bad_urls_and_unreachable_servers_are_typed_and_never_show_the_password(
     assert!(!format!("{options:?}").contains("hunter2secret"));
 }
 
+/// Finds korm's connection waiting in a statement `LIKE like` and kills it.
+async fn kill_waiting(url: &str, like: &str) {
+    let mut admin = sqlx::mysql::MySqlConnection::connect(url)
+        .await
+        .expect("connect");
+    for _ in 0..200 {
+        let rows = sqlx::query(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+             AND INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
+        )
+        .bind(like)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        if let Some(row) = rows.first() {
+            let id: i64 = row.get(0);
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("KILL {id}")))
+                .await
+                .unwrap();
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("korm's statement ({like}) never reached the server");
+}
+
+/// A write with a file whose outcome is unknown (its connection died in the INSERT) keeps
+/// the file it uploaded: had the row been stored, it would point at a file taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_of_unknown_outcome_keeps_its_files() {
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Doc {
+        title: String,
+        body: korm::depots::DepotFile,
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = korm::pool()
+        .layer("docsdb", korm::layers::mysql(&db.url))
+        .depot("files", korm::depots::local(dir.path()))
+        .open()
+        .await
+        .expect("open");
+    let doc = |title: &str, file: &str| Doc {
+        title: title.to_owned(),
+        body: korm::depots::file(
+            format!("[rn][depot::files]:docs:{file}")
+                .parse()
+                .expect("rn"),
+            "hello",
+        )
+        .expect("file")
+        .into(),
+    };
+    let docs = korm::item::<Doc>(&pool);
+    docs.from_data(
+        "[rn]:docs:plain:*".parse().expect("rn"),
+        doc("first", "a.txt"),
+    )
+    .expect("floating")
+    .create()
+    .await
+    .expect("the table exists");
+    // Another connection holds the table, so korm's insert waits inside the server.
+    let mut locker = sqlx::mysql::MySqlConnection::connect(&db.url)
+        .await
+        .expect("connect");
+    locker
+        .execute("LOCK TABLES `__items__docs__plain` WRITE")
+        .await
+        .expect("lock");
+    let create = tokio::spawn(
+        docs.from_data(
+            "[rn]:docs:plain:*".parse().expect("rn"),
+            doc("second", "b.txt"),
+        )
+        .expect("floating")
+        .create(),
+    );
+    kill_waiting(&db.url, "INSERT%").await;
+    let result = create.await.expect("no panic");
+    assert!(
+        matches!(&result, Err(e) if e.outcome_unknown()),
+        "{result:?}"
+    );
+    locker.execute("UNLOCK TABLES").await.expect("unlock");
+    let kept = korm::depots::DepotFile::at("[rn][depot::files]:docs:b.txt".parse().expect("rn"))
+        .expect("at")
+        .text(&pool)
+        .await
+        .expect("the file stays");
+    assert_eq!(kept, "hello");
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_mid_write_leaves_the_outcome_unknown() {
     let Some(db) = support::create(Server::MySql).await else {
@@ -282,31 +380,7 @@ async fn a_connection_killed_mid_write_leaves_the_outcome_unknown() {
         .await
         .unwrap();
     let update = tokio::spawn(note.update(|n| n.text = "b".into()).commit());
-    // Find korm's waiting connection and kill it.
-    let mut admin = sqlx::mysql::MySqlConnection::connect(&db.url)
-        .await
-        .expect("connect");
-    let mut killed = false;
-    for _ in 0..200 {
-        let rows = sqlx::query(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
-             AND INFO LIKE 'UPDATE%'",
-        )
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        if let Some(row) = rows.first() {
-            let id: i64 = row.get(0);
-            admin
-                .execute(sqlx::AssertSqlSafe(format!("KILL {id}")))
-                .await
-                .unwrap();
-            killed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(killed, "korm's update never reached the server");
+    kill_waiting(&db.url, "UPDATE%").await;
     let result = update.await.expect("no panic");
     // The update is one statement committing on its own, and its connection died while it
     // ran: korm can not know whether the server applied it first, and says so.
