@@ -165,13 +165,13 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
     if unknown.is_empty() {
         return execute_known(pool, plan).await;
     }
-    let mut keys = Vec::with_capacity(unknown.len());
-    for &i in &unknown {
-        let key = item_lock_key(pool.route(&plan.ops[i].rn)?.ident(), &plan.ops[i].rn);
-        if !plan.held.iter().any(|h| h.key == key) && !keys.contains(&key) {
-            keys.push(key);
-        }
-    }
+    // Every RN the plan writes is locked now, in one sorted acquire: locking these first and
+    // the rest later would let two plans each hold what the other waits for (a deadlock
+    // until the lock timeout).
+    let (mut keys, _) = plan_keys(pool, &plan)?;
+    keys.retain(|key| !plan.held.iter().any(|h| h.key == *key));
+    keys.sort();
+    keys.dedup();
     let locks = pool.locks();
     let guards = locks.acquire_all(keys, locks.wait()).await?;
     let filled = fill_before_images(pool, &mut plan, &unknown).await;
@@ -226,33 +226,36 @@ async fn fill_before_images(pool: &Pool, plan: &mut WritePlan, unknown: &[usize]
     Ok(())
 }
 
-/// [`execute_plan`] once every before-image is known.
-async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
-    // 1. Route every op before writing anything.
-    let groups = group_by_layer(pool, &plan)?;
+/// The depot ops of a plan: its own, then each op's uploads.
+fn depot_ops_of(plan: &WritePlan) -> impl Iterator<Item = &DepotOp> {
+    plan.depot_ops
+        .iter()
+        .chain(plan.ops.iter().flat_map(|op| &op.uploads))
+}
+
+/// The lock keys of every item and file `plan` writes (items first, in op order) and how
+/// many are items; each op routed (an unknown layer or depot fails here, before anything is
+/// written).
+fn plan_keys(pool: &Pool, plan: &WritePlan) -> Result<(Vec<Arc<str>>, usize)> {
     let mut keys: Vec<Arc<str>> = Vec::with_capacity(plan.ops.len());
     for op in &plan.ops {
         keys.push(item_lock_key(pool.route(&op.rn)?.ident(), &op.rn));
     }
-    // Depot files: routed now too, and locked by their RN.
-    let depot_ops: Vec<&DepotOp> = plan
-        .depot_ops
-        .iter()
-        .chain(plan.ops.iter().flat_map(|op| &op.uploads))
-        .collect();
-    for op in &depot_ops {
+    let items = keys.len();
+    for op in depot_ops_of(plan) {
         pool.depot_of(op.rn())?;
+        keys.push(crate::depot::file_lock_key(op.rn()));
     }
-    let item_keys = keys.len();
-    keys.extend(
-        depot_ops
-            .iter()
-            .map(|op| crate::depot::file_lock_key(op.rn())),
-    );
+    Ok((keys, items))
+}
+
+/// [`execute_plan`] once every before-image is known.
+async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
+    // 1. Route every op before writing anything; depot files are locked by their RN.
+    let groups = group_by_layer(pool, &plan)?;
+    let (keys, item_keys) = plan_keys(pool, &plan)?;
+    let depot_ops: Vec<&DepotOp> = depot_ops_of(&plan).collect();
     let wal = pool.wal_log();
-    if let Some(wal) = wal {
-        wal.check_blocked(&keys)?;
-    }
 
     // 2. Lock every touched RN the caller does not hold already, in sorted order.
     if let Some(lost) = plan.held.iter().find(|h| h.lost) {
@@ -268,6 +271,14 @@ async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
         .collect();
     let locks = pool.locks();
     let guards = locks.acquire_all(to_lock, locks.wait()).await?;
+    // Checked under the locks: a write that failed and could not be rolled back blocks its
+    // RNs before it lets go of them, so a writer that was waiting for them sees the block.
+    if let Some(wal) = wal
+        && let Err(error) = wal.check_blocked(&keys)
+    {
+        release_all(guards).await;
+        return Err(error);
+    }
     let fences: Vec<Option<Fence>> = keys[..item_keys]
         .iter()
         .map(|key| {

@@ -713,6 +713,77 @@ async fn a_failed_undo_is_finished_by_recovery_and_blocks_its_rns_until_then() {
     pool.close().await;
 }
 
+/// A writer that was waiting for an RN's lock while the write holding it failed and could not
+/// be rolled back sees the block once it has the lock: it is refused with `WalPending`, not
+/// written over a half-applied item that the next recovery would roll back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_waiting_for_the_lock_sees_the_block() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("open");
+    let cars = korm::item::<Car>(&pool);
+    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
+    let id = taken.rn().id().expect("id").to_owned();
+    create_car(&pool, "cardb", "Other")
+        .await
+        .expect("table exists");
+    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
+    cardb
+        .execute_batch(
+            "CREATE TRIGGER no_delete BEFORE DELETE ON __items__cars__suv \
+             BEGIN SELECT RAISE(ABORT, 'deletes refused'); END;",
+        )
+        .expect("trigger");
+    let half: Rn<Car> = rn(&format!("[rn][from::cardb]:cars:suv:{id}"));
+    let guard = pool.locker().acquire(&half).await.expect("lock");
+    // The waiting writers: a create (its plan is known: it checks, then locks) and an update
+    // of the item made from data (its before-image is read under the lock first).
+    let spawn = |update: bool| {
+        let (pool, half) = (pool.clone(), half.clone());
+        let late = Car {
+            make: "Late".into(),
+            year: 2030,
+        };
+        tokio::spawn(async move {
+            let cars = korm::item::<Car>(&pool);
+            if update {
+                cars.uncommitted(half, late)?.commit().await
+            } else {
+                cars.from_data(half, late)?.create().await
+            }
+        })
+    };
+    let waiting = [spawn(false), spawn(true)];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(waiting.iter().all(|w| !w.is_finished()), "the writers wait");
+    let mut tx = korm::tx(&pool);
+    tx.under(&guard);
+    for layer in ["cardb", "userdb"] {
+        tx.create(
+            cars.from_data(
+                rn(&format!("[rn][from::{layer}]:cars:suv:{id}")),
+                Car {
+                    make: "Citroen".into(),
+                    year: 2015,
+                },
+            )
+            .expect("floating"),
+        );
+    }
+    let err = tx.persist().await.expect_err("userdb refuses");
+    assert!(matches!(err, Error::UndoFailed { .. }), "{err:?}");
+    guard.release().await.expect("release");
+    for writer in waiting {
+        let late = writer.await.expect("no panic");
+        assert!(matches!(&late, Err(Error::WalPending { .. })), "{late:?}");
+    }
+    let stored = cars.load(half).get().await.expect("half-applied, for now");
+    assert_eq!(stored.data().make, "Citroen");
+    pool.close().await;
+}
+
 /// A failed write whose undo succeeds finishes its record as failed, applied nowhere.
 #[tokio::test]
 async fn a_failed_write_is_recorded_as_failed() {
