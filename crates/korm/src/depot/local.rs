@@ -15,6 +15,7 @@ use crate::error::{Error, Result, Scrubber};
 pub struct LocalOptions {
     root: PathBuf,
     create: bool,
+    fsync: bool,
 }
 
 /// A depot in the folder `root` (created, with its parents, when the pool opens).
@@ -38,6 +39,7 @@ pub fn local(root: impl Into<PathBuf>) -> LocalOptions {
     LocalOptions {
         root: root.into(),
         create: true,
+        fsync: true,
     }
 }
 
@@ -46,6 +48,15 @@ impl LocalOptions {
     /// missing root fails the pool's `open`.
     pub fn with_create(mut self, create: bool) -> Self {
         self.create = create;
+        self
+    }
+
+    /// Whether a write reaches the disk before it returns: the file and its folder are
+    /// synced (`fsync`) on every put and copy (the default, as korm's SQLite layer commits
+    /// with `synchronous = FULL`). Without it a power loss (not a crash of the process) may
+    /// lose a file that a stored row points at, or a WAL payload its record needs.
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
         self
     }
 
@@ -90,7 +101,8 @@ impl LocalDepot {
         }
         let fs = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| fail(e.to_string()))?
-            .with_automatic_cleanup(true);
+            .with_automatic_cleanup(true)
+            .with_fsync(options.fsync);
         Ok(LocalDepot {
             store: Store::new(ident, Arc::new(fs), Scrubber::default()),
             root,
