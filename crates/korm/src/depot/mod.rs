@@ -383,15 +383,21 @@ pub trait Depot: fmt::Debug + Send + Sync + 'static {
     async fn list(&self, prefix: &DepotKey) -> Result<Vec<DepotKey>>;
 
     /// One level under `prefix`, like `ls`: the folders directly under it and the files
-    /// directly in it, korm's own files left out as by [`list`](Depot::list). The default
-    /// groups what `list` returns; the built-in depots ask their store for the one level
+    /// directly in it, korm's own files left out of the top level as by
+    /// [`list`](Depot::list) (a prefix inside them, `__korm_wal__/...`, lists what is there,
+    /// for korm's own readers). The default groups what `list` (or, inside korm's own files,
+    /// [`list_all`](Depot::list_all)) returns; the built-in depots ask their store for the one level
     /// (a delimiter listing), so a depot of millions of files is not read whole to show a
     /// folder.
     ///
     /// # Errors
     /// [`Error::Depot`] when the store fails.
     async fn list_level(&self, prefix: &DepotKey) -> Result<DepotLevel> {
-        let keys = self.list(prefix).await?;
+        let keys = if prefix.as_str().starts_with(store::RESERVED_PREFIX) {
+            self.list_all(prefix).await?
+        } else {
+            self.list(prefix).await?
+        };
         Ok(DepotLevel::of_keys(prefix, keys))
     }
 

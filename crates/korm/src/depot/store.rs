@@ -199,8 +199,9 @@ impl Store {
         self.list_keys(prefix, false).await
     }
 
-    /// One level under `prefix` (a delimiter listing), korm's own (`__korm_*`) left out;
-    /// names a depot key can not hold are left out too.
+    /// One level under `prefix` (a delimiter listing), korm's own (`__korm_*`) left out of
+    /// the top level (a prefix inside them lists what is there: korm's own readers); names a
+    /// depot key can not hold are left out too.
     pub(crate) async fn list_level(&self, prefix: &DepotKey) -> Result<super::DepotLevel> {
         let path = if prefix.is_root() {
             None
@@ -212,8 +213,10 @@ impl Store {
             .list_with_delimiter(path.as_ref())
             .await
             .map_err(|e| self.error(prefix.as_str(), e))?;
-        let visible =
-            |text: &str| !text.starts_with(RESERVED_PREFIX) && DepotKey::parse(text).is_ok();
+        let inside = prefix.as_str().starts_with(RESERVED_PREFIX);
+        let visible = |text: &str| {
+            (inside || !text.starts_with(RESERVED_PREFIX)) && DepotKey::parse(text).is_ok()
+        };
         let mut folders: Vec<String> = level
             .common_prefixes
             .iter()
@@ -224,7 +227,7 @@ impl Store {
         let mut files: Vec<DepotKey> = level
             .objects
             .iter()
-            .filter(|meta| !meta.location.as_ref().starts_with(RESERVED_PREFIX))
+            .filter(|meta| inside || !meta.location.as_ref().starts_with(RESERVED_PREFIX))
             .filter_map(|meta| DepotKey::parse(meta.location.as_ref()).ok())
             .collect();
         files.sort();

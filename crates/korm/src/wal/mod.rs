@@ -649,6 +649,44 @@ impl<'p> Wal<'p> {
     }
 }
 
+/// The pool ids with records under `namespace` in `depot`, sorted (one delimiter listing).
+async fn pool_ids_in(depot: &dyn Depot, namespace: &str) -> Result<Vec<String>> {
+    let prefix = crate::depot::DepotKey::parse(&format!("__korm_wal__/{namespace}"))?;
+    let level = depot.list_level(&prefix).await?;
+    Ok(level
+        .folders
+        .into_iter()
+        .filter(|f| check_folder_name("pool id", f).is_ok())
+        .collect())
+}
+
+/// The pending records other pool ids of this log's namespace hold: `(pool id, how many)`.
+/// Records filed under a pool id that is no longer this pool's (its layers or depots were
+/// renamed or added, and no pool metadata fixes the id) are otherwise never recovered.
+pub(crate) async fn pending_elsewhere(log: &WalLog) -> Result<Vec<(String, usize)>> {
+    let depot = &*log.files.depot;
+    let mut out = Vec::new();
+    for pool_id in pool_ids_in(depot, &log.options.namespace).await? {
+        if pool_id == log.pool_id {
+            continue;
+        }
+        let pending = crate::depot::DepotKey::parse(&format!(
+            "__korm_wal__/{}/{pool_id}/pending",
+            log.options.namespace
+        ))?;
+        let level = depot.list_level(&pending).await?;
+        let records = level
+            .files
+            .iter()
+            .filter(|key| key.as_str().ends_with(".json"))
+            .count();
+        if records > 0 {
+            out.push((pool_id, records));
+        }
+    }
+    Ok(out)
+}
+
 /// Refuses a WAL namespace or pool id that is not a folder name of the WAL
 /// (`__korm_wal__/{namespace}/{poolId}`).
 fn check_folder_name(what: &'static str, name: &str) -> Result<()> {
@@ -706,14 +744,9 @@ impl WalReader {
     ) -> Result<Vec<String>> {
         check_folder_name("WAL namespace", namespace)?;
         let (depot, _) = depot.into().open(depot_ident).await?;
-        let prefix = crate::depot::DepotKey::parse(&format!("__korm_wal__/{namespace}"))?;
-        let listed = depot.list_all(&prefix).await;
+        let listed = pool_ids_in(&*depot, namespace).await;
         depot.close().await;
-        let level = crate::depot::DepotLevel::of_keys(&prefix, listed?);
-        let folders = level.folders.into_iter();
-        Ok(folders
-            .filter(|f| check_folder_name("pool id", f).is_ok())
-            .collect())
+        listed
     }
 
     /// The folder of the records in the WAL depot (`__korm_wal__/{namespace}/{poolId}`).

@@ -25,6 +25,11 @@ pub struct RecoveryReport {
     /// The records refused (they fail their MAC check, are unsigned, malformed, or belong
     /// elsewhere): left where they are, never replayed.
     pub refused: Vec<RefusedRecord>,
+    /// Pending records of other pool ids in this namespace, `(pool id, how many)`: another
+    /// live pool's writes in flight, or this pool's before its layers or depots were renamed
+    /// or added (its id changed; recover them with
+    /// [`WalOptions::with_pool_id`](crate::WalOptions::with_pool_id) and the old id).
+    pub elsewhere: Vec<(String, usize)>,
 }
 
 /// One recovered record.
@@ -81,8 +86,22 @@ pub(crate) async fn recover(pool: &Pool, log: &WalLog) -> Result<RecoveryReport>
     let guard = locks.acquire_all(vec![whole], locks.wait()).await?;
     let result = recover_locked(pool, log).await;
     release_all(guard).await;
-    let report = result?;
+    let mut report = result?;
     log.unblock_finished().await?;
+    // A listing of the namespace: what this pool's recovery can not see is said.
+    match super::pending_elsewhere(log).await {
+        Ok(elsewhere) => {
+            for (pool_id, records) in &elsewhere {
+                tracing::warn!(namespace = %log.options.namespace, pool_id = %pool_id, records,
+                    "korm: pending WAL records of another pool id in this namespace: another \
+                     pool's writes in flight, or this pool's before its layers or depots \
+                     changed (recover them with WalOptions::with_pool_id and that id)");
+            }
+            report.elsewhere = elsewhere;
+        }
+        Err(e) => tracing::warn!(error = %e,
+            "korm: the WAL namespace could not be listed for other pools' pending records"),
+    }
     Ok(report)
 }
 

@@ -491,6 +491,70 @@ async fn a_failed_write_left_pending_is_not_brought_forward() {
     pool.close().await;
 }
 
+/// A pending record filed under the pool id the pool had before a depot was added (no pool
+/// metadata keeps the id) is not this pool's to recover, but the report names it, so it is
+/// not lost without a word.
+#[tokio::test]
+async fn pending_records_of_another_pool_id_are_reported() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .depot("wal", Arc::clone(&wal) as Arc<dyn Depot>)
+        .with_wal("wal", WalOptions::new("orders"))
+        .open()
+        .await
+        .expect("open");
+    let old_id = pool.pool_id().to_owned();
+    wal.fail_deletes.store(true, Ordering::SeqCst);
+    create_car(&pool, "cardb", "Citroen").await.expect("create");
+    pool.close().await;
+
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .depot(
+            "wal",
+            Faulty::local("wal", &dir.path().join("wal")).await as Arc<dyn Depot>,
+        )
+        .depot("files", korm::depots::local(dir.path().join("files")))
+        .with_wal("wal", WalOptions::new("orders"))
+        .open()
+        .await
+        .expect("open with a depot more");
+    assert_ne!(pool.pool_id(), old_id);
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert!(report.recovered.is_empty());
+    assert_eq!(report.elsewhere, [(old_id.clone(), 1)]);
+    pool.close().await;
+
+    // Pointed at the old id, the record is recovered (and the report is quiet about it).
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .depot(
+            "wal",
+            Faulty::local("wal", &dir.path().join("wal")).await as Arc<dyn Depot>,
+        )
+        .depot("files", korm::depots::local(dir.path().join("files")))
+        .with_wal("wal", WalOptions::new("orders").with_pool_id(&old_id))
+        .open()
+        .await
+        .expect("open under the old id");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.recovered.len(), 1, "{report:?}");
+    assert!(report.elsewhere.is_empty(), "{report:?}");
+    pool.close().await;
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Member {
     email: korm::Unique<String>,
