@@ -645,25 +645,49 @@ async fn a_schedule_runs_once_across_instances_on_mariadb() {
 
 /// A crafted backup: a table name with SQL in it is left out, a column name that is not a
 /// safe field is refused with a typed error, and nothing runs as SQL.
-#[tokio::test]
-async fn a_crafted_backup_runs_no_sql() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let depot = dir.path().join("depot");
-    let folder = depot.join("__korm_backups__/data/20300101T000000Z");
-    std::fs::create_dir_all(&folder).expect("mkdir");
-    let pool = open(
-        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
-        korm::depots::local(&depot).into(),
-    )
-    .await;
-    fill(&pool, 2).await;
-    let write = |name: &str, lines: &[Value]| {
+/// A SQLite pool holding two people, and the folder of its depot crafted backups go into.
+struct Crafted {
+    pool: korm::Pool,
+    folder: std::path::PathBuf,
+    header: Value,
+    _dir: tempfile::TempDir,
+}
+
+impl Crafted {
+    async fn new() -> Crafted {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let depot = dir.path().join("depot");
+        let folder = depot.join("__korm_backups__/data/20300101T000000Z");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        let pool = open(
+            korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
+            korm::depots::local(&depot).into(),
+        )
+        .await;
+        fill(&pool, 2).await;
+        Crafted {
+            pool,
+            folder,
+            header: json!({"t":"header","version":2,"createdAt":"2030-01-01T00:00:00.000Z","layerIdent":"data","layerType":"sqlite"}),
+            _dir: dir,
+        }
+    }
+
+    /// Writes `lines` as the backup file `name`; gives its key.
+    fn write(&self, name: &str, lines: &[Value]) -> korm::depots::DepotKey {
         let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(folder.join(name), text).expect("write");
+        std::fs::write(self.folder.join(name), text).expect("write");
         korm::depots::DepotKey::parse(&format!("__korm_backups__/data/20300101T000000Z/{name}"))
             .expect("key")
-    };
-    let header = json!({"t":"header","version":2,"createdAt":"2030-01-01T00:00:00.000Z","layerIdent":"data","layerType":"sqlite"});
+    }
+}
+
+#[tokio::test]
+async fn a_crafted_backup_runs_no_sql() {
+    let crafted = Crafted::new().await;
+    let (pool, header, write) = (&crafted.pool, &crafted.header, |n: &str, l: &[Value]| {
+        crafted.write(n, l)
+    });
     let evil = "__items__people__staff\"; DROP TABLE \"__items__people__staff\"; --";
     let key = write(
         "backup-evil-table.ndjson",
@@ -675,13 +699,13 @@ async fn a_crafted_backup_runs_no_sql() {
             json!({"t":"end"}),
         ],
     );
-    let backups = Backups::new(&pool, "backups").expect("depot");
+    let backups = Backups::new(pool, "backups").expect("depot");
     let report = backups
         .restore(&key, "data", RestoreOptions::replace())
         .await
         .expect("restore");
     assert_eq!(report.skipped, [evil]);
-    assert_eq!(all(&pool).await.len(), 2, "the table is still there, whole");
+    assert_eq!(all(pool).await.len(), 2, "the table is still there, whole");
 
     let table = "__items__people__staff";
     for column in ["a\"b", "__korm_x", "rnid"] {
@@ -702,7 +726,7 @@ async fn a_crafted_backup_runs_no_sql() {
                 "{column}: {refused:?}"
             );
             assert_eq!(
-                all(&pool).await.len(),
+                all(pool).await.len(),
                 2,
                 "{column}: the table is kept whole"
             );
@@ -715,21 +739,12 @@ async fn a_crafted_backup_runs_no_sql() {
 /// or a row without its id after good rows, and a column the layer stores as another kind.
 #[tokio::test]
 async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let depot = dir.path().join("depot");
-    let folder = depot.join("__korm_backups__/data/20300101T000000Z");
-    std::fs::create_dir_all(&folder).expect("mkdir");
-    let pool = open(
-        korm::layers::sqlite(dir.path().join("a.sqlite")).into(),
-        korm::depots::local(&depot).into(),
-    )
-    .await;
-    fill(&pool, 2).await;
-    let before = all(&pool).await;
-    let backups = Backups::new(&pool, "backups").expect("depot");
+    let crafted = Crafted::new().await;
+    let (pool, header) = (&crafted.pool, &crafted.header);
+    let before = all(pool).await;
+    let backups = Backups::new(pool, "backups").expect("depot");
     let table = "__items__people__staff";
     let id = |i: u32| format!("6f1c1f5e-0d47-4c55-9d6f-1d1b1c1e{i:04}");
-    let header = json!({"t":"header","version":2,"createdAt":"2030-01-01T00:00:00.000Z","layerIdent":"data","layerType":"sqlite"});
     let good = (0..600).map(|i| json!({"t":"row","table":table,"row":{"rnId":id(i),"name":"n"}}));
     let cases: [(&str, Value); 3] = [
         ("hostile column", json!({"rnId": id(9999), "a\"b": 1})),
@@ -743,12 +758,7 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
         lines.push(json!({"t":"row","table":table,"row":last}));
         lines.push(json!({"t":"endTable","name":table}));
         lines.push(json!({"t":"end"}));
-        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        std::fs::write(folder.join("backup-bad.ndjson"), text).expect("write");
-        let key = korm::depots::DepotKey::parse(
-            "__korm_backups__/data/20300101T000000Z/backup-bad.ndjson",
-        )
-        .expect("key");
+        let key = crafted.write("backup-bad.ndjson", &lines);
         let refused = backups
             .restore(&key, "data", RestoreOptions::replace())
             .await;
@@ -760,7 +770,7 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
             }
             _ => panic!("{case}: {refused:?}"),
         }
-        assert_eq!(all(&pool).await, before, "{case}: the table is kept whole");
+        assert_eq!(all(pool).await, before, "{case}: the table is kept whole");
     }
     pool.close().await;
 }

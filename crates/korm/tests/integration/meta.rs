@@ -909,36 +909,41 @@ async fn meta_korm_1_5_cardb_snapshot_is_discovered() {
         depot["config"]["root"] = json!(root);
         depot["fingerprint"] = json!(fp(&root));
     }
-    conn.execute(
-        "UPDATE __korm_pool__ SET config = ?1",
-        [snapshot.to_string()],
-    )
-    .expect("update");
     drop(conn);
-    let pool = korm::pool()
-        .layer("cardb", korm::layers::sqlite(&path))
-        .depot("backups", korm::depots::local(here("backups")))
-        .depot("files", korm::depots::local(here("files")))
-        .depot("wal", korm::depots::local(here("wal")))
-        .with_wal(
-            "wal",
-            WalOptions::new("fixtures")
-                .with_retention(WalRetention::Keep)
-                .with_depot_ops(korm::WalDepotOps::Record),
+    // Stores `snapshot`, opens a korm-rs pool configured alike (`why` it must open), and
+    // checks the row is still the one stored (nothing sealed, nothing to write again).
+    let opens_and_keeps = async |snapshot: &Value, why: &str| {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute(
+            "UPDATE __korm_pool__ SET config = ?1",
+            [snapshot.to_string()],
         )
-        .with_locks("cardb", LockOptions::new())
-        .with_meta("cardb")
-        .open()
-        .await
-        .expect("a korm-rs pool matches korm 1.5's snapshot");
-    pool.close().await;
-    // Nothing sealed, nothing to write again: the row is korm 1.5's still.
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    let after: String = conn
-        .query_row("SELECT config FROM __korm_pool__", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(after, snapshot.to_string());
-
+        .expect("update");
+        drop(conn);
+        let pool = korm::pool()
+            .layer("cardb", korm::layers::sqlite(&path))
+            .depot("backups", korm::depots::local(here("backups")))
+            .depot("files", korm::depots::local(here("files")))
+            .depot("wal", korm::depots::local(here("wal")))
+            .with_wal(
+                "wal",
+                WalOptions::new("fixtures")
+                    .with_retention(WalRetention::Keep)
+                    .with_depot_ops(korm::WalDepotOps::Record),
+            )
+            .with_locks("cardb", LockOptions::new())
+            .with_meta("cardb")
+            .open()
+            .await
+            .expect(why);
+        pool.close().await;
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let after: String = conn
+            .query_row("SELECT config FROM __korm_pool__", [], |r| r.get(0))
+            .expect("row");
+        assert_eq!(after, snapshot.to_string(), "{why}");
+    };
+    opens_and_keeps(&snapshot, "a korm-rs pool matches korm 1.5's snapshot").await;
     // korm 1.5 configured scheduled backups (korm-rs schedules them outside the pool's
     // configuration): the pool still opens, and the section stays as korm 1.5 wrote it.
     snapshot["backups"] = json!({
@@ -946,34 +951,7 @@ async fn meta_korm_1_5_cardb_snapshot_is_discovered() {
         "intervals": [{"layerIdent": "cardb", "every": "day"}],
         "retention": {"keep": 7}
     });
-    conn.execute(
-        "UPDATE __korm_pool__ SET config = ?1",
-        [snapshot.to_string()],
-    )
-    .expect("update");
-    drop(conn);
-    let pool = korm::pool()
-        .layer("cardb", korm::layers::sqlite(&path))
-        .depot("backups", korm::depots::local(here("backups")))
-        .depot("files", korm::depots::local(here("files")))
-        .depot("wal", korm::depots::local(here("wal")))
-        .with_wal(
-            "wal",
-            WalOptions::new("fixtures")
-                .with_retention(WalRetention::Keep)
-                .with_depot_ops(korm::WalDepotOps::Record),
-        )
-        .with_locks("cardb", LockOptions::new())
-        .with_meta("cardb")
-        .open()
-        .await
-        .expect("a korm 1.5 backups section is no difference");
-    pool.close().await;
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    let after: String = conn
-        .query_row("SELECT config FROM __korm_pool__", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(after, snapshot.to_string());
+    opens_and_keeps(&snapshot, "a korm 1.5 backups section is no difference").await;
 }
 
 /// `postgres.sql`'s snapshot (a jsonb string, two url layers sealed by korm 1.5): discovery

@@ -134,6 +134,15 @@ async fn sqlite_pool(dir: &Path, options: WalOptions) -> korm::Result<Pool> {
         .await
 }
 
+/// A pool builder with the layer `cardb` (`cars.sqlite` in `dir`) and its WAL, `options`,
+/// in the depot `wal`.
+fn cardb_with_wal(dir: &Path, wal: Arc<Faulty>, options: WalOptions) -> korm::PoolBuilder {
+    korm::pool()
+        .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
+        .depot("wal", wal as Arc<dyn Depot>)
+        .with_wal("wal", options)
+}
+
 async fn create_car(pool: &Pool, layer: &str, make: &str) -> korm::Result<korm::Item<Car>> {
     korm::item::<Car>(pool)
         .from_data(
@@ -273,13 +282,7 @@ async fn a_wal_depot_that_can_not_write_stops_the_write_before_it_begins() {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
     let wal = Faulty::local("wal", &dir.path().join("wal")).await;
-    let pool = korm::pool()
-        .layer(
-            "cardb",
-            korm::layers::sqlite(dir.path().join("cars.sqlite")),
-        )
-        .depot("wal", Arc::clone(&wal) as Arc<dyn Depot>)
-        .with_wal("wal", WalOptions::new("orders"))
+    let pool = cardb_with_wal(dir.path(), Arc::clone(&wal), WalOptions::new("orders"))
         .open()
         .await
         .expect("open");
@@ -436,16 +439,10 @@ async fn a_pending_record_is_brought_forward_at_open_and_a_tampered_one_is_refus
 async fn a_failed_write_left_pending_is_not_brought_forward() {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
-    let open = |wal: Arc<Faulty>| {
-        let dir = dir.path().to_owned();
-        async move {
-            korm::pool()
-                .layer("cardb", korm::layers::sqlite(dir.join("cars.sqlite")))
-                .depot("wal", wal as Arc<dyn Depot>)
-                .with_wal("wal", WalOptions::new("orders"))
-                .open()
-                .await
-        }
+    let open = async |wal: Arc<Faulty>| {
+        cardb_with_wal(dir.path(), wal, WalOptions::new("orders"))
+            .open()
+            .await
     };
     let wal = Faulty::local("wal", &dir.path().join("wal")).await;
     let pool = open(Arc::clone(&wal)).await.expect("open");
@@ -498,14 +495,17 @@ async fn a_failed_write_left_pending_is_not_brought_forward() {
 async fn pending_records_of_another_pool_id_are_reported() {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
+    // The pool with a depot more: its id is another.
+    let open = async |options: WalOptions| {
+        let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+        cardb_with_wal(dir.path(), wal, options)
+            .depot("files", korm::depots::local(dir.path().join("files")))
+            .open()
+            .await
+            .expect("open")
+    };
     let wal = Faulty::local("wal", &dir.path().join("wal")).await;
-    let pool = korm::pool()
-        .layer(
-            "cardb",
-            korm::layers::sqlite(dir.path().join("cars.sqlite")),
-        )
-        .depot("wal", Arc::clone(&wal) as Arc<dyn Depot>)
-        .with_wal("wal", WalOptions::new("orders"))
+    let pool = cardb_with_wal(dir.path(), Arc::clone(&wal), WalOptions::new("orders"))
         .open()
         .await
         .expect("open");
@@ -514,20 +514,7 @@ async fn pending_records_of_another_pool_id_are_reported() {
     create_car(&pool, "cardb", "Citroen").await.expect("create");
     pool.close().await;
 
-    let pool = korm::pool()
-        .layer(
-            "cardb",
-            korm::layers::sqlite(dir.path().join("cars.sqlite")),
-        )
-        .depot(
-            "wal",
-            Faulty::local("wal", &dir.path().join("wal")).await as Arc<dyn Depot>,
-        )
-        .depot("files", korm::depots::local(dir.path().join("files")))
-        .with_wal("wal", WalOptions::new("orders"))
-        .open()
-        .await
-        .expect("open with a depot more");
+    let pool = open(WalOptions::new("orders")).await;
     assert_ne!(pool.pool_id(), old_id);
     let report = pool.wal().expect("wal").opened_with().expect("report");
     assert!(report.recovered.is_empty());
@@ -535,20 +522,7 @@ async fn pending_records_of_another_pool_id_are_reported() {
     pool.close().await;
 
     // Pointed at the old id, the record is recovered (and the report is quiet about it).
-    let pool = korm::pool()
-        .layer(
-            "cardb",
-            korm::layers::sqlite(dir.path().join("cars.sqlite")),
-        )
-        .depot(
-            "wal",
-            Faulty::local("wal", &dir.path().join("wal")).await as Arc<dyn Depot>,
-        )
-        .depot("files", korm::depots::local(dir.path().join("files")))
-        .with_wal("wal", WalOptions::new("orders").with_pool_id(&old_id))
-        .open()
-        .await
-        .expect("open under the old id");
+    let pool = open(WalOptions::new("orders").with_pool_id(&old_id)).await;
     let report = pool.wal().expect("wal").opened_with().expect("report");
     assert_eq!(report.recovered.len(), 1, "{report:?}");
     assert!(report.elsewhere.is_empty(), "{report:?}");
@@ -680,6 +654,51 @@ async fn never_brought_forward(lose_both: bool) {
     pool.close().await;
 }
 
+/// A pool whose `cardb` refuses deletes (the undo of an insert) and an id `userdb` holds
+/// already; and the connection that set the trigger (`DROP TRIGGER no_delete` lifts it).
+async fn undo_refusing(dir: &Path) -> (Pool, String, rusqlite::Connection) {
+    let pool = sqlite_pool(dir, WalOptions::new("orders"))
+        .await
+        .expect("open");
+    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
+    let id = taken.rn().id().expect("id").to_owned();
+    create_car(&pool, "cardb", "Other")
+        .await
+        .expect("table exists");
+    let cardb = rusqlite::Connection::open(dir.join("cars.sqlite")).expect("sqlite");
+    cardb
+        .execute_batch(
+            "CREATE TRIGGER no_delete BEFORE DELETE ON __items__cars__suv \
+             BEGIN SELECT RAISE(ABORT, 'deletes refused'); END;",
+        )
+        .expect("trigger");
+    (pool, id, cardb)
+}
+
+/// A tx creating the car `id` on `cardb` and on `userdb` (under `guard`, if given): userdb
+/// refuses it, and cardb refuses its undo, so it fails with `UndoFailed`, half-applied.
+async fn half_applying_tx(pool: &Pool, id: &str, guard: Option<&korm::LockGuard>) {
+    let cars = korm::item::<Car>(pool);
+    let mut tx = korm::tx(pool);
+    if let Some(guard) = guard {
+        tx.under(guard);
+    }
+    for layer in ["cardb", "userdb"] {
+        tx.create(
+            cars.from_data(
+                rn(&format!("[rn][from::{layer}]:cars:suv:{id}")),
+                Car {
+                    make: "Citroen".into(),
+                    year: 2015,
+                },
+            )
+            .expect("floating"),
+        );
+    }
+    let err = tx.persist().await.expect_err("userdb refuses");
+    assert!(matches!(err, Error::UndoFailed { .. }), "{err:?}");
+}
+
 /// A failed write whose undo fails too (a trigger refuses the delete that undoes an
 /// insert): the WAL rolls it back at once if it can; it can not here, so the record stays
 /// pending as aborting and the RN refuses writes until a recovery finishes the rollback.
@@ -687,47 +706,9 @@ async fn never_brought_forward(lose_both: bool) {
 async fn a_failed_undo_is_finished_by_recovery_and_blocks_its_rns_until_then() {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
-    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
-        .await
-        .expect("open");
+    let (pool, id, cardb) = undo_refusing(dir.path()).await;
     let cars = korm::item::<Car>(&pool);
-    // userdb already holds the car whose id the tx reuses: its insert fails there.
-    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
-    let id = taken.rn().id().expect("id").to_owned();
-    create_car(&pool, "cardb", "Other")
-        .await
-        .expect("table exists");
-    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
-    cardb
-        .execute_batch(
-            "CREATE TRIGGER no_delete BEFORE DELETE ON __items__cars__suv \
-             BEGIN SELECT RAISE(ABORT, 'deletes refused'); END;",
-        )
-        .expect("trigger");
-
-    let mut tx = korm::tx(&pool);
-    tx.create(
-        cars.from_data(
-            rn(&format!("[rn][from::cardb]:cars:suv:{id}")),
-            Car {
-                make: "Citroen".into(),
-                year: 2015,
-            },
-        )
-        .expect("floating"),
-    );
-    tx.create(
-        cars.from_data(
-            rn(&format!("[rn][from::userdb]:cars:suv:{id}")),
-            Car {
-                make: "Citroen".into(),
-                year: 2015,
-            },
-        )
-        .expect("floating"),
-    );
-    let err = tx.persist().await.expect_err("userdb refuses");
-    assert!(matches!(err, Error::UndoFailed { .. }), "{err:?}");
+    half_applying_tx(&pool, &id, None).await;
     let half: Rn<Car> = rn(&format!("[rn][from::cardb]:cars:suv:{id}"));
     cars.load(half.clone())
         .get()
@@ -784,22 +765,8 @@ async fn a_failed_undo_is_finished_by_recovery_and_blocks_its_rns_until_then() {
 async fn a_writer_waiting_for_the_lock_sees_the_block() {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
-    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
-        .await
-        .expect("open");
+    let (pool, id, _cardb) = undo_refusing(dir.path()).await;
     let cars = korm::item::<Car>(&pool);
-    let taken = create_car(&pool, "userdb", "Taken").await.expect("create");
-    let id = taken.rn().id().expect("id").to_owned();
-    create_car(&pool, "cardb", "Other")
-        .await
-        .expect("table exists");
-    let cardb = rusqlite::Connection::open(dir.path().join("cars.sqlite")).expect("sqlite");
-    cardb
-        .execute_batch(
-            "CREATE TRIGGER no_delete BEFORE DELETE ON __items__cars__suv \
-             BEGIN SELECT RAISE(ABORT, 'deletes refused'); END;",
-        )
-        .expect("trigger");
     let half: Rn<Car> = rn(&format!("[rn][from::cardb]:cars:suv:{id}"));
     let guard = pool.locker().acquire(&half).await.expect("lock");
     // The waiting writers: a create (its plan is known: it checks, then locks) and an update
@@ -822,22 +789,7 @@ async fn a_writer_waiting_for_the_lock_sees_the_block() {
     let waiting = [spawn(false), spawn(true)];
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(waiting.iter().all(|w| !w.is_finished()), "the writers wait");
-    let mut tx = korm::tx(&pool);
-    tx.under(&guard);
-    for layer in ["cardb", "userdb"] {
-        tx.create(
-            cars.from_data(
-                rn(&format!("[rn][from::{layer}]:cars:suv:{id}")),
-                Car {
-                    make: "Citroen".into(),
-                    year: 2015,
-                },
-            )
-            .expect("floating"),
-        );
-    }
-    let err = tx.persist().await.expect_err("userdb refuses");
-    assert!(matches!(err, Error::UndoFailed { .. }), "{err:?}");
+    half_applying_tx(&pool, &id, Some(&guard)).await;
     guard.release().await.expect("release");
     for writer in waiting {
         let late = writer.await.expect("no panic");
