@@ -314,10 +314,12 @@ impl Interval {
                 .map_err(range)
         };
         let next = match self.unit {
+            // Slots are the multiples of `every` minutes since the epoch: the next one is one
+            // slot on, whatever `skip` (which counts single units in the other branches).
             Unit::Minute => {
                 let step = 60_000 * i64::from(self.every);
                 let ms = after.as_millisecond();
-                let slot = (ms.div_euclid(step) + if skip > 1 { skip } else { 1 }) * step;
+                let slot = (ms.div_euclid(step) + 1) * step;
                 return Timestamp::from_millisecond(slot).map_err(range);
             }
             Unit::Hour => {
@@ -718,9 +720,23 @@ mod tests {
             ts("2026-01-01T07:15:00Z")
         );
         let m: Interval = "every 15 minutes".parse().unwrap();
+        let first = m.first_after(ts("2026-01-01T00:20:00Z")).unwrap();
+        assert_eq!(first, ts("2026-01-01T00:30:00Z"));
         assert_eq!(
-            m.first_after(ts("2026-01-01T00:20:00Z")).unwrap(),
-            ts("2026-01-01T00:30:00Z")
+            m.next_after(first, first).unwrap(),
+            ts("2026-01-01T00:45:00Z")
+        );
+        // Missed runs are not made up: the next slot after now.
+        assert_eq!(
+            m.next_after(first, ts("2026-01-01T02:01:00Z")).unwrap(),
+            ts("2026-01-01T02:15:00Z")
+        );
+        let two: Interval = "every 2 minutes starting now".parse().unwrap();
+        let first = two.first_after(ts("2026-01-01T00:00:30Z")).unwrap();
+        assert_eq!(first, ts("2026-01-01T00:00:30Z"));
+        assert_eq!(
+            two.next_after(first, first).unwrap(),
+            ts("2026-01-01T00:02:00Z")
         );
         let w: Interval = "every week on friday at 03:30".parse().unwrap();
         // 2026-01-01 is a Thursday.
