@@ -203,6 +203,9 @@ pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
             (Some(p), Some(q)) => p == q,
+            // A whole number above i64::MAX (nested JSON may hold one) compares exactly
+            // too: as doubles, numbers up to 2048 apart would be the same change-free value.
+            (None, _) | (_, None) if x.is_u64() && y.is_u64() => x.as_u64() == y.as_u64(),
             _ => x.as_f64().is_some() && x.as_f64() == y.as_f64(),
         },
         (Value::Array(x), Value::Array(y)) => {
@@ -253,6 +256,21 @@ mod tests {
 
     fn fields(value: Value) -> Vec<Field> {
         encode(&value).unwrap()
+    }
+
+    #[test]
+    fn whole_numbers_above_i64_compare_exactly() {
+        assert!(!same_value(&json!(u64::MAX), &json!(u64::MAX - 1)));
+        assert!(!same_value(
+            &json!(i64::MAX),
+            &json!(9_223_372_036_854_775_808_u64)
+        ));
+        assert!(same_value(&json!(u64::MAX), &json!(u64::MAX)));
+        let nested = |n: u64| json!({"meta": {"big": n}});
+        assert!(!same_value(&nested(u64::MAX), &nested(u64::MAX - 1)));
+        // A whole double still equals its integer.
+        assert!(same_value(&json!(5), &json!(5.0)));
+        assert!(!same_value(&json!(5), &json!(5.5)));
     }
 
     #[test]

@@ -126,6 +126,7 @@ macro_rules! conformance {
 conformance!(
     create_and_load_every_kind,
     integers_beyond_32_bits_are_exact_or_refused,
+    nested_integers_above_i64_change_exactly,
     update_commit_persists_and_adds_columns,
     skipped_fields_keep_their_stored_value,
     delete_then_restore,

@@ -227,6 +227,39 @@ pub async fn integers_beyond_32_bits_are_exact_or_refused(pool: &Pool) {
     assert!(all.expect("query").iter().any(|i| i.rn() == first.rn()));
 }
 
+/// A whole number above `i64::MAX` inside JSON (where the encoder allows it) changed by
+/// less than a double can tell is still a change: stored, read back exactly.
+pub async fn nested_integers_above_i64_change_exactly(pool: &Pool) {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Meta {
+        big: u64,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Holder {
+        meta: Meta,
+    }
+    let made = create(
+        pool,
+        "[rn]:numbers:nested:*",
+        Holder {
+            meta: Meta { big: u64::MAX },
+        },
+    )
+    .await;
+    let rn = made.rn().clone();
+    for big in [u64::MAX - 1, 9_223_372_036_854_775_808] {
+        let loaded = korm::item::<Holder>(pool).load(rn.clone()).get().await;
+        loaded
+            .expect("load")
+            .update(|h| h.meta.big = big)
+            .commit()
+            .await
+            .expect("commit");
+        let back = korm::item::<Holder>(pool).load(rn.clone()).get().await;
+        assert_eq!(back.expect("load").data().meta.big, big);
+    }
+}
+
 pub async fn update_commit_persists_and_adds_columns(pool: &Pool) {
     let item = create(pool, USERS, fred()).await;
     let committed = item
