@@ -263,6 +263,11 @@ pub(crate) struct ResolveOptions {
 }
 
 impl ResolveOptions {
+    /// The options to keep with the items a read makes: none when it resolves nothing.
+    pub(crate) fn resolving(&self) -> Option<std::sync::Arc<ResolveOptions>> {
+        (!self.paths.is_empty()).then(|| std::sync::Arc::new(self.clone()))
+    }
+
     /// Parses the paths.
     pub(crate) fn parse(&self) -> Result<Vec<ResolvePath>> {
         self.paths.iter().map(|p| ResolvePath::parse(p)).collect()

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::layer::OpKind;
 use crate::model::{Cascade, StoredRow, collect_cascades, encode};
 use crate::pool::Pool;
+use crate::resolve::ResolveOptions;
 use crate::rn::Rn;
 use crate::write::{BeforeImage, FieldDiff, WriteOp, WritePlan, diff, execute};
 
@@ -185,6 +186,7 @@ impl<T: Model> ItemHandle<T> {
                 rn: ItemRn::new(rn),
                 data,
                 stored: BeforeImage::Unknown,
+                resolve: None,
             },
         })
     }
@@ -302,6 +304,7 @@ impl<T: Model> FloatingItem<T> {
                 rn: ItemRn::new(self.rn),
                 data: self.data,
                 stored,
+                resolve: None,
             }),
             Err(error) => Err(Failed { error, item: self }),
         }
@@ -526,6 +529,9 @@ pub struct Item<T> {
     data: T,
     /// The data as stored: the before-image of the next write.
     stored: BeforeImage,
+    /// The references the read that made it resolved: a reload (a retry after a conflict,
+    /// a rebase) resolves them again, so a change through a resolved `Ref` is not lost.
+    resolve: Option<Arc<ResolveOptions>>,
 }
 
 impl<T: Model> Item<T> {
@@ -536,6 +542,7 @@ impl<T: Model> Item<T> {
         rn: ItemRn<T>,
         row: StoredRow,
         resolved: Option<&std::sync::Arc<crate::model::Resolved>>,
+        resolve: Option<&Arc<ResolveOptions>>,
     ) -> Result<Self> {
         let data = crate::crypto::at_boundary(pool.ring(), || match resolved {
             Some(resolved) => crate::model::with_resolved(resolved, || decode::<T>(&rn, &row)),
@@ -546,6 +553,7 @@ impl<T: Model> Item<T> {
             rn,
             data,
             stored: BeforeImage::Read(row),
+            resolve: resolve.cloned(),
         })
     }
 
@@ -618,12 +626,14 @@ impl<T: Model> Item<T> {
             rn,
             data,
             stored,
+            resolve,
         } = self;
         let this = Item {
             pool,
             rn,
             data,
             stored: stored.shared(),
+            resolve,
         };
         match execute(&this.pool, WritePlan::single(this.delete_op(options))).await {
             Ok(()) => Ok(DeletedItem { item: this }),
@@ -761,6 +771,7 @@ impl<T: Model> UncommittedItem<T> {
             rn,
             data,
             stored,
+            resolve,
         } = self.item;
         let stored = stored.shared();
         let prepared = commit_op(pool.ring(), rn.get(), &data, stored.clone(), options);
@@ -774,6 +785,7 @@ impl<T: Model> UncommittedItem<T> {
                 rn,
                 data,
                 stored: new_stored,
+                resolve,
             }),
             Err(error) => Err(Failed {
                 error,
@@ -783,6 +795,7 @@ impl<T: Model> UncommittedItem<T> {
                         rn,
                         data,
                         stored,
+                        resolve,
                     },
                 },
             }),
@@ -796,7 +809,9 @@ impl<T: Model> UncommittedItem<T> {
     ///
     /// A change computed from the old value (an increment) would be computed again from the
     /// new one: apply such changes again to the reloaded item instead
-    /// ([`Item::retry_on_conflict`] does).
+    /// ([`Item::retry_on_conflict`] does, resolving the references the item's read resolved).
+    /// Only the item's own fields move: changes made through resolved references (cascades)
+    /// do not, and the rebased item's references come back unresolved.
     ///
     /// # Errors
     /// [`Error::NotFound`] if the item was deleted, [`Error::Decode`] if the merged data does
@@ -807,6 +822,7 @@ impl<T: Model> UncommittedItem<T> {
             rn,
             data,
             stored,
+            ..
         } = self.item;
         let ring = pool.ring().clone();
         let changed = crate::crypto::at_boundary(&ring, || {
@@ -916,6 +932,7 @@ impl<T: Model> Item<T> {
         loop {
             let pool = item.pool.clone();
             let rn = item.rn.get().clone();
+            let resolve = item.resolve.clone();
             match item.update(&mut change).commit().await {
                 Ok(done) => return Ok(done),
                 Err(e) if e.is_conflict() && attempt + 1 < RETRY_ATTEMPTS => {
@@ -927,7 +944,7 @@ impl<T: Model> Item<T> {
                         u64::try_from(micros).unwrap_or(0),
                     ))
                     .await;
-                    item = Load::new(pool, rn).get().await?;
+                    item = Load::again(pool, rn, resolve).get().await?;
                 }
                 Err(e) => return Err(e),
             }

@@ -423,6 +423,7 @@ impl<T: Model> Query<T> {
             stringify: self.stringify_sort,
             resolve: paths,
             strict: self.resolve.strict,
+            resolving: self.resolve.resolving(),
             after,
             skip: self.offset.unwrap_or(0),
             left: self.limit,
@@ -520,6 +521,7 @@ impl<T: Model> Query<T> {
         )
         .await?;
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
+        let resolve = self.resolve.resolving();
         let item = |row: StoredRow| {
             check_item_id(&self.rn, row.id())?;
             if !self.stringify_sort {
@@ -534,7 +536,13 @@ impl<T: Model> Query<T> {
                 }
             }
             let rn = ItemRn::lazy(self.rn.clone(), row.id());
-            Item::from_stored_resolved(self.pool.clone(), rn, row, resolved.as_ref())
+            Item::from_stored_resolved(
+                self.pool.clone(),
+                rn,
+                row,
+                resolved.as_ref(),
+                resolve.as_ref(),
+            )
         };
         Ok(rows.into_iter().map(item).collect())
     }
@@ -760,6 +768,8 @@ struct Scan<T> {
     stringify: bool,
     resolve: Vec<ResolvePath>,
     strict: bool,
+    /// The resolution as given, for the items (see [`Item::retry_on_conflict`]).
+    resolving: Option<Arc<ResolveOptions>>,
     /// Where the next chunk starts: the sort-key values and id of the last row read.
     after: Option<(Vec<Value>, String)>,
     /// Matching rows still to skip (an offset).
@@ -937,7 +947,13 @@ impl<T: Model> Scan<T> {
             .into_iter()
             .map(|row| {
                 let rn = self.row_rn(&row)?;
-                Item::from_stored_resolved(self.pool.clone(), rn, row, resolved.as_ref())
+                Item::from_stored_resolved(
+                    self.pool.clone(),
+                    rn,
+                    row,
+                    resolved.as_ref(),
+                    self.resolving.as_ref(),
+                )
             })
             .collect())
     }
@@ -1301,6 +1317,14 @@ impl<T: Model> Load<T> {
         }
     }
 
+    /// A reload of an item, resolving what the read that made it resolved.
+    pub(super) fn again(pool: Pool, rn: Rn<T>, resolve: Option<Arc<ResolveOptions>>) -> Self {
+        Load {
+            resolve: resolve.map(|r| (*r).clone()).unwrap_or_default(),
+            ..Load::new(pool, rn)
+        }
+    }
+
     /// Resolves references of the item along these paths; see
     /// [`Query::resolve`](crate::Query::resolve).
     pub fn resolve<I, S>(mut self, paths: I) -> Self
@@ -1376,8 +1400,15 @@ impl<T: Model> Load<T> {
         let rows = [row];
         let resolved = resolve_rows(&self.pool, &rows, &paths, self.resolve.strict).await?;
         let [row] = rows;
-        Item::from_stored_resolved(self.pool, ItemRn::new(self.rn), row, resolved.as_ref())
-            .map(Some)
+        let resolve = self.resolve.resolving();
+        Item::from_stored_resolved(
+            self.pool,
+            ItemRn::new(self.rn),
+            row,
+            resolved.as_ref(),
+            resolve.as_ref(),
+        )
+        .map(Some)
     }
 }
 

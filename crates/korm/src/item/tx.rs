@@ -166,6 +166,7 @@ impl<'g> Tx<'g> {
             rn: ItemRn::new(rn),
             data,
             stored: stored.unwrap_or_else(|| BeforeImage::Written(Default::default())),
+            resolve: None,
         })
     }
 
@@ -176,6 +177,7 @@ impl<'g> Tx<'g> {
             rn,
             data,
             stored,
+            resolve,
         } = item.item;
         let prepared = commit_op(
             pool.ring(),
@@ -194,6 +196,7 @@ impl<'g> Tx<'g> {
             rn,
             data,
             stored: new_stored.unwrap_or_else(|| BeforeImage::Written(Default::default())),
+            resolve,
         })
     }
 

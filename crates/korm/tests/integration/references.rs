@@ -333,6 +333,47 @@ async fn cascades_cross_databases_and_undo_together() {
 }
 
 /// The stored owner column of a car and its declared type, read with rusqlite directly.
+/// `retry_on_conflict` reloads an item resolving what its read resolved, so a change made
+/// through a resolved reference (a cascade) is applied on the retry too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resolves_again_what_the_load_resolved() {
+    let Some((pool, _dir, _pg, _my)) = three_backends().await else {
+        return;
+    };
+    let (users, car_rns) = seed(&pool, 1, 1).await;
+    let cars = korm::item::<Car>(&pool);
+    let load = || cars.load(car_rns[0].clone()).resolve(["owner"]).get();
+    let owner_age = async || {
+        let owner = korm::item::<User>(&pool).load(users[0].clone()).get().await;
+        owner.expect("owner").data().age
+    };
+    // Another writer changes the owner after the car (and its owner) were read: the
+    // cascade's condition fails once, and the retry reloads.
+    let car = load().await.expect("load");
+    korm::item::<User>(&pool)
+        .load(users[0].clone())
+        .get()
+        .await
+        .expect("owner")
+        .update(|u| u.age = 50)
+        .commit()
+        .await
+        .expect("other writer");
+    let mut attempts = 0;
+    car.retry_on_conflict(|c| {
+        attempts += 1;
+        if let Some(owner) = c.owner.resolved_mut() {
+            owner.age += 1;
+        }
+    })
+    .await
+    .expect("retry");
+    assert_eq!(attempts, 2);
+    assert_eq!(owner_age().await, 51, "the cascade of the retry landed");
+
+    pool.close().await;
+}
+
 fn stored_owner(path: &std::path::Path, car: &Rn<Car>) -> (String, String) {
     let conn = rusqlite::Connection::open(path).expect("open");
     let owner: String = conn
