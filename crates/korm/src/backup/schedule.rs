@@ -602,15 +602,18 @@ impl Scheduler {
     }
 
     /// Runs every schedule due at `now` that this instance claims first: its backups taken,
-    /// then retention applied. Returns the backups taken here.
+    /// then retention applied. Returns the backups taken here. A backup that fails does not
+    /// stop the others: every due schedule and every layer of a `*` schedule is tried.
     ///
     /// # Errors
-    /// The first backup or database error (schedules already claimed stay claimed: their
-    /// next run is on time).
+    /// The first backup error, once every due backup was tried (the backups taken before
+    /// and after it stay; a claimed schedule stays claimed: its next run is on time), or a
+    /// database error reading or claiming the schedules.
     pub async fn run_due(&self, now: Timestamp) -> Result<Vec<BackupInfo>> {
         self.register(now).await?;
         let meta = self.meta()?.layer();
         let mut taken = Vec::new();
+        let mut failed = None;
         let ours: Vec<String> = self
             .schedules
             .iter()
@@ -640,15 +643,28 @@ impl Scheduler {
                 vec![row.layer.clone()]
             };
             for layer in layers {
-                let info = backups.now(&layer).await?;
-                prune(&backups, &layer, self.retention, Some(&info.key), now).await?;
+                let info = match backups.now(&layer).await {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::warn!(layer = %layer, error = %e, "scheduled backup failed");
+                        failed.get_or_insert(e);
+                        continue;
+                    }
+                };
                 if let Some(f) = &self.taken {
                     f(&info);
                 }
+                let pruned = prune(&backups, &layer, self.retention, Some(&info.key), now).await;
                 taken.push(info);
+                if let Err(e) = pruned {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(taken)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
     }
 
     /// Runs the schedules in the background until the returned handle is aborted or the

@@ -775,6 +775,40 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
     pool.close().await;
 }
 
+/// A backup that fails (the depot can not take layer `a`'s file) does not stop the other
+/// layers of a `*` schedule: `b` is backed up, and the run reports `a`'s error.
+#[tokio::test]
+async fn a_failed_backup_does_not_stop_the_others_of_its_run() {
+    use korm::backup::schedule::Scheduler;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let depot = dir.path().join("depot");
+    let pool = korm::pool()
+        .layer("a", korm::layers::sqlite(dir.path().join("a.sqlite")))
+        .layer("b", korm::layers::sqlite(dir.path().join("b.sqlite")))
+        .depot("backups", korm::depots::local(&depot))
+        .with_meta("b")
+        .open()
+        .await
+        .expect("open");
+    // A file where layer a's backup folder goes.
+    std::fs::create_dir_all(depot.join("__korm_backups__")).expect("mkdir");
+    std::fs::write(depot.join("__korm_backups__/a"), "in the way").expect("block");
+    let scheduler = Scheduler::new(&pool, "backups")
+        .expect("scheduler")
+        .schedule("*", "every day at 02:00 starting now")
+        .expect("schedule");
+    let run = scheduler.run_due(jiff::Timestamp::now()).await;
+    assert!(run.is_err(), "a's failure is reported: {run:?}");
+    let listed = Backups::new(&pool, "backups")
+        .expect("depot")
+        .list(None)
+        .await
+        .expect("list");
+    let layers: Vec<&str> = listed.iter().map(|b| b.layer.as_str()).collect();
+    assert_eq!(layers, ["b"], "b was backed up all the same");
+    pool.close().await;
+}
+
 /// A started scheduler takes a due backup on its own, once.
 #[tokio::test]
 async fn a_started_scheduler_takes_a_due_backup_on_its_own() {
