@@ -512,6 +512,9 @@ fn schedule_id(layer: &str, spec: &Value) -> String {
     )
 }
 
+/// How long after a failed scheduled backup its schedule is due again (5 minutes).
+const RETRY_AFTER_MS: i64 = 5 * 60 * 1000;
+
 impl Scheduler {
     /// The scheduled backups of `pool` into its depot `depot`, with no schedule yet and
     /// retention [`Retention::All`]. Schedules need pool metadata (B1): they are kept on the
@@ -603,7 +606,8 @@ impl Scheduler {
 
     /// Runs every schedule due at `now` that this instance claims first: its backups taken,
     /// then retention applied. Returns the backups taken here. A backup that fails does not
-    /// stop the others: every due schedule and every layer of a `*` schedule is tried.
+    /// stop the others: every due schedule and every layer of a `*` schedule is tried, and a
+    /// schedule with a failed backup is due again five minutes later (not at its next slot).
     ///
     /// # Errors
     /// The first backup error, once every due backup was tried (the backups taken before
@@ -642,12 +646,14 @@ impl Scheduler {
             } else {
                 vec![row.layer.clone()]
             };
+            let mut missed = false;
             for layer in layers {
                 let info = match backups.now(&layer).await {
                     Ok(info) => info,
                     Err(e) => {
                         tracing::warn!(layer = %layer, error = %e, "scheduled backup failed");
                         failed.get_or_insert(e);
+                        missed = true;
                         continue;
                     }
                 };
@@ -657,6 +663,19 @@ impl Scheduler {
                 let pruned = prune(&backups, &layer, self.retention, Some(&info.key), now).await;
                 taken.push(info);
                 if let Err(e) = pruned {
+                    failed.get_or_insert(e);
+                }
+            }
+            // A missed backup is tried again soon rather than at the next slot (a day
+            // later, say): the schedule is claimed back to run in `RETRY_AFTER` (the whole
+            // run again: a `*` schedule backs up its other layers again too).
+            let retry = now.as_millisecond() + RETRY_AFTER_MS;
+            if missed && retry < next {
+                if let Err(e) = meta
+                    .backups()
+                    .claim_schedule(&row.id, next, retry, now.as_millisecond())
+                    .await
+                {
                     failed.get_or_insert(e);
                 }
             }

@@ -776,7 +776,8 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
 }
 
 /// A backup that fails (the depot can not take layer `a`'s file) does not stop the other
-/// layers of a `*` schedule: `b` is backed up, and the run reports `a`'s error.
+/// layers of a `*` schedule: `b` is backed up, and the run reports `a`'s error; the run is
+/// due again five minutes later.
 #[tokio::test]
 async fn a_failed_backup_does_not_stop_the_others_of_its_run() {
     use korm::backup::schedule::Scheduler;
@@ -797,15 +798,29 @@ async fn a_failed_backup_does_not_stop_the_others_of_its_run() {
         .expect("scheduler")
         .schedule("*", "every day at 02:00 starting now")
         .expect("schedule");
-    let run = scheduler.run_due(jiff::Timestamp::now()).await;
+    let now = jiff::Timestamp::now();
+    let run = scheduler.run_due(now).await;
     assert!(run.is_err(), "a's failure is reported: {run:?}");
-    let listed = Backups::new(&pool, "backups")
-        .expect("depot")
-        .list(None)
+    let backups = Backups::new(&pool, "backups").expect("depot");
+    let layers = async || {
+        let listed = backups.list(None).await.expect("list");
+        let mut layers: Vec<String> = listed.into_iter().map(|b| b.layer).collect();
+        layers.sort();
+        layers
+    };
+    assert_eq!(layers().await, ["b"], "b was backed up all the same");
+    // The missed run is due again five minutes later, not at tomorrow's 02:00.
+    std::fs::remove_file(depot.join("__korm_backups__/a")).expect("unblock");
+    let early = now + jiff::SignedDuration::from_mins(4);
+    assert!(scheduler.run_due(early).await.expect("not due").is_empty());
+    let retried = scheduler
+        .run_due(now + jiff::SignedDuration::from_mins(6))
         .await
-        .expect("list");
-    let layers: Vec<&str> = listed.iter().map(|b| b.layer.as_str()).collect();
-    assert_eq!(layers, ["b"], "b was backed up all the same");
+        .expect("the retry");
+    let mut again: Vec<&str> = retried.iter().map(|b| b.layer.as_str()).collect();
+    again.sort_unstable();
+    assert_eq!(again, ["a", "b"]);
+    assert_eq!(layers().await, ["a", "b", "b"]);
     pool.close().await;
 }
 
