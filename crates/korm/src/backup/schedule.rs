@@ -670,14 +670,14 @@ impl Scheduler {
             // later, say): the schedule is claimed back to run in `RETRY_AFTER` (the whole
             // run again: a `*` schedule backs up its other layers again too).
             let retry = now.as_millisecond() + RETRY_AFTER_MS;
-            if missed && retry < next {
-                if let Err(e) = meta
+            if missed
+                && retry < next
+                && let Err(e) = meta
                     .backups()
                     .claim_schedule(&row.id, next, retry, now.as_millisecond())
                     .await
-                {
-                    failed.get_or_insert(e);
-                }
+            {
+                failed.get_or_insert(e);
             }
         }
         match failed {
