@@ -181,6 +181,7 @@ conformance!(
     keyset_pages_walk_every_item_once,
     in_list_of_a_million_values,
     stream_reads_in_chunks,
+    stream_continues_past_integers_above_i64,
     declared_indexes_are_used,
     keyset_pages_seek_the_key,
 );
