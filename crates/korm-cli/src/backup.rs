@@ -271,7 +271,11 @@ async fn run_on(
                 };
                 println!(
                     "ok  {}: layer {} ({}), {} tables, {} rows: {how}",
-                    report.key, report.layer, report.layer_type, report.tables, report.rows
+                    report.key,
+                    crate::terminal_safe(&report.layer),
+                    crate::terminal_safe(&report.layer_type),
+                    report.tables,
+                    report.rows
                 );
             }
         }

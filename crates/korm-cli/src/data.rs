@@ -246,7 +246,8 @@ pub(crate) async fn inspect(pool: &Opened, out: Output) -> korm::Result<()> {
             .iter()
             .map(|col| {
                 let unique = if col.unique { " unique" } else { "" };
-                format!("{} {}{unique}", col.name, col.kind.name())
+                let name = crate::terminal_safe(&col.name);
+                format!("{name} {}{unique}", col.kind.name())
             })
             .collect();
         println!(

@@ -136,9 +136,40 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("korm: {e}");
+            eprintln!("korm: {}", terminal_safe(&e.to_string()));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `text` for a terminal: a control character (a terminal escape in a tampered column name
+/// or backup header, say) is written as its escape (`\u{1b}`), never raw; line breaks and
+/// tabs stay.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(super::terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            super::terminal_safe("x\u{1b}]52;c;aGk=\u{7}y"),
+            "x\\u{1b}]52;c;aGk=\\u{7}y"
+        );
     }
 }
 

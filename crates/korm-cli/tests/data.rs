@@ -312,3 +312,33 @@ async fn on_postgres() {
 async fn on_mariadb() {
     on_a_server(support::Server::MySql).await;
 }
+
+/// A column name holding a terminal escape (a hand-made column) reaches `korm inspect`'s
+/// output escaped, never raw.
+#[tokio::test]
+async fn inspect_escapes_control_characters_in_column_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("cars.sqlite");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&file))
+        .open()
+        .await
+        .expect("open");
+    cars(&pool, "db").await;
+    pool.close().await;
+    let conn = rusqlite::Connection::open(&file).expect("sqlite");
+    conn.execute(
+        "ALTER TABLE __items__cars__suv ADD COLUMN \"x\u{1b}]52;c;aGk=\u{7}\" TEXT",
+        [],
+    )
+    .expect("add the column");
+    drop(conn);
+    let path = file.to_str().expect("utf8");
+    let text = stdout(&korm(&["inspect", "--sqlite", path]));
+    assert!(text.contains("cars:suv"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(text.contains("x\\u{1b}]52"), "{text}");
+}

@@ -598,3 +598,24 @@ async fn status_and_show_read_a_wal_in_an_s3_bucket() {
         "{none:?}"
     );
 }
+
+/// A `--wal-dir` URL that is not a lowercase `s3://` one is refused without repeating it
+/// (it may carry credentials).
+#[test]
+fn a_wal_dir_url_is_never_repeated_in_an_error() {
+    for url in [
+        "S3://AKIAEXAMPLE:s3cret@bucket/prefix",
+        "https://user:s3cret@minio.example/bucket",
+    ] {
+        let run = korm(&args(
+            &["wal", "status", "--wal-dir", url, "--namespace", "app"],
+            &[],
+        ));
+        assert_ne!(run.code, 0, "{run:?}");
+        assert!(run.stderr.contains("--wal-dir"), "{run:?}");
+        assert!(
+            !run.stderr.contains("s3cret") && !run.stdout.contains("s3cret"),
+            "{run:?}"
+        );
+    }
+}

@@ -320,6 +320,15 @@ fn wal_depot(dir: &str) -> korm::Result<korm::depots::DepotSpec> {
     if dir.starts_with("s3://") {
         return pool_args::depot(&format!("wal={dir}")).map(|(_, spec)| spec);
     }
+    // Any other URL is refused without repeating it (it may carry credentials).
+    if dir.contains("://") {
+        return Err(Error::InvalidOption {
+            option: "--wal-dir",
+            reason: "is a URL but not an s3://BUCKET/PREFIX one (write the scheme in lower \
+                     case; credentials come from AWS_* settings, never the URL), nor a folder"
+                .to_owned(),
+        });
+    }
     if !Path::new(dir).is_dir() {
         return Err(Error::InvalidOption {
             option: "--wal-dir",
