@@ -161,18 +161,6 @@ pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn control_characters_are_escaped_for_the_terminal() {
-        assert_eq!(super::terminal_safe("plain\ttext\n"), "plain\ttext\n");
-        assert_eq!(
-            super::terminal_safe("x\u{1b}]52;c;aGk=\u{7}y"),
-            "x\\u{1b}]52;c;aGk=\\u{7}y"
-        );
-    }
-}
-
 async fn run(cli: Cli) -> korm::Result<ExitCode> {
     match cli.command {
         Command::GenerateEncryptionKey => {
@@ -221,4 +209,16 @@ async fn run(cli: Cli) -> korm::Result<ExitCode> {
         Command::Backup { command } => return backup::run(command).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        assert_eq!(super::terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            super::terminal_safe("x\u{1b}]52;c;aGk=\u{7}y"),
+            "x\\u{1b}]52;c;aGk=\\u{7}y"
+        );
+    }
 }
