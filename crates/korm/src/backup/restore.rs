@@ -4,10 +4,10 @@
 //! [`Reader`](super::format::Reader)), so a corrupt or truncated file is refused before
 //! anything is written, and so is a row the second pass could not write (no `rnId`, a column
 //! that is not a field name, a value of a kind its column does not take: a replace would have
-//! emptied the table before it met the row); it also learns the kind of every column a korm 1.5 snapshot does not
-//! name (from `__korm_meta__` when the snapshot has it, else from the values). The second
-//! writes the rows through the layer's own write path, in batches of one transaction each,
-//! creating missing tables and columns as any write does.
+//! emptied the table before it met the row); it also learns the kind of every column a korm
+//! 1.5 snapshot does not name (from `__korm_meta__` when the snapshot has it, else from the
+//! values). The second writes the rows through the layer's own write path, in batches of
+//! one transaction each, creating missing tables and columns as any write does.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -386,9 +386,9 @@ pub trait Depot: fmt::Debug + Send + Sync + 'static {
     /// directly in it, korm's own files left out of the top level as by
     /// [`list`](Depot::list) (a prefix inside them, `__korm_wal__/...`, lists what is there,
     /// for korm's own readers). The default groups what `list` (or, inside korm's own files,
-    /// [`list_all`](Depot::list_all)) returns; the built-in depots ask their store for the one level
-    /// (a delimiter listing), so a depot of millions of files is not read whole to show a
-    /// folder.
+    /// [`list_all`](Depot::list_all)) returns; the built-in depots ask their store for the
+    /// one level (a delimiter listing), so a depot of millions of files is not read whole to
+    /// show a folder.
     ///
     /// # Errors
     /// [`Error::Depot`] when the store fails.
