@@ -424,20 +424,28 @@ impl Stored {
     }
 
     /// Whether a sealed config is not sealed with the ring's current key (korm 1.5 wrote it,
-    /// or the key was rotated since): the snapshot is then written again.
+    /// or the key was rotated since): the snapshot is then written again. Only when the ring
+    /// opens every sealed config: a process without the sealing key (another key, or a
+    /// temporary one outside production) would otherwise seal the shared snapshot under a
+    /// key the other processes do not hold.
     pub(crate) fn needs_reseal(&self, ring: &KeyRing) -> bool {
-        self.layers
+        let sealed: Vec<&Value> = self
+            .layers
             .iter()
             .chain(&self.depots)
-            .any(|entry| match &entry.config {
-                StoredConfig::Sealed { envelope, .. } => {
-                    envelope
-                        .get(crate::crypto::KEY_ID_FIELD)
-                        .and_then(Value::as_str)
-                        != Some(ring.current_key_id())
-                }
-                _ => false,
+            .filter_map(|entry| match &entry.config {
+                StoredConfig::Sealed { envelope, .. } => Some(envelope),
+                _ => None,
             })
+            .collect();
+        sealed.iter().any(|envelope| {
+            envelope
+                .get(crate::crypto::KEY_ID_FIELD)
+                .and_then(Value::as_str)
+                != Some(ring.current_key_id())
+        }) && sealed
+            .iter()
+            .all(|envelope| crate::crypto::open_value(ring, envelope).is_ok())
     }
 }
 

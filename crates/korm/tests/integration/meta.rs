@@ -1230,6 +1230,46 @@ async fn meta_snapshot_sealed_with_an_old_key_is_sealed_again() {
     assert_eq!(url, server.url);
 }
 
+/// A snapshot sealed with a key this process does not hold is left as it is: sealing it
+/// again under this process's key would lock out the processes that hold the first one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_snapshot_sealed_with_an_unknown_key_is_left_alone() {
+    install_test_keys();
+    let Some(db) = Db::new(Kind::MySql).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    builder(&db, dir.path())
+        .open()
+        .await
+        .expect("open")
+        .close()
+        .await;
+    let mut snapshot = db.snapshot().await;
+    let Db::Server(server) = &db else {
+        unreachable!()
+    };
+    let stranger = korm::crypto::KeyRing::new(korm::crypto::EncryptionKey::generate());
+    snapshot["layers"][0]["config"]["encrypted"] = stranger.encrypt(&server.url).expect("seal");
+    db.set_config(&snapshot.to_string()).await;
+
+    builder(&db, dir.path())
+        .open()
+        .await
+        .expect("the fingerprints match: it opens")
+        .close()
+        .await;
+    let after = db.snapshot().await;
+    assert_eq!(
+        after, snapshot,
+        "the snapshot is as the other key sealed it"
+    );
+    let url: String = stranger
+        .decrypt(&after["layers"][0]["config"]["encrypted"])
+        .expect("the other process still opens it");
+    assert_eq!(url, server.url);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_discover_needs_a_snapshot() {
     install_test_keys();
