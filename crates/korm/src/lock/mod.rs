@@ -101,7 +101,7 @@ impl Locks {
         };
         Ok(Some(LockGuard {
             lease,
-            _local: local,
+            local: Some(local),
             key,
             table: Arc::as_ptr(&self.table) as usize,
         }))
@@ -172,11 +172,23 @@ pub(crate) async fn release_all(guards: Vec<LockGuard>) {
 /// A held lock on one RN. Dropping it releases the lock (a shared row is then deleted by a
 /// background task); [`release`](LockGuard::release) does it and waits.
 pub struct LockGuard {
-    // Released first: the row goes before the in-process lock lets the next task in.
+    // The row goes before the in-process lock lets the next task in (see `Drop`).
     lease: Option<Lease>,
-    _local: LocalGuard,
+    local: Option<LocalGuard>,
     key: Arc<str>,
     table: usize,
+}
+
+impl Drop for LockGuard {
+    /// A guard dropped without [`release`](LockGuard::release) deletes its row in a task;
+    /// the in-process lock goes with that task, only once the row is gone. Let go at once,
+    /// it let the next task of this process claim the row (expired meanwhile, say) and then
+    /// lose it to the late delete, while another process took the lock too.
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.abandon(self.local.take());
+        }
+    }
 }
 
 impl fmt::Debug for LockGuard {

@@ -341,27 +341,47 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Lets go of the lease without awaiting (see [`let_go`]), holding `keep` (the
+    /// in-process lock) until the row is gone.
+    pub(crate) fn abandon<K: Send + 'static>(mut self, keep: Option<K>) {
+        self.released = true;
+        self.refresher.abort();
+        let_go(&self.inner, self.id, &self.lock_id, keep);
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         if self.released {
             return;
         }
+        // Dropped outside a guard (an acquire given up): nothing local to hold.
         self.refresher.abort();
-        // Drop can not await: the row is deleted by a task when a runtime is at hand, and
-        // expires after its TTL otherwise. The lease stays registered until then, so a
-        // pool closed meanwhile deletes the row itself.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let inner = Arc::clone(&self.inner);
-            let lock_id = Arc::clone(&self.lock_id);
-            let id = self.id;
-            runtime.spawn(async move {
-                if let Err(e) = inner.layer.locks().release(&lock_id, &inner.owner).await {
-                    tracing::debug!(lock = %lock_id, error = %e, "shared lock not released; it expires after its ttl");
-                }
-                inner.forget(id);
-            });
-        } else {
-            self.inner.forget(self.id);
-        }
+        let_go(&self.inner, self.id, &self.lock_id, None::<()>);
+    }
+}
+
+/// Deletes a lease's row in a task when a runtime is at hand (it expires after its TTL
+/// otherwise), then drops `keep`. The lease stays registered until then, so a pool closed
+/// meanwhile deletes the row itself.
+fn let_go<K: Send + 'static>(
+    inner: &Arc<SharedInner>,
+    id: u64,
+    lock_id: &Arc<str>,
+    keep: Option<K>,
+) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let inner = Arc::clone(inner);
+        let lock_id = Arc::clone(lock_id);
+        runtime.spawn(async move {
+            if let Err(e) = inner.layer.locks().release(&lock_id, &inner.owner).await {
+                tracing::debug!(lock = %lock_id, error = %e, "shared lock not released; it expires after its ttl");
+            }
+            inner.forget(id);
+            drop(keep);
+        });
+    } else {
+        inner.forget(id);
     }
 }

@@ -908,3 +908,33 @@ async fn crossed_transactions_of_made_and_loaded_items_do_not_deadlock() {
     }
     pool.close().await;
 }
+
+/// A guard dropped without `release` lets go of its row before its in-process lock: the
+/// next task of the pool claims a row of its own after the late delete, so another pool
+/// can not take the lock meanwhile (the dropped guard's row had expired: the next task's
+/// claim took it over, and the late delete removed the new holder's row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_guard_lets_go_of_its_row_before_its_in_process_lock() {
+    let Some(store) = Store::new(None).await else {
+        return;
+    };
+    let quick = LockOptions::new()
+        .with_ttl(Duration::from_millis(300))
+        .with_retry(Duration::from_millis(10))
+        .with_refresh(Duration::from_secs(60));
+    let a = store.pool(quick.clone().with_owner_id("owner-a")).await;
+    let b = store.pool(quick.with_owner_id("owner-b")).await;
+    let rn: Rn<Counter> = new_rn("[rn]:counters:dropped:");
+    for round in 0..8 {
+        let first = a.locker().acquire(&rn).await.expect("a acquires");
+        // The row expires (no refresh within the ttl).
+        tokio::time::sleep(Duration::from_millis(320)).await;
+        drop(first);
+        let second = a.locker().acquire(&rn).await.expect("a acquires again");
+        // Whatever late delete there is runs now.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let stolen = b.locker().try_acquire(&rn).await.expect("try");
+        assert!(stolen.is_none(), "round {round}: b took a lock a holds");
+        second.release().await.expect("release");
+    }
+}
