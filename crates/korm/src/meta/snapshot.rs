@@ -699,7 +699,12 @@ mod tests {
         assert_eq!(opened, json!("postgres://korm:s3cret@db/app"));
         assert_eq!(stored.layers[0].fingerprint, fingerprint(&opened));
         assert!(!stored.needs_reseal(&ring));
+        // A rotated ring (the sealing key kept as an old one) seals it again; a ring that
+        // can not open it leaves it as it is.
+        let rotated = KeyRing::new(crate::crypto::EncryptionKey::generate())
+            .with_old_key(crate::crypto::EncryptionKey::from_hex(&"a1".repeat(32)).unwrap());
+        assert!(stored.needs_reseal(&rotated));
         let other = KeyRing::new(crate::crypto::EncryptionKey::generate());
-        assert!(stored.needs_reseal(&other));
+        assert!(!stored.needs_reseal(&other));
     }
 }
