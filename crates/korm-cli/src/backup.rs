@@ -217,7 +217,7 @@ async fn run_on(
                 let info = backups.now(layer).await?;
                 let secs = start.elapsed().as_secs_f64().max(1e-6);
                 if !json {
-                    println!(
+                    out!(
                         "{}  {} tables, {} rows, {} bytes, {:.0} rows/s",
                         info.key,
                         info.tables,
@@ -233,7 +233,7 @@ async fn run_on(
                 }));
             }
             if json {
-                println!("{}", json!({ "backups": taken }));
+                out!("{}", json!({ "backups": taken }));
             }
         }
         BackupCommand::List { layer, .. } => {
@@ -245,18 +245,18 @@ async fn run_on(
                         json!({"layer": e.layer, "takenAt": e.taken_at, "key": e.key.as_str(), "size": e.size})
                     })
                     .collect();
-                println!("{}", json!({ "backups": entries }));
+                out!("{}", json!({ "backups": entries }));
             } else {
                 for e in &list {
                     let size = e.size.map(|s| s.to_string()).unwrap_or_default();
-                    println!("{}\t{}\t{}\t{}", e.layer, e.taken_at, size, e.key);
+                    out!("{}\t{}\t{}\t{}", e.layer, e.taken_at, size, e.key);
                 }
             }
         }
         BackupCommand::Verify { key: k, .. } => {
             let report = backups.verify(&key(k)?).await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({"key": report.key.as_str(), "ok": true, "layer": report.layer,
                         "layerType": report.layer_type, "createdAt": report.created_at,
@@ -269,7 +269,7 @@ async fn run_on(
                 } else {
                     "whole and well-formed (a korm 1.5 backup: no checksums to check)"
                 };
-                println!(
+                out!(
                     "ok  {}: layer {} ({}), {} tables, {} rows: {how}",
                     report.key,
                     crate::terminal_safe(&report.layer),
@@ -312,13 +312,13 @@ async fn run_on(
             let report = backups.restore(&key(k)?, &layer, options).await?;
             let secs = start.elapsed().as_secs_f64().max(1e-6);
             if json {
-                println!(
+                out!(
                     "{}",
                     json!({"key": k, "layer": layer, "mode": mode, "tables": report.tables,
                         "rows": report.rows, "skipped": report.skipped, "seconds": secs})
                 );
             } else {
-                println!(
+                out!(
                     "restored {} rows of {} tables into {layer} ({mode}), {:.0} rows/s",
                     report.rows,
                     report.tables.len(),

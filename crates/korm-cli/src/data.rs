@@ -151,9 +151,9 @@ pub(crate) async fn get(pool: &Opened, rn: &str, out: Output) -> korm::Result<()
         .get()
         .await?;
     if out.json {
-        println!("{}", pretty(&item_json(&item)));
+        out!("{}", pretty(&item_json(&item)));
     } else {
-        print!(
+        out_raw!(
             "{}",
             item.show(korm::ShowOptions::new().with_color(out.color))
         );
@@ -203,10 +203,10 @@ pub(crate) async fn query(
     };
     if out.json {
         let all: Vec<Value> = items.iter().map(item_json).collect();
-        println!("{}", pretty(&Value::Array(all)));
+        out!("{}", pretty(&Value::Array(all)));
     } else {
         for item in &items {
-            print!(
+            out_raw!(
                 "{}",
                 item.show(korm::ShowOptions::new().with_color(out.color))
             );
@@ -237,7 +237,7 @@ pub(crate) async fn inspect(pool: &Opened, out: Output) -> korm::Result<()> {
                 })
             })
             .collect();
-        println!("{}", pretty(&Value::Array(all)));
+        out!("{}", pretty(&Value::Array(all)));
         return Ok(());
     }
     for c in &found {
@@ -250,7 +250,7 @@ pub(crate) async fn inspect(pool: &Opened, out: Output) -> korm::Result<()> {
                 format!("{name} {}{unique}", col.kind.name())
             })
             .collect();
-        println!(
+        out!(
             "{}\t{}\t{} row(s)\t{}",
             c.layer,
             c.collection.as_deref().unwrap_or(&c.table),
@@ -266,9 +266,9 @@ pub(crate) async fn inspect(pool: &Opened, out: Output) -> korm::Result<()> {
 pub(crate) async fn count(pool: &Opened, selection: &Selection, out: Output) -> korm::Result<()> {
     let n = selection.query(pool)?.count().await?;
     if out.json {
-        println!("{}", json!({ "count": n }));
+        out!("{}", json!({ "count": n }));
     } else {
-        println!("{n}");
+        out!("{n}");
     }
     Ok(())
 }

@@ -4,6 +4,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+/// `println!` for results: a closed stdout (`korm query ... | head`) ends the program quietly
+/// with success, as a pipe's reader expects, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
+/// `print!` for results, as [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod backup;
 mod data;
 mod pool_args;
@@ -142,6 +163,16 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Ends the program after a failed write of results: quietly with success when the reader
+/// closed the pipe, with the error (exit 1) otherwise (a full disk, say).
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("korm: can not write the results: {e}");
+    std::process::exit(1);
+}
+
 /// `text` for a terminal: a control character (a terminal escape in a tampered column name
 /// or backup header, say) is written as its escape (`\u{1b}`), never raw; line breaks and
 /// tabs stay.
@@ -164,7 +195,7 @@ pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
 async fn run(cli: Cli) -> korm::Result<ExitCode> {
     match cli.command {
         Command::GenerateEncryptionKey => {
-            println!("{}", korm::crypto::generate_encryption_key().as_str());
+            out!("{}", korm::crypto::generate_encryption_key().as_str());
         }
         Command::Inspect { pool, print } => {
             let out = print.output();

@@ -342,3 +342,42 @@ async fn inspect_escapes_control_characters_in_column_names() {
     );
     assert!(text.contains("x\\u{1b}]52"), "{text}");
 }
+
+/// `korm query ... | head`: the reader closes the pipe early, and korm ends quietly with
+/// success (no panic about a broken pipe).
+#[tokio::test]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("cars.sqlite");
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&file))
+        .open()
+        .await
+        .expect("open");
+    for _ in 0..200 {
+        cars(&pool, "db").await;
+    }
+    pool.close().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_korm"))
+        .args(["query", "[rn]:cars:suv:*", "--sqlite"])
+        .arg(&file)
+        .env("KORM_ENCRYPTION_KEY", KEY)
+        .env_remove("KORM_ENV")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run korm");
+    let mut head = [0u8; 64];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut head)
+        .expect("the first bytes");
+    // The pipe's reader is gone now.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}

@@ -238,7 +238,7 @@ pub(crate) async fn run(command: WalCommand) -> korm::Result<ExitCode> {
             if json {
                 print_json(&render::status_json(&status));
             } else {
-                print!("{}", render::status_text(&status));
+                out_raw!("{}", render::status_text(&status));
             }
             Ok(status.verdict().exit_code())
         }
@@ -248,7 +248,7 @@ pub(crate) async fn run(command: WalCommand) -> korm::Result<ExitCode> {
             if json {
                 print_json(&render::record_json(&record));
             } else {
-                print!("{}", render::record_text(&record));
+                out_raw!("{}", render::record_text(&record));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -288,7 +288,7 @@ async fn recover(args: RecoverArgs) -> korm::Result<ExitCode> {
             if args.json {
                 print_json(&render::report_json(pool_id, &args.namespace, &report));
             } else {
-                print!("{}", render::report_text(pool_id, &args.namespace, &report));
+                out_raw!("{}", render::report_text(pool_id, &args.namespace, &report));
             }
             Ok(Verdict::of_report(&report).exit_code())
         }
@@ -302,7 +302,7 @@ async fn recover(args: RecoverArgs) -> korm::Result<ExitCode> {
 
 fn print_json(value: &Value) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => out!("{text}"),
         Err(e) => eprintln!("korm: {e}"),
     }
 }
