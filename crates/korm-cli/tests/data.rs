@@ -313,19 +313,27 @@ async fn on_mariadb() {
     on_a_server(support::Server::MySql).await;
 }
 
-/// A column name holding a terminal escape (a hand-made column) reaches `korm inspect`'s
-/// output escaped, never raw.
-#[tokio::test]
-async fn inspect_escapes_control_characters_in_column_names() {
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("cars.sqlite");
+/// A SQLite file in `dir` holding [`cars`] `times` over (four cars each time).
+async fn sqlite_of_cars(dir: &std::path::Path, times: usize) -> std::path::PathBuf {
+    let file = dir.join("cars.sqlite");
     let pool = korm::pool()
         .layer("db", korm::layers::sqlite(&file))
         .open()
         .await
         .expect("open");
-    cars(&pool, "db").await;
+    for _ in 0..times {
+        cars(&pool, "db").await;
+    }
     pool.close().await;
+    file
+}
+
+/// A column name holding a terminal escape (a hand-made column) reaches `korm inspect`'s
+/// output escaped, never raw.
+#[tokio::test]
+async fn inspect_escapes_control_characters_in_column_names() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = sqlite_of_cars(dir.path(), 1).await;
     let conn = rusqlite::Connection::open(&file).expect("sqlite");
     conn.execute(
         "ALTER TABLE __items__cars__suv ADD COLUMN \"x\u{1b}]52;c;aGk=\u{7}\" TEXT",
@@ -349,16 +357,7 @@ async fn inspect_escapes_control_characters_in_column_names() {
 async fn a_closed_pipe_ends_the_output_quietly() {
     use std::io::Read;
     let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("cars.sqlite");
-    let pool = korm::pool()
-        .layer("db", korm::layers::sqlite(&file))
-        .open()
-        .await
-        .expect("open");
-    for _ in 0..200 {
-        cars(&pool, "db").await;
-    }
-    pool.close().await;
+    let file = sqlite_of_cars(dir.path(), 200).await;
     let mut child = Command::new(env!("CARGO_BIN_EXE_korm"))
         .args(["query", "[rn]:cars:suv:*", "--sqlite"])
         .arg(&file)

@@ -341,9 +341,11 @@ fn wal_depot(dir: &str) -> korm::Result<korm::depots::DepotSpec> {
 /// Opens the reader, once the folder is known to be there: the reader makes the record
 /// folders it misses, and a mistyped name must not leave empty ones behind.
 async fn open(at: &WalAt) -> korm::Result<(WalReader, Found)> {
-    let found = find(at).await?;
+    // Also checks that a local folder exists and that an S3 URL holds no credentials.
+    let depot = wal_depot(&at.wal_dir)?;
+    let found = find(at, &depot).await?;
     let options = korm::WalOptions::new(&at.namespace).with_pool_id(&found.pool_id);
-    let reader = WalReader::open(&at.wal, wal_depot(&at.wal_dir)?, options).await?;
+    let reader = WalReader::open(&at.wal, depot, options).await?;
     Ok((reader, found))
 }
 
@@ -392,7 +394,7 @@ pub(crate) async fn reader(
 /// The pool whose records to read: the one given, else the only one in the namespace. A
 /// local folder's pools are its sub-folders (a pool with no record left has one); in S3 a
 /// pool is there while it has a record, so a pool id given for S3 is taken as it is.
-async fn find(at: &WalAt) -> korm::Result<Found> {
+async fn find(at: &WalAt, depot: &korm::depots::DepotSpec) -> korm::Result<Found> {
     let (dir, namespace, pool_id) = (at.wal_dir.as_str(), &at.namespace, at.pool_id.as_deref());
     check_name("--namespace", namespace)?;
     if let Some(pool_id) = pool_id {
@@ -404,14 +406,12 @@ async fn find(at: &WalAt) -> korm::Result<Found> {
         folder: format!("{namespace_dir}/{pool_id}"),
         pool_id: pool_id.to_owned(),
     };
-    // Also checks that a local folder exists and that an S3 URL holds no credentials.
-    let depot = wal_depot(dir)?;
     let pools = if !dir.starts_with("s3://") {
         folders_in(Path::new(&namespace_dir))
     } else if let Some(given) = pool_id {
         return Ok(found(given));
     } else {
-        WalReader::pool_ids(&at.wal, depot, namespace).await?
+        WalReader::pool_ids(&at.wal, depot.clone(), namespace).await?
     };
     if pools.is_empty() {
         return Err(Error::InvalidOption {

@@ -611,8 +611,8 @@ impl Scheduler {
     ///
     /// # Errors
     /// The first backup error, once every due backup was tried (the backups taken before
-    /// and after it stay; a claimed schedule stays claimed: its next run is on time), or a
-    /// database error reading or claiming the schedules.
+    /// and after it stay; its schedule is due again in five minutes, the others at their next
+    /// run), or a database error reading or claiming the schedules.
     pub async fn run_due(&self, now: Timestamp) -> Result<Vec<BackupInfo>> {
         self.register(now).await?;
         let meta = self.meta()?.layer();
@@ -667,7 +667,7 @@ impl Scheduler {
                 }
             }
             // A missed backup is tried again soon rather than at the next slot (a day
-            // later, say): the schedule is claimed back to run in `RETRY_AFTER` (the whole
+            // later, say): the schedule is claimed back to run in `RETRY_AFTER_MS` (the whole
             // run again: a `*` schedule backs up its other layers again too).
             let retry = now.as_millisecond() + RETRY_AFTER_MS;
             if missed

@@ -200,3 +200,24 @@ impl Depot for LocalDepot {
 
     async fn close(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts and copies are synced by default, and not with `with_fsync(false)`: the setting
+    /// reaches the store (its `Debug` shows it).
+    #[tokio::test]
+    async fn writes_are_synced_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let synced = LocalDepot::open("files", local(dir.path())).await.unwrap();
+        assert!(format!("{synced:?}").contains("fsync: true"), "{synced:?}");
+        let unsynced = LocalDepot::open("files", local(dir.path()).with_fsync(false))
+            .await
+            .unwrap();
+        assert!(
+            format!("{unsynced:?}").contains("fsync: false"),
+            "{unsynced:?}"
+        );
+    }
+}

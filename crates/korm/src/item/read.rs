@@ -814,6 +814,18 @@ impl<T: Model> Scan<T> {
         (keys, row.id().to_owned())
     }
 
+    /// Makes `row` where the next chunk starts, when its sort keys can anchor a keyset page
+    /// ([`exact_keys`]); `false` (nothing changed) when they can not.
+    fn anchor_at(&mut self, row: &StoredRow) -> bool {
+        let keys = self.keys_of(row);
+        if !exact_keys(&keys.0) {
+            return false;
+        }
+        self.after = Some(keys);
+        self.pos = 0;
+        true
+    }
+
     /// The next matching rows: at most `want` (and the limit), after the offset. Sets
     /// `done` when the collection has no more.
     async fn next_chunk(&mut self, want: u64) -> Result<Vec<StoredRow>> {
@@ -855,14 +867,10 @@ impl<T: Model> Scan<T> {
         }
         let (after, pos) = (self.after.clone(), self.pos);
         let last = selected.last_dropped.as_ref().or(selected.rows.last());
-        if let Some(last) = last {
-            let keys = self.keys_of(last);
-            if exact_keys(&keys.0) {
-                self.after = Some(keys);
-                self.pos = 0;
-            } else {
-                self.pos += selected.raw as u64;
-            }
+        if let Some(last) = last
+            && !self.anchor_at(last)
+        {
+            self.pos += selected.raw as u64;
         }
         let mut rows = selected.rows;
         let mut drained = 0;
@@ -877,16 +885,12 @@ impl<T: Model> Scan<T> {
         if (rows.len() as u64) > want {
             // Only after an offset: the rest are read again by the next chunk.
             rows.truncate(usize::try_from(want).unwrap_or(usize::MAX));
-            if let Some(last) = rows.last() {
-                let keys = self.keys_of(last);
-                if exact_keys(&keys.0) {
-                    self.after = Some(keys);
-                    self.pos = 0;
-                } else {
-                    // Read this chunk again, past what it skipped and returned.
-                    (self.after, self.pos) = (after, pos);
-                    self.skip = drained + rows.len() as u64;
-                }
+            if let Some(last) = rows.last()
+                && !self.anchor_at(last)
+            {
+                // Read this chunk again, past what it skipped and returned.
+                (self.after, self.pos) = (after, pos);
+                self.skip = drained + rows.len() as u64;
             }
             self.done = false;
         }
@@ -1034,11 +1038,6 @@ async fn traced_read<R>(
     result
 }
 
-/// The filter "after the row with these sort-key values and id", in the order
-/// [`crate::query`] documents (by type, then value; nulls last ascending, first descending;
-/// ties by id), as one OR of ANDs: after on the first key, or equal on it and after on the
-/// second, ..., or equal on every key and a greater id. Built from korm's own filters, it
-/// means the same on every backend and in memory.
 /// Whether a row's sort-key values can anchor a keyset page: a filter can hold each. Not so
 /// a whole number above `i64::MAX` (a stream then continues by offset from the last row
 /// that could, rather than end with an error). (Integers and doubles of magnitude 2^53 or
@@ -1051,6 +1050,11 @@ fn exact_keys(keys: &[Value]) -> bool {
     })
 }
 
+/// The filter "after the row with these sort-key values and id", in the order
+/// [`crate::query`] documents (by type, then value; nulls last ascending, first descending;
+/// ties by id), as one OR of ANDs: after on the first key, or equal on it and after on the
+/// second, ..., or equal on every key and a greater id. Built from korm's own filters, it
+/// means the same on every backend and in memory.
 fn keyset_filter(sort: &[(String, SortOrder)], keys: &[Value], id: &str) -> Filter {
     let mut alternatives = Vec::with_capacity(sort.len() + 1);
     let mut equal: Vec<Filter> = Vec::with_capacity(sort.len() + 1);

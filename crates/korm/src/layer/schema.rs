@@ -157,13 +157,15 @@ impl TableSchema {
     }
 
     /// Adds a column read from the database's catalog: the key is not a field, and a unique
-    /// shadow column marks its field unique.
-    pub(crate) fn add_read_column(&mut self, name: String, kind: ColumnKind) {
+    /// shadow column marks its field unique when a one-column unique index has it (`keyed`),
+    /// else [`unindexed`](TableSchema::unindexed).
+    pub(crate) fn add_read_column(&mut self, name: String, kind: ColumnKind, keyed: bool) {
         if name == ID_COLUMN {
             return;
         }
         match name.strip_prefix(UNIQUE_PREFIX) {
-            Some(field) => self.unique.push(field.to_owned()),
+            Some(field) if keyed => self.unique.push(field.to_owned()),
+            Some(field) => self.unindexed.push(field.to_owned()),
             None => self.columns.push((name, kind)),
         }
     }

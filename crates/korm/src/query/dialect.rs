@@ -351,10 +351,15 @@ pub(crate) trait Dialect: Send + Sync {
         format!("{operand} LIKE {pattern}")
     }
 
+    /// Binds a `like` pattern as [`Dialect::like`] takes it: its ASCII letters lowered.
+    fn bind_like_pattern(&self, st: &mut RenderState, pattern: &str) -> String {
+        self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()))
+    }
+
     /// `like` on a whole column (an operand that binds nothing, so it may be repeated):
-    /// binds the pattern lowered and renders [`Dialect::like`]. MariaDB adds a fast path.
+    /// binds the pattern and renders [`Dialect::like`]. MariaDB adds a fast path.
     fn like_column(&self, st: &mut RenderState, column: &str, pattern: &str) -> String {
-        let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
+        let p = self.bind_like_pattern(st, pattern);
         self.like(column, &p)
     }
 
@@ -957,7 +962,7 @@ pub(crate) trait Dialect: Send + Sync {
                     format!("NULL {} {p}", op.sql())
                 }
                 Test::Like(pattern) => {
-                    let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
+                    let p = self.bind_like_pattern(st, pattern);
                     self.like("NULL", &p)
                 }
                 Test::In(values) if values.is_empty() => SQL_FALSE.to_owned(),
@@ -1019,7 +1024,7 @@ pub(crate) trait Dialect: Send + Sync {
                 }
                 Test::Like(pattern) => self.guarded(st, loc, JsonType::Text, None, &mut |st| {
                     let extracted = self.json_extract_as(st, loc, JsonType::Text);
-                    let p = self.bind(st, SqlValue::Text(pattern.to_ascii_lowercase()));
+                    let p = self.bind_like_pattern(st, pattern);
                     self.like(&extracted, &p)
                 }),
                 Test::In(values) => {

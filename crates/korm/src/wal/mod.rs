@@ -481,7 +481,7 @@ impl WalLog {
     /// found as it left things by the next recovery.
     async fn close(&self, record: &mut Record, state: RecordState) {
         let id = record.id.clone();
-        if state == RecordState::Failed {
+        if state == RecordState::Failed && record.state != RecordState::Failed {
             // First said in the pending record itself (atomically, synced with `fsync`): a
             // record left pending by a failed removal, or brought back by a power loss before
             // the removal reached the disk, must not be brought forward by the next

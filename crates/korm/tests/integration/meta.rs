@@ -1188,14 +1188,12 @@ async fn meta_wrong_key_is_a_typed_error() {
     assert!(!message.contains("pw-s3cret-pw"), "{message}");
 }
 
-/// An open rewrites a matching snapshot whose secrets another key (korm 1.5's, an old one)
-/// sealed, under the current key: key rotation reaches the metadata too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn meta_snapshot_sealed_with_an_old_key_is_sealed_again() {
-    install_test_keys();
-    let Some(db) = Db::new(Kind::MySql).await else {
-        return;
-    };
+/// A MariaDB pool with metadata whose stored url is replaced by `seal(url)`, opened again:
+/// the snapshot as written, as the open left it, and the url. `None` without the server.
+async fn reopened_with_sealed_url(
+    seal: impl FnOnce(&str) -> Value,
+) -> Option<(Value, Value, String)> {
+    let db = Db::new(Kind::MySql).await?;
     let dir = tempfile::tempdir().expect("dir");
     builder(&db, dir.path())
         .open()
@@ -1207,27 +1205,40 @@ async fn meta_snapshot_sealed_with_an_old_key_is_sealed_again() {
     let Db::Server(server) = &db else {
         unreachable!()
     };
-    let old = korm::crypto::KeyRing::new(
-        korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key"),
-    );
-    let mut sealed = old.encrypt(&server.url).expect("seal");
-    // As korm 1.5 writes it: no keyId.
-    sealed.as_object_mut().expect("object").remove("keyId");
-    snapshot["layers"][0]["config"]["encrypted"] = sealed;
+    snapshot["layers"][0]["config"]["encrypted"] = seal(&server.url);
     db.set_config(&snapshot.to_string()).await;
-
     builder(&db, dir.path())
         .open()
         .await
-        .expect("open")
+        .expect("the fingerprints match: it opens")
         .close()
         .await;
-    let after = db.snapshot().await;
+    Some((snapshot, db.snapshot().await, server.url.clone()))
+}
+
+/// An open rewrites a matching snapshot whose secrets another key (korm 1.5's, an old one)
+/// sealed, under the current key: key rotation reaches the metadata too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_snapshot_sealed_with_an_old_key_is_sealed_again() {
+    install_test_keys();
+    let old = korm::crypto::KeyRing::new(
+        korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key"),
+    );
+    let Some((_, after, url)) = reopened_with_sealed_url(|url| {
+        let mut sealed = old.encrypt(url).expect("seal");
+        // As korm 1.5 writes it: no keyId.
+        sealed.as_object_mut().expect("object").remove("keyId");
+        sealed
+    })
+    .await
+    else {
+        return;
+    };
     let envelope = &after["layers"][0]["config"]["encrypted"];
     let ring = korm::crypto::key_ring().expect("ring");
     assert_eq!(envelope["keyId"], ring.current_key_id());
-    let url: String = ring.decrypt(envelope).expect("decrypts");
-    assert_eq!(url, server.url);
+    let opened: String = ring.decrypt(envelope).expect("decrypts");
+    assert_eq!(opened, url);
 }
 
 /// A snapshot sealed with a key this process does not hold is left as it is: sealing it
@@ -1235,39 +1246,17 @@ async fn meta_snapshot_sealed_with_an_old_key_is_sealed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_snapshot_sealed_with_an_unknown_key_is_left_alone() {
     install_test_keys();
-    let Some(db) = Db::new(Kind::MySql).await else {
+    let stranger = korm::crypto::KeyRing::new(korm::crypto::EncryptionKey::generate());
+    let Some((written, after, url)) =
+        reopened_with_sealed_url(|url| stranger.encrypt(url).expect("seal")).await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("dir");
-    builder(&db, dir.path())
-        .open()
-        .await
-        .expect("open")
-        .close()
-        .await;
-    let mut snapshot = db.snapshot().await;
-    let Db::Server(server) = &db else {
-        unreachable!()
-    };
-    let stranger = korm::crypto::KeyRing::new(korm::crypto::EncryptionKey::generate());
-    snapshot["layers"][0]["config"]["encrypted"] = stranger.encrypt(&server.url).expect("seal");
-    db.set_config(&snapshot.to_string()).await;
-
-    builder(&db, dir.path())
-        .open()
-        .await
-        .expect("the fingerprints match: it opens")
-        .close()
-        .await;
-    let after = db.snapshot().await;
-    assert_eq!(
-        after, snapshot,
-        "the snapshot is as the other key sealed it"
-    );
-    let url: String = stranger
+    assert_eq!(after, written, "the snapshot is as the other key sealed it");
+    let opened: String = stranger
         .decrypt(&after["layers"][0]["config"]["encrypted"])
         .expect("the other process still opens it");
-    assert_eq!(url, server.url);
+    assert_eq!(opened, url);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

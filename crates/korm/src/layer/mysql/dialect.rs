@@ -407,13 +407,12 @@ impl Dialect for MySqlDialect {
     /// (`LENGTH` = `CHAR_LENGTH`) it is the exact form; only other values are checked
     /// again. Both placeholders take the same lowered pattern.
     fn like_column(&self, st: &mut RenderState, column: &str, pattern: &str) -> String {
-        let lowered = pattern.to_ascii_lowercase();
-        let p = self.bind(st, SqlValue::Text(lowered.clone()));
+        let p = self.bind_like_pattern(st, pattern);
         let exact = self.like(column, &p);
         if !pattern.is_ascii() {
             return exact;
         }
-        let q = self.bind(st, SqlValue::Text(lowered));
+        let q = self.bind_like_pattern(st, pattern);
         format!(
             "(LOWER({column}) LIKE REPLACE({q}, '!', '!!') COLLATE {} ESCAPE '!' AND \
              (LENGTH({column}) = CHAR_LENGTH({column}) OR {exact}))",

@@ -248,17 +248,8 @@ impl MySqlLayer {
                 schema.narrow_integers.push((name.clone(), bits));
             }
             let kind = dialect::kind_with_meta(by_type, meta.get(&name).copied());
-            // A shadow column without its unique index (MySQL commits the column and the
-            // index separately: a crash between them) does not make its field unique; the
-            // next unique write adds the index and fills the shadow in.
             let keyed = row.try_get::<i64, _>(3).map_err(|e| self.error(e))? != 0;
-            if let Some(field) = name.strip_prefix(schema::UNIQUE_PREFIX)
-                && !keyed
-            {
-                schema.unindexed.push(field.to_owned());
-                continue;
-            }
-            schema.add_read_column(name, kind);
+            schema.add_read_column(name, kind, keyed);
         }
         Ok(Some(schema))
     }

@@ -296,21 +296,12 @@ async fn read_schema(
         ..TableSchema::default()
     };
     for (name, type_name, base, keyed) in rows {
-        // A shadow column without its unique index (korm 1.5, or a hand, may add the two
-        // apart) does not make its field unique; the next unique write adds the index and
-        // fills the shadow in.
-        if let Some(field) = name.strip_prefix(schema::UNIQUE_PREFIX)
-            && !keyed
-        {
-            schema.unindexed.push(field.to_owned());
-            continue;
-        }
         match base.as_str() {
             "int2" => schema.narrow_integers.push((name.clone(), 16)),
             "int4" => schema.narrow_integers.push((name.clone(), 32)),
             _ => {}
         }
-        schema.add_read_column(name, dialect::kind_of_type(&type_name, &base));
+        schema.add_read_column(name, dialect::kind_of_type(&type_name, &base), keyed);
     }
     schema.indexes = sqlx::query_scalar(READ_INDEXES)
         .bind(PgDialect::default().physical_table(table).as_ref())

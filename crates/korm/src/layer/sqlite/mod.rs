@@ -27,7 +27,7 @@ pub use options::{SqliteOptions, Synchronous, sqlite, sqlite_memory};
 use worker::{State, Worker};
 
 use super::meta::PoolRow;
-use super::schema::{self, ID_COLUMN, ReadPlan, TableSchema, UNIQUE_PREFIX};
+use super::schema::{self, ReadPlan, TableSchema};
 use super::{KormTables, Layer, LayerOp, LockClaim, OpKind, Select, SharedLockTable};
 use crate::error::{DbErrorKind, Error, Result};
 use crate::model::{Cell, ColumnKind, SqlValue, StoredRow};
@@ -410,32 +410,11 @@ fn kind_of_declared(declared: &str) -> ColumnKind {
 
 /// Reads a table's schema from the database; `None` if the table does not exist.
 fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<TableSchema>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
-        .map_err(|e| db_error(layer, e))?;
-    let mut rows = stmt.query([table]).map_err(|e| db_error(layer, e))?;
+    let map = |e| db_error(layer, e);
     let mut schema = TableSchema {
         table: table.to_owned(),
         ..TableSchema::default()
     };
-    let mut any = false;
-    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
-        any = true;
-        let name: String = row.get(0).map_err(|e| db_error(layer, e))?;
-        let declared: String = row.get(1).map_err(|e| db_error(layer, e))?;
-        if name == ID_COLUMN {
-            continue;
-        }
-        if let Some(field) = name.strip_prefix(UNIQUE_PREFIX) {
-            schema.unique.push(field.to_owned());
-            continue;
-        }
-        schema.columns.push((name, kind_of_declared(&declared)));
-    }
-    if !any {
-        return Ok(None);
-    }
-    drop(rows);
     // Each index: its name, and the column a one-column unique index keys (else null).
     let mut stmt = conn
         .prepare_cached(
@@ -444,32 +423,32 @@ fn read_schema(conn: &Connection, layer: &str, table: &str) -> Result<Option<Tab
              THEN (SELECT name FROM pragma_index_info(il.name)) END \
              FROM pragma_index_list(?1) AS il",
         )
-        .map_err(|e| db_error(layer, e))?;
+        .map_err(map)?;
     let mut keyed = Vec::new();
-    let mut rows = stmt.query([table]).map_err(|e| db_error(layer, e))?;
-    while let Some(row) = rows.next().map_err(|e| db_error(layer, e))? {
-        let name: String = row.get(0).map_err(|e| db_error(layer, e))?;
-        if let Some(column) = row
-            .get::<_, Option<String>>(1)
-            .map_err(|e| db_error(layer, e))?
-        {
+    let mut rows = stmt.query([table]).map_err(map)?;
+    while let Some(row) = rows.next().map_err(map)? {
+        let name: String = row.get(0).map_err(map)?;
+        if let Some(column) = row.get::<_, Option<String>>(1).map_err(map)? {
             keyed.push(column);
         }
         if name.starts_with("korm_ix_") {
             schema.indexes.push(name);
         }
     }
-    // A shadow column without its unique index (korm 1.5, or a hand, may add the two apart)
-    // does not make its field unique; the next unique write adds the index and fills the
-    // shadow in.
-    schema.unique.retain(|field| {
-        let indexed = keyed.contains(&format!("{UNIQUE_PREFIX}{field}"));
-        if !indexed {
-            schema.unindexed.push(field.clone());
-        }
-        indexed
-    });
-    Ok(Some(schema))
+    drop(rows);
+    let mut stmt = conn
+        .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+        .map_err(map)?;
+    let mut rows = stmt.query([table]).map_err(map)?;
+    let mut any = false;
+    while let Some(row) = rows.next().map_err(map)? {
+        any = true;
+        let name: String = row.get(0).map_err(map)?;
+        let declared: String = row.get(1).map_err(map)?;
+        let is_keyed = keyed.contains(&name);
+        schema.add_read_column(name, kind_of_declared(&declared), is_keyed);
+    }
+    Ok(any.then_some(schema))
 }
 
 /// Creates a declared index (see [`crate::query::index`]) and reads the table's schema
