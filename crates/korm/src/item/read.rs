@@ -156,9 +156,17 @@ impl<T: Model> Query<T> {
 
     /// Sorts by the value at `path` (`year`, `meta.rank`, `tags[0]`). Ascending puts nulls
     /// last, descending first. Several calls sort by several keys, in order; the same path
-    /// twice is an error, and so are `[*]` wildcards. Items tie-break by id, so the order is
-    /// stable.
+    /// twice is an error, and so are `[*]` wildcards and more than
+    /// [`MAX_SORT_KEYS`](crate::query::MAX_SORT_KEYS) keys. Items tie-break by id, so the
+    /// order is stable.
     pub fn sort_by(mut self, path: &str, order: SortOrder) -> Self {
+        if self.sort.len() >= crate::query::MAX_SORT_KEYS {
+            self.reject(
+                "sort_by",
+                "more sort keys than a query takes (MAX_SORT_KEYS)",
+            );
+            return self;
+        }
         if self.sort.iter().any(|(p, _)| p == path) {
             self.reject("sort_by", "the same path is given twice");
         }
@@ -1179,6 +1187,7 @@ impl Cursor {
         let bytes = hex::decode(&self.text).map_err(|_| fail())?;
         let (sort, keys, id): CursorParts = serde_json::from_slice(&bytes).map_err(|_| fail())?;
         if sort.len() != keys.len()
+            || sort.len() > crate::query::MAX_SORT_KEYS
             || keys.iter().any(|k| k.is_array() || k.is_object())
             || id.is_empty()
         {

@@ -85,6 +85,10 @@ pub(crate) mod memory;
 mod parse;
 pub(crate) mod path;
 
+/// The most sort keys a query takes (each key beyond the first adds a condition for every
+/// earlier one to a keyset page's filter, so their count is bounded like a filter's depth).
+pub const MAX_SORT_KEYS: usize = 16;
+
 pub use filter::{Filter, SortOrder, and, eq, gt, gte, in_list, like, lt, lte, not, or};
 pub use index::{IndexKind, declare_index};
 pub use parse::{parse_filter, parse_sort};

@@ -73,8 +73,15 @@ pub fn parse_filter(text: &str) -> Result<Filter> {
 /// ```
 ///
 /// # Errors
-/// [`Error::InvalidOption`] for an empty key.
+/// [`Error::InvalidOption`] for an empty key, or more than
+/// [`MAX_SORT_KEYS`](crate::query::MAX_SORT_KEYS) keys.
 pub fn parse_sort(text: &str) -> Result<Vec<(String, SortOrder)>> {
+    if text.split(',').nth(super::MAX_SORT_KEYS).is_some() {
+        return Err(Error::InvalidOption {
+            option: "sort",
+            reason: format!("more than {} sort keys", super::MAX_SORT_KEYS),
+        });
+    }
     text.split(',')
         .map(|key| {
             let key = key.trim();
@@ -151,6 +158,9 @@ fn path_char(c: char) -> bool {
 fn tokenize(text: &str) -> Result<Vec<Token>> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
+    // Lists open and not closed yet, kept as the tokens come (counting the tokens again for
+    // each character made a long text quadratic).
+    let mut open_lists = 0usize;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -158,10 +168,8 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
         let after_in = tokens
             .last()
             .is_some_and(|t: &Token| t.kind.is_keyword("in"));
-        let opened = tokens.iter().filter(|t| t.kind == Kind::OpenList).count();
-        let closed = tokens.iter().filter(|t| t.kind == Kind::CloseList).count();
         // Inside a list only values come: a word there never takes a bracket.
-        let in_list = opened > closed;
+        let in_list = open_lists > 0;
         let word_char = |c: char| path_char(c) && !(in_list && matches!(c, '[' | ']'));
         let mut push = |kind: Kind, len: usize| {
             tokens.push(Token { kind, at });
@@ -193,8 +201,14 @@ fn tokenize(text: &str) -> Result<Vec<Token>> {
                     .map_err(|_| invalid(at, format!("`{literal}` is not a number")))?;
                 push(Kind::Num(number), len)
             }
-            '[' if after_in => push(Kind::OpenList, 1),
-            ']' if in_list => push(Kind::CloseList, 1),
+            '[' if after_in => {
+                open_lists += 1;
+                push(Kind::OpenList, 1)
+            }
+            ']' if in_list => {
+                open_lists -= 1;
+                push(Kind::CloseList, 1)
+            }
             c if word_char(c) => {
                 let len = chars[i..].iter().take_while(|c| word_char(**c)).count();
                 push(Kind::Word(chars[i..i + len].iter().collect()), len)

@@ -408,7 +408,54 @@ async fn a_deeply_nested_filter_is_an_answer_or_a_typed_error(db: &Db) {
     assert_table_intact(db, 1).await;
 }
 
+/// More sort keys than `MAX_SORT_KEYS` are refused however they come: by `sort_by`, by
+/// `parse_sort`, and in a cursor written by hand for them (each key multiplies a keyset
+/// page's filter, so thousands of them built a tree of millions of conditions).
+async fn too_many_sort_keys_are_invalid_option_even_in_a_forged_cursor(db: &Db) {
+    create(&db.pool, USERS, user("fred", 41)).await;
+    let max = korm::query::MAX_SORT_KEYS;
+    let paths: Vec<String> = (0..=max).map(|i| format!("meta.k{i}")).collect();
+    let sorted = |n: usize| {
+        paths[..n]
+            .iter()
+            .fold(korm::item::<User>(&db.pool).query(rn(USERS)), |q, p| {
+                q.sort_by(p, SortOrder::Asc)
+            })
+    };
+    assert_eq!(sorted(max).get().await.expect("at the limit").len(), 1);
+    let result = sorted(max + 1).get().await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::InvalidOption {
+                option: "sort_by",
+                ..
+            })
+        ),
+        "{:?}",
+        result.map(|items| items.len())
+    );
+    assert!(korm::query::parse_sort(&paths[..max].join(",")).is_ok());
+    assert!(matches!(
+        korm::query::parse_sort(&paths.join(",")),
+        Err(Error::InvalidOption { option: "sort", .. })
+    ));
+    // The cursor a page would make for the keys, written by hand past the limit.
+    let sort: Vec<(&str, bool)> = paths.iter().map(|p| (p.as_str(), false)).collect();
+    let keys = vec![Value::from(1); paths.len()];
+    let forged = hex::encode(json!([sort, keys, "x"]).to_string());
+    assert!(matches!(
+        forged.parse::<korm::Cursor>(),
+        Err(Error::InvalidOption {
+            option: "after",
+            ..
+        })
+    ));
+    assert_table_intact(db, 1).await;
+}
+
 crate::on_backends!(
+    too_many_sort_keys_are_invalid_option_even_in_a_forged_cursor,
     sql_in_values_is_stored_and_matched_literally,
     a_nul_byte_in_text_round_trips_whole,
     sql_in_like_patterns_is_a_pattern_not_sql,
