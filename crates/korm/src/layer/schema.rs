@@ -208,11 +208,7 @@ impl TableSchema {
     pub(crate) fn needs_ddl(&self, fields: &[crate::model::Field]) -> bool {
         fields.iter().any(|f| {
             (f.unique && !self.is_unique(&f.name))
-                || match (self.kind_of(&f.name), f.kind) {
-                    (None, _) => true,
-                    (Some(stored), Some(found)) => !stored.accepts(found),
-                    _ => false,
-                }
+                || self.kind_of(&f.name).is_none_or(|stored| !takes(stored, f))
         })
     }
 
@@ -337,7 +333,7 @@ pub(crate) fn diff(
                 column: field.name.clone(),
                 kind: kind.unwrap_or(ColumnKind::Text),
             }),
-            (Some(stored), Some(found)) if !stored.accepts(found) => {
+            (Some(stored), Some(found)) if !takes(stored, field) => {
                 if !destructive {
                     return Err(Error::SchemaMismatch {
                         table: table.to_owned(),
@@ -369,6 +365,25 @@ pub(crate) fn diff(
         }
     }
     Ok(changes)
+}
+
+/// Whether a column of kind `stored` takes the field's value without recreating it: a null,
+/// a kind the column [accepts](ColumnKind::accepts), or a double holding a whole number of
+/// magnitude at most 2^53 into an integer column. That is what a JavaScript number is, so
+/// korm 1.5 makes an integer column from `100`, and a Rust `f64` holding `100.0` must fit it
+/// (the database converts the bound double; a fraction or a larger double does not fit).
+fn takes(stored: ColumnKind, field: &Field) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    field.kind.is_none_or(|found| {
+        stored.accepts(found)
+            || (stored == ColumnKind::Integer
+                && field
+                    .value
+                    .as_number()
+                    .filter(|n| n.is_f64())
+                    .and_then(serde_json::Number::as_f64)
+                    .is_some_and(|f| f.fract() == 0.0 && f.abs() <= EXACT))
+    })
 }
 
 impl SchemaChange {

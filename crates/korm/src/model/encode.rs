@@ -183,13 +183,102 @@ pub(crate) fn infer_kind(value: &Value) -> Option<ColumnKind> {
     })
 }
 
-/// The unique-field fingerprint of a value: SHA-512 (lowercase hex) of its canonical JSON,
-/// with object keys sorted recursively and integral doubles printed as integers (as
-/// JavaScript's `JSON.stringify` prints them, so korm 1.5 computes the same fingerprint).
+/// The unique-field fingerprint of a value: SHA-512 (lowercase hex) of its canonical JSON
+/// as korm 1.5 writes it: object keys sorted recursively (by UTF-16 code units, as
+/// JavaScript sorts strings) and doubles printed as JavaScript's `JSON.stringify` prints
+/// them ([`js_number`]), so both runtimes compute the same fingerprint.
 pub(crate) fn fingerprint(value: &Value) -> String {
-    let mut text = Vec::new();
-    canonical_json(value, &mut text);
-    hex::encode(Sha512::digest(&text))
+    let mut text = String::new();
+    js_json(value, &mut text);
+    hex::encode(Sha512::digest(text.as_bytes()))
+}
+
+/// `value` as korm 1.5's canonical JSON (see [`fingerprint`]).
+fn js_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                js_string(key, out);
+                out.push(':');
+                js_json(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                js_json(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(text) => js_string(text, out),
+        // A whole number korm holds as one prints its digits (beyond 2^53 JavaScript can not
+        // hold it exactly anyway); a double prints as JavaScript prints it.
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => js_number(f, out),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+    }
+}
+
+/// A string as JSON: serde_json escapes what `JSON.stringify` escapes (`"`, `\\`, the
+/// control characters, `\b\f\n\r\t` by name and the rest as lowercase `\u00xx`).
+fn js_string(text: &str, out: &mut String) {
+    out.push_str(&Value::from(text).to_string());
+}
+
+/// A finite double as JavaScript's `Number.prototype.toString` prints it (ECMA-262,
+/// Number::toString): its shortest round-trip digits, written out in full from 1e-6 up to
+/// 1e21 (`100`, `0.0000015`, `1152921504606847000`) and in exponent form outside it
+/// (`1e+21`, `1.5e-7`); `-0` prints as `0`.
+pub(crate) fn js_number(f: f64, out: &mut String) {
+    if f == 0.0 || !f.is_finite() {
+        // JSON.stringify writes NaN and the infinities as null; korm stores them as null.
+        out.push_str(if f == 0.0 { "0" } else { "null" });
+        return;
+    }
+    if f < 0.0 {
+        out.push('-');
+    }
+    // Rust's `{:e}` gives the shortest digits that round-trip, as JavaScript's do.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let (k, n) = (digits.len() as i64, exp.parse::<i64>().unwrap_or(0) + 1);
+    if k <= n && n <= 21 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        let (int, frac) = digits.split_at(n as usize);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else if -6 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(&digits);
+    } else {
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let e = n - 1;
+        out.push_str(if e < 0 { "e-" } else { "e+" });
+        out.push_str(&e.abs().to_string());
+    }
 }
 
 /// `value` as JSON with object keys sorted at every level (what fingerprints and WAL MACs are
@@ -685,6 +774,55 @@ mod tests {
             ]
         );
         assert_eq!(fields[5].value, json!("fred@bedrock.example"));
+    }
+
+    #[test]
+    fn doubles_print_as_javascript_prints_them() {
+        // Each pair: the double, and what node prints for JSON.stringify of it.
+        let cases: [(f64, &str); 21] = [
+            (0.1, "0.1"),
+            (100.0, "100"),
+            (1.5e-6, "0.0000015"),
+            (1e-6, "0.000001"),
+            (1e-7, "1e-7"),
+            (1.5e-7, "1.5e-7"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (1.234_567_890_123_456_8e20, "123456789012345680000"),
+            (2f64.powi(60), "1152921504606847000"),
+            (2f64.powi(53) + 2.0, "9007199254740994"),
+            (-0.0, "0"),
+            (97.5, "97.5"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (-1.5e-6, "-0.0000015"),
+            (3e-5, "0.00003"),
+            (123.456, "123.456"),
+            (-1e21, "-1e+21"),
+            (0.000_123, "0.000123"),
+        ];
+        for (f, js) in cases {
+            let mut out = String::new();
+            js_number(f, &mut out);
+            assert_eq!(out, js, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_sorts_keys_and_prints_numbers_as_javascript_does() {
+        // node: sha512 of the keys sorted by String.prototype.sort (UTF-16 code units, so
+        // U+10000, a surrogate pair from 0xD800, sorts before U+E000) and JSON.stringify.
+        let value = json!({
+            "\u{e000}": 1.5e-6,
+            "\u{10000}": [2f64.powi(60), 1e21],
+            "a\u{1}\"\\/é": 0.1,
+        });
+        assert_eq!(
+            fingerprint(&value),
+            "b37d3eee16b4b575a01367bc8f96a0b1764f058af6639998a4f46a325b32ca91\
+             8e372d2fb49177c77ef53841324ed73d93e4881b6df5a7bc1511bc3d05eb284b"
+        );
     }
 
     #[test]

@@ -1759,7 +1759,9 @@ pub(crate) fn resolve<'p>(
     Ok(Operand::Column { name: column, ty })
 }
 
-/// Checks an item table name: `__items__{namespace}__{kind}`, each `[a-z][a-z0-9]*`.
+/// Checks an item table name: `__items__{namespace}__{kind}`, each `[a-z][a-z0-9]*`, or
+/// the name MySQL stores a longer one under (`__items__` and 32 hex digits of its hash, as
+/// korm 1.5 names it), which a backup lists from the catalog and a restore writes back.
 pub(crate) fn validate_table(table: &str) -> Result<()> {
     let fail = |reason: &str| Error::InvalidIdentifier {
         what: "table",
@@ -1769,6 +1771,9 @@ pub(crate) fn validate_table(table: &str) -> Result<()> {
     let Some(rest) = table.strip_prefix("__items__") else {
         return Err(fail("an item table name starts with __items__"));
     };
+    if rest.len() == 32 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Ok(());
+    }
     let Some((namespace, kind)) = rest.split_once("__") else {
         return Err(fail("an item table name is __items__{namespace}__{kind}"));
     };
@@ -2425,6 +2430,8 @@ mod tests {
             "__items__users__freetier",
             "__items__a__b",
             "__items__a1__b2c3",
+            // MySQL's name for a longer one (korm 1.5's fixture).
+            "__items__ac35fe619eb2c9da1c17d9bb08e63d8d",
         ] {
             validate_table(ok).unwrap();
         }
@@ -2440,6 +2447,9 @@ mod tests {
             "__items__a__b\"; DROP TABLE x; --",
             "__items__a__b c",
             "__items__a__b\u{e9}",
+            "__items__ac35fe619eb2c9da1c17d9bb08e63d8",
+            "__items__AC35FE619EB2C9DA1C17D9BB08E63D8D",
+            "__items__ac35fe619eb2c9da1c17d9bb08e63d8g",
         ] {
             assert!(
                 matches!(

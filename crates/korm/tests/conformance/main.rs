@@ -125,6 +125,7 @@ macro_rules! conformance {
 
 conformance!(
     create_and_load_every_kind,
+    a_whole_double_goes_into_an_integer_column,
     integers_beyond_32_bits_are_exact_or_refused,
     nested_integers_above_i64_change_exactly,
     update_commit_persists_and_adds_columns,

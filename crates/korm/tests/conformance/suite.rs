@@ -1622,3 +1622,74 @@ pub async fn old_keys_decrypt_and_commits_rotate(pool: &Pool) {
         .expect("current key");
     assert_eq!(back, "219-09-9999");
 }
+
+/// A Rust `f64` holding a whole number goes into an integer column (the column korm 1.5
+/// makes from a JavaScript number such as `41`), as the integer it is; a fraction, or a
+/// double too large to be an exact integer, is still a schema mismatch and writes nothing.
+pub async fn a_whole_double_goes_into_an_integer_column(pool: &Pool) {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct AgeAsDouble {
+        username: String,
+        age: f64,
+    }
+    create(pool, USERS, fred()).await;
+    let items = korm::item::<AgeAsDouble>(pool);
+    let made = items
+        .from_data(
+            rn(USERS),
+            AgeAsDouble {
+                username: "double".into(),
+                age: 42.0,
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("a whole double fits the integer column");
+    let found = korm::item::<Value>(pool)
+        .load(made.rn().clone().cast())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(found.data()["age"], json!(42), "stored as the integer");
+    let updated = items
+        .load(made.rn().clone())
+        .get()
+        .await
+        .expect("load")
+        .update(|d| d.age = -7_000.0)
+        .commit()
+        .await
+        .expect("update");
+    assert_eq!(updated.data().age, -7_000.0);
+    let matched = korm::item::<AgeAsDouble>(pool)
+        .query(rn(USERS))
+        .filter(eq("age", -7_000))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(matched.len(), 1);
+    for refused in [42.5, 1e300] {
+        let result = items
+            .load(made.rn().clone())
+            .get()
+            .await
+            .expect("load")
+            .update(|d| d.age = refused)
+            .commit()
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::SchemaMismatch {
+                    stored: korm::ColumnKind::Integer,
+                    found: korm::ColumnKind::Double,
+                    ..
+                })
+            ),
+            "{refused}: {result:?}"
+        );
+    }
+    let kept = items.load(made.rn().clone()).get().await.expect("load");
+    assert_eq!(kept.data().age, -7_000.0);
+}
