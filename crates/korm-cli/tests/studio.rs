@@ -313,6 +313,16 @@ async fn fixture() -> Fixture {
     std::fs::write(files.join("notes").join("readme.txt"), README).expect("readme");
     std::fs::write(files.join("notes").join(HOSTILE_FILE), "hostile").expect("hostile file");
     std::fs::write(files.join("pixel.png"), PNG).expect("image");
+    // korm's own files in the depot: a backup holding a password hash.
+    std::fs::create_dir_all(files.join("__korm_backups__").join("cardb")).expect("backups");
+    std::fs::write(
+        files
+            .join("__korm_backups__")
+            .join("cardb")
+            .join("backup.ndjson"),
+        r#"{"password":"$argon2id$v=19$m=65536,t=3,p=1$c2FsdA$aGFzaA"}"#,
+    )
+    .expect("backup file");
     let pool = korm::pool()
         .layer("cardb", korm::layers::sqlite(&file))
         .open()
@@ -666,6 +676,23 @@ Line &lt;two&gt; &amp; more.
         .map(|(_, t)| t)
         .collect();
     assert_eq!(names, [HOSTILE_FILE, "readme.txt"]);
+    // korm's own files (backups, the WAL) are neither listed (the root listing above shows
+    // only `notes/`) nor served, whatever the URL asks for.
+    let backup = "[rn][depot::files]:__korm_backups__:cardb:backup.ndjson";
+    for path in [
+        "/depot?name=files&prefix=__korm_backups__".to_owned(),
+        "/depot?name=files&prefix=__korm_backups__/cardb".to_owned(),
+        format!("/file?rn={}", enc(backup)),
+        format!("/file/raw?rn={}", enc(backup)),
+    ] {
+        let resp = session.get(&path);
+        assert_eq!(resp.status, 400, "{path}");
+        let text = resp.text();
+        assert!(
+            !text.contains("argon2id") && !text.contains("entry file"),
+            "{path}: {text}"
+        );
+    }
     assert!(!notes.contains("<img\""), "{notes}");
     let hostile_file = links(&notes, "entry file")[0].0.clone();
     let page = session.page(&hostile_file);

@@ -292,6 +292,13 @@ impl DepotKey {
         self.text.is_empty()
     }
 
+    /// Whether the key names korm's own files (the WAL's records and payloads, backups): its
+    /// first segment starts with `__korm_`. A depot file RN can not reach them, and a tool
+    /// that shows a depot's files should not either.
+    pub fn is_korm_own(&self) -> bool {
+        self.text.starts_with(store::RESERVED_PREFIX)
+    }
+
     /// The depot file RN of this key in depot `depot`.
     ///
     /// # Errors
@@ -509,10 +516,18 @@ impl DepotSpec {
     }
 }
 
-/// The lock key of a depot file: its RN, which can not collide with an item's lock key
-/// (those always carry a `from` mod, which a depot RN can not).
-pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Arc<str> {
-    Arc::from(rn.as_str())
+/// The lock key of a depot file: its RN in one spelling (`[rn][depot::name]:a:b`), whatever
+/// other mods or mod order the RN was written with, so every spelling of one file takes one
+/// lock. It can not collide with an item's lock key (those always carry a `from` mod, which
+/// a depot RN can not).
+///
+/// # Errors
+/// As [`own_file_key`].
+pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Result<Arc<str>> {
+    let key = own_file_key(rn)?;
+    Ok(Arc::from(
+        key.to_rn(rn.depot().unwrap_or_default())?.as_str(),
+    ))
 }
 
 /// Checks that `rn` is a depot file RN outside korm's own files and returns its key: a key
@@ -524,7 +539,7 @@ pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Arc<str> {
 /// [`Error::WrongRnForm`] for another RN form, [`Error::InvalidDepotKey`] for korm's own.
 pub(crate) fn file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
     let key = own_file_key(rn)?;
-    if key.as_str().starts_with(store::RESERVED_PREFIX) {
+    if key.is_korm_own() {
         let first = key.segments().next().unwrap_or_default();
         return Err(Error::InvalidDepotKey {
             key: clip(key.as_str()),
@@ -551,11 +566,23 @@ pub(crate) fn own_file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
 }
 
 /// Reads a whole stream into memory.
-pub(crate) async fn collect_bytes(mut stream: FileStream) -> Result<Bytes> {
+pub(crate) async fn collect_bytes(stream: FileStream) -> Result<Bytes> {
+    Ok(collect_at_most(stream, usize::MAX)
+        .await?
+        .unwrap_or_default())
+}
+
+/// Reads a whole stream into memory if it holds at most `max` bytes; `None` (having read
+/// no more than `max` and one chunk) when it holds more.
+pub(crate) async fn collect_at_most(mut stream: FileStream, max: usize) -> Result<Option<Bytes>> {
     use futures_util::StreamExt;
     let mut out = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk?);
+        let chunk = chunk?;
+        if chunk.len() > max - out.len() {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
     }
-    Ok(out.freeze())
+    Ok(Some(out.freeze()))
 }

@@ -295,6 +295,8 @@ impl Locker {
             Ok(item_lock_key(layer.ident(), rn))
         } else if self.pool.is_closed() {
             Err(Error::PoolClosed)
+        } else if rn.form() == crate::rn::RnForm::DepotFile {
+            crate::depot::file_lock_key(rn)
         } else {
             Ok(rn.as_str().into())
         }

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::depot::{Depot, DepotKey, FileContent, FileStream, collect_bytes};
+use crate::depot::{Depot, DepotKey, FileContent, FileStream, collect_at_most};
 use crate::error::{Error, Result};
 
 /// A record folder.
@@ -33,6 +33,9 @@ impl Folder {
         }
     }
 }
+
+/// The largest WAL record korm writes or reads (its JSON, payloads aside): 256 MiB.
+pub(crate) const MAX_RECORD_BYTES: usize = 256 << 20;
 
 /// The records of one pool and namespace in the WAL depot.
 #[derive(Debug)]
@@ -266,20 +269,43 @@ impl WalFiles {
         }
     }
 
-    /// Reads a record; `None` when it is not there.
+    /// Reads a record; `None` when it is not there. A file larger than
+    /// [`MAX_RECORD_BYTES`] is not read: [`Error::WalRecord`] (no record korm writes is that
+    /// large, and reading one whole could exhaust memory before its MAC is checked).
     pub(crate) async fn read(&self, folder: Folder, id: &str) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
         let key = self.record_key(folder, id)?;
-        if let Some(dir) = &self.local {
-            return match std::fs::read(dir.join(folder.name()).join(format!("{id}.json"))) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(self.io_error(key.as_str(), &e)),
-            };
-        }
-        match self.depot.get(&key).await {
-            Ok(stream) => Ok(Some(collect_bytes(stream).await?.to_vec())),
-            Err(Error::FileNotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        let limit = MAX_RECORD_BYTES;
+        let bytes = if let Some(dir) = &self.local {
+            // The size first (a huge file is refused unread), then at most one byte more
+            // than the limit (should it grow meanwhile).
+            let read = std::fs::File::open(dir.join(folder.name()).join(format!("{id}.json")))
+                .and_then(|file| {
+                    let mut bytes = Vec::new();
+                    if file.metadata()?.len() <= limit as u64 {
+                        file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+                        return Ok(Some(bytes));
+                    }
+                    Ok(None)
+                });
+            match read {
+                Ok(bytes) => bytes.filter(|b| b.len() <= limit),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(self.io_error(key.as_str(), &e)),
+            }
+        } else {
+            match self.depot.get(&key).await {
+                Ok(stream) => collect_at_most(stream, limit).await?.map(Vec::from),
+                Err(Error::FileNotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        };
+        match bytes {
+            Some(bytes) => Ok(Some(bytes)),
+            None => Err(Error::WalRecord {
+                record: crate::error::clip(id),
+                reason: format!("is larger than a record can be ({limit} bytes): not read"),
+            }),
         }
     }
 

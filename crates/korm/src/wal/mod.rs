@@ -311,11 +311,21 @@ impl WalLog {
             }
         }
         let json = record.to_signed_json(&self.keys);
-        if let Err(e) = self
-            .files
-            .write(Folder::Pending, &record.id, json, false)
-            .await
-        {
+        let written = if json.len() > files::MAX_RECORD_BYTES {
+            Err(Error::WalRecord {
+                record: record.id.clone(),
+                reason: format!(
+                    "would be {} bytes, more than a record can be ({} bytes): the write is too large for the WAL",
+                    json.len(),
+                    files::MAX_RECORD_BYTES
+                ),
+            })
+        } else {
+            self.files
+                .write(Folder::Pending, &record.id, json, false)
+                .await
+        };
+        if let Err(e) = written {
             let _ = self.files.remove_payloads(&record.id).await;
             return Err(self.write_error(e));
         }
@@ -559,9 +569,15 @@ impl WalLog {
     ) -> Result<Vec<(String, std::result::Result<Record, Refusal>)>> {
         let mut out = Vec::new();
         for id in self.files.list(folder).await? {
-            if let Some(bytes) = self.files.read(folder, &id).await? {
-                let checked = self.check(&id, &bytes);
-                out.push((id, checked));
+            match self.files.read(folder, &id).await {
+                Ok(Some(bytes)) => {
+                    let checked = self.check(&id, &bytes);
+                    out.push((id, checked));
+                }
+                Ok(None) => {}
+                // Too large to read: refused like a record that does not parse.
+                Err(Error::WalRecord { reason, .. }) => out.push((id, Err(Refusal(reason)))),
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -113,7 +113,7 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
             Ok(record) => records.push(record),
             // A record read while its write finished (and its file was reused) is gone
             // when read again.
-            Err(_) if log.files.read(Folder::Pending, &id).await?.is_none() => {}
+            Err(_) if matches!(log.files.read(Folder::Pending, &id).await, Ok(None)) => {}
             Err(refusal) => {
                 tracing::error!(record = %id, reason = %refusal.0,
                     "korm: a pending WAL record is refused and not replayed");
@@ -241,7 +241,7 @@ fn lock_keys(pool: &Pool, record: &Record) -> Result<Vec<Arc<str>>> {
     }
     for op in &record.depot_ops {
         let rn: Rn = op.rn.parse()?;
-        keys.push(file_lock_key(&rn));
+        keys.push(file_lock_key(&rn)?);
     }
     Ok(keys)
 }

@@ -244,7 +244,7 @@ fn plan_keys(pool: &Pool, plan: &WritePlan) -> Result<(Vec<Arc<str>>, usize)> {
     let items = keys.len();
     for op in depot_ops_of(plan) {
         pool.depot_of(op.rn())?;
-        keys.push(crate::depot::file_lock_key(op.rn()));
+        keys.push(crate::depot::file_lock_key(op.rn())?);
     }
     Ok((keys, items))
 }

@@ -125,4 +125,5 @@ conformance!(
     unknown_depot_in_item_stores_nothing,
     tampered_file_rn_is_a_decode_error,
     korm_own_files_are_out_of_reach_of_file_rns,
+    spellings_of_one_file_rn_share_its_lock,
 );

@@ -866,3 +866,44 @@ pub async fn korm_own_files_are_out_of_reach_of_file_rns(b: &Backend) {
         .await
         .expect("the backup is whole");
 }
+
+/// Every spelling of one file's RN (another mod beside `depot`, the mods in another order)
+/// takes the file's one lock: a file locked under one spelling is not written meanwhile
+/// under another (each spelling took a lock of its own, so two writers could both pass the
+/// create check, and one's undo could delete the file the other committed).
+pub async fn spellings_of_one_file_rn_share_its_lock(b: &Backend) {
+    let tagged = rn("[rn][depot::files][tag::x]:locks:a.txt");
+    let guard = b.pool.locker().acquire(&tagged).await.expect("lock");
+    for other in [
+        "[rn][depot::files]:locks:a.txt",
+        "[rn][tag::x][depot::files]:locks:a.txt",
+        "[rn][depot::files][tag::y]:locks:a.txt",
+    ] {
+        let err = b
+            .pool
+            .locker()
+            .acquire_within(&rn(other), std::time::Duration::from_millis(20))
+            .await
+            .expect_err("the file is locked");
+        assert!(matches!(err, Error::LockTimeout { .. }), "{other}: {err:?}");
+    }
+    // A write through another spelling waits for the lock.
+    let pool = b.pool.clone();
+    let write = tokio::spawn(async move {
+        korm::depots::file(rn("[rn][tag::y][depot::files]:locks:a.txt"), "second")
+            .expect("floating")
+            .create(&pool)
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let plain = DepotFile::at(rn("[rn][depot::files]:locks:a.txt")).expect("rn");
+    assert_eq!(
+        plain.size(&b.pool).await.expect("size"),
+        None,
+        "the write went ahead under a held lock"
+    );
+    assert!(!write.is_finished());
+    guard.release().await.expect("release");
+    write.await.expect("task").expect("create");
+    assert_eq!(plain.text(&b.pool).await.expect("text"), "second");
+}

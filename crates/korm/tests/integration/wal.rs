@@ -529,6 +529,59 @@ async fn pending_records_of_another_pool_id_are_reported() {
     pool.close().await;
 }
 
+/// A pending record file larger than any record korm writes (256 MiB) is refused unread at
+/// open, on a local folder and through a depot's stream: it used to be read whole (and
+/// parsed, and copied) before its MAC was checked, so a huge file exhausted memory.
+#[tokio::test]
+async fn a_pending_record_file_too_large_to_be_a_record_is_refused_unread() {
+    install_keys();
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("open");
+    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    pool.close().await;
+    let huge = folder
+        .join("pending")
+        .join(format!("{}.json", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(folder.join("pending")).expect("pending");
+    // Sparse: no disk is used.
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len((256 << 20) + 1))
+        .expect("huge file");
+    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
+        .await
+        .expect("a huge file does not stop the open");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.refused[0].reason.contains("larger"), "{report:?}");
+    pool.close().await;
+
+    let wal = Faulty::local("wal", &dir.path().join("wal")).await;
+    let pool = korm::pool()
+        .layer(
+            "cardb",
+            korm::layers::sqlite(dir.path().join("cars.sqlite")),
+        )
+        .layer(
+            "userdb",
+            korm::layers::sqlite(dir.path().join("users.sqlite")),
+        )
+        .depot("wal", wal as Arc<dyn Depot>)
+        .depot("files", korm::depots::local(dir.path().join("files")))
+        .with_wal("wal", WalOptions::new("orders"))
+        .open()
+        .await
+        .expect("through a stream too");
+    let report = pool.wal().expect("wal").opened_with().expect("report");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.refused[0].reason.contains("larger"), "{report:?}");
+    assert!(
+        huge.exists(),
+        "a refused record stays, for a person to look at"
+    );
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Member {
     email: korm::Unique<String>,
