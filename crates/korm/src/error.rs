@@ -700,6 +700,9 @@ pub enum DbErrorKind {
     Schema,
     /// The connection was lost mid-operation.
     ConnectionLost,
+    /// A statement or value is larger than the server takes (MySQL's `max_allowed_packet`):
+    /// nothing of it was applied, and sending it again fails again.
+    TooLarge,
     /// Anything else the driver reported.
     Other,
 }
@@ -713,6 +716,7 @@ impl fmt::Display for DbErrorKind {
             DbErrorKind::ConstraintViolation => "constraint violation",
             DbErrorKind::Schema => "schema error",
             DbErrorKind::ConnectionLost => "connection lost",
+            DbErrorKind::TooLarge => "too large for the server",
             DbErrorKind::Other => "database error",
         })
     }

@@ -437,6 +437,7 @@ impl<T: Model> Query<T> {
             skip: self.offset.unwrap_or(0),
             left: self.limit,
             done: false,
+            sparse: false,
         })
     }
 
@@ -791,6 +792,10 @@ struct Scan<T> {
     left: Option<u64>,
     /// No more rows.
     done: bool,
+    /// A chunk's rows were filtered in memory (a filter on an encrypted field): from then on
+    /// chunks are read whole, since asking for the few rows still wanted would take one
+    /// statement per few rows read.
+    sparse: bool,
 }
 
 impl<T: Model> Scan<T> {
@@ -845,8 +850,9 @@ impl<T: Model> Scan<T> {
             self.done = true;
             return Ok(Vec::new());
         }
-        // Skipped rows are read in chunks too, at most STREAM_CHUNK at a time.
-        let ask = if self.skip > 0 {
+        // Skipped rows are read in chunks too, at most STREAM_CHUNK at a time; so are rows
+        // filtered in memory, once a chunk shows they are.
+        let ask = if self.skip > 0 || self.sparse {
             STREAM_CHUNK.max(want)
         } else {
             want
@@ -873,6 +879,7 @@ impl<T: Model> Scan<T> {
         if (selected.raw as u64) < ask {
             self.done = true;
         }
+        self.sparse |= selected.rows.len() < selected.raw;
         let (after, pos) = (self.after.clone(), self.pos);
         let last = selected.last_dropped.as_ref().or(selected.rows.last());
         if let Some(last) = last

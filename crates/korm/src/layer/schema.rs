@@ -373,16 +373,14 @@ pub(crate) fn diff(
 /// korm 1.5 makes an integer column from `100`, and a Rust `f64` holding `100.0` must fit it
 /// (the database converts the bound double; a fraction or a larger double does not fit).
 fn takes(stored: ColumnKind, field: &Field) -> bool {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     field.kind.is_none_or(|found| {
         stored.accepts(found)
             || (stored == ColumnKind::Integer
                 && field
                     .value
                     .as_number()
-                    .filter(|n| n.is_f64())
-                    .and_then(serde_json::Number::as_f64)
-                    .is_some_and(|f| f.fract() == 0.0 && f.abs() <= EXACT))
+                    .and_then(crate::model::whole_double)
+                    .is_some())
     })
 }
 

@@ -27,11 +27,42 @@ const INSERT_ROWS: usize = 256;
 /// 65,535 a statement.
 const INSERT_VALUES: usize = 30_000;
 
+/// At most about this many bytes of values go into one multi-row INSERT: a statement is one
+/// packet, and MySQL refuses a packet above `max_allowed_packet` (4 MiB by default on MySQL
+/// 5.7, 16 MiB on MariaDB) and closes the connection.
+const INSERT_BYTES: usize = 1 << 20;
+
+/// About how many bytes an op's values take in a statement: its id, and each field's value
+/// as JSON text (a unique field's shadow too).
+fn op_bytes(op: &LayerOp) -> usize {
+    fn json_bytes(value: &serde_json::Value) -> usize {
+        use serde_json::Value;
+        match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 24,
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => 2 + items.iter().map(|v| json_bytes(v) + 1).sum::<usize>(),
+            Value::Object(map) => {
+                2 + map
+                    .iter()
+                    .map(|(k, v)| k.len() + 4 + json_bytes(v))
+                    .sum::<usize>()
+            }
+        }
+    }
+    op.id.len()
+        + op.fields
+            .iter()
+            .map(|f| json_bytes(&f.value) + if f.unique { 130 } else { 0 })
+            .sum::<usize>()
+}
+
 /// How many of the ops at the start of `ops` one multi-row INSERT may write: a run of plain
 /// inserts (no fence, no condition) into one table, writing the same fields in the same order,
-/// at most [`INSERT_ROWS`] rows and about [`INSERT_VALUES`] values. A plan of many creates
-/// (a restore's batch, `Tx::create_all`) then costs a round trip per run instead of per row.
-/// 1 (or 0 for no ops) when the first op is not such an insert.
+/// at most [`INSERT_ROWS`] rows, about [`INSERT_VALUES`] values and about [`INSERT_BYTES`]
+/// bytes (the first op always goes in). A plan of many creates (a restore's batch,
+/// `Tx::create_all`) then costs a round trip per run instead of per row. 1 (or 0 for no ops)
+/// when the first op is not such an insert.
 fn insert_run(ops: &[LayerOp]) -> usize {
     let plain =
         |op: &LayerOp| op.kind == OpKind::Insert && op.fence.is_none() && op.expect.is_empty();
@@ -54,10 +85,14 @@ fn insert_run(ops: &[LayerOp]) -> usize {
                 .zip(first.fields.iter())
                 .all(|(a, b)| a.name == b.name)
     };
+    let mut bytes = op_bytes(first);
     1 + ops[1..]
         .iter()
         .take(most - 1)
-        .take_while(|op| same(op))
+        .take_while(|op| {
+            bytes += op_bytes(op);
+            same(op) && bytes <= INSERT_BYTES
+        })
         .count()
 }
 

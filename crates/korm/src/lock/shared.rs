@@ -25,6 +25,9 @@ use crate::layer::{LayerHandle, LockClaim};
 ///     .with_refresh(Duration::from_secs(3))
 ///     .with_owner_id("billing-worker-1");
 /// assert_eq!(options.ttl, Duration::from_secs(10));
+/// // A ttl alone keeps the refresh below it.
+/// let short = korm::LockOptions::new().with_ttl(Duration::from_secs(10));
+/// assert_eq!(short.refresh, Duration::from_secs(5));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -57,9 +60,14 @@ impl LockOptions {
         Self::default()
     }
 
-    /// Sets the TTL.
+    /// Sets the TTL. A refresh interval not below the new TTL (the default 30 s, with a TTL
+    /// of 10 s) becomes half the TTL, so a held lock is extended before it expires; a
+    /// [`with_refresh`](LockOptions::with_refresh) after this call sets what it is given.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        if self.refresh >= ttl {
+            self.refresh = ttl / 2;
+        }
         self
     }
 
@@ -95,6 +103,13 @@ impl LockOptions {
         }
         if self.refresh.is_zero() {
             return bad("refresh must be above zero");
+        }
+        if self.refresh >= self.ttl {
+            tracing::warn!(
+                ttl_ms = self.ttl.as_millis(),
+                refresh_ms = self.refresh.as_millis(),
+                "korm: shared locks are refreshed no sooner than they expire: a lock held longer than its ttl can be taken over by another process"
+            );
         }
         if let Some(owner) = &self.owner_id
             && (owner.is_empty() || owner.len() > 255 || owner.chars().any(char::is_control))

@@ -1197,13 +1197,19 @@ pub(crate) trait Dialect: Send + Sync {
 
     /// A field's storage-form value as bound for a column of `kind`: booleans as
     /// [`Dialect::boolean`] binds them, whole numbers as integers (doubles in a double
-    /// column), objects and arrays as JSON text.
+    /// column; a whole double up to 2^53 in an integer column, so a condition on it holds
+    /// where the column does), objects and arrays as JSON text.
     fn write_value(&self, value: &Value, kind: ColumnKind) -> SqlValue {
         match (value, kind) {
             (Value::Null, _) => SqlValue::Null,
             (Value::Bool(b), _) => self.boolean(*b),
             (Value::Number(n), ColumnKind::Double) => {
                 SqlValue::Double(n.as_f64().unwrap_or(f64::NAN))
+            }
+            (Value::Number(n), ColumnKind::Integer)
+                if let Some(i) = crate::model::whole_double(n) =>
+            {
+                SqlValue::Integer(i)
             }
             (Value::Number(n), _) => match n.as_i64() {
                 Some(i) => SqlValue::Integer(i),

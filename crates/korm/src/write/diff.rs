@@ -87,9 +87,13 @@ impl Old<'_> {
         }
     }
 
-    /// Whether the stored value is `new` exactly (the new value can stand for it).
+    /// Whether the stored value is `new` exactly (the new value can stand for it). Never
+    /// for an object or an array: `Value` equality ignores key order, while SQLite and
+    /// MariaDB compare the JSON text a condition binds byte for byte, so an equal object
+    /// rebuilt in another order would make the next conditional write a false conflict.
     fn is_exactly(self, new: &Value) -> bool {
         match self {
+            _ if new.is_object() || new.is_array() => false,
             Old::Stored(Stored::Value(old)) | Old::Value(old) => old == new,
             Old::Stored(Stored::JsonText(_)) => false,
         }

@@ -24,6 +24,7 @@ mod crash_point;
 mod diff;
 pub(crate) use diff::{FieldDiff, diff};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -194,7 +195,26 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
 async fn fill_before_images(pool: &Pool, plan: &mut WritePlan, unknown: &[usize]) -> Result<()> {
     // One fetch per layer and table (a tx of many items made from data reads them together).
     let mut groups: Vec<(LayerHandle, String, Vec<usize>)> = Vec::new();
+    // Where each item is first written in the plan.
+    let mut first: HashMap<Arc<str>, usize> = HashMap::with_capacity(plan.ops.len());
+    for (i, op) in plan.ops.iter().enumerate() {
+        first
+            .entry(item_lock_key(pool.route(&op.rn)?.ident(), &op.rn))
+            .or_insert(i);
+    }
     for &i in unknown {
+        // Its before-image would be the stored row, not what the plan's earlier op leaves.
+        let key = item_lock_key(pool.route(&plan.ops[i].rn)?.ident(), &plan.ops[i].rn);
+        if first.get(&key).is_some_and(|&at| at < i) {
+            return Err(Error::InvalidOption {
+                option: "tx",
+                reason: format!(
+                    "it writes {} twice; write an item once in a transaction (with the \
+                     changes of both)",
+                    plan.ops[i].rn
+                ),
+            });
+        }
         let layer = pool.route(&plan.ops[i].rn)?;
         let (table, _) = item_key(&plan.ops[i].rn)?;
         match groups

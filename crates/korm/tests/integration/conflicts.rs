@@ -752,6 +752,24 @@ async fn uncommitted_from_data_writes_every_field(which: &str) {
     assert_eq!(pool.read_statements("db").expect("layer") - reads, 1);
     assert_eq!(load(&pool, two.rn()).await.data().n, 20);
 
+    // One item written twice from data in one tx (its second before-image would be the
+    // stored row, not what the first leaves): refused, naming it, and nothing is written.
+    let mut tx = korm::tx(&pool);
+    tx.commit_all([
+        counters
+            .uncommitted(one.rn().clone(), Counter { n: 11, ..counter() })
+            .expect("one"),
+        counters
+            .uncommitted(one.rn().clone(), Counter { n: 12, ..counter() })
+            .expect("one again"),
+    ]);
+    let twice = tx.persist().await.map(|_| ());
+    assert!(
+        matches!(&twice, Err(Error::InvalidOption { option: "tx", reason }) if reason.contains(one.rn().as_str())),
+        "{twice:?}"
+    );
+    assert_eq!(load(&pool, one.rn()).await.data().n, 10);
+
     // Nothing at the RN: NotFound, and nothing is created.
     let missing: Rn<Counter> = format!("[rn]:conflicts:counter:{}", uuid::Uuid::new_v4())
         .parse()

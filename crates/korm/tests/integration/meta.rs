@@ -430,7 +430,7 @@ async fn changed_config_refused(kind: Kind) {
         )
         .with_locks(
             "main",
-            LockOptions::new().with_ttl(std::time::Duration::from_secs(10)),
+            LockOptions::new().with_ttl(std::time::Duration::from_secs(45)),
         )
         .with_meta("main")
         .open()
@@ -445,7 +445,7 @@ async fn changed_config_refused(kind: Kind) {
         "{text}"
     );
     assert!(
-        text.contains("shared locks ttl: 10000 ms here, 60000 ms in the stored pool"),
+        text.contains("shared locks ttl: 45000 ms here, 60000 ms in the stored pool"),
         "{text}"
     );
     assert_eq!(differences.len(), 3, "{text}");

@@ -602,3 +602,71 @@ async fn integer_columns_are_int_unless_wide() {
     );
     conn.close().await.ok();
 }
+
+/// Many large items in one plan go into multi-row INSERTs cut by size as well as by count,
+/// each under MariaDB's `max_allowed_packet` (16 MiB here): 300 items of 70 KB (21 MB) are
+/// written (one 256-row statement of them was refused, and reported as a lost connection,
+/// so retryable, though every retry failed the same way). One item above the packet limit is
+/// `TooLarge`: not retryable, not an unknown outcome, nothing stored, and the pool goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_stay_under_max_allowed_packet_and_a_larger_item_is_too_large() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Blob {
+        n: i64,
+        body: String,
+    }
+    let Some(db) = support::create(Server::MySql).await else {
+        return;
+    };
+    let pool = open(&db.url).await;
+    let rn = || -> Rn<Blob> { "[rn]:blobs:big:*".parse().expect("rn") };
+    let blobs = korm::item::<Blob>(&pool);
+    let mut tx = korm::tx(&pool);
+    let made = tx.create_all((0..300).map(|n| {
+        blobs
+            .from_data(
+                rn(),
+                Blob {
+                    n,
+                    body: "x".repeat(70_000),
+                },
+            )
+            .expect("floating")
+    }));
+    let mut done = tx.persist().await.expect("300 items of 70 KB");
+    assert_eq!(done.take_all(made).expect("items").len(), 300);
+    assert_eq!(blobs.query(rn()).count().await.expect("count"), 300);
+
+    let huge = blobs
+        .from_data(
+            rn(),
+            Blob {
+                n: -1,
+                body: "y".repeat(17 << 20),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await;
+    match &huge {
+        Err(e @ Error::Database { kind, .. }) => {
+            assert_eq!(*kind, DbErrorKind::TooLarge, "{e}");
+            assert!(!e.is_retryable() && !e.outcome_unknown(), "{e}");
+        }
+        other => panic!("expected TooLarge, got {:?}", other.as_ref().map(|_| ())),
+    }
+    assert_eq!(blobs.query(rn()).count().await.expect("count"), 300);
+    blobs
+        .from_data(
+            rn(),
+            Blob {
+                n: 300,
+                body: "small".into(),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("the pool goes on");
+    pool.close().await;
+}

@@ -37,7 +37,10 @@ impl ServerCodes for MySqlCodes {
                 DbErrorKind::ConstraintViolation
             }
             // server gone, connection killed or aborted, server shutting down.
-            "1053" | "1152" | "1153" | "1927" | "2006" | "2013" => DbErrorKind::ConnectionLost,
+            "1053" | "1152" | "1927" | "2006" | "2013" => DbErrorKind::ConnectionLost,
+            // a packet above max_allowed_packet (the server refuses it unread, then closes the
+            // connection), a result above it.
+            "1153" | "1301" => DbErrorKind::TooLarge,
             // access denied, unknown database, too many connections.
             "1040" | "1044" | "1045" | "1049" | "1129" | "1130" => DbErrorKind::Connect,
             // lock wait timeout, deadlock.
@@ -113,6 +116,8 @@ mod tests {
             ("2006", DbErrorKind::ConnectionLost),
             ("2013", DbErrorKind::ConnectionLost),
             ("1927", DbErrorKind::ConnectionLost),
+            ("1153", DbErrorKind::TooLarge),
+            ("1301", DbErrorKind::TooLarge),
             ("1045", DbErrorKind::Connect),
             ("1049", DbErrorKind::Connect),
             ("1205", DbErrorKind::Busy),
