@@ -852,11 +852,13 @@ impl<T: Model> Scan<T> {
         }
         // Skipped rows are read in chunks too, at most STREAM_CHUNK at a time; so are rows
         // filtered in memory, once a chunk shows they are.
+        // (No statement takes a limit above i64::MAX: `page(u64::MAX)` asks for one more.)
         let ask = if self.skip > 0 || self.sparse {
             STREAM_CHUNK.max(want)
         } else {
             want
-        };
+        }
+        .min(i64::MAX.unsigned_abs());
         let selected = select_rows_inner(
             self.pool.clone(),
             self.rn.untyped(),

@@ -180,7 +180,7 @@ pub async fn keyset_pages_walk_every_item_once(pool: &Pool) {
                 .map(|items| ns(&items))
                 .expect("by id");
         }
-        for size in [1, 4, 45, 100] {
+        for size in [1, 4, 45, 100, u64::MAX] {
             let mut seen = Vec::new();
             let mut page = sorted(query(pool)).page(size).await.expect("first page");
             let mut pages = 1;
