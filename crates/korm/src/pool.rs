@@ -292,22 +292,8 @@ impl PoolBuilder {
                 }
             }
         }
-        if let Some(current) = &meta
-            && let Err(e) = crate::meta::ensure(&opened, current, &ring).await
-        {
-            for (_, depot) in &depots {
-                depot.close().await;
-            }
-            for (_, layer) in &opened {
-                layer.close().await;
-            }
-            return Err(e);
-        }
-        let shared = self.locks.and_then(|(ident, options)| {
-            let layer = opened.iter().find(|(name, _)| *name == ident)?;
-            Some((layer.1.clone(), options))
-        });
-        let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
+        // The WAL's options are checked before the pool's metadata is written: a namespace
+        // refused here must not leave a snapshot that refuses the corrected one.
         let wal = match self.wal {
             Some((ident, options)) => {
                 let log = open_wal(&depots, &ident, wal_root, options, &pool_id, &ring);
@@ -321,11 +307,23 @@ impl PoolBuilder {
             }
             None => None,
         };
+        if let Some(current) = &meta
+            && let Err(e) = crate::meta::ensure(&opened, current, &ring).await
+        {
+            close_all(&opened, &depots).await;
+            return Err(e);
+        }
+        let shared = self.locks.and_then(|(ident, options)| {
+            let layer = opened.iter().find(|(name, _)| *name == ident)?;
+            Some((layer.1.clone(), options))
+        });
+        let locks = Locks::new(shared, self.lock_timeout.unwrap_or(lock::DEFAULT_WAIT));
         let pool = Pool {
             inner: Arc::new(PoolInner {
                 layers: opened,
                 depots,
                 closed: AtomicBool::new(false),
+                writing: tokio::sync::RwLock::new(()),
                 locks,
                 wal,
                 pool_id,
@@ -392,6 +390,9 @@ struct PoolInner {
     layers: Vec<(String, LayerHandle)>,
     depots: Vec<(String, Arc<dyn Depot>)>,
     closed: AtomicBool,
+    /// Held (shared) by each write plan from its locks to its end; [`Pool::close`] takes it
+    /// whole, so it closes nothing while a plan is part way through its layers.
+    writing: tokio::sync::RwLock<()>,
     locks: Locks,
     wal: Option<WalLog>,
     /// korm 1.5's pool id (see [`Pool::pool_id`]).
@@ -438,6 +439,19 @@ impl Pool {
         self.inner.meta_layer.as_deref()
     }
 
+    /// Marks a write plan in flight until the guard drops ([`Pool::close`] waits for it);
+    /// `None` once the pool is closed.
+    pub(crate) async fn writing(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        let guard = self.inner.writing.read().await;
+        (!self.is_closed()).then_some(guard)
+    }
+
+    /// Whether this is the last clone of the pool (a background task holding it then stops,
+    /// so dropping the application's pool still closes it).
+    pub(crate) fn is_last_clone(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+
     /// The layers, in the order they were added.
     pub(crate) fn layers(&self) -> &[(String, LayerHandle)] {
         &self.inner.layers
@@ -456,12 +470,16 @@ impl Pool {
             .map(|(_, depot)| depot)
     }
 
-    /// Closes every layer and depot, letting work already queued finish. Later operations fail with
-    /// [`Error::PoolClosed`]. Closing twice is harmless.
+    /// Closes every layer and depot, letting work already queued finish: a write plan that
+    /// holds its locks already runs to its end (every layer, or its undo) before anything
+    /// closes, so a close never leaves a plan applied on one layer and not another. Later
+    /// operations fail with [`Error::PoolClosed`]. Closing twice is harmless.
     pub async fn close(&self) {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        // Plans part way through their layers finish; those not started yet see `closed`.
+        drop(self.inner.writing.write().await);
         // The WAL's record slots, then shared lock rows, while the layers are still open.
         if let Some(log) = self.wal_log() {
             log.close_files();

@@ -686,13 +686,14 @@ impl Scheduler {
         }
     }
 
-    /// Runs the schedules in the background until the returned handle is aborted or the
-    /// pool closes: checks every `poll` (at most a minute late), and logs a failed run
+    /// Runs the schedules in the background until the returned handle is aborted, the pool
+    /// closes, or every other clone of the pool is dropped (the task does not keep a pool
+    /// alive on its own): checks every `poll` (at most a minute late), and logs a failed run
     /// (`tracing`) without stopping.
     pub fn start(self, poll: Duration) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                if self.pool.is_closed() {
+                if self.pool.is_closed() || self.pool.is_last_clone() {
                     return;
                 }
                 if let Err(e) = self.run_due(Timestamp::now()).await {

@@ -292,7 +292,9 @@ impl<'g> Tx<'g> {
     ///
     /// # Cancel safety
     /// As for every write: a layer's part, once sent, is applied entirely or not at all; a
-    /// transaction dropped between two layers leaves the earlier ones applied.
+    /// transaction dropped between two layers leaves the earlier ones applied. With a WAL,
+    /// one dropped after its record was written is brought forward by the next recovery:
+    /// treat a dropped transaction as one of unknown outcome.
     pub async fn persist(self) -> Result<TxOutcome> {
         self.persist_with(WriteOptions::default()).await
     }

@@ -229,9 +229,19 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
         })
     }
 
+    /// A newtype model (`struct Doc(Inner)`, which the encoder writes as its inner model)
+    /// reads its inner model from the row.
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        option unit unit_struct seq tuple tuple_struct map struct enum
         identifier ignored_any
     }
 }

@@ -124,7 +124,10 @@ pub(crate) fn op_failed(op: usize, rn: &str, error: Error) -> Error {
 ///
 /// # Cancel safety
 /// A layer's batch, once sent, is applied entirely or not at all even if this future is
-/// dropped; dropping it between layers leaves the earlier layers applied.
+/// dropped; dropping it between layers leaves the earlier layers applied. With a WAL, a
+/// future dropped after its record was written leaves the record pending: the next recovery
+/// (the next open, or `Wal::recover`) brings the write forward. Treat a dropped write as one
+/// of unknown outcome.
 pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
     use tracing::Instrument as _;
     let span = tracing::debug_span!(
@@ -299,6 +302,11 @@ async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
         release_all(guards).await;
         return Err(error);
     }
+    // In flight from here to the end: a close waits for the plan before it closes anything.
+    let Some(_writing) = pool.writing().await else {
+        release_all(guards).await;
+        return Err(Error::PoolClosed);
+    };
     let fences: Vec<Option<Fence>> = keys[..item_keys]
         .iter()
         .map(|key| {

@@ -1795,3 +1795,45 @@ pub async fn an_object_rebuilt_in_another_key_order_is_no_conflict(pool: &Pool) 
     let deleted = changed.delete().await;
     assert!(deleted.is_ok(), "{:?}", deleted.map(|_| ()));
 }
+
+/// A newtype model (`struct Doc(Inner)`) is written as its inner model and read back the
+/// same way, by load, query and commit (it was written, then every read failed with
+/// "invalid type: map, expected tuple struct").
+pub async fn a_newtype_model_round_trips(pool: &Pool) {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Inner {
+        title: String,
+        pages: i64,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Doc(Inner);
+    let docs = korm::item::<Doc>(pool);
+    let made = docs
+        .from_data(
+            rn("[rn]:docs:newtype:*"),
+            Doc(Inner {
+                title: "Quarry log".into(),
+                pages: 3,
+            }),
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let loaded = docs.load(made.rn().clone()).get().await.expect("load");
+    assert_eq!(loaded.data().0.title, "Quarry log");
+    let updated = loaded
+        .update(|d| d.0.pages = 4)
+        .commit()
+        .await
+        .expect("commit");
+    assert_eq!(updated.data().0.pages, 4);
+    let found = docs
+        .query(rn("[rn]:docs:newtype:*"))
+        .filter(eq("pages", 4))
+        .get()
+        .await
+        .expect("query");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].data(), updated.data());
+}

@@ -921,6 +921,34 @@ async fn a_started_scheduler_takes_a_due_backup_on_its_own() {
     pool.close().await;
 }
 
+/// A started scheduler does not keep its pool alive: once the application drops its last
+/// clone of the pool (without `close`), the task stops, and with it the pool's connections
+/// (it looped forever, holding the pool open).
+#[tokio::test]
+async fn a_started_scheduler_stops_when_the_pool_is_dropped() {
+    use korm::backup::schedule::Scheduler;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
+        .depot("backups", korm::depots::local(dir.path().join("depot")))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open");
+    let handle = Scheduler::new(&pool, "backups")
+        .expect("scheduler")
+        .schedule("data", "every day at 02:00")
+        .expect("schedule")
+        .start(std::time::Duration::from_millis(10));
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(!handle.is_finished(), "runs while the pool is in use");
+    drop(pool);
+    tokio::time::timeout(std::time::Duration::from_secs(10), handle)
+        .await
+        .expect("the task stops once the pool is dropped")
+        .expect("task");
+}
+
 /// An in-memory SQLite layer is read on its own connection: backed up and restored whole.
 #[tokio::test]
 async fn an_in_memory_sqlite_layer_is_backed_up() {

@@ -473,3 +473,40 @@ async fn a_plan_that_rolls_the_whole_transaction_back_fails_alone() {
     assert_eq!(stored_emails(&path), expected);
     pool.close().await;
 }
+
+/// `close` closes the SQLite connection itself, though a clone of the pool still holds the
+/// layer: the file is checkpointed and its `-wal` file removed, so the database file alone
+/// (copied after the close) holds every write. (The connection stayed open until the last
+/// clone dropped, and a copy of the file missed what was still in the `-wal` file.)
+#[tokio::test]
+async fn close_closes_the_file_while_a_clone_of_the_pool_lives() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("closing.sqlite");
+    let pool = open(&path).await;
+    let clone = pool.clone();
+    for n in 0..20 {
+        account(&pool, &format!("{n}@example.com"), n)
+            .create()
+            .await
+            .expect("create");
+    }
+    pool.close().await;
+    assert!(
+        !dir.path().join("closing.sqlite-wal").exists(),
+        "the last connection checkpoints and removes the -wal file"
+    );
+    let copy = dir.path().join("copy.sqlite");
+    std::fs::copy(&path, &copy).expect("copy the file alone");
+    let rows: i64 = rusqlite::Connection::open(&copy)
+        .expect("open the copy")
+        .query_row(&format!("SELECT COUNT(*) FROM {TABLE}"), [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 20);
+    assert!(matches!(
+        korm::item::<Account>(&clone)
+            .query(ACCOUNTS.parse().expect("rn"))
+            .get()
+            .await,
+        Err(Error::PoolClosed)
+    ));
+}

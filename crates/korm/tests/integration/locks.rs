@@ -938,3 +938,72 @@ async fn a_dropped_guard_lets_go_of_its_row_before_its_in_process_lock() {
         second.release().await.expect("release");
     }
 }
+
+/// `close` lets a write plan that holds its locks run to its end before it closes anything:
+/// the plan's shared lock rows stay (another process can not take the item) until the plan
+/// is done, and the write is applied whole. (Close deleted the rows and closed the layers
+/// under a plan part way through: another process could take its locks, and a plan across
+/// two layers could be left applied on one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_a_write_in_flight_before_it_lets_its_locks_go() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (locks, data) = (
+        dir.path().join("locks.sqlite"),
+        dir.path().join("data.sqlite"),
+    );
+    let open = |owner: &str| {
+        korm::pool()
+            .layer("locks", korm::layers::sqlite(&locks))
+            .layer("db", korm::layers::sqlite(&data))
+            .with_locks(
+                "locks",
+                LockOptions::new()
+                    .with_retry(Duration::from_millis(10))
+                    .with_owner_id(owner),
+            )
+            .open()
+    };
+    let a = open("owner-a").await.expect("open a");
+    let b = open("owner-b").await.expect("open b");
+    let rn: Rn<Counter> = new_rn("[rn][from::db]:counters:closing:");
+    let item = make_counter(&a, rn.clone()).await;
+    // Another connection holds the data file's write lock: a's commit waits in the layer.
+    let raw = rusqlite::Connection::open(&data).expect("raw");
+    raw.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+    let commit = tokio::spawn(async move { item.update(|c| c.n = 41).commit().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let closer = a.clone();
+    let close = tokio::spawn(async move { closer.close().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!close.is_finished(), "close waits for the write in flight");
+    assert!(
+        b.locker().try_acquire(&rn).await.expect("try").is_none(),
+        "the write's lock is still held"
+    );
+    raw.execute_batch("COMMIT").expect("let go");
+    let written = commit
+        .await
+        .expect("task")
+        .expect("the write is applied whole");
+    assert_eq!(written.data().n, 41);
+    close.await.expect("close");
+    assert!(matches!(
+        korm::item::<Counter>(&a).load(rn.clone()).get().await,
+        Err(Error::PoolClosed)
+    ));
+    let stored = korm::item::<Counter>(&b)
+        .load(rn.clone())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(stored.data().n, 41);
+    b.locker()
+        .try_acquire(&rn)
+        .await
+        .expect("try")
+        .expect("free once the write is done")
+        .release()
+        .await
+        .expect("release");
+    b.close().await;
+}

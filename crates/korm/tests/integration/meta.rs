@@ -1344,3 +1344,30 @@ async fn meta_pools_without_meta_do_not_check() {
         .close()
         .await;
 }
+
+/// A WAL namespace the WAL refuses fails the open before the pool's metadata is written,
+/// so the corrected namespace opens (the snapshot held the refused one, and every later
+/// open was a `MetaMismatch` on it until a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_wal_namespace_leaves_no_snapshot_behind() {
+    install_test_keys();
+    let Some(db) = Db::new(Kind::Sqlite).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let refused = builder(&db, dir.path())
+        .with_wal("files", WalOptions::new("orders.v2"))
+        .open()
+        .await;
+    assert!(
+        matches!(refused, Err(Error::InvalidIdentifier { .. })),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    assert!(db.pool_row().await.is_none(), "no snapshot was written");
+    let pool = builder(&db, dir.path())
+        .open()
+        .await
+        .expect("the corrected namespace opens");
+    pool.close().await;
+}

@@ -424,6 +424,15 @@ impl Worker {
                 // The checkpoint connection closes first: the last connection to close
                 // checkpoints what is left and removes the WAL file.
                 drop(checkpointer);
+                // The connection closes here, whoever still holds the state (a `Pool` clone
+                // keeps its `Worker`): put an in-memory one in its place, so `close` returns
+                // with the file closed (checkpointed, its `-wal` file removed).
+                if let Ok(memory) = Connection::open_in_memory() {
+                    let file = std::mem::replace(&mut lock(&state).conn, memory);
+                    if let Err((_, e)) = file.close() {
+                        tracing::warn!(layer = %thread_ident, error = %e, "closing the SQLite connection failed");
+                    }
+                }
                 drop(state);
                 let _ = finished_tx.send(());
             })
