@@ -368,13 +368,23 @@ pub(crate) fn diff(
 }
 
 /// Whether a column of kind `stored` takes the field's value without recreating it: a null,
-/// a kind the column [accepts](ColumnKind::accepts), or a double holding a whole number of
+/// a kind the column [accepts](ColumnKind::accepts) (a whole number into a double column
+/// only up to 2^53 in magnitude, which a double holds exactly: a larger one was rounded
+/// silently), or a double holding a whole number of
 /// magnitude at most 2^53 into an integer column. That is what a JavaScript number is, so
 /// korm 1.5 makes an integer column from `100`, and a Rust `f64` holding `100.0` must fit it
 /// (the database converts the bound double; a fraction or a larger double does not fit).
 fn takes(stored: ColumnKind, field: &Field) -> bool {
     field.kind.is_none_or(|found| {
-        stored.accepts(found)
+        // A whole number goes into a double column only where a double holds it exactly.
+        let exact_in_double = || {
+            found != ColumnKind::Integer
+                || field
+                    .value
+                    .as_i64()
+                    .is_none_or(|i| i.unsigned_abs() <= 1 << 53)
+        };
+        (stored.accepts(found) && (stored != ColumnKind::Double || exact_in_double()))
             || (stored == ColumnKind::Integer
                 && field
                     .value

@@ -653,8 +653,13 @@ impl<'a> ser::Serializer for FieldSerializer<'a> {
         } else if name == RN_MARKER {
             self.marker.rn = true;
             value.serialize(serde_json::value::Serializer)
-        } else {
+        } else if name.starts_with("$serde_json::") {
+            // serde_json's own tokens (a `RawValue`).
             serde_json::value::Serializer.serialize_newtype_struct(name, value)
+        } else {
+            // A user's newtype is its inner value: a `Unique` or an `Rn` inside it marks the
+            // field as it would bare, and a top-level float in it is checked as one.
+            value.serialize(self)
         }
     }
 

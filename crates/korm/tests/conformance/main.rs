@@ -125,6 +125,7 @@ macro_rules! conformance {
 
 conformance!(
     create_and_load_every_kind,
+    newtype_fields_keep_their_markers_and_doubles_stay_exact,
     a_newtype_model_round_trips,
     an_object_rebuilt_in_another_key_order_is_no_conflict,
     a_page_filtered_in_memory_reads_whole_chunks,

@@ -1837,3 +1837,78 @@ pub async fn a_newtype_model_round_trips(pool: &Pool) {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].data(), updated.data());
 }
+
+/// A field that is a user's newtype around `Unique` (or a float) is what the bare field
+/// would be: unique (the newtype hid the marker, and duplicates went in), a top-level float
+/// checked (NaN refused at encode). A whole number into a double column above 2^53, which a
+/// double can not hold exactly, is a schema mismatch (it was rounded silently).
+pub async fn newtype_fields_keep_their_markers_and_doubles_stay_exact(pool: &Pool) {
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Email(Unique<String>);
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Celsius(f64);
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct Member {
+        email: Email,
+        temp: Celsius,
+    }
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct WholeTemp {
+        email: Email,
+        temp: i64,
+    }
+    const MEMBERS: &str = "[rn]:people:members:*";
+    let member = |email: &str, temp: f64| Member {
+        email: Email(Unique::new(email.to_owned())),
+        temp: Celsius(temp),
+    };
+    create(pool, MEMBERS, member("fred@example.com", 36.6)).await;
+    let members = korm::item::<Member>(pool);
+    let twice = members
+        .from_data(rn(MEMBERS), member("fred@example.com", 37.0))
+        .expect("floating")
+        .create()
+        .await;
+    assert!(
+        matches!(twice, Err(Error::UniqueViolation { .. })),
+        "{:?}",
+        twice.map(|_| ())
+    );
+    let nan = members
+        .from_data(rn(MEMBERS), member("nan@example.com", f64::NAN))
+        .expect("floating")
+        .create()
+        .await
+        .map(|_| ());
+    assert!(matches!(nan, Err(Error::Encode { .. })), "{nan:?}");
+    let whole = |email: &str, temp: i64| {
+        korm::item::<WholeTemp>(pool).from_data(
+            rn(MEMBERS),
+            WholeTemp {
+                email: Email(Unique::new(email.to_owned())),
+                temp,
+            },
+        )
+    };
+    whole("exact@example.com", 1 << 53)
+        .expect("floating")
+        .create()
+        .await
+        .expect("2^53 is exact as a double");
+    let rounded = whole("big@example.com", (1 << 53) + 1)
+        .expect("floating")
+        .create()
+        .await;
+    assert!(
+        matches!(
+            rounded,
+            Err(Error::SchemaMismatch {
+                stored: korm::ColumnKind::Double,
+                found: korm::ColumnKind::Integer,
+                ..
+            })
+        ),
+        "{:?}",
+        rounded.map(|_| ())
+    );
+}
