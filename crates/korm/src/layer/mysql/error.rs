@@ -41,6 +41,8 @@ impl ServerCodes for MySqlCodes {
             // a packet above max_allowed_packet (the server refuses it unread, then closes the
             // connection), a result above it.
             "1153" | "1301" => DbErrorKind::TooLarge,
+            // a statement of more than 65,535 placeholders (a filter of that many values).
+            "1390" => DbErrorKind::TooLarge,
             // access denied, unknown database, too many connections.
             "1040" | "1044" | "1045" | "1049" | "1129" | "1130" => DbErrorKind::Connect,
             // lock wait timeout, deadlock.
@@ -118,6 +120,7 @@ mod tests {
             ("1927", DbErrorKind::ConnectionLost),
             ("1153", DbErrorKind::TooLarge),
             ("1301", DbErrorKind::TooLarge),
+            ("1390", DbErrorKind::TooLarge),
             ("1045", DbErrorKind::Connect),
             ("1049", DbErrorKind::Connect),
             ("1205", DbErrorKind::Busy),

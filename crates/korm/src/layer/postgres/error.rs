@@ -23,6 +23,8 @@ impl ServerCodes for PgCodes {
             "57P03" | "28000" | "28P01" | "3D000" => DbErrorKind::Connect,
             "42P01" | "42703" | "42701" | "42P07" | "42804" | "42704" => DbErrorKind::Schema,
             c if c.starts_with("08") => DbErrorKind::ConnectionLost,
+            // program limit exceeded: a statement, a row or an index entry too large.
+            c if c.starts_with("54") => DbErrorKind::TooLarge,
             _ => DbErrorKind::Other,
         }
     }
@@ -66,6 +68,8 @@ mod tests {
             ("3D000", DbErrorKind::Connect),
             ("42P01", DbErrorKind::Schema),
             ("42703", DbErrorKind::Schema),
+            ("54000", DbErrorKind::TooLarge),
+            ("54001", DbErrorKind::TooLarge),
             ("22P02", DbErrorKind::Other),
             ("XX000", DbErrorKind::Other),
         ] {

@@ -21,6 +21,8 @@ fn kind_of(code: ErrorCode, extended: i32) -> DbErrorKind {
             _ => DbErrorKind::ConstraintViolation,
         },
         ErrorCode::SchemaChanged => DbErrorKind::Schema,
+        // A string, blob or row above SQLite's length limit.
+        ErrorCode::TooBig => DbErrorKind::TooLarge,
         _ => DbErrorKind::Other,
     }
 }
@@ -71,6 +73,7 @@ mod tests {
     fn codes_map_to_kinds() {
         for (code, extended, kind) in [
             (ErrorCode::DatabaseBusy, ffi::SQLITE_BUSY, DbErrorKind::Busy),
+            (ErrorCode::TooBig, ffi::SQLITE_TOOBIG, DbErrorKind::TooLarge),
             (
                 ErrorCode::DatabaseLocked,
                 ffi::SQLITE_LOCKED,
