@@ -475,11 +475,17 @@ impl Pool {
     /// closes, so a close never leaves a plan applied on one layer and not another. Later
     /// operations fail with [`Error::PoolClosed`]. Closing twice is harmless.
     pub async fn close(&self) {
+        if self.is_closed() {
+            return;
+        }
+        // Plans part way through their layers finish first, with the pool still open to them
+        // (an undo, a WAL rollback routes again); those waiting to start see `closed` once
+        // this guard is let go. Cancelled while it waits, the close has changed nothing.
+        let writing = self.inner.writing.write().await;
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Plans part way through their layers finish; those not started yet see `closed`.
-        drop(self.inner.writing.write().await);
+        drop(writing);
         // The WAL's record slots, then shared lock rows, while the layers are still open.
         if let Some(log) = self.wal_log() {
             log.close_files();

@@ -19,7 +19,7 @@ use super::{OnProgress, read_file};
 use crate::depot::{Depot, DepotKey};
 use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, is_item_table};
-use crate::layer::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX};
+use crate::layer::schema::{ID_COLUMN, TableSchema, UNIQUE_PREFIX, takes_value};
 use crate::layer::{LayerHandle, LayerOp, OpKind};
 use crate::model::{ColumnKind, Field, infer_kind, is_envelope, validate_field_name};
 
@@ -223,7 +223,11 @@ fn class(value: &Value) -> Class {
     let shape = match value {
         Value::Null => 0,
         Value::Bool(_) => 1,
-        Value::Number(n) if n.is_i64() => 2,
+        // Whole numbers a double holds exactly and those it does not, whole doubles and the
+        // others: each pair goes into other column kinds.
+        Value::Number(n) if n.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53) => 2,
+        Value::Number(n) if n.is_i64() => 7,
+        Value::Number(n) if crate::model::whole_double(n).is_some() => 8,
         Value::Number(_) => 3,
         Value::String(_) => 4,
         Value::Array(_) => 5,
@@ -241,7 +245,7 @@ fn as_field(value: Value, column: Option<ColumnKind>) -> (Value, Option<ColumnKi
     };
     let kind = match (infer_kind(&value), column) {
         (None, column) => column,
-        (Some(found), Some(column)) if column.accepts(found) => Some(column),
+        (Some(found), Some(column)) if takes_value(column, Some(found), &value) => Some(column),
         (found, _) => found,
     };
     (value, kind)
@@ -366,13 +370,14 @@ pub(super) async fn restore(
             // The kind the column has, or gets from the first value written into it.
             let mut stored = target.as_ref().and_then(|t| t.kind_of(column));
             for (_, value) in samples {
-                let (_, Some(found)) = as_field(value.clone(), kinds.kinds.get(column).copied())
+                let (written, Some(found)) =
+                    as_field(value.clone(), kinds.kinds.get(column).copied())
                 else {
                     continue;
                 };
                 match stored {
                     None => stored = Some(found),
-                    Some(stored) if !stored.accepts(found) => {
+                    Some(stored) if !takes_value(stored, Some(found), &written) => {
                         return Err(Error::SchemaMismatch {
                             table: name.clone(),
                             column: column.clone(),

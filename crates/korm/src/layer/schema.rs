@@ -180,9 +180,11 @@ impl TableSchema {
             let Some(field) = fields.iter().find(|f| &f.name == column) else {
                 continue;
             };
+            // A whole double goes into an integer column as the integer it holds.
             let Some(i) = field
                 .value
                 .as_i64()
+                .or_else(|| field.value.as_number().and_then(crate::model::whole_double))
                 .or_else(|| field.value.as_u64().map(|_| i64::MAX))
             else {
                 continue;
@@ -375,19 +377,25 @@ pub(crate) fn diff(
 /// korm 1.5 makes an integer column from `100`, and a Rust `f64` holding `100.0` must fit it
 /// (the database converts the bound double; a fraction or a larger double does not fit).
 fn takes(stored: ColumnKind, field: &Field) -> bool {
-    field.kind.is_none_or(|found| {
+    takes_value(stored, field.kind, &field.value)
+}
+
+/// [`takes`] for a value and the kind it asks for (`None`: null), as a restore checks the
+/// snapshot's values before it writes any.
+pub(crate) fn takes_value(
+    stored: ColumnKind,
+    found: Option<ColumnKind>,
+    value: &serde_json::Value,
+) -> bool {
+    found.is_none_or(|found| {
         // A whole number goes into a double column only where a double holds it exactly.
         let exact_in_double = || {
             found != ColumnKind::Integer
-                || field
-                    .value
-                    .as_i64()
-                    .is_none_or(|i| i.unsigned_abs() <= 1 << 53)
+                || value.as_i64().is_none_or(|i| i.unsigned_abs() <= 1 << 53)
         };
         (stored.accepts(found) && (stored != ColumnKind::Double || exact_in_double()))
             || (stored == ColumnKind::Integer
-                && field
-                    .value
+                && value
                     .as_number()
                     .and_then(crate::model::whole_double)
                     .is_some())

@@ -85,13 +85,18 @@ fn insert_run(ops: &[LayerOp]) -> usize {
                 .zip(first.fields.iter())
                 .all(|(a, b)| a.name == b.name)
     };
+    if ops.len() == 1 {
+        return 1;
+    }
     let mut bytes = op_bytes(first);
     1 + ops[1..]
         .iter()
         .take(most - 1)
         .take_while(|op| {
-            bytes += op_bytes(op);
-            same(op) && bytes <= INSERT_BYTES
+            same(op) && {
+                bytes += op_bytes(op);
+                bytes <= INSERT_BYTES
+            }
         })
         .count()
 }

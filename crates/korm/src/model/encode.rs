@@ -235,7 +235,8 @@ fn js_json(value: &Value, out: &mut String) {
 /// A string as JSON: serde_json escapes what `JSON.stringify` escapes (`"`, `\\`, the
 /// control characters, `\b\f\n\r\t` by name and the rest as lowercase `\u00xx`).
 fn js_string(text: &str, out: &mut String) {
-    out.push_str(&Value::from(text).to_string());
+    // Serializing a `str` can not fail.
+    out.push_str(&serde_json::to_string(text).unwrap_or_default());
 }
 
 /// A finite double as JavaScript's `Number.prototype.toString` prints it (ECMA-262,

@@ -311,7 +311,9 @@ impl WalLog {
             }
         }
         let json = record.to_signed_json(&self.keys);
-        let written = if json.len() > files::MAX_RECORD_BYTES {
+        // Headroom below the read limit: the record is rewritten with its outcome (a state,
+        // `completedAt`), a few bytes longer, and must still be read back.
+        let written = if json.len() > files::MAX_RECORD_BYTES - (64 << 10) {
             Err(Error::WalRecord {
                 record: record.id.clone(),
                 reason: format!(

@@ -136,8 +136,15 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
             .acquire_all(keys, locks.wait())
             .await
             .map_err(|e| failed(&record, e))?;
+        // In flight as a write plan is: a close waits for the record before it closes a
+        // layer or lets the locks go.
+        let Some(writing) = pool.writing().await else {
+            release_all(guards).await;
+            return Err(failed(&record, Error::PoolClosed));
+        };
         let outcome = recover_one(pool, log, &record.id).await;
         release_all(guards).await;
+        drop(writing);
         match outcome {
             Ok(Some(done)) => report.recovered.push(done),
             Ok(None) => {}

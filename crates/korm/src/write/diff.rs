@@ -87,14 +87,14 @@ impl Old<'_> {
         }
     }
 
-    /// Whether the stored value is `new` exactly (the new value can stand for it). Never
-    /// for an object or an array: `Value` equality ignores key order, while SQLite and
-    /// MariaDB compare the JSON text a condition binds byte for byte, so an equal object
-    /// rebuilt in another order would make the next conditional write a false conflict.
+    /// Whether the stored value is `new` exactly (the new value can stand for it): the same
+    /// JSON text. `Value` equality is not enough: it ignores key order and the sign of a
+    /// zero, while SQLite and MariaDB compare the JSON text a condition binds byte for byte,
+    /// so an equal object rebuilt in another order would make the next conditional write a
+    /// false conflict.
     fn is_exactly(self, new: &Value) -> bool {
         match self {
-            _ if new.is_object() || new.is_array() => false,
-            Old::Stored(Stored::Value(old)) | Old::Value(old) => old == new,
+            Old::Stored(Stored::Value(old)) | Old::Value(old) => same_text(old, new),
             Old::Stored(Stored::JsonText(_)) => false,
         }
     }
@@ -104,6 +104,27 @@ impl Old<'_> {
             Old::Stored(old) => old.clone(),
             Old::Value(old) => Stored::Value(old.clone()),
         }
+    }
+}
+
+/// Whether `a` and `b` serialize to the same JSON text: objects with the same keys in the
+/// same order, numbers of the same representation (a double by its bits), without
+/// serializing either.
+fn same_text(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_text(va, vb))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_text(a, b))
+        }
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            a.is_f64() && b.is_f64() && a.as_f64().map(f64::to_bits) == b.as_f64().map(f64::to_bits)
+        }
+        _ => a == b,
     }
 }
 

@@ -172,13 +172,14 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
     // Every RN the plan writes is locked now, in one sorted acquire: locking these first and
     // the rest later would let two plans each hold what the other waits for (a deadlock
     // until the lock timeout).
-    let (mut keys, _) = plan_keys(pool, &plan)?;
+    let (mut keys, items) = plan_keys(pool, &plan)?;
+    let item_keys = keys[..items].to_vec();
     keys.retain(|key| !plan.held.iter().any(|h| h.key == *key));
     keys.sort();
     keys.dedup();
     let locks = pool.locks();
     let guards = locks.acquire_all(keys, locks.wait()).await?;
-    let filled = fill_before_images(pool, &mut plan, &unknown).await;
+    let filled = fill_before_images(pool, &mut plan, &unknown, &item_keys).await;
     let result = match filled {
         Ok(()) => {
             plan.held
@@ -191,24 +192,31 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
     result
 }
 
-/// Reads the rows of the ops at `unknown` as their before-images.
+/// Reads the rows of the ops at `unknown` as their before-images; `item_keys` are the
+/// plan's ops' lock keys, in op order.
 ///
 /// # Errors
 /// [`Error::NotFound`] for an item not stored, and the layers' read errors.
-async fn fill_before_images(pool: &Pool, plan: &mut WritePlan, unknown: &[usize]) -> Result<()> {
+async fn fill_before_images(
+    pool: &Pool,
+    plan: &mut WritePlan,
+    unknown: &[usize],
+    item_keys: &[Arc<str>],
+) -> Result<()> {
     // One fetch per layer and table (a tx of many items made from data reads them together).
     let mut groups: Vec<(LayerHandle, String, Vec<usize>)> = Vec::new();
-    // Where each item is first written in the plan.
-    let mut first: HashMap<Arc<str>, usize> = HashMap::with_capacity(plan.ops.len());
-    for (i, op) in plan.ops.iter().enumerate() {
-        first
-            .entry(item_lock_key(pool.route(&op.rn)?.ident(), &op.rn))
-            .or_insert(i);
+    // Where each item is first written in the plan (`item_keys` holds each op's lock key).
+    let mut first: HashMap<&Arc<str>, usize> = HashMap::with_capacity(item_keys.len());
+    for (i, key) in item_keys.iter().enumerate() {
+        first.entry(key).or_insert(i);
     }
     for &i in unknown {
         // Its before-image would be the stored row, not what the plan's earlier op leaves.
-        let key = item_lock_key(pool.route(&plan.ops[i].rn)?.ident(), &plan.ops[i].rn);
-        if first.get(&key).is_some_and(|&at| at < i) {
+        if item_keys
+            .get(i)
+            .and_then(|key| first.get(key))
+            .is_some_and(|&at| at < i)
+        {
             return Err(Error::InvalidOption {
                 option: "tx",
                 reason: format!(

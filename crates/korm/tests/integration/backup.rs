@@ -803,11 +803,16 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
     let table = "__items__people__staff";
     let id = |i: u32| format!("6f1c1f5e-0d47-4c55-9d6f-1d1b1c1e{i:04}");
     let good = (0..600).map(|i| json!({"t":"row","table":table,"row":{"rnId":id(i),"name":"n"}}));
-    let cases: [(&str, Value); 3] = [
+    let cases: [(&str, Value); 4] = [
         ("hostile column", json!({"rnId": id(9999), "a\"b": 1})),
         ("no id", json!({"name": "m"})),
         // `age` is an integer column: text in it would be refused by the layer.
         ("another kind", json!({"rnId": id(9999), "age": "forty"})),
+        // `score` is a double column: a whole number a double can not hold exactly.
+        (
+            "inexact",
+            json!({"rnId": id(9999), "score": 9_007_199_254_740_993_i64}),
+        ),
     ];
     for (case, last) in cases {
         let mut lines = vec![header.clone(), json!({"t":"table","name":table})];
@@ -824,6 +829,9 @@ async fn a_replace_refuses_a_bad_row_before_it_empties_the_table() {
             | ("no id", Err(Error::Decode { .. })) => {}
             ("another kind", Err(Error::SchemaMismatch { column, .. })) => {
                 assert_eq!(column, "age");
+            }
+            ("inexact", Err(Error::SchemaMismatch { column, .. })) => {
+                assert_eq!(column, "score");
             }
             _ => panic!("{case}: {refused:?}"),
         }

@@ -525,6 +525,9 @@ impl Worker {
         limit: Option<u32>,
         f: impl FnOnce(&mut State) -> Result<R>,
     ) -> Option<Result<R>> {
+        let mut state = self.state.try_lock().ok()?;
+        // Checked holding the state: a close ends the queue before its thread puts an
+        // in-memory connection in place of the file's, so no job here reads that one.
         if self
             .jobs
             .read()
@@ -533,7 +536,6 @@ impl Worker {
         {
             return Some(Err(Error::PoolClosed));
         }
-        let mut state = self.state.try_lock().ok()?;
         // In place, nothing waits on a lock: the busy timeout is zero. It stays zero until
         // the thread runs its next job, which restores it first (see `restore_busy_timeout`).
         if !state.busy_zero {
