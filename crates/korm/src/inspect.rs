@@ -1,7 +1,7 @@
 //! What a pool holds: each layer's collections, with their row counts and columns (what
 //! `korm inspect` prints, and what a studio page shows).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layer::meta::{ITEMS_PREFIX, is_item_table};
 use crate::model::ColumnKind;
 use crate::pool::Pool;
@@ -74,9 +74,12 @@ pub async fn inspect(pool: &Pool) -> Result<Vec<CollectionInfo>> {
             .collect();
         tables.sort();
         for table in tables {
-            // A table dropped since it was listed is left out.
-            let Some(schema) = layer.table_schema(&table).await? else {
-                continue;
+            let schema = match layer.table_schema(&table).await {
+                Ok(Some(schema)) => schema,
+                // A table dropped since it was listed, or one no korm RN names (another
+                // program's `__items__Legacy`): left out, not an error for the whole pool.
+                Ok(None) | Err(Error::InvalidIdentifier { .. }) => continue,
+                Err(e) => return Err(e),
             };
             let rows = layer.count(&table, None).await?;
             let collection = table.strip_prefix(ITEMS_PREFIX).and_then(|rest| {

@@ -12,6 +12,18 @@ fn is_password_key(key: &str) -> bool {
     key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass")
 }
 
+/// The user info a parser did not see: a password written with an unencoded `#`, `?` or `/`
+/// ends the authority early (`mysql://korm:#s3cret@db/x` parses as host `korm` and fragment
+/// `s3cret@db/x`), so the parsed URL has no user and no password while the text holds an
+/// `@`. Then the text between `://` and the last `@` (all of it may be secret).
+fn unparsed_userinfo<'a>(raw: &'a str, url: &url::Url) -> Option<&'a str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let rest = raw.split_once("://")?.1;
+    rest.rfind('@').map(|at| &rest[..at])
+}
+
 /// A server URL (`postgres://user:password@host/db`). It is zeroed on drop, and `Debug`
 /// shows it [redacted](DbUrl::redacted).
 #[derive(Clone)]
@@ -43,6 +55,10 @@ impl DbUrl {
         let Ok(mut url) = url::Url::parse(self.expose()) else {
             return "<url>".to_owned();
         };
+        // A database URL has no fragment: one is a password's tail cut off at its `#`.
+        if url.fragment().is_some() || unparsed_userinfo(self.expose(), &url).is_some() {
+            return "<url>".to_owned();
+        }
         if url.password().is_some() && url.set_password(Some("***")).is_err() {
             return "<url>".to_owned();
         }
@@ -63,10 +79,27 @@ impl DbUrl {
         url.into()
     }
 
+    /// A query parameter that looks like a password (`pass`, `Password`) but is not one of
+    /// `read`, the keys the driver takes as the password: the driver would ignore it, or log
+    /// its value as an unknown parameter. The key (never the value) is the error.
+    pub(crate) fn stray_password_key(&self, read: &[&str]) -> Option<String> {
+        let url = url::Url::parse(self.expose()).ok()?;
+        url.query_pairs()
+            .map(|(key, _)| key)
+            .find(|key| is_password_key(key) && !read.contains(&key.as_ref()))
+            .map(|key| crate::error::clip(&key))
+    }
+
     /// The passwords the URL holds, as written and percent-decoded, to scrub from messages.
     pub(crate) fn scrubber(&self) -> Scrubber {
         let mut found = Vec::new();
         if let Ok(url) = url::Url::parse(self.expose()) {
+            if let Some(info) = unparsed_userinfo(self.expose(), &url) {
+                found.push(info.to_owned());
+                if let Some((_, password)) = info.split_once(':') {
+                    found.push(password.to_owned());
+                }
+            }
             if let Some(password) = url.password() {
                 found.push(password.to_owned());
                 if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
@@ -119,6 +152,38 @@ mod tests {
         assert_eq!(shown("not a url s3cret"), "<url>");
         assert!(!shown("postgres://a:b:c@h/d").contains("b:c"));
         assert!(!format!("{:?}", DbUrl::new("postgres://u:s3cret@h/d")).contains("s3cret"));
+        // A password written with an unencoded `#`, `?` or `/` cuts the authority short: the
+        // parser finds no password, so the whole URL is hidden.
+        for raw in [
+            "mysql://korm:#S3cret@db:3306/docs",
+            "postgres://app:123?pw-S3cret@db/app",
+            "postgres://app:/S3cret@db/app",
+        ] {
+            assert_eq!(shown(raw), "<url>", "{raw}");
+            let scrubbed = DbUrl::new(raw)
+                .scrubber()
+                .scrub(&format!("can not reach {raw}"));
+            assert!(!scrubbed.contains("S3cret"), "{scrubbed}");
+        }
+    }
+
+    #[test]
+    fn password_parameters_the_driver_would_not_read_are_found() {
+        let stray = |url: &str, read: &[&str]| DbUrl::new(url).stray_password_key(read);
+        assert_eq!(stray("postgres://u@h/d?password=x", &["password"]), None);
+        assert_eq!(
+            stray("postgres://u@h/d?Password=x", &["password"]).as_deref(),
+            Some("Password")
+        );
+        assert_eq!(
+            stray("postgres://u@h/d?pass=x", &["password"]).as_deref(),
+            Some("pass")
+        );
+        assert_eq!(
+            stray("mysql://u@h/d?password=x", &[]).as_deref(),
+            Some("password")
+        );
+        assert_eq!(stray("mysql://u:x@h/d?ssl-mode=disabled", &[]), None);
     }
 
     #[test]

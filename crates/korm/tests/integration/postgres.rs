@@ -366,6 +366,8 @@ async fn bad_urls_fail_typed_without_the_password() {
         format!("postgres://nosuchuser:{secret}@127.0.0.1:5432/korm_no_such_db"),
         format!("postgres://u:{secret}@[::1"),
         format!("mysql://u:{secret}@127.0.0.1:5432/x"),
+        // sqlx would log the value of a parameter it does not know: refused before it runs.
+        format!("postgres://postgres@127.0.0.1:5432/postgres?pass={secret}"),
     ] {
         let options =
             korm::layers::postgres(url.clone()).with_connect_timeout(Duration::from_secs(5));
@@ -382,6 +384,9 @@ async fn bad_urls_fail_typed_without_the_password() {
             "{err:?}"
         );
     }
+    // A password with an unencoded `#` cuts the url's authority short: shown as `<url>`.
+    let options = korm::layers::postgres(format!("postgres://u:#{secret}@db/d"));
+    assert!(!format!("{options:?}").contains(secret));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -604,4 +609,86 @@ async fn a_shadow_without_its_index_is_mended() {
         (indexes, filled)
     };
     crate::assert_shadow_mended(&db.url, unhook, inspect).await;
+}
+
+/// A layer whose current schema is named in mixed case (`search_path = "Tenant"`) is backed
+/// up: the catalog query cast the schema's name back through `regnamespace`, which folds it
+/// to lower case (`schema "tenant" does not exist`), so every backup and inspect failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_named_in_mixed_case_is_backed_up() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Note {
+        text: String,
+    }
+    let Some(db) = database().await else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    conn.execute(r#"CREATE SCHEMA "Tenant""#)
+        .await
+        .expect("schema");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-c%20search_path%3D%22Tenant%22", db.url);
+    let dir = tempfile::tempdir().expect("dir");
+    let pool = korm::pool()
+        .layer("pg", korm::layers::postgres(url))
+        .depot("backups", korm::depots::local(dir.path()))
+        .open()
+        .await
+        .expect("open");
+    korm::item::<Note>(&pool)
+        .from_data(
+            "[rn]:notes:plain:*".parse().expect("rn"),
+            Note {
+                text: "in Tenant".into(),
+            },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let in_tenant: i64 =
+        sqlx::query_scalar(r#"SELECT COUNT(*) FROM "Tenant"."__items__notes__plain""#)
+            .fetch_one(&mut conn)
+            .await
+            .expect("the table is in the Tenant schema");
+    assert_eq!(in_tenant, 1);
+    let taken = korm::backup::Backups::new(&pool, "backups")
+        .expect("depot")
+        .now("pg")
+        .await
+        .expect("backup");
+    assert_eq!((taken.tables, taken.rows), (1, 1));
+    pool.close().await;
+}
+
+/// `korm::inspect` leaves out a table under korm's prefix that no korm RN names (another
+/// program's `__items__Legacy`) instead of failing for the whole pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_leaves_out_a_table_no_rn_names() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Note {
+        text: String,
+    }
+    let Some(db) = database().await else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    conn.execute(r#"CREATE TABLE "__items__Legacy" ("rnId" TEXT PRIMARY KEY)"#)
+        .await
+        .expect("a foreign table");
+    let pool = open(&db, "pg").await;
+    korm::item::<Note>(&pool)
+        .from_data(
+            "[rn]:notes:plain:*".parse().expect("rn"),
+            Note { text: "n".into() },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+    let found = korm::inspect(&pool).await.expect("inspect");
+    let tables: Vec<&str> = found.iter().map(|c| c.table.as_str()).collect();
+    assert_eq!(tables, ["__items__notes__plain"]);
+    pool.close().await;
 }

@@ -18,7 +18,7 @@ use crate::layer::schema::TableSchema;
 
 /// The tables of the current schema, oldest first (by their catalog id).
 const TABLES: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
-    WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') \
+    WHERE c.relnamespace = to_regnamespace(quote_ident(current_schema())) AND c.relkind IN ('r', 'p') \
     AND (left(c.relname, 9) = $1 OR c.relname IN ('__korm_pool__', '__korm_meta__')) \
     ORDER BY c.oid";
 

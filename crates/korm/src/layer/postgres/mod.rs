@@ -118,6 +118,14 @@ impl PgLayer {
                 let fail = |message: String| {
                     Error::database(&ident, DbErrorKind::Connect, scrubber.scrub(&message))
                 };
+                // sqlx logs an unknown parameter's value: a password under another key must not
+                // reach it.
+                if let Some(key) = url.stray_password_key(&["password"]) {
+                    return Err(fail(format!(
+                        "the url's query parameter `{key}` is not one the driver reads as the \
+                         password: use `password=` or the url's user info"
+                    )));
+                }
                 let connect = PgConnectOptions::from_str(url.expose())
                     .map_err(|e| fail(format!("invalid url {}: {e}", url.redacted())))?
                     .application_name("korm");
