@@ -282,11 +282,32 @@ impl S3Options {
     }
 }
 
+/// Whether an endpoint URL carries user info (`https://key:secret@host`): credentials that
+/// belong in the options' keys, never in a URL korm shows.
+fn has_user_info(endpoint: &str) -> bool {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    rest.split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default()
+        .contains('@')
+}
+
 impl fmt::Debug for S3Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Options")
             .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(|e| {
+                    if has_user_info(e) {
+                        "<an endpoint with user info>"
+                    } else {
+                        e
+                    }
+                }),
+            )
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
             .field(
@@ -297,7 +318,14 @@ impl fmt::Debug for S3Options {
             .field("virtual_hosted_style", &self.virtual_hosted_style)
             .field("prefix", &self.prefix)
             .field("auto_create_bucket", &self.auto_create_bucket)
-            .field("identifier", &self.identifier())
+            .field(
+                "identifier",
+                &if self.endpoint.as_deref().is_some_and(has_user_info) {
+                    "<an endpoint with user info>".to_owned()
+                } else {
+                    self.identifier()
+                },
+            )
             .finish()
     }
 }
@@ -407,6 +435,13 @@ impl S3Depot {
                 "invalid bucket name {:?}: 1 to 255 characters of [A-Za-z0-9._-]",
                 crate::error::clip(&options.bucket)
             )));
+        }
+        if options.endpoint.as_deref().is_some_and(has_user_info) {
+            return Err(fail(
+                "the endpoint URL carries user info (user:secret@): give the credentials as \
+                 the access key and secret instead"
+                    .to_owned(),
+            ));
         }
         // Credentials travel in HTTP headers: refuse what a header can not hold (the signer
         // would panic on it) before anything is sent. The message never quotes them.
@@ -601,6 +636,25 @@ mod tests {
     use super::{http_client, s3};
     use crate::error::Scrubber;
     use std::time::Duration;
+
+    #[test]
+    fn an_endpoint_with_user_info_is_never_shown_and_refused_at_open() {
+        let options = s3("invoices").with_endpoint("https://AKIA:hunter2-s3cret@minio:9000/");
+        assert!(!format!("{options:?}").contains("hunter2"));
+        assert!(!super::has_user_info("https://minio:9000/a@b"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let refused = runtime
+            .block_on(super::S3Depot::open("files", options))
+            .map(|_| ());
+        let text = format!("{refused:?}");
+        assert!(
+            text.contains("user info") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn bucket_urls_follow_the_addressing_style() {
