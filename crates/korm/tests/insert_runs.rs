@@ -106,3 +106,31 @@ async fn postgres_inserts_runs_of_rows() {
 async fn mariadb_inserts_runs_of_rows() {
     six_hundred_creates_are_three_statements(support::Server::MySql).await;
 }
+
+/// A PostgreSQL URL whose password would reach sqlx's log (sqlx logs the value of every
+/// query parameter it does not know, at WARN) is refused at open before sqlx parses it: a
+/// password under a key the driver does not read (`pass=`), or the tail of a password whose
+/// unencoded `?` cut the url short. Neither appears in any log line or in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_never_reaches_the_drivers_log() {
+    let log = captured();
+    let from = log.written();
+    let Some(db) = support::create(support::Server::Postgres).await else {
+        return;
+    };
+    let (base, _) = db.url.split_once("://").expect("url");
+    let host_and_db = base.rsplit_once('@').map_or(base, |(_, rest)| rest);
+    for url in [
+        format!("postgres://postgres@{host_and_db}?pass=Hunter2-In-Query"),
+        format!("postgres://postgres:123?Hunter2-In-Query@{host_and_db}"),
+    ] {
+        let err = korm::pool()
+            .layer("pg", korm::layers::postgres(url.clone()))
+            .open()
+            .await
+            .expect_err("refused");
+        assert!(!format!("{err} {err:?}").contains("Hunter2"), "{err}");
+    }
+    let text = log.text_from(from);
+    assert!(!text.contains("Hunter2"), "{text}");
+}

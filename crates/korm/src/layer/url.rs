@@ -7,21 +7,33 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::Scrubber;
 
-/// Query parameters that carry a password (`?password=...`).
+/// Query parameters that may carry a password (`?password=...`, `pass`, `sslpassword`,
+/// `pwd`, in any case).
 fn is_password_key(key: &str) -> bool {
-    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass")
+    let key = key.to_ascii_lowercase();
+    key.contains("pass") || key.contains("pwd")
 }
 
-/// The user info a parser did not see: a password written with an unencoded `#`, `?` or `/`
-/// ends the authority early (`mysql://korm:#s3cret@db/x` parses as host `korm` and fragment
-/// `s3cret@db/x`), so the parsed URL has no user and no password while the text holds an
-/// `@`. Then the text between `://` and the last `@` (all of it may be secret).
+/// The user info a parser did not see whole: a password written with an unencoded `#`, `?`,
+/// `/` or `@` ends the authority early (`mysql://korm:#s3cret@db/x` parses as host `korm`
+/// and fragment `s3cret@db/x`; `mysql://u:a@b/c@db/x` as password `a`, host `b` and path
+/// `/c@db/x`). Such a URL has a fragment (a database URL never does), an `@` in its path, or
+/// no user while an `@` comes before any `=` (an `@` in a query value, `user=alice@REALM`,
+/// is not one). Then the text between `://` and the last `@` (all of it may be secret).
 fn unparsed_userinfo<'a>(raw: &'a str, url: &url::Url) -> Option<&'a str> {
-    if !url.username().is_empty() || url.password().is_some() {
+    let rest = raw.split_once("://")?.1;
+    let no_user = url.username().is_empty() && url.password().is_none();
+    let cut = url.fragment().is_some()
+        || url.path().contains('@')
+        || (no_user
+            && rest
+                .split('=')
+                .next()
+                .is_some_and(|head| head.contains('@')));
+    if !cut {
         return None;
     }
-    let rest = raw.split_once("://")?.1;
-    rest.rfind('@').map(|at| &rest[..at])
+    Some(rest.rfind('@').map_or(rest, |at| &rest[..at]))
 }
 
 /// A server URL (`postgres://user:password@host/db`). It is zeroed on drop, and `Debug`
@@ -55,8 +67,7 @@ impl DbUrl {
         let Ok(mut url) = url::Url::parse(self.expose()) else {
             return "<url>".to_owned();
         };
-        // A database URL has no fragment: one is a password's tail cut off at its `#`.
-        if url.fragment().is_some() || unparsed_userinfo(self.expose(), &url).is_some() {
+        if self.cut_short() {
             return "<url>".to_owned();
         }
         if url.password().is_some() && url.set_password(Some("***")).is_err() {
@@ -77,6 +88,14 @@ impl DbUrl {
             url.query_pairs_mut().clear().extend_pairs(pairs);
         }
         url.into()
+    }
+
+    /// Whether the URL's user info was cut short by an unencoded `#`, `?`, `/` or `@` in its
+    /// password (see [`unparsed_userinfo`]): the driver would read part of the password as
+    /// the host, a path or a parameter (and may log it), so such a URL is refused at open.
+    pub(crate) fn cut_short(&self) -> bool {
+        url::Url::parse(self.expose())
+            .is_ok_and(|url| unparsed_userinfo(self.expose(), &url).is_some())
     }
 
     /// A query parameter that looks like a password (`pass`, `Password`) but is not one of
@@ -158,6 +177,7 @@ mod tests {
             "mysql://korm:#S3cret@db:3306/docs",
             "postgres://app:123?pw-S3cret@db/app",
             "postgres://app:/S3cret@db/app",
+            "mysql://u:a@b/S3cret@db/x",
         ] {
             assert_eq!(shown(raw), "<url>", "{raw}");
             let scrubbed = DbUrl::new(raw)
@@ -184,6 +204,24 @@ mod tests {
             Some("password")
         );
         assert_eq!(stray("mysql://u:x@h/d?ssl-mode=disabled", &[]), None);
+        assert_eq!(
+            stray("postgres://u@h/d?sslpassword=x", &["password"]).as_deref(),
+            Some("sslpassword")
+        );
+    }
+
+    #[test]
+    fn an_at_sign_in_a_query_value_is_not_a_cut_password() {
+        for legit in [
+            "postgres:///app?host=/var/run/postgresql&user=alice@EXAMPLE.COM",
+            "postgres://db/app?user=admin@srv",
+            "postgres://%2Fvar%2Frun%2Fpostgresql/app",
+            "mysql://u:p@db:3306/x",
+        ] {
+            assert!(!DbUrl::new(legit).cut_short(), "{legit}");
+            assert_ne!(DbUrl::new(legit).redacted(), "<url>", "{legit}");
+        }
+        assert!(DbUrl::new("postgres://app:123?pw@db/app").cut_short());
     }
 
     #[test]

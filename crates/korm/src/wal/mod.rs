@@ -313,13 +313,14 @@ impl WalLog {
         let json = record.to_signed_json(&self.keys);
         // Headroom below the read limit: the record is rewritten with its outcome (a state,
         // `completedAt`), a few bytes longer, and must still be read back.
-        let written = if json.len() > files::MAX_RECORD_BYTES - (64 << 10) {
+        let most = files::MAX_RECORD_BYTES - (64 << 10);
+        let written = if json.len() > most {
             Err(Error::WalRecord {
                 record: record.id.clone(),
                 reason: format!(
-                    "would be {} bytes, more than a record can be ({} bytes): the write is too large for the WAL",
+                    "would be {} bytes, more than a record can be ({most} bytes): the write \
+                     is too large for the WAL",
                     json.len(),
-                    files::MAX_RECORD_BYTES
                 ),
             })
         } else {

@@ -108,6 +108,13 @@ impl MySqlLayer {
                 if !url.expose().contains("://") || !matches!(scheme, "mysql" | "mariadb") {
                     return Err(fail(format!("{shown} is not a mysql:// or mariadb:// url")));
                 }
+                if url.cut_short() {
+                    return Err(fail(
+                        "the url's password holds an unencoded `#`, `?`, `/` or `@`: \
+                         percent-encode it"
+                            .to_owned(),
+                    ));
+                }
                 // The driver reads no password from the query: one there would be ignored.
                 if let Some(key) = url.stray_password_key(&[]) {
                     return Err(fail(format!(
