@@ -8,10 +8,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::error::Scrubber;
 
 /// Query parameters that may carry a password (`?password=...`, `pass`, `sslpassword`,
-/// `pwd`, in any case).
+/// `pwd`, in any case; not `passfile`, the path of one).
 fn is_password_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key.contains("pass") || key.contains("pwd")
+    (key.contains("pass") || key.contains("pwd")) && key != "passfile"
 }
 
 /// The user info a parser did not see whole: a password written with an unencoded `#`, `?`,
@@ -208,6 +208,7 @@ mod tests {
             stray("postgres://u@h/d?sslpassword=x", &["password"]).as_deref(),
             Some("sslpassword")
         );
+        assert_eq!(stray("postgres://u@h/d?passfile=/p", &["password"]), None);
     }
 
     #[test]
