@@ -510,3 +510,41 @@ async fn close_closes_the_file_while_a_clone_of_the_pool_lives() {
         Err(Error::PoolClosed)
     ));
 }
+
+/// A table another connection dropped reads as empty (a query) or missing (a load), as a
+/// table that never existed does: the cached schema is read again when a read fails (it
+/// said the table existed, so every read failed with `no such table` until a write failed
+/// and evicted it).
+#[tokio::test]
+async fn a_table_dropped_by_another_connection_reads_as_missing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("dropped.sqlite");
+    let pool = open(&path).await;
+    let made = account(&pool, "a@example.com", 1)
+        .create()
+        .await
+        .expect("create");
+    let accounts = korm::item::<Account>(&pool);
+    let all = || accounts.query(ACCOUNTS.parse().expect("rn")).get();
+    assert_eq!(all().await.expect("query").len(), 1);
+    rusqlite::Connection::open(&path)
+        .expect("raw")
+        .execute_batch(&format!("DROP TABLE {TABLE}"))
+        .expect("drop");
+    assert!(
+        all()
+            .await
+            .expect("an empty answer, not an error")
+            .is_empty()
+    );
+    assert!(matches!(
+        accounts.load(made.rn().clone()).get().await,
+        Err(Error::NotFound { .. })
+    ));
+    account(&pool, "b@example.com", 2)
+        .create()
+        .await
+        .expect("the table is made again");
+    assert_eq!(all().await.expect("query").len(), 1);
+    pool.close().await;
+}

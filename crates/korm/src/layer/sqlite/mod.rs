@@ -1023,9 +1023,9 @@ fn fetch_one(state: &mut State, table: &str, id: &str) -> Result<Option<StoredRo
 }
 
 /// The outcome of a read of `table`: `Ok(true)` when it ran, `Ok(false)` when it failed
-/// because the table does not exist yet (it holds no rows), else its error. The table is
-/// looked up only when the read failed, so a read of an existing table costs no schema
-/// lookup.
+/// because the table does not exist (yet, or any more: another connection dropped it, so
+/// the cached schema is read again), else its error. The table is looked up only when the
+/// read failed, so a read of an existing table costs no schema lookup.
 fn table_read(
     read: Result<()>,
     conn: &Connection,
@@ -1035,10 +1035,13 @@ fn table_read(
 ) -> Result<bool> {
     match read {
         Ok(()) => Ok(true),
-        Err(e) => match schema_of(conn, schemas, ident, table)? {
-            None => Ok(false),
-            Some(_) => Err(e),
-        },
+        Err(e) => {
+            schemas.remove(table);
+            match schema_of(conn, schemas, ident, table)? {
+                None => Ok(false),
+                Some(_) => Err(e),
+            }
+        }
     }
 }
 
@@ -1152,7 +1155,7 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
     } = state;
     let params = statement.params.into_iter().map(param);
     let mut out = Vec::with_capacity(16);
-    query_rows(
+    let read = query_rows(
         conn,
         (schemas, plans),
         ident,
@@ -1161,7 +1164,10 @@ fn run_select(state: &mut State, table: &str, select: &Select) -> Result<Vec<Sto
         params,
         None,
         &mut |row| out.push(row),
-    )?;
+    );
+    if !table_read(read.map(|_| ()), conn, schemas, ident, table)? {
+        return Ok(Vec::new());
+    }
     Ok(out)
 }
 
