@@ -59,7 +59,8 @@ pub(crate) fn depot(arg: &str) -> korm::Result<(String, korm::depots::DepotSpec)
 
 fn s3(name: &str, rest: &str) -> korm::Result<korm::depots::S3Options> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() || bucket.contains(['@', ':']) {
+    // A query or fragment could carry a secret (`?secret=`): refused, never repeated.
+    if bucket.is_empty() || bucket.contains(['@', ':']) || rest.contains(['?', '#']) {
         return Err(Error::InvalidOption {
             option: "--depot",
             reason: format!(
@@ -117,6 +118,15 @@ mod tests {
             err.contains("AWS_SECRET_ACCESS_KEY") && !err.contains("s3cret"),
             "{err}"
         );
+        // A query or a fragment (a secret written as `?secret=`) is refused unrepeated too.
+        for arg in [
+            "wal=s3://bucket?secret=s3cret",
+            "wal=s3://bucket/x?k=s3cret",
+            "wal=s3://b#s3cret",
+        ] {
+            let err = depot(arg).expect_err(arg).to_string();
+            assert!(err.contains("--depot") && !err.contains("s3cret"), "{err}");
+        }
     }
 
     #[test]

@@ -429,10 +429,10 @@ impl S3Depot {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
         if !bucket_ok {
-            return Err(fail(format!(
-                "invalid bucket name {:?}: 1 to 255 characters of [A-Za-z0-9._-]",
-                crate::error::clip(&options.bucket)
-            )));
+            // Not repeated: a bucket "name" taken from a URL may hold its query (`?secret=`).
+            return Err(fail(
+                "invalid bucket name: 1 to 255 characters of [A-Za-z0-9._-]".to_owned(),
+            ));
         }
         if options.endpoint.as_deref().is_some_and(has_user_info) {
             return Err(fail(
@@ -651,6 +651,15 @@ mod tests {
         let text = format!("{refused:?}");
         assert!(
             text.contains("user info") && !text.contains("hunter2"),
+            "{text}"
+        );
+        // An invalid bucket name (it may hold a URL's query) is not repeated.
+        let refused = runtime
+            .block_on(super::S3Depot::open("files", s3("b?secret=hunter2")))
+            .map(|_| ());
+        let text = format!("{refused:?}");
+        assert!(
+            text.contains("invalid bucket") && !text.contains("hunter2"),
             "{text}"
         );
     }
