@@ -29,7 +29,7 @@ pub(crate) async fn listing(studio: &Studio, params: &Params) -> korm::Result<Re
     let name = params.need("name")?;
     let depot = studio.pool().depot(name)?;
     let prefix = match params.get("prefix") {
-        Some(p) => outside_korm_files(DepotKey::parse(p.trim_matches('/'))?)?,
+        Some(p) => DepotKey::parse(p.trim_matches('/'))?.outside_korm_files()?,
         None => DepotKey::root(),
     };
     // One level only: the store lists the folders and files directly under the prefix.
@@ -84,25 +84,10 @@ fn locate(studio: &Studio, params: &Params) -> korm::Result<(Rn, DepotKey)> {
             reason: "a depot file rn ([rn][depot::name]:path:file) is needed".to_owned(),
         });
     }
-    let key = outside_korm_files(DepotKey::from_rn(&rn)?)?;
+    // korm's own files (backups, the WAL: whole rows, password hashes) are not shown.
+    let key = DepotKey::from_rn(&rn)?.outside_korm_files()?;
     studio.pool().depot(rn.depot().unwrap_or_default())?;
     Ok((rn, key))
-}
-
-/// `key`, unless it names korm's own files: the WAL's records and payloads and the backups
-/// hold whole rows (password hashes, sealed values, before-images) that item pages never
-/// show, so the studio neither lists nor serves them (as a depot file RN can not reach
-/// them in the library).
-fn outside_korm_files(key: DepotKey) -> korm::Result<DepotKey> {
-    if key.is_korm_own() {
-        return Err(Error::InvalidDepotKey {
-            key: key.as_str().chars().take(80).collect(),
-            segment: "1".to_owned(),
-            reason: "names korm's own files (the WAL, backups), which the studio does not show"
-                .to_owned(),
-        });
-    }
-    Ok(key)
 }
 
 /// The image type of a file name, when the page may preview it as an image.

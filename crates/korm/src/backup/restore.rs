@@ -225,7 +225,12 @@ fn class(value: &Value) -> Class {
         Value::Bool(_) => 1,
         // Whole numbers a double holds exactly and those it does not, whole doubles and the
         // others: each pair goes into other column kinds.
-        Value::Number(n) if n.as_i64().is_some_and(|i| i.unsigned_abs() <= 1 << 53) => 2,
+        Value::Number(n)
+            if n.as_i64()
+                .is_some_and(|i| i.unsigned_abs() <= crate::model::EXACT_IN_DOUBLE) =>
+        {
+            2
+        }
         Value::Number(n) if n.is_i64() => 7,
         Value::Number(n) if crate::model::whole_double(n).is_some() => 8,
         Value::Number(_) => 3,

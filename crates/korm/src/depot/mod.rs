@@ -299,6 +299,27 @@ impl DepotKey {
         self.text.starts_with(store::RESERVED_PREFIX)
     }
 
+    /// The key, unless it names korm's own files ([`is_korm_own`](DepotKey::is_korm_own)):
+    /// what a depot file RN, or a tool that shows a depot, may reach.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDepotKey`] for korm's own files.
+    pub fn outside_korm_files(self) -> Result<DepotKey> {
+        if !self.is_korm_own() {
+            return Ok(self);
+        }
+        let first = self.segments().next().unwrap_or_default();
+        Err(Error::InvalidDepotKey {
+            key: clip(self.as_str()),
+            segment: format!("1 {:?}", clip(first)),
+            reason: format!(
+                "starts with {:?}, which names korm's own files (the WAL, backups): a depot \
+                 file RN can not reach them",
+                store::RESERVED_PREFIX
+            ),
+        })
+    }
+
     /// The depot file RN of this key in depot `depot`.
     ///
     /// # Errors
@@ -538,20 +559,7 @@ pub(crate) fn file_lock_key<T>(rn: &Rn<T>) -> Result<Arc<str>> {
 /// # Errors
 /// [`Error::WrongRnForm`] for another RN form, [`Error::InvalidDepotKey`] for korm's own.
 pub(crate) fn file_key<T>(rn: &Rn<T>) -> Result<DepotKey> {
-    let key = own_file_key(rn)?;
-    if key.is_korm_own() {
-        let first = key.segments().next().unwrap_or_default();
-        return Err(Error::InvalidDepotKey {
-            key: clip(key.as_str()),
-            segment: format!("1 {:?}", clip(first)),
-            reason: format!(
-                "starts with {:?}, which names korm's own files (the WAL, backups): a depot \
-                 file RN can not reach them",
-                store::RESERVED_PREFIX
-            ),
-        });
-    }
-    Ok(key)
+    own_file_key(rn)?.outside_korm_files()
 }
 
 /// [`file_key`] for korm's own files too: the WAL's payload RNs, which live in its folder.

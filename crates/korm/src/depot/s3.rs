@@ -294,17 +294,17 @@ fn has_user_info(endpoint: &str) -> bool {
 
 impl fmt::Debug for S3Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An endpoint with user info (refused at open) is shown by neither field.
+        const HIDDEN: &str = "<an endpoint with user info>";
+        let hidden = self.endpoint.as_deref().is_some_and(has_user_info);
         f.debug_struct("S3Options")
             .field("bucket", &self.bucket)
             .field(
                 "endpoint",
-                &self.endpoint.as_deref().map(|e| {
-                    if has_user_info(e) {
-                        "<an endpoint with user info>"
-                    } else {
-                        e
-                    }
-                }),
+                &self
+                    .endpoint
+                    .as_deref()
+                    .map(|e| if hidden { HIDDEN } else { e }),
             )
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
@@ -318,8 +318,8 @@ impl fmt::Debug for S3Options {
             .field("auto_create_bucket", &self.auto_create_bucket)
             .field(
                 "identifier",
-                &if self.endpoint.as_deref().is_some_and(has_user_info) {
-                    "<an endpoint with user info>".to_owned()
+                &if hidden {
+                    HIDDEN.to_owned()
                 } else {
                     self.identifier()
                 },

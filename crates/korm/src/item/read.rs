@@ -900,7 +900,8 @@ impl<T: Model> Scan<T> {
             drained = n as u64;
         }
         if (rows.len() as u64) > want {
-            // Only after an offset: the rest are read again by the next chunk.
+            // After an offset, or a whole chunk read for a filter evaluated in memory: the
+            // rest are read again by the next chunk.
             rows.truncate(usize::try_from(want).unwrap_or(usize::MAX));
             if let Some(last) = rows.last()
                 && !self.anchor_at(last)

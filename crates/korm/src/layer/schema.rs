@@ -370,12 +370,12 @@ pub(crate) fn diff(
 }
 
 /// Whether a column of kind `stored` takes the field's value without recreating it: a null,
-/// a kind the column [accepts](ColumnKind::accepts) (a whole number into a double column
-/// only up to 2^53 in magnitude, which a double holds exactly: a larger one was rounded
-/// silently), or a double holding a whole number of
-/// magnitude at most 2^53 into an integer column. That is what a JavaScript number is, so
-/// korm 1.5 makes an integer column from `100`, and a Rust `f64` holding `100.0` must fit it
-/// (the database converts the bound double; a fraction or a larger double does not fit).
+/// a kind the column [accepts](ColumnKind::accepts), with two rules on numbers. A whole
+/// number goes into a double column only up to 2^53 in magnitude (a double holds those
+/// exactly; a larger one was rounded silently). A double holding a whole number up to 2^53
+/// goes into an integer column: that is what a JavaScript number is, so korm 1.5 makes an
+/// integer column from `100`, and a Rust `f64` holding `100.0` must fit it (it is bound as
+/// the integer; a fraction or a larger double does not fit).
 fn takes(stored: ColumnKind, field: &Field) -> bool {
     takes_value(stored, field.kind, &field.value)
 }
@@ -387,18 +387,15 @@ pub(crate) fn takes_value(
     found: Option<ColumnKind>,
     value: &serde_json::Value,
 ) -> bool {
-    found.is_none_or(|found| {
-        // A whole number goes into a double column only where a double holds it exactly.
-        let exact_in_double = || {
-            found != ColumnKind::Integer
-                || value.as_i64().is_none_or(|i| i.unsigned_abs() <= 1 << 53)
-        };
-        (stored.accepts(found) && (stored != ColumnKind::Double || exact_in_double()))
-            || (stored == ColumnKind::Integer
-                && value
-                    .as_number()
-                    .and_then(crate::model::whole_double)
-                    .is_some())
+    found.is_none_or(|found| match (stored, found) {
+        (ColumnKind::Double, ColumnKind::Integer) => value
+            .as_i64()
+            .is_none_or(|i| i.unsigned_abs() <= crate::model::EXACT_IN_DOUBLE),
+        (ColumnKind::Integer, ColumnKind::Double) => value
+            .as_number()
+            .and_then(crate::model::whole_double)
+            .is_some(),
+        _ => stored.accepts(found),
     })
 }
 

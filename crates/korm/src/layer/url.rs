@@ -67,7 +67,7 @@ impl DbUrl {
         let Ok(mut url) = url::Url::parse(self.expose()) else {
             return "<url>".to_owned();
         };
-        if self.cut_short() {
+        if unparsed_userinfo(self.expose(), &url).is_some() {
             return "<url>".to_owned();
         }
         if url.password().is_some() && url.set_password(Some("***")).is_err() {
@@ -107,6 +107,32 @@ impl DbUrl {
             .map(|(key, _)| key)
             .find(|key| is_password_key(key) && !read.contains(&key.as_ref()))
             .map(|key| crate::error::clip(&key))
+    }
+
+    /// Refuses, before a driver parses it, a URL whose password the driver would misread or
+    /// log: one cut short ([`cut_short`](DbUrl::cut_short)), or a password-like query
+    /// parameter that is not one of `read` ([`stray_password_key`](DbUrl::stray_password_key);
+    /// sqlx logs an unknown parameter's value). The reason, never the password.
+    pub(crate) fn check_password_placement(&self, read: &[&str]) -> Result<(), String> {
+        if self.cut_short() {
+            return Err(
+                "the url's password holds an unencoded `#`, `?`, `/` or `@`: \
+                        percent-encode it"
+                    .to_owned(),
+            );
+        }
+        match self.stray_password_key(read) {
+            Some(key) => Err(format!(
+                "the url's query parameter `{key}` is not one the driver reads as the \
+                 password: put the password in the url's user info{}",
+                if read.is_empty() {
+                    ""
+                } else {
+                    " or in `password=`"
+                }
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The passwords the URL holds, as written and percent-decoded, to scrub from messages.

@@ -354,9 +354,7 @@ impl Lease {
         self.inner.forget(self.id);
         result
     }
-}
 
-impl Lease {
     /// Lets go of the lease without awaiting (see [`let_go`]), holding `keep` (the
     /// in-process lock) until the row is gone.
     pub(crate) fn abandon<K: Send + 'static>(mut self, keep: Option<K>) {

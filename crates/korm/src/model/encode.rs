@@ -243,7 +243,7 @@ fn js_string(text: &str, out: &mut String) {
 /// Number::toString): its shortest round-trip digits, written out in full from 1e-6 up to
 /// 1e21 (`100`, `0.0000015`, `1152921504606847000`) and in exponent form outside it
 /// (`1e+21`, `1.5e-7`); `-0` prints as `0`.
-pub(crate) fn js_number(f: f64, out: &mut String) {
+fn js_number(f: f64, out: &mut String) {
     if f == 0.0 || !f.is_finite() {
         // JSON.stringify writes NaN and the infinities as null; korm stores them as null.
         out.push_str(if f == 0.0 { "0" } else { "null" });
@@ -282,8 +282,9 @@ pub(crate) fn js_number(f: f64, out: &mut String) {
     }
 }
 
-/// `value` as JSON with object keys sorted at every level (what fingerprints and WAL MACs are
-/// computed over).
+/// `value` as JSON with object keys sorted at every level (what WAL MACs and the pool
+/// snapshot's fingerprints are computed over; unique-field fingerprints use korm 1.5's
+/// canonical form, see [`fingerprint`]).
 pub(crate) fn canonical_json(value: &Value, out: &mut Vec<u8>) {
     serde_json::to_writer(out, &Canonical(value))
         .unwrap_or_else(|_| unreachable!("JSON data always serializes into a Vec"));

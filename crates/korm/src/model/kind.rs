@@ -60,15 +60,18 @@ impl ColumnKind {
     }
 }
 
-/// The integer a double holds when it is whole and at most 2^53 in magnitude (every such
-/// double is an exact integer, and is what a JavaScript number holding an integer is): korm
-/// writes and compares it as an integer in an integer column. `None` for an integer-typed
-/// number (it is one already), a fraction, or a larger double.
+/// 2^53: every whole number up to it in magnitude is exactly a double (and a JavaScript
+/// number); above it, doubles skip whole numbers.
+pub(crate) const EXACT_IN_DOUBLE: u64 = 1 << 53;
+
+/// The integer a double holds when it is whole and at most [`EXACT_IN_DOUBLE`] in magnitude
+/// (what a JavaScript number holding an integer is): korm writes and compares it as an
+/// integer in an integer column. `None` for an integer-typed number (it is one already), a
+/// fraction, or a larger double.
 pub(crate) fn whole_double(n: &serde_json::Number) -> Option<i64> {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     let f = n.as_f64().filter(|_| n.is_f64())?;
     // Exact: |f| <= 2^53 fits an i64 whole.
-    (f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
+    (f.fract() == 0.0 && f.abs() <= EXACT_IN_DOUBLE as f64).then_some(f as i64)
 }
 
 impl fmt::Display for ColumnKind {

@@ -21,7 +21,7 @@ pub(crate) use encode::{
     fingerprint, infer_kind, is_envelope, validate_field_name,
 };
 pub use kind::ColumnKind;
-pub(crate) use kind::{SqlValue, whole_double};
+pub(crate) use kind::{EXACT_IN_DOUBLE, SqlValue, whole_double};
 pub use reference::Ref;
 pub(crate) use reference::{Cascade, Resolved, RnMap, collect_cascades, with_resolved};
 pub(crate) use row::{Cell, RowBuilder, StoredRow};

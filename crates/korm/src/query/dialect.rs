@@ -581,10 +581,10 @@ pub(crate) trait Dialect: Send + Sync {
     /// agree (every integer up to 2^53 is a double, and a larger one rounds to a double of at
     /// least 2^53), so the SQL, and the indexes it can use, stay as they are.
     fn compared_number(&self, expr: String, values: &[&Scalar]) -> String {
-        const EXACT: f64 = 9_007_199_254_740_992.0;
+        let exact = crate::model::EXACT_IN_DOUBLE as f64;
         if values
             .iter()
-            .any(|v| matches!(v, Scalar::Double(f) if f.abs() >= EXACT))
+            .any(|v| matches!(v, Scalar::Double(f) if f.abs() >= exact))
         {
             self.as_double(&expr)
         } else {

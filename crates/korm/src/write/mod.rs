@@ -163,28 +163,28 @@ pub(crate) async fn execute(pool: &Pool, plan: WritePlan) -> Result<()> {
 /// [`execute`] without its span: first the before-images the plan does not know (updates of
 /// items made from data), read under the items' locks, which the plan then runs under.
 async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
+    let keys = plan_keys(pool, &plan)?;
     let unknown: Vec<usize> = (0..plan.ops.len())
         .filter(|&i| plan.ops[i].kind == OpKind::Update && plan.ops[i].before.is_none())
         .collect();
     if unknown.is_empty() {
-        return execute_known(pool, plan).await;
+        return execute_known(pool, plan, keys).await;
     }
     // Every RN the plan writes is locked now, in one sorted acquire: locking these first and
     // the rest later would let two plans each hold what the other waits for (a deadlock
     // until the lock timeout).
-    let (mut keys, items) = plan_keys(pool, &plan)?;
-    let item_keys = keys[..items].to_vec();
-    keys.retain(|key| !plan.held.iter().any(|h| h.key == *key));
-    keys.sort();
-    keys.dedup();
+    let mut to_lock = keys.0.clone();
+    to_lock.retain(|key| !plan.held.iter().any(|h| h.key == *key));
+    to_lock.sort();
+    to_lock.dedup();
     let locks = pool.locks();
-    let guards = locks.acquire_all(keys, locks.wait()).await?;
-    let filled = fill_before_images(pool, &mut plan, &unknown, &item_keys).await;
+    let guards = locks.acquire_all(to_lock, locks.wait()).await?;
+    let filled = fill_before_images(pool, &mut plan, &unknown, &keys.0[..keys.1]).await;
     let result = match filled {
         Ok(()) => {
             plan.held
                 .extend(guards.iter().filter_map(|guard| HeldLock::of(pool, guard)));
-            execute_known(pool, plan).await
+            execute_known(pool, plan, keys).await
         }
         Err(error) => Err(error),
     };
@@ -280,11 +280,15 @@ fn plan_keys(pool: &Pool, plan: &WritePlan) -> Result<(Vec<Arc<str>>, usize)> {
     Ok((keys, items))
 }
 
-/// [`execute_plan`] once every before-image is known.
-async fn execute_known(pool: &Pool, plan: WritePlan) -> Result<()> {
-    // 1. Route every op before writing anything; depot files are locked by their RN.
+/// [`execute_plan`] once every before-image is known; `keys` are the plan's lock keys and
+/// how many are items ([`plan_keys`]).
+async fn execute_known(
+    pool: &Pool,
+    plan: WritePlan,
+    (keys, item_keys): (Vec<Arc<str>>, usize),
+) -> Result<()> {
+    // 1. Route every op before writing anything (the keys routed each op already).
     let groups = group_by_layer(pool, &plan)?;
-    let (keys, item_keys) = plan_keys(pool, &plan)?;
     let depot_ops: Vec<&DepotOp> = depot_ops_of(&plan).collect();
     let wal = pool.wal_log();
 

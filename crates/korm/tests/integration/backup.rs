@@ -281,6 +281,18 @@ async fn backups_live_in_an_s3_bucket_too() {
 }
 
 /// The backup's file on disk.
+/// A pool of the SQLite layer `data` (`a.sqlite` in `dir`, holding the pool metadata, which
+/// schedules need) and the local depot `backups` (`dir/depot`).
+async fn sqlite_meta_pool(dir: &std::path::Path) -> korm::Pool {
+    korm::pool()
+        .layer("data", korm::layers::sqlite(dir.join("a.sqlite")))
+        .depot("backups", korm::depots::local(dir.join("depot")))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open")
+}
+
 fn file_of(root: &std::path::Path, key: &korm::depots::DepotKey) -> std::path::PathBuf {
     root.join(key.as_str())
 }
@@ -289,13 +301,7 @@ fn file_of(root: &std::path::Path, key: &korm::depots::DepotKey) -> std::path::P
 async fn verify_names_the_line_of_a_flipped_byte_and_a_cut_and_restore_refuses_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let depot = dir.path().join("depot");
-    let pool = korm::pool()
-        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
-        .depot("backups", korm::depots::local(&depot))
-        .with_meta("data")
-        .open()
-        .await
-        .expect("open");
+    let pool = sqlite_meta_pool(dir.path()).await;
     fill(&pool, 5).await;
     let backups = Backups::new(&pool, "backups").expect("depot");
     let taken = backups.now("data").await.expect("backup");
@@ -894,13 +900,7 @@ async fn a_failed_backup_does_not_stop_the_others_of_its_run() {
 async fn a_started_scheduler_takes_a_due_backup_on_its_own() {
     use korm::backup::schedule::Scheduler;
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = korm::pool()
-        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
-        .depot("backups", korm::depots::local(dir.path().join("depot")))
-        .with_meta("data")
-        .open()
-        .await
-        .expect("open");
+    let pool = sqlite_meta_pool(dir.path()).await;
     fill(&pool, 1).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let handle = Scheduler::new(&pool, "backups")
@@ -936,13 +936,7 @@ async fn a_started_scheduler_takes_a_due_backup_on_its_own() {
 async fn a_started_scheduler_stops_when_the_pool_is_dropped() {
     use korm::backup::schedule::Scheduler;
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = korm::pool()
-        .layer("data", korm::layers::sqlite(dir.path().join("a.sqlite")))
-        .depot("backups", korm::depots::local(dir.path().join("depot")))
-        .with_meta("data")
-        .open()
-        .await
-        .expect("open");
+    let pool = sqlite_meta_pool(dir.path()).await;
     let handle = Scheduler::new(&pool, "backups")
         .expect("scheduler")
         .schedule("data", "every day at 02:00")

@@ -421,13 +421,15 @@ async fn an_unreachable_server_is_a_connect_error() {
     assert!(!format!("{err} {err:?}").contains("pw-s3cret"));
 }
 
+/// A note, the collection `[rn]:notes:plain`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Note {
+    text: String,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_mid_query_is_connection_lost() {
     let Some(db) = database().await else { return };
-    #[derive(Debug, Serialize, Deserialize)]
-    struct Note {
-        text: String,
-    }
     let pool = open(&db, "db").await;
     let notes = korm::item::<Note>(&pool);
     let collection: korm::Rn<Note> = "[rn]:notes:plain:*".parse().expect("rn");
@@ -611,15 +613,24 @@ async fn a_shadow_without_its_index_is_mended() {
     crate::assert_shadow_mended(&db.url, unhook, inspect).await;
 }
 
+/// Creates a note in `[rn]:notes:plain` (table `__items__notes__plain`).
+async fn create_note(pool: &korm::Pool, text: &str) {
+    korm::item::<Note>(pool)
+        .from_data(
+            "[rn]:notes:plain:*".parse().expect("rn"),
+            Note { text: text.into() },
+        )
+        .expect("floating")
+        .create()
+        .await
+        .expect("create");
+}
+
 /// A layer whose current schema is named in mixed case (`search_path = "Tenant"`) is backed
 /// up: the catalog query cast the schema's name back through `regnamespace`, which folds it
 /// to lower case (`schema "tenant" does not exist`), so every backup and inspect failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_named_in_mixed_case_is_backed_up() {
-    #[derive(Debug, Serialize, Deserialize)]
-    struct Note {
-        text: String,
-    }
     let Some(db) = database().await else {
         return;
     };
@@ -636,17 +647,7 @@ async fn a_schema_named_in_mixed_case_is_backed_up() {
         .open()
         .await
         .expect("open");
-    korm::item::<Note>(&pool)
-        .from_data(
-            "[rn]:notes:plain:*".parse().expect("rn"),
-            Note {
-                text: "in Tenant".into(),
-            },
-        )
-        .expect("floating")
-        .create()
-        .await
-        .expect("create");
+    create_note(&pool, "in Tenant").await;
     let in_tenant: i64 =
         sqlx::query_scalar(r#"SELECT COUNT(*) FROM "Tenant"."__items__notes__plain""#)
             .fetch_one(&mut conn)
@@ -666,10 +667,6 @@ async fn a_schema_named_in_mixed_case_is_backed_up() {
 /// program's `__items__Legacy`) instead of failing for the whole pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inspect_leaves_out_a_table_no_rn_names() {
-    #[derive(Debug, Serialize, Deserialize)]
-    struct Note {
-        text: String,
-    }
     let Some(db) = database().await else {
         return;
     };
@@ -678,15 +675,7 @@ async fn inspect_leaves_out_a_table_no_rn_names() {
         .await
         .expect("a foreign table");
     let pool = open(&db, "pg").await;
-    korm::item::<Note>(&pool)
-        .from_data(
-            "[rn]:notes:plain:*".parse().expect("rn"),
-            Note { text: "n".into() },
-        )
-        .expect("floating")
-        .create()
-        .await
-        .expect("create");
+    create_note(&pool, "n").await;
     let found = korm::inspect(&pool).await.expect("inspect");
     let tables: Vec<&str> = found.iter().map(|c| c.table.as_str()).collect();
     assert_eq!(tables, ["__items__notes__plain"]);

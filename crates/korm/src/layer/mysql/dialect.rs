@@ -206,7 +206,7 @@ impl Dialect for MySqlDialect {
     fn index_serves(&self, value: &Scalar) -> bool {
         match value {
             Scalar::Text(s) => s.chars().count() < INDEX_TEXT,
-            Scalar::Integer(i) => i.unsigned_abs() <= 1 << 53,
+            Scalar::Integer(i) => i.unsigned_abs() <= crate::model::EXACT_IN_DOUBLE,
             Scalar::Double(_) | Scalar::Boolean(_) => true,
         }
     }

@@ -108,20 +108,8 @@ impl MySqlLayer {
                 if !url.expose().contains("://") || !matches!(scheme, "mysql" | "mariadb") {
                     return Err(fail(format!("{shown} is not a mysql:// or mariadb:// url")));
                 }
-                if url.cut_short() {
-                    return Err(fail(
-                        "the url's password holds an unencoded `#`, `?`, `/` or `@`: \
-                         percent-encode it"
-                            .to_owned(),
-                    ));
-                }
-                // The driver reads no password from the query: one there would be ignored.
-                if let Some(key) = url.stray_password_key(&[]) {
-                    return Err(fail(format!(
-                        "the url's query parameter `{key}` is not read as the password by the \
-                         MySQL driver: put the password in the url's user info"
-                    )));
-                }
+                // sqlx-mysql reads no password from the query: one there would be ignored.
+                url.check_password_placement(&[]).map_err(fail)?;
                 let connect: MySqlConnectOptions = url
                     .expose()
                     .parse()

@@ -118,21 +118,7 @@ impl PgLayer {
                 let fail = |message: String| {
                     Error::database(&ident, DbErrorKind::Connect, scrubber.scrub(&message))
                 };
-                // sqlx logs an unknown parameter's value: a password under another key, or the
-                // tail of one that cut the url short, must not reach it.
-                if url.cut_short() {
-                    return Err(fail(
-                        "the url's password holds an unencoded `#`, `?`, `/` or `@`: \
-                         percent-encode it"
-                            .to_owned(),
-                    ));
-                }
-                if let Some(key) = url.stray_password_key(&["password"]) {
-                    return Err(fail(format!(
-                        "the url's query parameter `{key}` is not one the driver reads as the \
-                         password: use `password=` or the url's user info"
-                    )));
-                }
+                url.check_password_placement(&["password"]).map_err(fail)?;
                 let connect = PgConnectOptions::from_str(url.expose())
                     .map_err(|e| fail(format!("invalid url {}: {e}", url.redacted())))?
                     .application_name("korm");
