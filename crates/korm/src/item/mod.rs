@@ -833,8 +833,7 @@ impl<T: Model> UncommittedItem<T> {
         for field in changed {
             merged.insert(field.name, field.value);
         }
-        let merged = serde_json::Value::Object(merged);
-        let data = crate::crypto::at_boundary(&ring, || serde_json::from_value::<T>(merged))
+        let data = crate::crypto::at_boundary(&ring, || crate::model::read_map::<T>(&merged))
             .map_err(|e| Error::Decode {
                 rn: fresh.rn.get().to_string(),
                 reason: redact_values(&e.to_string()),
@@ -1059,7 +1058,7 @@ impl<T: fmt::Debug> fmt::Debug for FloatingItem<T> {
 /// Reads a stored row into a model. serde's messages quote the offending value; those quotes
 /// are redacted, so a stored value never reaches an error or a log line.
 fn decode<T: DeserializeOwned>(rn: &ItemRn<T>, row: &StoredRow) -> Result<T> {
-    T::deserialize(row.deserializer()).map_err(|e| Error::Decode {
+    row.read::<T>().map_err(|e| Error::Decode {
         rn: rn.get().to_string(),
         reason: redact_values(&e.to_string()),
     })

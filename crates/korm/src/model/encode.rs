@@ -373,9 +373,15 @@ impl FieldCollector {
         value: &V,
     ) -> Result<(), serde_json::Error> {
         let mut marker = Marker::default();
-        let value = value.serialize(FieldSerializer {
+        let json = value.serialize(FieldSerializer {
             marker: &mut marker,
         })?;
+        if (json.is_array() || json.is_object()) && holds_null(&json) {
+            check_finite(value).map_err(|e| {
+                <serde_json::Error as ser::Error>::custom(format!("field {name:?}: {e}"))
+            })?;
+        }
+        let value = json;
         if let Value::Number(n) = &value
             && n.is_u64()
             && !n.is_i64()
@@ -609,8 +615,8 @@ impl<'a> ser::Serializer for FieldSerializer<'a> {
 
     fn serialize_f64(self, v: f64) -> Result<Self::Ok, Self::Error> {
         // serde_json would quietly turn NaN and infinities into null; a field that reads back
-        // as null is lost data, so it is an error instead. (Inside JSON values they become
-        // null, as JSON and korm 1.5 have it.)
+        // as null is lost data, so it is an error instead (inside objects and arrays too:
+        // `check_finite`).
         if !v.is_finite() {
             return Err(ser::Error::custom(format!(
                 "a field holds {v}, which no column can store (JSON numbers are finite)"
@@ -722,6 +728,183 @@ impl<'a> ser::Serializer for FieldSerializer<'a> {
     ) -> Result<Self::SerializeStructVariant, Self::Error> {
         serde_json::value::Serializer.serialize_struct_variant(name, index, variant, len)
     }
+}
+
+/// Whether a JSON value holds a null anywhere inside it.
+fn holds_null(value: &Value) -> bool {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Null => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Fails when `value` holds a NaN or an infinity anywhere. serde_json writes them as null, so
+/// such a value would be stored as something else than what was written (an `f64` that reads
+/// back as null is an item that no longer reads at all). Walking a value again costs a
+/// serialization: callers first check that what serde_json made of it holds a null.
+pub(crate) fn check_finite<T: Serialize + ?Sized>(value: &T) -> Result<(), serde_json::Error> {
+    value.serialize(Finite)
+}
+
+/// Walks a value as serde hands it over, failing at the first non-finite float.
+struct Finite;
+
+fn finite(v: f64) -> Result<(), serde_json::Error> {
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(ser::Error::custom(format!(
+            "it holds {v}, which JSON can not store (JSON numbers are finite; serde_json would \
+             write null)"
+        )))
+    }
+}
+
+macro_rules! finite_scalars {
+    ($($method:ident($($arg:ty),*);)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<(), serde_json::Error> {
+            Ok(())
+        })*
+    };
+}
+
+impl ser::Serializer for Finite {
+    type Ok = ();
+    type Error = serde_json::Error;
+    type SerializeSeq = Finite;
+    type SerializeTuple = Finite;
+    type SerializeTupleStruct = Finite;
+    type SerializeTupleVariant = Finite;
+    type SerializeMap = Finite;
+    type SerializeStruct = Finite;
+    type SerializeStructVariant = Finite;
+
+    fn serialize_f32(self, v: f32) -> Result<(), Self::Error> {
+        finite(f64::from(v))
+    }
+
+    fn serialize_f64(self, v: f64) -> Result<(), Self::Error> {
+        finite(v)
+    }
+
+    finite_scalars! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_i128(i128);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_u128(u128);
+        serialize_char(char);
+        serialize_str(&str);
+        serialize_bytes(&[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(&'static str);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+
+    fn serialize_some<V: Serialize + ?Sized>(self, value: &V) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), Self::Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Finite, Self::Error> {
+        Ok(Finite)
+    }
+}
+
+/// The compound parts of [`Finite`]: every element, value and key is walked the same way.
+macro_rules! finite_compound {
+    ($($trait:ident: $($method:ident($($arg:ty),*)),*;)*) => {
+        $(impl ser::$trait for Finite {
+            type Ok = ();
+            type Error = serde_json::Error;
+            $(fn $method<V: Serialize + ?Sized>(
+                &mut self,
+                $(_: $arg,)*
+                value: &V,
+            ) -> Result<(), Self::Error> {
+                value.serialize(Finite)
+            })*
+            fn end(self) -> Result<(), Self::Error> {
+                Ok(())
+            }
+        })*
+    };
+}
+
+finite_compound! {
+    SerializeSeq: serialize_element();
+    SerializeTuple: serialize_element();
+    SerializeTupleStruct: serialize_field();
+    SerializeTupleVariant: serialize_field();
+    SerializeMap: serialize_key(), serialize_value();
+    SerializeStruct: serialize_field(&'static str);
+    SerializeStructVariant: serialize_field(&'static str);
 }
 
 /// Turns fields back into the storage-form object (what WAL records and before-images hold).

@@ -24,7 +24,7 @@ pub use kind::ColumnKind;
 pub(crate) use kind::{EXACT_IN_DOUBLE, SqlValue, whole_double};
 pub use reference::Ref;
 pub(crate) use reference::{Cascade, Resolved, RnMap, collect_cascades, with_resolved};
-pub(crate) use row::{Cell, RowBuilder, StoredRow};
+pub(crate) use row::{Cell, RowBuilder, StoredRow, read_map};
 pub use secret::{Encrypted, Password};
 pub use unique::Unique;
 

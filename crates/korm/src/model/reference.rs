@@ -428,7 +428,7 @@ fn resolve_ref<T: DeserializeOwned, E: serde::de::Error>(
     {
         let row = Arc::clone(row);
         set_depth(depth + 1);
-        let data = T::deserialize(row.deserializer());
+        let data = row.read::<T>();
         set_depth(depth);
         let data = data.map_err(|e| {
             E::custom(format!(

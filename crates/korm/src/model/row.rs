@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// One stored value, by its column kind, as read from a [`StoredRow`] (text borrowed from it).
@@ -206,26 +206,127 @@ impl StoredRow {
             .map(|(_, cell)| cell)
     }
 
-    /// A deserializer that reads the row as a model (a map of field names to values).
-    pub(crate) fn deserializer(&self) -> RowDeserializer<'_> {
-        RowDeserializer(self)
+    /// Reads the row as a model `T`: see [`read_model`].
+    pub(crate) fn read<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        read_model(|nulls| T::deserialize(RowDeserializer { row: self, nulls }))
     }
 }
 
 type Error = serde_json::Error;
 
+/// The NULL fields a read skips (so they read as missing), and the one whose field's type
+/// refused null in the last attempt.
+#[derive(Debug, Default)]
+pub(crate) struct NullFields {
+    skip: Vec<usize>,
+    refused: std::cell::Cell<Option<usize>>,
+}
+
+impl NullFields {
+    fn skips(&self, index: usize) -> bool {
+        !self.skip.is_empty() && self.skip.contains(&index)
+    }
+
+    /// Runs one field's read: a NULL whose field's type fails on it is noted, so the next
+    /// attempt reads it as missing.
+    fn field<T>(&self, index: usize, null: bool, read: Result<T, Error>) -> Result<T, Error> {
+        if null && read.is_err() {
+            self.refused.set(Some(index));
+        }
+        read
+    }
+}
+
+/// Reads a model from stored fields. SQL NULL is how korm (and korm 1.5) stores null and also
+/// what a column added after a row was written holds for that row; a NULL field whose type
+/// cannot hold null (a `Vec`, a `bool`, a struct) reads as a missing field instead, so
+/// `#[serde(default)]` applies (and `Option` reads `None`) as it does for a column that was
+/// never added. A field that can hold null (`serde_json::Value`, `()`) still reads null.
+/// `attempt` reads once with the given NULL fields skipped; it is retried, skipping one more
+/// each time, while the failure was a NULL refused by its field's type. When that fails too,
+/// the first error (the one that names the NULL field) is returned.
+pub(crate) fn read_model<T>(
+    mut attempt: impl FnMut(&NullFields) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut nulls = NullFields::default();
+    let first = match attempt(&nulls) {
+        Ok(model) => return Ok(model),
+        Err(e) => e,
+    };
+    loop {
+        match nulls.refused.take() {
+            Some(index) if !nulls.skips(index) => nulls.skip.push(index),
+            _ => return Err(first),
+        }
+        if let Ok(model) = attempt(&nulls) {
+            return Ok(model);
+        }
+    }
+}
+
+/// Reads a model from a map of stored values (a before-image merged with changed fields),
+/// with NULL read as [`read_model`] reads it from a row.
+pub(crate) fn read_map<T: DeserializeOwned>(map: &Map<String, Value>) -> Result<T, Error> {
+    read_model(|nulls| {
+        T::deserialize(de::value::MapAccessDeserializer::new(ValueMap {
+            entries: map.iter().enumerate(),
+            value: None,
+            nulls,
+        }))
+    })
+}
+
+struct ValueMap<'de> {
+    entries: std::iter::Enumerate<serde_json::map::Iter<'de>>,
+    value: Option<(usize, &'de Value)>,
+    nulls: &'de NullFields,
+}
+
+impl<'de> MapAccess<'de> for ValueMap<'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
+        for (index, (name, value)) in self.entries.by_ref() {
+            if value.is_null() && self.nulls.skips(index) {
+                continue;
+            }
+            self.value = Some((index, value));
+            return seed
+                .deserialize(de::value::BorrowedStrDeserializer::new(name))
+                .map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let (index, value) = self
+            .value
+            .take()
+            .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
+        self.nulls
+            .field(index, value.is_null(), seed.deserialize(value))
+    }
+}
+
 /// Deserializes a model from a row's cells.
-pub(crate) struct RowDeserializer<'a>(&'a StoredRow);
+struct RowDeserializer<'de> {
+    row: &'de StoredRow,
+    nulls: &'de NullFields,
+}
 
 impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         visitor.visit_map(RowMap {
-            row: self.0,
-            names: self.0.names.iter(),
-            slots: self.0.slots.iter(),
+            row: self.row,
+            names: self.row.names.iter(),
+            slots: self.row.slots.iter().enumerate(),
             value: None,
+            nulls: self.nulls,
         })
     }
 
@@ -249,8 +350,9 @@ impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
 struct RowMap<'de> {
     row: &'de StoredRow,
     names: std::slice::Iter<'de, Arc<str>>,
-    slots: std::slice::Iter<'de, Slot>,
-    value: Option<(&'de str, Cell<'de>)>,
+    slots: std::iter::Enumerate<std::slice::Iter<'de, Slot>>,
+    value: Option<(usize, &'de str, Cell<'de>)>,
+    nulls: &'de NullFields,
 }
 
 impl<'de> MapAccess<'de> for RowMap<'de> {
@@ -260,24 +362,28 @@ impl<'de> MapAccess<'de> for RowMap<'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        match self.names.next().zip(self.slots.next()) {
-            Some((name, slot)) => {
-                self.value = Some((name, self.row.cell_of(*slot)));
-                seed.deserialize(de::value::BorrowedStrDeserializer::new(name))
-                    .map(Some)
+        while let Some((name, (index, slot))) = self.names.next().zip(self.slots.next()) {
+            if matches!(slot, Slot::Null) && self.nulls.skips(index) {
+                continue;
             }
-            None => Ok(None),
+            self.value = Some((index, name, self.row.cell_of(*slot)));
+            return seed
+                .deserialize(de::value::BorrowedStrDeserializer::new(name))
+                .map(Some);
         }
+        Ok(None)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let (name, cell) = self
+        let (index, name, cell) = self
             .value
             .take()
             .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
         // The field's name goes into the message (back-ticked, so redaction keeps it).
-        seed.deserialize(CellDeserializer(cell))
-            .map_err(|e| <Error as de::Error>::custom(format!("field `{name}`: {e}")))
+        let read = seed
+            .deserialize(CellDeserializer(cell))
+            .map_err(|e| <Error as de::Error>::custom(format!("field `{name}`: {e}")));
+        self.nulls.field(index, cell == Cell::Null, read)
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -433,7 +539,7 @@ mod tests {
             ("kind", Cell::Text("Suv")),
             ("unknown", Cell::Json("not json, never parsed")),
         ]);
-        let m = Model::deserialize(r.deserializer()).unwrap();
+        let m = r.read::<Model>().unwrap();
         assert_eq!(m.meta.tier, "gold");
         assert_eq!(m.score, 97.0);
         assert_eq!(m.tags, Some(vec!["a".to_owned()]));
@@ -476,6 +582,57 @@ mod tests {
     }
 
     #[test]
+    fn a_null_that_its_field_cannot_hold_reads_as_missing() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Evolved {
+            #[serde(default)]
+            tags: Vec<String>,
+            any: Value,
+            #[serde(default)]
+            on: bool,
+            nick: Option<String>,
+            #[serde(default = "seven")]
+            n: i64,
+            name: String,
+        }
+        fn seven() -> i64 {
+            7
+        }
+        let r = row(vec![
+            ("tags", Cell::Null),
+            ("any", Cell::Null),
+            ("on", Cell::Null),
+            ("nick", Cell::Null),
+            ("n", Cell::Null),
+            ("name", Cell::Text("x")),
+        ]);
+        let expected = Evolved {
+            tags: Vec::new(),
+            any: Value::Null,
+            on: false,
+            nick: None,
+            n: 7,
+            name: "x".into(),
+        };
+        assert_eq!(r.read::<Evolved>().unwrap(), expected);
+        assert_eq!(read_map::<Evolved>(&r.to_map()).unwrap(), expected);
+
+        // Without a default, the error is the first one: it names the NULL field.
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Strict {
+            on: bool,
+            tags: Vec<String>,
+        }
+        let err = r.read::<Strict>().unwrap_err().to_string();
+        assert!(err.contains("field `tags`"), "{err}");
+        assert!(read_map::<Strict>(&r.to_map()).is_err());
+        // A stored value of the wrong type is still an error.
+        let r = row(vec![("tags", Cell::Integer(1)), ("name", Cell::Text("x"))]);
+        assert!(r.read::<Evolved>().is_err());
+    }
+
+    #[test]
     fn malformed_json_is_an_error_not_a_panic() {
         let r = row(vec![("meta", Cell::Json("{\"tier\":"))]);
         #[derive(Debug, Deserialize)]
@@ -483,8 +640,8 @@ mod tests {
         struct M {
             meta: Meta,
         }
-        assert!(M::deserialize(r.deserializer()).is_err());
+        assert!(r.read::<M>().is_err());
         let r = row(vec![("meta", Cell::Json("{\"tier\":\"x\"} trailing"))]);
-        assert!(M::deserialize(r.deserializer()).is_err());
+        assert!(r.read::<M>().is_err());
     }
 }

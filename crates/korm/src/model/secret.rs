@@ -96,9 +96,13 @@ impl<T: Serialize> Serialize for Encrypted<T> {
             return serializer.serialize_str(REDACTED);
         };
         let ring = ring.map_err(S::Error::custom)?;
-        let json = Zeroizing::new(serde_json::to_vec(&self.0).map_err(|e| {
-            S::Error::custom(format!("can not encrypt: the value is not JSON ({e})"))
-        })?);
+        let not_json =
+            |e| S::Error::custom(format!("can not encrypt: the value is not JSON ({e})"));
+        let json = Zeroizing::new(serde_json::to_vec(&self.0).map_err(not_json)?);
+        // A NaN or an infinity would be sealed as null: refused instead.
+        if json.windows(4).any(|w| w == b"null") {
+            super::encode::check_finite(&self.0).map_err(not_json)?;
+        }
         seal(&ring, &json).serialize(serializer)
     }
 }

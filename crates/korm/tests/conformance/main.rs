@@ -133,6 +133,7 @@ conformance!(
     integers_beyond_32_bits_are_exact_or_refused,
     nested_integers_above_i64_change_exactly,
     update_commit_persists_and_adds_columns,
+    a_field_added_later_reads_its_default_from_old_rows,
     skipped_fields_keep_their_stored_value,
     delete_then_restore,
     destroy_runs_only_through_danger,

@@ -305,6 +305,126 @@ pub async fn update_commit_persists_and_adds_columns(pool: &Pool) {
     assert_eq!(as_v1.data().tags, vec!["quarry", "bowling", "golf"]);
 }
 
+/// A field added to a model after items were written: once any item writes it (adding the
+/// column), the older rows hold NULL there, and read as if the field were missing, so
+/// `#[serde(default)]` applies, in loads, queries and rebases. A field that can hold null
+/// still reads null, and a field without a default names itself in the error.
+pub async fn a_field_added_later_reads_its_default_from_old_rows(pool: &Pool) {
+    const NOTES: &str = "[rn]:evolve:notes:*";
+    #[derive(Debug, Serialize, Deserialize)]
+    struct V1 {
+        title: String,
+    }
+    #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+    struct Style {
+        bold: bool,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct V2 {
+        title: String,
+        #[serde(default)]
+        labels: Vec<String>,
+        #[serde(default)]
+        pinned: bool,
+        #[serde(default)]
+        style: Style,
+        note: Option<String>,
+        extra: Value,
+    }
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Strict {
+        title: String,
+        labels: Vec<String>,
+    }
+    let old = create(
+        pool,
+        NOTES,
+        V1 {
+            title: "old".into(),
+        },
+    )
+    .await;
+    let new = create(
+        pool,
+        NOTES,
+        V2 {
+            title: "new".into(),
+            labels: vec!["a".into()],
+            pinned: true,
+            style: Style { bold: true },
+            note: Some("n".into()),
+            extra: json!({"k": 1}),
+        },
+    )
+    .await;
+    let notes = korm::item::<V2>(pool);
+    let read = notes
+        .load(old.rn().clone().cast())
+        .get()
+        .await
+        .expect("an old row reads with the new model");
+    assert_eq!(read.data().labels, Vec::<String>::new());
+    assert!(!read.data().pinned);
+    assert_eq!(read.data().style, Style::default());
+    assert_eq!(read.data().note, None);
+    // `extra` has no default: a `Value` holds null, so the NULL reads as null.
+    assert_eq!(read.data().extra, Value::Null);
+    let again = notes.load(new.rn().clone()).get().await.expect("load new");
+    assert_eq!(again.data(), new.data());
+
+    let all = notes.query(rn(NOTES)).get().await.expect("query");
+    assert!(all.iter().any(|i| i.rn().as_str() == old.rn().as_str()));
+    assert!(all.iter().any(|i| i.data() == new.data()));
+
+    // Without a default, the error names the field (and the item).
+    let err = korm::item::<Strict>(pool)
+        .load(old.rn().clone().cast())
+        .get()
+        .await
+        .expect_err("no default for labels");
+    let message = err.to_string();
+    assert!(matches!(err, Error::Decode { .. }), "{message}");
+    assert!(message.contains("`labels`"), "{message}");
+
+    // A rebase merges the fresh row (NULL in `labels`: the other writer's model has no such
+    // field) with the change.
+    let stale = notes
+        .load(old.rn().clone().cast())
+        .get()
+        .await
+        .expect("load");
+    korm::item::<V1>(pool)
+        .load(old.rn().clone().cast())
+        .get()
+        .await
+        .expect("load as v1")
+        .update(|n| n.title = "renamed".into())
+        .commit()
+        .await
+        .expect("another writer");
+    let mut err = stale
+        .update(|n| n.title = "mine".into())
+        .commit()
+        .await
+        .expect_err("conflict");
+    let back: korm::UncommittedItem<V2> = err.take_conflicted().expect("handed back");
+    let rebased = back
+        .rebase()
+        .await
+        .expect("the rebase reads the NULL as missing");
+    assert_eq!(rebased.data().labels, Vec::<String>::new());
+    assert_eq!(rebased.data().title, "mine");
+    rebased.commit().await.expect("commit the rebase");
+    // That commit wrote the defaults its item held.
+    let strict = korm::item::<Strict>(pool)
+        .load(old.rn().clone().cast())
+        .get()
+        .await
+        .expect("the defaults were written");
+    assert_eq!(strict.data().labels, Vec::<String>::new());
+    assert_eq!(strict.data().title, "mine");
+}
+
 pub async fn skipped_fields_keep_their_stored_value(pool: &Pool) {
     #[derive(Debug, Serialize, Deserialize)]
     struct Partial {

@@ -14,7 +14,7 @@ use crate::{Db, Raw, all_text, create, rn};
 
 const SSN: &str = "078-05-1120";
 
-fn install_test_keys() {
+pub(crate) fn install_test_keys() {
     let current = korm::crypto::EncryptionKey::from_hex(&"a1".repeat(32)).expect("fixture key");
     let old = korm::crypto::EncryptionKey::from_hex(&"b2".repeat(32)).expect("old key");
     korm::crypto::install(korm::crypto::KeyRing::new(current).with_old_key(old));

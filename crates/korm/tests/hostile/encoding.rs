@@ -255,6 +255,89 @@ async fn a_non_finite_float_is_an_encode_error(db: &Db) {
     }
 }
 
+/// serde_json writes a NaN or an infinity inside an object or an array as null: stored so,
+/// the item would read back changed, or not at all (`null` is no `f64`). Refused wherever it
+/// sits, in an encrypted field too (sealed, it was the same null); a null that is a `None`
+/// stays a null.
+async fn a_non_finite_float_inside_a_field_is_an_encode_error(db: &Db) {
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Inner {
+        y: f32,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Circle(f64),
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Nested {
+        list: Vec<Option<f64>>,
+        inner: Option<Inner>,
+        map: BTreeMap<String, f64>,
+        shape: Option<Shape>,
+    }
+    fn fine() -> Nested {
+        Nested {
+            list: vec![Some(1.5), None],
+            inner: Some(Inner { y: 2.0 }),
+            map: BTreeMap::from([("a".to_owned(), 3.0)]),
+            shape: None,
+        }
+    }
+    let cases = [
+        Nested {
+            list: vec![Some(1.0), Some(f64::NAN)],
+            ..fine()
+        },
+        Nested {
+            inner: Some(Inner { y: f32::INFINITY }),
+            ..fine()
+        },
+        Nested {
+            map: BTreeMap::from([("a".to_owned(), f64::NEG_INFINITY)]),
+            ..fine()
+        },
+        Nested {
+            shape: Some(Shape::Circle(f64::NAN)),
+            ..fine()
+        },
+    ];
+    for (i, case) in cases.into_iter().enumerate() {
+        let error = create_err(&db.pool, THINGS, case).await;
+        let message = error.to_string();
+        assert!(matches!(error, Error::Encode { .. }), "case {i}: {message}");
+        assert!(
+            message.contains("which JSON can not store"),
+            "case {i}: {message}"
+        );
+        assert_nothing_written(db, &format!("case {i}")).await;
+    }
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Sealed {
+        reading: korm::Encrypted<f64>,
+    }
+    crate::crypto::install_test_keys();
+    let error = create_err(
+        &db.pool,
+        THINGS,
+        Sealed {
+            reading: korm::Encrypted::new(f64::NAN),
+        },
+    )
+    .await;
+    assert!(matches!(error, Error::Encode { .. }), "{error:?}");
+    assert_nothing_written(db, "an encrypted NaN").await;
+
+    // A `None` inside is a null, and reads back as `None`.
+    let item = create(&db.pool, THINGS, fine()).await;
+    let back = korm::item::<Nested>(&db.pool)
+        .load(item.rn().clone())
+        .get()
+        .await
+        .expect("load");
+    assert_eq!(back.data(), &fine());
+}
+
 async fn a_u64_above_i64_max_is_an_encode_error(db: &Db) {
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct Big {
@@ -275,5 +358,6 @@ crate::on_backends!(
     integer_keys_inside_a_field_become_json_string_keys,
     a_commit_of_a_model_that_stops_serializing_writes_nothing,
     a_non_finite_float_is_an_encode_error,
+    a_non_finite_float_inside_a_field_is_an_encode_error,
     a_u64_above_i64_max_is_an_encode_error,
 );
