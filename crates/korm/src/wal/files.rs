@@ -66,6 +66,22 @@ struct Slots {
 /// How many free slots are kept; more are deleted.
 const MAX_FREE_SLOTS: usize = 64;
 
+/// How long a record's temporary file may go unchanged before a listing takes it for a crash's
+/// leftover: a rewrite under way (another process marking its record) holds it for the time of
+/// one write and one sync.
+const TMP_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether a temporary record file was left by a crash (see [`TMP_ABANDONED_AFTER`]); one
+/// whose age can not be read is left alone.
+fn left_by_a_crash(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age > TMP_ABANDONED_AFTER)
+}
+
 impl WalFiles {
     /// The records under `base` in `depot`; `local_root` is the depot's folder when it is a
     /// local one.
@@ -311,7 +327,7 @@ impl WalFiles {
 
     /// The ids of the records in a folder, sorted. On a local depot, a temporary file left
     /// by a crash mid-write (the record was never complete, so its write never began) is
-    /// removed.
+    /// removed once it is old enough not to be a rewrite under way.
     pub(crate) async fn list(&self, folder: Folder) -> Result<Vec<String>> {
         let mut ids = Vec::new();
         if let Some(dir) = &self.local {
@@ -329,7 +345,7 @@ impl WalFiles {
                 let Some(name) = name.to_str() else { continue };
                 if let Some(id) = name.strip_suffix(".json") {
                     ids.push(id.to_owned());
-                } else if name.ends_with(".tmp") {
+                } else if name.ends_with(".tmp") && left_by_a_crash(&entry) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }

@@ -267,7 +267,9 @@ impl WalLog {
         if plan.ops.is_empty() && !record_files {
             return Ok(None);
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered: a recovery tells a young record's payloads (stored before the record)
+        // from a crash's leftovers by the id's time (`recover::abandoned`).
+        let id = uuid::Uuid::now_v7().to_string();
         let ops = plan
             .ops
             .iter()

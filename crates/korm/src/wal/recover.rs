@@ -153,15 +153,39 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
     }
     // Payloads of records that are gone (a crash between removing a record and its
     // payloads). Done records keep theirs, whatever this pool's retention: another process
-    // (or an earlier configuration) may keep records.
+    // (or an earlier configuration) may keep records. A writer stores its payloads before
+    // its record, so payloads without a record may be a write under way: only old ones go.
     let pending = log.files.list(Folder::Pending).await?;
     let done = log.files.list(Folder::Done).await?;
+    let now = std::time::SystemTime::now();
     for id in log.files.payload_ids().await? {
-        if !pending.contains(&id) && !done.contains(&id) {
+        if !pending.contains(&id) && !done.contains(&id) && abandoned(&id, now) {
             log.files.remove_payloads(&id).await?;
         }
     }
     Ok(report)
+}
+
+/// How old payloads without a record must be before a recovery removes them: longer than a
+/// writer takes from storing its payloads (large files, a slow store) to storing its record.
+pub(crate) const PAYLOADS_ABANDONED_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
+/// Whether the payloads of record `id`, which has no record, are a crash's leftovers: its id
+/// tells when it was made (korm-rs's record ids are time-ordered UUIDs), and that is more than
+/// [`PAYLOADS_ABANDONED_AFTER`] ago. An id that tells no time (korm 1.5's random ones) is
+/// left alone: its writer may still be storing them.
+pub(crate) fn abandoned(id: &str, now: std::time::SystemTime) -> bool {
+    let Some((secs, nanos)) = uuid::Uuid::parse_str(id)
+        .ok()
+        .and_then(|id| id.get_timestamp())
+        .map(|at| at.to_unix())
+    else {
+        return false;
+    };
+    let made = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    now.duration_since(made)
+        .is_ok_and(|age| age > PAYLOADS_ABANDONED_AFTER)
 }
 
 /// Recovers one record under its locks. `None` when it is gone meanwhile (its write was

@@ -1373,6 +1373,23 @@ async fn orphan_payloads_are_removed_at_open() {
         "{}",
     )
     .expect("write");
+    // Payloads stored just now, whose record is not there yet: a write under way (its
+    // payloads go first), kept. So are those of an id that tells no time (korm 1.5's).
+    let young = folder.join(format!("payloads/{}/0", uuid::Uuid::now_v7()));
+    let untimed = folder.join(format!("payloads/{}/0", uuid::Uuid::new_v4()));
+    for payloads in [&young, &untimed] {
+        std::fs::create_dir_all(payloads).expect("mkdir");
+        std::fs::write(payloads.join("after.bin"), "under way").expect("write");
+    }
+    // A record's temporary file: a rewrite under way is kept, one left by a crash long ago
+    // is removed.
+    let fresh_tmp = folder.join("pending/1b4e28ba-2fa1-11d2-883f-0016d3cca427.tmp");
+    std::fs::write(&fresh_tmp, "{").expect("write");
+    let old_tmp = folder.join("pending/6fa459ea-ee8a-3ca4-894e-db77e160355e.tmp");
+    let file = std::fs::File::create(&old_tmp).expect("create");
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+        .expect("age it");
+    drop(file);
     let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
         .await
         .expect("reopen");
@@ -1381,6 +1398,13 @@ async fn orphan_payloads_are_removed_at_open() {
         kept.join("before.bin").exists(),
         "a done record keeps its payloads"
     );
+    assert!(young.join("after.bin").exists(), "young payloads are kept");
+    assert!(
+        untimed.join("after.bin").exists(),
+        "untimed payloads are kept"
+    );
+    assert!(fresh_tmp.exists(), "a rewrite under way keeps its file");
+    assert!(!old_tmp.exists(), "a crash's temporary file is removed");
     pool.close().await;
 }
 
