@@ -190,4 +190,5 @@ conformance!(
     stream_continues_past_integers_above_i64,
     declared_indexes_are_used,
     keyset_pages_seek_the_key,
+    keyset_pages_by_rn_id_walk_ids_of_either_case,
 );

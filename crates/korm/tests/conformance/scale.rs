@@ -588,3 +588,55 @@ pub async fn keyset_pages_seek_the_key(pool: &Pool) {
         || (plan.contains("key=PRIMARY") && plan.contains("type=range"));
     assert!(seeks, "{plan}");
 }
+
+/// Item ids are UUID texts of either case (an item created at an RN with an uppercase UUID
+/// keeps it). Sorted by `rnId`, pages of any size walk every item once, in the order `get`
+/// gives: the sort and the keyset condition compare ids alike.
+pub async fn keyset_pages_by_rn_id_walk_ids_of_either_case(pool: &Pool) {
+    let ids = [
+        "B0000000-0000-4000-8000-000000000001",
+        "a0000000-0000-4000-8000-000000000002",
+        "C0000000-0000-4000-8000-000000000003",
+        "b1000000-0000-4000-8000-000000000004",
+        "0a000000-0000-4000-8000-000000000005",
+        "A1000000-0000-4000-8000-000000000006",
+    ];
+    let handle = korm::item::<Row>(pool);
+    for (n, id) in ids.iter().enumerate() {
+        handle
+            .from_data(format!("[rn]:scale:idcase:{id}").parse().unwrap(), row(n))
+            .expect("floating")
+            .create()
+            .await
+            .expect("create");
+    }
+    let collection = || handle.query("[rn]:scale:idcase:*".parse().unwrap());
+    for order in [SortOrder::Asc, SortOrder::Desc] {
+        let expected = ns(&collection()
+            .sort_by("rnId", order)
+            .get()
+            .await
+            .expect("get"));
+        assert_eq!(expected.len(), ids.len());
+        for size in [1, 2, 4] {
+            let mut seen = Vec::new();
+            let mut page = collection()
+                .sort_by("rnId", order)
+                .page(size)
+                .await
+                .expect("first page");
+            loop {
+                seen.extend(ns(&page.items));
+                let Some(next) = page.next.take() else { break };
+                assert!(seen.len() <= ids.len(), "pages never end");
+                page = collection()
+                    .sort_by("rnId", order)
+                    .after(&next)
+                    .page(size)
+                    .await
+                    .expect("next page");
+            }
+            assert_eq!(seen, expected, "{order:?}, page size {size}");
+        }
+    }
+}

@@ -448,9 +448,12 @@ impl Dialect for MySqlDialect {
         format!("{column} {} {param}", op.sql())
     }
 
+    /// Text sorts byte by byte, except the item id: it sorts in its column's collation, as
+    /// its keyset condition compares it (`compare_column`), or a page after an id of another
+    /// case would skip items.
     fn sort_column(&self, name: &str, ty: JsonType, order: SortOrder) -> String {
         let column = self.quote_identifier(name);
-        if ty != JsonType::Text {
+        if ty != JsonType::Text || name == "rnId" {
             return self.order_term(&column, order);
         }
         match order {
