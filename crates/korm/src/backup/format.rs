@@ -417,6 +417,8 @@ pub(crate) struct Reader {
     state: State,
     hash: Sha256,
     table: Option<(String, Sha256, u64, u64)>,
+    /// The names of the tables seen: a table comes once.
+    seen: std::collections::HashSet<String>,
     /// Tables and rows seen.
     pub(crate) tables: u64,
     /// Rows seen.
@@ -445,6 +447,7 @@ impl Reader {
             state: State::Start,
             hash: Sha256::new(),
             table: None,
+            seen: std::collections::HashSet::new(),
             tables: 0,
             rows: 0,
             checksummed: false,
@@ -579,6 +582,11 @@ impl Reader {
             }
             (State::Between, "table") => {
                 let name = string(&event, "name")?;
+                // A second section of one table would replace what the restore's first pass
+                // checked of the first, and a replace would empty what the first restored.
+                if !self.seen.insert(name.clone()) {
+                    return Err(bad(number, format!("table {name:?} comes a second time")));
+                }
                 let columns = match event.get("columns") {
                     Some(Value::Object(map)) => Some(
                         map.iter()
@@ -772,5 +780,25 @@ mod tests {
         for len in 0..bytes.len() {
             assert!(read(&bytes[..len]).is_err(), "cut at {len} went unnoticed");
         }
+    }
+
+    #[tokio::test]
+    async fn a_table_that_comes_twice_is_refused() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut sink = Sink::new(tx, "2026-01-01T00:00:00.000Z", "cars", "sqlite", None);
+        for rows in [1, 0] {
+            sink.begin_table("__items__a__b", &["rnId".into(), "n".into()], None);
+            for i in 0..rows {
+                sink.row([Raw::Text("id"), Raw::Integer(i)]).unwrap();
+            }
+            sink.end_table();
+        }
+        sink.finish().await.unwrap();
+        let mut bytes = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        let err = read(&bytes).unwrap_err().to_string();
+        assert!(err.contains("comes a second time"), "{err}");
     }
 }

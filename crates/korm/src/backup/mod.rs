@@ -241,7 +241,9 @@ pub(crate) async fn take(
     let key = DepotKey::parse(&format!(
         "{BACKUPS_FOLDER}/{ident}/{}/backup-{}.ndjson",
         now.folder(),
-        uuid::Uuid::new_v4()
+        // Time-ordered: backups of one second list in the order they were taken (retention
+        // keeps those taken after the one it prunes for).
+        uuid::Uuid::now_v7()
     ))?;
     let tables = layer.backups().backup_tables().await?;
     let mut with_schemas = Vec::with_capacity(tables.len());

@@ -426,10 +426,17 @@ pub(crate) async fn prune(
     now: Timestamp,
 ) -> Result<Vec<crate::depot::DepotKey>> {
     let list = backups.list(Some(layer)).await?;
-    // The one just taken counts as the newest whatever its name sorts as (two backups in
-    // one second share a folder).
+    // Backups listed after the one just taken (the list is in time order: folder by second,
+    // then file name, a time-ordered UUID) are another run's (two schedules of one layer due
+    // together, another instance's clock ahead): that run prunes for itself. Counted here,
+    // each run would delete the other's and keep only its own. Without the one just taken in
+    // the list, every other counts, and it counts as the newest.
+    let older = keep
+        .and_then(|keep| list.iter().position(|e| &e.key == keep))
+        .unwrap_or(list.len());
     let newest_first: Vec<_> = list
         .into_iter()
+        .take(older)
         .rev()
         .filter(|e| Some(&e.key) != keep)
         .collect();
@@ -446,9 +453,10 @@ pub(crate) async fn prune(
                     .ok()
                     .and_then(|t| t.to_zoned(TimeZone::UTC).ok())
                     .map(|z| z.timestamp());
+                // Further back than time goes (millions of days): nothing is that old.
                 let limit = now
                     .checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days)))
-                    .unwrap_or(now);
+                    .unwrap_or(jiff::Timestamp::MIN);
                 taken.is_some_and(|t| t < limit)
             }
         };

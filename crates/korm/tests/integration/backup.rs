@@ -247,6 +247,67 @@ async fn a_mariadb_collection_with_a_hashed_table_name_backs_up_and_restores() {
     restored.close().await;
 }
 
+/// A SQLite snapshot holds a long collection's full table name; restored into MariaDB with
+/// replace, the table emptied is the one the collection is stored in (its hash): the
+/// restore used to stop at an identifier too long for MySQL.
+#[tokio::test]
+async fn a_replace_into_mariadb_empties_the_hashed_table_of_a_long_collection() {
+    let Some(target) = Place::new("mysql").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let long: Rn<Person> = format!("[rn]:{}:{}:*", "r".repeat(30), "q".repeat(30))
+        .parse()
+        .expect("rn");
+    let depot = || korm::depots::local(dir.path().join("depot")).into();
+    let source = open(
+        korm::layers::sqlite(dir.path().join("source.sqlite")).into(),
+        depot(),
+    )
+    .await;
+    let mut before = Vec::new();
+    for i in 0..2 {
+        let made = korm::item::<Person>(&source)
+            .from_data(long.clone(), person(i, None))
+            .expect("data")
+            .create()
+            .await
+            .expect("create");
+        before.push((made.rn().to_string(), made.into_data()));
+    }
+    let taken = Backups::new(&source, "backups")
+        .expect("depot")
+        .now("data")
+        .await
+        .expect("backup");
+    source.close().await;
+
+    let restored = open(target.spec(), depot()).await;
+    korm::item::<Person>(&restored)
+        .from_data(long.clone(), person(9, None))
+        .expect("data")
+        .create()
+        .await
+        .expect("an item the replace removes");
+    Backups::new(&restored, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::replace())
+        .await
+        .expect("restore");
+    let mut after: Vec<(String, Person)> = korm::item::<Person>(&restored)
+        .query(long)
+        .get()
+        .await
+        .expect("query")
+        .into_iter()
+        .map(|i| (i.rn().to_string(), i.into_data()))
+        .collect();
+    after.sort_by(|a, b| a.0.cmp(&b.0));
+    before.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(after, before);
+    restored.close().await;
+}
+
 #[tokio::test]
 async fn backups_live_in_an_s3_bucket_too() {
     let Some(s3) = super::meta::s3_options() else {
@@ -689,6 +750,70 @@ async fn schedule_runs_once(backend: &str) {
     assert!(Scheduler::new(&plain, "backups").is_err());
     a.close().await;
     b.close().await;
+}
+
+/// Retention after a scheduled run deletes only backups older than the one the run took: a
+/// newer one is another run's (two schedules of one layer due together), which prunes for
+/// itself. Each run used to keep only its own, so two runs with `newest 1` deleted each
+/// other's backup and the layer was left with none.
+#[tokio::test]
+async fn retention_leaves_backups_newer_than_the_run_alone() {
+    use korm::backup::schedule::{Retention, Scheduler};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("data.sqlite")))
+        .depot("backups", korm::depots::local(dir.path().join("depot")))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open");
+    fill(&pool, 2).await;
+    // What other runs left: one long ago, one (another instance's, its clock ahead) after
+    // this run's.
+    let folder = dir.path().join("depot/__korm_backups__/data");
+    for taken_at in ["20200101T000000Z", "20991231T000000Z"] {
+        std::fs::create_dir_all(folder.join(taken_at)).expect("mkdir");
+        std::fs::write(folder.join(taken_at).join("backup-data.ndjson"), "{}\n").expect("write");
+    }
+    let ran = Scheduler::new(&pool, "backups")
+        .expect("scheduler")
+        .schedule("data", "every day at 02:00 starting now")
+        .expect("schedule")
+        .with_retention(Retention::NewestPerLayer(1))
+        .run_due("2030-01-01T12:00:00Z".parse().unwrap())
+        .await
+        .expect("run");
+    assert_eq!(ran.len(), 1);
+    let left: Vec<String> = Backups::new(&pool, "backups")
+        .expect("depot")
+        .list(Some("data"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| e.taken_at)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&"20200101T000000Z".to_owned()), "{left:?}");
+    assert!(left.contains(&"20991231T000000Z".to_owned()), "{left:?}");
+
+    // `newer than N days` with N beyond time's range keeps everything (it used to take the
+    // limit as now, and delete every backup but the new one).
+    let ran = Scheduler::new(&pool, "backups")
+        .expect("scheduler")
+        .schedule("data", "every day at 02:00 starting now")
+        .expect("schedule")
+        .with_retention(Retention::NewerThanDays(u32::MAX))
+        .run_due("2030-01-02T02:00:00Z".parse().unwrap())
+        .await
+        .expect("run");
+    assert_eq!(ran.len(), 1);
+    let left = Backups::new(&pool, "backups")
+        .expect("depot")
+        .list(Some("data"))
+        .await
+        .expect("list");
+    assert_eq!(left.len(), 3, "{left:?}");
+    pool.close().await;
 }
 
 #[tokio::test]

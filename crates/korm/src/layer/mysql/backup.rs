@@ -59,10 +59,15 @@ impl LayerBackups for MySqlLayer {
         mut sink: Sink,
     ) -> Result<Sink> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
-        sqlx::raw_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| self.error(e))?;
+        // A consistent snapshot needs REPEATABLE READ: under a server's READ COMMITTED the
+        // snapshot clause is ignored (a warning) and each table would be read at its own time.
+        sqlx::raw_sql(
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+             START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        )
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| self.error(e))?;
         let read = async {
             for (table, schema) in &tables {
                 // The name was listed from the catalog and is quoted.
@@ -91,10 +96,16 @@ impl LayerBackups for MySqlLayer {
         read.map(|()| sink)
     }
 
+    /// `table` is the collection's name (a snapshot of another backend holds the full one):
+    /// the table emptied is the one it is stored in (hashed when over 64 characters).
     async fn clear_table(&self, table: &str) -> Result<()> {
-        server::clear_table(&self.pool, quoted(table), "42S02")
-            .await
-            .map_err(|e| self.error(e))
+        server::clear_table(
+            &self.pool,
+            quoted(&super::dialect::physical_table(table)),
+            "42S02",
+        )
+        .await
+        .map_err(|e| self.error(e))
     }
 }
 

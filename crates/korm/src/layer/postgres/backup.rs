@@ -5,12 +5,14 @@
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
+use super::PgDialect;
 use super::{PgLayer, value};
 use crate::backup::format::{Sink, raw};
 use crate::error::{Error, Result};
 use crate::layer::backup::backup_order;
 use crate::layer::meta::ITEMS_PREFIX;
 use crate::layer::server;
+use crate::query::dialect::Dialect as _;
 use async_trait::async_trait;
 
 use crate::layer::LayerBackups;
@@ -99,8 +101,16 @@ impl LayerBackups for PgLayer {
         read.map(|()| sink)
     }
 
+    /// `table` is the collection's name (a snapshot of another backend holds the full one):
+    /// the table emptied is the one PostgreSQL stores it in (cut to 63 bytes), and only when
+    /// that table is this collection's ([`super::claim_cut_name`]).
     async fn clear_table(&self, table: &str) -> Result<()> {
-        server::clear_table(&self.pool, quoted(table), "42P01")
+        let physical = PgDialect::default().physical_table(table).into_owned();
+        if physical.len() != table.len() {
+            let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
+            super::claim_cut_name(self, &mut conn, table, false).await?;
+        }
+        server::clear_table(&self.pool, quoted(&physical), "42P01")
             .await
             .map_err(|e| self.error(e))
     }
