@@ -526,7 +526,9 @@ impl<T: Model> Query<T> {
             Window {
                 limit,
                 offset: self.offset,
-                ordered: self.offset.is_some(),
+                // A window is taken in id order (ties and no sort keys): which items a
+                // limited read or an offset returns is then the same on every backend.
+                ordered: self.offset.is_some() || limit.is_some(),
             },
         )
         .await?;

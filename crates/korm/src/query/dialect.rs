@@ -966,11 +966,9 @@ pub(crate) trait Dialect: Send + Sync {
                     self.like("NULL", &p)
                 }
                 Test::In(values) if values.is_empty() => SQL_FALSE.to_owned(),
-                Test::In(values) => {
-                    let all: Vec<&Scalar> = values.iter().collect();
-                    let list = self.bind_list(st, &all);
-                    format!("NULL IN ({list})")
-                }
+                // `NULL IN (...)` is unknown whatever the list holds: nothing to bind (a
+                // long list of mixed types bound as one typed array failed on PostgreSQL).
+                Test::In(_) => "NULL".to_owned(),
             },
             Operand::Column { name, ty } => {
                 let column = self.quote_identifier(name);

@@ -59,7 +59,8 @@ pub(crate) enum FilterNode {
     },
 }
 
-/// The deepest nesting of `and`, `or` and `not` a filter may have.
+/// The deepest nesting of `and`, `or` and `not` a filter may have (a top-level `and` does not
+/// count: see `Filter::validate`).
 pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The longest `like` pattern, in bytes: SQLite refuses longer ones ("pattern too complex"),
@@ -73,7 +74,10 @@ impl Filter {
     pub(crate) fn validate(&self) -> crate::Result<()> {
         use super::dialect::Scalar;
         use super::path::FieldPath;
-        let mut pending = vec![(self, 1usize)];
+        // A top-level `and` is not a level: it is how a query combines its filters (two
+        // `filter` calls, a page's keyset condition), so a filter at the limit stays one.
+        let top = usize::from(!matches!(self.0, FilterNode::And(_)));
+        let mut pending = vec![(self, top)];
         while let Some((filter, depth)) = pending.pop() {
             if depth > MAX_DEPTH {
                 return Err(crate::Error::InvalidFilter {

@@ -279,6 +279,13 @@ fn reached<'a, R: Fields + ?Sized>(path: &str, row: &'a R) -> Vec<Option<&'a Val
     current
 }
 
+/// A JSON number as a whole number, if it is one (`i64` or `u64`).
+fn whole(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
 fn compare(found: &Option<&Value>, op: CompareOp, wanted: &Value) -> bool {
     let found = match found {
         None | Some(Value::Null) => return wanted.is_null() && op == CompareOp::Eq,
@@ -287,7 +294,9 @@ fn compare(found: &Option<&Value>, op: CompareOp, wanted: &Value) -> bool {
     let ordering = match (found, wanted) {
         (Value::String(a), Value::String(b)) => a.as_bytes().cmp(b.as_bytes()),
         (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
-        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+        // Two whole numbers compare exactly (one may be above i64::MAX: stored JSON holds
+        // it); otherwise as doubles.
+        (Value::Number(a), Value::Number(b)) => match (whole(a), whole(b)) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => match a
                 .as_f64()
@@ -342,6 +351,20 @@ mod tests {
     use super::*;
     use crate::query::{and, eq, gt, in_list, like as like_f, not, or};
     use serde_json::json;
+
+    #[test]
+    fn whole_numbers_above_i64_compare_exactly() {
+        let data = json!({"meta": {"n": 9_223_372_036_854_775_808_u64}});
+        assert!(!eq("meta.n", i64::MAX).matches(&data).unwrap());
+        assert!(gt("meta.n", i64::MAX).matches(&data).unwrap());
+        assert!(
+            eq("meta.n", json!(9_223_372_036_854_775_808_u64))
+                .matches(&data)
+                .is_err()
+        );
+        let data = json!({"meta": {"n": 18_446_744_073_709_551_615_u64}});
+        assert!(gt("meta.n", i64::MAX).matches(&data).unwrap());
+    }
 
     fn schema() -> TableSchema {
         TableSchema {

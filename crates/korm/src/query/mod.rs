@@ -67,8 +67,9 @@
 //! Each sort key is a path without `[*]` and a [`SortOrder`]. Ascending puts nulls (and
 //! missing values) last, descending puts them first. Values of one type sort by value; values
 //! of different types at one JSON path sort by type first: booleans, numbers, text, then
-//! objects and arrays. Ties, and everything when there is no sort key, fall back to the item
-//! id, so the order is stable and `first()` is deterministic.
+//! objects and arrays. Ties fall back to the item id, and so does a window without sort keys
+//! (`first()`, `first_n`, `limit`, `offset`, pages), so which items it holds is the same on
+//! every backend; `get()` without sort keys returns items in the database's own order.
 //!
 //! # Large collections
 //! [`Query::count`](crate::Query::count) counts in the database;

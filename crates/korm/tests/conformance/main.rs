@@ -151,6 +151,7 @@ conformance!(
     sort_nulls_and_stability,
     sort_rejects_non_scalars_unless_stringified,
     first_and_first_n,
+    first_without_sort_keys_is_the_lowest_id,
     options_given_twice_are_rejected,
     query_of_a_missing_table_is_empty,
     hostile_values_are_literals,

@@ -211,6 +211,18 @@ pub async fn in_lists(pool: &Pool) {
         &["u1", "u6"],
     )
     .await;
+    // A long list of mixed types over a field no item has (no column): nothing matches, and
+    // `not` keeps every item (PostgreSQL used to fail, casting "x" as the first value's type).
+    let mut mixed: Vec<Value> = (1..=20).map(|i| json!(i)).collect();
+    mixed.push(json!("x"));
+    mixed.push(json!(0.5));
+    check(pool, in_list("nosuchfield", mixed.clone()), &[]).await;
+    check(
+        pool,
+        not(in_list("nosuchfield", mixed)),
+        &["u1", "u2", "u3", "u4", "u5", "u6"],
+    )
+    .await;
 }
 
 pub async fn wildcards_match_any_element(pool: &Pool) {

@@ -425,6 +425,43 @@ pub async fn a_field_added_later_reads_its_default_from_old_rows(pool: &Pool) {
     assert_eq!(strict.data().title, "mine");
 }
 
+/// Without sort keys, a limited read takes the items of the lowest ids: `first()` is the
+/// same item on every backend, whatever order the rows were written in (SQLite's rowid
+/// order, PostgreSQL's heap order and MariaDB's key order differ).
+pub async fn first_without_sort_keys_is_the_lowest_id(pool: &Pool) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Tag {
+        n: i64,
+    }
+    const TAGS: &str = "[rn]:firsts:tags:*";
+    for (n, id) in ["c", "a", "d", "b"].into_iter().enumerate() {
+        let at = format!("[rn]:firsts:tags:{id}0000000-0000-4000-8000-000000000000");
+        create(pool, &at, Tag { n: n as i64 }).await;
+    }
+    let tags = korm::item::<Tag>(pool);
+    let first = tags.query(rn(TAGS)).first().await.expect("first");
+    assert_eq!(first.data().n, 1, "the id starting with a");
+    let two: Vec<i64> = tags
+        .query(rn(TAGS))
+        .first_n(2)
+        .await
+        .expect("first_n")
+        .iter()
+        .map(|t| t.data().n)
+        .collect();
+    assert_eq!(two, [1, 3]);
+    let limited: Vec<i64> = tags
+        .query(rn(TAGS))
+        .limit(3)
+        .get()
+        .await
+        .expect("limit")
+        .iter()
+        .map(|t| t.data().n)
+        .collect();
+    assert_eq!(limited, [1, 3, 0]);
+}
+
 pub async fn skipped_fields_keep_their_stored_value(pool: &Pool) {
     #[derive(Debug, Serialize, Deserialize)]
     struct Partial {

@@ -388,6 +388,57 @@ async fn a_moderately_nested_filter_is_an_answer_or_a_typed_error(db: &Db) {
     }
 }
 
+/// A filter at the nesting limit (64 levels) is a query's own: pages after the first and a
+/// second `filter` combine it with another condition under one `and`, which does not count
+/// (the second page used to fail with `InvalidFilter`). One level more is refused.
+async fn a_filter_at_the_depth_limit_pages_and_combines(db: &Db) {
+    for (name, age) in [("fred", 41), ("wilma", 40), ("barney", 38)] {
+        create(&db.pool, USERS, user(name, age)).await;
+    }
+    // 63 nots around one comparison: 64 levels, matching every age but 0.
+    let at_limit = || {
+        let mut f = eq("age", 0);
+        for _ in 0..63 {
+            f = not(f);
+        }
+        f
+    };
+    let users = korm::item::<User>(&db.pool);
+    let mut page = users
+        .query(rn(USERS))
+        .filter(at_limit())
+        .page(1)
+        .await
+        .expect("first page");
+    let mut seen = page.items.len();
+    while let Some(next) = page.next.take() {
+        page = users
+            .query(rn(USERS))
+            .filter(at_limit())
+            .after(&next)
+            .page(1)
+            .await
+            .expect("a later page");
+        seen += page.items.len();
+    }
+    assert_eq!(seen, 3);
+    let both = users
+        .query(rn(USERS))
+        .filter(at_limit())
+        .filter(gt("age", 39))
+        .count()
+        .await
+        .expect("two filters");
+    assert_eq!(both, 2);
+    let err = users
+        .query(rn(USERS))
+        .filter(not(not(at_limit())))
+        .get()
+        .await
+        .expect_err("66 levels");
+    assert!(matches!(err, Error::InvalidFilter { .. }), "{err:?}");
+}
+
 const DEPTH_PROBE: usize = 500;
 
 async fn a_deeply_nested_filter_is_an_answer_or_a_typed_error(db: &Db) {
@@ -467,4 +518,5 @@ crate::on_backends!(
     huge_and_deep_filters_are_an_answer_or_a_typed_error,
     a_moderately_nested_filter_is_an_answer_or_a_typed_error,
     a_deeply_nested_filter_is_an_answer_or_a_typed_error,
+    a_filter_at_the_depth_limit_pages_and_combines,
 );

@@ -202,11 +202,11 @@ impl Dialect for MySqlDialect {
 
     /// The index column holds a text's first [`INDEX_TEXT`] characters: a text shorter than
     /// that compares with it exactly as with the whole (equal, before or after). Numbers are
-    /// doubles there: integers within 2^53 only.
+    /// doubles there: integers below 2^53 only (a stored 2^53 + 1 is the double 2^53 there).
     fn index_serves(&self, value: &Scalar) -> bool {
         match value {
             Scalar::Text(s) => s.chars().count() < INDEX_TEXT,
-            Scalar::Integer(i) => i.unsigned_abs() <= crate::model::EXACT_IN_DOUBLE,
+            Scalar::Integer(i) => i.unsigned_abs() < crate::model::EXACT_IN_DOUBLE,
             Scalar::Double(_) | Scalar::Boolean(_) => true,
         }
     }
