@@ -193,6 +193,7 @@ impl SharedLocks {
     ) -> Result<Option<Lease>> {
         let inner = &self.inner;
         loop {
+            let sent = Instant::now();
             let now = epoch_ms();
             let claim = LockClaim {
                 lock_id: lock_id.to_string(),
@@ -201,7 +202,7 @@ impl SharedLocks {
                 expires_at: now.saturating_add(millis(inner.ttl)),
             };
             if let Some(token) = inner.layer.locks().acquire(&claim).await? {
-                return Ok(Some(self.start_lease(lock_id, token)));
+                return Ok(Some(self.start_lease(lock_id, token, sent)));
             }
             if once
                 || Instant::now()
@@ -214,16 +215,15 @@ impl SharedLocks {
         }
     }
 
-    fn start_lease(&self, lock_id: &Arc<str>, token: i64) -> Lease {
+    fn start_lease(&self, lock_id: &Arc<str>, token: i64, sent: Instant) -> Lease {
         let inner = &self.inner;
-        let lost = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(Held::new(sent, inner.ttl));
         let id = inner.next.fetch_add(1, Ordering::Relaxed);
         let refresher = tokio::spawn(refresh_loop(
             inner.layer.clone(),
             inner.owner.clone(),
             Arc::clone(lock_id),
-            inner.ttl,
-            inner.refresh,
+            (inner.ttl, inner.refresh, inner.retry),
             Arc::clone(&lost),
         ))
         .abort_handle();
@@ -277,17 +277,61 @@ impl SharedInner {
     }
 }
 
-/// Extends the lock every `refresh` until it is released (the task is aborted) or lost.
+/// Whether a lease still holds its row, as far as this process can tell: not found taken
+/// over by a refresh, and within the TTL of the last claim or refresh the database confirmed
+/// (timed from when it was sent, by this process's monotonic clock: the row's `expires_at` is
+/// at least that late). A lease whose refreshes keep failing (the lock layer unreachable) is
+/// lost once its TTL has passed, when another process may take the row; the holder learns it
+/// before it writes, instead of never.
+#[derive(Debug)]
+struct Held {
+    lost: AtomicBool,
+    since: Instant,
+    /// Milliseconds after `since` until which the row is surely this lease's.
+    until: AtomicU64,
+}
+
+impl Held {
+    fn new(sent: Instant, ttl: Duration) -> Self {
+        Held {
+            lost: AtomicBool::new(false),
+            since: sent,
+            until: AtomicU64::new(ms(ttl)),
+        }
+    }
+
+    /// A refresh sent at `sent` was confirmed: held for `ttl` from then.
+    fn extend(&self, sent: Instant, ttl: Duration) {
+        let until = ms(sent
+            .saturating_duration_since(self.since)
+            .saturating_add(ttl));
+        self.until.fetch_max(until, Ordering::SeqCst);
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+            || ms(self.since.elapsed()) >= self.until.load(Ordering::SeqCst)
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Extends the lock every `refresh` until it is released (the task is aborted) or lost. A
+/// refresh that fails is tried again every `retry` (the row expires at its TTL), until the TTL
+/// of the last confirmed one has passed: the lease is lost then.
 async fn refresh_loop(
     layer: LayerHandle,
     owner: String,
     lock_id: Arc<str>,
-    ttl: Duration,
-    refresh: Duration,
-    lost: Arc<AtomicBool>,
+    (ttl, refresh, retry): (Duration, Duration, Duration),
+    held: Arc<Held>,
 ) {
+    let mut wait = refresh;
     loop {
-        tokio::time::sleep(refresh).await;
+        tokio::time::sleep(wait).await;
+        let sent = Instant::now();
         let now = epoch_ms();
         let claim = LockClaim {
             lock_id: lock_id.to_string(),
@@ -296,15 +340,32 @@ async fn refresh_loop(
             expires_at: now.saturating_add(millis(ttl)),
         };
         match layer.locks().refresh(&claim).await {
-            Ok(true) => {}
+            // Confirmed only after the TTL of the last confirmation passed: the holder may
+            // have been told it was lost meanwhile, and lost stays lost.
+            Ok(true) if held.is_lost() => {
+                tracing::warn!(lock = %lock_id, "a shared lock was lost: its refresh came after its ttl");
+                held.lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(true) => {
+                held.extend(sent, ttl);
+                wait = refresh;
+            }
             Ok(false) => {
                 tracing::warn!(lock = %lock_id, "a shared lock was lost (it expired and was taken over)");
-                lost.store(true, Ordering::SeqCst);
+                held.lost.store(true, Ordering::SeqCst);
                 return;
             }
             Err(Error::PoolClosed) => return,
+            Err(e) if held.is_lost() => {
+                tracing::warn!(lock = %lock_id, error = %e,
+                    "a shared lock was lost: it could not be refreshed within its ttl");
+                held.lost.store(true, Ordering::SeqCst);
+                return;
+            }
             Err(e) => {
                 tracing::warn!(lock = %lock_id, error = %e, "could not refresh a shared lock; trying again");
+                wait = retry.min(refresh);
             }
         }
     }
@@ -316,7 +377,7 @@ pub(crate) struct Lease {
     id: u64,
     lock_id: Arc<str>,
     token: i64,
-    lost: Arc<AtomicBool>,
+    lost: Arc<Held>,
     refresher: AbortHandle,
     released: bool,
 }
@@ -336,9 +397,10 @@ impl Lease {
         self.token
     }
 
-    /// Whether the refresher found the lock taken over.
+    /// Whether the refresher found the lock taken over, or could not refresh it within its
+    /// TTL (see [`Held`]).
     pub(crate) fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.lost.is_lost()
     }
 
     /// Stops the refresher and deletes the row (if this owner still holds it).

@@ -589,6 +589,51 @@ async fn shared_locks_are_refreshed(server: Option<support::Server>) {
     b.close().await;
 }
 
+/// A lock whose refreshes fail (the lock layer busy or unreachable) is lost once its
+/// TTL has passed, when another owner may take the row: the holder learns it, and a write
+/// under it is refused, instead of going on as if it held the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_not_refreshed_within_its_ttl_is_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("locks.sqlite");
+    let options = LockOptions::new()
+        .with_ttl(Duration::from_millis(400))
+        .with_retry(Duration::from_millis(10))
+        .with_refresh(Duration::from_millis(100));
+    let pool = korm::pool()
+        .layer("db", korm::layers::sqlite(&file))
+        .with_locks("db", options)
+        .open()
+        .await
+        .expect("open");
+    let item = korm::item::<Counter>(&pool)
+        .from_data(new_rn("[rn]:counters:refreshless:"), Counter { n: 1 })
+        .expect("data")
+        .create()
+        .await
+        .expect("create");
+    let held = pool.locker().acquire(item.rn()).await.expect("acquire");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(!held.is_lost(), "refreshed while the table is there");
+    // Another connection holds the database's write lock: every refresh waits, then fails.
+    let raw = rusqlite::Connection::open(&file).expect("raw");
+    raw.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(held.is_lost(), "no refresh within the ttl");
+    let mut tx = korm::tx(&pool);
+    tx.under(&held);
+    tx.commit(item.update(|c| c.n = 2));
+    let err = tx.persist().await.expect_err("a write under a lost lock");
+    assert!(matches!(err, Error::StaleLock { .. }), "{err:?}");
+    raw.execute_batch("COMMIT").expect("let go");
+    // A refresh that gets through after the ttl does not make it held again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(held.is_lost());
+    drop(held);
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_locks_sqlite() {
     shared_locks_hold_expire_and_fence(None).await;
