@@ -523,6 +523,10 @@ fn schedule_id(layer: &str, spec: &Value) -> String {
 /// How long after a failed scheduled backup its schedule is due again (5 minutes).
 const RETRY_AFTER_MS: i64 = 5 * 60 * 1000;
 
+/// How long a run holds its schedule before another instance may take it as abandoned (its
+/// process died mid-run): a run taking longer can be started twice.
+const RUN_LEASE_MS: i64 = 60 * 60 * 1000;
+
 impl Scheduler {
     /// The scheduled backups of `pool` into its depot `depot`, with no schedule yet and
     /// retention [`Retention::All`]. Schedules need pool metadata (B1): they are kept on the
@@ -641,9 +645,13 @@ impl Scheduler {
             let previous = Timestamp::from_millisecond(row.next_run_at)
                 .map_err(|e| bad(&row.spec, e.to_string()))?;
             let next = interval.next_after(previous, now)?.as_millisecond();
+            // Claimed first only until `lease` (the run's own time, at most the next slot):
+            // a process that dies mid-run leaves the schedule due again then, not at its next
+            // slot (a week later, for a weekly one). The run moves it on to `next` at its end.
+            let lease = now.as_millisecond().saturating_add(RUN_LEASE_MS).min(next);
             if !meta
                 .backups()
-                .claim_schedule(&row.id, row.next_run_at, next, now.as_millisecond())
+                .claim_schedule(&row.id, row.next_run_at, lease, now.as_millisecond())
                 .await?
             {
                 continue;
@@ -678,11 +686,11 @@ impl Scheduler {
             // later, say): the schedule is claimed back to run in `RETRY_AFTER_MS` (the whole
             // run again: a `*` schedule backs up its other layers again too).
             let retry = now.as_millisecond() + RETRY_AFTER_MS;
-            if missed
-                && retry < next
+            let then = if missed && retry < next { retry } else { next };
+            if then != lease
                 && let Err(e) = meta
                     .backups()
-                    .claim_schedule(&row.id, next, retry, now.as_millisecond())
+                    .claim_schedule(&row.id, lease, then, now.as_millisecond())
                     .await
             {
                 failed.get_or_insert(e);

@@ -816,6 +816,46 @@ async fn retention_leaves_backups_newer_than_the_run_alone() {
     pool.close().await;
 }
 
+/// A run cut short (its process dies mid-run: here its task panics after the backup, before
+/// the run ends) leaves its schedule due again an hour later, not at its next slot: the claim
+/// used to move the schedule to its next run before the backups, so a weekly backup lost
+/// with its process was not tried again for a week.
+#[tokio::test]
+async fn a_run_cut_short_is_due_again_within_the_hour() {
+    use korm::backup::schedule::Scheduler;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = korm::pool()
+        .layer("data", korm::layers::sqlite(dir.path().join("data.sqlite")))
+        .depot("backups", korm::depots::local(dir.path().join("depot")))
+        .with_meta("data")
+        .open()
+        .await
+        .expect("open");
+    fill(&pool, 2).await;
+    let weekly = |pool: &korm::Pool| {
+        Scheduler::new(pool, "backups")
+            .expect("scheduler")
+            .schedule("data", "every week on monday at 02:00 starting now")
+            .expect("schedule")
+    };
+    let t0: jiff::Timestamp = "2030-01-01T12:00:00Z".parse().unwrap();
+    let dying = weekly(&pool).on_backup(|_| panic!("the process dies mid-run"));
+    let run = tokio::spawn(async move { dying.run_due(t0).await });
+    assert!(run.await.is_err(), "the run died");
+    // Not due again at once (a run may be under way)...
+    let soon = t0.checked_add(jiff::SignedDuration::from_mins(30)).unwrap();
+    assert_eq!(weekly(&pool).run_due(soon).await.expect("run").len(), 0);
+    // ...but within the hour, not next Monday.
+    let later = t0.checked_add(jiff::SignedDuration::from_mins(61)).unwrap();
+    assert_eq!(weekly(&pool).run_due(later).await.expect("run").len(), 1);
+    // A whole run moves it on to its next slot.
+    let after = later
+        .checked_add(jiff::SignedDuration::from_mins(61))
+        .unwrap();
+    assert_eq!(weekly(&pool).run_due(after).await.expect("run").len(), 0);
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn a_schedule_runs_once_across_instances_on_sqlite() {
     schedule_runs_once("sqlite").await;
