@@ -248,8 +248,11 @@ pub(crate) async fn take(
     let tables = layer.backups().backup_tables().await?;
     let mut with_schemas = Vec::with_capacity(tables.len());
     for table in tables {
+        // Read again, not from the cache: another process sharing the database may have
+        // added a column (a JSON or unique field) since this one cached the table, and a
+        // snapshot without its kind restores it as text.
         let schema = if is_item_table(&table) {
-            layer.table_schema(&table).await?
+            layer.fresh_table_schema(&table).await?
         } else {
             None
         };

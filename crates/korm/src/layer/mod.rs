@@ -504,6 +504,10 @@ pub(crate) trait Layer: SharedLockTable + KormTables + LayerBackups + fmt::Debug
     /// filters on encrypted columns are evaluated in memory, not in SQL.
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>>;
 
+    /// The table's columns and kinds read from the database, not from the layer's cache
+    /// (which may be behind another process's change to the table); the cache takes it.
+    async fn fresh_table_schema(&self, table: &str) -> Result<Option<TableSchema>>;
+
     /// The backend, as korm 1.5 names it in pool metadata and backups (`sqlite`, `pg`,
     /// `mysql`).
     fn backend(&self) -> &'static str;

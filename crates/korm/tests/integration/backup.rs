@@ -308,6 +308,78 @@ async fn a_replace_into_mariadb_empties_the_hashed_table_of_a_long_collection() 
     restored.close().await;
 }
 
+/// A backup reads each table's columns from the database, not from its pool's cache: another
+/// pool on the same file added a JSON field after this one cached the table, and the snapshot
+/// used to hold that column without its kind (the JSON as a plain string), restored as text.
+#[tokio::test]
+async fn a_backup_knows_columns_another_pool_added() {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct V1 {
+        name: String,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Meta {
+        tier: String,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct V2 {
+        name: String,
+        meta: Option<Meta>,
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let notes: Rn<V1> = "[rn]:notes:all:*".parse().expect("rn");
+    let layer = || korm::layers::sqlite(dir.path().join("shared.sqlite")).into();
+    let depot = || korm::depots::local(dir.path().join("depot")).into();
+    let a = open(layer(), depot()).await;
+    korm::item::<V1>(&a)
+        .from_data(notes.clone(), V1 { name: "old".into() })
+        .expect("data")
+        .create()
+        .await
+        .expect("create");
+    // `a` has the table cached now; `b` adds a column.
+    let b = open(layer(), depot()).await;
+    let made = korm::item::<V2>(&b)
+        .from_data(
+            notes.clone().cast(),
+            V2 {
+                name: "new".into(),
+                meta: Some(Meta {
+                    tier: "gold".into(),
+                }),
+            },
+        )
+        .expect("data")
+        .create()
+        .await
+        .expect("create");
+    b.close().await;
+    let taken = Backups::new(&a, "backups")
+        .expect("depot")
+        .now("data")
+        .await
+        .expect("backup");
+    a.close().await;
+
+    let restored = open(
+        korm::layers::sqlite(dir.path().join("restored.sqlite")).into(),
+        depot(),
+    )
+    .await;
+    Backups::new(&restored, "backups")
+        .expect("depot")
+        .restore(&taken.key, "data", RestoreOptions::replace())
+        .await
+        .expect("restore");
+    let back = korm::item::<V2>(&restored)
+        .load(made.rn().clone())
+        .get()
+        .await
+        .expect("the JSON field restores as JSON");
+    assert_eq!(back.data(), made.data());
+    restored.close().await;
+}
+
 #[tokio::test]
 async fn backups_live_in_an_s3_bucket_too() {
     let Some(s3) = super::meta::s3_options() else {

@@ -690,6 +690,13 @@ impl Layer for MySqlLayer {
         self.cached_schema(table).await
     }
 
+    async fn fresh_table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        self.check_open()?;
+        validate_table(table)?;
+        self.schemas.lock().await.remove(table);
+        self.cached_schema(table).await
+    }
+
     fn backend(&self) -> &'static str {
         "mysql"
     }

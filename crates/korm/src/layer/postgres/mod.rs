@@ -646,6 +646,12 @@ impl Layer for PgLayer {
         self.schema(table).await
     }
 
+    async fn fresh_table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        check_table(table)?;
+        self.forget(table);
+        self.schema(table).await
+    }
+
     async fn ref_prefixes(&self, table: &str, column: &str) -> Result<Vec<String>> {
         check_table(table)?;
         match self.schema(table).await? {

@@ -295,6 +295,22 @@ impl Layer for SqliteLayer {
             .await
     }
 
+    async fn fresh_table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
+        let table = table.to_owned();
+        self.worker
+            .in_place(move |state| {
+                let State {
+                    conn,
+                    schemas,
+                    ident,
+                    ..
+                } = state;
+                schemas.remove(&table);
+                Ok(schema_of(conn, schemas, ident, &table)?.cloned())
+            })
+            .await
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
