@@ -111,6 +111,16 @@ impl Filter {
                             ),
                         });
                     }
+                    // SQLite's LIKE ends a pattern at a NUL (`%\0%` matched every text there):
+                    // refused on every backend.
+                    if pattern.contains('\0') {
+                        return Err(crate::Error::InvalidFilter {
+                            path: crate::error::clip(path),
+                            reason: "the like pattern holds a NUL character, which SQLite's \
+                                     LIKE can not match"
+                                .to_owned(),
+                        });
+                    }
                 }
                 FilterNode::InList { path, values } => {
                     FieldPath::parse(path)?;

@@ -180,6 +180,15 @@ pub async fn like_is_ascii_case_insensitive(pool: &Pool) {
     check(pool, like("username", "_ilma"), &["u2"]).await;
     check(pool, like("meta.tier", "gold"), &["u1", "u5", "u6"]).await;
     check(pool, like("age", "4%"), &[]).await;
+    // A NUL in a pattern is refused on every backend (SQLite's LIKE stops at it, so `%\0%`
+    // matched every text there).
+    let err = korm::item::<Row>(pool)
+        .query(ROWS.parse().unwrap())
+        .filter(like("username", "%\0%"))
+        .get()
+        .await
+        .expect_err("a NUL in a pattern");
+    assert!(matches!(err, korm::Error::InvalidFilter { .. }), "{err:?}");
 }
 
 pub async fn in_lists(pool: &Pool) {
