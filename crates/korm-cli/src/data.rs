@@ -92,7 +92,20 @@ fn config(path: &PathBuf) -> korm::Result<(Vec<String>, Vec<String>)> {
     let fail = |reason: String| Error::PoolConfig {
         reason: format!("config file {}: {reason}", path.display()),
     };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    // A config is a few lines: a larger file (a device, a FIFO) is refused, not read whole.
+    const MAX_CONFIG: u64 = 1 << 20;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(|e| fail(e.to_string()))?,
+            MAX_CONFIG + 1,
+        ),
+        &mut text,
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_CONFIG {
+        return Err(fail(format!("is larger than {} KiB", MAX_CONFIG >> 10)));
+    }
     let value: Value =
         serde_json::from_str(&text).map_err(|e| fail(format!("is not JSON ({e})")))?;
     let entries = |key: &str| -> korm::Result<Vec<String>> {

@@ -3,10 +3,19 @@
 
 use korm::Error;
 
-/// Splits `name=value`; the error names the flag and never repeats the value.
+/// Splits `name=value`; the error names the flag and never repeats the value. The name must
+/// be a layer or depot name (`[A-Za-z0-9_-]`, at most 64): without it, a URL holding `=`
+/// (`s3://key:secret@bucket?region=eu`) would split inside the URL, and the pool's refusal of
+/// that "name" would print it.
 fn split<'a>(flag: &'static str, arg: &'a str, what: &str) -> korm::Result<(&'a str, &'a str)> {
+    let is_name = |name: &str| {
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
     match arg.split_once('=') {
-        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
+        Some((name, value)) if is_name(name) && !value.is_empty() => Ok((name, value)),
         _ => Err(Error::InvalidOption {
             option: flag,
             reason: format!("takes NAME={what} (the value given is not repeated here)"),
@@ -99,7 +108,12 @@ mod tests {
 
     #[test]
     fn malformed_arguments_are_refused_without_repeating_them() {
-        for arg in ["postgres://korm:s3cret@db/app", "=sqlite:x", "cardb="] {
+        for arg in [
+            "postgres://korm:s3cret@db/app",
+            "=sqlite:x",
+            "cardb=",
+            "postgres://korm:s3cret@db/app?sslmode=require",
+        ] {
             let err = layer(arg).expect_err(arg).to_string();
             assert!(err.contains("--layer"), "{err}");
             assert!(
@@ -118,6 +132,11 @@ mod tests {
             err.contains("AWS_SECRET_ACCESS_KEY") && !err.contains("s3cret"),
             "{err}"
         );
+        // NAME= left off a URL holding `=`: refused as a whole, not split inside it.
+        let err = depot("s3://AKIA:s3cret@bucket/p?region=eu")
+            .expect_err("no name")
+            .to_string();
+        assert!(err.contains("--depot") && !err.contains("s3cret"), "{err}");
         // A query or a fragment (a secret written as `?secret=`) is refused unrepeated too.
         for arg in [
             "wal=s3://bucket?secret=s3cret",

@@ -275,6 +275,14 @@ async fn on_a_sqlite_file_by_layer_config_and_sqlite_flag() {
         "cardb",
         &rns,
     );
+    // A config file larger than any config (a device, say) is refused, not read whole.
+    let out = korm(&["count", "[rn]:cars:suv:*", "--config", "/dev/zero"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("larger than"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // No layer named: an error that says how.
     let out = korm(&["count", "[rn]:cars:suv:*"]);
     assert!(!out.status.success());

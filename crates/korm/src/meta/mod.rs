@@ -141,6 +141,15 @@ pub(crate) async fn ensure(
         }
     }
     if found.is_empty() {
+        // Sealed under a temporary key (no KORM_ENCRYPTION_KEY, outside production), the
+        // shared snapshot's URLs and S3 options would open for no other process, and stay
+        // so (a matching snapshot is never written again): left to a process with a key.
+        if current.seals_anything() && ring.is_temporary() {
+            tracing::warn!(layer = %current.meta_layer,
+                "korm: pool metadata not written: it would seal this pool's URLs with a \
+                 temporary key (set KORM_ENCRYPTION_KEY)");
+            return Ok(());
+        }
         let text = current.to_json(&ring);
         if meta
             .korm_tables()

@@ -346,6 +346,40 @@ impl Resolved {
 struct DecodeScope {
     resolved: Arc<Resolved>,
     depth: usize,
+    /// Referenced rows decoded so far for this item, and their text: see [`spend`].
+    decoded: usize,
+    bytes: usize,
+}
+
+/// How many referenced rows one item's decode may decode, and how much of their text: each
+/// occurrence of a resolved reference decodes its row (and its references, down the paths),
+/// so an item holding k references to one item over d levels decodes k^d rows; a hostile
+/// graph (an item listing itself a thousand times, resolved three levels deep) would run for
+/// hours and exhaust memory.
+pub(crate) const MAX_RESOLVED_DECODES: usize = 100_000;
+/// See [`MAX_RESOLVED_DECODES`].
+pub(crate) const MAX_RESOLVED_BYTES: usize = 64 << 20;
+
+/// Counts one more referenced row of `bytes` of text against the item's budget; `Err` says
+/// what was exceeded.
+fn spend(bytes: usize) -> Result<(), String> {
+    RESOLVING.with(|r| {
+        let mut scope = r.borrow_mut();
+        let Some(scope) = scope.as_mut() else {
+            return Ok(());
+        };
+        scope.decoded += 1;
+        scope.bytes = scope.bytes.saturating_add(bytes);
+        if scope.decoded > MAX_RESOLVED_DECODES || scope.bytes > MAX_RESOLVED_BYTES {
+            return Err(format!(
+                "its resolved references decode more than {MAX_RESOLVED_DECODES} items or \
+                 {} MiB (each occurrence of a reference decodes its item again: resolve \
+                 fewer levels of a graph whose items repeat)",
+                MAX_RESOLVED_BYTES >> 20
+            ));
+        }
+        Ok(())
+    })
 }
 
 thread_local! {
@@ -365,6 +399,8 @@ pub(crate) fn with_resolved<R>(resolved: &Arc<Resolved>, decode: impl FnOnce() -
     let scope = DecodeScope {
         resolved: Arc::clone(resolved),
         depth: 0,
+        decoded: 0,
+        bytes: 0,
     };
     let _restore = Restore(RESOLVING.with(|r| r.borrow_mut().replace(scope)));
     decode()
@@ -426,6 +462,7 @@ fn resolve_ref<T: DeserializeOwned, E: serde::de::Error>(
     depth: usize,
 ) -> Result<Ref<T>, E> {
     {
+        spend(row.text_len()).map_err(E::custom)?;
         let row = Arc::clone(row);
         set_depth(depth + 1);
         let data = row.read::<T>();

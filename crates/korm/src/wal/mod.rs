@@ -267,6 +267,25 @@ impl WalLog {
         if plan.ops.is_empty() && !record_files {
             return Ok(None);
         }
+        // A record holds one whole image per write, and a recovery compares each with the
+        // row as stored: two writes of one item (a delete and a create at its RN, two copies
+        // committed) would be replayed wrongly (the second skipped as superseded, or its
+        // image undoing the first's change). Refused before anything is written.
+        let mut items = std::collections::HashSet::with_capacity(plan.ops.len());
+        for op in &plan.ops {
+            let layer = pool.route(&op.rn)?.ident().to_owned();
+            if !items.insert((layer, crate::write::item_key(&op.rn)?)) {
+                return Err(Error::InvalidOption {
+                    option: "tx",
+                    reason: format!(
+                        "it writes {} twice (a delete and a create at one RN, or two copies \
+                         of one item); with a write-ahead log a transaction writes an item \
+                         once: write it once with the changes of both",
+                        op.rn
+                    ),
+                });
+            }
+        }
         // Time-ordered: a recovery tells a young record's payloads (stored before the record)
         // from a crash's leftovers by the id's time (`recover::abandoned`).
         let id = uuid::Uuid::now_v7().to_string();
@@ -582,6 +601,13 @@ impl WalLog {
                 Ok(None) => {}
                 // Too large to read: refused like a record that does not parse.
                 Err(Error::WalRecord { reason, .. }) => out.push((id, Err(Refusal(reason)))),
+                // A file whose name no record has (a copy named `... 2.json`, a `:` in it):
+                // reported and left in place, not a failure of every open.
+                Err(Error::InvalidDepotKey { .. }) => {
+                    let reason = "its file name is not a record's (korm names records by their \
+                                  UUID)";
+                    out.push((id, Err(Refusal(reason.to_owned()))));
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -155,7 +155,45 @@ async fn a_referenced_row_that_does_not_fit_is_a_decode_error(db: &Db) {
     assert_eq!(plain.data().owner.rn(), fred.rn());
 }
 
+/// An item listing itself 200 times, resolved three levels deep, would decode eight million
+/// items (each occurrence of a reference decodes its item again): the decode stops
+/// at korm's budget with a decode error naming the item. One level still resolves.
+async fn a_reference_graph_that_repeats_itself_is_cut_off(db: &Db) {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Node {
+        kids: Vec<Ref<Node>>,
+    }
+    let node = create(&db.pool, "[rn]:nodes:x:*", Node { kids: Vec::new() }).await;
+    let me = node.rn().clone();
+    let node = node
+        .update(|n| n.kids = (0..200).map(|_| Ref::new(me.clone())).collect())
+        .commit()
+        .await
+        .expect("commit");
+    let one = korm::item::<Node>(&db.pool)
+        .load(node.rn().clone())
+        .resolve(["kids[*]"])
+        .get()
+        .await
+        .expect("one level");
+    assert_eq!(one.data().kids.len(), 200);
+    let err = korm::item::<Node>(&db.pool)
+        .load(node.rn().clone())
+        .resolve(["kids[*].kids[*].kids[*]"])
+        .get()
+        .await
+        .expect_err("eight million decodes");
+    match &err {
+        Error::Decode { rn, reason } => {
+            assert_eq!(rn, node.rn().as_str());
+            assert!(reason.contains("decode more than"), "{reason}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+}
+
 crate::on_backends!(
     garbage_in_a_reference_column_is_a_decode_error_naming_the_item,
     a_referenced_row_that_does_not_fit_is_a_decode_error,
+    a_reference_graph_that_repeats_itself_is_cut_off,
 );

@@ -1371,3 +1371,72 @@ async fn a_refused_wal_namespace_leaves_no_snapshot_behind() {
         .expect("the corrected namespace opens");
     pool.close().await;
 }
+
+/// What a child process of [`a_process_without_a_key_does_not_seal_the_shared_snapshot`]
+/// does (it runs only when the parent sets [`META_CHILD`] to a PostgreSQL URL): opens a pool
+/// with metadata, without an encryption key.
+const META_CHILD: &str = "KORM_META_CHILD_URL";
+
+#[tokio::test]
+async fn meta_child_process_role() {
+    let Ok(url) = std::env::var(META_CHILD) else {
+        return;
+    };
+    let pool = korm::pool()
+        .layer("main", korm::layers::postgres(&url))
+        .with_meta("main")
+        .open()
+        .await
+        .expect("a pool opens without a key");
+    pool.close().await;
+}
+
+/// A process without `KORM_ENCRYPTION_KEY` (outside production it encrypts with a temporary
+/// key) does not write the shared snapshot: sealed under that key, its URL would open for no
+/// other process, ever (a matching snapshot is never written again). The first process with
+/// the key writes it.
+#[tokio::test]
+async fn a_process_without_a_key_does_not_seal_the_shared_snapshot() {
+    let Some(Db::Server(db)) = Db::new(Kind::Postgres).await else {
+        return;
+    };
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "meta::meta_child_process_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(META_CHILD, &db.url)
+        .env_remove("KORM_ENCRYPTION_KEY")
+        .env_remove("KORM_ENCRYPTION_KEYS_OLD")
+        .env_remove("KORM_ENV")
+        .env_remove("NODE_ENV")
+        .status()
+        .expect("child");
+    assert!(status.success(), "the child opened its pool");
+    let rows = || async {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("pg");
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('__korm_pool__') IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .expect("catalog");
+        if !exists {
+            return 0;
+        }
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM __korm_pool__")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
+    };
+    assert_eq!(rows().await, 0, "no snapshot under a temporary key");
+    install_test_keys();
+    let pool = korm::pool()
+        .layer("main", korm::layers::postgres(&db.url))
+        .with_meta("main")
+        .open()
+        .await
+        .expect("open with the key");
+    pool.close().await;
+    assert_eq!(rows().await, 1, "written by a process with the key");
+}
