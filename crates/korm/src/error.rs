@@ -573,11 +573,14 @@ impl Error {
     }
 
     /// Whether this is an [`Error::OutcomeUnknown`], directly or as the cause of a failed
-    /// transaction op: the write may be stored; load the items to find out.
+    /// transaction op or of a write whose undo failed: the write may be stored; load the items
+    /// to find out.
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Error::OutcomeUnknown { .. } => true,
-            Error::WriteFailed { source, .. } => source.outcome_unknown(),
+            Error::WriteFailed { source, .. } | Error::UndoFailed { source, .. } => {
+                source.outcome_unknown()
+            }
             _ => false,
         }
     }
@@ -782,6 +785,28 @@ pub(crate) fn clip(input: &str) -> String {
 #[cfg(test)]
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "s3"))]
 mod tests {
+    #[test]
+    fn an_unknown_outcome_shows_through_a_failed_undo() {
+        let unknown = || super::Error::OutcomeUnknown {
+            layer: "b".into(),
+            rn: "[rn]:cars:suv:x".into(),
+            source: Box::new(super::Error::PoolClosed),
+        };
+        let undo_failed = super::Error::UndoFailed {
+            rns: "[rn]:cars:suv:y (layer a)".into(),
+            source: Box::new(unknown()),
+            undo: Box::new(super::Error::PoolClosed),
+        };
+        // A depot write keeps its files, and the caller learns the write may be stored.
+        assert!(undo_failed.outcome_unknown());
+        let plain = super::Error::UndoFailed {
+            rns: "x".into(),
+            source: Box::new(super::Error::PoolClosed),
+            undo: Box::new(super::Error::PoolClosed),
+        };
+        assert!(!plain.outcome_unknown());
+    }
+
     use super::Scrubber;
 
     /// A secret that holds another is replaced whole, whatever order they come in.

@@ -380,6 +380,77 @@ async fn a_backup_knows_columns_another_pool_added() {
     restored.close().await;
 }
 
+/// A backup cut short mid-export (here its progress callback panics; a dropped future, a
+/// timeout, an aborted scheduler do the same) does not hand its connection back to the pool
+/// still inside its read-only snapshot: with one connection, the next write used to fail
+/// (PostgreSQL: read-only transaction) or read old data.
+async fn a_backup_cut_short_leaves_no_transaction_open(backend: &str) {
+    let Some(Place::Server(db)) = Place::new(backend).await else {
+        return;
+    };
+    let layer: LayerSpec = if backend == "pg" {
+        korm::layers::postgres(&db.url)
+            .with_max_connections(1)
+            .into()
+    } else {
+        korm::layers::mysql(&db.url).with_max_connections(1).into()
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pool = open(layer, korm::depots::local(dir.path()).into()).await;
+    let items = korm::item::<Person>(&pool);
+    let mut tx = korm::tx(&pool);
+    for i in 0..400 {
+        let mut p = person(i, None);
+        p.name = "x".repeat(1000);
+        tx.create(items.from_data(coll(), p).expect("data"));
+    }
+    tx.persist().await.expect("fill");
+    let cut = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            Backups::new(&pool, "backups")
+                .expect("depot")
+                .with_progress(|_| panic!("cut short mid-export"))
+                .now("data")
+                .await
+        })
+    };
+    assert!(cut.await.is_err(), "the backup was cut short");
+    let made = items
+        .from_data(coll(), person(1000, None))
+        .expect("data")
+        .create()
+        .await
+        .expect("the next write commits");
+    // Read back through another pool: it is there, committed.
+    let other = open(
+        if backend == "pg" {
+            korm::layers::postgres(&db.url).into()
+        } else {
+            korm::layers::mysql(&db.url).into()
+        },
+        korm::depots::local(dir.path()).into(),
+    )
+    .await;
+    korm::item::<Person>(&other)
+        .load(made.rn().clone())
+        .get()
+        .await
+        .expect("committed");
+    other.close().await;
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_backup_cut_short_leaves_no_transaction_open_on_postgres() {
+    a_backup_cut_short_leaves_no_transaction_open("pg").await;
+}
+
+#[tokio::test]
+async fn a_backup_cut_short_leaves_no_transaction_open_on_mariadb() {
+    a_backup_cut_short_leaves_no_transaction_open("mysql").await;
+}
+
 #[tokio::test]
 async fn backups_live_in_an_s3_bucket_too() {
     let Some(s3) = super::meta::s3_options() else {

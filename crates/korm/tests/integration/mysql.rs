@@ -670,3 +670,84 @@ async fn statements_stay_under_max_allowed_packet_and_a_larger_item_is_too_large
         .expect("the pool goes on");
     pool.close().await;
 }
+
+/// Writes cancelled at every point of their transaction (a web handler's future dropped when
+/// its client goes away) never leave a connection inside a transaction: sqlx-mysql counted a
+/// transaction only once its `BEGIN` returned, so a write dropped while `BEGIN` was in flight
+/// handed back a connection inside a transaction sqlx did not know of, and the next
+/// single-statement write on it was reported stored but never committed. Checked through a
+/// second pool after each cancel, with one connection in the first (so it is reused).
+async fn cancelled_writes_leave_no_transaction_behind(server: Server) {
+    let Some(db) = support::create(server).await else {
+        return;
+    };
+    let spec = |max: u32| -> korm::LayerSpec {
+        match server {
+            Server::Postgres => korm::layers::postgres(&db.url)
+                .with_max_connections(max)
+                .into(),
+            _ => korm::layers::mysql(&db.url)
+                .with_max_connections(max)
+                .into(),
+        }
+    };
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Doc {
+        n: i64,
+    }
+    let open_with = |max: u32| korm::pool().layer("docsdb", spec(max)).open();
+    let pool = open_with(1).await.expect("open");
+    let reader = open_with(2).await.expect("open the reader");
+    let docs = korm::item::<Doc>(&pool);
+    let collection: Rn<Doc> = "[rn]:docs:cancelled:*".parse().expect("rn");
+    docs.from_data(collection.clone(), Doc { n: -1 })
+        .expect("data")
+        .create()
+        .await
+        .expect("the table");
+    for k in 0..300 {
+        let mut tx = korm::tx(&pool);
+        for n in 0..2 {
+            tx.create(docs.from_data(collection.clone(), Doc { n }).expect("data"));
+        }
+        let mut persist = Box::pin(tx.persist());
+        // Polled until it has yielded `k % 60` times, then dropped (if not done by then).
+        let mut polls = 0;
+        let _ = std::future::poll_fn(|cx| {
+            if persist.as_mut().poll(cx).is_ready() || polls >= k % 60 {
+                return std::task::Poll::Ready(());
+            }
+            polls += 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await;
+        drop(persist);
+        let made = docs
+            .from_data(collection.clone(), Doc { n: 1000 + k })
+            .expect("data")
+            .create()
+            .await
+            .unwrap_or_else(|e| panic!("create after cancel {k}: {e}"));
+        let seen = korm::item::<Doc>(&reader)
+            .load(made.rn().clone())
+            .get()
+            .await;
+        assert!(
+            seen.is_ok(),
+            "after cancel {k}: the write is not committed: {seen:?}"
+        );
+    }
+    reader.close().await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_anywhere_leaves_no_transaction_behind_on_mariadb() {
+    cancelled_writes_leave_no_transaction_behind(Server::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_anywhere_leaves_no_transaction_behind_on_postgres() {
+    cancelled_writes_leave_no_transaction_behind(Server::Postgres).await;
+}

@@ -95,7 +95,7 @@ impl SharedLockTable for MySqlLayer {
         }
         self.ensure_fence_table().await?;
         let map = |e| self.error(e);
-        let mut tx = self.pool.begin().await.map_err(map)?;
+        let mut tx = super::Begun::start(&self.pool).await.map_err(map)?;
         let now = claim.now;
         let params = vec![
             SqlValue::Text(claim.lock_id.clone()),

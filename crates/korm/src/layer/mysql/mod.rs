@@ -421,7 +421,7 @@ impl MySqlLayer {
                 .await
                 .map_err(|e| committing(&self.ident, &op.rn, e));
         }
-        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut tx = Begun::start(&self.pool).await.map_err(|e| self.error(e))?;
         for run in server::runs(ops) {
             if run.len() > 1 {
                 let schema = known.get(&ops[run.start].table).and_then(Option::as_ref);
@@ -563,6 +563,71 @@ impl MySqlLayer {
                 })
             })
             .collect()
+    }
+}
+
+/// A transaction korm begins and ends itself on a pooled connection. sqlx-mysql 0.9 counts a
+/// transaction only once its `BEGIN` has returned: a future dropped while `pool.begin()` was
+/// in flight handed the connection back to the pool inside a transaction sqlx did not know
+/// of, and the next single-statement write on that connection ran inside it, reported
+/// stored and never committed. A `Begun` not ended by [`commit`](Begun::commit) or
+/// [`rollback`](Begun::rollback) (its future dropped anywhere, `BEGIN` included, or a
+/// statement of its own failed) closes its connection instead: the server rolls back.
+pub(crate) struct Begun {
+    conn: Option<sqlx::pool::PoolConnection<MySql>>,
+}
+
+impl Begun {
+    /// A connection from `pool` inside a new transaction.
+    pub(crate) async fn start(pool: &MySqlPool) -> std::result::Result<Begun, sqlx::Error> {
+        let mut begun = Begun {
+            conn: Some(pool.acquire().await?),
+        };
+        sqlx::raw_sql("BEGIN").execute(&mut *begun).await?;
+        Ok(begun)
+    }
+
+    /// Commits; the connection goes back to the pool. On an error it is closed.
+    pub(crate) async fn commit(self) -> std::result::Result<(), sqlx::Error> {
+        self.end("COMMIT").await
+    }
+
+    /// Rolls back; the connection goes back to the pool. On an error it is closed.
+    pub(crate) async fn rollback(self) -> std::result::Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, sql: &'static str) -> std::result::Result<(), sqlx::Error> {
+        sqlx::raw_sql(sql).execute(&mut *self).await?;
+        // Ended: back to the pool as it is.
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for Begun {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for Begun {
+    type Target = sqlx::MySqlConnection;
+
+    fn deref(&self) -> &sqlx::MySqlConnection {
+        self.conn
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("a Begun holds its connection until it ends"))
+    }
+}
+
+impl std::ops::DerefMut for Begun {
+    fn deref_mut(&mut self) -> &mut sqlx::MySqlConnection {
+        self.conn
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("a Begun holds its connection until it ends"))
     }
 }
 
