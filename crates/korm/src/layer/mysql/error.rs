@@ -70,25 +70,18 @@ impl ServerCodes for MySqlCodes {
     }
 }
 
-/// Replaces every single-quoted part of a server message: MySQL quotes values there
-/// (`Duplicate entry 'x' for key ...`, `Incorrect integer value: 'x'`), and a message must
-/// never carry a value.
+/// Hides what a server message single-quotes: MySQL quotes values there (`Duplicate entry
+/// 'x' for key ...`, `Incorrect integer value: 'x'`), unescaped, and a message must never
+/// carry a value. Everything from the first quote to the last goes: a value holding a quote
+/// (`'it's secret'`) would otherwise end the quoted part early and show the rest.
 fn without_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '\'' {
-            if inside {
-                out.push_str("...'");
-            } else {
-                out.push('\'');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
+    match (message.find('\''), message.rfind('\'')) {
+        (Some(first), Some(last)) if first < last => {
+            format!("{}'...'{}", &message[..first], &message[last + 1..])
         }
+        (Some(first), _) => format!("{}'...", &message[..first]),
+        _ => message.to_owned(),
     }
-    out
 }
 
 /// The key name of an `ER_DUP_ENTRY` message (`... for key 'name'`, MySQL 8:
@@ -147,5 +140,10 @@ mod tests {
         assert_eq!(duplicate_key("Duplicate entry 'a' for key 'x OR 1'"), None);
         let shown = without_quoted("Incorrect integer value: 'TOPSECRET' for column `age`");
         assert!(!shown.contains("TOPSECRET"), "{shown}");
+        assert!(shown.ends_with("for column `age`"), "{shown}");
+        // A value holding a quote: nothing of it shows.
+        let shown = without_quoted("Incorrect integer value: 'it's secret' for column `age`");
+        assert_eq!(shown, "Incorrect integer value: '...' for column `age`");
+        assert_eq!(without_quoted("Data too long: 'abc"), "Data too long: '...");
     }
 }
