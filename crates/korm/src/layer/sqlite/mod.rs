@@ -1282,6 +1282,16 @@ fn query_rows(
         text_hint = row.text_len().max(text_hint);
         out(row);
     }
+    if plan.is_none() {
+        // A run that returned no row is counted too (see `Fitting`).
+        drop(rows);
+        if let Some(fitting) = plans
+            .get_mut(table)
+            .and_then(|entry| entry.fitting.iter_mut().find(|f| &*f.sql == sql))
+        {
+            fitting.runs = stmt.get_status(rusqlite::StatementStatus::Run);
+        }
+    }
     Ok(())
 }
 
@@ -1305,9 +1315,12 @@ pub(crate) struct PlanEntry {
 
 /// A statement (by SQL text) whose columns were checked against its table's plan, with its
 /// run and re-prepare counts when last seen. A statement seen again with one more run and no
-/// re-prepare is the same prepared statement, unchanged: its columns need no new check. (A
+/// re-prepare is the same prepared statement, unchanged: its columns need no new check. A
 /// statement prepared afresh, after leaving the statement cache, counts from zero, so it is
-/// never mistaken for the one it replaces.)
+/// never mistaken for the one it replaces: its first run counts 1, and every run is noted
+/// here, those that return no row too (before they were, a statement finalized after `r`
+/// noted runs and prepared again could reach run `r + 1` through runs returning nothing,
+/// and read by an old plan after another connection had reordered the table's columns).
 #[derive(Debug)]
 struct Fitting {
     sql: Box<str>,
