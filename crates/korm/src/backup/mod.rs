@@ -241,9 +241,10 @@ pub(crate) async fn take(
     let key = DepotKey::parse(&format!(
         "{BACKUPS_FOLDER}/{ident}/{}/backup-{}.ndjson",
         now.folder(),
-        // Time-ordered: backups of one second list in the order they were taken (retention
-        // keeps those taken after the one it prunes for).
-        uuid::Uuid::now_v7()
+        // Time-prefixed (`rn::new_id`, a UUIDv4's shape): backups of one second list in the
+        // order they were taken, to the millisecond (retention keeps those taken after the one
+        // it prunes for).
+        crate::rn::new_id()
     ))?;
     let tables = layer.backups().backup_tables().await?;
     let mut with_schemas = Vec::with_capacity(tables.len());

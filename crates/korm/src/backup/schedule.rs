@@ -8,7 +8,9 @@
 //!
 //! Schedules live in `__korm_backups__` on the pool's meta layer (korm 1.5's table). Every
 //! instance of a service may run a [`Scheduler`]; a run is claimed by moving the row's
-//! `next_run_at` forward with a compare-and-set, so exactly one instance takes each backup.
+//! `next_run_at` forward with a compare-and-set (to an hour later, then to the next slot when
+//! the run ends), so one instance takes each backup; a run longer than an hour, or one whose
+//! process died, is taken again by the next instance whose clock passes that hour.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -648,7 +650,12 @@ impl Scheduler {
             // Claimed first only until `lease` (the run's own time, at most the next slot):
             // a process that dies mid-run leaves the schedule due again then, not at its next
             // slot (a week later, for a weekly one). The run moves it on to `next` at its end.
-            let lease = now.as_millisecond().saturating_add(RUN_LEASE_MS).min(next);
+            // From the real clock too: earlier schedules of this call may have taken long.
+            let lease = now
+                .max(Timestamp::now())
+                .as_millisecond()
+                .saturating_add(RUN_LEASE_MS)
+                .min(next);
             if !meta
                 .backups()
                 .claim_schedule(&row.id, row.next_run_at, lease, now.as_millisecond())

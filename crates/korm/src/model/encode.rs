@@ -749,7 +749,10 @@ fn holds_null(value: &Value) -> bool {
 /// back as null is an item that no longer reads at all). Walking a value again costs a
 /// serialization: callers first check that what serde_json made of it holds a null.
 pub(crate) fn check_finite<T: Serialize + ?Sized>(value: &T) -> Result<(), serde_json::Error> {
-    value.serialize(Finite)
+    // The walk serializes the value again: what a changed resolved reference records while
+    // it serializes (its cascade) goes into a collector of its own and is dropped, or the
+    // write would hold the cascade twice (a `CascadeConflict`).
+    super::reference::collect_cascades(|| value.serialize(Finite)).0
 }
 
 /// Walks a value as serde hands it over, failing at the first non-finite float.

@@ -217,7 +217,7 @@ type Error = serde_json::Error;
 /// The NULL fields a read skips (so they read as missing), and the one whose field's type
 /// refused null in the last attempt.
 #[derive(Debug, Default)]
-pub(crate) struct NullFields {
+struct NullFields {
     skip: Vec<usize>,
     refused: std::cell::Cell<Option<usize>>,
 }
@@ -244,22 +244,31 @@ impl NullFields {
 /// never added. A field that can hold null (`serde_json::Value`, `()`) still reads null.
 /// `attempt` reads once with the given NULL fields skipped; it is retried, skipping one more
 /// each time, while the failure was a NULL refused by its field's type. When that fails too,
-/// the first error (the one that names the NULL field) is returned.
-pub(crate) fn read_model<T>(
-    mut attempt: impl FnMut(&NullFields) -> Result<T, Error>,
-) -> Result<T, Error> {
+/// the first error (the one that names the NULL field) is returned, or the last one when it
+/// failed for another reason.
+fn read_model<T>(mut attempt: impl FnMut(&NullFields) -> Result<T, Error>) -> Result<T, Error> {
     let mut nulls = NullFields::default();
     let first = match attempt(&nulls) {
         Ok(model) => return Ok(model),
         Err(e) => e,
     };
+    let mut last: Option<Error> = None;
     loop {
         match nulls.refused.take() {
             Some(index) if !nulls.skips(index) => nulls.skip.push(index),
-            _ => return Err(first),
+            // Failed for another reason than a NULL: that reason, unless it is only that a
+            // field left out is missing (then the first error, which names its NULL, says
+            // more).
+            _ => {
+                return Err(match last {
+                    Some(e) if !e.to_string().starts_with("missing field") => e,
+                    _ => first,
+                });
+            }
         }
-        if let Ok(model) = attempt(&nulls) {
-            return Ok(model);
+        match attempt(&nulls) {
+            Ok(model) => return Ok(model),
+            Err(e) => last = Some(e),
         }
     }
 }
@@ -267,13 +276,40 @@ pub(crate) fn read_model<T>(
 /// Reads a model from a map of stored values (a before-image merged with changed fields),
 /// with NULL read as [`read_model`] reads it from a row.
 pub(crate) fn read_map<T: DeserializeOwned>(map: &Map<String, Value>) -> Result<T, Error> {
-    read_model(|nulls| {
-        T::deserialize(de::value::MapAccessDeserializer::new(ValueMap {
-            entries: map.iter().enumerate(),
+    read_model(|nulls| T::deserialize(MapDeserializer { map, nulls }))
+}
+
+/// Deserializes a model from a map of stored values (as [`RowDeserializer`] from a row).
+struct MapDeserializer<'de> {
+    map: &'de Map<String, Value>,
+    nulls: &'de NullFields,
+}
+
+impl<'de> de::Deserializer<'de> for MapDeserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_map(ValueMap {
+            entries: self.map.iter().enumerate(),
             value: None,
-            nulls,
-        }))
-    })
+            nulls: self.nulls,
+        })
+    }
+
+    /// A newtype model reads its inner model from the map.
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
 }
 
 struct ValueMap<'de> {

@@ -332,13 +332,17 @@ impl Filter {
     /// assert_eq!(eq("a", 1).and(gt("b", 2)), and([eq("a", 1), gt("b", 2)]));
     /// ```
     pub fn and(self, other: Filter) -> Filter {
-        match self.0 {
-            FilterNode::And(mut filters) => {
-                filters.push(other);
-                Filter(FilterNode::And(filters))
-            }
-            node => and([Filter(node), other]),
+        // Both sides flatten: `q.filter(a).filter(and([b]))` nests no deeper than
+        // `q.filter(and([b])).filter(a)` (the depth limit must not depend on the order).
+        let mut filters = match self.0 {
+            FilterNode::And(filters) => filters,
+            node => vec![Filter(node)],
+        };
+        match other.0 {
+            FilterNode::And(more) => filters.extend(more),
+            node => filters.push(Filter(node)),
         }
+        Filter(FilterNode::And(filters))
     }
 
     /// This filter or `other` holds (flattens into an existing [`or`]).

@@ -274,7 +274,9 @@ impl WalLog {
         let mut items = std::collections::HashSet::with_capacity(plan.ops.len());
         for op in &plan.ops {
             let layer = pool.route(&op.rn)?.ident().to_owned();
-            if !items.insert((layer, crate::write::item_key(&op.rn)?)) {
+            // Ids compare without case, as one item's RN in either case names one row.
+            let (table, id) = crate::write::item_key(&op.rn)?;
+            if !items.insert((layer, table, id.to_ascii_lowercase())) {
                 return Err(Error::InvalidOption {
                     option: "tx",
                     reason: format!(
@@ -286,9 +288,10 @@ impl WalLog {
                 });
             }
         }
-        // Time-ordered: a recovery tells a young record's payloads (stored before the record)
-        // from a crash's leftovers by the id's time (`recover::abandoned`).
-        let id = uuid::Uuid::now_v7().to_string();
+        // Time-prefixed, in korm 1.5's UUIDv4 shape (`rn::new_id`): a recovery tells a young
+        // record's payloads (stored before the record) from a crash's leftovers by the id's
+        // time (`recover::abandoned`).
+        let id = crate::rn::new_id().to_string();
         let ops = plan
             .ops
             .iter()
@@ -604,8 +607,8 @@ impl WalLog {
                 // A file whose name no record has (a copy named `... 2.json`, a `:` in it):
                 // reported and left in place, not a failure of every open.
                 Err(Error::InvalidDepotKey { .. }) => {
-                    let reason = "its file name is not a record's (korm names records by their \
-                                  UUID)";
+                    let reason = "has a file name that is not a record id (korm names \
+                                  records by their UUID)";
                     out.push((id, Err(Refusal(reason.to_owned()))));
                 }
                 Err(e) => return Err(e),

@@ -171,21 +171,28 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
 pub(crate) const PAYLOADS_ABANDONED_AFTER: std::time::Duration =
     std::time::Duration::from_secs(24 * 3600);
 
+/// How old payloads without a record may be and still be taken for korm-rs's crash leftovers:
+/// an id's first 48 bits are a time only in korm-rs's ids (`rn::new_id`); korm 1.5's are
+/// random, and one of them reads as a time in this window (and its payloads, a write of
+/// korm 1.5 under way, would go) about once in 50,000 ids.
+pub(crate) const PAYLOADS_ABANDONED_BEFORE: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
+
 /// Whether the payloads of record `id`, which has no record, are a crash's leftovers: its id
-/// tells when it was made (korm-rs's record ids are time-ordered UUIDs), and that is more than
-/// [`PAYLOADS_ABANDONED_AFTER`] ago. An id that tells no time (korm 1.5's random ones) is
-/// left alone: its writer may still be storing them.
+/// tells when it was made (korm-rs's record ids are time-prefixed UUIDv4s, `rn::new_id`), more
+/// than [`PAYLOADS_ABANDONED_AFTER`] and less than [`PAYLOADS_ABANDONED_BEFORE`] ago. Other
+/// ids are left alone: a writer may still be storing them.
 pub(crate) fn abandoned(id: &str, now: std::time::SystemTime) -> bool {
-    let Some((secs, nanos)) = uuid::Uuid::parse_str(id)
-        .ok()
-        .and_then(|id| id.get_timestamp())
-        .map(|at| at.to_unix())
-    else {
+    let Ok(uuid) = uuid::Uuid::parse_str(id) else {
         return false;
     };
-    let made = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    if uuid.get_version_num() != 4 {
+        return false;
+    }
+    let millis = u64::try_from(uuid.as_u128() >> 80).unwrap_or(u64::MAX);
+    let made = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
     now.duration_since(made)
-        .is_ok_and(|age| age > PAYLOADS_ABANDONED_AFTER)
+        .is_ok_and(|age| age > PAYLOADS_ABANDONED_AFTER && age < PAYLOADS_ABANDONED_BEFORE)
 }
 
 /// Recovers one record under its locks. `None` when it is gone meanwhile (its write was

@@ -165,6 +165,7 @@ conformance!(
     missing_references_and_strict_mode,
     filters_and_sorts_through_references,
     cascading_updates,
+    a_cascade_beside_a_null_inside_an_object,
     hostile_reference_paths,
     reference_filters_beside_encrypted_fields,
     null_and_missing_through_references,

@@ -764,3 +764,61 @@ pub async fn null_and_missing_through_references(pool: &Pool) {
         ["fred", "ghost", "nobody", "wilma"]
     );
 }
+
+/// A changed resolved reference inside an object field that also holds a null (a `None`):
+/// the field is walked a second time for non-finite floats, and the cascade it records must
+/// not be recorded twice (it failed with `CascadeConflict`).
+pub async fn a_cascade_beside_a_null_inside_an_object(pool: &Pool) {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Badge {
+        city: Ref<City>,
+        note: Option<String>,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Holder {
+        name: String,
+        badge: Badge,
+    }
+    let city = korm::item::<City>(pool)
+        .from_data(
+            CITIES.parse().unwrap(),
+            City {
+                name: "Bedrock".into(),
+            },
+        )
+        .unwrap()
+        .create()
+        .await
+        .unwrap();
+    let holder = korm::item::<Holder>(pool)
+        .from_data(
+            "[rn]:badges:all:*".parse().unwrap(),
+            Holder {
+                name: "fred".into(),
+                badge: Badge {
+                    city: Ref::new(city.rn().clone()),
+                    note: None,
+                },
+            },
+        )
+        .unwrap()
+        .create()
+        .await
+        .unwrap();
+    korm::item::<Holder>(pool)
+        .load(holder.rn().clone())
+        .resolve(["badge.city"])
+        .get()
+        .await
+        .unwrap()
+        .update(|h| h.badge.city.resolved_mut().unwrap().name = "New Bedrock".into())
+        .commit()
+        .await
+        .expect("the cascade lands once");
+    let city = korm::item::<City>(pool)
+        .load(city.rn().clone())
+        .get()
+        .await
+        .unwrap();
+    assert_eq!(city.data().name, "New Bedrock");
+}

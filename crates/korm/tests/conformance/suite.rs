@@ -2007,6 +2007,21 @@ pub async fn a_newtype_model_round_trips(pool: &Pool) {
         .expect("query");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].data(), updated.data());
+    // A rebase reads the newtype from the merged row too.
+    let stale = docs.load(made.rn().clone()).get().await.expect("load");
+    updated
+        .update(|d| d.0.pages = 5)
+        .commit()
+        .await
+        .expect("another writer");
+    let mut err = stale
+        .update(|d| d.0.pages = 6)
+        .commit()
+        .await
+        .expect_err("conflict");
+    let back: korm::UncommittedItem<Doc> = err.take_conflicted().expect("handed back");
+    let rebased = back.rebase().await.expect("rebase a newtype model");
+    assert_eq!(rebased.data().0.pages, 6);
 }
 
 /// A field that is a user's newtype around `Unique` (or a float) is what the bare field

@@ -1436,7 +1436,16 @@ async fn orphan_payloads_are_removed_at_open() {
     .expect("open");
     let folder = wal_folder(&dir.path().join("wal"), &pool);
     pool.close().await;
-    let orphan = folder.join("payloads/1b4e28ba-2fa1-11d2-883f-0016d3cca427/0");
+    // A record id of korm-rs's shape (`rn::new_id`) made two days ago.
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        - 2 * 24 * 3600 * 1000;
+    let old_id = uuid::Uuid::from_u128(
+        (two_days_ago << 80) | (korm::rn::new_id().as_u128() & ((1 << 80) - 1)),
+    );
+    let orphan = folder.join(format!("payloads/{old_id}/0"));
     std::fs::create_dir_all(&orphan).expect("mkdir");
     std::fs::write(orphan.join("after.bin"), "lost").expect("write");
     let kept = folder.join("payloads/6fa459ea-ee8a-3ca4-894e-db77e160355e/0");
@@ -1449,8 +1458,9 @@ async fn orphan_payloads_are_removed_at_open() {
     .expect("write");
     // Payloads stored just now, whose record is not there yet: a write under way (its
     // payloads go first), kept. So are those of an id that tells no time (korm 1.5's).
-    let young = folder.join(format!("payloads/{}/0", uuid::Uuid::now_v7()));
-    let untimed = folder.join(format!("payloads/{}/0", uuid::Uuid::new_v4()));
+    let young = folder.join(format!("payloads/{}/0", korm::rn::new_id()));
+    // A random id (korm 1.5's) whose first bits read as no time in the window.
+    let untimed = folder.join("payloads/ffffffff-ffff-4fff-bfff-ffffffffffff/0");
     for payloads in [&young, &untimed] {
         std::fs::create_dir_all(payloads).expect("mkdir");
         std::fs::write(payloads.join("after.bin"), "under way").expect("write");

@@ -59,7 +59,8 @@ impl LayerBackups for PgLayer {
         let mut conn = self.pool.acquire().await.map_err(|e| self.error(e))?;
         // The transaction below is opened by hand (sqlx does not track it): an export cut
         // short (its future dropped) would hand the connection back still inside it, and the
-        // pool's next user would read the old snapshot and hold its locks. Closed instead.
+        // pool's next user would read the old snapshot and hold its locks. The connection is
+        // closed when the export ends, cut short or not (a backup is worth a reconnect).
         conn.close_on_drop();
         sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *conn)
