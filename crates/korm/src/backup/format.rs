@@ -750,6 +750,11 @@ mod tests {
         }
         sink.end_table();
         sink.finish().await.unwrap();
+        drain(&mut rx)
+    }
+
+    /// What a sink sent, whole.
+    fn drain(rx: &mut mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Vec<u8> {
         let mut out = Vec::new();
         while let Ok(chunk) = rx.try_recv() {
             out.extend_from_slice(&chunk.unwrap());
@@ -794,11 +799,7 @@ mod tests {
             sink.end_table();
         }
         sink.finish().await.unwrap();
-        let mut bytes = Vec::new();
-        while let Ok(chunk) = rx.try_recv() {
-            bytes.extend_from_slice(&chunk.unwrap());
-        }
-        let err = read(&bytes).unwrap_err().to_string();
+        let err = read(&drain(&mut rx)).unwrap_err().to_string();
         assert!(err.contains("comes a second time"), "{err}");
     }
 }

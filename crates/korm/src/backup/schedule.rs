@@ -429,19 +429,14 @@ pub(crate) async fn prune(
 ) -> Result<Vec<crate::depot::DepotKey>> {
     let list = backups.list(Some(layer)).await?;
     // Backups listed after the one just taken (the list is in time order: folder by second,
-    // then file name, a time-ordered UUID) are another run's (two schedules of one layer due
+    // then file name, a time-prefixed UUID) are another run's (two schedules of one layer due
     // together, another instance's clock ahead): that run prunes for itself. Counted here,
     // each run would delete the other's and keep only its own. Without the one just taken in
     // the list, every other counts, and it counts as the newest.
     let older = keep
         .and_then(|keep| list.iter().position(|e| &e.key == keep))
         .unwrap_or(list.len());
-    let newest_first: Vec<_> = list
-        .into_iter()
-        .take(older)
-        .rev()
-        .filter(|e| Some(&e.key) != keep)
-        .collect();
+    let newest_first: Vec<_> = list.into_iter().take(older).rev().collect();
     let kept_already = usize::from(keep.is_some());
     let mut doomed = Vec::new();
     for (i, entry) in newest_first.iter().enumerate() {

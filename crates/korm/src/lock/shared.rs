@@ -217,14 +217,14 @@ impl SharedLocks {
 
     fn start_lease(&self, lock_id: &Arc<str>, token: i64, sent: Instant) -> Lease {
         let inner = &self.inner;
-        let lost = Arc::new(Held::new(sent, inner.ttl));
+        let held = Arc::new(Held::new(sent, inner.ttl));
         let id = inner.next.fetch_add(1, Ordering::Relaxed);
         let refresher = tokio::spawn(refresh_loop(
             inner.layer.clone(),
             inner.owner.clone(),
             Arc::clone(lock_id),
             (inner.ttl, inner.refresh, inner.retry),
-            Arc::clone(&lost),
+            Arc::clone(&held),
         ))
         .abort_handle();
         inner
@@ -237,7 +237,7 @@ impl SharedLocks {
             id,
             lock_id: Arc::clone(lock_id),
             token,
-            lost,
+            held,
             refresher,
             released: false,
         }
@@ -339,35 +339,27 @@ async fn refresh_loop(
             now,
             expires_at: now.saturating_add(millis(ttl)),
         };
-        match layer.locks().refresh(&claim).await {
+        let why = match layer.locks().refresh(&claim).await {
             // Confirmed only after the TTL of the last confirmation passed: the holder may
             // have been told it was lost meanwhile, and lost stays lost.
-            Ok(true) if held.is_lost() => {
-                tracing::warn!(lock = %lock_id, "a shared lock was lost: its refresh came after its ttl");
-                held.lost.store(true, Ordering::SeqCst);
-                return;
-            }
+            Ok(true) if held.is_lost() => "its refresh came after its ttl".to_owned(),
             Ok(true) => {
                 held.extend(sent, ttl);
                 wait = refresh;
+                continue;
             }
-            Ok(false) => {
-                tracing::warn!(lock = %lock_id, "a shared lock was lost (it expired and was taken over)");
-                held.lost.store(true, Ordering::SeqCst);
-                return;
-            }
+            Ok(false) => "it expired and was taken over".to_owned(),
             Err(Error::PoolClosed) => return,
-            Err(e) if held.is_lost() => {
-                tracing::warn!(lock = %lock_id, error = %e,
-                    "a shared lock was lost: it could not be refreshed within its ttl");
-                held.lost.store(true, Ordering::SeqCst);
-                return;
-            }
+            Err(e) if held.is_lost() => format!("it could not be refreshed within its ttl ({e})"),
             Err(e) => {
                 tracing::warn!(lock = %lock_id, error = %e, "could not refresh a shared lock; trying again");
                 wait = retry.min(refresh);
+                continue;
             }
-        }
+        };
+        tracing::warn!(lock = %lock_id, "a shared lock was lost: {why}");
+        held.lost.store(true, Ordering::SeqCst);
+        return;
     }
 }
 
@@ -377,7 +369,7 @@ pub(crate) struct Lease {
     id: u64,
     lock_id: Arc<str>,
     token: i64,
-    lost: Arc<Held>,
+    held: Arc<Held>,
     refresher: AbortHandle,
     released: bool,
 }
@@ -400,7 +392,7 @@ impl Lease {
     /// Whether the refresher found the lock taken over, or could not refresh it within its
     /// TTL (see [`Held`]).
     pub(crate) fn is_lost(&self) -> bool {
-        self.lost.is_lost()
+        self.held.is_lost()
     }
 
     /// Stops the refresher and deletes the row (if this owner still holds it).

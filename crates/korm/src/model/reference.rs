@@ -356,9 +356,9 @@ struct DecodeScope {
 /// so an item holding k references to one item over d levels decodes k^d rows; a hostile
 /// graph (an item listing itself a thousand times, resolved three levels deep) would run for
 /// hours and exhaust memory.
-pub(crate) const MAX_RESOLVED_DECODES: usize = 100_000;
+const MAX_RESOLVED_DECODES: usize = 100_000;
 /// See [`MAX_RESOLVED_DECODES`].
-pub(crate) const MAX_RESOLVED_BYTES: usize = 64 << 20;
+const MAX_RESOLVED_BYTES: usize = 64 << 20;
 
 /// Counts one more referenced row of `bytes` of text against the item's budget; `Err` says
 /// what was exceeded.

@@ -208,7 +208,15 @@ impl StoredRow {
 
     /// Reads the row as a model `T`: see [`read_model`].
     pub(crate) fn read<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        read_model(|nulls| T::deserialize(RowDeserializer { row: self, nulls }))
+        read_model(|nulls| {
+            T::deserialize(ModelDeserializer(RowMap {
+                row: self,
+                names: self.names.iter(),
+                slots: self.slots.iter().enumerate(),
+                value: None,
+                nulls,
+            }))
+        })
     }
 }
 
@@ -276,27 +284,27 @@ fn read_model<T>(mut attempt: impl FnMut(&NullFields) -> Result<T, Error>) -> Re
 /// Reads a model from a map of stored values (a before-image merged with changed fields),
 /// with NULL read as [`read_model`] reads it from a row.
 pub(crate) fn read_map<T: DeserializeOwned>(map: &Map<String, Value>) -> Result<T, Error> {
-    read_model(|nulls| T::deserialize(MapDeserializer { map, nulls }))
+    read_model(|nulls| {
+        T::deserialize(ModelDeserializer(ValueMap {
+            entries: map.iter().enumerate(),
+            value: None,
+            nulls,
+        }))
+    })
 }
 
-/// Deserializes a model from a map of stored values (as [`RowDeserializer`] from a row).
-struct MapDeserializer<'de> {
-    map: &'de Map<String, Value>,
-    nulls: &'de NullFields,
-}
+/// Deserializes a model, a map of field names to values, from `M` (a row's cells, or a map
+/// of stored values). A newtype model (`struct Doc(Inner)`, which the encoder writes as its
+/// inner model) reads its inner model from the same map.
+struct ModelDeserializer<M>(M);
 
-impl<'de> de::Deserializer<'de> for MapDeserializer<'de> {
+impl<'de, M: MapAccess<'de, Error = Error>> de::Deserializer<'de> for ModelDeserializer<M> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_map(ValueMap {
-            entries: self.map.iter().enumerate(),
-            value: None,
-            nulls: self.nulls,
-        })
+        visitor.visit_map(self.0)
     }
 
-    /// A newtype model reads its inner model from the map.
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         _name: &'static str,
@@ -344,42 +352,6 @@ impl<'de> MapAccess<'de> for ValueMap<'de> {
             .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
         self.nulls
             .field(index, value.is_null(), seed.deserialize(value))
-    }
-}
-
-/// Deserializes a model from a row's cells.
-struct RowDeserializer<'de> {
-    row: &'de StoredRow,
-    nulls: &'de NullFields,
-}
-
-impl<'de> de::Deserializer<'de> for RowDeserializer<'de> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_map(RowMap {
-            row: self.row,
-            names: self.row.names.iter(),
-            slots: self.row.slots.iter().enumerate(),
-            value: None,
-            nulls: self.nulls,
-        })
-    }
-
-    /// A newtype model (`struct Doc(Inner)`, which the encoder writes as its inner model)
-    /// reads its inner model from the row.
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
     }
 }
 

@@ -437,6 +437,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn and_flattens_both_sides() {
+        use crate::query::{and, eq, gt};
+        let joined = eq("a", 1).and(and([gt("b", 2), eq("c", 3)]));
+        assert_eq!(joined, and([eq("a", 1), gt("b", 2), eq("c", 3)]));
+        assert_eq!(
+            and([eq("a", 1)]).and(eq("b", 2)),
+            and([eq("a", 1), eq("b", 2)])
+        );
+    }
+
+    #[test]
     fn helpers_keep_the_raw_path_and_value() {
         assert_eq!(
             eq("meta.tier", "gold").0,

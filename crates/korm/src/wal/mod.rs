@@ -267,27 +267,6 @@ impl WalLog {
         if plan.ops.is_empty() && !record_files {
             return Ok(None);
         }
-        // A record holds one whole image per write, and a recovery compares each with the
-        // row as stored: two writes of one item (a delete and a create at its RN, two copies
-        // committed) would be replayed wrongly (the second skipped as superseded, or its
-        // image undoing the first's change). Refused before anything is written.
-        let mut items = std::collections::HashSet::with_capacity(plan.ops.len());
-        for op in &plan.ops {
-            let layer = pool.route(&op.rn)?.ident().to_owned();
-            // Ids compare without case, as one item's RN in either case names one row.
-            let (table, id) = crate::write::item_key(&op.rn)?;
-            if !items.insert((layer, table, id.to_ascii_lowercase())) {
-                return Err(Error::InvalidOption {
-                    option: "tx",
-                    reason: format!(
-                        "it writes {} twice (a delete and a create at one RN, or two copies \
-                         of one item); with a write-ahead log a transaction writes an item \
-                         once: write it once with the changes of both",
-                        op.rn
-                    ),
-                });
-            }
-        }
         // Time-prefixed, in korm 1.5's UUIDv4 shape (`rn::new_id`): a recovery tells a young
         // record's payloads (stored before the record) from a crash's leftovers by the id's
         // time (`recover::abandoned`).

@@ -168,21 +168,20 @@ async fn recover_locked(pool: &Pool, log: &WalLog) -> Result<RecoveryReport> {
 
 /// How old payloads without a record must be before a recovery removes them: longer than a
 /// writer takes from storing its payloads (large files, a slow store) to storing its record.
-pub(crate) const PAYLOADS_ABANDONED_AFTER: std::time::Duration =
-    std::time::Duration::from_secs(24 * 3600);
+const PAYLOADS_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// How old payloads without a record may be and still be taken for korm-rs's crash leftovers:
 /// an id's first 48 bits are a time only in korm-rs's ids (`rn::new_id`); korm 1.5's are
 /// random, and one of them reads as a time in this window (and its payloads, a write of
 /// korm 1.5 under way, would go) about once in 50,000 ids.
-pub(crate) const PAYLOADS_ABANDONED_BEFORE: std::time::Duration =
+const PAYLOADS_ABANDONED_BEFORE: std::time::Duration =
     std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// Whether the payloads of record `id`, which has no record, are a crash's leftovers: its id
 /// tells when it was made (korm-rs's record ids are time-prefixed UUIDv4s, `rn::new_id`), more
 /// than [`PAYLOADS_ABANDONED_AFTER`] and less than [`PAYLOADS_ABANDONED_BEFORE`] ago. Other
 /// ids are left alone: a writer may still be storing them.
-pub(crate) fn abandoned(id: &str, now: std::time::SystemTime) -> bool {
+fn abandoned(id: &str, now: std::time::SystemTime) -> bool {
     let Ok(uuid) = uuid::Uuid::parse_str(id) else {
         return false;
     };

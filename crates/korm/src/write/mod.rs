@@ -24,7 +24,6 @@ mod crash_point;
 mod diff;
 pub(crate) use diff::{FieldDiff, diff};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -192,6 +191,18 @@ async fn execute_plan(pool: &Pool, mut plan: WritePlan) -> Result<()> {
     result
 }
 
+/// The ops that write an item an earlier op of the plan writes too; `item_keys` are the
+/// ops' lock keys, in op order (an id in another case names the same row).
+fn rewrites(item_keys: &[Arc<str>]) -> Vec<usize> {
+    if item_keys.len() < 2 {
+        return Vec::new();
+    }
+    let mut seen = std::collections::HashSet::with_capacity(item_keys.len());
+    (0..item_keys.len())
+        .filter(|&i| !seen.insert(item_keys[i].to_ascii_lowercase()))
+        .collect()
+}
+
 /// Reads the rows of the ops at `unknown` as their before-images; `item_keys` are the
 /// plan's ops' lock keys, in op order.
 ///
@@ -205,18 +216,10 @@ async fn fill_before_images(
 ) -> Result<()> {
     // One fetch per layer and table (a tx of many items made from data reads them together).
     let mut groups: Vec<(LayerHandle, String, Vec<usize>)> = Vec::new();
-    // Where each item is first written in the plan (`item_keys` holds each op's lock key).
-    let mut first: HashMap<&Arc<str>, usize> = HashMap::with_capacity(item_keys.len());
-    for (i, key) in item_keys.iter().enumerate() {
-        first.entry(key).or_insert(i);
-    }
+    let again = rewrites(item_keys);
     for &i in unknown {
         // Its before-image would be the stored row, not what the plan's earlier op leaves.
-        if item_keys
-            .get(i)
-            .and_then(|key| first.get(key))
-            .is_some_and(|&at| at < i)
-        {
+        if again.contains(&i) {
             return Err(Error::InvalidOption {
                 option: "tx",
                 reason: format!(
@@ -291,6 +294,24 @@ async fn execute_known(
     let groups = group_by_layer(pool, &plan)?;
     let depot_ops: Vec<&DepotOp> = depot_ops_of(&plan).collect();
     let wal = pool.wal_log();
+
+    // A WAL record holds one whole image per write, and a recovery compares each with the
+    // row as stored: two writes of one item (a delete and a create at its RN, two copies
+    // committed) would be replayed wrongly (the second skipped as superseded, or its image
+    // undoing the first's change). Refused before anything is written.
+    if wal.is_some()
+        && let Some(&i) = rewrites(&keys[..item_keys]).first()
+    {
+        return Err(Error::InvalidOption {
+            option: "tx",
+            reason: format!(
+                "it writes {} twice (a delete and a create at one RN, or two copies of one \
+                 item); with a write-ahead log a transaction writes an item once: write it \
+                 once with the changes of both",
+                plan.ops[i].rn
+            ),
+        });
+    }
 
     // 2. Lock every touched RN the caller does not hold already, in sorted order.
     if let Some(lost) = plan.held.iter().find(|h| h.lost) {

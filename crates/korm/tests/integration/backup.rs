@@ -74,8 +74,13 @@ fn coll() -> Rn<Person> {
 }
 
 async fn all(pool: &korm::Pool) -> Vec<(String, Person)> {
+    items_in(pool, coll()).await
+}
+
+/// The people of `collection`, by RN text, sorted.
+async fn items_in(pool: &korm::Pool, collection: Rn<Person>) -> Vec<(String, Person)> {
     let mut out: Vec<(String, Person)> = korm::item::<Person>(pool)
-        .query(coll())
+        .query(collection)
         .get()
         .await
         .expect("query")
@@ -84,6 +89,43 @@ async fn all(pool: &korm::Pool) -> Vec<(String, Person)> {
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// Creates `n` people without references in `collection`; by RN text, sorted.
+async fn create_in(pool: &korm::Pool, collection: &Rn<Person>, n: i64) -> Vec<(String, Person)> {
+    let mut made = Vec::new();
+    for i in 0..n {
+        let item = korm::item::<Person>(pool)
+            .from_data(collection.clone(), person(i, None))
+            .expect("data")
+            .create()
+            .await
+            .expect("create");
+        made.push((item.rn().to_string(), item.into_data()));
+    }
+    made.sort_by(|a, b| a.0.cmp(&b.0));
+    made
+}
+
+/// A backup of layer `data` of `pool`, into its depot `backups`.
+async fn take(pool: &korm::Pool) -> korm::backup::BackupInfo {
+    Backups::new(pool, "backups")
+        .expect("depot")
+        .now("data")
+        .await
+        .expect("backup")
+}
+
+/// Restores `key` into layer `data` of `pool`, replacing what is there.
+async fn restore_replace(
+    pool: &korm::Pool,
+    key: &korm::depots::DepotKey,
+) -> korm::backup::RestoreReport {
+    Backups::new(pool, "backups")
+        .expect("depot")
+        .restore(key, "data", RestoreOptions::replace())
+        .await
+        .expect("restore")
 }
 
 /// Writes `n` people (each after the first references the one before).
@@ -205,45 +247,17 @@ async fn a_mariadb_collection_with_a_hashed_table_name_backs_up_and_restores() {
         .expect("rn");
     let depot_dir = tempfile::tempdir().expect("temp dir");
     let pool = open(source.spec(), korm::depots::local(depot_dir.path()).into()).await;
-    let items = korm::item::<Person>(&pool);
-    let mut before = Vec::new();
-    for i in 0..3 {
-        let made = items
-            .from_data(long.clone(), person(i, None))
-            .expect("data")
-            .create()
-            .await
-            .expect("create");
-        before.push((made.rn().to_string(), made.into_data()));
-    }
-    let taken = Backups::new(&pool, "backups")
-        .expect("depot")
-        .now("data")
-        .await
-        .expect("a hashed table name is backed up");
+    let before = create_in(&pool, &long, 3).await;
+    let taken = take(&pool).await;
     assert_eq!(taken.tables, 2, "the items' table and __korm_meta__");
     pool.close().await;
 
     let restored = open(target.spec(), korm::depots::local(depot_dir.path()).into()).await;
-    let report = Backups::new(&restored, "backups")
-        .expect("depot")
-        .restore(&taken.key, "data", RestoreOptions::replace())
-        .await
-        .expect("restore");
+    let report = restore_replace(&restored, &taken.key).await;
     assert_eq!(report.rows, 3);
     assert_eq!(report.tables.len(), 1);
     assert!(report.tables[0].len() == 9 + 32, "{:?}", report.tables);
-    let mut after: Vec<(String, Person)> = korm::item::<Person>(&restored)
-        .query(long)
-        .get()
-        .await
-        .expect("query")
-        .into_iter()
-        .map(|i| (i.rn().to_string(), i.into_data()))
-        .collect();
-    after.sort_by(|a, b| a.0.cmp(&b.0));
-    before.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(after, before);
+    assert_eq!(items_in(&restored, long).await, before);
     restored.close().await;
 }
 
@@ -265,46 +279,15 @@ async fn a_replace_into_mariadb_empties_the_hashed_table_of_a_long_collection() 
         depot(),
     )
     .await;
-    let mut before = Vec::new();
-    for i in 0..2 {
-        let made = korm::item::<Person>(&source)
-            .from_data(long.clone(), person(i, None))
-            .expect("data")
-            .create()
-            .await
-            .expect("create");
-        before.push((made.rn().to_string(), made.into_data()));
-    }
-    let taken = Backups::new(&source, "backups")
-        .expect("depot")
-        .now("data")
-        .await
-        .expect("backup");
+    let before = create_in(&source, &long, 2).await;
+    let taken = take(&source).await;
     source.close().await;
 
     let restored = open(target.spec(), depot()).await;
-    korm::item::<Person>(&restored)
-        .from_data(long.clone(), person(9, None))
-        .expect("data")
-        .create()
-        .await
-        .expect("an item the replace removes");
-    Backups::new(&restored, "backups")
-        .expect("depot")
-        .restore(&taken.key, "data", RestoreOptions::replace())
-        .await
-        .expect("restore");
-    let mut after: Vec<(String, Person)> = korm::item::<Person>(&restored)
-        .query(long)
-        .get()
-        .await
-        .expect("query")
-        .into_iter()
-        .map(|i| (i.rn().to_string(), i.into_data()))
-        .collect();
-    after.sort_by(|a, b| a.0.cmp(&b.0));
-    before.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(after, before);
+    // An item the replace removes.
+    create_in(&restored, &long, 1).await;
+    restore_replace(&restored, &taken.key).await;
+    assert_eq!(items_in(&restored, long).await, before);
     restored.close().await;
 }
 
@@ -354,11 +337,7 @@ async fn a_backup_knows_columns_another_pool_added() {
         .await
         .expect("create");
     b.close().await;
-    let taken = Backups::new(&a, "backups")
-        .expect("depot")
-        .now("data")
-        .await
-        .expect("backup");
+    let taken = take(&a).await;
     a.close().await;
 
     let restored = open(
@@ -366,11 +345,7 @@ async fn a_backup_knows_columns_another_pool_added() {
         depot(),
     )
     .await;
-    Backups::new(&restored, "backups")
-        .expect("depot")
-        .restore(&taken.key, "data", RestoreOptions::replace())
-        .await
-        .expect("restore");
+    restore_replace(&restored, &taken.key).await;
     let back = korm::item::<V2>(&restored)
         .load(made.rn().clone())
         .get()
@@ -388,15 +363,8 @@ async fn a_backup_cut_short_leaves_no_transaction_open(backend: &str) {
     let Some(Place::Server(db)) = Place::new(backend).await else {
         return;
     };
-    let layer: LayerSpec = if backend == "pg" {
-        korm::layers::postgres(&db.url)
-            .with_max_connections(1)
-            .into()
-    } else {
-        korm::layers::mysql(&db.url).with_max_connections(1).into()
-    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = open(layer, korm::depots::local(dir.path()).into()).await;
+    let pool = open(db.layer(1), korm::depots::local(dir.path()).into()).await;
     let items = korm::item::<Person>(&pool);
     let mut tx = korm::tx(&pool);
     for i in 0..400 {
@@ -423,15 +391,7 @@ async fn a_backup_cut_short_leaves_no_transaction_open(backend: &str) {
         .await
         .expect("the next write commits");
     // Read back through another pool: it is there, committed.
-    let other = open(
-        if backend == "pg" {
-            korm::layers::postgres(&db.url).into()
-        } else {
-            korm::layers::mysql(&db.url).into()
-        },
-        korm::depots::local(dir.path()).into(),
-    )
-    .await;
+    let other = open(db.layer(2), korm::depots::local(dir.path()).into()).await;
     korm::item::<Person>(&other)
         .load(made.rn().clone())
         .get()

@@ -683,21 +683,11 @@ async fn cancelled_writes_leave_no_transaction_behind(server: Server) {
     let Some(db) = support::create(server).await else {
         return;
     };
-    let spec = |max: u32| -> korm::LayerSpec {
-        match server {
-            Server::Postgres => korm::layers::postgres(&db.url)
-                .with_max_connections(max)
-                .into(),
-            _ => korm::layers::mysql(&db.url)
-                .with_max_connections(max)
-                .into(),
-        }
-    };
     #[derive(Debug, Serialize, Deserialize)]
     struct Doc {
         n: i64,
     }
-    let open_with = |max: u32| korm::pool().layer("docsdb", spec(max)).open();
+    let open_with = |max: u32| korm::pool().layer("docsdb", db.layer(max)).open();
     let pool = open_with(1).await.expect("open");
     let reader = open_with(2).await.expect("open the reader");
     let docs = korm::item::<Doc>(&pool);

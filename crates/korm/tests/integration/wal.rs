@@ -579,28 +579,47 @@ async fn a_transaction_with_a_wal_writes_an_item_once() {
     pool.close().await;
 }
 
-/// A file in `pending/` whose name no record has (an operator's copy, `... 2.json`) is
-/// reported as refused and left in place: it used to fail every open of the pool.
-#[tokio::test]
-async fn a_pending_file_named_unlike_a_record_is_refused_not_fatal() {
+/// Opens a pool and closes it, has `put` write a file into its WAL's `pending/` folder (given
+/// the folder, it returns the file), and opens the pool again: the open goes on, and refuses
+/// that file alone, for a reason holding `reason`. Returns the folder of the pool's files and
+/// the file.
+async fn refused_at_open(
+    put: impl FnOnce(&Path) -> PathBuf,
+    reason: &str,
+) -> (tempfile::TempDir, PathBuf) {
     install_keys();
     let dir = tempfile::tempdir().expect("dir");
     let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
         .await
         .expect("open");
-    let folder = wal_folder(&dir.path().join("wal"), &pool);
+    let pending = wal_folder(&dir.path().join("wal"), &pool).join("pending");
     pool.close().await;
-    std::fs::create_dir_all(folder.join("pending")).expect("pending");
-    let odd = folder.join("pending").join("0190aa 2.json");
-    std::fs::write(&odd, "{}").expect("odd file");
+    std::fs::create_dir_all(&pending).expect("pending");
+    let file = put(&pending);
     let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
         .await
-        .expect("an odd file does not stop the open");
+        .expect("the file does not stop the open");
     let report = pool.wal().expect("wal").opened_with().expect("report");
     assert_eq!(report.refused.len(), 1, "{report:?}");
-    assert!(report.refused[0].reason.contains("file name"), "{report:?}");
-    assert!(odd.exists(), "left for a person to look at");
+    assert!(report.refused[0].reason.contains(reason), "{report:?}");
     pool.close().await;
+    (dir, file)
+}
+
+/// A file in `pending/` whose name no record has (an operator's copy, `... 2.json`) is
+/// reported as refused and left in place: it used to fail every open of the pool.
+#[tokio::test]
+async fn a_pending_file_named_unlike_a_record_is_refused_not_fatal() {
+    let (_dir, odd) = refused_at_open(
+        |pending| {
+            let odd = pending.join("0190aa 2.json");
+            std::fs::write(&odd, "{}").expect("odd file");
+            odd
+        },
+        "file name",
+    )
+    .await;
+    assert!(odd.exists(), "left for a person to look at");
 }
 
 /// A pending record file larger than any record korm writes (256 MiB) is refused unread at
@@ -608,28 +627,18 @@ async fn a_pending_file_named_unlike_a_record_is_refused_not_fatal() {
 /// parsed, and copied) before its MAC was checked, so a huge file exhausted memory.
 #[tokio::test]
 async fn a_pending_record_file_too_large_to_be_a_record_is_refused_unread() {
-    install_keys();
-    let dir = tempfile::tempdir().expect("dir");
-    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
-        .await
-        .expect("open");
-    let folder = wal_folder(&dir.path().join("wal"), &pool);
-    pool.close().await;
-    let huge = folder
-        .join("pending")
-        .join(format!("{}.json", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(folder.join("pending")).expect("pending");
-    // Sparse: no disk is used.
-    std::fs::File::create(&huge)
-        .and_then(|f| f.set_len((256 << 20) + 1))
-        .expect("huge file");
-    let pool = sqlite_pool(dir.path(), WalOptions::new("orders"))
-        .await
-        .expect("a huge file does not stop the open");
-    let report = pool.wal().expect("wal").opened_with().expect("report");
-    assert_eq!(report.refused.len(), 1, "{report:?}");
-    assert!(report.refused[0].reason.contains("larger"), "{report:?}");
-    pool.close().await;
+    let (dir, huge) = refused_at_open(
+        |pending| {
+            let huge = pending.join(format!("{}.json", uuid::Uuid::new_v4()));
+            // Sparse: no disk is used.
+            std::fs::File::create(&huge)
+                .and_then(|f| f.set_len((256 << 20) + 1))
+                .expect("huge file");
+            huge
+        },
+        "larger",
+    )
+    .await;
 
     let wal = Faulty::local("wal", &dir.path().join("wal")).await;
     let pool = korm::pool()
@@ -1437,15 +1446,15 @@ async fn orphan_payloads_are_removed_at_open() {
     let folder = wal_folder(&dir.path().join("wal"), &pool);
     pool.close().await;
     // A record id of korm-rs's shape (`rn::new_id`) made two days ago.
-    let two_days_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis()
-        - 2 * 24 * 3600 * 1000;
-    let old_id = uuid::Uuid::from_u128(
-        (two_days_ago << 80) | (korm::rn::new_id().as_u128() & ((1 << 80) - 1)),
-    );
-    let orphan = folder.join(format!("payloads/{old_id}/0"));
+    let made_days_ago = |days: u128| {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+            - days * 24 * 3600 * 1000;
+        uuid::Uuid::from_u128((millis << 80) | (korm::rn::new_id().as_u128() & ((1 << 80) - 1)))
+    };
+    let orphan = folder.join(format!("payloads/{}/0", made_days_ago(2)));
     std::fs::create_dir_all(&orphan).expect("mkdir");
     std::fs::write(orphan.join("after.bin"), "lost").expect("write");
     let kept = folder.join("payloads/6fa459ea-ee8a-3ca4-894e-db77e160355e/0");
@@ -1461,7 +1470,9 @@ async fn orphan_payloads_are_removed_at_open() {
     let young = folder.join(format!("payloads/{}/0", korm::rn::new_id()));
     // A random id (korm 1.5's) whose first bits read as no time in the window.
     let untimed = folder.join("payloads/ffffffff-ffff-4fff-bfff-ffffffffffff/0");
-    for payloads in [&young, &untimed] {
+    // One whose time is past the window's 90 days.
+    let ancient = folder.join(format!("payloads/{}/0", made_days_ago(100)));
+    for payloads in [&young, &untimed, &ancient] {
         std::fs::create_dir_all(payloads).expect("mkdir");
         std::fs::write(payloads.join("after.bin"), "under way").expect("write");
     }
@@ -1486,6 +1497,10 @@ async fn orphan_payloads_are_removed_at_open() {
     assert!(
         untimed.join("after.bin").exists(),
         "untimed payloads are kept"
+    );
+    assert!(
+        ancient.join("after.bin").exists(),
+        "an id older than the window is kept"
     );
     assert!(fresh_tmp.exists(), "a rewrite under way keeps its file");
     assert!(!old_tmp.exists(), "a crash's temporary file is removed");

@@ -50,6 +50,20 @@ pub struct TestDatabase {
     admin_url: String,
 }
 
+impl TestDatabase {
+    /// A korm layer on this database, keeping at most `max_connections` open.
+    pub fn layer(&self, max_connections: u32) -> korm::LayerSpec {
+        match self.server {
+            Server::Postgres => korm::layers::postgres(&self.url)
+                .with_max_connections(max_connections)
+                .into(),
+            Server::MySql => korm::layers::mysql(&self.url)
+                .with_max_connections(max_connections)
+                .into(),
+        }
+    }
+}
+
 /// The URL of `admin_url` with its database (the path) replaced by `name`.
 fn with_database(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {

@@ -70,6 +70,26 @@ impl fmt::Debug for SqliteLayer {
 }
 
 impl SqliteLayer {
+    /// A table's schema: the cached one (or one PRAGMA read), or with `fresh` read again. Short
+    /// enough to run in place.
+    async fn schema_in_place(&self, table: &str, fresh: bool) -> Result<Option<TableSchema>> {
+        let table = table.to_owned();
+        self.worker
+            .in_place(move |state| {
+                let State {
+                    conn,
+                    schemas,
+                    ident,
+                    ..
+                } = state;
+                if fresh {
+                    schemas.remove(&table);
+                }
+                Ok(schema_of(conn, schemas, ident, &table)?.cloned())
+            })
+            .await
+    }
+
     /// Opens (or creates) the database.
     pub(crate) async fn open(ident: String, options: SqliteOptions) -> Result<SqliteLayer> {
         let ident = ident.as_str();
@@ -280,35 +300,11 @@ impl Layer for SqliteLayer {
     }
 
     async fn table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
-        let table = table.to_owned();
-        // A cache lookup (or one PRAGMA read): short enough to run in place.
-        self.worker
-            .in_place(move |state| {
-                let State {
-                    conn,
-                    schemas,
-                    ident,
-                    ..
-                } = state;
-                Ok(schema_of(conn, schemas, ident, &table)?.cloned())
-            })
-            .await
+        self.schema_in_place(table, false).await
     }
 
     async fn fresh_table_schema(&self, table: &str) -> Result<Option<TableSchema>> {
-        let table = table.to_owned();
-        self.worker
-            .in_place(move |state| {
-                let State {
-                    conn,
-                    schemas,
-                    ident,
-                    ..
-                } = state;
-                schemas.remove(&table);
-                Ok(schema_of(conn, schemas, ident, &table)?.cloned())
-            })
-            .await
+        self.schema_in_place(table, true).await
     }
 
     fn backend(&self) -> &'static str {
