@@ -863,13 +863,7 @@ async fn schedule_runs_once(backend: &str) {
 async fn retention_leaves_backups_newer_than_the_run_alone() {
     use korm::backup::schedule::{Retention, Scheduler};
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = korm::pool()
-        .layer("data", korm::layers::sqlite(dir.path().join("data.sqlite")))
-        .depot("backups", korm::depots::local(dir.path().join("depot")))
-        .with_meta("data")
-        .open()
-        .await
-        .expect("open");
+    let pool = sqlite_meta_pool(dir.path()).await;
     fill(&pool, 2).await;
     // What other runs left: one long ago, one (another instance's, its clock ahead) after
     // this run's.
@@ -927,13 +921,7 @@ async fn retention_leaves_backups_newer_than_the_run_alone() {
 async fn a_run_cut_short_is_due_again_within_the_hour() {
     use korm::backup::schedule::Scheduler;
     let dir = tempfile::tempdir().expect("temp dir");
-    let pool = korm::pool()
-        .layer("data", korm::layers::sqlite(dir.path().join("data.sqlite")))
-        .depot("backups", korm::depots::local(dir.path().join("depot")))
-        .with_meta("data")
-        .open()
-        .await
-        .expect("open");
+    let pool = sqlite_meta_pool(dir.path()).await;
     fill(&pool, 2).await;
     let weekly = |pool: &korm::Pool| {
         Scheduler::new(pool, "backups")
